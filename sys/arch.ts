@@ -1,0 +1,76 @@
+// x86_64 specifics in one place: syscall numbers, the user_regs_struct layout, and the
+// ptrace/kernel constants whose values are architecture-specific or that the rest of sys/ shares.
+// Another architecture gets its own copy of this module and nothing else changes.
+
+export const ARCH = 'x86_64';
+export const PAGE_SIZE = 4096;
+
+/** Syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
+export const SYS = {
+  read: 0, write: 1, open: 2, close: 3, stat: 4, fstat: 5, lseek: 8, mmap: 9, mprotect: 10,
+  munmap: 11, brk: 12, rt_sigaction: 13, rt_sigprocmask: 14, rt_sigreturn: 15, ioctl: 16,
+  pread64: 17, pwrite64: 18, readv: 19, writev: 20, pipe: 22, mremap: 25, msync: 26, mincore: 27,
+  madvise: 28, dup: 32, dup2: 33, nanosleep: 35, getitimer: 36, setitimer: 38, getpid: 39,
+  socket: 41, connect: 42, sendto: 44, recvfrom: 45, sendmsg: 46, recvmsg: 47, shutdown: 48,
+  bind: 49, listen: 50, getsockname: 51, getpeername: 52, socketpair: 53, setsockopt: 54,
+  getsockopt: 55, clone: 56, fork: 57, execve: 59, exit: 60, wait4: 61, kill: 62, uname: 63,
+  fcntl: 72, flock: 73, ftruncate: 77, getcwd: 79, chdir: 80, fchdir: 81, fchmod: 91, fchown: 93,
+  umask: 95, getrlimit: 97, ptrace: 101, getuid: 102, getgid: 104, setuid: 105, setgid: 106,
+  geteuid: 107, getegid: 108, setpgid: 109, getppid: 110, setsid: 112, setgroups: 116,
+  setresuid: 117, getresuid: 118, setresgid: 119, getresgid: 120, getpgid: 121, setfsuid: 122,
+  setfsgid: 123, getsid: 124, capget: 125, capset: 126, rt_sigpending: 127,
+  rt_sigqueueinfo: 129, sigaltstack: 131, personality: 135, fstatfs: 138, getpriority: 140,
+  setpriority: 141, sched_setparam: 142, sched_getparam: 143, sched_setscheduler: 144,
+  sched_getscheduler: 145, mlock: 149, mlockall: 151, pivot_root: 155, prctl: 157,
+  arch_prctl: 158, setrlimit: 160, chroot: 161, mount: 165, umount2: 166, sethostname: 170,
+  setdomainname: 171, gettid: 186, tkill: 200, futex: 202, sched_setaffinity: 203,
+  sched_getaffinity: 204, set_thread_area: 205, io_setup: 206, get_thread_area: 211,
+  set_tid_address: 218, restart_syscall: 219, timer_create: 222, timer_settime: 223,
+  timer_gettime: 224, timer_getoverrun: 225, timer_delete: 226, clock_gettime: 228,
+  clock_nanosleep: 230, exit_group: 231, epoll_ctl: 233, tgkill: 234, waitid: 247,
+  inotify_add_watch: 254, openat: 257, mkdirat: 258, unlinkat: 263, linkat: 265, symlinkat: 266,
+  readlinkat: 267, unshare: 272, set_robust_list: 273, get_robust_list: 274, timerfd_create: 283,
+  accept4: 288, signalfd4: 289, eventfd2: 290, epoll_create1: 291, dup3: 292, pipe2: 293,
+  inotify_init1: 294, rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310,
+  process_vm_writev: 311, kcmp: 312, getrandom: 318, memfd_create: 319, userfaultfd: 323,
+  membarrier: 324, statx: 332, getcpu: 309, rseq: 334, open_tree: 428, move_mount: 429, pidfd_open: 434,
+  clone3: 435, close_range: 436, pidfd_getfd: 438, process_madvise: 440,
+  timerfd_settime: 286, timerfd_gettime: 287,
+} as const;
+export type SyscallName = keyof typeof SYS;
+
+/** Reverse map, for messages ("ptrace(SEIZE, 1234)"). */
+export const SYSCALL_NAME: ReadonlyMap<number, string> = new Map(
+  Object.entries(SYS).map(([name, nr]) => [nr, name]),
+);
+
+/**
+ * struct user_regs_struct (arch/x86/include/asm/user_64.h): 27 u64 in this order.
+ * CRIU's user_x86_regs_entry uses the same order with short names (bp, bx, ax, ...).
+ */
+export const USER_REGS = [
+  'r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', 'r10', 'r9', 'r8', 'rax', 'rcx', 'rdx',
+  'rsi', 'rdi', 'orig_rax', 'rip', 'cs', 'eflags', 'rsp', 'ss', 'fs_base', 'gs_base', 'ds',
+  'es', 'fs', 'gs',
+] as const;
+export type RegName = (typeof USER_REGS)[number];
+export const USER_REGS_SIZE = USER_REGS.length * 8; // 216
+
+/** Registers that carry a syscall's number, arguments and result. */
+export const SYSCALL_ARG_REGS: readonly RegName[] = ['rdi', 'rsi', 'rdx', 'r10', 'r8', 'r9'];
+export const SYSCALL_NR_REG: RegName = 'rax';
+export const SYSCALL_RET_REG: RegName = 'rax';
+export const SYSCALL_ORIG_REG: RegName = 'orig_rax';
+export const IP_REG: RegName = 'rip';
+export const SP_REG: RegName = 'rsp';
+
+/** The `syscall` instruction (0f 05): its length is what rip moves back by on a restart. */
+export const SYSCALL_INSN = Buffer.from([0x0f, 0x05]);
+export const SYSCALL_INSN_LEN = 2;
+
+/** ELF note types for PTRACE_GETREGSET. */
+export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
+/** The FXSAVE area is 512 bytes; XSAVE's header follows at 512. */
+export const FXSAVE_SIZE = 512;
+/** Upper bound for the XSAVE area we offer the kernel (it trims iov_len to the real size). */
+export const XSAVE_MAX_SIZE = 16384;

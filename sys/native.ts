@@ -1,0 +1,68 @@
+// The one koffi binding of libc. Every raw system call stasis makes goes through `syscall` here,
+// synchronously on the main JS thread (ptrace is per-thread: only this thread is the tracer).
+
+import koffi from 'koffi';
+import { SysError, isErrorResult, setStrerror } from './errno.js';
+import { SYS } from './arch.js';
+
+const libc = koffi.load('libc.so.6');
+
+// glibc's syscall() is plain asm without va_arg handling, so a fixed 7-long prototype is exact and
+// twice as fast as a variadic declaration. It returns -1 and sets errno on failure.
+const syscall7 = libc.func('long syscall(long, long, long, long, long, long, long)') as (
+  ...a: (number | bigint)[]
+) => number | bigint;
+const strerrorFn = libc.func('const char *strerror(int)') as (e: number) => string;
+setStrerror((e) => strerrorFn(e));
+
+export type Arg = number | bigint;
+
+/** A raw syscall: the result as the kernel gave it, errors as -errno (never throws). */
+export function rawSyscall(nr: number, a = 0 as Arg, b = 0 as Arg, c = 0 as Arg, d = 0 as Arg,
+  e = 0 as Arg, f = 0 as Arg): bigint {
+  const r = BigInt(syscall7(nr, a, b, c, d, e, f));
+  return r === -1n ? -BigInt(koffi.errno()) : r;
+}
+
+/** A syscall that throws SysError (errno name + `what`) on failure. */
+export function syscall(what: string | (() => string), nr: number, a: Arg = 0, b: Arg = 0,
+  c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): bigint {
+  const r = rawSyscall(nr, a, b, c, d, e, f);
+  if (isErrorResult(r)) throw new SysError(Number(-r), typeof what === 'string' ? what : what());
+  return r;
+}
+
+/**
+ * A buffer the kernel may read or write. Allocated outside Node's pool so that its address is
+ * stable and it is never shared with unrelated small buffers.
+ */
+export function nativeBuffer(size: number): Buffer {
+  return Buffer.allocUnsafeSlow(size).fill(0);
+}
+
+/** The address of a buffer's first byte, to pass as a pointer argument. */
+export function addressOf(buf: Buffer): bigint {
+  return koffi.address(buf) as bigint;
+}
+
+/** Small wrappers used across sys/. */
+export function getpid(): number {
+  return Number(rawSyscall(SYS.getpid));
+}
+
+export function gettid(): number {
+  return Number(rawSyscall(SYS.gettid));
+}
+
+export function kill(pid: number, sig: number): void {
+  syscall(`kill(${pid}, ${sig})`, SYS.kill, pid, sig);
+}
+
+export function tgkill(tgid: number, tid: number, sig: number): void {
+  syscall(`tgkill(${tgid}, ${tid}, ${sig})`, SYS.tgkill, tgid, tid, sig);
+}
+
+export function prctl(what: string, option: number, a: Arg = 0, b: Arg = 0, c: Arg = 0,
+  d: Arg = 0): bigint {
+  return syscall(`prctl(${what})`, SYS.prctl, option, a, b, c, d);
+}

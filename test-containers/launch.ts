@@ -1,0 +1,75 @@
+// Building and starting the test workloads. Workloads run under `reaper` (a child subreaper), so
+// the workload itself is never a child_process of the test: libuv would otherwise swallow its
+// ptrace stops, and a killed workload is reaped at once instead of lingering as a zombie.
+
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test-containers
+const sourceDir = path.resolve(here, '../../test-containers/workloads');
+const binDir = path.join(here, 'bin');
+
+/** Compile workloads/NAME.c (once, or again when the source is newer). Returns the binary path. */
+export function buildWorkload(name: string): string {
+  const src = path.join(sourceDir, `${name}.c`);
+  const out = path.join(binDir, name);
+  fs.mkdirSync(binDir, { recursive: true });
+  const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(src).mtimeMs;
+  if (stale) {
+    const tmp = `${out}.${process.pid}.tmp`;
+    execFileSync('gcc', ['-O1', '-g', '-Wall', '-o', tmp, src, '-lpthread'], { stdio: 'inherit' });
+    fs.renameSync(tmp, out);
+  }
+  return out;
+}
+
+export interface Workload {
+  /** PID of the workload (a child of the reaper, not of this process). */
+  pid: number;
+  reaper: ChildProcess;
+  /** Every line the workload and the reaper have printed so far. */
+  lines: string[];
+  /** Resolves with the first line matching `re` (already printed or still to come). */
+  waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** SIGKILL the workload (by PID) and wait for the reaper to finish. */
+  kill(): Promise<void>;
+}
+
+/** Start a workload binary (built from workloads/) under the reaper. */
+export async function startWorkload(name: string, args: string[] = []): Promise<Workload> {
+  const reaperBin = buildWorkload('reaper');
+  const bin = buildWorkload(name);
+  const reaper = spawn(reaperBin, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  readline.createInterface({ input: reaper.stdout! }).on('line', (line) => {
+    lines.push(line);
+    for (const w of [...waiters]) {
+      if (w.re.test(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  const exited = new Promise<void>((resolve) => reaper.on('exit', () => resolve()));
+  const waitForLine = (re: RegExp, timeoutMs = 10_000): Promise<string> => {
+    const seen = lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; got: ${lines.slice(-5).join(' | ')}`)), timeoutMs);
+      waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  };
+  const pid = Number((await waitForLine(/^pid \d+$/)).split(' ')[1]);
+  return {
+    pid, reaper, lines, waitForLine,
+    async kill() {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (reaper.exitCode === null) reaper.kill('SIGKILL');
+    },
+  };
+}

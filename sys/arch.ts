@@ -2,6 +2,8 @@
 // ptrace/kernel constants whose values are architecture-specific or that the rest of sys/ shares.
 // Another architecture gets its own copy of this module and nothing else changes.
 
+import fs from 'node:fs';
+
 export const ARCH = 'x86_64';
 export const PAGE_SIZE = 4096;
 
@@ -74,3 +76,49 @@ export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 export const FXSAVE_SIZE = 512;
 /** Upper bound for the XSAVE area we offer the kernel (it trims iov_len to the real size). */
 export const XSAVE_MAX_SIZE = 16384;
+
+/** XSAVE state components (the bit numbers of XCR0 / xstate_bv) that user space can hold. */
+export const XFEATURE = {
+  FP: 0, SSE: 1, YMM: 2, BNDREGS: 3, BNDCSR: 4, OPMASK: 5, ZMM_HI256: 6, HI16_ZMM: 7, PKRU: 9,
+  CET_USER: 11,
+} as const;
+
+export interface XstateLayout {
+  /** Features enabled in XCR0 (user state). */
+  xcr0: bigint;
+  /** Size of the standard-format XSAVE area the kernel's NT_X86_XSTATE regset uses. */
+  size: number;
+  /** Standard-format offset and size of each enabled component (from CPUID leaf 0xD). */
+  components: Map<number, { offset: number; size: number }>;
+}
+
+let layout: XstateLayout | undefined;
+
+/**
+ * The CPU's XSAVE layout. Component offsets in the standard format differ between CPU vendors
+ * (AMD packs AVX-512 state right after AVX; Intel leaves room for MPX), so they are read from
+ * CPUID leaf 0xD through the kernel's /dev/cpu/0/cpuid (offset = leaf | subleaf << 32).
+ */
+export function xstateLayout(): XstateLayout {
+  if (layout) return layout;
+  const fd = fs.openSync('/dev/cpu/0/cpuid', 'r');
+  const cpuid = (leaf: number, sub: number): number[] => {
+    const b = Buffer.alloc(16);
+    fs.readSync(fd, b, 0, 16, BigInt(leaf) | (BigInt(sub) << 32n));
+    return [b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)];
+  };
+  try {
+    const [eax0, ebx0, , edx0] = cpuid(0xd, 0);
+    const xcr0 = BigInt(eax0!) | (BigInt(edx0!) << 32n);
+    const components = new Map<number, { offset: number; size: number }>();
+    for (let i = 2; i < 64; i++) {
+      if (!(xcr0 & (1n << BigInt(i)))) continue;
+      const [size, offset] = cpuid(0xd, i);
+      components.set(i, { offset: offset!, size: size! });
+    }
+    layout = { xcr0, size: ebx0!, components };
+    return layout;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,212 @@
+// /proc/PID/maps and /proc/PID/smaps: one entry per VMA. The one place that parses them.
+//
+// A maps line (fs/proc/task_mmu.c show_map_vma):
+//   7f5e8414b000-7f5e8414c000 rw-s 00000000 00:01 25        /memfd:stasis mem (deleted)
+// start-end, r/w/x and s|p, pgoff (hex), dev major:minor (hex), inode (decimal), then padding
+// and the name: a path (may hold spaces; the kernel escapes only '\n', as \012), a bracketed
+// special name, or nothing for an anonymous mapping. smaps adds "Key: N kB" lines,
+// `THPeligible:`, `ProtectionKey:` and `VmFlags:` after each header.
+import {
+  type ProcPid, dec, hex, hexBig, lines, malformed, procPath, readProcText, udec,
+} from './read.js';
+import { PROT_EXEC, PROT_READ, PROT_WRITE, type VmFlags, parseVmFlags } from './vmflags.js';
+
+/**
+ * What the name column says the mapping is.
+ * - `anonymous`: no name (private or shared anon; shared anon usually shows as shmem, below).
+ * - `file`: a path; `deleted` tells whether the kernel appended " (deleted)".
+ * - `heap`, `stack`, `vdso`, `vvar`, `vvar_vclock` (kernel ≥ 6.13), `vsyscall`, `vectors`
+ *   (arm), `uprobes`: the kernel's special mappings.
+ * - `anon-named`: `[anon:NAME]` set with prctl(PR_SET_VMA_ANON_NAME); `anon-shmem-named`: `[anon_shmem:NAME]`.
+ * - `memfd`: `/memfd:NAME (deleted)`; `sysv`: `/SYSV<key hex> (deleted)` (SysV shm);
+ *   `shmem`: `/dev/zero (deleted)` on the shmem device (MAP_SHARED|MAP_ANONYMOUS).
+ * - `aio`: `/[aio] (deleted)` (AIO ring); `special`: any other bracketed or non-path name.
+ */
+export type VmaKind =
+  | 'anonymous' | 'file' | 'heap' | 'stack' | 'vdso' | 'vvar' | 'vvar_vclock' | 'vsyscall'
+  | 'vectors' | 'uprobes' | 'anon-named' | 'anon-shmem-named' | 'memfd' | 'sysv' | 'shmem'
+  | 'aio' | 'special';
+
+export interface Vma {
+  /** First byte (inclusive). Addresses are bigint: [vsyscall] sits above 2^53. */
+  start: bigint;
+  /** One past the last byte. */
+  end: bigint;
+  /** The perms column as printed, e.g. `rw-p`. */
+  perms: string;
+  /** PROT_READ | PROT_WRITE | PROT_EXEC from the perms column. */
+  prot: number;
+  /** `s` in the perms column (MAP_SHARED) rather than `p` (MAP_PRIVATE). */
+  shared: boolean;
+  /** File offset in bytes. */
+  pgoff: bigint;
+  devMajor: number;
+  devMinor: number;
+  /** Inode of the backing file (0 for anonymous memory). Values beyond 2^53 are refused, not rounded. */
+  inode: number;
+  /** The name column with " (deleted)" removed and \012 decoded; '' for anonymous memory. */
+  path: string;
+  /** The kernel appended " (deleted)": the file was unlinked (always so for memfd, SysV, shmem). */
+  deleted: boolean;
+  kind: VmaKind;
+  /** For `anon-named`/`anon-shmem-named`/`memfd`: the NAME part. */
+  name?: string;
+  /** For `sysv`: the IPC key from the name (`/SYSV0000abcd` → 0xabcd). */
+  sysvKey?: number;
+}
+
+export interface SmapsVma extends Vma {
+  /** The "Key: N kB" counters in kB, keyed as the kernel prints them: Size, Rss, Pss,
+   *  Private_Dirty, Anonymous, Swap, Locked, ... (the set varies with the kernel version). */
+  kb: Record<string, number>;
+  /** `VmFlags:` mnemonics (see vmflags.ts for what CRIU makes of them). */
+  vmFlags: VmFlags;
+  /** `THPeligible:` when printed. */
+  thpEligible?: boolean;
+  /** `ProtectionKey:` when printed (x86 with pkeys). */
+  protectionKey?: number;
+}
+
+const HEADER = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)(?: +(.*))?$/;
+const DELETED = ' (deleted)';
+
+/** Whether a line is a VMA header (starts with `hex-hex `), as opposed to an smaps field. */
+function isHeader(line: string): boolean {
+  return /^[0-9a-f]+-[0-9a-f]+ /.test(line);
+}
+
+const SPECIAL: Record<string, VmaKind> = {
+  '[heap]': 'heap', '[stack]': 'stack', '[vdso]': 'vdso', '[vvar]': 'vvar',
+  '[vvar_vclock]': 'vvar_vclock', '[vsyscall]': 'vsyscall', '[vectors]': 'vectors', '[uprobes]': 'uprobes',
+};
+
+function classify(vma: Vma): void {
+  const p = vma.path;
+  if (p === '') {
+    vma.kind = 'anonymous';
+  } else if (SPECIAL[p] && !vma.deleted) {
+    vma.kind = SPECIAL[p]!;
+  } else if (p.startsWith('[anon:') && p.endsWith(']')) {
+    vma.kind = 'anon-named';
+    vma.name = p.slice(6, -1);
+  } else if (p.startsWith('[anon_shmem:') && p.endsWith(']')) {
+    vma.kind = 'anon-shmem-named';
+    vma.name = p.slice(12, -1);
+  } else if (p.startsWith('/memfd:') && vma.deleted) {
+    // memfd names are "memfd:" + the name given to memfd_create; a shmem-backed inode never linked.
+    vma.kind = 'memfd';
+    vma.name = p.slice(7);
+  } else if (/^\/SYSV[0-9a-f]{8}$/.test(p) && vma.deleted) {
+    vma.kind = 'sysv';
+    vma.sysvKey = parseInt(p.slice(5), 16);
+  } else if (p === '/dev/zero' && vma.deleted && vma.shared) {
+    vma.kind = 'shmem';
+  } else if (p === '/[aio]' && vma.deleted) {
+    vma.kind = 'aio';
+  } else if (p.startsWith('/')) {
+    vma.kind = 'file';
+  } else {
+    vma.kind = 'special';
+  }
+}
+
+/** Parses one header line. `lineNo` is 1-based, for errors. */
+function parseHeader(line: string, path: string, lineNo: number): Vma {
+  const m = HEADER.exec(line);
+  if (!m) throw malformed(path, lineNo, 'not a VMA line', line);
+  const where = [path, lineNo, line] as const;
+  const perms = m[3]!;
+  let name = unescapeNewlines(m[8] ?? '');
+  let deleted = false;
+  if (name.endsWith(DELETED)) {
+    deleted = true;
+    name = name.slice(0, -DELETED.length);
+  }
+  const vma: Vma = {
+    start: hexBig(m[1]!, 'start', where),
+    end: hexBig(m[2]!, 'end', where),
+    perms,
+    prot: (perms[0] === 'r' ? PROT_READ : 0) | (perms[1] === 'w' ? PROT_WRITE : 0) | (perms[2] === 'x' ? PROT_EXEC : 0),
+    shared: perms[3] === 's',
+    pgoff: hexBig(m[4]!, 'pgoff', where),
+    devMajor: hex(m[5]!, 'dev major', where),
+    devMinor: hex(m[6]!, 'dev minor', where),
+    inode: udec(m[7]!, 'inode', where),
+    path: name,
+    deleted,
+    kind: 'anonymous',
+  };
+  if (vma.end <= vma.start) throw malformed(path, lineNo, 'VMA end is not above its start', line);
+  classify(vma);
+  return vma;
+}
+
+/** maps escapes only '\n' in names (seq_file_path(m, file, "\n")); other backslashes are literal. */
+function unescapeNewlines(s: string): string {
+  return s.includes('\\012') ? s.replaceAll('\\012', '\n') : s;
+}
+
+/** Parses the text of a maps file. `path` names the file in errors. */
+export function parseMaps(text: string, path = 'maps'): Vma[] {
+  return lines(text).map((line, i) => parseHeader(line, path, i + 1));
+}
+
+/** Parses the text of an smaps file. `path` names the file in errors. */
+export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
+  const out: SmapsVma[] = [];
+  let cur: SmapsVma | undefined;
+  lines(text).forEach((line, i) => {
+    const lineNo = i + 1;
+    if (isHeader(line)) {
+      cur = { ...parseHeader(line, path, lineNo), kb: {}, vmFlags: new Set() };
+      out.push(cur);
+      return;
+    }
+    if (!cur) throw malformed(path, lineNo, 'field before the first VMA line', line);
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw malformed(path, lineNo, 'expected "Key: value"', line);
+    const key = line.slice(0, colon);
+    const value = line.slice(colon + 1).trim();
+    const where = [path, lineNo, line] as const;
+    if (key === 'VmFlags') {
+      cur.vmFlags = parseVmFlags(value);
+    } else if (key === 'THPeligible') {
+      cur.thpEligible = dec(value, key, where) !== 0;
+    } else if (key === 'ProtectionKey') {
+      cur.protectionKey = dec(value, key, where);
+    } else if (key === 'Nonlinear') {
+      throw malformed(path, lineNo, 'non-linear mappings (remap_file_pages) are not supported', line);
+    } else {
+      const kb = /^(\d+) kB$/.exec(value);
+      if (!kb) throw malformed(path, lineNo, `${key} is not "N kB"`, line);
+      cur.kb[key] = udec(kb[1]!, key, where);
+    }
+  });
+  return out;
+}
+
+/** Every VMA of a process (`/proc/PID/maps`), in address order. */
+export function readMaps(pid: ProcPid): Vma[] {
+  const path = procPath(pid, 'maps');
+  return parseMaps(readProcText(path), path);
+}
+
+/** Every VMA of a process with its smaps counters and VmFlags (`/proc/PID/smaps`). */
+export function readSmaps(pid: ProcPid): SmapsVma[] {
+  const path = procPath(pid, 'smaps');
+  return parseSmaps(readProcText(path), path);
+}
+
+/** The VMA containing `addr`, if any (VMAs sorted by address, as the kernel prints them). */
+export function findVma<T extends Vma>(vmas: readonly T[], addr: bigint): T | undefined {
+  let lo = 0;
+  let hi = vmas.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = vmas[mid]!;
+    if (addr < v.start) hi = mid - 1;
+    else if (addr >= v.end) lo = mid + 1;
+    else return v;
+  }
+  return undefined;
+}

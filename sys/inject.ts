@@ -18,12 +18,12 @@
 //   logic, and a task that was interrupted inside a syscall would see -ERESTART* in rax. From an
 //   event stop, the resume path runs that logic: a sleep simply resumes.
 
-import fs from 'node:fs';
 import { IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
   SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
 import { ProcMem, readMemory, writeMemory } from './mem.js';
+import { readMaps } from './proc/index.js';
 import {
   PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getRegs, getSigmask,
   interrupt, resumeToSyscall, setRegs, setSigmask, waitTask, type WaitStatus,
@@ -41,19 +41,9 @@ function hex(v: bigint): string {
   return `0x${v.toString(16)}`;
 }
 
-/** The address range of the task's [vdso] mapping, if it has one. */
-function findVdso(pid: number): { start: bigint; end: bigint } | undefined {
-  for (const line of fs.readFileSync(`/proc/${pid}/maps`, 'latin1').split('\n')) {
-    if (!line.endsWith('[vdso]')) continue;
-    const [start, end] = line.slice(0, line.indexOf(' ')).split('-');
-    return { start: BigInt(`0x${start}`), end: BigInt(`0x${end}`) };
-  }
-  return undefined;
-}
-
 /** The first `syscall` instruction in the task's vDSO (read, never written). */
 export function findVdsoSyscall(pid: number): bigint | undefined {
-  const vdso = findVdso(pid);
+  const vdso = readMaps(pid).find((v) => v.kind === 'vdso');
   if (!vdso) return undefined;
   const text = readMemory(pid, vdso.start, Number(vdso.end - vdso.start));
   const at = text.indexOf(SYSCALL_INSN);

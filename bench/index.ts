@@ -1,0 +1,5 @@
+// The list of benchmarks `npm run bench` knows.
+import type { Benchmark } from './run.js';
+import { injectionBench } from './inject.js';
+
+export const benchmarks: Benchmark[] = [injectionBench];

@@ -1,10 +1,144 @@
-// The `stasis` command line: criu's grammar, dispatching to the subsystems.
-export async function main(argv: string[]): Promise<void> {
-  const [cmd] = argv;
-  if (cmd === '--version' || cmd === '-V') {
-    process.stdout.write('Version: 4.2\n');
-    return;
+// The `stasis` command line: criu's actions and options, so that scripts and runtimes that call
+// `criu` can call stasis instead. Every failure is one line on stderr and a non-zero exit.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { showCommand } from '../images/show.js';
+import { dump } from '../task/dump.js';
+import { restore, waitForExit } from '../task/restore.js';
+import { checkKernel } from './check.js';
+import { demo } from './demo.js';
+import { VERSION, versionText } from './version.js';
+import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
+
+const OPTIONS: OptionSpec[] = [
+  { long: 'tree', short: 't', value: true },
+  { long: 'images-dir', short: 'D', value: true },
+  { long: 'work-dir', short: 'W', value: true },
+  { long: 'log-file', short: 'o', value: true },
+  { long: 'leave-running', short: 'R' },
+  { long: 'shell-job', short: 'j' },
+  { long: 'inherit-fd', value: true, repeat: true },
+  { long: 'restore-detached', short: 'd' },
+  { long: 'pidfile', value: true },
+  { long: 'display-stats' },
+  { long: 'version', short: 'V' },
+  { long: 'help', short: 'h' },
+  // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
+  { long: 'file-locks', short: 'l', ignored: true },
+  { long: 'tcp-established', ignored: true },
+  { long: 'ext-unix-sk', ignored: true },
+  { long: 'manage-cgroups', value: true, ignored: true },
+  { long: 'evasive-devices', ignored: true },
+  { long: 'restore-sibling', ignored: true },
+];
+
+const USAGE = `usage: stasis ACTION [options]
+  dump -t PID -D DIR [--leave-running] [--shell-job] [-o LOG] [-v0..-v4] [--display-stats]
+  restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY] [--shell-job] [-o LOG]
+  check                 the kernel features stasis relies on
+  show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
+  demo                  checkpoint and restore a small counter, showing each step
+  --version`;
+
+class Logger {
+  private out?: number;
+  constructor(private verbosity: number, file?: string) {
+    if (file) this.out = fs.openSync(file, 'a');
   }
-  process.stderr.write(`stasis: unknown command '${cmd ?? ''}'\n`);
-  process.exitCode = 1;
+  /** Messages at level <= verbosity go to the log file (or stderr with -v3 and up). */
+  log(level: number, msg: string): void {
+    const line = `(${(performance.now() / 1000).toFixed(6)}) ${msg}\n`;
+    if (this.out !== undefined) fs.writeSync(this.out, line);
+    else if (level <= this.verbosity && this.verbosity >= 3) process.stderr.write(line);
+  }
+  close(): void {
+    if (this.out !== undefined) fs.closeSync(this.out);
+  }
 }
+
+function required(p: ReturnType<typeof parseArgs>, name: string, what: string): string {
+  const v = p.values.get(name)?.[0];
+  if (v === undefined) throw new UsageError(`${what} is needed (--${name})`);
+  return v;
+}
+
+function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined): string | undefined {
+  const f = p.values.get('log-file')?.[0];
+  if (!f) return undefined;
+  if (f === '-' || path.isAbsolute(f)) return f === '-' ? undefined : f;
+  return path.join(p.values.get('work-dir')?.[0] ?? imagesDir ?? '.', f);
+}
+
+async function run(argv: string[]): Promise<number> {
+  if (argv[0] === 'show') return showCommand(argv.slice(1));
+  const p = parseArgs(argv, OPTIONS);
+  if (p.flags.has('version')) {
+    process.stdout.write(versionText());
+    return 0;
+  }
+  if (p.flags.has('help') || !p.action) {
+    process.stdout.write(`${USAGE}\n`);
+    return p.action ? 0 : 1;
+  }
+  const imagesDir = p.values.get('images-dir')?.[0];
+  const workDir = p.values.get('work-dir')?.[0];
+  const logger = new Logger(p.verbosity, logPath(p, imagesDir));
+  try {
+    switch (p.action) {
+      case 'dump': {
+        const pid = Number(required(p, 'tree', 'the PID to dump'));
+        if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
+        const r = await dump({
+          pid, imagesDir: required(p, 'images-dir', 'an images directory'), workDir,
+          leaveRunning: p.flags.has('leave-running'), log: (m) => logger.log(3, m),
+        });
+        if (p.flags.has('display-stats')) {
+          const s = r.stats;
+          process.stdout.write(`Displaying dump stats:\nFreezing time: ${s.freezing_time} us\nFrozen time: ${s.frozen_time} us\n` +
+            `Memory dump time: ${s.memdump_time} us\nMemory write time: ${s.memwrite_time} us\n` +
+            `Memory pages scanned: ${s.pages_scanned} (0x${s.pages_scanned.toString(16)})\n` +
+            `Memory pages written: ${s.pages_written} (0x${s.pages_written.toString(16)})\n`);
+        }
+        logger.log(1, `Dumping finished successfully`);
+        return 0;
+      }
+      case 'restore': {
+        const inheritFds = new Map((p.values.get('inherit-fd') ?? []).map(parseInheritFd));
+        const r = await restore({
+          imagesDir: required(p, 'images-dir', 'an images directory'), workDir, inheritFds,
+          log: (m) => logger.log(3, m),
+        });
+        const pidfile = p.values.get('pidfile')?.[0];
+        if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);
+        if (p.flags.has('display-stats')) {
+          process.stdout.write(`Displaying restore stats:\nPages restored: ${r.pages} (0x${r.pages.toString(16)})\nRestore time: ${Math.round(r.timeMs * 1000)} us\n`);
+        }
+        logger.log(1, `Restore finished successfully`);
+        if (p.flags.has('restore-detached')) return 0;
+        logger.close();
+        return waitForExit(r.pid);
+      }
+      case 'check':
+        return checkKernel(process.stdout);
+      case 'demo':
+        return demo(process.stdout);
+      default:
+        throw new UsageError(`unknown action '${p.action}'`);
+    }
+  } finally {
+    logger.close();
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await run(argv);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`stasis: ${msg.split('\n')[0]}\n`);
+    process.exitCode = 1;
+  }
+}
+
+export { VERSION };

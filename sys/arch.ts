@@ -122,3 +122,42 @@ export function xstateLayout(): XstateLayout {
     fs.closeSync(fd);
   }
 }
+
+/**
+ * CRIU's names for the user_regs_struct fields (user_x86_regs_entry), in the same order as
+ * USER_REGS: the image writes them by these names.
+ */
+export const CRIU_GPREG_NAMES: Record<RegName, string> = {
+  r15: 'r15', r14: 'r14', r13: 'r13', r12: 'r12', rbp: 'bp', rbx: 'bx', r11: 'r11', r10: 'r10',
+  r9: 'r9', r8: 'r8', rax: 'ax', rcx: 'cx', rdx: 'dx', rsi: 'si', rdi: 'di', orig_rax: 'orig_ax',
+  rip: 'ip', cs: 'cs', eflags: 'flags', rsp: 'sp', ss: 'ss', fs_base: 'fs_base',
+  gs_base: 'gs_base', ds: 'ds', es: 'es', fs: 'fs', gs: 'gs',
+};
+
+/**
+ * The FXSAVE (legacy) part of the XSAVE area, user_i387_struct: byte offsets of its fields.
+ * st_space is 8 x87 registers of 16 bytes, xmm_space 16 SSE registers of 16 bytes.
+ */
+export const FXSAVE = {
+  cwd: 0, swd: 2, twd: 4, fop: 6, rip: 8, rdp: 16, mxcsr: 24, mxcsr_mask: 28,
+  st_space: 32, st_space_words: 32, xmm_space: 160, xmm_space_words: 64,
+  /** The XSAVE header follows the legacy area: xstate_bv, then xcomp_bv. */
+  xstate_bv: 512, xcomp_bv: 520, header_size: 64,
+} as const;
+
+/**
+ * Which XSAVE component holds which of CRIU's user_x86_xsave_entry arrays, and the element width
+ * of that array in the image (u32 or u64 words).
+ */
+export const XSAVE_COMPONENT_FIELDS: { feature: number; field: string; word: 4 | 8 }[] = [
+  { feature: XFEATURE.YMM, field: 'ymmh_space', word: 4 },
+  { feature: XFEATURE.BNDREGS, field: 'bndreg_state', word: 8 },
+  { feature: XFEATURE.BNDCSR, field: 'bndcsr_state', word: 8 },
+  { feature: XFEATURE.OPMASK, field: 'opmask_reg', word: 8 },
+  { feature: XFEATURE.ZMM_HI256, field: 'zmm_upper', word: 8 },
+  { feature: XFEATURE.HI16_ZMM, field: 'hi16_zmm', word: 8 },
+  { feature: XFEATURE.PKRU, field: 'pkru', word: 4 },
+];
+
+/** ERESTART* codes a task interrupted inside a syscall carries in rax (negated). */
+export const RESTART_CODES: readonly bigint[] = [-512n, -513n, -514n, -516n];

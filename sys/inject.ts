@@ -100,7 +100,7 @@ export class Injector {
   /** The `syscall` instruction the task is sent to. */
   private site: bigint;
   /** The vDSO's syscall instruction (kept for the final unmaps). */
-  private readonly vdsoSite: bigint | undefined;
+  private vdsoSite: bigint | undefined;
   private trampoline: bigint | undefined;
   private scratchAddr: bigint | undefined;
   private scratchLen = 0;
@@ -223,11 +223,20 @@ export class Injector {
   }
 
   /**
-   * Undo what we mapped and hand the task back: it ends in a PTRACE_EVENT_STOP with its own
-   * registers and signal mask, ready to be detached or continued. Signals that arrived meanwhile
-   * are re-sent.
+   * The vDSO is about to move or vanish (address-space rebuild): from now on only the trampoline
+   * is used, and finish() unmaps the trampoline from itself.
    */
-  finish(): void {
+  forgetVdso(): void {
+    if (this.trampoline === undefined) throw new Error('forgetVdso() needs the trampoline first');
+    this.vdsoSite = undefined;
+  }
+
+  /**
+   * Undo what we mapped and hand the task back: it ends in a PTRACE_EVENT_STOP with its own
+   * registers and signal mask (or, for a restored task, the `final` ones), ready to be detached or
+   * continued. Signals that arrived meanwhile are re-sent.
+   */
+  finish(final: { regs?: Regs; sigmask?: bigint } = {}): void {
     if (this.finished) return;
     if (this.scratchAddr !== undefined) {
       this.munmap(this.scratchAddr, this.scratchLen);
@@ -243,8 +252,8 @@ export class Injector {
     }
     this.finished = true;
     if (this.count > 0) this.parkInEventStop();
-    setRegs(this.pid, this.savedRegs);
-    setSigmask(this.pid, this.savedSigmask);
+    setRegs(this.pid, final.regs ?? this.savedRegs);
+    setSigmask(this.pid, final.sigmask ?? this.savedSigmask);
     this.unpin();
     for (const sig of this.deferred) tgkill(this.tgid, this.pid, sig);
     this.deferred = [];

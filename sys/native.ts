@@ -66,3 +66,27 @@ export function prctl(what: string, option: number, a: Arg = 0, b: Arg = 0, c: A
   d: Arg = 0): bigint {
   return syscall(`prctl(${what})`, SYS.prctl, option, a, b, c, d);
 }
+
+// glibc's clone(): the child runs fn(arg) on `stack`. Used only to start a seed process that
+// waits in pause() (fn = libc's pause), never returning into JavaScript in the child.
+const cloneFn = libc.func('int clone(void *fn, void *stack, int flags, void *arg)') as (
+  fn: unknown, stack: bigint, flags: number, arg: null) => number;
+const pauseSymbol = libc.symbol('pause');
+const SEED_STACK = 64 * 1024;
+const seedStacks: Buffer[] = [];
+
+/**
+ * Start a process that does nothing but wait in pause(): a copy of this one (fork semantics,
+ * one thread), whose only job is to be traced and made to clone the real task. `flags` adds
+ * clone flags such as CLONE_PARENT; the exit signal is SIGCHLD.
+ */
+export function spawnPausedSeed(flags = 0): number {
+  const stack = nativeBuffer(SEED_STACK);
+  seedStacks.push(stack); // the child uses its own copy; ours must merely stay valid until clone returns
+  const top = (addressOf(stack) + BigInt(SEED_STACK) - 64n) & ~15n;
+  const SIGCHLD = 17;
+  const pid = cloneFn(pauseSymbol, top, flags | SIGCHLD, null);
+  seedStacks.pop();
+  if (pid < 0) throw new SysError(koffi.errno(), 'clone(seed)');
+  return pid;
+}

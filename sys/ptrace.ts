@@ -265,7 +265,7 @@ export function sleepMicros(us: number): void {
  * A signal that happens to be delivered first is passed on (the task handles it as it would
  * have) before the interrupt takes hold. Throws if the task exits or does not stop in time.
  */
-export function seizeAndStop(pid: number, options = PTRACE_O.TRACESYSGOOD, timeoutMs = 5000): void {
+export function seizeAndStop(pid: number, options: number = PTRACE_O.TRACESYSGOOD, timeoutMs = 5000): void {
   seize(pid, options);
   interrupt(pid);
   for (;;) {

@@ -1,0 +1,53 @@
+// files.img on the dump side: every open file description once, with the id that fdinfo
+// entries, VMAs (vma.shmid), fs (cwd/root) and mm (exe) refer to it by.
+
+import { SYS } from '../sys/arch.js';
+import { rawSyscall } from '../sys/native.js';
+import type { DumpedFile } from './kind.js';
+
+const KCMP_FILE = 0;
+
+export interface FileEntryMessage {
+  type: number;
+  id: number;
+  [field: string]: unknown;
+}
+
+export class FileTable {
+  private nextId = 1;
+  readonly entries: FileEntryMessage[] = [];
+  /** Descriptions already recorded, by /proc link: [pid, fd, id] to compare new fds against. */
+  private seen = new Map<string, { pid: number; fd: number; id: number }[]>();
+  /** Non-fd files (mappings, cwd, exe) by a key of the caller's choosing. */
+  private byKey = new Map<string, number>();
+
+  add(file: DumpedFile): number {
+    const id = this.nextId++;
+    this.entries.push({ type: file.type, id, [file.field]: { id, ...file.entry } });
+    return id;
+  }
+
+  /** The id of a description reached through fd `fd` of `pid`, if an earlier fd shares it. */
+  sharedWith(pid: number, fd: number, link: string): number | undefined {
+    for (const other of this.seen.get(link) ?? []) {
+      if (rawSyscall(SYS.kcmp, pid, other.pid, KCMP_FILE, fd, other.fd) === 0n) return other.id;
+    }
+    return undefined;
+  }
+
+  remember(pid: number, fd: number, link: string, id: number): void {
+    const list = this.seen.get(link) ?? [];
+    list.push({ pid, fd, id });
+    this.seen.set(link, list);
+  }
+
+  /** One entry per key (e.g. a mapped file's path and open mode), made on first use. */
+  once(key: string, make: () => DumpedFile): number {
+    let id = this.byKey.get(key);
+    if (id === undefined) {
+      id = this.add(make());
+      this.byKey.set(key, id);
+    }
+    return id;
+  }
+}

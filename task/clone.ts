@@ -1,0 +1,80 @@
+// Creating a task with a chosen PID, for restore. Node cannot fork itself safely, so a seed
+// process (a pause()-ing copy of stasis started through glibc's clone) is traced and made to
+// call clone3() with set_tid = [PID]. CLONE_PARENT makes the new task a child of the seed's
+// parent: stasis itself, or, for runc's rst_sibling, stasis's own parent. The seed is then
+// killed; the new task starts ptrace-stopped (auto-attached through PTRACE_O_TRACEFORK) and
+// with PTRACE_O_EXITKILL, so it dies with stasis should stasis die before the restore ends.
+
+import { SYS } from '../sys/arch.js';
+import { SysError } from '../sys/errno.js';
+import { Injector } from '../sys/inject.js';
+import { kill, nativeBuffer, spawnPausedSeed } from '../sys/native.js';
+import {
+  PTRACE_EVENT, PTRACE_O, SIGKILL, describeWaitStatus, seizeAndStop, waitTask,
+} from '../sys/ptrace.js';
+
+export const CLONE = {
+  VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, PIDFD: 0x1000, PTRACE: 0x2000,
+  VFORK: 0x4000, PARENT: 0x8000, THREAD: 0x10000, NEWNS: 0x20000, SYSVSEM: 0x40000,
+  SETTLS: 0x80000, PARENT_SETTID: 0x100000, CHILD_CLEARTID: 0x200000, NEWCGROUP: 0x2000000,
+  NEWUTS: 0x4000000, NEWIPC: 0x8000000, NEWUSER: 0x10000000, NEWPID: 0x20000000,
+  NEWNET: 0x40000000, IO: 0x80000000,
+} as const;
+
+/** struct clone_args up to set_tid_size (CLONE_ARGS_SIZE_VER1). */
+const CLONE_ARGS_SIZE = 80;
+
+export const RESTORE_PTRACE_OPTIONS =
+  PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
+
+export interface CloneRequest {
+  /** PIDs from the innermost pid namespace outwards (set_tid); one entry for no namespaces. */
+  setTid: number[];
+  /** Extra clone flags (namespaces). */
+  flags?: number;
+}
+
+/** Have an injected task clone3() a child; returns the child's PID, stopped and traced. */
+export function cloneInto(inj: Injector, req: CloneRequest): number {
+  const args = nativeBuffer(CLONE_ARGS_SIZE + req.setTid.length * 4);
+  const tidsOffset = CLONE_ARGS_SIZE;
+  const base = inj.scratch(args.length);
+  args.writeBigUInt64LE(BigInt(req.flags ?? 0), 0); // flags
+  // exit_signal (offset 32) stays 0: with CLONE_PARENT the kernel takes the caller's.
+  args.writeBigUInt64LE(base + BigInt(tidsOffset), 64); // set_tid
+  args.writeBigUInt64LE(BigInt(req.setTid.length), 72); // set_tid_size
+  req.setTid.forEach((t, i) => args.writeInt32LE(t, tidsOffset + i * 4));
+  inj.writeScratch(args);
+  const r = inj.call(SYS.clone3, base, CLONE_ARGS_SIZE);
+  if (r < 0n) {
+    const err = new SysError(Number(-r), `clone3(set_tid=[${req.setTid.join(', ')}])`);
+    if (err.code === 'EEXIST') throw new Error(`PID ${req.setTid[0]} is already in use`);
+    throw err;
+  }
+  const pid = Number(r);
+  for (;;) {
+    const w = waitTask(pid, { timeoutMs: 5000 })!;
+    if (w.kind !== 'stopped') throw new Error(`new task ${pid} ${describeWaitStatus(w)}`);
+    if (w.event === PTRACE_EVENT.STOP) return pid;
+  }
+}
+
+/**
+ * Create a stopped, traced task with PID `pid` (must be free). `siblingOfStasis` makes it a child
+ * of stasis's parent rather than of stasis.
+ */
+export function createTask(pid: number, opts: { siblingOfStasis?: boolean; flags?: number } = {}): number {
+  const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0);
+  try {
+    seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
+    const inj = new Injector(seed, seed, { pin: false });
+    return cloneInto(inj, { setTid: [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
+  } finally {
+    kill(seed, SIGKILL);
+    try {
+      waitTask(seed, { timeoutMs: 5000 });
+    } catch {
+      // already reaped
+    }
+  }
+}

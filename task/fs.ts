@@ -1,0 +1,45 @@
+// The task's filesystem context (fs-PID.img): working directory, root, umask.
+
+import fs from 'node:fs';
+import { SYS } from '../sys/arch.js';
+import type { Injector } from '../sys/inject.js';
+import { readStatus } from '../sys/proc/index.js';
+import { FD_TYPE_REG, openInTask, regFileEntry } from '../files/reg.js';
+import type { FileTable } from '../files/table.js';
+
+export interface FsEntry { cwd_id: number; root_id: number; umask?: number }
+
+const O_PATH = 0o10000000;
+const O_DIRECTORY = 0o200000;
+const O_RDONLY = 0;
+
+export function dumpFs(pid: number, files: FileTable): FsEntry {
+  const dir = (which: 'cwd' | 'root') => {
+    const p = fs.readlinkSync(`/proc/${pid}/${which}`);
+    if (p.endsWith(' (deleted)')) throw new Error(`the ${which} of task ${pid} was deleted`);
+    return files.add({ type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(p, `/proc/${pid}/${which}`, O_RDONLY, 0n) });
+  };
+  const umask = readStatus(pid).umask;
+  return { cwd_id: dir('cwd'), root_id: dir('root'), ...(umask !== undefined ? { umask } : {}) };
+}
+
+export function restoreFs(inj: Injector, e: FsEntry, regFile: (id: number) => Record<string, unknown>): void {
+  // Both paths are as stasis sees them, so the cwd is opened before any chroot.
+  const cwd = openInTask(inj, String(regFile(e.cwd_id).name), O_PATH | O_DIRECTORY);
+  try {
+    const root = String(regFile(e.root_id).name);
+    if (root !== '/') {
+      const fd = openInTask(inj, root, O_PATH | O_DIRECTORY);
+      try {
+        inj.callChecked(SYS.fchdir, fd);
+        inj.callChecked(SYS.chroot, inj.writeScratch(Buffer.from('.\0')));
+      } finally {
+        inj.call(SYS.close, fd);
+      }
+    }
+    inj.callChecked(SYS.fchdir, cwd);
+  } finally {
+    inj.call(SYS.close, cwd);
+  }
+  if (e.umask !== undefined) inj.callChecked(SYS.umask, e.umask);
+}

@@ -1,0 +1,322 @@
+// A process's address space: the VMA list and the mm fields (code/data/brk/stack/arg/env bounds,
+// auxv, exe), i.e. mm-PID.img. Page contents are in pages.ts. Dump and restore side by side.
+//
+// Restore rebuilds the address space of a task that starts as a copy of the seed (itself a copy
+// of stasis): everything but the vDSO is unmapped through the vDSO's own syscall instruction, a
+// trampoline page takes over, the vDSO/vvar pages of the running kernel are moved to where the
+// task had them (mremap keeps them working: glibc holds pointers into the vDSO), then every VMA
+// is mapped at its address and the mm fields are set with PR_SET_MM_MAP.
+
+import fs from 'node:fs';
+import { PAGE_SIZE, SYS } from '../sys/arch.js';
+import { Injector, MAP, PROT } from '../sys/inject.js';
+import { getRseqConfiguration } from '../sys/ptrace.js';
+import {
+  type ProcStat, type SmapsVma, readMaps, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  vmFlagsMapFlags, madvAdvices,
+} from '../sys/proc/index.js';
+import { regFileEntry, openInTask } from '../files/reg.js';
+import type { FileTable } from '../files/table.js';
+import { FD_TYPE_REG } from '../files/reg.js';
+
+/** vma_entry.status bits (CRIU's VMA_AREA_* / VMA_* values). */
+export const VMA = {
+  REGULAR: 1 << 0, STACK: 1 << 1, VSYSCALL: 1 << 2, VDSO: 1 << 3, HEAP: 1 << 5,
+  FILE_PRIVATE: 1 << 6, FILE_SHARED: 1 << 7, ANON_SHARED: 1 << 8, ANON_PRIVATE: 1 << 9,
+  SYSVIPC: 1 << 10, SOCKET: 1 << 11, VVAR: 1 << 12, AIORING: 1 << 13, MEMFD: 1 << 14,
+  SHSTK: 1 << 15, GUARD: 1 << 16, UPROBES: 1 << 17,
+} as const;
+
+const PAGE = BigInt(PAGE_SIZE);
+const TASK_SIZE = 0x7ffffffff000n;
+const PR_SET_MM = 35;
+const PR_SET_MM_MAP = 14;
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
+const PR_GET_THP_DISABLE = 42;
+const PR_SET_THP_DISABLE = 41;
+const RSEQ_FLAG_UNREGISTER = 1;
+const MREMAP_MAYMOVE = 1;
+const MREMAP_FIXED = 2;
+const O_RDONLY = 0;
+
+export interface VmaEntry {
+  start: bigint;
+  end: bigint;
+  pgoff: bigint;
+  shmid: bigint;
+  prot: number;
+  flags: number;
+  status: number;
+  fd: bigint;
+  madv?: bigint;
+  fdflags?: number;
+}
+
+export interface MmEntry {
+  mm_start_code: bigint; mm_end_code: bigint; mm_start_data: bigint; mm_end_data: bigint;
+  mm_start_stack: bigint; mm_start_brk: bigint; mm_brk: bigint; mm_arg_start: bigint;
+  mm_arg_end: bigint; mm_env_start: bigint; mm_env_end: bigint; exe_file_id: number;
+  mm_saved_auxv: bigint[]; vmas: VmaEntry[]; dumpable?: number; thp_disabled?: boolean;
+}
+
+export function isPrivate(v: VmaEntry): boolean {
+  return (v.flags & MAP.PRIVATE) !== 0;
+}
+
+/** VMAs whose page contents belong in the image (private memory; not the kernel's vDSO/vvar). */
+export function hasDumpablePages(v: VmaEntry): boolean {
+  return isPrivate(v) && !(v.status & (VMA.VSYSCALL | VMA.VVAR | VMA.VDSO))
+    && (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
+}
+
+function unsupported(pid: number, v: SmapsVma, what: string): Error {
+  return new Error(`task ${pid} maps ${what} at 0x${v.start.toString(16)}-0x${v.end.toString(16)}, which stasis cannot dump yet`);
+}
+
+/** The VMA list of a task, as vma_entry messages; file mappings are registered in `files`. */
+export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTable): VmaEntry[] {
+  const out: VmaEntry[] = [];
+  for (const v of smaps) {
+    const base: VmaEntry = {
+      start: v.start, end: v.end, pgoff: 0n, shmid: 0n, prot: v.prot,
+      flags: (v.shared ? MAP.SHARED : MAP.PRIVATE) | vmFlagsMapFlags(v.vmFlags), status: 0, fd: -1n,
+    };
+    const madv = vmFlagsMadv(v.vmFlags);
+    if (madv) base.madv = BigInt(madv);
+    switch (v.kind) {
+      case 'vsyscall':
+        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.VSYSCALL | VMA.ANON_PRIVATE });
+        continue;
+      case 'vvar':
+      case 'vvar_vclock': {
+        // The kernel ≥ 6.13 splits vvar in two; CRIU records them as one VVAR area.
+        const prev = out[out.length - 1];
+        if (prev && prev.status & VMA.VVAR && prev.end === v.start) {
+          prev.end = v.end;
+          continue;
+        }
+        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR });
+        continue;
+      }
+      case 'vdso':
+        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE });
+        continue;
+      case 'heap':
+      case 'stack':
+      case 'anonymous':
+      case 'anon-named':
+        if (v.shared) throw unsupported(pid, v, 'shared anonymous memory');
+        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS,
+          status: VMA.REGULAR | VMA.ANON_PRIVATE | (v.kind === 'heap' ? VMA.HEAP : 0) });
+        continue;
+      case 'file': {
+        if (v.deleted) throw unsupported(pid, v, `the deleted file ${v.path}`);
+        if (vmFlagsIoOrPfn(v.vmFlags)) throw unsupported(pid, v, `device memory of ${v.path}`);
+        const fdflags = vmFlagsFdFlags(v.vmFlags);
+        const mapFile = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+        const id = files.once(`map:${v.devMajor}:${v.devMinor}:${v.inode}:${fdflags}`, () => ({
+          type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(v.path, mapFile, fdflags, 0n),
+        }));
+        out.push({ ...base, pgoff: v.pgoff, shmid: BigInt(id), fdflags,
+          status: VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) });
+        continue;
+      }
+      case 'shmem':
+        throw unsupported(pid, v, 'shared anonymous memory');
+      case 'memfd':
+        throw unsupported(pid, v, `the memfd ${v.name ?? ''}`);
+      case 'sysv':
+        throw unsupported(pid, v, 'SysV shared memory');
+      default:
+        throw unsupported(pid, v, `a ${v.kind} mapping (${v.path})`);
+    }
+  }
+  return out;
+}
+
+/** auxv as CRIU keeps it: the words up to (not including) the AT_NULL pair. */
+function savedAuxv(words: readonly bigint[]): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i + 1 < words.length && words[i] !== 0n; i += 2) out.push(words[i]!, words[i + 1]!);
+  return out;
+}
+
+export function dumpMm(pid: number, inj: Injector, stat: ProcStat, auxv: readonly bigint[],
+  vmas: VmaEntry[], files: FileTable): MmEntry {
+  const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+  const exeId = files.once(`exe:${exe}`, () => ({
+    type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(exe, `/proc/${pid}/exe`, O_RDONLY, 0n),
+  }));
+  return {
+    mm_start_code: stat.startCode, mm_end_code: stat.endCode,
+    mm_start_data: stat.startData, mm_end_data: stat.endData,
+    mm_start_stack: stat.startStack, mm_start_brk: stat.startBrk,
+    mm_brk: BigInt.asUintN(64, inj.callChecked(SYS.brk, 0)),
+    mm_arg_start: stat.argStart, mm_arg_end: stat.argEnd,
+    mm_env_start: stat.envStart, mm_env_end: stat.envEnd,
+    exe_file_id: exeId,
+    mm_saved_auxv: savedAuxv(auxv),
+    vmas,
+    dumpable: Number(inj.callChecked(SYS.prctl, PR_GET_DUMPABLE)),
+    thp_disabled: inj.callChecked(SYS.prctl, PR_GET_THP_DISABLE) !== 0n,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+/** A free, page-aligned range of `len` bytes avoiding every range in `busy`, searched from `from`. */
+function freeRange(busy: { start: bigint; end: bigint }[], len: bigint, from = 0x10000000n): bigint {
+  const sorted = [...busy].sort((a, b) => (a.start < b.start ? -1 : 1));
+  let at = from;
+  for (const b of sorted) {
+    if (b.end <= at) continue;
+    if (b.start >= at + len) break;
+    at = (b.end + PAGE - 1n) & ~(PAGE - 1n);
+  }
+  if (at + len > TASK_SIZE) throw new Error('no free address range for the restore trampoline');
+  return at;
+}
+
+export interface RestoreMmFiles {
+  /** The file_entry (reg) a VMA's shmid names. */
+  regFile(id: number): Record<string, unknown>;
+}
+
+/** What the page filler needs after the VMAs exist. */
+export interface MappedSpace {
+  /** VMAs mapped writable only so the pages can be filled, to be mprotect()ed afterwards. */
+  tightenAfterFill: VmaEntry[];
+}
+
+/**
+ * Tear down the inherited address space and map the dumped VMAs (without contents).
+ * `willFill(v)` says whether pages will be written into v (so it must be writable for now).
+ */
+export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: RestoreMmFiles,
+  willFill: (v: VmaEntry) => boolean): MappedSpace {
+  const pid = inj.pid;
+  // rseq points into the seed's TLS, about to vanish: unregister first, or the kernel kills the
+  // task when it next touches the area.
+  const rseq = getRseqConfiguration(pid);
+  if (rseq.rseqAbiSize) {
+    inj.callChecked(SYS.rseq, rseq.rseqAbiPointer, rseq.rseqAbiSize, RSEQ_FLAG_UNREGISTER, rseq.signature);
+  }
+  const current = readMaps(pid);
+  const kernelAreas = current.filter((v) => v.kind === 'vdso' || v.kind === 'vvar' || v.kind === 'vvar_vclock');
+  for (const v of current) {
+    if (v.kind === 'vsyscall' || kernelAreas.includes(v)) continue;
+    inj.munmap(v.start, Number(v.end - v.start));
+  }
+  const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
+  const busy = [...wanted, ...kernelAreas];
+  const trampoline = inj.useTrampoline(freeRange(busy, PAGE));
+  placeVdso(inj, wanted, kernelAreas, [...busy, { start: trampoline, end: trampoline + PAGE }]);
+
+  const fds = new Map<bigint, number>();
+  const tighten: VmaEntry[] = [];
+  try {
+    for (const v of wanted) {
+      if (v.status & (VMA.VDSO | VMA.VVAR)) continue;
+      const len = Number(v.end - v.start);
+      const fill = willFill(v);
+      const prot = v.prot | (fill ? PROT.WRITE : 0);
+      const extra = v.flags & ~(MAP.SHARED | MAP.PRIVATE | MAP.ANONYMOUS);
+      if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
+        let fd = fds.get(v.shmid);
+        if (fd === undefined) {
+          const reg = files.regFile(Number(v.shmid));
+          fd = openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
+          fds.set(v.shmid, fd);
+        }
+        const shared = v.status & VMA.FILE_SHARED ? MAP.SHARED : MAP.PRIVATE;
+        inj.mmap(v.start, len, prot, shared | MAP.FIXED | extra, fd, v.pgoff);
+      } else if (v.status & VMA.ANON_PRIVATE) {
+        inj.mmap(v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra);
+      } else {
+        throw new Error(`VMA at 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
+      }
+      if (v.madv) {
+        for (const advice of madvAdvices(v.madv)) inj.callChecked(SYS.madvise, v.start, len, advice);
+      }
+      if (prot !== v.prot) tighten.push(v);
+    }
+  } finally {
+    for (const fd of fds.values()) inj.call(SYS.close, fd);
+  }
+  return { tightenAfterFill: tighten };
+}
+
+/** Give back write access that was lent for filling. */
+export function tightenProtections(inj: Injector, space: MappedSpace): void {
+  for (const v of space.tightenAfterFill) {
+    inj.callChecked(SYS.mprotect, v.start, Number(v.end - v.start), v.prot);
+  }
+}
+
+/**
+ * Move this kernel's vvar/vdso pages to the addresses the dumped task had them at. They move
+ * to a free spot first, so that no target overlaps a source still in place.
+ */
+function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
+  kernel: readonly { kind: string; start: bigint; end: bigint }[], busy: { start: bigint; end: bigint }[]): void {
+  const vdso = wanted.find((v) => v.status & VMA.VDSO);
+  const vvar = wanted.find((v) => v.status & VMA.VVAR);
+  const cur = (k: string) => kernel.find((v) => v.kind === k);
+  const [kVvar, kClock, kVdso] = [cur('vvar'), cur('vvar_vclock'), cur('vdso')];
+  if (!vdso) {
+    for (const k of kernel) inj.munmap(k.start, Number(k.end - k.start));
+    inj.forgetVdso();
+    return;
+  }
+  const size = (v?: { start: bigint; end: bigint }) => (v ? v.end - v.start : 0n);
+  if (!kVdso || size(kVdso) !== size(vdso) || (vvar && size(kVvar) + size(kClock) !== size(vvar))) {
+    throw new Error('the vDSO of the running kernel differs in size from the dumped one; restore on the kernel that made the dump');
+  }
+  const pieces: { from: { start: bigint; end: bigint }; to: bigint }[] = [{ from: kVdso, to: vdso.start }];
+  if (vvar && kVvar) {
+    pieces.push({ from: kVvar, to: vvar.start });
+    if (kClock) pieces.push({ from: kClock, to: vvar.start + size(kVvar) });
+  }
+  const total = pieces.reduce((n, p) => n + size(p.from), 0n);
+  let spot = freeRange([...busy, ...kernel], total, 0x200000000n);
+  const moved = pieces.map((p) => {
+    const len = Number(size(p.from));
+    inj.callChecked(SYS.mremap, p.from.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, spot);
+    const at = { start: spot, len, to: p.to };
+    spot += BigInt(len);
+    return at;
+  });
+  for (const m of moved) {
+    inj.callChecked(SYS.mremap, m.start, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, m.to);
+  }
+  inj.forgetVdso();
+}
+
+/** struct prctl_mm_map: 11 u64 bounds, the auxv pointer, its size in bytes, exe_fd. */
+const PRCTL_MM_MAP_SIZE = 104;
+
+export function restoreMmFields(inj: Injector, mm: MmEntry, files: RestoreMmFiles): void {
+  const exe = files.regFile(mm.exe_file_id);
+  const exeFd = openInTask(inj, String(exe.name), O_RDONLY);
+  try {
+    const auxv = [...mm.mm_saved_auxv, 0n, 0n];
+    const buf = Buffer.alloc(PRCTL_MM_MAP_SIZE + auxv.length * 8);
+    const base = inj.scratch(buf.length + 4096);
+    const bounds = [mm.mm_start_code, mm.mm_end_code, mm.mm_start_data, mm.mm_end_data,
+      mm.mm_start_brk, mm.mm_brk, mm.mm_start_stack, mm.mm_arg_start, mm.mm_arg_end,
+      mm.mm_env_start, mm.mm_env_end];
+    bounds.forEach((b, i) => buf.writeBigUInt64LE(BigInt(b), i * 8));
+    buf.writeBigUInt64LE(base + BigInt(PRCTL_MM_MAP_SIZE), 88);
+    buf.writeUInt32LE(auxv.length * 8, 96);
+    buf.writeUInt32LE(exeFd, 100);
+    auxv.forEach((w, i) => buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(w)), PRCTL_MM_MAP_SIZE + i * 8));
+    inj.writeScratch(buf);
+    inj.callChecked(SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, base, PRCTL_MM_MAP_SIZE);
+  } finally {
+    inj.call(SYS.close, exeFd);
+  }
+  if (mm.dumpable !== undefined) inj.callChecked(SYS.prctl, PR_SET_DUMPABLE, mm.dumpable);
+  if (mm.thp_disabled) inj.callChecked(SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);
+}

@@ -1,0 +1,28 @@
+// Pending signals: the process-wide queue (core.tc.signals_s) and each thread's own
+// (thread_core.signals_p), each signal as its raw 128-byte siginfo. Restored by having the
+// task queue them to itself (only a task signalling itself may set any si_code) while all
+// signals are blocked; the blocked mask is set last, when the task resumes.
+
+import { SYS } from '../sys/arch.js';
+import type { Injector } from '../sys/inject.js';
+import { SIGINFO_SIZE, peekSiginfo } from '../sys/ptrace.js';
+
+export interface SignalQueueEntry {
+  signals?: { siginfo: Uint8Array }[];
+}
+
+export function dumpPendingSignals(tid: number, shared: boolean): SignalQueueEntry {
+  return { signals: peekSiginfo(tid, shared).map((siginfo) => ({ siginfo })) };
+}
+
+export function restorePendingSignals(inj: Injector, tgid: number, q: SignalQueueEntry | undefined,
+  shared: boolean): void {
+  for (const { siginfo } of q?.signals ?? []) {
+    if (siginfo.length !== SIGINFO_SIZE) throw new Error(`a pending signal's siginfo has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
+    const info = Buffer.from(siginfo);
+    const sig = info.readInt32LE(0);
+    const at = inj.writeScratch(info);
+    if (shared) inj.callChecked(SYS.rt_sigqueueinfo, tgid, sig, at);
+    else inj.callChecked(SYS.rt_tgsigqueueinfo, tgid, inj.pid, sig, at);
+  }
+}

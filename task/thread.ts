@@ -1,0 +1,94 @@
+// Per-thread state other than registers (thread_core): robust futex list, scheduling policy and
+// nice value, alternate signal stack, parent-death signal, name, rseq area, blocked mask,
+// credentials. Dump and restore side by side.
+
+import { SYS } from '../sys/arch.js';
+import type { Injector } from '../sys/inject.js';
+import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
+import { getRseqConfiguration } from '../sys/ptrace.js';
+import { readComm } from '../sys/proc/index.js';
+import { dumpCreds, restoreCreds, type CredsEntry } from './creds.js';
+import { dumpPendingSignals, type SignalQueueEntry } from './signals.js';
+
+export interface ThreadCoreEntry {
+  futex_rla: bigint; futex_rla_len: number; sched_nice?: number; sched_policy?: number;
+  sched_prio?: number; blk_sigset?: bigint; sas?: { ss_sp: bigint; ss_size: bigint; ss_flags: number };
+  pdeath_sig?: number; signals_p?: SignalQueueEntry; creds?: CredsEntry; comm?: string;
+  rseq_entry?: { rseq_abi_pointer: bigint; rseq_abi_size: number; signature: number; rseq_cs_pointer?: bigint };
+}
+
+const PR_SET_PDEATHSIG = 1;
+const PR_GET_PDEATHSIG = 2;
+const PR_SET_NAME = 15;
+const PR_GET_TID_ADDRESS = 40;
+const PRIO_PROCESS = 0;
+const SS_DISABLE = 2;
+
+export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint): {
+  core: ThreadCoreEntry; clearTidAddr: bigint;
+} {
+  const head = nativeBuffer(16);
+  syscall(`get_robust_list(${tid})`, SYS.get_robust_list, tid, addressOf(head), addressOf(head) + 8n);
+  const param = nativeBuffer(8);
+  syscall(`sched_getparam(${tid})`, SYS.sched_getparam, tid, addressOf(param));
+  const policy = Number(syscall(`sched_getscheduler(${tid})`, SYS.sched_getscheduler, tid));
+  // The raw getpriority syscall returns 20 - nice, so it is never negative.
+  const prio = Number(syscall(`getpriority(${tid})`, SYS.getpriority, PRIO_PROCESS, tid));
+
+  const scratch = inj.scratch(64);
+  inj.callChecked(SYS.sigaltstack, 0, scratch);
+  const ss = inj.readScratch(24);
+  inj.callChecked(SYS.prctl, PR_GET_PDEATHSIG, scratch);
+  const pdeath = inj.readScratch(4).readInt32LE(0);
+  inj.callChecked(SYS.prctl, PR_GET_TID_ADDRESS, scratch);
+  const clearTidAddr = inj.readScratch(8).readBigUInt64LE(0);
+  const rseq = getRseqConfiguration(tid);
+
+  const core: ThreadCoreEntry = {
+    futex_rla: head.readBigUInt64LE(0), futex_rla_len: Number(head.readBigUInt64LE(8)),
+    sched_nice: 20 - prio, sched_policy: policy, sched_prio: param.readInt32LE(0),
+    blk_sigset: blocked,
+    sas: { ss_sp: ss.readBigUInt64LE(0), ss_size: ss.readBigUInt64LE(16), ss_flags: ss.readInt32LE(8) },
+    pdeath_sig: pdeath,
+    signals_p: dumpPendingSignals(tid, false),
+    creds: dumpCreds(inj, tid, tgid),
+    comm: readComm(tgid, tid),
+  };
+  if (rseq.rseqAbiSize) {
+    core.rseq_entry = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
+  }
+  return { core, clearTidAddr };
+}
+
+/** Everything but the blocked mask and pending signals (set at the very end). */
+export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint): void {
+  const tid = inj.pid;
+  restoreCreds(inj, t.creds);
+  if (t.comm !== undefined) {
+    inj.callChecked(SYS.prctl, PR_SET_NAME, inj.writeScratch(Buffer.from(`${t.comm.slice(0, 15)}\0`)));
+  }
+  if (t.futex_rla) inj.callChecked(SYS.set_robust_list, t.futex_rla, t.futex_rla_len);
+  inj.callChecked(SYS.set_tid_address, clearTidAddr);
+  if (t.sas && !(t.sas.ss_flags & SS_DISABLE)) {
+    const ss = Buffer.alloc(24);
+    ss.writeBigUInt64LE(BigInt(t.sas.ss_sp), 0);
+    ss.writeInt32LE(t.sas.ss_flags, 8);
+    ss.writeBigUInt64LE(BigInt(t.sas.ss_size), 16);
+    inj.callChecked(SYS.sigaltstack, inj.writeScratch(ss), 0);
+  }
+  if (t.pdeath_sig) inj.callChecked(SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig);
+  if (t.rseq_entry) {
+    const r = t.rseq_entry;
+    inj.callChecked(SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature);
+  }
+  if (t.sched_policy !== undefined && t.sched_policy !== 0) {
+    const p = nativeBuffer(8);
+    p.writeInt32LE(t.sched_prio ?? 0, 0);
+    syscall(`sched_setscheduler(${tid})`, SYS.sched_setscheduler, tid, t.sched_policy, addressOf(p));
+  }
+  if (t.sched_nice !== undefined && t.sched_nice !== 0) {
+    if (rawSyscall(SYS.setpriority, PRIO_PROCESS, tid, t.sched_nice) < 0n) {
+      throw new Error(`cannot restore nice value ${t.sched_nice} of thread ${tid}`);
+    }
+  }
+}

@@ -34,15 +34,24 @@ export interface Workload {
   lines: string[];
   /** Resolves with the first line matching `re` (already printed or still to come). */
   waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** The reaper's "exit PID CODE" (or "signal PID SIG") line for process `pid`. */
+  exitOf(pid: number, timeoutMs?: number): Promise<string>;
   /** SIGKILL the workload (by PID) and wait for the reaper to finish. */
   kill(): Promise<void>;
 }
 
 /** Start a workload binary (built from workloads/) under the reaper. */
 export async function startWorkload(name: string, args: string[] = []): Promise<Workload> {
+  return underReaper([buildWorkload(name), ...args]);
+}
+
+/**
+ * Run any program under the reaper; its stdout and stderr (one pipe) are collected in `lines`
+ * along with the reaper's own "pid"/"exit"/"signal" lines. `pid` is the program's PID.
+ */
+export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv): Promise<Workload> {
   const reaperBin = buildWorkload('reaper');
-  const bin = buildWorkload(name);
-  const reaper = spawn(reaperBin, [bin, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const reaper = spawn(reaperBin, argv, { stdio: ['ignore', 'pipe', 'inherit'], env });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   readline.createInterface({ input: reaper.stdout! }).on('line', (line) => {
@@ -64,8 +73,10 @@ export async function startWorkload(name: string, args: string[] = []): Promise<
     });
   };
   const pid = Number((await waitForLine(/^pid \d+$/)).split(' ')[1]);
+  const exitOf = (p: number, timeoutMs = 10_000): Promise<string> =>
+    waitForLine(new RegExp(`^(exit|signal) ${p} \\d+$`), timeoutMs);
   return {
-    pid, reaper, lines, waitForLine,
+    pid, reaper, lines, waitForLine, exitOf,
     async kill() {
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

@@ -1,9 +1,12 @@
-/* reaper: run a workload under a child subreaper so that every process it (or stasis, on restore)
- * leaves behind is reaped here, not by the machine's PID 1 (which reaps lazily).
- * Prints "pid N" for the started workload, then "exit PID CODE" / "signal PID SIG" for every
- * process it reaps. Exits when it has no children left. */
+/* reaper: run a program under a child subreaper so that every process it (or stasis, on
+ * restore) leaves behind is reaped here, not by the machine's PID 1 (which reaps lazily).
+ * The program's stdout and stderr are one real pipe (not the socket Node gives its children),
+ * relayed to our stdout, so a restore can hand that pipe over with --inherit-fd pipe:[INO].
+ * Prints "pid N" for the started program, then "exit PID CODE" / "signal PID SIG" for every
+ * process it reaps. Exits when it has no children left and the pipe has no writer. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,29 +14,63 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static void reap(int *children_left) {
+  for (;;) {
+    int st;
+    pid_t p = waitpid(-1, &st, WNOHANG | __WALL);
+    if (p == 0) return;
+    if (p < 0) { if (errno == ECHILD) *children_left = 0; return; }
+    if (WIFEXITED(st)) printf("exit %d %d\n", p, WEXITSTATUS(st));
+    else if (WIFSIGNALED(st)) printf("signal %d %d\n", p, WTERMSIG(st));
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) { fprintf(stderr, "usage: reaper PROGRAM [ARGS...]\n"); return 2; }
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) { perror("prctl"); return 1; }
   setvbuf(stdout, NULL, _IOLBF, 0);
+  int out[2];
+  if (pipe(out)) { perror("pipe"); return 1; }
   pid_t child = fork();
   if (child < 0) { perror("fork"); return 1; }
   if (child == 0) {
     setsid();
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    close(out[0]);
+    close(out[1]);
     execv(argv[1], argv + 1);
     perror("execv");
     _exit(127);
   }
+  close(out[1]);
   printf("pid %d\n", child);
-  for (;;) {
-    int st;
-    pid_t p = waitpid(-1, &st, __WALL);
-    if (p < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ECHILD) return 0;
-      perror("waitpid");
-      return 1;
+  int children = 1, open_pipe = 1;
+  char buf[65536];
+  size_t held = 0;
+  while (children || open_pipe) {
+    struct pollfd pfd = { out[0], POLLIN, 0 };
+    int n = open_pipe ? poll(&pfd, 1, 10) : (usleep(10000), 0);
+    if (n > 0) {
+      ssize_t got = read(out[0], buf + held, sizeof buf - held);
+      if (got <= 0) {
+        open_pipe = 0;
+      } else {
+        held += got;
+        /* pass on whole lines only, so our own lines never split the program's */
+        size_t last = held;
+        while (last > 0 && buf[last - 1] != '\n') last--;
+        if (last > 0 || held == sizeof buf) {
+          size_t w = last ? last : held;
+          fwrite(buf, 1, w, stdout);
+          fflush(stdout);
+          for (size_t i = w; i < held; i++) buf[i - w] = buf[i];
+          held -= w;
+        }
+      }
     }
-    if (WIFEXITED(st)) printf("exit %d %d\n", p, WEXITSTATUS(st));
-    else if (WIFSIGNALED(st)) printf("signal %d %d\n", p, WTERMSIG(st));
+    reap(&children);
   }
+  if (held) fwrite(buf, 1, held, stdout);
+  return 0;
 }

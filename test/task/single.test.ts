@@ -1,0 +1,120 @@
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { startWorkload, underReaper } from '../../test-containers/launch.js';
+import { alive, fdKey, lastTick, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+
+test.serial('a restored counter continues from where it stopped, with the same PID and no error', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 3$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  t.regex(await w.exitOf(w.pid), /^signal \d+ 9$/, 'the dumped process was killed');
+  const stoppedAt = lastTick(w.lines);
+
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  await r.waitForLine(new RegExp(`^tick ${stoppedAt + 1}$`));
+  await r.waitForLine(new RegExp(`^tick ${stoppedAt + 5}$`));
+  t.true(alive(w.pid), 'running under its old PID');
+  t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), []);
+  t.is(r.lines.filter((l) => l.startsWith('tick')).map((l) => Number(l.slice(5)))[0], stoppedAt + 1,
+    'the first tick after restore is the next one');
+});
+
+test.serial('a C process restores its 64 MiB heap, signal state, shared file offset, private mapping, cwd, umask and rlimit', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-state-');
+  const w = await startWorkload('state', [work]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready \d+$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  const fails = r.lines.filter((l) => l.startsWith('FAIL'));
+  t.deepEqual(fails, []);
+  t.true(r.lines.includes('result PASS'));
+  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+});
+
+test.serial('a python3 interpreter is restored and goes on counting', async (t) => {
+  const dir = tmpDir(t);
+  const script = 'import time,sys\nn=0\nwhile True:\n    n+=1\n    print("tick", n, flush=True)\n    time.sleep(0.02)\n';
+  const w = await underReaper(['/usr/bin/python3', '-c', script]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 5$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const at = lastTick(w.lines);
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
+  t.true(alive(w.pid));
+});
+
+test.serial('dump → restore → dump → restore keeps the counter going', async (t) => {
+  const w = await startWorkload('counter', ['clock', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  let key = fdKey(w.pid, 1);
+  let lines = w.lines;
+  let at = 0;
+  for (let round = 1; round <= 2; round++) {
+    const dir = tmpDir(t);
+    const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+    t.is(d.exitCode, 0, `round ${round}: ${d.all}`);
+    at = Math.max(at, lastTick(lines));
+    const r = await restoreUnderReaper(t, dir, key, w.pid);
+    t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+    await r.waitForLine(new RegExp(`^tick ${at + 3}$`));
+    key = fdKey(w.pid, 1);
+    lines = r.lines;
+    t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), []);
+  }
+});
+
+test.serial('--leave-running leaves the original running and unharmed; restoring over it fails cleanly', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--leave-running']);
+  t.is(d.exitCode, 0, d.all);
+  const at = lastTick(w.lines);
+  await w.waitForLine(new RegExp(`^tick ${at + 5}$`));
+  t.true(alive(w.pid));
+  const status = fs.readFileSync(`/proc/${w.pid}/status`, 'utf8');
+  t.regex(status, /TracerPid:\s+0\n/, 'not traced');
+  t.regex(status, /State:\s+[SR]/, 'not stopped');
+  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+  // The PID is taken by the original: restoring now must fail cleanly.
+  const r = await stasis(['restore', '-d', '-D', dir]);
+  t.is(r.exitCode, 1);
+  t.is(r.stderr, `stasis: PID ${w.pid} is already in use`);
+});
+
+test.serial('every image stasis writes decodes with Debian\'s crit', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 1$/);
+  t.is((await stasis(['dump', '-t', String(w.pid), '-D', dir, '--leave-running'])).exitCode, 0);
+  const imgs = fs.readdirSync(dir).filter((f) => f.endsWith('.img') && !f.startsWith('pages-'));
+  t.true(imgs.length >= 9, imgs.join(' '));
+  for (const f of [...imgs, 'stats-dump']) {
+    const r = await execa('crit', ['decode', '-i', path.join(dir, f)], { reject: false });
+    t.is(r.exitCode, 0, `${f}: ${r.stderr}`);
+  }
+});

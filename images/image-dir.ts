@@ -1,0 +1,272 @@
+// An image directory: the files of one dump, opened lazily by name.
+//
+// Writing follows CRIU's rule that inventory.img is written last: write()
+// and the raw writers refuse it, commit() writes it once everything else is
+// in place. Each file is written to a temporary name and renamed, so a
+// reader never sees half a file and an unfinished dump never has an
+// inventory.img.
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { ImageError } from './errors.js';
+import { decodeImage, encodeImage, type Image, type ImageEntry } from './image.js';
+import { imageTypeByName, imageTypeForFile } from './magic.js';
+import { PAGE_SIZE, pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
+import type { Message } from './wire.js';
+
+export const INVENTORY_FILE = 'inventory.img';
+
+let tmpCounter = 0;
+
+function tmpName(dir: string, name: string): string {
+  return path.join(dir, `.${name}.${process.pid}.${++tmpCounter}.tmp`);
+}
+
+function isMissing(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
+}
+
+/** Writes a whole file under a temporary name, then renames it into place. */
+async function writeAtomically(dir: string, name: string, data: Uint8Array): Promise<void> {
+  const tmp = tmpName(dir, name);
+  try {
+    await fsp.writeFile(tmp, data);
+    await fsp.rename(tmp, path.join(dir, name));
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** Streams a large raw file (pages-N.img) into place. */
+export class RawWriter {
+  private closed = false;
+  written = 0;
+
+  constructor(
+    private readonly owner: ImageDir,
+    readonly name: string,
+    private readonly tmp: string,
+    private readonly handle: fsp.FileHandle,
+  ) {}
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this.closed) throw new Error(`${this.name}: write after close`);
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done);
+      done += bytesWritten;
+    }
+    this.written += data.length;
+  }
+
+  /** Finishes the file: it appears under its name only now. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+    await fsp.rename(this.tmp, path.join(this.owner.path, this.name));
+    this.owner.writerDone(this);
+  }
+
+  /** Drops the file. */
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+    await fsp.rm(this.tmp, { force: true });
+    this.owner.writerDone(this);
+  }
+}
+
+export class ImageDir {
+  private readonly cache = new Map<string, Image>();
+  private readonly writers = new Set<RawWriter>();
+
+  private constructor(readonly path: string) {}
+
+  /** An existing directory, to read (or add to). */
+  static async open(dir: string): Promise<ImageDir> {
+    const st = await fsp.stat(dir);
+    if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
+    return new ImageDir(dir);
+  }
+
+  /**
+   * A directory to dump into, created if needed. A stale inventory.img from
+   * an earlier dump is removed first: until commit() the directory must not
+   * look like a complete dump.
+   */
+  static async create(dir: string): Promise<ImageDir> {
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.rm(path.join(dir, INVENTORY_FILE), { force: true });
+    return new ImageDir(dir);
+  }
+
+  /** Full path of a file in the directory. */
+  file(name: string): string {
+    return path.join(this.path, name);
+  }
+
+  /** File names in the directory, sorted (temporary files left out). */
+  async names(): Promise<string[]> {
+    return (await fsp.readdir(this.path)).filter((n) => !(n.startsWith('.') && n.endsWith('.tmp'))).sort();
+  }
+
+  async has(name: string): Promise<boolean> {
+    try {
+      await fsp.access(this.file(name));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A dump is complete once inventory.img exists. */
+  async isComplete(): Promise<boolean> {
+    return this.has(INVENTORY_FILE);
+  }
+
+  /** The decoded image `name`; read on first use, then cached. */
+  async image(name: string): Promise<Image> {
+    const cached = this.cache.get(name);
+    if (cached) return cached;
+    const bytes = await fsp.readFile(this.file(name));
+    const image = decodeImage(bytes, name);
+    this.cache.set(name, image);
+    return image;
+  }
+
+  /** Like image(), but a missing file is undefined: CRIU treats it as an empty image. */
+  async imageIfPresent(name: string): Promise<Image | undefined> {
+    try {
+      return await this.image(name);
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** The messages of image `name`; [] when the file does not exist. */
+  async messages(name: string): Promise<Message[]> {
+    return ((await this.imageIfPresent(name))?.entries ?? []).map((e) => e.message);
+  }
+
+  /** The one entry of a single-entry image (core, mm, ids, fs, inventory...). */
+  async message(name: string): Promise<Message> {
+    const image = await this.image(name);
+    if (image.entries.length !== 1) {
+      throw new ImageError(name, image.offsets?.[1] ?? 0, `expected one entry, found ${image.entries.length}`);
+    }
+    return image.entries[0].message;
+  }
+
+  /** inventory.img's entry. */
+  async inventory(): Promise<Message> {
+    return this.message(INVENTORY_FILE);
+  }
+
+  /** The runs of a pagemap image, with their offsets in the pages file. */
+  async pagemap(name: string): Promise<Pagemap> {
+    return readPagemap(await this.image(name));
+  }
+
+  /** `length` bytes at `offset` of pages-<pagesId>.img. */
+  async readPages(pagesId: number, offset: number, length: number): Promise<Buffer> {
+    const name = pagesFileName(pagesId);
+    const handle = await fsp.open(this.file(name), 'r');
+    try {
+      const { size } = await handle.stat();
+      if (offset < 0 || length < 0 || offset + length > size) {
+        throw new ImageError(name, offset, 'truncated pages', `need ${length} bytes, have ${Math.max(0, size - offset)}`);
+      }
+      const buf = Buffer.alloc(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await handle.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) throw new ImageError(name, offset + done, 'unexpected end of file');
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * `length` bytes of the dumped memory at `vaddr`, found through the runs
+   * of `pagemap`. Throws when part of the range was not dumped here (never
+   * touched, a file page, or kept in a parent dump).
+   */
+  async readMemory(pagemap: Pagemap, vaddr: bigint, length: number): Promise<Buffer> {
+    const out = Buffer.alloc(length);
+    let done = 0;
+    while (done < length) {
+      const at = vaddr + BigInt(done);
+      const run = pagemap.runs.find((r) => r.vaddr <= at && at < r.vaddr + BigInt(r.nrPages * PAGE_SIZE));
+      if (!run || run.offset === undefined) {
+        throw new Error(`memory at 0x${at.toString(16)} is not in ${pagesFileName(pagemap.pagesId)}`);
+      }
+      const skip = Number(at - run.vaddr);
+      const n = Math.min(length - done, run.nrPages * PAGE_SIZE - skip);
+      (await this.readPages(pagemap.pagesId, run.offset + skip, n)).copy(out, done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** The raw bytes of a file (pages, tarballs, ip dumps, descriptors.json...). */
+  async readRaw(name: string): Promise<Buffer> {
+    return fsp.readFile(this.file(name));
+  }
+
+  private checkWritable(name: string): void {
+    if (name === INVENTORY_FILE) throw new Error('inventory.img is written by commit(), after every other image');
+    if (name.includes('/') || name.startsWith('.')) throw new Error(`${name}: not a plain file name`);
+  }
+
+  /** Writes protobuf image `name` (its type comes from the name) in one go. */
+  async write(name: string, entries: ImageEntry[]): Promise<void> {
+    this.checkWritable(name);
+    const type = imageTypeForFile(name);
+    if (!type) throw new Error(`${name}: not a CRIU image file name`);
+    if (type.head === 'raw') throw new Error(`${name}: ${type.name} files are raw, use writeRaw()`);
+    const image: Image = { type, entries };
+    await writeAtomically(this.path, name, encodeImage(image));
+    this.cache.set(name, image);
+  }
+
+  /** write() for entries without payloads. */
+  async writeMessages(name: string, messages: Message[]): Promise<void> {
+    await this.write(name, messages.map((message) => ({ message })));
+  }
+
+  /** Writes a raw file in one go. */
+  async writeRaw(name: string, data: Uint8Array): Promise<void> {
+    this.checkWritable(name);
+    await writeAtomically(this.path, name, data);
+  }
+
+  /** Starts streaming a raw file; it appears under its name on close(). */
+  async rawWriter(name: string): Promise<RawWriter> {
+    this.checkWritable(name);
+    const tmp = tmpName(this.path, name);
+    const writer = new RawWriter(this, name, tmp, await fsp.open(tmp, 'wx'));
+    this.writers.add(writer);
+    return writer;
+  }
+
+  /** @internal called by RawWriter */
+  writerDone(writer: RawWriter): void {
+    this.writers.delete(writer);
+  }
+
+  /** Marks the dump complete by writing inventory.img, last. */
+  async commit(inventory: Message): Promise<void> {
+    if (this.writers.size) {
+      throw new Error(`cannot commit: still writing ${[...this.writers].map((w) => w.name).join(', ')}`);
+    }
+    const image: Image = { type: imageTypeByName('INVENTORY'), entries: [{ message: inventory }] };
+    await writeAtomically(this.path, INVENTORY_FILE, encodeImage(image));
+    this.cache.set(INVENTORY_FILE, image);
+  }
+}

@@ -1,0 +1,469 @@
+// Protobuf (proto2) wire codec driven by the reflected schema.
+//
+// protobufjs' generated codecs drop unknown fields and turn 64-bit numbers
+// into Long objects; an image reader must reproduce CRIU's bytes exactly and
+// keep register values intact, so this codec is our own:
+//   * 64-bit integers are bigint, 32-bit integers and enums are numbers (the
+//     encoder also takes an enum value's name, and numbers for 64-bit fields),
+//     bool is boolean, bytes are Uint8Array, strings are string (or the raw
+//     Uint8Array when the bytes are not valid UTF-8, so nothing is lost);
+//   * a field is an own property of the message exactly when it was on the
+//     wire (proto2 presence); an absent optional field is simply missing;
+//   * repeated fields are arrays; packed and unpacked forms are both read,
+//     and written the way the schema says (CRIU marks none packed);
+//   * fields the schema does not know are kept, raw, under UNKNOWN_FIELDS
+//     and written back in field-number order, where protobuf-c puts them;
+//   * a message is written in field-number order, as protobuf-c does.
+import { WireError } from './errors.js';
+import { fieldsByNumber, isEnum, isMessage, messageType, type FieldInfo, type MessageType } from './schema.js';
+
+/** A decoded message: field name -> value (see the mapping above). */
+export type Message = { [field: string]: any };
+
+/** Where a message keeps the fields the schema does not describe. */
+export const UNKNOWN_FIELDS = Symbol('unknownFields');
+
+interface UnknownField {
+  id: number;
+  raw: Uint8Array; // tag and value, exactly as read
+}
+
+const WT_VARINT = 0;
+const WT_FIXED64 = 1;
+const WT_LEN = 2;
+const WT_FIXED32 = 5;
+
+/** Deeper nesting than any CRIU message; stops a crafted file from exhausting the stack. */
+const MAX_DEPTH = 64;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+
+function wireTypeOf(type: string, resolved: unknown): number {
+  if (isMessage(resolved)) return WT_LEN;
+  if (isEnum(resolved)) return WT_VARINT;
+  switch (type) {
+    case 'fixed64':
+    case 'sfixed64':
+    case 'double':
+      return WT_FIXED64;
+    case 'fixed32':
+    case 'sfixed32':
+    case 'float':
+      return WT_FIXED32;
+    case 'string':
+    case 'bytes':
+      return WT_LEN;
+    default:
+      return WT_VARINT;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Uint8Array,
+    start: number,
+    readonly end: number,
+    readonly base: number, // offset of buf[0] in the caller's view, for messages
+  ) {
+    this.pos = start;
+  }
+
+  fail(reason: string, at = this.pos): never {
+    throw new WireError(reason, this.base + at);
+  }
+
+  varint(): bigint {
+    const start = this.pos;
+    let result = 0n;
+    let shift = 0n;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) this.fail('truncated varint', start);
+      const b = this.buf[this.pos++];
+      result |= BigInt(b & 0x7f) << shift;
+      if (!(b & 0x80)) return BigInt.asUintN(64, result);
+      shift += 7n;
+    }
+    return this.fail('varint longer than 10 bytes', start);
+  }
+
+  /** The low 32 bits of a varint, as protobuf keeps for 32-bit fields (no bigint: the common case). */
+  varint32(): number {
+    const start = this.pos;
+    let result = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.pos >= this.end) this.fail('truncated varint', start);
+      const b = this.buf[this.pos++];
+      if (shift < 32) result |= (b & 0x7f) << shift;
+      if (!(b & 0x80)) return result >>> 0;
+    }
+    return this.fail('varint longer than 10 bytes', start);
+  }
+
+  /** A varint that must fit a JS number (tags, lengths). */
+  smallVarint(): number {
+    const start = this.pos;
+    let result = 0;
+    for (let scale = 1; scale < 2 ** 70; scale *= 128) {
+      if (this.pos >= this.end) this.fail('truncated varint', start);
+      const b = this.buf[this.pos++];
+      result += (b & 0x7f) * scale;
+      if (!(b & 0x80)) {
+        if (result > Number.MAX_SAFE_INTEGER) this.fail('length or tag out of range', start);
+        return result;
+      }
+    }
+    return this.fail('varint longer than 10 bytes', start);
+  }
+
+  take(n: number): Uint8Array {
+    if (n > this.end - this.pos) {
+      this.fail(`truncated field: need ${n} bytes, have ${this.end - this.pos}`);
+    }
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  skip(wireType: number): void {
+    switch (wireType) {
+      case WT_VARINT:
+        this.varint();
+        return;
+      case WT_FIXED64:
+        this.take(8);
+        return;
+      case WT_FIXED32:
+        this.take(4);
+        return;
+      case WT_LEN:
+        this.take(this.smallVarint());
+        return;
+      default:
+        this.fail(`unsupported wire type ${wireType}`);
+    }
+  }
+}
+
+/** Reads a varint field as its JS value. */
+function readVarintValue(r: Reader, type: string, enumType: boolean): unknown {
+  if (enumType) return r.varint32() | 0;
+  switch (type) {
+    case 'uint64':
+      return r.varint();
+    case 'int64':
+      return BigInt.asIntN(64, r.varint());
+    case 'sint64': {
+      const v = r.varint();
+      return (v >> 1n) ^ -(v & 1n);
+    }
+    case 'uint32':
+      return r.varint32();
+    case 'int32':
+      return r.varint32() | 0;
+    case 'sint32': {
+      const n = r.varint32();
+      return (n >>> 1) ^ -(n & 1);
+    }
+    case 'bool':
+      return r.varint() !== 0n;
+    default:
+      throw new Error(`varint for field type ${type}`);
+  }
+}
+
+function fromFixed(type: string, b: Uint8Array): unknown {
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  switch (type) {
+    case 'fixed64':
+      return dv.getBigUint64(0, true);
+    case 'sfixed64':
+      return dv.getBigInt64(0, true);
+    case 'double':
+      return dv.getFloat64(0, true);
+    case 'fixed32':
+      return dv.getUint32(0, true);
+    case 'sfixed32':
+      return dv.getInt32(0, true);
+    case 'float':
+      return dv.getFloat32(0, true);
+    default:
+      throw new Error(`fixed value for field type ${type}`);
+  }
+}
+
+function readScalar(r: Reader, field: FieldInfo, wireType: number): unknown {
+  const enumType = isEnum(field.resolvedType);
+  switch (wireType) {
+    case WT_VARINT:
+      return readVarintValue(r, field.type, enumType);
+    case WT_FIXED64:
+      return fromFixed(field.type, r.take(8));
+    case WT_FIXED32:
+      return fromFixed(field.type, r.take(4));
+    default: {
+      const bytes = r.take(r.smallVarint());
+      if (field.type === 'bytes') return Uint8Array.from(bytes);
+      try {
+        return utf8.decode(bytes);
+      } catch {
+        return Uint8Array.from(bytes); // not UTF-8: keep the bytes so they round-trip
+      }
+    }
+  }
+}
+
+function decodeFields(type: MessageType, r: Reader, depth: number): Message {
+  if (depth > MAX_DEPTH) r.fail(`messages nested deeper than ${MAX_DEPTH}`);
+  const msg: Message = {};
+  const msgStart = r.pos;
+  let unknown: UnknownField[] | undefined;
+  while (r.pos < r.end) {
+    const fieldStart = r.pos;
+    const tag = r.smallVarint();
+    const id = Math.floor(tag / 8);
+    const wireType = tag & 7;
+    if (id === 0) r.fail('field number 0', fieldStart);
+    const field = type.fieldsById[id];
+    const expected = field ? wireTypeOf(field.type, field.resolvedType) : -1;
+    const packedForm = field?.repeated && wireType === WT_LEN && expected !== WT_LEN;
+    if (!field || (wireType !== expected && !packedForm)) {
+      // Unknown to us (or of an unexpected shape): keep it byte for byte.
+      r.skip(wireType);
+      (unknown ??= []).push({ id, raw: Uint8Array.from(r.buf.subarray(fieldStart, r.pos)) });
+      continue;
+    }
+    if (isMessage(field.resolvedType)) {
+      const len = r.smallVarint();
+      r.take(len);
+      const sub = decodeFields(field.resolvedType, new Reader(r.buf, r.pos - len, r.pos, r.base), depth + 1);
+      if (field.repeated) (msg[field.name] ??= []).push(sub);
+      else msg[field.name] = sub;
+    } else if (packedForm) {
+      const len = r.smallVarint();
+      r.take(len);
+      const inner = new Reader(r.buf, r.pos - len, r.pos, r.base);
+      const list: unknown[] = (msg[field.name] ??= []);
+      while (inner.pos < inner.end) list.push(readScalar(inner, field, expected));
+    } else {
+      const value = readScalar(r, field, wireType);
+      if (field.repeated) (msg[field.name] ??= []).push(value);
+      else msg[field.name] = value; // a repeated occurrence of a singular field: last one wins
+    }
+  }
+  for (const field of type.fieldsArray) {
+    if (field.required && !Object.hasOwn(msg, field.name)) {
+      r.fail(`${type.name} lacks required field ${field.name}`, msgStart);
+    }
+  }
+  if (unknown) Object.defineProperty(msg, UNKNOWN_FIELDS, { value: unknown, enumerable: false });
+  return msg;
+}
+
+/**
+ * Decodes one message. Throws WireError with an offset counted from the
+ * start of `bytes` plus `baseOffset` (so callers can report file offsets).
+ */
+export function decodeMessage(typeName: string | MessageType, bytes: Uint8Array, baseOffset = 0): Message {
+  const type = typeof typeName === 'string' ? messageType(typeName) : typeName;
+  return decodeFields(type, new Reader(bytes, 0, bytes.length, baseOffset), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+class Writer {
+  buf = new Uint8Array(256);
+  len = 0;
+
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+  }
+
+  byte(b: number): void {
+    this.reserve(1);
+    this.buf[this.len++] = b;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+
+  varint(value: bigint | number): void {
+    if (typeof value === 'number' && value >= 0 && value <= 0x7fffffff) {
+      let v = value;
+      while (v > 0x7f) {
+        this.byte((v & 0x7f) | 0x80);
+        v >>>= 7;
+      }
+      this.byte(v);
+      return;
+    }
+    let v = BigInt.asUintN(64, BigInt(value)); // negatives take 10 bytes, as in every protobuf runtime
+    while (v > 0x7fn) {
+      this.byte(Number(v & 0x7fn) | 0x80);
+      v >>= 7n;
+    }
+    this.byte(Number(v));
+  }
+
+  tag(id: number, wireType: number): void {
+    this.varint(id * 8 + wireType);
+  }
+
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+function where(type: MessageType, field: FieldInfo): string {
+  return `${type.name}.${field.name}`;
+}
+
+function toBigInt(type: MessageType, field: FieldInfo, value: unknown): bigint {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  throw new TypeError(`${where(type, field)}: expected an integer, got ${typeof value}`);
+}
+
+function toVarint(type: MessageType, field: FieldInfo, value: unknown): bigint | number {
+  const enumType = field.resolvedType;
+  if (isEnum(enumType)) {
+    if (typeof value === 'string') {
+      const n = enumType.values[value];
+      if (n === undefined) throw new TypeError(`${where(type, field)}: no enum value named ${value}`);
+      return n;
+    }
+    return Number(toBigInt(type, field, value));
+  }
+  switch (field.type) {
+    case 'bool':
+      if (typeof value !== 'boolean') throw new TypeError(`${where(type, field)}: expected a boolean`);
+      return value ? 1 : 0;
+    case 'sint32':
+    case 'sint64': {
+      const v = toBigInt(type, field, value);
+      const bits = field.type === 'sint32' ? 32 : 64;
+      return BigInt.asUintN(bits, (v << 1n) ^ (v >> BigInt(bits - 1)));
+    }
+    case 'uint32':
+      return BigInt.asUintN(32, toBigInt(type, field, value));
+    case 'int32':
+      return BigInt.asIntN(32, toBigInt(type, field, value));
+    default:
+      return toBigInt(type, field, value);
+  }
+}
+
+function writeFixed(w: Writer, type: MessageType, field: FieldInfo, value: unknown): void {
+  const wide = wireTypeOf(field.type, field.resolvedType) === WT_FIXED64;
+  const b = new Uint8Array(wide ? 8 : 4);
+  const dv = new DataView(b.buffer);
+  switch (field.type) {
+    case 'fixed64':
+      dv.setBigUint64(0, BigInt.asUintN(64, toBigInt(type, field, value)), true);
+      break;
+    case 'sfixed64':
+      dv.setBigInt64(0, BigInt.asIntN(64, toBigInt(type, field, value)), true);
+      break;
+    case 'double':
+      dv.setFloat64(0, Number(value), true);
+      break;
+    case 'fixed32':
+      dv.setUint32(0, Number(BigInt.asUintN(32, toBigInt(type, field, value))), true);
+      break;
+    case 'sfixed32':
+      dv.setInt32(0, Number(BigInt.asIntN(32, toBigInt(type, field, value))), true);
+      break;
+    case 'float':
+      dv.setFloat32(0, Number(value), true);
+      break;
+  }
+  w.bytes(b);
+}
+
+function lengthDelimited(type: MessageType, field: FieldInfo, value: unknown): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string' && field.type === 'string') return utf8Encoder.encode(value);
+  throw new TypeError(`${where(type, field)}: expected ${field.type === 'string' ? 'a string' : 'a Uint8Array'}`);
+}
+
+/** Writes one value of `field` without its tag. */
+function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: number, value: unknown): void {
+  switch (wireType) {
+    case WT_VARINT:
+      w.varint(toVarint(type, field, value));
+      return;
+    case WT_FIXED64:
+    case WT_FIXED32:
+      writeFixed(w, type, field, value);
+      return;
+    default: {
+      const resolved = field.resolvedType;
+      const body = isMessage(resolved)
+        ? encodeFields(resolved, value as Message)
+        : lengthDelimited(type, field, value);
+      w.varint(body.length);
+      w.bytes(body);
+    }
+  }
+}
+
+function encodeFields(type: MessageType, msg: Message): Uint8Array {
+  if (typeof msg !== 'object' || msg === null) throw new TypeError(`${type.name}: expected a message object`);
+  const w = new Writer();
+  const unknown = [...unknownFields(msg)].sort((a, b) => a.id - b.id); // stable
+  let u = 0;
+  for (const field of fieldsByNumber(type)) {
+    while (u < unknown.length && unknown[u].id < field.id) w.bytes(unknown[u++].raw);
+    const value = Object.hasOwn(msg, field.name) ? msg[field.name] : undefined;
+    if (value === undefined || value === null) {
+      if (field.required) throw new TypeError(`${where(type, field)} is required`);
+      continue;
+    }
+    const wireType = wireTypeOf(field.type, field.resolvedType);
+    if (!field.repeated) {
+      w.tag(field.id, wireType);
+      writeValue(w, type, field, wireType, value);
+      continue;
+    }
+    if (!Array.isArray(value)) throw new TypeError(`${where(type, field)}: expected an array`);
+    if (field.packed && wireType !== WT_LEN) {
+      if (value.length === 0) continue;
+      const inner = new Writer();
+      for (const v of value) writeValue(inner, type, field, wireType, v);
+      w.tag(field.id, WT_LEN);
+      w.varint(inner.len);
+      w.bytes(inner.buf.subarray(0, inner.len));
+      continue;
+    }
+    for (const v of value) {
+      w.tag(field.id, wireType);
+      writeValue(w, type, field, wireType, v);
+    }
+  }
+  while (u < unknown.length) w.bytes(unknown[u++].raw);
+  return w.finish();
+}
+
+/** Encodes one message (throws TypeError on a value that does not fit the schema). */
+export function encodeMessage(typeName: string | MessageType, msg: Message): Uint8Array {
+  const type = typeof typeName === 'string' ? messageType(typeName) : typeName;
+  return encodeFields(type, msg);
+}
+
+/** Fields of `msg` the schema did not know, as raw tag+value bytes. */
+export function unknownFields(msg: Message): readonly { id: number; raw: Uint8Array }[] {
+  return (msg as { [UNKNOWN_FIELDS]?: UnknownField[] })[UNKNOWN_FIELDS] ?? [];
+}

@@ -76,9 +76,17 @@ function precheck(pid: number): void {
   if (status.seccomp) throw new Error(`process ${pid} runs under seccomp, which stasis cannot dump yet`);
 }
 
+/** mkdir -p without Node's recursive mkdir, which spins forever on some procfs paths. */
+function makeDirs(dir: string): void {
+  const abs = path.resolve(dir);
+  if (fs.existsSync(abs)) return;
+  makeDirs(path.dirname(abs));
+  fs.mkdirSync(abs);
+}
+
 function checkWritable(dir: string): void {
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     fs.accessSync(dir, fs.constants.W_OK);
     const probe = path.join(dir, `.stasis-probe-${process.pid}`);
     fs.writeFileSync(probe, '');

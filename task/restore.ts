@@ -164,10 +164,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     throw e;
   }
   const tDone = performance.now();
-  await writeRestoreStats(opts.workDir ?? opts.imagesDir, {
-    pages_compared: 0, pages_skipped_cow: 0, forking_time: Math.round((tForked - t0) * 1000),
-    restore_time: Math.round((tDone - t0) * 1000), pages_restored: pages,
-  });
+  try {
+    await writeRestoreStats(opts.workDir ?? opts.imagesDir, {
+      pages_compared: 0, pages_skipped_cow: 0, forking_time: Math.round((tForked - t0) * 1000),
+      restore_time: Math.round((tDone - t0) * 1000), pages_restored: pages,
+    });
+  } catch (e) {
+    // The process runs already; a read-only images dir only costs the statistics.
+    log(`stats-restore not written: ${(e as Error).message}`);
+  }
   return { pid, pages, timeMs: tDone - t0 };
 }
 

@@ -1,5 +1,6 @@
 // The list of benchmarks `npm run bench` knows.
 import type { Benchmark } from './run.js';
 import { injectionBench } from './inject.js';
+import { memoryBench } from './memory.js';
 
-export const benchmarks: Benchmark[] = [injectionBench];
+export const benchmarks: Benchmark[] = [injectionBench, memoryBench];

@@ -133,7 +133,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const taskIds = ids.idsFor(pid);
 
     const inj = new Injector(pid);
-    let core, mm, sigactions, timers, thread, subreaper;
+    let core, mm, sigactions, timers, thread, subreaper, runs, scanned, written, tMem, tMemDone;
+    const pagesId = 1;
     try {
       const vmas = dumpVmas(pid, smaps, files);
       mm = dumpMm(pid, inj, stat, auxv, vmas, files);
@@ -142,6 +143,11 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       thread = dumpThreadCore(inj, pid, pid, blocked);
       subreaper = inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8)) === 0n
         && inj.readScratch(4).readInt32LE(0) !== 0;
+      tMem = performance.now();
+      ({ runs, scanned } = findDataPages(pid, mm.vmas));
+      written = writePages(pid, runs, images.file(pagesFileName(pagesId)), inj);
+      tMemDone = performance.now();
+      log(`copied ${written} pages in ${(tMemDone - tMem).toFixed(1)} ms`);
     } finally {
       inj.finish();
     }
@@ -158,13 +164,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       },
       thread_core: thread.core,
     };
-
-    const tMem = performance.now();
-    const { runs, scanned } = findDataPages(pid, mm.vmas);
-    const pagesId = 1;
-    const written = writePages(pid, runs, images.file(pagesFileName(pagesId)));
-    const tMemDone = performance.now();
-    log(`copied ${written} pages in ${(tMemDone - tMem).toFixed(1)} ms`);
 
     await images.write(imageFileName('PAGEMAP', pid), pagemapImage(pagesId, runs).entries);
     await images.writeMessages('pstree.img', [{

@@ -2,15 +2,15 @@
 // headerless pages-N.img (their bytes, back to back in pagemap order). Dump and restore side by side.
 //
 // Dump finds the pages with PAGEMAP_SCAN (present or swapped, privately owned, not the zero
-// page: untouched memory is neither read nor faulted in) and copies them with process_vm_readv.
+// page: untouched memory is neither read nor faulted in) and has the task write them out.
 // Restore makes the task read its own pages: an injected pread64() from the pages file straight
 // into the mapped range, so the bytes never pass through stasis.
 
 import fs from 'node:fs';
 import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
-import { nativeBuffer } from '../sys/native.js';
-import { readRanges } from '../sys/mem.js';
+import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
+import { ProcMem, readRanges } from '../sys/mem.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, type PageRun } from '../images/index.js';
@@ -19,6 +19,7 @@ import { hasDumpablePages, type VmaEntry } from './mm.js';
 const PAGE = BigInt(PAGE_SIZE);
 /** Copy window: bounded, so stasis's memory use does not grow with the target's. */
 const CHUNK = 16 << 20;
+const MADV_POPULATE_WRITE = 23;
 
 export interface PagesDumpStats {
   pagesScanned: number;
@@ -49,32 +50,91 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: P
   return { runs, scanned };
 }
 
-/** Copy the runs' bytes from the task into `pagesFile`, in order. */
-export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string): number {
+/**
+ * Copy the runs' bytes from the task into `pagesFile`, in order. The fast way is to have the
+ * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
+ * cache speed). Where that cannot be done — the file is not reachable or writable from the task,
+ * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
+ * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
+ */
+export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj?: Injector): number {
   const out = fs.openSync(pagesFile, 'w');
-  const buf = nativeBuffer(CHUNK);
   let written = 0;
+  let taskFd = -1;
   try {
+    const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
+    if (inj && total > 0) taskFd = openPagesInTask(inj, pagesFile, out, total);
+    let offset = 0;
     for (const r of runs) {
-      let addr = r.vaddr;
-      let left = r.nrPages * PAGE_SIZE;
-      while (left > 0) {
-        const len = Math.min(left, CHUNK);
-        const got = readRanges(pid, [{ addr, len }], buf);
-        if (got !== len) {
-          throw new Error(`task ${pid}: could read only ${got} of ${len} bytes at 0x${addr.toString(16)}`);
-        }
-        let off = 0;
-        while (off < len) off += fs.writeSync(out, buf, off, len - off);
-        addr += BigInt(len);
-        left -= len;
-        written += len;
-      }
+      const len = r.nrPages * PAGE_SIZE;
+      let done = 0;
+      if (taskFd >= 0) done = injectedWrite(inj!, taskFd, r.vaddr, len, offset);
+      if (done < len) copyThroughStasis(pid, r.vaddr + BigInt(done), len - done, out, offset + done);
+      offset += len;
+      written += len;
     }
   } finally {
+    if (taskFd >= 0) inj!.call(SYS.close, taskFd);
     fs.closeSync(out);
   }
   return written / PAGE_SIZE;
+}
+
+const O_WRONLY = 1;
+const RLIMIT_FSIZE = 1;
+
+/** The pages file opened inside the task, checked to be the same inode; -1 when not possible. */
+function openPagesInTask(inj: Injector, file: string, ours: number, total: number): number {
+  const limit = nativeBuffer(16);
+  if (rawSyscall(SYS.prlimit64, inj.pid, RLIMIT_FSIZE, 0, addressOf(limit)) < 0n) return -1;
+  if (limit.readBigUInt64LE(0) < BigInt(total)) return -1; // a write past it would send SIGXFSZ
+  let fd: number;
+  try {
+    fd = openInTask(inj, file, O_WRONLY);
+  } catch {
+    return -1;
+  }
+  const theirs = fs.statSync(`/proc/${inj.tgid}/fd/${fd}`);
+  const mine = fs.fstatSync(ours);
+  if (theirs.ino !== mine.ino || theirs.dev !== mine.dev) {
+    inj.call(SYS.close, fd);
+    return -1;
+  }
+  return fd;
+}
+
+/** pwrite64 run by the task; returns how many bytes it wrote before stopping (EFAULT etc.). */
+function injectedWrite(inj: Injector, fd: number, vaddr: bigint, len: number, offset: number): number {
+  let done = 0;
+  while (done < len) {
+    const n = inj.call(SYS.pwrite64, fd, vaddr + BigInt(done), len - done, offset + done);
+    if (n <= 0n) break;
+    done += Number(n);
+  }
+  return done;
+}
+
+function copyThroughStasis(pid: number, vaddr: bigint, len: number, out: number, offset: number): void {
+  const buf = nativeBuffer(Math.min(len, CHUNK));
+  let mem: ProcMem | undefined;
+  try {
+    for (let done = 0; done < len;) {
+      const n = Math.min(len - done, CHUNK);
+      const addr = vaddr + BigInt(done);
+      let got = readRanges(pid, [{ addr, len: n }], buf);
+      if (got < n) {
+        // Unreadable to process_vm_readv (PROT_NONE): /proc/PID/mem reads through protections.
+        mem ??= new ProcMem(pid, false);
+        mem.read(addr + BigInt(got), n - got).copy(buf, got);
+        got = n;
+      }
+      let w = 0;
+      while (w < n) w += fs.writeSync(out, buf, w, n - w, offset + done + w);
+      done += n;
+    }
+  } finally {
+    mem?.close();
+  }
 }
 
 /**
@@ -94,6 +154,9 @@ export function fillPages(inj: Injector, runs: readonly PageRun[], pagesFile: st
       if (skip(r.vaddr)) continue;
       const len = BigInt(r.nrPages) * PAGE;
       const offset = BigInt(r.offset!);
+      // Allocate the pages in one go before reading into them: much cheaper than a fault per
+      // page inside pread (fails harmlessly on kernels without MADV_POPULATE_WRITE).
+      inj.call(SYS.madvise, r.vaddr, len, MADV_POPULATE_WRITE);
       let done = 0n;
       while (done < len) {
         const n = inj.callChecked(SYS.pread64, fd, r.vaddr + done, len - done, offset + done);

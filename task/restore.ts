@@ -118,13 +118,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       tc: Message; thread_core: ThreadCoreEntry; thread_info: ThreadInfoX86;
     };
 
+    log(`task ${pid} created in ${(tForked - t0).toFixed(1)} ms`);
     const space = restoreVmas(inj, img.mm.vmas, { regFile }, hasDumpablePages);
+    log(`address space of ${pid} mapped at ${(performance.now() - t0).toFixed(1)} ms`);
     const kernelArea = img.mm.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
     pages = fillPages(inj, img.pagemap.runs, img.pagesFile,
       (a) => kernelArea.some((v) => a >= v.start && a < v.end));
     tightenProtections(inj, space);
     restoreMmFields(inj, img.mm, { regFile });
-    log(`memory of ${pid} restored: ${pages} pages`);
+    log(`memory of ${pid} restored: ${pages} pages at ${(performance.now() - t0).toFixed(1)} ms`);
 
     // Descriptors: drop everything inherited from stasis, then open the dumped table.
     inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);

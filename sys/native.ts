@@ -90,3 +90,10 @@ export function spawnPausedSeed(flags = 0): number {
   if (pid < 0) throw new SysError(koffi.errno(), 'clone(seed)');
   return pid;
 }
+
+/** pipe2(): [read end, write end] in this process. */
+export function pipe(flags = 0): [number, number] {
+  const fds = nativeBuffer(8);
+  syscall('pipe2', SYS.pipe2, addressOf(fds), flags);
+  return [fds.readInt32LE(0), fds.readInt32LE(4)];
+}

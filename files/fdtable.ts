@@ -2,9 +2,10 @@
 // close-on-exec. The descriptions themselves are dumped and opened by the kinds in index.ts.
 
 import { SYS } from '../sys/arch.js';
+import type { Injector } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
-import { kindForLink, kindForType } from './index.js';
-import type { RestoreFilesTask } from './kind.js';
+import { kindFor, kindForType } from './index.js';
+import type { DumpFilesContext, RestoreFilesTask } from './kind.js';
 import type { FileEntryMessage, FileTable } from './table.js';
 
 const O_CLOEXEC = 0o2000000;
@@ -19,16 +20,22 @@ export interface FdinfoEntry {
   fd: number;
 }
 
-export function dumpFdTable(pid: number, table: FileTable): FdinfoEntry[] {
+/** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
+export function dumpFdTable(pid: number, inj: Injector, table: FileTable): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
+  const ctx: DumpFilesContext = {
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo,
+    addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
+    writeImage: (image, entries) => table.setImage(image, entries),
+  };
   for (const fd of listFds(pid)) {
     const link = readFdLink(pid, fd);
-    const kind = kindForLink(link);
+    const kind = kindFor({ pid, fd, link });
     if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
     const fdinfo = readFdinfo(pid, fd);
     let id = table.sharedWith(pid, fd, link);
     if (id === undefined) {
-      id = table.add(kind.dump({ pid, fd, link, fdinfo }, { addFile: (f) => table.add(f) }));
+      id = table.add(kind.dump({ pid, fd, link, fdinfo }, ctx));
       table.remember(pid, fd, link, id);
     }
     out.push({ id, flags: fdinfo.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
@@ -45,31 +52,65 @@ export function checkFdTable(fdinfos: readonly FdinfoEntry[], files: ReadonlyMap
   }
 }
 
+export interface RestoreFdTableOptions {
+  inherited(key: string): number | undefined;
+  /** Copy a descriptor of stasis into the task. */
+  importFd(fd: number): number;
+  /** Copy descriptor `fd` of another (already restored) task of the tree into this one. */
+  importFromTask?(pid: number, fd: number): number;
+  /** Where a description shared with an earlier task of the tree lives: that task and its fd. */
+  openedElsewhere?(fileId: number): { pid: number; fd: number } | undefined;
+  imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
+}
+
 /**
- * Rebuild the task's descriptor table. Everything the task inherited is closed first; then each
- * description is opened once and duplicated onto every fd that shared it.
+ * Rebuild the task's descriptor table (the caller has closed what the task inherited). Each
+ * description is opened once — or taken from where another task of the tree has it — and
+ * duplicated onto every fd that shares it; then kinds with a second pass run it.
+ * Returns fd numbers by file id, for the tasks that come later.
  */
-export function restoreFdTable(task: RestoreFilesTask, fdinfos: readonly FdinfoEntry[],
-  files: ReadonlyMap<number, FileEntryMessage>): void {
-  const { inj } = task;
+export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly FdinfoEntry[],
+  files: ReadonlyMap<number, FileEntryMessage>, opts: RestoreFdTableOptions): Map<number, number> {
   const byId = new Map<number, FdinfoEntry[]>();
   for (const f of fdinfos) byId.set(f.id, [...(byId.get(f.id) ?? []), f]);
+  const floor = fdinfos.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+  const provided = new Map<number, number>();
+  const placed = new Map<number, number>();
+  const task: RestoreFilesTask = {
+    pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
+    file: (id) => files.get(id),
+    // A descriptor made for a later description is parked above every fd the table uses, so no
+    // dup3() onto a target number can close it before its turn.
+    provide: (id, fd) => provided.set(id, fd < floor ? moveAbove(inj, fd, floor) : fd),
+    fdOf: (id) => placed.get(id) ?? provided.get(id),
+  };
   for (const [id, fds] of byId) {
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
-    const tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
+    const elsewhere = opts.openedElsewhere?.(id);
+    let tmp = provided.get(id);
+    provided.delete(id);
+    if (tmp === undefined && elsewhere && opts.importFromTask) tmp = opts.importFromTask(elsewhere.pid, elsewhere.fd);
+    if (tmp === undefined) tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
     for (const f of fds) {
       if (f.fd !== tmp) inj.callChecked(SYS.dup3, tmp, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
       else if (f.flags & FD_CLOEXEC) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, FD_CLOEXEC);
     }
     if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
+    placed.set(id, fds[0]!.fd);
   }
+  for (const fd of provided.values()) inj.call(SYS.close, fd); // ends nobody in this task uses
+  for (const [id, fds] of byId) {
+    const file = files.get(id)!;
+    const kind = kindForType(file.type)!;
+    kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);
+  }
+  return placed;
 }
 
-/** Move a helper descriptor in the task above every fd the table will use. */
-export function moveAbove(task: RestoreFilesTask, fd: number, fdinfos: readonly FdinfoEntry[]): number {
-  const floor = fdinfos.reduce((m, f) => Math.max(m, f.fd + 1), 3);
-  const moved = Number(task.inj.callChecked(SYS.fcntl, fd, F_DUPFD_CLOEXEC, floor));
-  task.inj.callChecked(SYS.close, fd);
+/** Move a helper descriptor in the task to `floor` or above (close-on-exec). */
+export function moveAbove(inj: Injector, fd: number, floor: number): number {
+  const moved = Number(inj.callChecked(SYS.fcntl, fd, F_DUPFD_CLOEXEC, floor));
+  inj.callChecked(SYS.close, fd);
   return moved;
 }

@@ -4,6 +4,7 @@
 
 import type { Injector } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
+import type { FileEntryMessage } from './table.js';
 
 /** An open descriptor of a task being dumped. */
 export interface OpenFd {
@@ -24,8 +25,17 @@ export interface DumpedFile {
 }
 
 export interface DumpFilesContext {
+  /** The task that holds the descriptor, and an injector on it (stopped, all signals blocked). */
+  pid: number;
+  inj: Injector;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
+  /** Appends an entry (with its payload) to a shared image: pipes-data.img, sk-queues.img, ... */
+  addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void;
+  /** Writes a whole image of the kind's own (ghost-file-N.img, ...). */
+  writeImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void;
+  /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */
+  memo: Map<string, unknown>;
 }
 
 /** The task being restored, as a file kind sees it. */
@@ -36,6 +46,17 @@ export interface RestoreFilesTask {
   inherited(key: string): number | undefined;
   /** Copy descriptor `fd` of stasis into the task; returns its number there. */
   importFd(fd: number): number;
+  /** The entries (and payloads) of an image of the dump; [] when it does not exist. */
+  imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
+  /** Another file description of the dump, by id (a socket's peer, a FIFO's path...). */
+  file(id: number): FileEntryMessage | undefined;
+  /**
+   * Hand a descriptor made here to another description of the dump (the other end of a pipe or
+   * socketpair): when that description's turn comes, this fd is used instead of opening it.
+   */
+  provide(fileId: number, fd: number): void;
+  /** The descriptor (in this task) of a description already opened, if any. */
+  fdOf(fileId: number): number | undefined;
 }
 
 export interface FileKind {
@@ -43,12 +64,18 @@ export interface FileKind {
   type: number;
   /** The file_entry field this kind uses. */
   field: string;
-  /** Whether this kind dumps the descriptor whose /proc link is `link`. */
-  claims(link: string): boolean;
+  /** Whether this kind dumps the descriptor (checked in list order; reg comes last). */
+  claims(f: { pid: number; fd: number; link: string }): boolean;
   /** The description's entry, without `id` (the table assigns it). */
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile;
   /** The key `--inherit-fd fd[N]:KEY` names this description by. */
   inheritKey(entry: Record<string, unknown>): string;
   /** Open the description inside the task; returns a descriptor number there. */
   open(entry: Record<string, unknown>, task: RestoreFilesTask): number;
+  /**
+   * Optional second pass, once every descriptor of the task exists (epoll's watched fds,
+   * a socket's connection to a peer opened later...). `fd` is what open() returned, now at
+   * its final number.
+   */
+  finish?(entry: Record<string, unknown>, fd: number, task: RestoreFilesTask): void;
 }

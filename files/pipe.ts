@@ -15,7 +15,7 @@ const O_CLOEXEC = 0o2000000;
 export const pipeFile: FileKind = {
   type: FD_TYPE_PIPE,
   field: 'pipe',
-  claims: (link) => /^pipe:\[\d+\]$/.test(link),
+  claims: ({ link }) => /^pipe:\[\d+\]$/.test(link),
   dump(f: OpenFd): DumpedFile {
     const ino = Number(/^pipe:\[(\d+)\]$/.exec(f.link)![1]);
     return {

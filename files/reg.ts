@@ -48,7 +48,7 @@ export function openInTask(inj: Injector, path: string, flags: number, mode = 0)
 export const regFile: FileKind = {
   type: FD_TYPE_REG,
   field: 'reg',
-  claims: (link) => link.startsWith('/'),
+  claims: ({ link }) => link.startsWith('/'),
   dump(f: OpenFd): DumpedFile {
     if (f.link.endsWith(DELETED)) {
       throw new Error(`fd ${f.fd} of task ${f.pid} is the deleted file ${f.link.slice(0, -DELETED.length)}, which stasis cannot dump yet`);

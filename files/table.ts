@@ -20,6 +20,20 @@ export class FileTable {
   private seen = new Map<string, { pid: number; fd: number; id: number }[]>();
   /** Non-fd files (mappings, cwd, exe) by a key of the caller's choosing. */
   private byKey = new Map<string, number>();
+  /** Entries file kinds add to shared images (pipes-data.img, sk-queues.img, ...), in order. */
+  readonly images = new Map<string, { message: Record<string, unknown>; extra?: Uint8Array }[]>();
+  /** Scratch space for file kinds, shared across the whole dump. */
+  readonly memo = new Map<string, unknown>();
+
+  addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void {
+    const list = this.images.get(image) ?? [];
+    list.push(extra ? { message, extra } : { message });
+    this.images.set(image, list);
+  }
+
+  setImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void {
+    this.images.set(image, entries);
+  }
 
   add(file: DumpedFile): number {
     const id = this.nextId++;

@@ -133,7 +133,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const taskIds = ids.idsFor(pid);
 
     const inj = new Injector(pid);
-    let core, mm, sigactions, timers, thread, subreaper, runs, scanned, written, tMem, tMemDone;
+    let core, mm, sigactions, timers, thread, subreaper, runs, scanned, written, tMem, tMemDone, fdinfos;
     const pagesId = 1;
     try {
       const vmas = dumpVmas(pid, smaps, files);
@@ -143,6 +143,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       thread = dumpThreadCore(inj, pid, pid, blocked);
       subreaper = inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8)) === 0n
         && inj.readScratch(4).readInt32LE(0) !== 0;
+      fdinfos = dumpFdTable(pid, inj, files);
       tMem = performance.now();
       ({ runs, scanned } = findDataPages(pid, mm.vmas));
       written = writePages(pid, runs, images.file(pagesFileName(pagesId)), inj);
@@ -151,7 +152,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     } finally {
       inj.finish();
     }
-    const fdinfos = dumpFdTable(pid, files);
     const fsEntry = dumpFs(pid, files);
     core = {
       mtype: MARCH_X86_64,
@@ -175,6 +175,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     await images.writeMessages(imageFileName('FS', pid), [fsEntry]);
     await images.writeMessages(imageFileName('FDINFO', taskIds.files_id), fdinfos);
     await images.writeMessages('files.img', files.entries);
+    for (const [name, entries] of files.images) await images.write(name, entries);
 
     const stats: DumpStats = {
       freezing_time: Math.round((tFrozen - t0) * 1000),

@@ -7,13 +7,12 @@
 // leaves a running process or nothing.
 
 import fs from 'node:fs';
-import { ImageDir, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
+import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
 import { Injector } from '../sys/inject.js';
 import { kill } from '../sys/native.js';
 import { SIGKILL, detach, waitTask } from '../sys/ptrace.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
-import type { RestoreFilesTask } from '../files/kind.js';
 import type { FileEntryMessage } from '../files/table.js';
 import { createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
@@ -57,6 +56,8 @@ interface LoadedImages {
   fdinfos: FdinfoEntry[];
   files: Map<number, FileEntryMessage>;
   fs: FsEntry;
+  /** Entries of an optional image (pipes-data, sk-queues...), read on demand. */
+  extraImage(name: string): { message: Message; extra?: Uint8Array }[];
 }
 
 /** Read and check every image before any process is created. */
@@ -98,7 +99,17 @@ async function load(dir: string): Promise<LoadedImages> {
     const f = files.get(id);
     if (!f?.reg) throw new Error(`files.img has no regular file ${id}, which the dump refers to`);
   }
-  return { pid, core, mm, pagemap, pagesFile, fdinfos, files, fs: fsEntry };
+  const extras = new Map<string, { message: Message; extra?: Uint8Array }[]>();
+  const extraImage = (name: string) => {
+    let e = extras.get(name);
+    if (!e) {
+      const file = images.file(name);
+      e = fs.existsSync(file) ? decodeImage(fs.readFileSync(file), name).entries : [];
+      extras.set(name, e);
+    }
+    return e;
+  };
+  return { pid, core, mm, pagemap, pagesFile, fdinfos, files, fs: fsEntry, extraImage };
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -131,15 +142,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // Descriptors: drop everything inherited from stasis, then open the dumped table.
     inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
     let pidfd = -1;
-    const filesTask: RestoreFilesTask = {
-      pid, inj,
+    const floor = img.fdinfos.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+    restoreFdTable(pid, inj, img.fdinfos, img.files, {
       inherited: (key) => opts.inheritFds?.get(key),
       importFd(fd) {
-        if (pidfd < 0) pidfd = moveAbove(filesTask, Number(inj.callChecked(SYS.pidfd_open, process.pid, 0)), img.fdinfos);
+        if (pidfd < 0) pidfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, process.pid, 0)), floor);
         return Number(inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0));
       },
-    };
-    restoreFdTable(filesTask, img.fdinfos, img.files);
+      imageEntries: (name) => img.extraImage(name),
+    });
     if (pidfd >= 0) inj.callChecked(SYS.close, pidfd);
     restoreFs(inj, img.fs, regFile);
 

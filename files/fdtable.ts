@@ -6,6 +6,7 @@ import type { Injector } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, RestoreFilesTask } from './kind.js';
+import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
 
 const O_CLOEXEC = 0o2000000;
@@ -20,11 +21,24 @@ export interface FdinfoEntry {
   fd: number;
 }
 
+/** What criu takes as options for dumping files. */
+export interface DumpFdTableOptions {
+  /** --file-locks */
+  fileLocks?: boolean;
+}
+
+/**
+ * Defaults for callers that do not pass options yet: the command line sets them (--file-locks)
+ * until the dump orchestration hands its options to dumpFdTable itself.
+ */
+export const fdTableDumpDefaults: DumpFdTableOptions = {};
+
 /** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
-export function dumpFdTable(pid: number, inj: Injector, table: FileTable): FdinfoEntry[] {
+export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
+  opts: DumpFdTableOptions = fdTableDumpDefaults): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
-    pid, inj, addFile: (f) => table.add(f), memo: table.memo,
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
   };
@@ -35,8 +49,11 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable): Fdinf
     const fdinfo = readFdinfo(pid, fd);
     let id = table.sharedWith(pid, fd, link);
     if (id === undefined) {
-      id = table.add(kind.dump({ pid, fd, link, fdinfo }, ctx));
+      const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
+      id = table.add(dumped);
+      dumped.added?.(id);
       table.remember(pid, fd, link, id);
+      dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
     }
     out.push({ id, flags: fdinfo.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
   }
@@ -105,6 +122,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     const kind = kindForType(file.type)!;
     kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);
   }
+  restoreFileLocks(pid, inj, opts.imageEntries);
   return placed;
 }
 

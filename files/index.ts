@@ -4,8 +4,22 @@
 import type { FileKind } from './kind.js';
 import { pipeFile } from './pipe.js';
 import { regFile } from './reg.js';
+import { eventfdFile } from './eventfd.js';
+import { signalfdFile } from './signalfd.js';
+import { timerfdFile } from './timerfd.js';
+import { inotifyFile } from './inotify.js';
+import { epollFile } from './epoll.js';
+import { memfdFile } from './memfd.js';
+import { fifoFile } from './fifo.js';
+import { unixSocketFile } from './unix-socket.js';
+import { inetSocketFile } from './inet-socket.js';
 
-export const fileKinds: readonly FileKind[] = [pipeFile, regFile];
+export const fileKinds: readonly FileKind[] = [
+  pipeFile,
+  eventfdFile, signalfdFile, timerfdFile, inotifyFile, epollFile, memfdFile, fifoFile,
+  unixSocketFile, inetSocketFile,
+  regFile,
+];
 
 export function kindFor(f: { pid: number; fd: number; link: string }): FileKind | undefined {
   return fileKinds.find((k) => k.claims(f));

@@ -22,6 +22,11 @@ export interface DumpedFile {
   /** The field of file_entry that holds `entry` (reg, pipe, usk, ...). */
   field: string;
   entry: Record<string, unknown>;
+  /**
+   * Called with the description's id once the table has given it one, for what refers back to
+   * it by id (remap-fpath.img's orig_id, the id of epoll targets and inotify watches).
+   */
+  added?(id: number): void;
 }
 
 export interface DumpFilesContext {
@@ -36,6 +41,8 @@ export interface DumpFilesContext {
   writeImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void;
   /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */
   memo: Map<string, unknown>;
+  /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
+  fileLocks: boolean;
 }
 
 /** The task being restored, as a file kind sees it. */

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { showCommand } from '../images/show.js';
 import { dump } from '../task/dump.js';
+import { fdTableDumpDefaults } from '../files/fdtable.js';
 import { restore, waitForExit } from '../task/restore.js';
 import { checkKernel } from './check.js';
 import { demo } from './demo.js';
@@ -24,8 +25,8 @@ const OPTIONS: OptionSpec[] = [
   { long: 'display-stats' },
   { long: 'version', short: 'V' },
   { long: 'help', short: 'h' },
+  { long: 'file-locks', short: 'l' },
   // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
-  { long: 'file-locks', short: 'l', ignored: true },
   { long: 'tcp-established', ignored: true },
   { long: 'ext-unix-sk', ignored: true },
   { long: 'manage-cgroups', value: true, ignored: true },
@@ -34,7 +35,7 @@ const OPTIONS: OptionSpec[] = [
 ];
 
 const USAGE = `usage: stasis ACTION [options]
-  dump -t PID -D DIR [--leave-running] [--shell-job] [-o LOG] [-v0..-v4] [--display-stats]
+  dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [-o LOG] [-v0..-v4] [--display-stats]
   restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY] [--shell-job] [-o LOG]
   check                 the kernel features stasis relies on
   show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
@@ -89,6 +90,7 @@ async function run(argv: string[]): Promise<number> {
       case 'dump': {
         const pid = Number(required(p, 'tree', 'the PID to dump'));
         if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
+        fdTableDumpDefaults.fileLocks = p.flags.has('file-locks');
         const r = await dump({
           pid, imagesDir: required(p, 'images-dir', 'an images directory'), workDir,
           leaveRunning: p.flags.has('leave-running'), log: (m) => logger.log(3, m),

@@ -37,7 +37,8 @@ export const SYS = {
   process_vm_writev: 311, kcmp: 312, getrandom: 318, memfd_create: 319, userfaultfd: 323,
   membarrier: 324, statx: 332, getcpu: 309, rseq: 334, open_tree: 428, move_mount: 429, pidfd_open: 434,
   clone3: 435, close_range: 436, pidfd_getfd: 438, process_madvise: 440,
-  timerfd_settime: 286, timerfd_gettime: 287,
+  timerfd_settime: 286, timerfd_gettime: 287, getxattr: 191,
+  inotify_rm_watch: 255, tee: 276, name_to_handle_at: 303, open_by_handle_at: 304,
 } as const;
 export type SyscallName = keyof typeof SYS;
 

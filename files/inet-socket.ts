@@ -1,0 +1,167 @@
+// TCP and UDP sockets over IPv4 and IPv6 (CRIU's sk-inet.c), as far as they carry no connection:
+// unbound, bound, listening (with its backlog), and UDP sockets connected to an address. The
+// task itself is asked through injected getsockopt/getsockname, so the answers are those of its
+// own network namespace; sock_diag adds what no getsockopt tells: a listener's backlog.
+// An established TCP connection needs TCP_REPAIR (tcp-stream-INO.img) and is refused for now.
+//
+// Restore: socket, the options that matter before bind (SO_REUSEADDR/REUSEPORT, IPV6_V6ONLY,
+// freebind), bind, listen; a connected UDP socket connects again.
+
+import { SYS } from '../sys/arch.js';
+import { errnoName, isErrorResult } from '../sys/errno.js';
+import type { Injector } from '../sys/inject.js';
+import { inetDiag } from '../sys/netlink.js';
+import {
+  AF, IPPROTO, IPV6_FREEBIND, IPV6_V6ONLY, IP_FREEBIND, SO, SOCK, SOL_SOCKET, TCP_OPT, TCP_STATE,
+  sockaddrInet, sockProtoName,
+} from '../sys/socket.js';
+import type { DumpedFile, DumpFilesContext, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
+import { zeroFown } from './reg.js';
+import {
+  dumpSkOpts, getsockopt, getsockoptInt, restoreSkOpts, setsockopt, sockAddrCall, sockName,
+  socketInode, socketIn,
+} from './sockets.js';
+
+export const FD_TYPE_INETSK = 4;
+const O_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const F_SETFL = 4;
+
+const TCP_STATE_NAMES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT',
+  'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING'];
+
+/** An address as CRIU keeps it: u32 words holding the network-order bytes. */
+function addrWords(bytes: Buffer): number[] {
+  return Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32LE(4 * i));
+}
+
+function addrBytes(words: readonly number[]): Buffer {
+  const b = Buffer.alloc(4 * words.length);
+  words.forEach((w, i) => b.writeUInt32LE(Number(w) >>> 0, 4 * i));
+  return b;
+}
+
+function endpoint(family: number, bytes: Buffer, port: number): string {
+  if (family === AF.INET) return `${Array.from(bytes).join('.')}:${port}`;
+  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(2 * i).toString(16));
+  return `[${groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')}]:${port}`;
+}
+
+function protoName(family: number, proto: number): string {
+  return `${proto === IPPROTO.TCP ? 'TCP' : 'UDP'}${family === AF.INET6 ? 'v6' : ''}`;
+}
+
+function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
+  const inj = ctx.inj;
+  const ino = socketInode(f.link);
+  const int = (level: number, name: number) => getsockoptInt(inj, f.fd, level, name);
+  const family = int(SOL_SOCKET, SO.DOMAIN);
+  const type = int(SOL_SOCKET, SO.TYPE);
+  const proto = int(SOL_SOCKET, SO.PROTOCOL);
+  const where = `socket:[${ino}] (fd ${f.fd} of task ${f.pid})`;
+  const tcp = type === SOCK.STREAM && proto === IPPROTO.TCP;
+  const udp = type === SOCK.DGRAM && proto === IPPROTO.UDP;
+  if ((family !== AF.INET && family !== AF.INET6) || (!tcp && !udp)) {
+    throw new Error(`${where} is an inet socket of type ${type}, protocol ${proto}, which stasis cannot dump yet`);
+  }
+  const what = `${protoName(family, proto)} ${where}`;
+  const src = sockName(inj, f.fd)!;
+  const zero = Buffer.alloc(family === AF.INET ? 4 : 16);
+  let state: number;
+  let dst: { address: Buffer; port: number } = { address: zero, port: 0 };
+  let backlog = 0;
+  if (tcp) {
+    state = getsockopt(inj, f.fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
+    if (state === TCP_STATE.ESTABLISHED) {
+      throw new Error(`${what}: established TCP connections are not supported yet`);
+    }
+    if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
+      throw new Error(`${what}: TCP connections (state ${TCP_STATE_NAMES[state] ?? state}) are not supported yet`);
+    }
+    if (state === TCP_STATE.LISTEN) {
+      const d = inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino);
+      if (!d) throw new Error(`${what} is not visible to sock_diag (another network namespace?); stasis cannot dump its backlog yet`);
+      if (d.rqueue) throw new Error(`${what} has ${d.rqueue} connection(s) not yet accepted, which stasis cannot dump yet`);
+      backlog = d.wqueue;
+    }
+  } else {
+    const peer = sockName(inj, f.fd, true);
+    state = peer ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
+    if (peer) dst = peer;
+  }
+  const entry: Record<string, unknown> = {
+    ino, family, type, proto, state, src_port: src.port, dst_port: dst.port,
+    flags: f.fdinfo.flags & ~O_CLOEXEC, backlog, src_addr: addrWords(src.address),
+    dst_addr: addrWords(dst.address), fown: zeroFown(), opts: dumpSkOpts(inj, f.fd, what),
+  };
+  if (family === AF.INET6) entry.v6only = int(IPPROTO.IPV6, IPV6_V6ONLY) !== 0;
+  entry.ip_opts = {
+    freebind: (family === AF.INET ? int(IPPROTO.IP, IP_FREEBIND) : int(IPPROTO.IPV6, IPV6_FREEBIND)) !== 0,
+  };
+  if (tcp) {
+    entry.tcp_opts = {
+      cork: int(IPPROTO.TCP, TCP_OPT.CORK) !== 0, nodelay: int(IPPROTO.TCP, TCP_OPT.NODELAY) !== 0,
+      keepcnt: int(IPPROTO.TCP, TCP_OPT.KEEPCNT), keepidle: int(IPPROTO.TCP, TCP_OPT.KEEPIDLE),
+      keepintvl: int(IPPROTO.TCP, TCP_OPT.KEEPINTVL),
+    };
+  }
+  return { type: FD_TYPE_INETSK, field: 'isk', entry };
+}
+
+/** The options of an inet socket that must be in place before it binds, then the rest. */
+function restoreInetOpts(inj: Injector, fd: number, e: Record<string, any>): void {
+  restoreSkOpts(inj, fd, e.opts ?? {});
+  const family = Number(e.family);
+  if (family === AF.INET6 && e.v6only !== undefined) setsockopt(inj, fd, IPPROTO.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0);
+  if (e.ip_opts?.freebind) {
+    if (family === AF.INET) setsockopt(inj, fd, IPPROTO.IP, IP_FREEBIND, 1);
+    else setsockopt(inj, fd, IPPROTO.IPV6, IPV6_FREEBIND, 1);
+  }
+  const t = e.tcp_opts;
+  if (t && Number(e.proto) === IPPROTO.TCP) {
+    if (t.nodelay) setsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.NODELAY, 1);
+    if (t.cork) setsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.CORK, 1);
+    if (t.keepcnt) setsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.KEEPCNT, Number(t.keepcnt));
+    if (t.keepidle) setsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.KEEPIDLE, Number(t.keepidle));
+    if (t.keepintvl) setsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.KEEPINTVL, Number(t.keepintvl));
+  }
+}
+
+function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
+  const inj = task.inj;
+  const family = Number(e.family);
+  const proto = Number(e.proto);
+  const what = `${protoName(family, proto)} socket:[${e.ino}] in task ${task.pid}`;
+  const fd = socketIn(inj, family, Number(e.type), proto);
+  restoreInetOpts(inj, fd, e);
+  const src = addrBytes(e.src_addr ?? []);
+  const srcPort = Number(e.src_port);
+  if (srcPort || src.some((b) => b !== 0)) {
+    const r = sockAddrCall(inj, SYS.bind, fd, sockaddrInet(family, src, srcPort));
+    if (isErrorResult(r)) {
+      const code = errnoName(Number(-r));
+      const hint = code === 'EADDRINUSE' ? ' (is the dumped process still running?)' : '';
+      throw new Error(`${what}: bind to ${endpoint(family, src, srcPort)} failed with ${code}${hint}`);
+    }
+  }
+  const state = Number(e.state);
+  if (state === TCP_STATE.LISTEN) inj.callChecked(SYS.listen, fd, Number(e.backlog));
+  if (state === TCP_STATE.ESTABLISHED && proto === IPPROTO.UDP) {
+    const dst = addrBytes(e.dst_addr ?? []);
+    const r = sockAddrCall(inj, SYS.connect, fd, sockaddrInet(family, dst, Number(e.dst_port)));
+    if (isErrorResult(r)) throw new Error(`${what}: connect to ${endpoint(family, dst, Number(e.dst_port))} failed with ${errnoName(Number(-r))}`);
+  } else if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
+    throw new Error(`${what} was in state ${TCP_STATE_NAMES[state] ?? state}, which stasis cannot restore yet`);
+  }
+  if (Number(e.flags) & O_NONBLOCK) inj.callChecked(SYS.fcntl, fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+export const inetSocketFile: FileKind = {
+  type: FD_TYPE_INETSK,
+  field: 'isk',
+  claims: ({ pid, fd, link }) => link.startsWith('socket:[') && /^(TCP|UDP)(v6)?$/.test(sockProtoName(pid, fd) ?? ''),
+  dump: dumpInet,
+  inheritKey: (e) => `socket:[${Number(e.ino)}]`,
+  open: openInet,
+};

@@ -1,0 +1,139 @@
+// inotify: an instance and its watches (fdinfo `inotify wd:` lines, fs/notify/fdinfo.c): watch
+// descriptor, inode, device, event mask and a file handle of the watched inode. As criu does,
+// the handle is turned into a path at dump time (open_by_handle_at on a descriptor of the
+// mount that has the device) and kept in fh_entry.path; restore adds each watch on that path
+// (or on what the handle opens to then) with the original wd. The kernel hands out wds
+// cyclically (idr_alloc_cyclic), so a watch that gets a lower wd than it had is removed and
+// added again until the number comes up — in wd order, as criu's restore_one_inotify. The
+// IN_IGNORED events those removals queue are read away before the task sees the descriptor.
+// Events queued at dump time are not kept (criu does not keep them either).
+
+import fs from 'node:fs';
+import { SYS } from '../sys/arch.js';
+import { errnoName } from '../sys/errno.js';
+import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
+import { fdKind, kernelDev, readMountinfo } from '../sys/proc/index.js';
+import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
+import { zeroFown } from './reg.js';
+
+export const FD_TYPE_INOTIFY = 8;
+const O_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const O_PATH = 0o10000000;
+const IN_DONT_FOLLOW = 0x02000000;
+const F_SETFL = 4;
+/** fh_entry_sizes.min_entries: criu keeps handles as 16 u64 words (MAX_HANDLE_SZ bytes). */
+const FH_WORDS = 16;
+const EAGAIN = 11;
+
+/** fh_entry words of a handle. */
+export function handleWords(handle: Buffer): bigint[] {
+  const b = Buffer.alloc(FH_WORDS * 8);
+  handle.copy(b, 0, 0, Math.min(handle.length, b.length));
+  return Array.from({ length: FH_WORDS }, (_, i) => b.readBigUInt64LE(i * 8));
+}
+
+function handleBytes(words: readonly (bigint | number)[], bytes: number): Buffer {
+  const b = Buffer.alloc(Math.max(words.length * 8, bytes));
+  words.forEach((w, i) => b.writeBigUInt64LE(BigInt(w), i * 8));
+  return b.subarray(0, bytes);
+}
+
+/**
+ * The path (in stasis's view) of the inode a file handle names on device `sdev` (kernel dev_t),
+ * through open_by_handle_at on each mount of that device that task `pid` sees; undefined when
+ * no mount opens it.
+ */
+export function pathOfHandle(pid: number, sdev: number, type: number, handle: Buffer): string | undefined {
+  const { major, minor } = kernelDev(sdev);
+  const fh = nativeBuffer(8 + handle.length);
+  fh.writeUInt32LE(handle.length, 0);
+  fh.writeInt32LE(type, 4);
+  handle.copy(fh, 8);
+  for (const m of readMountinfo(pid).filter((x) => x.devMajor === major && x.devMinor === minor)) {
+    let mountFd: number;
+    try {
+      mountFd = fs.openSync(`/proc/${pid}/root${m.mountPoint}`, fs.constants.O_RDONLY); // not O_PATH: the kernel refuses those here
+    } catch {
+      continue;
+    }
+    try {
+      const r = rawSyscall(SYS.open_by_handle_at, mountFd, addressOf(fh), O_PATH | O_CLOEXEC);
+      if (r < 0n) continue;
+      try {
+        const p = fs.readlinkSync(`/proc/self/fd/${r}`);
+        if (p.startsWith('/') && !p.endsWith(' (deleted)')) return p;
+      } finally {
+        fs.closeSync(Number(r));
+      }
+    } finally {
+      fs.closeSync(mountFd);
+    }
+  }
+  return undefined;
+}
+
+export const inotifyFile: FileKind = {
+  type: FD_TYPE_INOTIFY,
+  field: 'ify',
+  claims: ({ link }) => fdKind(link) === 'inotify',
+  dump(f: OpenFd): DumpedFile {
+    const wd = f.fdinfo.inotify.map((w) => {
+      if (!w.fhandle) throw new Error(`inotify fd ${f.fd} of task ${f.pid}: watch ${w.wd} has no file handle (inode ${w.ino}), which stasis cannot dump`);
+      const path = pathOfHandle(f.pid, w.sdev, w.fhandle.type, w.fhandle.handle);
+      if (path === undefined) {
+        throw new Error(`inotify fd ${f.fd} of task ${f.pid}: the file watch ${w.wd} is on (inode ${w.ino}) cannot be opened by its handle`);
+      }
+      return {
+        id: 0, i_ino: BigInt(w.ino), mask: w.mask >>> 0, ignored_mask: w.ignoredMask >>> 0, s_dev: w.sdev, wd: w.wd,
+        f_handle: { bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), path },
+      };
+    });
+    return {
+      type: FD_TYPE_INOTIFY, field: 'ify',
+      entry: { flags: f.fdinfo.flags & ~O_CLOEXEC, fown: zeroFown(), wd },
+      added: (id) => wd.forEach((w) => { w.id = id; }),
+    };
+  },
+  inheritKey: (e) => `inotify:${Number(e.id)}`,
+  open(e, task: RestoreFilesTask): number {
+    const inj = task.inj;
+    const fd = Number(inj.callChecked(SYS.inotify_init1, O_NONBLOCK));
+    const watches = [...((e.wd ?? []) as Record<string, any>[])].sort((a, b) => Number(a.wd) - Number(b.wd));
+    for (const w of watches) {
+      const want = Number(w.wd);
+      const path = watchPath(task.pid, w);
+      const at = inj.writeScratch(Buffer.from(`${path}\0`), 0);
+      for (;;) {
+        const r = inj.call(SYS.inotify_add_watch, fd, at, (Number(w.mask) | IN_DONT_FOLLOW) >>> 0);
+        if (r < 0n) throw new Error(`cannot watch ${path} with inotify in task ${task.pid} again: ${errnoName(Number(-r))}`);
+        if (Number(r) === want) break;
+        if (Number(r) > want) throw new Error(`inotify watch on ${path} came back as wd ${r}, not ${want}: the watches are out of order`);
+        inj.callChecked(SYS.inotify_rm_watch, fd, r);
+      }
+    }
+    // Read away the IN_IGNORED events of the removals above.
+    const buf = inj.scratch(4096);
+    let r: bigint;
+    do r = inj.call(SYS.read, fd, buf, 4096); while (r > 0n);
+    if (r !== -BigInt(EAGAIN)) throw new Error(`inotify fd in task ${task.pid}: reading its queue gave ${errnoName(Number(-r))}`);
+    if (!(Number(e.flags) & O_NONBLOCK)) inj.callChecked(SYS.fcntl, fd, F_SETFL, 0);
+    return fd;
+  },
+};
+
+/** The path to watch: the dumped one if it still names the inode, else what the handle opens to. */
+function watchPath(pid: number, w: Record<string, any>): string {
+  const fh = w.f_handle as Record<string, any>;
+  const ino = BigInt(w.i_ino);
+  if (fh.path) {
+    try {
+      if (fs.lstatSync(String(fh.path), { bigint: true }).ino === ino) return String(fh.path);
+    } catch {
+      // gone or moved: try the handle
+    }
+  }
+  const path = pathOfHandle(pid, Number(w.s_dev), Number(fh.type), handleBytes(fh.handle ?? [], Number(fh.bytes)));
+  if (path === undefined) throw new Error(`the file inotify watch ${w.wd} was on (inode ${ino}) no longer exists`);
+  return path;
+}

@@ -1,0 +1,170 @@
+// NETLINK_SOCK_DIAG: what the kernel knows about a socket that its owner cannot tell through
+// getsockopt — a unix socket's peer (by inode), bound name, pending connections and queue
+// lengths; an inet listener's backlog. Asked from stasis itself, so it sees the sockets of the
+// network namespace stasis runs in.
+
+import { SYS } from './arch.js';
+import { SysError } from './errno.js';
+import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
+import { AF, SOCK } from './socket.js';
+
+const NETLINK_SOCK_DIAG = 4;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP = 0x300;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const NLMSG_HDRLEN = 16;
+const NLA_HDRLEN = 4;
+
+const UDIAG_SHOW = { NAME: 0x1, VFS: 0x2, PEER: 0x4, ICONS: 0x8, RQLEN: 0x10 } as const;
+const UNIX_DIAG = { NAME: 0, VFS: 1, PEER: 2, ICONS: 3, RQLEN: 4, SHUTDOWN: 6 } as const;
+const INET_DIAG_SHUTDOWN = 8;
+
+/** What sock_diag reports about a unix socket (unix_diag_msg and its attributes). */
+export interface UnixDiag {
+  ino: number;
+  type: number;
+  state: number;
+  /** sun_path as bound (abstract names start with NUL); absent when unbound. */
+  name?: Buffer;
+  /** The bound file's inode and device (path names only). */
+  vfs?: { ino: number; dev: number };
+  /** The peer's inode, 0 when none. */
+  peer: number;
+  /** Inodes of connections waiting in a listener's accept queue. */
+  icons: number[];
+  /** Listener: accept-queue length and backlog; others: bytes queued to read / not yet read by the peer. */
+  rqueue: number;
+  wqueue: number;
+  /** sk_shutdown bits: 1 receive, 2 send. */
+  shutdown: number;
+}
+
+/** What sock_diag reports about an inet socket (inet_diag_msg). */
+export interface InetDiag {
+  family: number;
+  state: number;
+  sport: number;
+  dport: number;
+  src: Buffer;
+  dst: Buffer;
+  /** Listener: accept-queue length and backlog; others: queued bytes. */
+  rqueue: number;
+  wqueue: number;
+  ino: number;
+  shutdown: number;
+}
+
+function attrs(buf: Buffer, from: number, to: number): Map<number, Buffer> {
+  const out = new Map<number, Buffer>();
+  for (let at = from; at + NLA_HDRLEN <= to;) {
+    const len = buf.readUInt16LE(at);
+    if (len < NLA_HDRLEN) break;
+    out.set(buf.readUInt16LE(at + 2) & 0x3fff, buf.subarray(at + NLA_HDRLEN, at + len));
+    at += Math.ceil(len / 4) * 4;
+  }
+  return out;
+}
+
+/**
+ * Send one SOCK_DIAG_BY_FAMILY request and collect the answers' payloads (after nlmsghdr) until
+ * the kernel is done: NLMSG_DONE for a dump, the single reply for an exact request.
+ */
+function request(body: Buffer, dump: boolean, what: string): Buffer[] {
+  const fd = Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`, SYS.socket,
+    AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG));
+  try {
+    const req = nativeBuffer(NLMSG_HDRLEN + body.length);
+    req.writeUInt32LE(req.length, 0);
+    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+    req.writeUInt16LE(NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0), 6);
+    req.writeUInt32LE(1, 8);
+    body.copy(req, NLMSG_HDRLEN);
+    syscall(`sendto(sock_diag) for ${what}`, SYS.sendto, fd, addressOf(req), req.length, 0, 0, 0);
+    const buf = nativeBuffer(64 * 1024);
+    const out: Buffer[] = [];
+    for (;;) {
+      const n = Number(syscall(`recvfrom(sock_diag) for ${what}`, SYS.recvfrom, fd, addressOf(buf), buf.length, 0, 0, 0));
+      for (let at = 0; at + NLMSG_HDRLEN <= n;) {
+        const len = buf.readUInt32LE(at);
+        const type = buf.readUInt16LE(at + 4);
+        if (len < NLMSG_HDRLEN) return out;
+        if (type === NLMSG_DONE) return out;
+        if (type === NLMSG_ERROR) {
+          const err = -buf.readInt32LE(at + NLMSG_HDRLEN);
+          if (err === 0) return out;
+          throw new SysError(err, `sock_diag for ${what}`);
+        }
+        if (type === SOCK_DIAG_BY_FAMILY) out.push(Buffer.from(buf.subarray(at + NLMSG_HDRLEN, at + len)));
+        at += Math.ceil(len / 4) * 4;
+      }
+      if (!dump && out.length) return out;
+    }
+  } finally {
+    rawSyscall(SYS.close, fd);
+  }
+}
+
+/** The unix socket with inode `ino` (undefined if sock_diag does not know it: another netns). */
+export function unixDiag(ino: number): UnixDiag | undefined {
+  // unix_diag_req: family, protocol, pad, states, ino, show, cookie[2] (~0: no cookie check)
+  const body = Buffer.alloc(24);
+  body.writeUInt8(AF.UNIX, 0);
+  body.writeUInt32LE(0xffffffff, 4);
+  body.writeUInt32LE(ino, 8);
+  body.writeUInt32LE(UDIAG_SHOW.NAME | UDIAG_SHOW.VFS | UDIAG_SHOW.PEER | UDIAG_SHOW.ICONS | UDIAG_SHOW.RQLEN, 12);
+  body.writeUInt32LE(0xffffffff, 16);
+  body.writeUInt32LE(0xffffffff, 20);
+  let replies: Buffer[];
+  try {
+    replies = request(body, false, `unix socket:[${ino}]`);
+  } catch (e) {
+    if (e instanceof SysError && e.code === 'ENOENT') return undefined;
+    throw e;
+  }
+  const m = replies[0];
+  if (!m) return undefined;
+  // unix_diag_msg: family, type, state, pad, ino, cookie[2]; then attributes
+  const a = attrs(m, 16, m.length);
+  const vfs = a.get(UNIX_DIAG.VFS);
+  const rq = a.get(UNIX_DIAG.RQLEN);
+  const icons = a.get(UNIX_DIAG.ICONS);
+  const name = a.get(UNIX_DIAG.NAME);
+  return {
+    ino: m.readUInt32LE(4), type: m.readUInt8(1), state: m.readUInt8(2),
+    name: name && name.length ? Buffer.from(name) : undefined,
+    vfs: vfs ? { ino: vfs.readUInt32LE(0), dev: vfs.readUInt32LE(4) } : undefined,
+    peer: a.get(UNIX_DIAG.PEER)?.readUInt32LE(0) ?? 0,
+    icons: icons ? Array.from({ length: icons.length / 4 }, (_, i) => icons.readUInt32LE(4 * i)) : [],
+    rqueue: rq?.readUInt32LE(0) ?? 0, wqueue: rq?.readUInt32LE(4) ?? 0,
+    shutdown: a.get(UNIX_DIAG.SHUTDOWN)?.readUInt8(0) ?? 0,
+  };
+}
+
+/**
+ * The inet socket with inode `ino` among the `family`/`protocol` sockets in the states of
+ * `stateMask` (bit N for state N); undefined when not listed.
+ */
+export function inetDiag(family: number, protocol: number, stateMask: number, ino: number): InetDiag | undefined {
+  // inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 bytes, zero: any)
+  const body = Buffer.alloc(56);
+  body.writeUInt8(family, 0);
+  body.writeUInt8(protocol, 1);
+  body.writeUInt32LE(stateMask >>> 0, 4);
+  const all = request(body, true, `inet socket:[${ino}]`);
+  for (const m of all) {
+    // inet_diag_msg: family, state, timer, retrans, sockid{sport, dport, src[16], dst[16], if,
+    // cookie[2]}, expires, rqueue, wqueue, uid, inode
+    if (m.readUInt32LE(68) !== ino) continue;
+    const fam = m.readUInt8(0);
+    const alen = fam === AF.INET ? 4 : 16;
+    return {
+      family: fam, state: m.readUInt8(1), sport: m.readUInt16BE(4), dport: m.readUInt16BE(6),
+      src: Buffer.from(m.subarray(8, 8 + alen)), dst: Buffer.from(m.subarray(24, 24 + alen)),
+      rqueue: m.readUInt32LE(56), wqueue: m.readUInt32LE(60), ino,
+      shutdown: attrs(m, 72, m.length).get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0,
+    };
+  }
+  return undefined;
+}

@@ -1,0 +1,56 @@
+import test from 'ava';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { execa } from 'execa';
+import { startWorkload } from '../../test-containers/launch.js';
+import { alive, fdKey, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+
+test.serial('restored unix sockets keep their queued bytes, datagram boundaries, names, listeners, peers and options', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-unix-');
+  const w = await startWorkload('unix-sockets', [work]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+
+  // The images are CRIU's: crit decodes them and stasis show prints what crit prints.
+  for (const f of ['files.img', 'sk-queues.img']) {
+    const crit = await execa('crit', ['decode', '-i', path.join(dir, f), '--pretty'], { reject: false });
+    t.is(crit.exitCode, 0, `${f}: ${crit.stderr}`);
+    const ours = await stasis(['show', path.join(dir, f)]);
+    t.deepEqual(JSON.parse(ours.stdout), JSON.parse(crit.stdout), f);
+  }
+  const files = JSON.parse((await stasis(['show', path.join(dir, 'files.img')])).stdout).entries as { type: string; usk?: Record<string, unknown> }[];
+  t.is(files.filter((f) => f.type === 'UNIXSK').length, 17, 'every unix socket of the workload is in files.img');
+
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL') || l.startsWith('ERR')), []);
+  t.true(r.lines.includes('result PASS'));
+  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+});
+
+test.serial('a unix socket connected to a process outside the dump fails the dump clearly and the process runs on', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-unix-');
+  const server = net.createServer((c) => c.on('error', () => {}));
+  await new Promise<void>((resolve) => server.listen(path.join(work, 'ext.sock'), resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const w = await startWorkload('unix-sockets', [work, 'external']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 1, d.all);
+  t.regex(d.stderr, /^stasis: unix socket:\[\d+\] \(fd 3 of task \d+\) is connected to socket:\[\d+\], which is outside the dumped process: external unix sockets \(criu's --ext-unix-sk\) are not supported yet$/);
+  t.false(fs.existsSync(path.join(dir, 'inventory.img')), 'no complete dump is left behind');
+  t.true(alive(w.pid));
+  t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/, 'released untraced');
+  fs.writeFileSync(path.join(work, 'check'), '');
+  t.is(await w.exitOf(w.pid), `exit ${w.pid} 0`, 'the process carried on and finished by itself');
+});

@@ -207,9 +207,14 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   }
   const current = readMaps(pid);
   const kernelAreas = current.filter((v) => v.kind === 'vdso' || v.kind === 'vvar' || v.kind === 'vvar_vclock');
-  for (const v of current) {
-    if (v.kind === 'vsyscall' || kernelAreas.includes(v)) continue;
-    inj.munmap(v.start, Number(v.end - v.start));
+  // One munmap per gap between the kernel's areas, not one per inherited VMA (a copy of stasis
+  // has hundreds).
+  let from = 0n;
+  for (const k of [...kernelAreas, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+    if (k.start > from && current.some((v) => v.kind !== 'vsyscall' && v.start < k.start && v.end > from)) {
+      inj.munmap(from, Number(k.start - from));
+    }
+    from = k.end;
   }
   const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
   const busy = [...wanted, ...kernelAreas];

@@ -114,9 +114,12 @@ export class SeizedTree {
         if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
       }
     }
-    for (const tid of this.seized) {
+    // Non-leader threads first: a killed thread-group leader is reported only after the rest.
+    const leaders = new Set(this.processes.map((p) => p.pid));
+    const order = [...this.seized.filter((t) => !leaders.has(t)), ...this.seized.filter((t) => leaders.has(t))];
+    for (const tid of order) {
       try {
-        waitTask(tid, { timeoutMs: 5000 });
+        waitTask(tid); // SIGKILL always ends a task; blocking is the fastest wait
       } catch {
         // reaped by someone else already
       }

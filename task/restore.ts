@@ -15,6 +15,7 @@ import { SYS } from '../sys/arch.js';
 import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
+import { readStat } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
@@ -52,6 +53,7 @@ const PER_LINUX_MASK = 0xffffffff;
 const CLOSE_RANGE_ALL = 0xffffffff;
 const PR_SET_CHILD_SUBREAPER = 36;
 const SIGCHLD = 17;
+const WALL = 0x40000000;
 
 interface ProcessImages {
   pid: number;
@@ -143,18 +145,41 @@ async function load(dir: string): Promise<LoadedImages> {
   return { procs, files, extraImage };
 }
 
-/** Sessions and groups that fork() alone cannot give: tell now rather than half-way. */
-function checkSessions(procs: readonly ProcessImages[]): void {
+/**
+ * Sessions and groups whose leader is gone. fork() alone cannot put a process into such a
+ * session or group; a helper task with the leader's PID stands in (setsid/setpgid), the real
+ * processes are created from it with CLONE_PARENT (keeping their real parent but taking the
+ * helper's session), join its group, and the helper exits and is reaped before anything runs.
+ */
+interface Helper {
+  pid: number;
+  /** Parent of the helper (and of the processes created through it); 0 = stasis. */
+  ppid: number;
+  sid: number;
+  /** A session helper calls setsid(); a group helper setpgid(0, 0). */
+  kind: 'session' | 'group';
+}
+
+function planHelpers(procs: readonly ProcessImages[], ownSid: number): Helper[] {
   const byPid = new Map(procs.map((p) => [p.pid, p]));
+  const helpers: Helper[] = [];
+  const sidOf = (pid: number) => (pid === 0 ? ownSid : byPid.get(pid)!.sid);
   for (const p of procs) {
-    const parent = byPid.get(p.ppid);
-    if (parent && p.sid !== p.pid && p.sid !== parent.sid) {
-      throw new Error(`process ${p.pid} is in session ${p.sid}, neither its own nor its parent's, which stasis cannot restore yet`);
+    if (p.sid === p.pid || p.sid === sidOf(p.ppid)) continue;
+    if (byPid.has(p.sid)) {
+      throw new Error(`process ${p.pid} is in session ${p.sid}, which its parent is not in, led by another process of the dump: stasis cannot restore that yet`);
     }
-    if (parent && p.pgid !== p.pid && !byPid.has(p.pgid) && p.pgid !== parent.pgid) {
-      throw new Error(`process ${p.pid} is in process group ${p.pgid}, whose leader is gone, which stasis cannot restore yet`);
+    if (!helpers.some((h) => h.pid === p.sid && h.ppid === p.ppid)) {
+      if (helpers.some((h) => h.pid === p.sid)) throw new Error(`session ${p.sid} spans processes with different parents: stasis cannot restore that yet`);
+      helpers.push({ pid: p.sid, ppid: p.ppid, sid: p.sid, kind: 'session' });
     }
   }
+  for (const p of procs) {
+    if (p.pgid === p.pid || byPid.has(p.pgid) || helpers.some((h) => h.pid === p.pgid)) continue;
+    if (p.ppid === 0) continue; // the root's group, from outside the dump: stasis's own job
+    helpers.push({ pid: p.pgid, ppid: p.ppid, sid: p.sid, kind: 'group' });
+  }
+  return helpers;
 }
 
 /** A task being restored: its injector, and what restore has to remember about it. */
@@ -168,9 +193,10 @@ interface Restoring {
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.log ?? (() => {});
   const img = await load(opts.imagesDir);
-  checkSessions(img.procs);
-  for (const p of img.procs) {
-    for (const t of p.threads) if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
+  const ownSid = readStat('self').session;
+  const helpers = planHelpers(img.procs, ownSid);
+  for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
+    if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
   }
   const root = img.procs[0]!;
   const t0 = performance.now();
@@ -183,20 +209,55 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const affinity = pinSelf();
   try {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
-    //    that children inherit them.
+    //    that children inherit them; helpers stand in for leaders that are gone.
+    const helperInj = new Map<number, Injector>();
+    const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
+    const makeHelper = (h: Helper): Injector => {
+      let inj = helperInj.get(h.pid);
+      if (inj) return inj;
+      const viaSession = h.kind === 'group' && h.sid !== (h.ppid ? tasks.get(h.ppid)!.p.sid : ownSid)
+        ? makeHelper(helpers.find((x) => x.kind === 'session' && x.pid === h.sid && x.ppid === h.ppid)!) : undefined;
+      const pid = viaSession
+        ? cloneInto(viaSession, { setTid: [h.pid], flags: CLONE.PARENT })
+        : h.ppid === 0
+          ? createTask(h.pid, { siblingOfStasis: opts.siblingOfStasis })
+          : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
+      created.push(pid);
+      inj = new Injector(pid, pid, { pin: false });
+      helperInj.set(pid, inj);
+      if (h.kind === 'session') inj.callChecked(SYS.setsid);
+      else inj.callChecked(SYS.setpgid, 0, 0);
+      return inj;
+    };
     for (const p of img.procs) {
-      const pid = p.ppid === 0
-        ? createTask(p.pid, { siblingOfStasis: opts.siblingOfStasis })
-        : cloneInto(tasks.get(p.ppid)!.inj, { setTid: [p.pid] });
+      const sessionHelper = helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
+      let pid: number;
+      if (sessionHelper) pid = cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
+      else if (p.ppid === 0) pid = createTask(p.pid, { siblingOfStasis: opts.siblingOfStasis });
+      else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
       const inj = new Injector(pid, pid, { pin: false });
       tasks.set(pid, { p, inj, threads: new Map(), pidfds: new Map() });
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
     }
+    for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
     // a group led from outside the tree, the root's shell job, is inherited from stasis).
     for (const { p, inj } of tasks.values()) if (p.pgid === p.pid && p.sid !== p.pid) inj.callChecked(SYS.setpgid, 0, 0);
-    for (const { p, inj } of tasks.values()) if (p.pgid !== p.pid && tasks.has(p.pgid)) inj.callChecked(SYS.setpgid, 0, p.pgid);
+    for (const { p, inj } of tasks.values()) {
+      if (p.pgid !== p.pid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) inj.callChecked(SYS.setpgid, 0, p.pgid);
+    }
+    // Helpers have done their part: they exit, and their parent reaps them at once.
+    for (const h of helpers) {
+      const inj = helperInj.get(h.pid)!;
+      inj.callAndRelease(SYS.exit_group, 0);
+      for (;;) {
+        const w = waitTask(h.pid, { timeoutMs: 5000 })!;
+        if (w.kind !== 'stopped') break;
+        cont(h.pid, 0);
+      }
+      if (h.ppid !== 0) tasks.get(h.ppid)!.inj.callChecked(SYS.wait4, h.pid, 0, WALL, 0);
+    }
     log(`${tasks.size} processes created in ${(performance.now() - t0).toFixed(1)} ms`);
 
     // 2. Zombies die now, with the status their parent will collect.

@@ -25,3 +25,21 @@ test.serial('a three-level tree with threads, a shared pipe and file, a zombie a
   t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
   t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`);
 });
+
+test.serial('groups and sessions whose leader has exited are restored with their ids', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-orphans-');
+  const w = await startWorkload('orphans', [work]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready /);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+});

@@ -15,7 +15,7 @@ import { SYS } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
-  ProcError, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
+  ProcError, readTimers, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
 } from '../sys/proc/index.js';
 import { dumpFdTable } from '../files/fdtable.js';
 import { FileTable } from '../files/table.js';
@@ -28,7 +28,7 @@ import { dumpRlimits } from './rlimits.js';
 import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { dumpThreadCore } from './thread.js';
-import { dumpItimers } from './timers.js';
+import { dumpItimers, dumpPosixTimers } from './timers.js';
 import { writeDumpStats, type DumpStats } from './stats.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
@@ -151,6 +151,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     const mm = dumpMm(pid, inj, stat, auxv, vmas, st.files);
     const sigactions = dumpSigactions(inj);
     const timers = dumpItimers(inj);
+    const posix = dumpPosixTimers(inj, readTimers(pid));
+    if (posix.length) timers.posix = posix;
     threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;

@@ -27,7 +27,7 @@ import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions } from './sigactions.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
-import { restoreItimers } from './timers.js';
+import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 
@@ -297,6 +297,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const tc = p.cores.get(p.pid)!.tc;
       restoreSigactions(inj, tc.sigactions ?? []);
       restoreItimers(inj, tc.timers);
+      restorePosixTimers(inj, tc.timers?.posix);
       restoreRlimits(p.pid, tc.rlimits);
       inj.callChecked(SYS.personality, Number(tc.personality ?? 0) & PER_LINUX_MASK);
       if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);

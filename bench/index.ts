@@ -2,5 +2,6 @@
 import type { Benchmark } from './run.js';
 import { injectionBench } from './inject.js';
 import { memoryBench } from './memory.js';
+import { threadsBench, treeBench } from './tree.js';
 
-export const benchmarks: Benchmark[] = [injectionBench, memoryBench];
+export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench];

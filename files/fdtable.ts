@@ -27,15 +27,9 @@ export interface DumpFdTableOptions {
   fileLocks?: boolean;
 }
 
-/**
- * Defaults for callers that do not pass options yet: the command line sets them (--file-locks)
- * until the dump orchestration hands its options to dumpFdTable itself.
- */
-export const fdTableDumpDefaults: DumpFdTableOptions = {};
-
 /** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
 export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
-  opts: DumpFdTableOptions = fdTableDumpDefaults): FdinfoEntry[] {
+  opts: DumpFdTableOptions = {}): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false,
@@ -80,14 +74,24 @@ export interface RestoreFdTableOptions {
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
 }
 
+export interface RestoredFdTable {
+  /** The fd of each description this task holds, by file id. */
+  placed: Map<number, number>;
+  /**
+   * Descriptors made here for descriptions this task does not hold (the far end of a pipe whose
+   * near end it has): other tasks of the tree take them from here; the caller closes them once
+   * every task has its table.
+   */
+  spare: Map<number, number>;
+}
+
 /**
  * Rebuild the task's descriptor table (the caller has closed what the task inherited). Each
  * description is opened once — or taken from where another task of the tree has it — and
  * duplicated onto every fd that shares it; then kinds with a second pass run it.
- * Returns fd numbers by file id, for the tasks that come later.
  */
 export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly FdinfoEntry[],
-  files: ReadonlyMap<number, FileEntryMessage>, opts: RestoreFdTableOptions): Map<number, number> {
+  files: ReadonlyMap<number, FileEntryMessage>, opts: RestoreFdTableOptions): RestoredFdTable {
   const byId = new Map<number, FdinfoEntry[]>();
   for (const f of fdinfos) byId.set(f.id, [...(byId.get(f.id) ?? []), f]);
   const floor = fdinfos.reduce((m, f) => Math.max(m, f.fd + 1), 3);
@@ -96,6 +100,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const task: RestoreFilesTask = {
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
     file: (id) => files.get(id),
+    allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no
     // dup3() onto a target number can close it before its turn.
     provide: (id, fd) => provided.set(id, fd < floor ? moveAbove(inj, fd, floor) : fd),
@@ -116,14 +121,13 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
     placed.set(id, fds[0]!.fd);
   }
-  for (const fd of provided.values()) inj.call(SYS.close, fd); // ends nobody in this task uses
   for (const [id, fds] of byId) {
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
     kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);
   }
   restoreFileLocks(pid, inj, opts.imageEntries);
-  return placed;
+  return { placed, spare: provided };
 }
 
 /** Move a helper descriptor in the task to `floor` or above (close-on-exec). */

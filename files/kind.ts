@@ -57,6 +57,8 @@ export interface RestoreFilesTask {
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
   /** Another file description of the dump, by id (a socket's peer, a FIFO's path...). */
   file(id: number): FileEntryMessage | undefined;
+  /** Every file description of the dump (to find a peer by inode). */
+  allFiles(): Iterable<FileEntryMessage>;
   /**
    * Hand a descriptor made here to another description of the dump (the other end of a pipe or
    * socketpair): when that description's turn comes, this fd is used instead of opening it.

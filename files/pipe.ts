@@ -1,23 +1,57 @@
-// Pipes. A pipe end is known by the pipe's inode; `pipe:[INODE]` is also the key runc and users
-// give to --inherit-fd to hand over the other process's end of a pipe that crossed the dump
-// boundary (a container's stdio). A pipe end that is not handed over is recreated as a fresh
-// pipe. (Queued data and pipes shared inside a tree come with process trees.)
+// Pipes. A pipe end is known by the pipe's inode; both ends, wherever they are in the tree, name
+// the same pipe_id. The bytes queued in a pipe go to pipes-data.img (read without consuming
+// them: stasis opens another read end through /proc/PID/fd/N and tee()s the data out). On
+// restore the first end opened creates the pipe, refills it, and hands the other end to the
+// description that holds it. `pipe:[INODE]` is also the key runc and users give to --inherit-fd
+// to hand over the far end of a pipe that crossed the dump boundary (a container's stdio).
 
+import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
-import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
+import { addressOf, nativeBuffer, pipe, rawSyscall } from '../sys/native.js';
+import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
 
 export const FD_TYPE_PIPE = 2;
 const O_ACCMODE = 3;
 const O_WRONLY = 1;
+const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
+const F_GETPIPE_SZ = 1032;
+const F_SETPIPE_SZ = 1031;
+const SPLICE_F_NONBLOCK = 2;
+const PIPES_DATA = 'pipes-data.img';
+
+/** The bytes queued in the pipe behind fd `fd` of `pid`, left in place. */
+function peekPipe(pid: number, fd: number): { data: Buffer; size: number } {
+  const rd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | O_NONBLOCK);
+  const [tr, tw] = pipe(O_NONBLOCK);
+  try {
+    const size = Number(rawSyscall(SYS.fcntl, rd, F_GETPIPE_SZ));
+    rawSyscall(SYS.fcntl, tw, F_SETPIPE_SZ, size);
+    const n = rawSyscall(SYS.tee, rd, tw, size, SPLICE_F_NONBLOCK);
+    const len = n > 0n ? Number(n) : 0;
+    const data = nativeBuffer(len);
+    let got = 0;
+    while (got < len) got += Number(rawSyscall(SYS.read, tr, addressOf(data) + BigInt(got), len - got));
+    return { data, size };
+  } finally {
+    for (const f of [rd, tr, tw]) fs.closeSync(f);
+  }
+}
 
 export const pipeFile: FileKind = {
   type: FD_TYPE_PIPE,
   field: 'pipe',
   claims: ({ link }) => /^pipe:\[\d+\]$/.test(link),
-  dump(f: OpenFd): DumpedFile {
+  dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const ino = Number(/^pipe:\[(\d+)\]$/.exec(f.link)![1]);
+    const seen = (ctx.memo.get('pipes') as Set<number> | undefined) ?? new Set<number>();
+    ctx.memo.set('pipes', seen);
+    if (!seen.has(ino)) {
+      seen.add(ino);
+      const { data, size } = peekPipe(f.pid, f.fd);
+      if (data.length) ctx.addImageEntry(PIPES_DATA, { pipe_id: ino, bytes: data.length, size }, data);
+    }
     return {
       type: FD_TYPE_PIPE, field: 'pipe',
       entry: { pipe_id: ino, flags: f.fdinfo.flags & ~O_CLOEXEC, fown: zeroFown() },
@@ -27,13 +61,28 @@ export const pipeFile: FileKind = {
   open(e, task: RestoreFilesTask): number {
     const given = task.inherited(pipeFile.inheritKey(e));
     if (given !== undefined) return task.importFd(given);
-    // Nobody handed the other end over: a new pipe, keeping the end this descriptor was.
+    const pipeId = Number(e.pipe_id);
+    const flags = Number(e.flags);
     const fds = task.inj.scratch(8);
-    task.inj.callChecked(SYS.pipe2, fds, Number(e.flags) & ~O_ACCMODE);
+    task.inj.callChecked(SYS.pipe2, fds, flags & O_NONBLOCK);
     const pair = task.inj.readScratch(8);
     const [rd, wr] = [pair.readInt32LE(0), pair.readInt32LE(4)];
-    const keep = (Number(e.flags) & O_ACCMODE) === O_WRONLY ? wr : rd;
-    task.inj.callChecked(SYS.close, keep === rd ? wr : rd);
+    const queued = task.imageEntries(PIPES_DATA).find((d) => Number(d.message.pipe_id) === pipeId);
+    if (queued?.message.size) task.inj.call(SYS.fcntl, wr, F_SETPIPE_SZ, Number(queued.message.size));
+    if (queued?.extra?.length) {
+      const at = task.inj.writeScratch(Buffer.from(queued.extra), 64);
+      const n = task.inj.callChecked(SYS.write, wr, at, queued.extra.length);
+      if (Number(n) !== queued.extra.length) throw new Error(`pipe ${pipeId}: refilled ${n} of ${queued.extra.length} bytes`);
+    }
+    const keep = (flags & O_ACCMODE) === O_WRONLY ? wr : rd;
+    const other = keep === rd ? wr : rd;
+    // The other end belongs to another description of the dump (here or in another process),
+    // or to nobody in the dump (the far end was outside): then it is closed.
+    const peer = [...task.allFiles()].find((f) => f.type === FD_TYPE_PIPE && f.pipe
+      && Number((f.pipe as Record<string, unknown>).pipe_id) === pipeId
+      && (Number((f.pipe as Record<string, unknown>).flags) & O_ACCMODE) !== (flags & O_ACCMODE));
+    if (peer) task.provide(peer.id, other);
+    else task.inj.callChecked(SYS.close, other);
     return keep;
   },
 };

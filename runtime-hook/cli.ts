@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { showCommand } from '../images/show.js';
 import { dump } from '../task/dump.js';
-import { fdTableDumpDefaults } from '../files/fdtable.js';
 import { restore, waitForExit } from '../task/restore.js';
 import { checkKernel } from './check.js';
 import { demo } from './demo.js';
@@ -90,10 +89,9 @@ async function run(argv: string[]): Promise<number> {
       case 'dump': {
         const pid = Number(required(p, 'tree', 'the PID to dump'));
         if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
-        fdTableDumpDefaults.fileLocks = p.flags.has('file-locks');
         const r = await dump({
           pid, imagesDir: required(p, 'images-dir', 'an images directory'), workDir,
-          leaveRunning: p.flags.has('leave-running'), log: (m) => logger.log(3, m),
+          leaveRunning: p.flags.has('leave-running'), fileLocks: p.flags.has('file-locks'), log: (m) => logger.log(3, m),
         });
         if (p.flags.has('display-stats')) {
           const s = r.stats;

@@ -63,14 +63,29 @@ export interface InjectorOptions {
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
 
-function getAffinity(tid: number): Buffer {
+export function getAffinity(tid: number): Buffer {
   const mask = nativeBuffer(AFFINITY_BYTES);
   syscall(`sched_getaffinity(${tid})`, SYS.sched_getaffinity, tid, AFFINITY_BYTES, addressOf(mask));
   return mask;
 }
 
-function setAffinity(tid: number, mask: Buffer): void {
+export function setAffinity(tid: number, mask: Buffer): void {
   syscall(`sched_setaffinity(${tid})`, SYS.sched_setaffinity, tid, mask.length, addressOf(mask));
+}
+
+/**
+ * Pin the calling thread to the CPU it runs on; returns its previous mask. Tasks it creates
+ * from then on (restore) inherit the pin; the caller gives them the returned mask at the end.
+ */
+export function pinSelf(): Buffer {
+  const cpuBuf = nativeBuffer(8);
+  syscall('getcpu', SYS.getcpu, addressOf(cpuBuf), 0, 0);
+  const cpu = cpuBuf.readUInt32LE(0);
+  const one = nativeBuffer(AFFINITY_BYTES);
+  one[cpu >> 3] = 1 << (cpu & 7);
+  const mine = getAffinity(0);
+  setAffinity(0, one);
+  return mine;
 }
 
 /** Pin the calling thread and `tid` to the CPU the caller runs on; returns how to undo it. */
@@ -104,12 +119,30 @@ export class Injector {
   private trampoline: bigint | undefined;
   private scratchAddr: bigint | undefined;
   private scratchLen = 0;
+  /** Where scratch memory must go (an address-space rebuild keeps it out of the dumped layout). */
+  private scratchHint: bigint | undefined;
   /** Signals that arrived while we worked and must be sent again at the end. */
   private deferred: number[] = [];
   private finished = false;
   private unpin: () => void = () => {};
   /** Injected syscalls so far (for statistics and tests). */
   count = 0;
+
+  /**
+   * Let the task run a syscall that does not return (exit_group) and go on by itself; the
+   * caller collects the exit with waitTask. The injector is finished afterwards.
+   */
+  callAndRelease(nr: number, ...args: Arg[]): void {
+    const regs = this.savedRegs.clone();
+    regs.set(IP_REG, this.site);
+    regs.set(SYSCALL_NR_REG, nr);
+    regs.set(SYSCALL_ORIG_REG, -1n);
+    SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
+    setRegs(this.pid, regs);
+    this.finished = true;
+    this.unpin();
+    cont(this.pid, 0);
+  }
 
   /**
    * Take over a task that this thread has seized and that sits in a ptrace-stop.
@@ -180,9 +213,21 @@ export class Injector {
     const len = Math.ceil(Math.max(size, 1) / PAGE_SIZE) * PAGE_SIZE;
     if (this.scratchAddr !== undefined && len <= this.scratchLen) return this.scratchAddr;
     if (this.scratchAddr !== undefined) this.munmap(this.scratchAddr, this.scratchLen);
-    this.scratchAddr = this.mmap(0n, len, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
+    const hint = this.scratchHint ?? 0n;
+    this.scratchAddr = this.mmap(hint, len, PROT.READ | PROT.WRITE,
+      MAP.PRIVATE | MAP.ANONYMOUS | (hint ? MAP.FIXED_NOREPLACE : 0));
     this.scratchLen = len;
     return this.scratchAddr;
+  }
+
+  /**
+   * The caller has unmapped the whole address space (restore): forget the old scratch mapping
+   * and put future ones at `at`, a range the caller keeps free of everything it maps.
+   */
+  relocateScratch(at: bigint): void {
+    this.scratchAddr = undefined;
+    this.scratchLen = 0;
+    this.scratchHint = at;
   }
 
   writeScratch(data: Buffer, offset = 0): bigint {

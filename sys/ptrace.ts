@@ -264,14 +264,16 @@ export function sleepMicros(us: number): void {
  * Seize a task and bring it to a PTRACE_EVENT_STOP (PTRACE_SEIZE + PTRACE_INTERRUPT).
  * A signal that happens to be delivered first is passed on (the task handles it as it would
  * have) before the interrupt takes hold. Throws if the task exits or does not stop in time.
+ * Returns the stop's signal: SIGTRAP, or the job-control stop signal of a stopped task.
  */
-export function seizeAndStop(pid: number, options: number = PTRACE_O.TRACESYSGOOD, timeoutMs = 5000): void {
+export function seizeAndStop(pid: number, options: number = PTRACE_O.TRACESYSGOOD, timeoutMs = 5000): number {
   seize(pid, options);
   interrupt(pid);
   for (;;) {
     const w = waitTask(pid, { timeoutMs })!;
     if (w.kind !== 'stopped') throw new Error(`task ${pid} ${describeWaitStatus(w)} while being seized`);
-    if (w.event === PTRACE_EVENT.STOP) return;
+    // The event stop's signal is SIGTRAP for our interrupt, or the stop signal of a group-stop.
+    if (w.event === PTRACE_EVENT.STOP) return w.signal;
     cont(pid, w.event === 0 ? w.signal : 0);
   }
 }

@@ -5,6 +5,7 @@
 // killed; the new task starts ptrace-stopped (auto-attached through PTRACE_O_TRACEFORK) and
 // with PTRACE_O_EXITKILL, so it dies with stasis should stasis die before the restore ends.
 
+import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { Injector } from '../sys/inject.js';
@@ -30,8 +31,17 @@ export const RESTORE_PTRACE_OPTIONS =
 export interface CloneRequest {
   /** PIDs from the innermost pid namespace outwards (set_tid); one entry for no namespaces. */
   setTid: number[];
-  /** Extra clone flags (namespaces). */
+  /** Clone flags (CLONE_PARENT, CLONE_THREAD..., namespaces). */
   flags?: number;
+}
+
+const SIGCHLD = 17;
+
+/** The flags that make a thread of the calling task's process. */
+export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;
+
+function pidMax(): number {
+  return Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
 }
 
 /** Have an injected task clone3() a child; returns the child's PID, stopped and traced. */
@@ -39,8 +49,11 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
   const args = nativeBuffer(CLONE_ARGS_SIZE + req.setTid.length * 4);
   const tidsOffset = CLONE_ARGS_SIZE;
   const base = inj.scratch(args.length);
-  args.writeBigUInt64LE(BigInt(req.flags ?? 0), 0); // flags
-  // exit_signal (offset 32) stays 0: with CLONE_PARENT the kernel takes the caller's.
+  const flags = req.flags ?? 0;
+  args.writeBigUInt64LE(BigInt(flags), 0);
+  // exit_signal: SIGCHLD for a child process; threads and CLONE_PARENT children take none (the
+  // kernel uses the caller's for the latter).
+  if (!(flags & (CLONE.THREAD | CLONE.PARENT))) args.writeBigUInt64LE(BigInt(SIGCHLD), 32);
   args.writeBigUInt64LE(base + BigInt(tidsOffset), 64); // set_tid
   args.writeBigUInt64LE(BigInt(req.setTid.length), 72); // set_tid_size
   req.setTid.forEach((t, i) => args.writeInt32LE(t, tidsOffset + i * 4));
@@ -49,6 +62,9 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
   if (r < 0n) {
     const err = new SysError(Number(-r), `clone3(set_tid=[${req.setTid.join(', ')}])`);
     if (err.code === 'EEXIST') throw new Error(`PID ${req.setTid[0]} is already in use`);
+    if (err.code === 'EINVAL' && req.setTid.some((t) => t >= pidMax())) {
+      throw new Error(`PID ${req.setTid[0]} is above this machine's pid_max (${pidMax()})`);
+    }
     throw err;
   }
   const pid = Number(r);

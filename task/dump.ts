@@ -1,29 +1,26 @@
-// `stasis dump`: checkpoint one process into an image directory.
+// `stasis dump`: checkpoint a process tree into an image directory.
 //
-// Order of work: check what can be checked without touching the task; seize it (it stops, still
-// alive); read registers and ask it about itself through injected syscalls; put it back exactly
-// as it was (it stays ptrace-stopped); copy its memory; write every image; write inventory.img
-// last; then kill it, or with --leave-running let it go. Any failure before the end releases the
-// task untouched and running, and leaves no inventory.img behind.
+// Order of work: check what can be checked without touching anything; freeze the tree (every
+// thread ptrace-stopped, task/tree.ts); per process, read registers and ask each thread about
+// itself through injected syscalls, copy its memory, collect its descriptors; put every thread
+// back exactly as it was (still stopped); write every image, inventory.img last; then kill the
+// tree, or with --leave-running let it go. Any failure before the end releases the tree
+// untouched and running, and leaves no inventory.img behind.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { ImageDir, imageFileName, pagemapImage, pagesFileName } from '../images/index.js';
+import { ImageDir, imageFileName, pagemapImage, pagesFileName, schema } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
-import { Injector } from '../sys/inject.js';
-import { kill } from '../sys/native.js';
+import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
+import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
-  SIGKILL, detach, getRegs, getSigmask, seizeAndStop, waitTask,
-} from '../sys/ptrace.js';
-import {
-  ProcError, listThreads, readAuxv, readChildren, readLoginuid, readOomScoreAdj, readPersonality,
-  readSmaps, readStat, readStatus,
+  ProcError, readTimers, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
 } from '../sys/proc/index.js';
 import { dumpFdTable } from '../files/fdtable.js';
 import { FileTable } from '../files/table.js';
 import { dumpFs } from './fs.js';
-import { IdAllocator } from './ids.js';
+import { IdAllocator, type TaskKobjIds } from './ids.js';
 import { dumpMm, dumpVmas } from './mm.js';
 import { findDataPages, writePages } from './pages.js';
 import { dumpThreadInfo } from './regs.js';
@@ -31,8 +28,9 @@ import { dumpRlimits } from './rlimits.js';
 import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { dumpThreadCore } from './thread.js';
-import { dumpItimers } from './timers.js';
+import { dumpItimers, dumpPosixTimers } from './timers.js';
 import { writeDumpStats, type DumpStats } from './stats.js';
+import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
 export interface DumpOptions {
   pid: number;
@@ -40,23 +38,26 @@ export interface DumpOptions {
   /** Where stats-dump goes (criu's work dir; the images dir by default). */
   workDir?: string;
   leaveRunning?: boolean;
+  /** --file-locks: save the locks held on open files (without it a held lock fails the dump). */
+  fileLocks?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
 }
 
 export interface DumpResult {
   pid: number;
+  processes: number;
+  threads: number;
   stats: DumpStats;
   imageBytes: number;
 }
 
 const PR_GET_CHILD_SUBREAPER = 37;
 const MARCH_X86_64 = 1;
-const TASK_ALIVE = 1;
 const NO_LSM = 0;
 const NETWORK_LOCK_SKIP = 2;
 
-/** Refusals that need no seizing: the task must exist and be of a shape stasis can dump. */
+/** Refusals that need no seizing. */
 function precheck(pid: number): void {
   let status;
   try {
@@ -69,11 +70,6 @@ function precheck(pid: number): void {
   }
   if (status.tgid !== pid) throw new Error(`${pid} is a thread of process ${status.tgid}; dump the process`);
   if (status.state === 'Z') throw new Error(`process ${pid} is a zombie`);
-  const threads = listThreads(pid);
-  if (threads.length > 1) throw new Error(`process ${pid} has ${threads.length} threads, which stasis cannot dump yet`);
-  const children = readChildren(pid);
-  if (children.length) throw new Error(`process ${pid} has child processes (${children.join(', ')}), which stasis cannot dump yet`);
-  if (status.seccomp) throw new Error(`process ${pid} runs under seccomp, which stasis cannot dump yet`);
 }
 
 /** mkdir -p without Node's recursive mkdir, which spins forever on some procfs paths. */
@@ -96,6 +92,111 @@ function checkWritable(dir: string): void {
   }
 }
 
+interface ProcessImages {
+  cores: Map<number, Record<string, unknown>>;
+  mm?: Record<string, unknown>;
+  pagemap?: ReturnType<typeof pagemapImage>;
+  fdinfos?: Record<string, unknown>[];
+  fs?: Record<string, unknown>;
+  ids: TaskKobjIds;
+}
+
+interface DumpState {
+  files: FileTable;
+  ids: IdAllocator;
+  images: ImageDir;
+  nextPagesId: number;
+  pagesScanned: number;
+  pagesWritten: number;
+  memMs: number;
+  fileLocks: boolean;
+  log: (msg: string) => void;
+}
+
+/** A zombie: only its exit status, pids and a minimal core. */
+function dumpZombie(p: TreeProcess, st: DumpState): ProcessImages {
+  const core = {
+    mtype: MARCH_X86_64,
+    tc: { task_state: TASK_DEAD, exit_code: p.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: '' },
+  };
+  return { cores: new Map([[p.pid, core]]), ids: st.ids.idsFor(p.pid, false) };
+}
+
+/** One live (running or stopped) process, all its threads. */
+function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
+  const { pid } = p;
+  const stat = readStat(pid);
+  const status = readStatus(pid);
+  const smaps = readSmaps(pid);
+  const auxv = readAuxv(pid);
+  if (status.seccomp) throw new Error(`process ${pid} runs under seccomp, which stasis cannot dump yet`);
+  const ids = st.ids.idsFor(pid);
+  const out: ProcessImages = { cores: new Map(), ids };
+
+  // Registers and masks first, before any injection touches them.
+  const regs = new Map(p.threads.map((t) => [t, getRegs(t)]));
+  const masks = new Map(p.threads.map((t) => [t, getSigmask(t)]));
+
+  // Per-thread state, each thread asked through its own injector.
+  const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
+  for (const tid of p.threads.slice(1)) {
+    const inj = new Injector(tid, pid, { pin: false });
+    try {
+      threadCores.set(tid, dumpThreadCore(inj, pid, tid, masks.get(tid)!));
+    } finally {
+      inj.finish();
+    }
+  }
+
+  const inj = new Injector(pid, pid, { pin: false });
+  try {
+    const vmas = dumpVmas(pid, smaps, st.files);
+    const mm = dumpMm(pid, inj, stat, auxv, vmas, st.files);
+    const sigactions = dumpSigactions(inj);
+    const timers = dumpItimers(inj);
+    const posix = dumpPosixTimers(inj, readTimers(pid));
+    if (posix.length) timers.posix = posix;
+    threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
+    inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
+    const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
+    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks }) as unknown as Record<string, unknown>[];
+
+    const t0 = performance.now();
+    const { runs, scanned } = findDataPages(pid, mm.vmas);
+    const pagesId = st.nextPagesId++;
+    const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj);
+    st.memMs += performance.now() - t0;
+    st.pagesScanned += scanned;
+    st.pagesWritten += written;
+    st.log(`process ${pid}: ${written} pages`);
+    out.pagemap = pagemapImage(pagesId, runs);
+    out.mm = mm as unknown as Record<string, unknown>;
+
+    for (const tid of p.threads) {
+      const tc = threadCores.get(tid)!;
+      const core: Record<string, unknown> = {
+        mtype: MARCH_X86_64,
+        thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
+        thread_core: tc.core,
+      };
+      if (tid === pid) {
+        core.tc = {
+          task_state: p.state, exit_code: 0, personality: readPersonality(pid), flags: stat.flags,
+          blk_sigset: masks.get(pid)!, comm: status.name, timers, rlimits: dumpRlimits(pid),
+          signals_s: dumpPendingSignals(pid, true), loginuid: readLoginuid(pid),
+          oom_score_adj: readOomScoreAdj(pid), sigactions, child_subreaper: subreaper,
+          ...(p.state === TASK_STOPPED && p.stopSigno ? { stop_signo: p.stopSigno } : {}),
+        };
+      }
+      out.cores.set(tid, core);
+    }
+  } finally {
+    inj.finish();
+  }
+  out.fs = dumpFs(pid, st.files) as unknown as Record<string, unknown>;
+  return out;
+}
+
 export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const { pid } = opts;
   const log = opts.log ?? (() => {});
@@ -108,81 +209,64 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     throw new Error(`process ${pid} is in its own ${foreign.join(', ')} namespace(s); dump containers through runc`);
   }
 
+  schema(); // parse the protos now, not while the tree is frozen
   const t0 = performance.now();
-  seizeAndStop(pid);
+  const tree = SeizedTree.seize(pid);
   const tFrozen = performance.now();
-  let released = false;
-  const release = () => {
-    if (released) return;
-    released = true;
-    try {
-      detach(pid);
-    } catch {
-      // the task died under us: nothing to resume
+  log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
+  // Injected syscalls are round trips between stasis and a task: on one CPU they cost a
+  // quarter. Every task is pinned with stasis while frozen, and gets its own mask back.
+  const ownMask = pinSelf();
+  const pinned = getAffinity(0);
+  const masks = new Map<number, Buffer>();
+  for (const p of tree.processes) {
+    if (p.state === TASK_DEAD) continue;
+    for (const tid of p.threads) {
+      masks.set(tid, getAffinity(tid));
+      setAffinity(tid, pinned);
     }
+  }
+  const unpin = () => {
+    for (const [tid, m] of masks) {
+      try {
+        setAffinity(tid, m);
+      } catch {
+        // gone
+      }
+    }
+    setAffinity(0, ownMask);
   };
   try {
-    log(`seized ${pid} in ${(tFrozen - t0).toFixed(1)} ms`);
-    const regs = getRegs(pid);
-    const blocked = getSigmask(pid);
-    const stat = readStat(pid);
-    const status = readStatus(pid);
-    const smaps = readSmaps(pid);
-    const auxv = readAuxv(pid);
-    const files = new FileTable();
-    const taskIds = ids.idsFor(pid);
-
-    const inj = new Injector(pid);
-    let core, mm, sigactions, timers, thread, subreaper, runs, scanned, written, tMem, tMemDone, fdinfos;
-    const pagesId = 1;
-    try {
-      const vmas = dumpVmas(pid, smaps, files);
-      mm = dumpMm(pid, inj, stat, auxv, vmas, files);
-      sigactions = dumpSigactions(inj);
-      timers = dumpItimers(inj);
-      thread = dumpThreadCore(inj, pid, pid, blocked);
-      subreaper = inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8)) === 0n
-        && inj.readScratch(4).readInt32LE(0) !== 0;
-      fdinfos = dumpFdTable(pid, inj, files);
-      tMem = performance.now();
-      ({ runs, scanned } = findDataPages(pid, mm.vmas));
-      written = writePages(pid, runs, images.file(pagesFileName(pagesId)), inj);
-      tMemDone = performance.now();
-      log(`copied ${written} pages in ${(tMemDone - tMem).toFixed(1)} ms`);
-    } finally {
-      inj.finish();
-    }
-    const fsEntry = dumpFs(pid, files);
-    core = {
-      mtype: MARCH_X86_64,
-      thread_info: dumpThreadInfo(pid, regs, thread.clearTidAddr),
-      tc: {
-        task_state: TASK_ALIVE, exit_code: 0, personality: readPersonality(pid), flags: stat.flags,
-        blk_sigset: blocked, comm: status.name, timers, rlimits: dumpRlimits(pid),
-        signals_s: dumpPendingSignals(pid, true), loginuid: readLoginuid(pid),
-        oom_score_adj: readOomScoreAdj(pid), sigactions, child_subreaper: subreaper,
-      },
-      thread_core: thread.core,
+    const st: DumpState = {
+      files: new FileTable(), ids, images, nextPagesId: 1, pagesScanned: 0, pagesWritten: 0,
+      memMs: 0, log, fileLocks: opts.fileLocks ?? false,
     };
+    const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
 
-    await images.write(imageFileName('PAGEMAP', pid), pagemapImage(pagesId, runs).entries);
-    await images.writeMessages('pstree.img', [{
-      pid, ppid: 0, pgid: stat.pgrp, sid: stat.session, threads: [pid],
-    }]);
-    await images.writeMessages(imageFileName('CORE', pid), [core]);
-    await images.writeMessages(imageFileName('IDS', pid), [taskIds]);
-    await images.writeMessages(imageFileName('MM', pid), [mm]);
-    await images.writeMessages(imageFileName('FS', pid), [fsEntry]);
-    await images.writeMessages(imageFileName('FDINFO', taskIds.files_id), fdinfos);
-    await images.writeMessages('files.img', files.entries);
-    for (const [name, entries] of files.images) await images.write(name, entries);
+    // All images at once (they are independent files); inventory.img after all of them.
+    const writes: Promise<void>[] = [images.writeMessages('pstree.img', tree.processes.map((p) => ({
+      pid: p.pid, ppid: p.ppid, pgid: p.pgid, sid: p.sid, threads: p.threads,
+    })))];
+    for (const [i, p] of tree.processes.entries()) {
+      const d = dumped[i]!;
+      for (const [tid, core] of d.cores) writes.push(images.writeMessages(imageFileName('CORE', tid), [core]));
+      writes.push(images.writeMessages(imageFileName('IDS', p.pid), [d.ids]));
+      if (d.mm) writes.push(images.writeMessages(imageFileName('MM', p.pid), [d.mm]));
+      if (d.pagemap) writes.push(images.write(imageFileName('PAGEMAP', p.pid), d.pagemap.entries));
+      if (d.fs) writes.push(images.writeMessages(imageFileName('FS', p.pid), [d.fs]));
+      if (d.fdinfos) writes.push(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
+    }
+    writes.push(images.writeMessages('files.img', st.files.entries));
+    for (const [name, entries] of st.files.images) writes.push(images.write(name, entries));
+    await Promise.all(writes);
 
+    const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);
     const stats: DumpStats = {
       freezing_time: Math.round((tFrozen - t0) * 1000),
       frozen_time: Math.round((performance.now() - tFrozen) * 1000),
-      memdump_time: Math.round((tMemDone - tMem) * 1000),
-      memwrite_time: Math.round((tMemDone - tMem) * 1000),
-      pages_scanned: scanned, pages_skipped_parent: 0, pages_written: written,
+      memdump_time: Math.round(st.memMs * 1000),
+      memwrite_time: Math.round(st.memMs * 1000),
+      pages_scanned: st.pagesScanned, pages_skipped_parent: 0, pages_written: st.pagesWritten,
       irmap_resolve: 0, pages_lazy: 0, page_pipes: 0, page_pipe_bufs: 0,
       shpages_scanned: 0, shpages_skipped_parent: 0, shpages_written: 0,
     };
@@ -193,22 +277,14 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     });
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
 
-    if (opts.leaveRunning) {
-      release();
-    } else {
-      released = true;
-      kill(pid, SIGKILL);
-      // Collect the exit as its tracer, so the task is gone when dump returns.
-      try {
-        waitTask(pid, { timeoutMs: 5000 });
-      } catch {
-        // reaped already
-      }
-    }
+    unpin();
+    if (opts.leaveRunning) tree.release();
+    else tree.kill();
     const imageBytes = fs.readdirSync(opts.imagesDir)
       .reduce((n, f) => n + fs.statSync(path.join(opts.imagesDir, f)).size, 0);
-    return { pid, stats, imageBytes };
+    return { pid, processes: tree.processes.length, threads, stats, imageBytes };
   } finally {
-    release();
+    unpin();
+    tree.release();
   }
 }

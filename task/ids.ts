@@ -31,10 +31,15 @@ export class IdAllocator {
     this.rootIds = this.idsFor('self');
   }
 
-  /** Ids of a task. Objects (mm, fd table, fs, sighand) are not shared across processes yet. */
-  idsFor(pid: number | 'self'): TaskKobjIds {
+  /**
+   * Ids of a process. Objects (mm, fd table, fs, sighand) are per process: sharing them between
+   * processes (CLONE_VM/FILES without CLONE_THREAD) is refused by the dump. A zombie has no
+   * namespaces left to read (`withNs` false).
+   */
+  idsFor(pid: number | 'self', withNs = true): TaskKobjIds {
     const obj = this.nextObj++;
     const ids: TaskKobjIds = { vm_id: obj, files_id: obj, fs_id: obj, sighand_id: obj };
+    if (!withNs) return ids;
     const links = readNamespaces(pid);
     for (const [kind, field] of NS_ORDER) {
       const link = links[kind];

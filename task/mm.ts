@@ -29,6 +29,8 @@ export const VMA = {
 
 const PAGE = BigInt(PAGE_SIZE);
 const TASK_SIZE = 0x7ffffffff000n;
+/** Room kept for the injector's scratch memory while the address space is rebuilt. */
+const SCRATCH_RESERVE = 16n << 20n;
 const PR_SET_MM = 35;
 const PR_SET_MM_MAP = 14;
 const PR_GET_DUMPABLE = 3;
@@ -205,14 +207,24 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   }
   const current = readMaps(pid);
   const kernelAreas = current.filter((v) => v.kind === 'vdso' || v.kind === 'vvar' || v.kind === 'vvar_vclock');
-  for (const v of current) {
-    if (v.kind === 'vsyscall' || kernelAreas.includes(v)) continue;
-    inj.munmap(v.start, Number(v.end - v.start));
+  // One munmap per gap between the kernel's areas, not one per inherited VMA (a copy of stasis
+  // has hundreds).
+  let from = 0n;
+  for (const k of [...kernelAreas, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+    if (k.start > from && current.some((v) => v.kind !== 'vsyscall' && v.start < k.start && v.end > from)) {
+      inj.munmap(from, Number(k.start - from));
+    }
+    from = k.end;
   }
   const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
   const busy = [...wanted, ...kernelAreas];
-  const trampoline = inj.useTrampoline(freeRange(busy, PAGE));
-  placeVdso(inj, wanted, kernelAreas, [...busy, { start: trampoline, end: trampoline + PAGE }]);
+  // The injector's scratch memory went with the rest: new scratch goes to a range no dumped
+  // VMA uses, so mapping those with MAP_FIXED can never land on it.
+  const scratch = freeRange(busy, SCRATCH_RESERVE);
+  inj.relocateScratch(scratch);
+  const reserved = [...busy, { start: scratch, end: scratch + SCRATCH_RESERVE }];
+  const trampoline = inj.useTrampoline(freeRange(reserved, PAGE));
+  placeVdso(inj, wanted, kernelAreas, [...reserved, { start: trampoline, end: trampoline + PAGE }]);
 
   const fds = new Map<bigint, number>();
   const tighten: VmaEntry[] = [];

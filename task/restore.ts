@@ -1,20 +1,24 @@
-// `stasis restore`: bring a dumped process back, with its PID, from an image directory.
+// `stasis restore`: bring a dumped process tree back, every PID and TID as it was.
 //
-// Everything that can be checked is checked before any process exists. Then: a task with the
-// dumped PID is cloned (task/clone.ts), its address space rebuilt and filled, its descriptors,
-// fs context and attributes set, pending signals queued; last, its registers and blocked mask
-// are set and it is let go. If anything fails after the clone, the task is killed: a restore
-// leaves a running process or nothing.
+// Everything that can be checked is checked before any process exists. Then, top-down, each
+// process is cloned with its PID by its parent (the root by a seed, task/clone.ts), and takes
+// its session; once all exist, process groups are joined and zombies die with their exit
+// status. Then each process gets its address space, descriptors (a description shared between
+// processes is opened once and copied to the others), fs context and attributes; its threads
+// are cloned into it and set up; pending signals are queued; last, every thread gets its
+// registers and blocked mask and the whole tree is let go at once. If anything fails, every
+// task created is killed: a restore leaves a running tree or nothing.
 
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
-import { Injector } from '../sys/inject.js';
-import { kill } from '../sys/native.js';
-import { SIGKILL, detach, waitTask } from '../sys/ptrace.js';
+import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
+import { kill, tgkill } from '../sys/native.js';
+import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
+import { readStat } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
-import { createTask } from './clone.js';
+import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
 import { VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry } from './mm.js';
 import { fillPages } from './pages.js';
@@ -23,40 +27,52 @@ import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions } from './sigactions.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
-import { restoreItimers } from './timers.js';
+import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
+import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 
 export interface RestoreOptions {
   imagesDir: string;
   workDir?: string;
   /** --inherit-fd fd[N]:KEY, as KEY → N. */
   inheritFds?: Map<string, number>;
-  /** runc's rst_sibling: the restored task becomes a child of stasis's parent. */
+  /** runc's rst_sibling: the restored root becomes a child of stasis's parent. */
   siblingOfStasis?: boolean;
   log?: (msg: string) => void;
 }
 
 export interface RestoreResult {
   pid: number;
+  processes: number;
   pages: number;
   timeMs: number;
 }
 
 const MARCH_X86_64 = 1;
-const TASK_ALIVE = 1;
 const PER_LINUX_MASK = 0xffffffff;
 const CLOSE_RANGE_ALL = 0xffffffff;
+const PR_SET_CHILD_SUBREAPER = 36;
+const SIGCHLD = 17;
+const WALL = 0x40000000;
+
+interface ProcessImages {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  threads: number[];
+  state: number;
+  cores: Map<number, Message>;
+  mm?: MmEntry;
+  pagemap?: Awaited<ReturnType<ImageDir['pagemap']>>;
+  pagesFile?: string;
+  fdinfos?: FdinfoEntry[];
+  fs?: FsEntry;
+}
 
 interface LoadedImages {
-  pid: number;
-  core: Message;
-  mm: MmEntry;
-  pagemap: Awaited<ReturnType<ImageDir['pagemap']>>;
-  pagesFile: string;
-  fdinfos: FdinfoEntry[];
+  procs: ProcessImages[];
   files: Map<number, FileEntryMessage>;
-  fs: FsEntry;
-  /** Entries of an optional image (pipes-data, sk-queues...), read on demand. */
   extraImage(name: string): { message: Message; extra?: Uint8Array }[];
 }
 
@@ -68,36 +84,53 @@ async function load(dir: string): Promise<LoadedImages> {
   } catch {
     throw new Error(`${dir}: no such image directory`);
   }
-  if (!(await images.isComplete())) {
-    throw new Error(`${dir} holds no complete dump (no ${INVENTORY_FILE})`);
-  }
+  if (!(await images.isComplete())) throw new Error(`${dir} holds no complete dump (no ${INVENTORY_FILE})`);
   const inventory = await images.inventory();
   if (inventory.img_version !== 2) throw new Error(`${INVENTORY_FILE}: image version ${inventory.img_version} is not supported`);
-  const pstree = await images.messages('pstree.img');
-  if (pstree.length !== 1) throw new Error(`the dump holds ${pstree.length} processes; stasis restores single processes so far`);
-  const [root] = pstree as [Message];
-  const pid = Number(root.pid);
-  if (root.threads?.length > 1) throw new Error(`process ${pid} has ${root.threads.length} threads, which stasis cannot restore yet`);
-  const core = await images.message(imageFileName('CORE', pid));
-  if (core.mtype !== MARCH_X86_64) throw new Error(`core-${pid}.img is not an x86_64 task`);
-  if (core.tc?.task_state !== TASK_ALIVE) throw new Error(`process ${pid} was not running when dumped (state ${core.tc?.task_state})`);
-  const ids = await images.message(imageFileName('IDS', pid));
-  const mm = (await images.message(imageFileName('MM', pid))) as MmEntry;
-  const pagemap = await images.pagemap(imageFileName('PAGEMAP', pid));
-  const pagesFile = images.file(pagesFileName(pagemap.pagesId));
-  const need = pagemap.runs.reduce((n, r) => (r.offset !== undefined ? Math.max(n, r.offset + r.nrPages * 4096) : n), 0);
-  const have = fs.existsSync(pagesFile) ? fs.statSync(pagesFile).size : -1;
-  if (have < need) {
-    throw new Error(`${pagesFileName(pagemap.pagesId)}: ${have < 0 ? 'missing' : `truncated (${have} of ${need} bytes)`}`);
-  }
   const files = new Map<number, FileEntryMessage>();
   for (const f of await images.messages('files.img')) files.set(Number(f.id), f as FileEntryMessage);
-  const fdinfos = (await images.messages(imageFileName('FDINFO', ids.files_id))) as FdinfoEntry[];
-  checkFdTable(fdinfos, files);
-  const fsEntry = (await images.message(imageFileName('FS', pid))) as FsEntry;
-  for (const id of [mm.exe_file_id, fsEntry.cwd_id, fsEntry.root_id, ...mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)).map((v) => Number(v.shmid))]) {
-    const f = files.get(id);
-    if (!f?.reg) throw new Error(`files.img has no regular file ${id}, which the dump refers to`);
+
+  const procs: ProcessImages[] = [];
+  const pstree = await images.messages('pstree.img');
+  if (!pstree.length) throw new Error('pstree.img lists no process');
+  for (const e of pstree) {
+    const pid = Number(e.pid);
+    const threads = ((e.threads ?? []) as number[]).map(Number);
+    if (!threads.length) threads.push(pid);
+    const cores = new Map<number, Message>();
+    for (const tid of threads) {
+      const core = await images.message(imageFileName('CORE', tid));
+      if (core.mtype !== MARCH_X86_64) throw new Error(`core-${tid}.img is not an x86_64 task`);
+      cores.set(tid, core);
+    }
+    const tc = cores.get(pid)?.tc;
+    if (!tc) throw new Error(`core-${pid}.img has no task part`);
+    const p: ProcessImages = {
+      pid, ppid: Number(e.ppid), pgid: Number(e.pgid), sid: Number(e.sid), threads, cores,
+      state: Number(tc.task_state),
+    };
+    if (![TASK_ALIVE, TASK_DEAD, TASK_STOPPED].includes(p.state)) throw new Error(`process ${pid} has unknown state ${p.state}`);
+    if (p.ppid && !procs.some((q) => q.pid === p.ppid)) throw new Error(`pstree.img lists ${pid} before its parent ${p.ppid}`);
+    if (!p.ppid && procs.length) throw new Error(`pstree.img has a second root, ${pid}`);
+    if (p.state !== TASK_DEAD) {
+      const ids = await images.message(imageFileName('IDS', pid));
+      p.mm = (await images.message(imageFileName('MM', pid))) as MmEntry;
+      p.pagemap = await images.pagemap(imageFileName('PAGEMAP', pid));
+      p.pagesFile = images.file(pagesFileName(p.pagemap.pagesId));
+      const need = p.pagemap.runs.reduce((n, r) => (r.offset !== undefined ? Math.max(n, r.offset + r.nrPages * 4096) : n), 0);
+      const have = fs.existsSync(p.pagesFile) ? fs.statSync(p.pagesFile).size : -1;
+      if (have < need) {
+        throw new Error(`${pagesFileName(p.pagemap.pagesId)}: ${have < 0 ? 'missing' : `truncated (${have} of ${need} bytes)`}`);
+      }
+      p.fdinfos = (await images.messages(imageFileName('FDINFO', ids.files_id))) as FdinfoEntry[];
+      checkFdTable(p.fdinfos, files);
+      p.fs = (await images.message(imageFileName('FS', pid))) as FsEntry;
+      const fileVmas = p.mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)).map((v) => Number(v.shmid));
+      for (const id of [p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id, ...fileVmas]) {
+        if (!files.get(id)?.reg) throw new Error(`files.img has no regular file ${id}, which process ${pid} refers to`);
+      }
+    }
+    procs.push(p);
   }
   const extras = new Map<string, { message: Message; extra?: Uint8Array }[]>();
   const extraImage = (name: string) => {
@@ -109,84 +142,278 @@ async function load(dir: string): Promise<LoadedImages> {
     }
     return e;
   };
-  return { pid, core, mm, pagemap, pagesFile, fdinfos, files, fs: fsEntry, extraImage };
+  return { procs, files, extraImage };
+}
+
+/**
+ * Sessions and groups whose leader is gone. fork() alone cannot put a process into such a
+ * session or group; a helper task with the leader's PID stands in (setsid/setpgid), the real
+ * processes are created from it with CLONE_PARENT (keeping their real parent but taking the
+ * helper's session), join its group, and the helper exits and is reaped before anything runs.
+ */
+interface Helper {
+  pid: number;
+  /** Parent of the helper (and of the processes created through it); 0 = stasis. */
+  ppid: number;
+  sid: number;
+  /** A session helper calls setsid(); a group helper setpgid(0, 0). */
+  kind: 'session' | 'group';
+}
+
+function planHelpers(procs: readonly ProcessImages[], ownSid: number): Helper[] {
+  const byPid = new Map(procs.map((p) => [p.pid, p]));
+  const helpers: Helper[] = [];
+  const sidOf = (pid: number) => (pid === 0 ? ownSid : byPid.get(pid)!.sid);
+  for (const p of procs) {
+    if (p.sid === p.pid || p.sid === sidOf(p.ppid)) continue;
+    if (byPid.has(p.sid)) {
+      throw new Error(`process ${p.pid} is in session ${p.sid}, which its parent is not in, led by another process of the dump: stasis cannot restore that yet`);
+    }
+    if (!helpers.some((h) => h.pid === p.sid && h.ppid === p.ppid)) {
+      if (helpers.some((h) => h.pid === p.sid)) throw new Error(`session ${p.sid} spans processes with different parents: stasis cannot restore that yet`);
+      helpers.push({ pid: p.sid, ppid: p.ppid, sid: p.sid, kind: 'session' });
+    }
+  }
+  for (const p of procs) {
+    if (p.pgid === p.pid || byPid.has(p.pgid) || helpers.some((h) => h.pid === p.pgid)) continue;
+    if (p.ppid === 0) continue; // the root's group, from outside the dump: stasis's own job
+    helpers.push({ pid: p.pgid, ppid: p.ppid, sid: p.sid, kind: 'group' });
+  }
+  return helpers;
+}
+
+/** A task being restored: its injector, and what restore has to remember about it. */
+interface Restoring {
+  p: ProcessImages;
+  inj: Injector;
+  threads: Map<number, Injector>;
+  pidfds: Map<number, number>;
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.log ?? (() => {});
   const img = await load(opts.imagesDir);
-  const { pid } = img;
-  if (fs.existsSync(`/proc/${pid}`)) throw new Error(`PID ${pid} is already in use`);
-
+  const ownSid = readStat('self').session;
+  const helpers = planHelpers(img.procs, ownSid);
+  for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
+    if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
+  }
+  const root = img.procs[0]!;
   const t0 = performance.now();
-  const task = createTask(pid, { siblingOfStasis: opts.siblingOfStasis });
-  const tForked = performance.now();
+  const tasks = new Map<number, Restoring>();
+  const created: number[] = [];
   let pages = 0;
+  // Every injected syscall is a round trip between stasis and a task: with both on one CPU they
+  // cost a quarter. Tasks created from now on inherit the pin; they get stasis's own mask back
+  // before they go.
+  const affinity = pinSelf();
   try {
-    const inj = new Injector(pid);
-    const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
-    const { tc, thread_core: threadCore, thread_info: threadInfo } = img.core as {
-      tc: Message; thread_core: ThreadCoreEntry; thread_info: ThreadInfoX86;
+    // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
+    //    that children inherit them; helpers stand in for leaders that are gone.
+    const helperInj = new Map<number, Injector>();
+    const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
+    const makeHelper = (h: Helper): Injector => {
+      let inj = helperInj.get(h.pid);
+      if (inj) return inj;
+      const viaSession = h.kind === 'group' && h.sid !== (h.ppid ? tasks.get(h.ppid)!.p.sid : ownSid)
+        ? makeHelper(helpers.find((x) => x.kind === 'session' && x.pid === h.sid && x.ppid === h.ppid)!) : undefined;
+      const pid = viaSession
+        ? cloneInto(viaSession, { setTid: [h.pid], flags: CLONE.PARENT })
+        : h.ppid === 0
+          ? createTask(h.pid, { siblingOfStasis: opts.siblingOfStasis })
+          : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
+      created.push(pid);
+      inj = new Injector(pid, pid, { pin: false });
+      helperInj.set(pid, inj);
+      if (h.kind === 'session') inj.callChecked(SYS.setsid);
+      else inj.callChecked(SYS.setpgid, 0, 0);
+      return inj;
     };
+    for (const p of img.procs) {
+      const sessionHelper = helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
+      let pid: number;
+      if (sessionHelper) pid = cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
+      else if (p.ppid === 0) pid = createTask(p.pid, { siblingOfStasis: opts.siblingOfStasis });
+      else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+      created.push(pid);
+      const inj = new Injector(pid, pid, { pin: false });
+      tasks.set(pid, { p, inj, threads: new Map(), pidfds: new Map() });
+      if (p.sid === p.pid) inj.callChecked(SYS.setsid);
+    }
+    for (const h of helpers) makeHelper(h);
+    // Groups: leaders first, then members join (a session leader already leads its group;
+    // a group led from outside the tree, the root's shell job, is inherited from stasis).
+    for (const { p, inj } of tasks.values()) if (p.pgid === p.pid && p.sid !== p.pid) inj.callChecked(SYS.setpgid, 0, 0);
+    for (const { p, inj } of tasks.values()) {
+      if (p.pgid !== p.pid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) inj.callChecked(SYS.setpgid, 0, p.pgid);
+    }
+    // Helpers have done their part: they exit, and their parent reaps them at once.
+    for (const h of helpers) {
+      const inj = helperInj.get(h.pid)!;
+      inj.callAndRelease(SYS.exit_group, 0);
+      for (;;) {
+        const w = waitTask(h.pid, { timeoutMs: 5000 })!;
+        if (w.kind !== 'stopped') break;
+        cont(h.pid, 0);
+      }
+      if (h.ppid !== 0) tasks.get(h.ppid)!.inj.callChecked(SYS.wait4, h.pid, 0, WALL, 0);
+    }
+    log(`${tasks.size} processes created in ${(performance.now() - t0).toFixed(1)} ms`);
 
-    log(`task ${pid} created in ${(tForked - t0).toFixed(1)} ms`);
-    const space = restoreVmas(inj, img.mm.vmas, { regFile }, hasDumpablePages);
-    log(`address space of ${pid} mapped at ${(performance.now() - t0).toFixed(1)} ms`);
-    const kernelArea = img.mm.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
-    pages = fillPages(inj, img.pagemap.runs, img.pagesFile,
-      (a) => kernelArea.some((v) => a >= v.start && a < v.end));
-    tightenProtections(inj, space);
-    restoreMmFields(inj, img.mm, { regFile });
-    log(`memory of ${pid} restored: ${pages} pages at ${(performance.now() - t0).toFixed(1)} ms`);
+    // 2. Zombies die now, with the status their parent will collect.
+    for (const t of tasks.values()) {
+      if (t.p.state !== TASK_DEAD) continue;
+      becomeZombie(t, Number(t.p.cores.get(t.p.pid)!.tc.exit_code));
+      tasks.delete(t.p.pid);
+    }
 
-    // Descriptors: drop everything inherited from stasis, then open the dumped table.
-    inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
-    let pidfd = -1;
-    const floor = img.fdinfos.reduce((m, f) => Math.max(m, f.fd + 1), 3);
-    restoreFdTable(pid, inj, img.fdinfos, img.files, {
-      inherited: (key) => opts.inheritFds?.get(key),
-      importFd(fd) {
-        if (pidfd < 0) pidfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, process.pid, 0)), floor);
-        return Number(inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0));
-      },
-      imageEntries: (name) => img.extraImage(name),
-    });
-    if (pidfd >= 0) inj.callChecked(SYS.close, pidfd);
-    restoreFs(inj, img.fs, regFile);
+    // 3. Each live process: memory, descriptors, fs, attributes.
+    const openedElsewhere = new Map<number, { pid: number; fd: number }>();
+    const spares: { t: Restoring; fd: number }[] = [];
+    for (const t of tasks.values()) {
+      pages += restoreMemory(t, img);
+      const { inj, p } = t;
+      inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
+      const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+      const pidfdOf = (pid: number) => {
+        let pfd = t.pidfds.get(pid);
+        if (pfd === undefined) {
+          pfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, pid, 0)), floor);
+          t.pidfds.set(pid, pfd);
+        }
+        return pfd;
+      };
+      const { placed, spare } = restoreFdTable(p.pid, inj, p.fdinfos!, img.files, {
+        inherited: (key) => opts.inheritFds?.get(key),
+        importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
+        importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
+        openedElsewhere: (id) => openedElsewhere.get(id),
+        imageEntries: (name) => img.extraImage(name),
+      });
+      for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
+      for (const fd of spare.values()) spares.push({ t, fd });
+      const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
+      restoreFs(inj, p.fs!, regFile);
+      const tc = p.cores.get(p.pid)!.tc;
+      restoreSigactions(inj, tc.sigactions ?? []);
+      restoreItimers(inj, tc.timers);
+      restorePosixTimers(inj, tc.timers?.posix);
+      restoreRlimits(p.pid, tc.rlimits);
+      inj.callChecked(SYS.personality, Number(tc.personality ?? 0) & PER_LINUX_MASK);
+      if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);
+      if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${p.pid}/oom_score_adj`, String(tc.oom_score_adj));
+    }
+    for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
+    for (const t of tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
 
-    restoreSigactions(inj, tc.sigactions ?? []);
-    restoreItimers(inj, tc.timers);
-    restoreRlimits(pid, tc.rlimits);
-    inj.callChecked(SYS.personality, Number(tc.personality ?? 0) & PER_LINUX_MASK);
-    if (tc.child_subreaper) inj.callChecked(SYS.prctl, 36 /* PR_SET_CHILD_SUBREAPER */, 1);
-    if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${pid}/oom_score_adj`, String(tc.oom_score_adj));
-    restoreThreadCore(inj, threadCore, BigInt(threadInfo.clear_tid_addr ?? 0));
-    restorePendingSignals(inj, pid, tc.signals_s, true);
-    restorePendingSignals(inj, pid, threadCore.signals_p, false);
+    // 4. Threads, cloned into their process now that its memory and files exist.
+    for (const t of tasks.values()) {
+      for (const tid of t.p.threads.slice(1)) {
+        cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
+        created.push(tid);
+        t.threads.set(tid, new Injector(tid, t.p.pid, { pin: false }));
+      }
+    }
 
-    restoreFpregs(pid, threadInfo);
-    inj.finish({ regs: restoredRegs(threadInfo), sigmask: BigInt(threadCore.blk_sigset ?? tc.blk_sigset ?? 0) });
-    detach(pid);
+    // 5. Per-thread state, pending signals, registers; then everyone goes at once.
+    for (const t of tasks.values()) {
+      const { p } = t;
+      const tc = p.cores.get(p.pid)!.tc;
+      drainSigchld(t.inj); // from zombies made above; the image says what was really pending
+      restorePendingSignals(t.inj, p.pid, tc.signals_s, true);
+      for (const [tid, inj] of [...t.threads, [p.pid, t.inj] as const]) {
+        const core = p.cores.get(tid)!;
+        const ti = core.thread_info as ThreadInfoX86;
+        const thread = core.thread_core as ThreadCoreEntry;
+        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0));
+        restorePendingSignals(inj, p.pid, thread.signals_p, false);
+        restoreFpregs(tid, ti);
+        inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(thread.blk_sigset ?? tc.blk_sigset ?? 0) });
+      }
+    }
+    for (const t of tasks.values()) {
+      // A stopped process stops again as soon as it is let go (detach cannot inject a signal
+      // from an event stop, so it is queued first).
+      if (t.p.state === TASK_STOPPED) tgkill(t.p.pid, t.p.pid, SIGSTOP);
+      for (const tid of [...t.threads.keys(), t.p.pid]) {
+        setAffinity(tid, affinity);
+        detach(tid, 0);
+      }
+    }
   } catch (e) {
-    kill(task, SIGKILL);
-    try {
-      waitTask(task, { timeoutMs: 5000 });
-    } catch {
-      // reaped
+    for (const pid of created) {
+      try {
+        kill(pid, SIGKILL);
+      } catch {
+        // gone
+      }
+    }
+    for (const pid of created) {
+      try {
+        waitTask(pid, { timeoutMs: 5000 });
+      } catch {
+        // reaped
+      }
     }
     throw e;
+  } finally {
+    setAffinity(0, affinity);
   }
   const tDone = performance.now();
   try {
     await writeRestoreStats(opts.workDir ?? opts.imagesDir, {
-      pages_compared: 0, pages_skipped_cow: 0, forking_time: Math.round((tForked - t0) * 1000),
+      pages_compared: 0, pages_skipped_cow: 0, forking_time: 0,
       restore_time: Math.round((tDone - t0) * 1000), pages_restored: pages,
     });
   } catch (e) {
-    // The process runs already; a read-only images dir only costs the statistics.
+    // The tree runs already; a read-only images dir only costs the statistics.
     log(`stats-restore not written: ${(e as Error).message}`);
   }
-  return { pid, pages, timeMs: tDone - t0 };
+  return { pid: root.pid, processes: img.procs.length, pages, timeMs: tDone - t0 };
+}
+
+/** Address space and its contents, and the mm fields. */
+function restoreMemory(t: Restoring, img: LoadedImages): number {
+  const { inj, p } = t;
+  const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
+  const space = restoreVmas(inj, p.mm!.vmas, { regFile }, hasDumpablePages);
+  const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
+  const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end));
+  tightenProtections(inj, space);
+  restoreMmFields(inj, p.mm!, { regFile });
+  return n;
+}
+
+/** Make a freshly cloned task exit the way the dumped zombie did; its parent will reap it. */
+function becomeZombie(t: Restoring, status: number): void {
+  const { inj, p } = t;
+  const sig = status & 0x7f;
+  if (sig) {
+    // Killed by a signal: die of it, with its default action, unblocked.
+    inj.callChecked(SYS.rt_sigaction, sig, inj.writeScratch(Buffer.alloc(32)), 0, 8);
+    inj.finish({ sigmask: 0n });
+    tgkill(p.pid, p.pid, sig);
+    cont(p.pid, 0);
+  } else {
+    inj.callAndRelease(SYS.exit_group, (status >> 8) & 0xff);
+  }
+  // Collect the exit as its tracer only: the zombie stays for its (restored) parent to reap.
+  for (;;) {
+    const w = waitTask(p.pid, { timeoutMs: 5000 })!;
+    if (w.kind !== 'stopped') return;
+    cont(p.pid, w.event ? 0 : w.signal);
+  }
+}
+
+/** Take back SIGCHLDs the restore itself caused, before the dumped pending signals are queued. */
+function drainSigchld(inj: Injector): void {
+  const set = Buffer.alloc(8);
+  set.writeBigUInt64LE(1n << BigInt(SIGCHLD - 1));
+  const ts = Buffer.alloc(16);
+  const at = inj.writeScratch(Buffer.concat([set, ts]));
+  while (inj.call(SYS.rt_sigtimedwait, at, 0, at + 8n, 8) === BigInt(SIGCHLD)) {
+    // consumed one
+  }
 }
 
 /** Wait for a restored task that is our child; its exit status, shell style (128+signal). */
@@ -197,3 +424,5 @@ export function waitForExit(pid: number): number {
     if (w.kind === 'killed') return 128 + w.signal;
   }
 }
+
+export { CLONE };

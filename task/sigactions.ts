@@ -3,6 +3,7 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
+import { readStatus } from '../sys/proc/index.js';
 
 export interface SaEntry {
   sigaction: bigint;
@@ -23,10 +24,28 @@ export function* catchableSignals(): Generator<number> {
   for (let sig = 1; sig <= SIGMAX; sig++) if (sig !== SIGKILL && sig !== SIGSTOP) yield sig;
 }
 
+const DEFAULT: SaEntry = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n, compat_sigaction: false };
+
+/** Signals whose disposition is not SIG_DFL, from /proc/PID/status (SigCgt | SigIgn). */
+function nonDefault(pid: number): bigint {
+  const s = readStatus(pid);
+  return s.sigCgt | s.sigIgn;
+}
+
+/**
+ * Each signal's action. Only signals that are caught or ignored are asked about (one injected
+ * rt_sigaction each); the others are SIG_DFL and recorded as such — what a default action's
+ * flags or mask might still say has no effect. A typical process asks about a handful, not 62.
+ */
 export function dumpSigactions(inj: Injector): SaEntry[] {
   const old = inj.scratch(KSIGACTION_SIZE);
   const out: SaEntry[] = [];
+  const set = nonDefault(inj.tgid);
   for (const sig of catchableSignals()) {
+    if (!(set & (1n << BigInt(sig - 1)))) {
+      out.push({ ...DEFAULT });
+      continue;
+    }
     inj.callChecked(SYS.rt_sigaction, sig, 0, old, SIGSET_SIZE);
     const b = inj.readScratch(KSIGACTION_SIZE);
     out.push({
@@ -37,20 +56,30 @@ export function dumpSigactions(inj: Injector): SaEntry[] {
   return out;
 }
 
-/** Set every disposition: the task inherited stasis's own, which must all be replaced. */
+function isDefault(e: SaEntry): boolean {
+  return BigInt(e.sigaction) === 0n && BigInt(e.flags) === 0n && BigInt(e.restorer) === 0n && BigInt(e.mask) === 0n;
+}
+
+/**
+ * Set the dispositions: every signal the image gives a non-default action, and every signal
+ * the new task inherited a non-default one for (it starts as a copy of stasis).
+ */
 export function restoreSigactions(inj: Injector, entries: readonly SaEntry[]): void {
   const signals = [...catchableSignals()];
   if (entries.length !== signals.length) {
     throw new Error(`the image has ${entries.length} signal actions, ${signals.length} expected`);
   }
+  const inherited = nonDefault(inj.tgid);
   const b = Buffer.alloc(KSIGACTION_SIZE);
   entries.forEach((e, i) => {
+    const sig = signals[i]!;
+    if (isDefault(e) && !(inherited & (1n << BigInt(sig - 1)))) return;
     if (e.compat_sigaction) throw new Error('32-bit signal handlers cannot be restored');
     b.writeBigUInt64LE(BigInt(e.sigaction), 0);
     b.writeBigUInt64LE(BigInt(e.flags), 8);
     b.writeBigUInt64LE(BigInt(e.restorer), 16);
     b.writeBigUInt64LE(BigInt(e.mask), 24);
     const at = inj.writeScratch(b);
-    inj.callChecked(SYS.rt_sigaction, signals[i]!, at, 0, SIGSET_SIZE);
+    inj.callChecked(SYS.rt_sigaction, sig, at, 0, SIGSET_SIZE);
   });
 }

@@ -1,0 +1,49 @@
+// Process trees and threads: a 50-process tree and a 20-thread process, dump and restore times
+// (each in a fresh stasis process, as the CLI runs).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { underReaper, buildWorkload } from '../test-containers/launch.js';
+import type { Benchmark, Figure } from './run.js';
+
+const childJs = path.join(path.dirname(new URL(import.meta.url).pathname), 'child.js');
+
+async function child(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number }> {
+  const r = await execa(process.execPath, [childJs, ...args]);
+  return JSON.parse(r.stdout);
+}
+
+function shape(kind: 'procs' | 'threads', n: number): Benchmark {
+  return {
+    name: `${kind === 'procs' ? 'tree' : 'threads'}-${n}`,
+    runs: 5,
+    async run(): Promise<Figure[]> {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-bench-'));
+      const w = await underReaper([buildWorkload('many'), kind, String(n)]);
+      let restored = 0;
+      try {
+        await w.waitForLine(/^ready$/, 30_000);
+        const d = await child(['dump', String(w.pid), path.join(dir, 'img')]);
+        await w.exitOf(w.pid);
+        await new Promise((r) => setTimeout(r, 100)); // the reaper collects the rest
+        const r = await child(['restore', path.join(dir, 'img')]);
+        restored = r.pid;
+        return [
+          { name: 'dump', value: d.ms, unit: 'ms' },
+          { name: 'restore', value: r.ms, unit: 'ms' },
+        ];
+      } finally {
+        if (restored) {
+          // the restored root's children die with it once it is killed? No: kill the group.
+          try { process.kill(-restored, 'SIGKILL'); } catch { /* gone */ }
+        }
+        await w.kill();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+export const treeBench = shape('procs', 50);
+export const threadsBench = shape('threads', 20);

@@ -1,0 +1,132 @@
+// The process tree being dumped: every process below the root, every thread of each, frozen
+// with ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT on each thread). A process is fully stopped
+// before its children are listed, so it cannot fork one we would miss; its threads are listed
+// again until no new one appears. Zombies are recorded, not seized. Releasing the tree resumes
+// every task as it was (a task that was stopped stays stopped).
+
+import { SIGTRAP, detach, seizeAndStop, waitTask } from '../sys/ptrace.js';
+import { kill } from '../sys/native.js';
+import { ProcError, listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
+
+export const TASK_ALIVE = 1;
+export const TASK_DEAD = 2;
+export const TASK_STOPPED = 3;
+
+export interface TreeProcess {
+  pid: number;
+  /** 0 for the root. */
+  ppid: number;
+  pgid: number;
+  sid: number;
+  /** Thread ids, the leader first. */
+  threads: number[];
+  state: typeof TASK_ALIVE | typeof TASK_DEAD | typeof TASK_STOPPED;
+  /** For zombies: the wait status the parent will collect (task exit_code). */
+  exitCode: number;
+  /** For stopped processes: the signal that stopped them. */
+  stopSigno?: number;
+  children: TreeProcess[];
+}
+
+export class SeizedTree {
+  /** Parents before children (the order of pstree.img). */
+  readonly processes: TreeProcess[] = [];
+  private seized: number[] = [];
+  private released = false;
+
+  private constructor(readonly rootPid: number) {}
+
+  /** Freeze the tree rooted at `pid`. On failure everything seized so far is released. */
+  static seize(pid: number): SeizedTree {
+    const tree = new SeizedTree(pid);
+    try {
+      tree.visit(pid, 0);
+    } catch (e) {
+      tree.release();
+      throw e;
+    }
+    return tree;
+  }
+
+  get root(): TreeProcess {
+    return this.processes[0]!;
+  }
+
+  private visit(pid: number, ppid: number): TreeProcess {
+    const stat = readStat(pid);
+    const proc: TreeProcess = {
+      pid, ppid, pgid: stat.pgrp, sid: stat.session, threads: [], state: TASK_ALIVE,
+      exitCode: 0, children: [],
+    };
+    this.processes.push(proc);
+    if (stat.state === 'Z') {
+      proc.state = TASK_DEAD;
+      proc.exitCode = stat.exitCode;
+      proc.threads = [pid];
+      return proc;
+    }
+    const stoppedBefore = readStatus(pid).state === 'T';
+    for (;;) {
+      const fresh = listThreads(pid).filter((t) => !proc.threads.includes(t));
+      if (!fresh.length) break;
+      for (const tid of fresh) {
+        let sig: number;
+        try {
+          sig = seizeAndStop(tid);
+        } catch (e) {
+          if (e instanceof Error && /ESRCH/.test(e.message) && tid !== pid) continue; // the thread just exited
+          throw e;
+        }
+        this.seized.push(tid);
+        proc.threads.push(tid);
+        if (stoppedBefore && sig !== SIGTRAP) proc.stopSigno = sig;
+      }
+    }
+    proc.threads.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+    if (stoppedBefore) proc.state = TASK_STOPPED;
+    for (const child of readChildren(pid)) {
+      proc.children.push(this.visit(child, pid));
+    }
+    return proc;
+  }
+
+  /** Let every task go on as it was. Idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const tid of this.seized) {
+      try {
+        detach(tid);
+      } catch {
+        // gone
+      }
+    }
+  }
+
+  /** After a successful dump without --leave-running: kill every process, collect the exits. */
+  kill(): void {
+    this.released = true;
+    for (const p of this.processes) {
+      if (p.state === TASK_DEAD) continue;
+      try {
+        kill(p.pid, 9);
+      } catch (e) {
+        if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
+      }
+    }
+    // Non-leader threads first: a killed thread-group leader is reported only after the rest.
+    const leaders = new Set(this.processes.map((p) => p.pid));
+    const order = [...this.seized.filter((t) => !leaders.has(t)), ...this.seized.filter((t) => leaders.has(t))];
+    for (const tid of order) {
+      try {
+        waitTask(tid); // SIGKILL always ends a task; blocking is the fastest wait
+      } catch {
+        // reaped by someone else already
+      }
+    }
+  }
+}
+
+export function isGone(e: unknown): boolean {
+  return e instanceof ProcError && (e.code === 'ESRCH' || e.code === 'ENOENT');
+}

@@ -17,7 +17,8 @@ import {
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
-import { FD_TYPE_REG } from '../files/reg.js';
+import { FD_TYPE_REG, zeroFown } from '../files/reg.js';
+import { FD_TYPE_MEMFD, dumpMemfdInode } from '../files/memfd.js';
 
 /** vma_entry.status bits (CRIU's VMA_AREA_* / VMA_* values). */
 export const VMA = {
@@ -41,6 +42,7 @@ const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
 const O_RDONLY = 0;
+const O_RDWR = 2;
 
 export interface VmaEntry {
   start: bigint;
@@ -125,9 +127,24 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         continue;
       }
       case 'shmem':
-        throw unsupported(pid, v, 'shared anonymous memory');
-      case 'memfd':
-        throw unsupported(pid, v, `the memfd ${v.name ?? ''}`);
+      case 'memfd': {
+        // Shared anonymous memory is a shmem file too: both are kept as CRIU keeps them, a
+        // memfd inode (memfd.img, contents once however many processes map it) and a memfd
+        // file that the VMA names.
+        const mapFile = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+        const inodeId = dumpMemfdInode(mapFile, v.kind === 'shmem' ? '/dev/zero' : v.name ?? '', {
+          memo: files.memo,
+          addImageEntry: (image, message, extra) => files.addImageEntry(image, message, extra),
+          writeImage: (image, entries) => files.setImage(image, entries),
+        });
+        const id = files.once(`memfd-map:${inodeId}`, () => ({
+          type: FD_TYPE_MEMFD, field: 'memfd',
+          entry: { flags: O_RDWR, pos: 0n, fown: zeroFown(), inode_id: inodeId },
+        }));
+        out.push({ ...base, flags: base.flags & ~MAP.ANONYMOUS, pgoff: v.pgoff, shmid: BigInt(id), fdflags: O_RDWR,
+          status: VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) });
+        continue;
+      }
       case 'sysv':
         throw unsupported(pid, v, 'SysV shared memory');
       default:
@@ -184,6 +201,11 @@ function freeRange(busy: { start: bigint; end: bigint }[], len: bigint, from = 0
 export interface RestoreMmFiles {
   /** The file_entry (reg) a VMA's shmid names. */
   regFile(id: number): Record<string, unknown>;
+  /**
+   * A descriptor, in the task, of the memfd / shared memory a VMA maps (file id `id`): made on
+   * first use, reached again through the mapping of whoever made it.
+   */
+  memfdFd?(inj: Injector, id: number, vma: VmaEntry): number;
 }
 
 /** What the page filler needs after the VMAs exist. */
@@ -238,8 +260,13 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
       if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         let fd = fds.get(v.shmid);
         if (fd === undefined) {
-          const reg = files.regFile(Number(v.shmid));
-          fd = openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
+          if (v.status & VMA.MEMFD) {
+            if (!files.memfdFd) throw new Error(`VMA at 0x${v.start.toString(16)} maps a memfd, which this restore cannot make`);
+            fd = files.memfdFd(inj, Number(v.shmid), v);
+          } else {
+            const reg = files.regFile(Number(v.shmid));
+            fd = openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
+          }
           fds.set(v.shmid, fd);
         }
         const shared = v.status & VMA.FILE_SHARED ? MAP.SHARED : MAP.PRIVATE;

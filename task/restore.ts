@@ -10,7 +10,12 @@
 // task created is killed: a restore leaves a running tree or nothing.
 
 import fs from 'node:fs';
-import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
+import {
+  ImageDir, PAGE_SIZE, decodeImage, imageFileName, imageTypeByName, INVENTORY_FILE, pagesFileName, readPagemap,
+  type Message,
+} from '../images/index.js';
+import { MEMFD_INODE_IMAGE, createMemfdInode, memfdInode } from '../files/memfd.js';
+import { openInTask } from '../files/reg.js';
 import { SYS } from '../sys/arch.js';
 import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
@@ -20,7 +25,9 @@ import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../fi
 import type { FileEntryMessage } from '../files/table.js';
 import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
-import { VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry } from './mm.js';
+import {
+  VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
+} from './mm.js';
 import { fillPages } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
@@ -54,6 +61,7 @@ const CLOSE_RANGE_ALL = 0xffffffff;
 const PR_SET_CHILD_SUBREAPER = 36;
 const SIGCHLD = 17;
 const WALL = 0x40000000;
+const O_RDWR = 2;
 
 interface ProcessImages {
   pid: number;
@@ -72,6 +80,8 @@ interface ProcessImages {
 
 interface LoadedImages {
   procs: ProcessImages[];
+  /** Full path of a file of the dump. */
+  file(name: string): string;
   files: Map<number, FileEntryMessage>;
   extraImage(name: string): { message: Message; extra?: Uint8Array }[];
 }
@@ -125,9 +135,13 @@ async function load(dir: string): Promise<LoadedImages> {
       p.fdinfos = (await images.messages(imageFileName('FDINFO', ids.files_id))) as FdinfoEntry[];
       checkFdTable(p.fdinfos, files);
       p.fs = (await images.message(imageFileName('FS', pid))) as FsEntry;
-      const fileVmas = p.mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)).map((v) => Number(v.shmid));
-      for (const id of [p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id, ...fileVmas]) {
+      const fileVmas = p.mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED));
+      const regIds = fileVmas.filter((v) => !(v.status & VMA.MEMFD)).map((v) => Number(v.shmid));
+      for (const id of [p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id, ...regIds]) {
         if (!files.get(id)?.reg) throw new Error(`files.img has no regular file ${id}, which process ${pid} refers to`);
+      }
+      for (const v of fileVmas.filter((x) => x.status & VMA.MEMFD)) {
+        if (!files.get(Number(v.shmid))?.memfd) throw new Error(`files.img has no memfd ${v.shmid}, which process ${pid} maps`);
       }
     }
     procs.push(p);
@@ -142,7 +156,7 @@ async function load(dir: string): Promise<LoadedImages> {
     }
     return e;
   };
-  return { procs, files, extraImage };
+  return { procs, files, extraImage, file: (name) => images.file(name) };
 }
 
 /**
@@ -270,8 +284,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 3. Each live process: memory, descriptors, fs, attributes.
     const openedElsewhere = new Map<number, { pid: number; fd: number }>();
     const spares: { t: Restoring; fd: number }[] = [];
+    const shared: SharedMemory = new Map();
     for (const t of tasks.values()) {
-      pages += restoreMemory(t, img);
+      pages += restoreMemory(t, img, shared);
       const { inj, p } = t;
       inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
@@ -372,11 +387,54 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   return { pid: root.pid, processes: img.procs.length, pages, timeMs: tDone - t0 };
 }
 
+/** Where each shared memory object lives once made: the first task mapping it, and where. */
+type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
+
+/**
+ * The bytes of a memfd / shared memory inode: stasis keeps them in a ghost-file image; CRIU in
+ * pagemap-shmem-<shmid>.img and its pages file (runs at offsets into the object).
+ */
+function memfdContents(img: LoadedImages, inodeId: number): { inode: Record<string, any>; content: Uint8Array } {
+  const inode = img.extraImage(MEMFD_INODE_IMAGE).find((m) => Number(m.message.inode_id) === inodeId)?.message;
+  if (!inode) throw new Error(`${MEMFD_INODE_IMAGE} has no memfd inode ${inodeId}`);
+  const shmPagemap = `pagemap-shmem-${Number(inode.shmid)}.img`;
+  const entries = img.extraImage(shmPagemap);
+  if (!entries.length) return memfdInode({ imageEntries: (n) => img.extraImage(n) }, inodeId);
+  const map = readPagemap({ type: imageTypeByName('PAGEMAP'), entries });
+  const content = Buffer.alloc(Number(inode.size));
+  const pagesFile = img.file(pagesFileName(map.pagesId));
+  const fd = fs.openSync(pagesFile, 'r');
+  try {
+    for (const r of map.runs) {
+      if (r.offset === undefined) continue;
+      const at = Number(r.vaddr);
+      const len = Math.min(r.nrPages * PAGE_SIZE, content.length - at);
+      if (len > 0) fs.readSync(fd, content, at, len, r.offset);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return { inode, content };
+}
+
 /** Address space and its contents, and the mm fields. */
-function restoreMemory(t: Restoring, img: LoadedImages): number {
+function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory): number {
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
-  const space = restoreVmas(inj, p.mm!.vmas, { regFile }, hasDumpablePages);
+  const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
+    const inodeId = Number((img.files.get(id)!.memfd as Record<string, unknown>).inode_id);
+    const made = shared.get(inodeId);
+    if (made) {
+      // The object exists: reach it through the mapping of the task that made it.
+      const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
+      return openInTask(tinj, path, O_RDWR);
+    }
+    const { inode, content } = memfdContents(img, inodeId);
+    const fd = createMemfdInode(tinj, inode, content);
+    shared.set(inodeId, { pid: tinj.tgid, start: v.start, end: v.end });
+    return fd;
+  };
+  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, hasDumpablePages);
   const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
   const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end));
   tightenProtections(inj, space);

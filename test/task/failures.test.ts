@@ -121,3 +121,23 @@ test.serial('a restore that fails half-way kills what it made: no process, no zo
   t.is(r.stderr, `stasis: cannot reopen /nonexistent/stasis-exe in task ${pid}: it no longer exists`);
   t.false(fs.existsSync(`/proc/${pid}`), 'the half-restored task is gone, reaped');
 });
+
+test.serial('a tree with an object stasis cannot dump deep inside fails in one line and keeps running, untraced', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('tcpchild', []);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 3$/);
+  const tree = (pid: number): number[] => [pid, ...fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim().split(/\s+/).filter(Boolean).map(Number).flatMap(tree)];
+  const pids = tree(w.pid);
+  t.teardown(() => pids.forEach((p) => { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } }));
+  t.is(pids.length, 3);
+  const r = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(r.exitCode, 1);
+  t.regex(r.stderr, /^stasis: .*established TCP connections are not supported yet$/);
+  t.is(r.stderr.split('\n').length, 1);
+  for (const p of pids) t.true(runningUntraced(p), `process ${p} runs on, untraced`);
+  t.false(fs.existsSync(path.join(dir, 'inventory.img')));
+  const at = lastTick(w.lines);
+  await w.waitForLine(new RegExp(`^tick ${at + 3}$`));
+});

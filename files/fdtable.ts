@@ -25,6 +25,8 @@ export interface FdinfoEntry {
 export interface DumpFdTableOptions {
   /** --file-locks */
   fileLocks?: boolean;
+  /** --shell-job */
+  shellJob?: boolean;
 }
 
 /** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
@@ -32,9 +34,10 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
   opts: DumpFdTableOptions = {}): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
-    pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false,
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
+    atEnd: (check) => table.atEnd(check),
   };
   for (const fd of listFds(pid)) {
     const link = readFdLink(pid, fd);
@@ -65,6 +68,8 @@ export function checkFdTable(fdinfos: readonly FdinfoEntry[], files: ReadonlyMap
 
 export interface RestoreFdTableOptions {
   inherited(key: string): number | undefined;
+  /** --shell-job */
+  shellJob?: boolean;
   /** Copy a descriptor of stasis into the task. */
   importFd(fd: number): number;
   /** Copy descriptor `fd` of another (already restored) task of the tree into this one. */
@@ -99,6 +104,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const placed = new Map<number, number>();
   const task: RestoreFilesTask = {
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
+    shellJob: opts.shellJob,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

@@ -13,11 +13,12 @@ import { memfdFile } from './memfd.js';
 import { fifoFile } from './fifo.js';
 import { unixSocketFile } from './unix-socket.js';
 import { inetSocketFile } from './inet-socket.js';
+import { ttyFile } from './tty.js';
 
 export const fileKinds: readonly FileKind[] = [
   pipeFile,
   eventfdFile, signalfdFile, timerfdFile, inotifyFile, epollFile, memfdFile, fifoFile,
-  unixSocketFile, inetSocketFile,
+  unixSocketFile, inetSocketFile, ttyFile,
   regFile,
 ];
 

@@ -32,6 +32,8 @@ export interface DumpedFile {
 export interface DumpFilesContext {
   /** The task that holds the descriptor, and an injector on it (stopped, all signals blocked). */
   pid: number;
+  /** --shell-job: terminals may be dumped (and are given back on restore). */
+  shellJob?: boolean;
   inj: Injector;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
@@ -43,6 +45,11 @@ export interface DumpFilesContext {
   memo: Map<string, unknown>;
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
   fileLocks: boolean;
+  /**
+   * Run `check` once every process of the tree has been dumped, for what only the whole tree can
+   * tell (is a socket's peer held by some process of it?); a throw fails the dump.
+   */
+  atEnd(check: () => void): void;
 }
 
 /** The task being restored, as a file kind sees it. */
@@ -51,6 +58,8 @@ export interface RestoreFilesTask {
   inj: Injector;
   /** A descriptor of stasis that the user handed over for this key (--inherit-fd, --shell-job). */
   inherited(key: string): number | undefined;
+  /** --shell-job: the task's terminal becomes stasis's own. */
+  shellJob?: boolean;
   /** Copy descriptor `fd` of stasis into the task; returns its number there. */
   importFd(fd: number): number;
   /** The entries (and payloads) of an image of the dump; [] when it does not exist. */

@@ -24,6 +24,17 @@ export class FileTable {
   readonly images = new Map<string, { message: Record<string, unknown>; extra?: Uint8Array }[]>();
   /** Scratch space for file kinds, shared across the whole dump. */
   readonly memo = new Map<string, unknown>();
+  /** Checks the kinds left for when every process is dumped (DumpFilesContext.atEnd). */
+  private endChecks: (() => void)[] = [];
+
+  atEnd(check: () => void): void {
+    this.endChecks.push(check);
+  }
+
+  /** Every process of the tree is dumped: run the kinds' deferred checks. */
+  checkAtEnd(): void {
+    for (const check of this.endChecks.splice(0)) check();
+  }
 
   addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void {
     const list = this.images.get(image) ?? [];

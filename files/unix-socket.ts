@@ -1,10 +1,12 @@
 // Unix sockets (CRIU's sk-unix.c): stream, datagram and seqpacket; unbound, bound to a path or an
-// abstract name, listening, or connected to a peer that is also in the dump. sock_diag tells the
+// abstract name, listening, or connected to a peer that is also in the dump (held by this process
+// or another of the tree: socketpair() then fork(), a server's forked handler). sock_diag tells the
 // peer (by inode), the bound name and the listener's backlog; the queued data is read without
 // consuming it (MSG_PEEK, walking datagrams with SO_PEEK_OFF) into sk-queues.img.
 //
 // Restore: both ends of a connection in the dump come from one socketpair(); the end opened first
-// hands the other to its description (provide). A stream socket whose peer was closed is a
+// hands the other to its description (provide), which a later process of the tree then takes from
+// this one (a spare descriptor, see fdtable.ts). A stream socket whose peer was closed is a
 // socketpair whose other end is closed again once it has queued the data. Queued data is sent
 // again from the peer end (a bound datagram socket's, from a throwaway socket by name); a datagram
 // socket connected to a bound one connects once every socket exists (finish).
@@ -15,7 +17,6 @@ import { SYS } from '../sys/arch.js';
 import { errnoName, isErrorResult } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
 import { unixDiag, type UnixDiag } from '../sys/netlink.js';
-import { listFds, readFdLink } from '../sys/proc/index.js';
 import {
   AF, MSG, SCM, SHUT, SO, SOCK, SOL_SOCKET, TCP_STATE, msghdrBlock, msghdrResult, parseCmsgs,
   sockaddrUn, sockProtoName,
@@ -57,19 +58,21 @@ function pathOf(name: Uint8Array): string {
   return b.subarray(0, end < 0 ? b.length : end).toString('utf8');
 }
 
-/** Socket inodes of the task's descriptors (to tell a peer in the dump from one outside it). */
-function taskSocketInodes(ctx: DumpFilesContext): Set<number> {
-  const key = `unix-socket:inodes:${ctx.pid}`;
-  let set = ctx.memo.get(key) as Set<number> | undefined;
-  if (!set) {
-    set = new Set();
-    for (const fd of listFds(ctx.pid)) {
-      const m = /^socket:\[(\d+)\]$/.exec(readFdLink(ctx.pid, fd));
-      if (m) set.add(Number(m[1]));
+/**
+ * A peer is in the dump when some process of the tree holds it, which is known once every process
+ * is dumped: each dumped unix socket is recorded here, and the peers are checked at the end.
+ */
+function requirePeerInDump(ctx: DumpFilesContext, ino: number, peer: number, what: string): void {
+  const key = 'unix-socket:dumped';
+  let dumped = ctx.memo.get(key) as Set<number> | undefined;
+  if (!dumped) ctx.memo.set(key, (dumped = new Set()));
+  dumped.add(ino);
+  if (!peer) return;
+  ctx.atEnd(() => {
+    if (!dumped.has(peer)) {
+      throw new Error(`${what} is connected to socket:[${peer}], which is outside the dumped process: external unix sockets (criu's --ext-unix-sk) are not supported yet`);
     }
-    ctx.memo.set(key, set);
-  }
-  return set;
+  });
 }
 
 /** The bound path's place on disk: name_dir for a relative name, file_perms, deleted. */
@@ -229,9 +232,7 @@ export const unixSocketFile: FileKind = {
     if (d.icons.length) {
       throw new Error(`${what} is listening with ${d.icons.length} connection(s) not yet accepted, which stasis cannot dump yet`);
     }
-    if (d.peer && !taskSocketInodes(ctx).has(d.peer)) {
-      throw new Error(`${what} is connected to socket:[${d.peer}], which is outside the dumped process: external unix sockets (criu's --ext-unix-sk) are not supported yet`);
-    }
+    requirePeerInDump(ctx, ino, d.peer, what);
     const name = d.name ?? Buffer.alloc(0);
     const entry: Record<string, unknown> = {
       ino, type: d.type, state: d.state, flags: f.fdinfo.flags & ~O_CLOEXEC, uflags: 0,
@@ -306,6 +307,12 @@ export const unixSocketFile: FileKind = {
     const what = `unix socket:[${e.ino}] in task ${task.pid}`;
     if (!name.length) throw new Error(`${what} is connected to the unbound socket:[${peer.ino}], which stasis cannot restore yet`);
     const r = inDir(task.inj, peer.name_dir, () => sockAddrCall(task.inj, SYS.connect, fd, sockaddrUn(name)));
-    if (isErrorResult(r)) throw new Error(`${what}: connect to ${printable(name)} failed with ${errnoName(Number(-r))}`);
+    if (isErrorResult(r)) {
+      const code = errnoName(Number(-r));
+      // The bound socket may be held only by a process of the tree restored after this one.
+      const hint = code === 'ECONNREFUSED' || code === 'ENOENT'
+        ? ` (if socket:[${peer.ino}] is held by a process restored after task ${task.pid}, stasis cannot restore that order yet)` : '';
+      throw new Error(`${what}: connect to ${printable(name)} failed with ${code}${hint}`);
+    }
   },
 };

@@ -7,6 +7,8 @@ import { showCommand } from '../images/show.js';
 import { dump } from '../task/dump.js';
 import { restore, waitForExit } from '../task/restore.js';
 import { checkKernel } from './check.js';
+import { Logger } from './log.js';
+import { swrk } from './swrk.js';
 import { demo } from './demo.js';
 import { VERSION, versionText } from './version.js';
 import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
@@ -37,25 +39,10 @@ const USAGE = `usage: stasis ACTION [options]
   dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [-o LOG] [-v0..-v4] [--display-stats]
   restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY] [--shell-job] [-o LOG]
   check                 the kernel features stasis relies on
+  swrk FD               serve criu's RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)
   show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
   demo                  checkpoint and restore a small counter, showing each step
   --version`;
-
-class Logger {
-  private out?: number;
-  constructor(private verbosity: number, file?: string) {
-    if (file) this.out = fs.openSync(file, 'a');
-  }
-  /** Messages at level <= verbosity go to the log file (or stderr with -v3 and up). */
-  log(level: number, msg: string): void {
-    const line = `(${(performance.now() / 1000).toFixed(6)}) ${msg}\n`;
-    if (this.out !== undefined) fs.writeSync(this.out, line);
-    else if (level <= this.verbosity && this.verbosity >= 3) process.stderr.write(line);
-  }
-  close(): void {
-    if (this.out !== undefined) fs.closeSync(this.out);
-  }
-}
 
 function required(p: ReturnType<typeof parseArgs>, name: string, what: string): string {
   const v = p.values.get(name)?.[0];
@@ -91,7 +78,7 @@ async function run(argv: string[]): Promise<number> {
         if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
         const r = await dump({
           pid, imagesDir: required(p, 'images-dir', 'an images directory'), workDir,
-          leaveRunning: p.flags.has('leave-running'), fileLocks: p.flags.has('file-locks'), log: (m) => logger.log(3, m),
+          leaveRunning: p.flags.has('leave-running'), fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), log: (m) => logger.log(3, m),
         });
         if (p.flags.has('display-stats')) {
           const s = r.stats;
@@ -107,6 +94,7 @@ async function run(argv: string[]): Promise<number> {
         const inheritFds = new Map((p.values.get('inherit-fd') ?? []).map(parseInheritFd));
         const r = await restore({
           imagesDir: required(p, 'images-dir', 'an images directory'), workDir, inheritFds,
+          shellJob: p.flags.has('shell-job'),
           log: (m) => logger.log(3, m),
         });
         const pidfile = p.values.get('pidfile')?.[0];
@@ -121,6 +109,9 @@ async function run(argv: string[]): Promise<number> {
       }
       case 'check':
         return checkKernel(process.stdout);
+      case 'swrk':
+        if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
+        return await swrk(p.positional[0]!);
       case 'demo':
         return demo(process.stdout);
       default:

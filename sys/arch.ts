@@ -70,6 +70,10 @@ export const SP_REG: RegName = 'rsp';
 /** The `syscall` instruction (0f 05): its length is what rip moves back by on a restart. */
 export const SYSCALL_INSN = Buffer.from([0x0f, 0x05]);
 export const SYSCALL_INSN_LEN = 2;
+/** `syscall; int3`: a trampoline that stops in the tracer right after the syscall returns. */
+export const SYSCALL_TRAP_INSNS = Buffer.from([0x0f, 0x05, 0xcc]);
+/** The signal a breakpoint (int3) raises. */
+export const BREAKPOINT_SIGNAL = 5;
 
 /** ELF note types for PTRACE_GETREGSET. */
 export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;

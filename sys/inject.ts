@@ -8,8 +8,11 @@
 //   orig_rax = -1 (so no syscall-restart logic runs as we resume), and step with PTRACE_SYSCALL:
 //   one stop at syscall entry, one at exit, where rax holds the result. No page of the task is
 //   written, so no file-backed page becomes a private copy.
-// - A trampoline page holding only `syscall` can be mapped when the vDSO must move or go away
-//   (address-space rebuilds), and a scratch mapping carries arguments and results.
+// - A trampoline page holding `syscall; int3` can be mapped (it is needed when the vDSO must move
+//   or go away, in address-space rebuilds, and it halves the cost of every later call: the int3
+//   gives one stop after the syscall instead of the two syscall-stops). SIGTRAP stays unblocked
+//   for that: the kernel resets the handler of a blocked or ignored signal it forces, so a task
+//   that ignores SIGTRAP keeps the two-stop way. A scratch mapping carries arguments and results.
 // - All signals are blocked (through ptrace, not a syscall) while we work; a SIGSTOP that cannot be
 //   blocked is held back and sent again at the end.
 // - finish() unmaps what we mapped, then ends in a PTRACE_EVENT_STOP (PTRACE_INTERRUPT + CONT from
@@ -18,12 +21,12 @@
 //   logic, and a task that was interrupted inside a syscall would see -ERESTART* in rax. From an
 //   event stop, the resume path runs that logic: a sleep simply resumes.
 
-import { IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
-  SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME } from './arch.js';
+import { BREAKPOINT_SIGNAL, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
+  SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME, SYSCALL_TRAP_INSNS } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
 import { ProcMem, readMemory, writeMemory } from './mem.js';
-import { readMaps } from './proc/index.js';
+import { readMaps, readStatus } from './proc/index.js';
 import {
   PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getRegs, getSigmask,
   interrupt, resumeToSyscall, setRegs, setSigmask, waitTask, type WaitStatus,
@@ -36,6 +39,7 @@ export const MAP = {
 } as const;
 
 const ALL_SIGNALS = (1n << 64n) - 1n;
+const TRAP_BIT = 1n << BigInt(BREAKPOINT_SIGNAL - 1);
 
 function hex(v: bigint): string {
   return `0x${v.toString(16)}`;
@@ -124,6 +128,10 @@ export class Injector {
   /** Signals that arrived while we worked and must be sent again at the end. */
   private deferred: number[] = [];
   private finished = false;
+  /** The task lets SIGTRAP through (not ignored), so the trampoline's int3 can be used. */
+  private trapUsable: boolean;
+  /** The int3 is in use now (off while unmapping the trampoline itself). */
+  private trapping = false;
   private unpin: () => void = () => {};
   /** Injected syscalls so far (for statistics and tests). */
   count = 0;
@@ -152,7 +160,8 @@ export class Injector {
     this.savedRegs = getRegs(pid);
     this.savedSigmask = getSigmask(pid);
     this.vdsoSite = findVdsoSyscall(tgid);
-    setSigmask(pid, ALL_SIGNALS);
+    this.trapUsable = !(readStatus(tgid).sigIgn & TRAP_BIT);
+    setSigmask(pid, this.trapUsable ? ALL_SIGNALS & ~TRAP_BIT : ALL_SIGNALS);
     try {
       if (opts.pin !== false) this.unpin = pinTogether(pid);
       if (this.vdsoSite !== undefined) {
@@ -179,10 +188,26 @@ export class Injector {
     regs.set(SYSCALL_ORIG_REG, -1n);
     SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
     setRegs(this.pid, regs);
+    this.count++;
+    if (this.trapping && this.site === this.trampoline) return this.stepToTrap(nr);
     this.stepToSyscallStop(nr); // entry
     this.stepToSyscallStop(nr); // exit
-    this.count++;
     return getRegs(this.pid).getSigned(SYSCALL_RET_REG);
+  }
+
+  /** Run from the trampoline to its int3; the result is in rax there. */
+  private stepToTrap(nr: number): bigint {
+    const after = this.trampoline! + BigInt(SYSCALL_TRAP_INSNS.length);
+    cont(this.pid, 0);
+    for (;;) {
+      const w = this.expectStopped(waitTask(this.pid)!, SYSCALL_NAME.get(nr) ?? String(nr));
+      if (w.event === 0 && w.signal === BREAKPOINT_SIGNAL) {
+        const regs = getRegs(this.pid);
+        if (regs.get(IP_REG) === after) return regs.getSigned(SYSCALL_RET_REG);
+      }
+      this.holdSignal(w); // a SIGTRAP from elsewhere, or an unblockable signal: later
+      cont(this.pid, 0);
+    }
   }
 
   /** Run a syscall and throw a SysError naming the task when it fails. */
@@ -253,12 +278,13 @@ export class Injector {
     const page = this.mmap(at, PAGE_SIZE, PROT.READ | PROT.EXEC, flags);
     const mem = new ProcMem(this.tgid);
     try {
-      mem.write(page, SYSCALL_INSN); // FOLL_FORCE write into the r-x page
+      mem.write(page, SYSCALL_TRAP_INSNS); // FOLL_FORCE write into the r-x page
     } finally {
       mem.close();
     }
     this.trampoline = page;
     this.site = page;
+    this.trapping = this.trapUsable;
     return page;
   }
 
@@ -289,7 +315,9 @@ export class Injector {
     }
     if (this.trampoline !== undefined) {
       // Unmap the trampoline from the vDSO site if there is one; otherwise from the trampoline
-      // itself: the syscall-exit stop comes before the task would fetch from the vanished page.
+      // itself, with syscall-stops: the exit stop comes before the task would fetch the int3
+      // from the vanished page.
+      this.trapping = false;
       const t = this.trampoline;
       if (this.vdsoSite !== undefined) this.site = this.vdsoSite;
       this.munmap(t, PAGE_SIZE);
@@ -340,9 +368,15 @@ export class Injector {
     }
   }
 
+  /** A SIGTRAP stop raised by our own int3 (the task sits just past it). */
+  private isOurTrap(): boolean {
+    return this.trampoline !== undefined
+      && getRegs(this.pid).get(IP_REG) === this.trampoline + BigInt(SYSCALL_TRAP_INSNS.length);
+  }
+
   private holdSignal(w: Extract<WaitStatus, { kind: 'stopped' }>): void {
     // Only unblockable signals reach us here (SIGSTOP and friends); event stops are not signals.
-    if (w.event === 0 && w.signal !== SYSCALL_STOP_SIG) {
+    if (w.event === 0 && w.signal !== SYSCALL_STOP_SIG && !(w.signal === BREAKPOINT_SIGNAL && this.trapUsable && this.isOurTrap())) {
       if (w.signal === SIGSTOP || !this.deferred.includes(w.signal)) this.deferred.push(w.signal);
     }
   }

@@ -40,6 +40,8 @@ export interface DumpOptions {
   leaveRunning?: boolean;
   /** --file-locks: save the locks held on open files (without it a held lock fails the dump). */
   fileLocks?: boolean;
+  /** --shell-job: the tree may use a terminal (restored onto stasis's terminal). */
+  shellJob?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
 }
@@ -110,6 +112,7 @@ interface DumpState {
   pagesWritten: number;
   memMs: number;
   fileLocks: boolean;
+  shellJob: boolean;
   log: (msg: string) => void;
 }
 
@@ -150,6 +153,9 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
 
   const inj = new Injector(pid, pid, { pin: false });
   try {
+    // The trampoline's int3 halves the cost of each of the many calls that follow; it is
+    // unmapped again by finish(), and the VMA list was read before it existed.
+    inj.useTrampoline();
     const vmas = dumpVmas(pid, smaps, st.files);
     const mm = dumpMm(pid, inj, stat, auxv, vmas, st.files);
     const sigactions = dumpSigactions(inj);
@@ -159,7 +165,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
-    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks }) as unknown as Record<string, unknown>[];
+    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob }) as unknown as Record<string, unknown>[];
 
     const t0 = performance.now();
     const { runs, scanned } = findDataPages(pid, mm.vmas);
@@ -239,9 +245,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   try {
     const st: DumpState = {
       files: new FileTable(), ids, images, nextPagesId: 1, pagesScanned: 0, pagesWritten: 0,
-      memMs: 0, log, fileLocks: opts.fileLocks ?? false,
+      memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     };
     const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
+    st.files.checkAtEnd();
 
     // All images at once (they are independent files); inventory.img after all of them.
     const writes: Promise<void>[] = [images.writeMessages('pstree.img', tree.processes.map((p) => ({

@@ -336,9 +336,23 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
 /** struct prctl_mm_map: 11 u64 bounds, the auxv pointer, its size in bytes, exe_fd. */
 const PRCTL_MM_MAP_SIZE = 104;
 
+/** Whether the task's exe link already names `path` (same inode). */
+function sameExe(pid: number, path: string): boolean {
+  try {
+    const a = fs.statSync(`/proc/${pid}/exe`);
+    const b = fs.statSync(path);
+    return a.ino === b.ino && a.dev === b.dev;
+  } catch {
+    return false;
+  }
+}
+
 export function restoreMmFields(inj: Injector, mm: MmEntry, files: RestoreMmFiles): void {
   const exe = files.regFile(mm.exe_file_id);
-  const exeFd = openInTask(inj, String(exe.name), O_RDONLY);
+  // A task cloned from an already restored parent has the right exe already, and the kernel
+  // refuses to replace an exe file that is still mapped (EBUSY): then leave it (exe_fd -1).
+  const keep = sameExe(inj.tgid, String(exe.name));
+  const exeFd = keep ? -1 : openInTask(inj, String(exe.name), O_RDONLY);
   try {
     const auxv = [...mm.mm_saved_auxv, 0n, 0n];
     const buf = Buffer.alloc(PRCTL_MM_MAP_SIZE + auxv.length * 8);
@@ -349,12 +363,12 @@ export function restoreMmFields(inj: Injector, mm: MmEntry, files: RestoreMmFile
     bounds.forEach((b, i) => buf.writeBigUInt64LE(BigInt(b), i * 8));
     buf.writeBigUInt64LE(base + BigInt(PRCTL_MM_MAP_SIZE), 88);
     buf.writeUInt32LE(auxv.length * 8, 96);
-    buf.writeUInt32LE(exeFd, 100);
+    buf.writeInt32LE(exeFd, 100);
     auxv.forEach((w, i) => buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(w)), PRCTL_MM_MAP_SIZE + i * 8));
     inj.writeScratch(buf);
     inj.callChecked(SYS.prctl, PR_SET_MM, PR_SET_MM_MAP, base, PRCTL_MM_MAP_SIZE);
   } finally {
-    inj.call(SYS.close, exeFd);
+    if (exeFd >= 0) inj.call(SYS.close, exeFd);
   }
   if (mm.dumpable !== undefined) inj.callChecked(SYS.prctl, PR_SET_DUMPABLE, mm.dumpable);
   if (mm.thp_disabled) inj.callChecked(SYS.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);

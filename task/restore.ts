@@ -45,6 +45,8 @@ export interface RestoreOptions {
   inheritFds?: Map<string, number>;
   /** runc's rst_sibling: the restored root becomes a child of stasis's parent. */
   siblingOfStasis?: boolean;
+  /** --shell-job: terminals in the dump become stasis's own terminal. */
+  shellJob?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -174,12 +176,12 @@ interface Helper {
   kind: 'session' | 'group';
 }
 
-function planHelpers(procs: readonly ProcessImages[], ownSid: number): Helper[] {
+function planHelpers(procs: readonly ProcessImages[], ownSid: number, external: ReadonlySet<number>): Helper[] {
   const byPid = new Map(procs.map((p) => [p.pid, p]));
   const helpers: Helper[] = [];
   const sidOf = (pid: number) => (pid === 0 ? ownSid : byPid.get(pid)!.sid);
   for (const p of procs) {
-    if (p.sid === p.pid || p.sid === sidOf(p.ppid)) continue;
+    if (p.sid === p.pid || p.sid === sidOf(p.ppid) || external.has(p.sid)) continue;
     if (byPid.has(p.sid)) {
       throw new Error(`process ${p.pid} is in session ${p.sid}, which its parent is not in, led by another process of the dump: stasis cannot restore that yet`);
     }
@@ -189,7 +191,7 @@ function planHelpers(procs: readonly ProcessImages[], ownSid: number): Helper[] 
     }
   }
   for (const p of procs) {
-    if (p.pgid === p.pid || byPid.has(p.pgid) || helpers.some((h) => h.pid === p.pgid)) continue;
+    if (p.pgid === p.pid || byPid.has(p.pgid) || helpers.some((h) => h.pid === p.pgid) || external.has(p.pgid)) continue;
     if (p.ppid === 0) continue; // the root's group, from outside the dump: stasis's own job
     helpers.push({ pid: p.pgid, ppid: p.ppid, sid: p.sid, kind: 'group' });
   }
@@ -208,7 +210,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.log ?? (() => {});
   const img = await load(opts.imagesDir);
   const ownSid = readStat('self').session;
-  const helpers = planHelpers(img.procs, ownSid);
+  // A shell job's session and group belong to the shell: the restored job joins stasis's.
+  const first = img.procs[0]!;
+  const external = new Set(opts.shellJob ? [first.sid, first.pgid].filter((x) => x !== first.pid) : []);
+  const helpers = planHelpers(img.procs, ownSid, external);
   for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
     if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
   }
@@ -225,6 +230,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
     //    that children inherit them; helpers stand in for leaders that are gone.
     const helperInj = new Map<number, Injector>();
+    const shared: SharedMemory = new Map();
     const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
     const makeHelper = (h: Helper): Injector => {
       let inj = helperInj.get(h.pid);
@@ -251,8 +257,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
       const inj = new Injector(pid, pid, { pin: false });
-      tasks.set(pid, { p, inj, threads: new Map(), pidfds: new Map() });
+      const t: Restoring = { p, inj, threads: new Map(), pidfds: new Map() };
+      tasks.set(pid, t);
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
+      // Its memory now, before it clones its children: they then copy this small address space
+      // rather than the seed's copy of stasis, and have little to tear down.
+      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared);
     }
     for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
@@ -284,9 +294,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 3. Each live process: memory, descriptors, fs, attributes.
     const openedElsewhere = new Map<number, { pid: number; fd: number }>();
     const spares: { t: Restoring; fd: number }[] = [];
-    const shared: SharedMemory = new Map();
     for (const t of tasks.values()) {
-      pages += restoreMemory(t, img, shared);
       const { inj, p } = t;
       inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
@@ -300,6 +308,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       };
       const { placed, spare } = restoreFdTable(p.pid, inj, p.fdinfos!, img.files, {
         inherited: (key) => opts.inheritFds?.get(key),
+        shellJob: opts.shellJob,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
         openedElsewhere: (id) => openedElsewhere.get(id),

@@ -48,10 +48,11 @@ export async function startWorkload(name: string, args: string[] = []): Promise<
 /**
  * Run any program under the reaper; its stdout and stderr (one pipe) are collected in `lines`
  * along with the reaper's own "pid"/"exit"/"signal" lines. `pid` is the program's PID.
+ * `extraFds` are passed on as the program's descriptors 3, 4, ... (e.g. a socket for `swrk 3`).
  */
-export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv): Promise<Workload> {
+export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extraFds: number[] = []): Promise<Workload> {
   const reaperBin = buildWorkload('reaper');
-  const reaper = spawn(reaperBin, argv, { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const reaper = spawn(reaperBin, argv, { stdio: ['ignore', 'pipe', 'inherit', ...extraFds], env });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
   readline.createInterface({ input: reaper.stdout! }).on('line', (line) => {

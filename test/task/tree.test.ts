@@ -4,7 +4,7 @@ import path from 'node:path';
 import { startWorkload } from '../../test-containers/launch.js';
 import { fdKey, killPid, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
 
-test.serial('a three-level tree with threads, a shared pipe and file, a zombie and a stopped child is restored whole', async (t) => {
+test.serial('a three-level tree with threads, a shared pipe, file, eventfd and unix sockets across processes, a zombie and a stopped child is restored whole', async (t) => {
   const dir = tmpDir(t);
   const work = tmpDir(t, 'stasis-family-');
   const w = await startWorkload('family', [work]);
@@ -23,6 +23,13 @@ test.serial('a three-level tree with threads, a shared pipe and file, a zombie a
   await r.waitForLine(/^result /, 20_000);
   t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);
   t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+  // Each process that holds an end checked it: exact queued bytes, datagram lengths, the counter.
+  for (const item of [
+    'stream-socketpair-child-end', 'stream-socketpair-root-end', 'stream-socketpair-connected',
+    'datagram-socketpair-grandchild-end', 'datagram-socketpair-connected',
+    'eventfd-shared-counter', 'eventfd-one-description',
+    'accepted-connection-in-child', 'accepted-connection-connected', 'listener-accepts',
+  ]) t.true(r.lines.includes(`ok ${item}`), item);
   t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`);
 });
 

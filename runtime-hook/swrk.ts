@@ -1,0 +1,452 @@
+// `stasis swrk FD`: criu's RPC service on one end of a SOCK_SEQPACKET socketpair, as runc,
+// go-criu and libcriu start it. One criu_req per record in, one criu_resp per record out; a
+// request is served, then the process exits (0 if it succeeded) unless the client asked to
+// keep the connection for the few request types that allow it. Read top to bottom, a DUMP or
+// RESTORE is the conversation criu has: options taken from the request, the notifications in
+// criu's order (each waits for the client's ack; a client that goes away fails the operation),
+// then the final response.
+//
+// Without namespaces the notifications are criu's for a tree in the host's namespaces:
+//   DUMP:    pre-dump, query-ext-files, post-dump
+//   RESTORE: pre-restore, post-restore(pid), pre-resume, post-resume
+// (network-lock/-unlock and setup-namespaces/post-setup-namespaces only exist for trees with
+// their own namespaces, which stasis cannot handle yet.)
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { ImageDir } from '../images/index.js';
+import { decodeMessage, encodeMessage, type Message } from '../images/wire.js';
+import { SYS } from '../sys/arch.js';
+import { SysError } from '../sys/errno.js';
+import { kill, rawSyscall } from '../sys/native.js';
+import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.js';
+import { dump } from '../task/dump.js';
+import { restore } from '../task/restore.js';
+import { checkKernel } from './check.js';
+import { Logger } from './log.js';
+import { UsageError } from './options.js';
+import { VERSION } from './version.js';
+
+/** criu_req_type (proto/rpc.proto). */
+export const REQ = {
+  EMPTY: 0, DUMP: 1, RESTORE: 2, CHECK: 3, PRE_DUMP: 4, PAGE_SERVER: 5, NOTIFY: 6,
+  CPUINFO_DUMP: 7, CPUINFO_CHECK: 8, FEATURE_CHECK: 9, VERSION: 10, WAIT_PID: 11,
+  PAGE_SERVER_CHLD: 12, SINGLE_PRE_DUMP: 13,
+} as const;
+
+/** The request types criu serves again on the same connection when keep_open is set. */
+const KEEP_OPEN_ALLOWED: ReadonlySet<number> = new Set([
+  REQ.PAGE_SERVER, REQ.PAGE_SERVER_CHLD, REQ.CPUINFO_DUMP, REQ.CPUINFO_CHECK, REQ.FEATURE_CHECK, REQ.VERSION,
+]);
+
+/** go-criu reads responses into 8 KiB and silently truncates; stay under it. */
+const MAX_RESPONSE = 8192;
+const EOPNOTSUPP = 95;
+const EBADRQC = 56;
+const ECONNRESET = 104;
+const CLONE_NEWNET = 0x40000000;
+const DEFAULT_LOG_FILE = 'criu.log';
+
+/** A failure to report: the message for cr_errmsg, and cr_errno when there is one. */
+class RpcError extends Error {
+  constructor(message: string, readonly errno?: number) {
+    super(message);
+  }
+}
+
+class NotifyFailed extends RpcError {}
+
+function errnoOf(e: unknown): number | undefined {
+  if (e instanceof RpcError) return e.errno;
+  if (e instanceof SysError) return e.errno;
+  return undefined;
+}
+
+function messageOf(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+}
+
+/** The connection: records in and out, and the client's identity. */
+class Client {
+  readonly peer: number;
+  constructor(readonly fd: number) {
+    this.peer = peerCred(fd).pid;
+  }
+
+  receive(): Message | undefined {
+    const r = recvRecord(this.fd);
+    if (!r) return undefined;
+    for (const f of r.fds) rawSyscall(SYS.close, f); // criu's requests carry none
+    return decodeMessage('criu_req', r.data);
+  }
+
+  send(resp: Message): void {
+    let bytes = encodeMessage('criu_resp', resp);
+    if (bytes.length >= MAX_RESPONSE && typeof resp.cr_errmsg === 'string') {
+      bytes = encodeMessage('criu_resp', { ...resp, cr_errmsg: resp.cr_errmsg.slice(0, 1024) });
+    }
+    sendRecord(this.fd, bytes);
+  }
+
+  /** A notification, and the client's ack; a negative ack or a closed socket is a failure. */
+  notify(script: string, pid?: number): Message {
+    try {
+      this.send({ type: REQ.NOTIFY, success: true, notify: { script, ...(pid !== undefined ? { pid } : {}) } });
+    } catch (e) {
+      throw new NotifyFailed(`${script} notification: ${messageOf(e)}`, (e as SysError).errno);
+    }
+    const ack = this.receive();
+    if (!ack) throw new NotifyFailed(`the client closed the connection while ${script} was being notified`, ECONNRESET);
+    if (ack.type !== REQ.NOTIFY || !ack.notify_success) throw new NotifyFailed(`the client reported ${script} as failed`);
+    return ack;
+  }
+}
+
+/** `stasis swrk FD`: serve requests until one is done without keep_open. The exit status. */
+export async function swrk(fdArg: string): Promise<number> {
+  const fd = Number(fdArg);
+  if (!/^\d+$/.test(fdArg)) throw new UsageError(`swrk wants a descriptor number, got '${fdArg}'`);
+  setBlocking(fd, true);
+  const client = new Client(fd);
+  for (;;) {
+    const req = client.receive();
+    if (!req) return 1; // "Client exited unexpectedly"
+    const type = Number(req.type);
+    // keep_open on a type that does not allow it: criu gives up without answering.
+    if (req.keep_open && !KEEP_OPEN_ALLOWED.has(type)) return 1;
+    const ok = await serve(client, type, req);
+    if (!ok || !req.keep_open) return ok ? 0 : 1;
+  }
+}
+
+async function serve(client: Client, type: number, req: Message): Promise<boolean> {
+  switch (type) {
+    case REQ.VERSION:
+      return reply(client, { type, success: true, version: versionMessage() });
+    case REQ.FEATURE_CHECK:
+      return featureCheck(client, req);
+    case REQ.CHECK:
+      return check(client);
+    case REQ.DUMP:
+      return dumpRequest(client, req.opts);
+    case REQ.RESTORE:
+      return restoreRequest(client, req.opts);
+    case REQ.PRE_DUMP:
+    case REQ.SINGLE_PRE_DUMP:
+      return refuse(client, type, 'pre-dumps (memory tracking, incremental dumps) are not supported by stasis');
+    case REQ.PAGE_SERVER:
+    case REQ.PAGE_SERVER_CHLD:
+      return refuse(client, type, 'stasis has no page server');
+    case REQ.CPUINFO_DUMP:
+    case REQ.CPUINFO_CHECK:
+      return refuse(client, type, 'stasis does not dump or check cpuinfo');
+    case REQ.WAIT_PID:
+      return refuse(client, type, 'WAIT_PID is not supported by stasis');
+    default:
+      // criu's "Invalid req": an EMPTY response, and a failed exit.
+      reply(client, { type: REQ.EMPTY, success: false, cr_errmsg: `invalid request type ${type}` });
+      return false;
+  }
+}
+
+function reply(client: Client, resp: Message): boolean {
+  try {
+    client.send(resp);
+    return resp.success === true;
+  } catch {
+    return false;
+  }
+}
+
+function refuse(client: Client, type: number, why: string): boolean {
+  reply(client, { type, success: false, cr_errno: EOPNOTSUPP, cr_errmsg: why });
+  return false;
+}
+
+/** criu_version without a gitid: clients count a git build as the next minor release. */
+function versionMessage(): Message {
+  return {
+    major_number: VERSION.major, minor_number: VERSION.minor,
+    ...(VERSION.sublevel ? { sublevel: VERSION.sublevel } : {}),
+  };
+}
+
+/**
+ * What stasis can do here, asked feature by feature. mem_track is false whatever the kernel
+ * offers (stasis has no pre-dump or incremental dump), and so is lazy_pages (no lazy-pages
+ * daemon); pidfd_store is what the kernel answers to pidfd_open + pidfd_getfd.
+ */
+function featureCheck(client: Client, req: Message): boolean {
+  const asked = req.features as Message | undefined;
+  if (!asked) return reply(client, { type: REQ.FEATURE_CHECK, success: false, cr_errmsg: 'FEATURE_CHECK without features' });
+  return reply(client, {
+    type: REQ.FEATURE_CHECK, success: true,
+    features: { mem_track: false, lazy_pages: false, pidfd_store: asked.pidfd_store === true && hasPidfdStore() },
+  });
+}
+
+function hasPidfdStore(): boolean {
+  const pidfd = rawSyscall(SYS.pidfd_open, process.pid, 0);
+  if (pidfd < 0n) return false;
+  const dup = rawSyscall(SYS.pidfd_getfd, pidfd, 0, 0);
+  rawSyscall(SYS.close, pidfd);
+  if (dup < 0n) return false;
+  rawSyscall(SYS.close, dup);
+  return true;
+}
+
+function check(client: Client): boolean {
+  const out = new PassThrough();
+  const lines: string[] = [];
+  out.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean)));
+  let rc: number;
+  try {
+    rc = checkKernel(out);
+  } catch (e) {
+    return reply(client, { type: REQ.CHECK, success: false, cr_errmsg: messageOf(e) });
+  }
+  out.end();
+  const failed = lines.filter((l) => l.startsWith('FAIL'));
+  return reply(client, { type: REQ.CHECK, success: rc === 0, ...(failed.length ? { cr_errmsg: failed.join('; ') } : {}) });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options shared by DUMP and RESTORE
+
+/** What a DUMP or RESTORE request resolves to before anything is touched. */
+interface Setup {
+  imagesDir: string;
+  workDir: string;
+  logger: Logger;
+  /** Descriptors opened through /proc/<peer>/fd, closed when the request is done. */
+  close(): void;
+}
+
+/**
+ * A directory the client holds open, reached through /proc/<peer>/fd/N (runc opens it
+ * O_CLOEXEC, so it is not inherited) and kept open here as /proc/self/fd/M.
+ */
+function openClientDir(peer: number, fd: number, what: string, held: number[]): string {
+  let own: number;
+  try {
+    own = fs.openSync(`/proc/${peer}/fd/${fd}`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  } catch (e) {
+    throw new RpcError(`${what}: cannot open descriptor ${fd} of the client (process ${peer}): ${(e as NodeJS.ErrnoException).code ?? messageOf(e)}`,
+      (e as NodeJS.ErrnoException).errno === undefined ? undefined : -(e as NodeJS.ErrnoException).errno!);
+  }
+  held.push(own);
+  return `/proc/${process.pid}/fd/${own}`;
+}
+
+function setup(client: Client, o: Message, action: 'dump' | 'restore'): Setup {
+  const held: number[] = [];
+  const close = () => { for (const f of held.splice(0)) fs.closeSync(f); };
+  try {
+    let imagesDir: string;
+    if (o.images_dir_fd !== undefined && o.images_dir_fd !== -1) imagesDir = openClientDir(client.peer, o.images_dir_fd, 'images_dir_fd', held);
+    else if (typeof o.images_dir === 'string' && o.images_dir) imagesDir = o.images_dir;
+    else throw new RpcError('neither images_dir_fd nor images_dir was given', EBADRQC);
+    const workDir = o.work_dir_fd !== undefined ? openClientDir(client.peer, o.work_dir_fd, 'work_dir_fd', held) : imagesDir;
+    let logFile: string | undefined;
+    if (typeof o.log_file === 'string') {
+      if (o.log_file.includes('/')) throw new RpcError(`log_file '${o.log_file}': no directories are allowed in its name`, EBADRQC);
+      logFile = path.join(workDir, o.log_file);
+    } else if (!o.log_to_stderr) {
+      logFile = path.join(workDir, DEFAULT_LOG_FILE);
+    }
+    const logger = new Logger(Number(o.log_level ?? 2), logFile);
+    logger.log(1, `stasis ${action} over RPC, requested by process ${client.peer}`);
+    return { imagesDir, workDir, logger, close: () => { logger.close(); close(); } };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+/**
+ * Options that ask for what stasis cannot do: refused, never pretended. Everything else is
+ * accepted — either stasis does it anyway, or it only concerns namespaces, mounts or cgroups
+ * that a tree in the host's namespaces does not have (stasis's dump refuses trees that do).
+ */
+function refusals(o: Message, action: 'dump' | 'restore'): string[] {
+  const out: string[] = [];
+  if (o.lazy_pages) out.push('lazy_pages: stasis has no lazy-pages server');
+  if (o.ps) out.push('ps: stasis has no page server');
+  if (o.track_mem || o.parent_img) out.push('track_mem/parent_img: incremental dumps are not supported');
+  if (o.leave_stopped) out.push('leave_stopped: stasis leaves a dumped tree running or kills it');
+  if (typeof o.config_file === 'string' && configHasSettings(o.config_file)) {
+    out.push(`config_file ${o.config_file}: criu configuration files are not supported`);
+  }
+  if (action === 'restore') {
+    if (typeof o.root === 'string' && o.root !== '' && path.resolve(o.root) !== '/') {
+      out.push(`root ${o.root}: restoring into another root needs mount namespaces, which stasis cannot restore yet`);
+    }
+    if (o.join_ns?.length) out.push('join_ns: joining namespaces on restore is not supported yet');
+    if (o.veths?.length) out.push('veths: network namespaces are not supported yet');
+    if (o.exec_cmd?.length) out.push('exec_cmd: stasis cannot exec a command after restore');
+    if (typeof o.lsm_profile === 'string' && o.lsm_profile && !o.lsm_profile.startsWith('none:')) {
+      out.push(`lsm_profile ${o.lsm_profile}: stasis cannot set LSM profiles`);
+    }
+  }
+  return out;
+}
+
+/** A configuration file with anything but comments and blank lines in it (a missing one is no setting). */
+function configHasSettings(file: string): boolean {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  return text.split('\n').some((l) => l.trim() && !l.trim().startsWith('#'));
+}
+
+/** Accepted options that stasis does not act on, said in the log so nobody is misled. */
+function logIgnored(o: Message, logger: Logger): void {
+  const noted: [boolean, string][] = [
+    [!!o.freeze_cgroup, `freeze_cgroup ${o.freeze_cgroup}: the tree is frozen with ptrace instead`],
+    [!!o.manage_cgroups || o.manage_cgroups_mode !== undefined, 'manage_cgroups: cgroups are neither dumped nor restored (restored tasks stay in stasis\'s cgroups)'],
+    [!!o.ext_mnt?.length || !!o.external?.length, 'ext_mnt/external: only mount, net and pid namespaces use them, and stasis does not handle those yet'],
+    [!!o.empty_ns && (o.empty_ns & ~CLONE_NEWNET) === 0, 'empty_ns: no network namespace to leave empty'],
+    [!!o.root, `root ${o.root}: not used for a tree in the host's mount namespace`],
+  ];
+  for (const [yes, text] of noted) if (yes) logger.log(2, `Warn: ${text}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DUMP
+
+async function dumpRequest(client: Client, o: Message | undefined): Promise<boolean> {
+  const fail = (e: unknown, s?: Setup): boolean => {
+    s?.logger.log(1, `Error: ${messageOf(e)}`);
+    const errno = errnoOf(e);
+    return reply(client, {
+      type: REQ.DUMP, success: false, dump: { restored: false },
+      ...(errno ? { cr_errno: errno } : {}), cr_errmsg: messageOf(e),
+    }) && false;
+  };
+  if (!o) return fail(new RpcError('DUMP without options', EBADRQC));
+  let s: Setup;
+  try {
+    s = setup(client, o, 'dump');
+  } catch (e) {
+    return fail(e);
+  }
+  try {
+    const refused = refusals(o, 'dump');
+    if (refused.length) throw new RpcError(refused.join('; '), EOPNOTSUPP);
+    logIgnored(o, s.logger);
+    const pid = o.pid !== undefined && o.pid !== 0 ? Number(o.pid) : client.peer;
+    const selfDump = pid === client.peer;
+    const notify = o.notify_scripts === true;
+
+    if (notify) client.notify('pre-dump');
+    // criu asks this once the tree is seized; stasis seizes inside dump(), so it asks first.
+    if (notify) {
+      const ack = client.notify('query-ext-files');
+      const ext = (ack.opts?.external ?? []) as string[];
+      if (ext.length) s.logger.log(2, `Warn: external objects from query-ext-files ignored: ${ext.join(', ')}`);
+    }
+    const r = await dump({
+      pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
+      fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
+    });
+    // criu sends post-dump while the tree is still frozen and resumes it if the client
+    // objects; dump() has already killed or released it by now (no hook inside dump yet).
+    if (notify) client.notify('post-dump');
+    s.logger.log(1, `Dumping finished successfully (${r.processes} processes, ${r.stats.pages_written} pages)`);
+    // A self-dump that killed the caller has nobody to answer.
+    if (selfDump && !o.leave_running) return true;
+    return reply(client, { type: REQ.DUMP, success: true, dump: { restored: false } });
+  } catch (e) {
+    return fail(e, s);
+  } finally {
+    s.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RESTORE
+
+async function restoreRequest(client: Client, o: Message | undefined): Promise<boolean> {
+  const fail = (e: unknown, s?: Setup): boolean => {
+    s?.logger.log(1, `Error: ${messageOf(e)}`);
+    const errno = errnoOf(e);
+    return reply(client, {
+      type: REQ.RESTORE, success: false, restore: { pid: -1 },
+      ...(errno ? { cr_errno: errno } : {}), cr_errmsg: messageOf(e),
+    }) && false;
+  };
+  if (!o) return fail(new RpcError('RESTORE without options', EBADRQC));
+  let s: Setup;
+  try {
+    s = setup(client, o, 'restore');
+  } catch (e) {
+    return fail(e);
+  }
+  try {
+    const refused = refusals(o, 'restore');
+    if (refused.length) throw new RpcError(refused.join('; '), EOPNOTSUPP);
+    logIgnored(o, s.logger);
+    // inherit_fd{key, fd}: fd is one of ours (inherited through exec), checked now as criu does.
+    const inheritFds = new Map<string, number>();
+    for (const { key, fd } of (o.inherit_fd ?? []) as { key: string; fd: number }[]) {
+      try {
+        fs.fstatSync(fd);
+      } catch {
+        throw new RpcError(`inherit_fd ${key}: descriptor ${fd} is not open in stasis`, 9 /* EBADF */);
+      }
+      inheritFds.set(key, fd);
+    }
+    const notify = o.notify_scripts === true;
+
+    if (notify) client.notify('pre-restore');
+    const r = await restore({
+      imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
+      log: (m) => s.logger.log(3, m),
+    });
+    // criu sends post-restore with the tree still stopped; restore() has let it run already
+    // (no hook inside restore yet). A client that rejects it still gets the tree killed.
+    if (notify) {
+      try {
+        client.notify('post-restore', r.pid);
+      } catch (e) {
+        await killRestored(s.imagesDir, r.pid);
+        throw e;
+      }
+      // criu only logs failures of these two: the tree runs either way.
+      for (const script of ['pre-resume', 'post-resume']) {
+        try {
+          client.notify(script);
+        } catch (e) {
+          s.logger.log(1, `Error: ${messageOf(e)}`);
+        }
+      }
+    }
+    s.logger.log(1, `Restore finished successfully (${r.processes} processes, root ${r.pid})`);
+    return reply(client, { type: REQ.RESTORE, success: true, restore: { pid: r.pid } });
+  } catch (e) {
+    return fail(e, s);
+  } finally {
+    s.close();
+  }
+}
+
+/** Kill every process of a restored tree (the PIDs pstree.img lists; they are the real ones). */
+async function killRestored(imagesDir: string, root: number): Promise<void> {
+  let pids = [root];
+  try {
+    pids = (await (await ImageDir.open(imagesDir)).messages('pstree.img')).map((e) => Number(e.pid));
+  } catch {
+    // the root alone, then
+  }
+  for (const pid of pids) {
+    try {
+      kill(pid, 9);
+    } catch {
+      // gone
+    }
+  }
+}

@@ -1,0 +1,191 @@
+import test, { type ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { decodeMessage, encodeMessage, type Message } from '../../images/wire.js';
+import { SysError } from '../../sys/errno.js';
+import { recvRecord, sendRecord, seqpacketPair, setBlocking } from '../../sys/seqpacket.js';
+import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { alive, fdKey, killPid, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
+
+const REQ = { EMPTY: 0, DUMP: 1, RESTORE: 2, PRE_DUMP: 4, NOTIFY: 6, FEATURE_CHECK: 9, VERSION: 10 } as const;
+
+/** The client side of `stasis swrk 3`, as runc drives it: a SEQPACKET socketpair, our end polled. */
+interface Swrk {
+  server: Workload;
+  send(req: Message): void;
+  sendRaw(bytes: Uint8Array): void;
+  recv(timeoutMs?: number): Promise<Message | undefined>;
+  /** Ack notifications, collecting their names, until a response of another type arrives. */
+  untilResponse(notified: string[], pids?: (number | undefined)[]): Promise<Message>;
+  close(): void;
+  exitCode(): Promise<number>;
+}
+
+async function startSwrk(t: ExecutionContext): Promise<Swrk> {
+  const [ours, theirs] = seqpacketPair();
+  let open = true;
+  const close = () => {
+    if (open) fs.closeSync(ours);
+    open = false;
+  };
+  t.teardown(close);
+  const server = await underReaper([process.execPath, stasisBin, 'swrk', '3'], undefined, [theirs]);
+  fs.closeSync(theirs);
+  t.teardown(() => server.kill());
+  setBlocking(ours, false);
+  const recv = async (timeoutMs = 30_000): Promise<Message | undefined> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const r = recvRecord(ours);
+        return r && decodeMessage('criu_resp', r.data);
+      } catch (e) {
+        if (!(e instanceof SysError && e.code === 'EAGAIN')) throw e;
+      }
+      if (Date.now() > deadline) throw new Error(`no response from stasis swrk within ${timeoutMs} ms: ${server.lines.join(' | ')}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const send = (req: Message) => sendRecord(ours, encodeMessage('criu_req', req));
+  return {
+    server, send, recv, close,
+    sendRaw: (bytes) => sendRecord(ours, bytes),
+    async untilResponse(notified, pids) {
+      for (;;) {
+        const m = await recv();
+        if (!m) throw new Error('stasis swrk closed the connection');
+        if (m.type !== REQ.NOTIFY) return m;
+        notified.push(m.notify.script);
+        pids?.push(m.notify.pid);
+        send({ type: REQ.NOTIFY, notify_success: true });
+      }
+    },
+    async exitCode() {
+      const line = await server.exitOf(server.pid, 30_000);
+      return line.startsWith('exit') ? Number(line.split(' ')[2]) : 128 + Number(line.split(' ')[2]);
+    },
+  };
+}
+
+/** A directory opened in this process, for images_dir_fd / work_dir_fd. */
+function openDir(t: ExecutionContext, dir: string): number {
+  const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  t.teardown(() => fs.closeSync(fd));
+  return fd;
+}
+
+test('VERSION is answered as CRIU 4.2 without a gitid, byte for byte what CRIU 4.2 sends', async (t) => {
+  const c = await startSwrk(t);
+  c.sendRaw(Uint8Array.from([0x08, 0x0a])); // runc's request, as recorded
+  const m = await c.recv();
+  t.like(m, { type: REQ.VERSION, success: true, version: { major_number: 4, minor_number: 2 } });
+  t.false('gitid' in m!.version, 'a gitid would make clients read 4.3');
+  t.deepEqual([...encodeMessage('criu_resp', m!)], [0x08, 0x0a, 0x10, 0x01, 0x52, 0x04, 0x08, 0x04, 0x10, 0x02]);
+  t.is(await c.exitCode(), 0);
+});
+
+test('FEATURE_CHECK says no memory tracking and no lazy pages, pidfd_store as the kernel has it; keep_open serves a second request', async (t) => {
+  const c = await startSwrk(t);
+  c.send({ type: REQ.FEATURE_CHECK, keep_open: true, features: { mem_track: true, lazy_pages: true, pidfd_store: true } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.FEATURE_CHECK, success: true, features: { mem_track: false, lazy_pages: false, pidfd_store: true } });
+  c.send({ type: REQ.FEATURE_CHECK, features: { mem_track: true } });
+  t.like(await c.recv(), { type: REQ.FEATURE_CHECK, success: true, features: { mem_track: false, lazy_pages: false, pidfd_store: false } });
+  t.is(await c.exitCode(), 0);
+});
+
+test('an unknown request type gets an EMPTY failure and a failed exit; PRE_DUMP is refused with EOPNOTSUPP', async (t) => {
+  const c = await startSwrk(t);
+  c.sendRaw(Uint8Array.from([0x08, 99]));
+  t.like(await c.recv(), { type: REQ.EMPTY, success: false });
+  t.is(await c.exitCode(), 1);
+
+  const p = await startSwrk(t);
+  p.send({ type: REQ.PRE_DUMP, opts: { images_dir_fd: -1, images_dir: '/nonexistent' } });
+  const m = await p.recv();
+  t.like(m, { type: REQ.PRE_DUMP, success: false, cr_errno: 95 });
+  t.regex(m!.cr_errmsg, /pre-dump/);
+  t.is(await p.exitCode(), 1);
+});
+
+test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTORE with rst_sibling=false brings the counter back', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 3$/);
+  const key = fdKey(w.pid, 1);
+
+  const d = await startSwrk(t);
+  // Unknown fields (72 = image_io_mode of newer clients) and container options that mean
+  // nothing for a process in the host's namespaces are accepted.
+  const opts = encodeMessage('criu_opts', {
+    images_dir_fd: openDir(t, dir), pid: w.pid, log_level: 4, log_file: 'dump.log', notify_scripts: true,
+    manage_cgroups: true, orphan_pts_master: true,
+  });
+  d.sendRaw(Buffer.concat([Buffer.from([0x08, REQ.DUMP, 0x12, opts.length + 3]), opts, Buffer.from([0xc0, 0x04, 0x01])]));
+  const notified: string[] = [];
+  const resp = await d.untilResponse(notified);
+  t.deepEqual(notified, ['pre-dump', 'query-ext-files', 'post-dump']);
+  t.like(resp, { type: REQ.DUMP, success: true, dump: { restored: false } }, resp.cr_errmsg);
+  t.is(await d.exitCode(), 0);
+  t.regex(await w.exitOf(w.pid), /^signal \d+ 9$/, 'the dumped counter was killed');
+  t.true(fs.existsSync(path.join(dir, 'inventory.img')));
+  t.regex(fs.readFileSync(path.join(dir, 'dump.log'), 'utf8'), /Dumping finished successfully/);
+  const stoppedAt = lastTick(w.lines);
+
+  // The restored counter's stdout is stasis's own (the reaper's pipe), through inherit_fd.
+  const r = await startSwrk(t);
+  t.teardown(() => killPid(w.pid));
+  r.send({
+    type: REQ.RESTORE,
+    opts: {
+      images_dir_fd: openDir(t, dir), log_level: 4, log_file: 'restore.log', notify_scripts: true,
+      rst_sibling: false, inherit_fd: [{ key, fd: 1 }],
+    },
+  });
+  const restored: string[] = [];
+  const pids: (number | undefined)[] = [];
+  const rr = await r.untilResponse(restored, pids);
+  t.like(rr, { type: REQ.RESTORE, success: true, restore: { pid: w.pid } }, rr.cr_errmsg);
+  t.deepEqual(restored, ['pre-restore', 'post-restore', 'pre-resume', 'post-resume']);
+  t.deepEqual(pids, [undefined, w.pid, undefined, undefined], 'only post-restore carries the pid');
+  t.is(await r.exitCode(), 0);
+  await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 1}$`));
+  await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 5}$`));
+  t.true(alive(w.pid), 'running under its old PID, adopted by the reaper once stasis exited');
+  t.deepEqual(r.server.lines.filter((l) => l.startsWith('ERR')), []);
+  t.regex(fs.readFileSync(path.join(dir, 'restore.log'), 'utf8'), /Restore finished successfully/);
+});
+
+test.serial('a client that closes the socket during pre-dump fails the dump and leaves the counter running untraced', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const c = await startSwrk(t);
+  c.send({ type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: w.pid, notify_scripts: true, log_file: 'dump.log' } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.NOTIFY, notify: { script: 'pre-dump' } });
+  c.close();
+  t.is(await c.exitCode(), 1);
+  const at = lastTick(w.lines);
+  await w.waitForLine(new RegExp(`^tick ${at + 3}$`));
+  const status = fs.readFileSync(`/proc/${w.pid}/status`, 'utf8');
+  t.regex(status, /TracerPid:\s+0\n/, 'not traced');
+  t.regex(status, /State:\s+[SR]/, 'not stopped');
+  t.false(fs.existsSync(path.join(dir, 'inventory.img')));
+  t.regex(fs.readFileSync(path.join(dir, 'dump.log'), 'utf8'), /closed the connection while pre-dump/);
+});
+
+test('a RESTORE that needs another root or namespaces is refused with a reason, not pretended', async (t) => {
+  const dir = tmpDir(t);
+  const c = await startSwrk(t);
+  c.send({
+    type: REQ.RESTORE,
+    opts: { images_dir_fd: openDir(t, dir), root: '/run/runc/x/criu-root', join_ns: [{ ns: 'uts', ns_file: '/proc/1/ns/uts' }] },
+  });
+  const m = await c.recv();
+  t.like(m, { type: REQ.RESTORE, success: false, cr_errno: 95, restore: { pid: -1 } });
+  t.regex(m!.cr_errmsg, /root .*mount namespaces.*join_ns/);
+  t.is(await c.exitCode(), 1);
+});

@@ -15,11 +15,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { ImageDir } from '../images/index.js';
 import { decodeMessage, encodeMessage, type Message } from '../images/wire.js';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
-import { kill, rawSyscall } from '../sys/native.js';
+import { rawSyscall } from '../sys/native.js';
 import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.js';
 import { dump } from '../task/dump.js';
 import { restore } from '../task/restore.js';
@@ -343,19 +342,22 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
     const notify = o.notify_scripts === true;
 
     if (notify) client.notify('pre-dump');
-    // criu asks this once the tree is seized; stasis seizes inside dump(), so it asks first.
-    if (notify) {
-      const ack = client.notify('query-ext-files');
-      const ext = (ack.opts?.external ?? []) as string[];
-      if (ext.length) s.logger.log(2, `Warn: external objects from query-ext-files ignored: ${ext.join(', ')}`);
-    }
     const r = await dump({
       pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
       fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
+      // As criu: asked once the tree is frozen...
+      afterSeize: () => {
+        if (!notify) return;
+        const ack = client.notify('query-ext-files');
+        const ext = (ack.opts?.external ?? []) as string[];
+        if (ext.length) s.logger.log(2, `Warn: external objects from query-ext-files ignored: ${ext.join(', ')}`);
+      },
+      // ...and post-dump with the images written and the tree still frozen: a client that
+      // objects gets the tree resumed as it was.
+      beforeRelease: () => {
+        if (notify) client.notify('post-dump');
+      },
     });
-    // criu sends post-dump while the tree is still frozen and resumes it if the client
-    // objects; dump() has already killed or released it by now (no hook inside dump yet).
-    if (notify) client.notify('post-dump');
     s.logger.log(1, `Dumping finished successfully (${r.processes} processes, ${r.stats.pages_written} pages)`);
     // A self-dump that killed the caller has nobody to answer.
     if (selfDump && !o.leave_running) return true;
@@ -406,23 +408,23 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),
-    });
-    // criu sends post-restore with the tree still stopped; restore() has let it run already
-    // (no hook inside restore yet). A client that rejects it still gets the tree killed.
-    if (notify) {
-      try {
-        client.notify('post-restore', r.pid);
-      } catch (e) {
-        await killRestored(s.imagesDir, r.pid);
-        throw e;
-      }
-      // criu only logs failures of these two: the tree runs either way.
-      for (const script of ['pre-resume', 'post-resume']) {
+      // As criu: post-restore with the tree restored and still stopped (a client that rejects
+      // it gets it killed), then pre-resume, whose failure criu only logs.
+      beforeResume: (pid) => {
+        if (!notify) return;
+        client.notify('post-restore', pid);
         try {
-          client.notify(script);
+          client.notify('pre-resume');
         } catch (e) {
           s.logger.log(1, `Error: ${messageOf(e)}`);
         }
+      },
+    });
+    if (notify) {
+      try {
+        client.notify('post-resume');
+      } catch (e) {
+        s.logger.log(1, `Error: ${messageOf(e)}`);
       }
     }
     s.logger.log(1, `Restore finished successfully (${r.processes} processes, root ${r.pid})`);
@@ -434,19 +436,3 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
   }
 }
 
-/** Kill every process of a restored tree (the PIDs pstree.img lists; they are the real ones). */
-async function killRestored(imagesDir: string, root: number): Promise<void> {
-  let pids = [root];
-  try {
-    pids = (await (await ImageDir.open(imagesDir)).messages('pstree.img')).map((e) => Number(e.pid));
-  } catch {
-    // the root alone, then
-  }
-  for (const pid of pids) {
-    try {
-      kill(pid, 9);
-    } catch {
-      // gone
-    }
-  }
-}

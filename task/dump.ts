@@ -44,6 +44,13 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
+  /** Called once the tree is frozen (the RPC's query-ext-files). Throwing fails the dump. */
+  afterSeize?: () => void;
+  /**
+   * Called with every image written and the tree still frozen (the RPC's post-dump). Throwing
+   * fails the dump: the tree is resumed as it was and inventory.img removed.
+   */
+  beforeRelease?: () => void;
 }
 
 export interface DumpResult {
@@ -212,7 +219,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const ids = new IdAllocator();
   const foreign = ids.foreignNamespaces(pid);
   if (foreign.length) {
-    throw new Error(`process ${pid} is in its own ${foreign.join(', ')} namespace(s); dump containers through runc`);
+    throw new Error(`process ${pid} is in its own ${foreign.join(', ')} namespace(s): containers are not supported yet`);
   }
 
   schema(); // parse the protos now, not while the tree is frozen
@@ -220,6 +227,12 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const tree = SeizedTree.seize(pid);
   const tFrozen = performance.now();
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
+  try {
+    opts.afterSeize?.();
+  } catch (e) {
+    tree.release();
+    throw e;
+  }
   // Injected syscalls are round trips between stasis and a task: on one CPU they cost a
   // quarter. Every task is pinned with stasis while frozen, and gets its own mask back.
   const ownMask = pinSelf();
@@ -283,6 +296,12 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       plugins_entry: {}, dump_criu_run_id: randomUUID(),
     });
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
+    try {
+      opts.beforeRelease?.();
+    } catch (e) {
+      fs.rmSync(path.join(opts.imagesDir, 'inventory.img'), { force: true });
+      throw e;
+    }
 
     unpin();
     if (opts.leaveRunning) tree.release();

@@ -47,6 +47,11 @@ export interface RestoreOptions {
   siblingOfStasis?: boolean;
   /** --shell-job: terminals in the dump become stasis's own terminal. */
   shellJob?: boolean;
+  /**
+   * Called with the whole tree restored and still stopped, just before it is let go (the RPC's
+   * post-restore and pre-resume). Throwing fails the restore: every task is killed.
+   */
+  beforeResume?: (rootPid: number) => void;
   log?: (msg: string) => void;
 }
 
@@ -355,6 +360,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(thread.blk_sigset ?? tc.blk_sigset ?? 0) });
       }
     }
+    opts.beforeResume?.(root.pid);
     for (const t of tasks.values()) {
       // A stopped process stops again as soon as it is let go (detach cannot inject a signal
       // from an event stop, so it is queued first).

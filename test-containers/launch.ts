@@ -17,7 +17,8 @@ export function buildWorkload(name: string): string {
   const src = path.join(sourceDir, `${name}.c`);
   const out = path.join(binDir, name);
   fs.mkdirSync(binDir, { recursive: true });
-  const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(src).mtimeMs;
+  const newest = Math.max(...[src, path.join(sourceDir, 'selfcheck.h')].map((f) => fs.statSync(f).mtimeMs));
+  const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest;
   if (stale) {
     const tmp = `${out}.${process.pid}.tmp`;
     execFileSync('gcc', ['-O1', '-g', '-Wall', '-o', tmp, src, '-lpthread'], { stdio: 'inherit' });

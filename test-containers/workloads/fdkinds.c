@@ -37,16 +37,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "selfcheck.h"
 
-static int failures;
-static void report(int ok, const char *item, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void report(int ok, const char *item, const char *fmt, ...) {
-  if (ok) { printf("ok %s\n", item); return; }
-  failures++;
-  va_list ap; va_start(ap, fmt);
-  printf("FAIL %s: ", item); vprintf(fmt, ap); printf("\n");
-  va_end(ap);
-}
 
 static char dir[2048];
 static char *at(const char *name) {
@@ -299,6 +291,5 @@ int main(int argc, char **argv) {
     if (access(at("check"), F_OK) == 0) break;
   }
   check(argv[1]);
-  printf("result %s\n", failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  return result();
 }

@@ -17,15 +17,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "selfcheck.h"
 
-static int failures;
-static void report(int ok, const char *item, const char *fmt, ...) {
-  if (ok) { printf("ok %s\n", item); return; }
-  failures++;
-  va_list ap; va_start(ap, fmt);
-  printf("FAIL %s: ", item); vprintf(fmt, ap); printf("\n");
-  va_end(ap);
-}
 static void die(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(2); }
 
 /* A socket bound to the loopback address of `family` on an ephemeral port. */
@@ -227,6 +220,5 @@ int main(int argc, char **argv) {
            "getpeername %d, sent %d, received %d", r, sent, n);
   }
 
-  printf("result %s\n", failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  return result();
 }

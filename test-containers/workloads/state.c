@@ -24,17 +24,9 @@
 static volatile int usr1_count, usr2_count;
 static void on_usr1(int s, siginfo_t *si, void *uc) { (void)s; (void)si; (void)uc; usr1_count++; }
 static void on_usr2(int s) { (void)s; usr2_count++; }
-static int failures;
 
-static void report(int ok, const char *item, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #include <stdarg.h>
-static void report(int ok, const char *item, const char *fmt, ...) {
-  if (ok) { printf("ok %s\n", item); return; }
-  failures++;
-  va_list ap; va_start(ap, fmt);
-  printf("FAIL %s: ", item); vprintf(fmt, ap); printf("\n");
-  va_end(ap);
-}
+#include "selfcheck.h"
 
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
@@ -121,6 +113,5 @@ int main(int argc, char **argv) {
   getrlimit(RLIMIT_NOFILE, &rl);
   report(rl.rlim_cur == 1000, "rlimit", "RLIMIT_NOFILE soft %llu", (unsigned long long)rl.rlim_cur);
   report(getpid() == pid, "pid", "pid %d, was %d", getpid(), pid);
-  printf("result %s\n", failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  return result();
 }

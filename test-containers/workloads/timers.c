@@ -16,15 +16,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "selfcheck.h"
 
-static int failures;
-static void report(int ok, const char *item, const char *fmt, ...) {
-  if (ok) { printf("ok %s\n", item); return; }
-  failures++;
-  va_list ap; va_start(ap, fmt); printf("FAIL %s: ", item); vprintf(fmt, ap); printf("\n"); va_end(ap);
-}
-static void nap(long ms) { struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L }; nanosleep(&ts, NULL); }
-static void wait_check(void) { while (access("check", F_OK)) nap(10); }
 static volatile int t_ok = -1;
 static char t_msg[128];
 static pid_t origin;
@@ -83,6 +76,5 @@ int main(int argc, char **argv) {
   report(ci.it_interval.tv_sec == 100 && ci.it_value.tv_sec >= 80 && ci.it_value.tv_sec <= 100, "itimer", "value %ld interval %ld", ci.it_value.tv_sec, ci.it_interval.tv_sec);
   pthread_join(t, NULL);
   report(t_ok == 1, "thread-pending-siginfo", "%s", t_msg);
-  printf("result %s\n", failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  return result();
 }

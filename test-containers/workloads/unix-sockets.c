@@ -18,15 +18,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "selfcheck.h"
 
-static int failures;
-static void report(int ok, const char *item, const char *fmt, ...) {
-  if (ok) { printf("ok %s\n", item); return; }
-  failures++;
-  va_list ap; va_start(ap, fmt);
-  printf("FAIL %s: ", item); vprintf(fmt, ap); printf("\n");
-  va_end(ap);
-}
 static void die(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(2); }
 
 static socklen_t addr_of(struct sockaddr_un *a, const char *name, int abstract) {
@@ -280,6 +273,5 @@ int main(int argc, char **argv) {
   }
   check_name("relative-name", rs, "rel.sock", 0);
 
-  printf("result %s\n", failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  return result();
 }

@@ -3,44 +3,32 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload } from '../../test-containers/launch.js';
-import { alive, fdKey, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 type Entry = { type: string; isk?: Record<string, unknown> };
 
 test.serial('restored TCP listeners accept new clients and UDP sockets receive on their old ports (IPv4 and IPv6)', async (t) => {
-  const dir = tmpDir(t);
-  const work = tmpDir(t, 'stasis-inet-');
-  const w = await startWorkload('inet-sockets', [work]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-
-  // crit decodes files.img and shows what stasis shows (Debian's crit predates tcp_opts, CRIU 4.0's).
-  const crit = await execa('crit', ['decode', '-i', path.join(dir, 'files.img'), '--pretty'], { reject: false });
-  t.is(crit.exitCode, 0, crit.stderr);
-  const ours = JSON.parse((await stasis(['show', path.join(dir, 'files.img')])).stdout).entries as Entry[];
-  for (const e of ours) delete e.isk?.tcp_opts;
-  t.deepEqual(ours, JSON.parse(crit.stdout).entries);
-  const isk = ours.filter((e) => e.type === 'INETSK').map((e) => e.isk!);
-  t.deepEqual(isk.map((s) => `${s.family} ${s.proto} ${s.state}`), [
-    'INET TCP LISTEN', 'INET6 TCP LISTEN', 'INET UDP CLOSE', 'INET6 UDP CLOSE', 'INET TCP CLOSE',
-    'INET6 TCP CLOSE', 'INET UDP ESTABLISHED',
-  ]);
-  t.is(isk[0]!.backlog, 7);
-  t.deepEqual(isk[0]!.src_addr, ['127.0.0.1']);
-  t.deepEqual(isk[1]!.src_addr, ['::1']);
-  t.is(isk[1]!.v6only, true);
-
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-  fs.writeFileSync(path.join(work, 'check'), '');
-  await r.waitForLine(/^result /, 20_000);
-  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL') || l.startsWith('ERR')), []);
-  t.true(r.lines.includes('result PASS'));
-  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+  const { r } = await selfCheckRoundTrip(t, 'inet-sockets', {
+    ready: /^ready$/,
+    afterDump: async (dir) => {
+      // crit decodes files.img and shows what stasis shows (Debian's crit predates tcp_opts, CRIU 4.0's).
+      const crit = await execa('crit', ['decode', '-i', path.join(dir, 'files.img'), '--pretty'], { reject: false });
+      t.is(crit.exitCode, 0, crit.stderr);
+      const ours = JSON.parse((await stasis(['show', path.join(dir, 'files.img')])).stdout).entries as Entry[];
+      for (const e of ours) delete e.isk?.tcp_opts;
+      t.deepEqual(ours, JSON.parse(crit.stdout).entries);
+      const isk = ours.filter((e) => e.type === 'INETSK').map((e) => e.isk!);
+      t.deepEqual(isk.map((s) => `${s.family} ${s.proto} ${s.state}`), [
+        'INET TCP LISTEN', 'INET6 TCP LISTEN', 'INET UDP CLOSE', 'INET6 UDP CLOSE', 'INET TCP CLOSE',
+        'INET6 TCP CLOSE', 'INET UDP ESTABLISHED',
+      ]);
+      t.is(isk[0]!.backlog, 7);
+      t.deepEqual(isk[0]!.src_addr, ['127.0.0.1']);
+      t.deepEqual(isk[1]!.src_addr, ['::1']);
+      t.is(isk[1]!.v6only, true);
+    },
+  });
+  t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), []);
 });
 
 test.serial('an established TCP connection fails the dump with a one-line error and the process runs on', async (t) => {

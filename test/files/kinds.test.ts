@@ -5,27 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload } from '../../test-containers/launch.js';
-import { alive, fdKey, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 /** Dump the workload in `mode`, restore it, let it check itself; returns the images dir. */
 async function roundTrip(t: ExecutionContext, mode: string, dumpArgs: string[] = []): Promise<string> {
-  const dir = tmpDir(t);
-  const work = tmpDir(t, `stasis-${mode}-`);
-  const w = await startWorkload('fdkinds', [mode, work]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready \d+$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, ...dumpArgs]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-  fs.writeFileSync(path.join(work, 'check'), '');
-  await r.waitForLine(/^result /, 20_000);
-  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL') || l.startsWith('left')), []);
-  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
-  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+  const { dir, r } = await selfCheckRoundTrip(t, 'fdkinds', { args: (work) => [mode, work], dumpArgs });
+  t.deepEqual(r.lines.filter((l) => l.startsWith('left')), []);
   return dir;
 }
 

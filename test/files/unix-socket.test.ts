@@ -4,36 +4,24 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload } from '../../test-containers/launch.js';
-import { alive, fdKey, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 test.serial('restored unix sockets keep their queued bytes, datagram boundaries, names, listeners, peers and options', async (t) => {
-  const dir = tmpDir(t);
-  const work = tmpDir(t, 'stasis-unix-');
-  const w = await startWorkload('unix-sockets', [work]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-
-  // The images are CRIU's: crit decodes them and stasis show prints what crit prints.
-  for (const f of ['files.img', 'sk-queues.img']) {
-    const crit = await execa('crit', ['decode', '-i', path.join(dir, f), '--pretty'], { reject: false });
-    t.is(crit.exitCode, 0, `${f}: ${crit.stderr}`);
-    const ours = await stasis(['show', path.join(dir, f)]);
-    t.deepEqual(JSON.parse(ours.stdout), JSON.parse(crit.stdout), f);
-  }
-  const files = JSON.parse((await stasis(['show', path.join(dir, 'files.img')])).stdout).entries as { type: string; usk?: Record<string, unknown> }[];
-  t.is(files.filter((f) => f.type === 'UNIXSK').length, 17, 'every unix socket of the workload is in files.img');
-
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-  fs.writeFileSync(path.join(work, 'check'), '');
-  await r.waitForLine(/^result /, 20_000);
-  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL') || l.startsWith('ERR')), []);
-  t.true(r.lines.includes('result PASS'));
-  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+  const { r } = await selfCheckRoundTrip(t, 'unix-sockets', {
+    ready: /^ready$/,
+    afterDump: async (dir) => {
+      // The images are CRIU's: crit decodes them and stasis show prints what crit prints.
+      for (const f of ['files.img', 'sk-queues.img']) {
+        const crit = await execa('crit', ['decode', '-i', path.join(dir, f), '--pretty'], { reject: false });
+        t.is(crit.exitCode, 0, `${f}: ${crit.stderr}`);
+        const ours = await stasis(['show', path.join(dir, f)]);
+        t.deepEqual(JSON.parse(ours.stdout), JSON.parse(crit.stdout), f);
+      }
+      const files = JSON.parse((await stasis(['show', path.join(dir, 'files.img')])).stdout).entries as { type: string; usk?: Record<string, unknown> }[];
+      t.is(files.filter((f) => f.type === 'UNIXSK').length, 17, 'every unix socket of the workload is in files.img');
+    },
+  });
+  t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), []);
 });
 
 test.serial('a unix socket connected to a process outside the dump fails the dump clearly and the process runs on', async (t) => {

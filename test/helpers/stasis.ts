@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { ExecutionContext } from 'ava';
 import { repoRoot } from './paths.js';
-import { underReaper, type Workload } from '../../test-containers/launch.js';
+import { startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
 
 export const stasisBin = path.join(repoRoot, 'bin/stasis');
 
@@ -61,4 +61,49 @@ export async function restoreUnderReaper(t: ExecutionContext, dir: string, key: 
 export function lastTick(lines: readonly string[]): number {
   const ticks = lines.filter((l) => l.startsWith('tick '));
   return ticks.length ? Number(ticks[ticks.length - 1]!.split(' ')[1]) : 0;
+}
+
+export interface SelfCheck {
+  /** Images directory. */
+  dir: string;
+  /** The workload's own work directory (where `check` is created). */
+  work: string;
+  /** The original workload (dumped, killed) and the restore under its reaper. */
+  w: Workload;
+  r: Workload;
+}
+
+/**
+ * The cycle every self-checking workload goes through: start it with a fresh work directory,
+ * wait for its `ready` line, dump it (it is killed), optionally look at the images, restore it
+ * under a reaper with its stdout handed over, create WORK/check, and wait for its `result`.
+ * Asserts that dump and restore succeed, that no `FAIL` line was printed, that the result is
+ * PASS and that the restored process exits 0.
+ */
+export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, opts: {
+  args?: (work: string) => string[];
+  dumpArgs?: string[];
+  ready?: RegExp;
+  afterReady?: (w: Workload, line: string) => void;
+  afterDump?: (dir: string, w: Workload) => Promise<void>;
+} = {}): Promise<SelfCheck> {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, `stasis-${workload}-`);
+  const w = await underReaperWorkload(workload, (opts.args ?? ((d) => [d]))(work));
+  t.teardown(() => w.kill());
+  const line = await w.waitForLine(opts.ready ?? /^ready\b/);
+  opts.afterReady?.(w, line);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, ...(opts.dumpArgs ?? [])]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  await opts.afterDump?.(dir, w);
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+  return { dir, work, w, r };
 }

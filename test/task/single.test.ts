@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
-import { alive, fdKey, lastTick, restoreUnderReaper, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 test.serial('a restored counter continues from where it stopped, with the same PID and no error', async (t) => {
   const dir = tmpDir(t);
@@ -27,24 +27,7 @@ test.serial('a restored counter continues from where it stopped, with the same P
 });
 
 test.serial('a C process restores its 64 MiB heap, signal state, shared file offset, private mapping, cwd, umask and rlimit', async (t) => {
-  const dir = tmpDir(t);
-  const work = tmpDir(t, 'stasis-state-');
-  const w = await startWorkload('state', [work]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready \d+$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-  fs.writeFileSync(path.join(work, 'check'), '');
-  await r.waitForLine(/^result /, 20_000);
-  const fails = r.lines.filter((l) => l.startsWith('FAIL'));
-  t.deepEqual(fails, []);
-  t.true(r.lines.includes('result PASS'));
-  t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
+  await selfCheckRoundTrip(t, 'state');
 });
 
 test.serial('a python3 interpreter is restored and goes on counting', async (t) => {

@@ -1,0 +1,39 @@
+/* What every self-checking workload shares: after restore it checks each item itself and says
+ * "ok ITEM" or "FAIL ITEM: why" (one line each), then "result PASS" or "result FAIL". */
+#ifndef STASIS_SELFCHECK_H
+#define STASIS_SELFCHECK_H
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+
+static void report(int ok, const char *item, const char *fmt, ...) __attribute__((format(printf, 3, 4), unused));
+static void report(int ok, const char *item, const char *fmt, ...) {
+  if (ok) { printf("ok %s\n", item); return; }
+  failures++;
+  va_list ap;
+  va_start(ap, fmt);
+  printf("FAIL %s: ", item);
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+}
+
+static void __attribute__((unused)) nap(long ms) {
+  struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+  nanosleep(&ts, NULL);
+}
+
+/* Wait until the file `check` appears in the current directory (the test creates it after restore). */
+static void __attribute__((unused)) wait_check(void) {
+  while (access("check", F_OK)) nap(10);
+}
+
+/* The last line: "result PASS|FAIL"; the exit status to return. */
+static int __attribute__((unused)) result(void) {
+  printf("result %s\n", failures ? "FAIL" : "PASS");
+  return failures ? 1 : 0;
+}
+#endif

@@ -2,9 +2,9 @@
 //
 // Writing follows CRIU's rule that inventory.img is written last: write()
 // and the raw writers refuse it, commit() writes it once everything else is
-// in place. Each file is written to a temporary name and renamed, so a
-// reader never sees half a file and an unfinished dump never has an
-// inventory.img.
+// in place, under a temporary name renamed into place, so an unfinished or
+// half-written dump never has an inventory.img.
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ImageError } from './errors.js';
@@ -25,14 +25,24 @@ function isMissing(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT';
 }
 
-/** Writes a whole file under a temporary name, then renames it into place. */
-async function writeAtomically(dir: string, name: string, data: Uint8Array): Promise<void> {
+/**
+ * Writes a whole file, synchronously: image files are small, and a dump writes them while the
+ * tree is frozen, where a round trip through the thread pool per file costs more than the
+ * write. Only inventory.img is written under a temporary name and renamed into place: it is
+ * what marks a dump complete, so it must never be seen half-written; the other files of an
+ * unfinished dump are harmless without it.
+ */
+async function writeFile(dir: string, name: string, data: Uint8Array, atomic = false): Promise<void> {
+  if (!atomic) {
+    fs.writeFileSync(path.join(dir, name), data);
+    return;
+  }
   const tmp = tmpName(dir, name);
   try {
-    await fsp.writeFile(tmp, data);
-    await fsp.rename(tmp, path.join(dir, name));
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, path.join(dir, name));
   } catch (e) {
-    await fsp.rm(tmp, { force: true });
+    fs.rmSync(tmp, { force: true });
     throw e;
   }
 }
@@ -231,7 +241,7 @@ export class ImageDir {
     if (!type) throw new Error(`${name}: not a CRIU image file name`);
     if (type.head === 'raw') throw new Error(`${name}: ${type.name} files are raw, use writeRaw()`);
     const image: Image = { type, entries };
-    await writeAtomically(this.path, name, encodeImage(image));
+    await writeFile(this.path, name, encodeImage(image));
     this.cache.set(name, image);
   }
 
@@ -243,7 +253,7 @@ export class ImageDir {
   /** Writes a raw file in one go. */
   async writeRaw(name: string, data: Uint8Array): Promise<void> {
     this.checkWritable(name);
-    await writeAtomically(this.path, name, data);
+    await writeFile(this.path, name, data);
   }
 
   /** Starts streaming a raw file; it appears under its name on close(). */
@@ -266,7 +276,7 @@ export class ImageDir {
       throw new Error(`cannot commit: still writing ${[...this.writers].map((w) => w.name).join(', ')}`);
     }
     const image: Image = { type: imageTypeByName('INVENTORY'), entries: [{ message: inventory }] };
-    await writeAtomically(this.path, INVENTORY_FILE, encodeImage(image));
+    await writeFile(this.path, INVENTORY_FILE, encodeImage(image), true);
     this.cache.set(INVENTORY_FILE, image);
   }
 }

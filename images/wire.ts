@@ -357,6 +357,13 @@ function toVarint(type: MessageType, field: FieldInfo, value: unknown): bigint |
       const bits = field.type === 'sint32' ? 32 : 64;
       return BigInt.asUintN(bits, (v << 1n) ^ (v >> BigInt(bits - 1)));
     }
+    default:
+      break;
+  }
+  // Most values are small non-negative integers: keep them numbers, for the writer's fast path.
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0x7fffffff) return value;
+  if (typeof value === 'bigint' && value >= 0n && value <= 0x7fffffffn) return Number(value);
+  switch (field.type) {
     case 'uint32':
       return BigInt.asUintN(32, toBigInt(type, field, value));
     case 'int32':

@@ -8,6 +8,7 @@ import { dump } from '../task/dump.js';
 import { restore, waitForExit } from '../task/restore.js';
 import { checkKernel } from './check.js';
 import { Logger } from './log.js';
+import { Progress } from './progress.js';
 import { swrk } from './swrk.js';
 import { demo } from './demo.js';
 import { VERSION, versionText } from './version.js';
@@ -76,10 +77,13 @@ async function run(argv: string[]): Promise<number> {
       case 'dump': {
         const pid = Number(required(p, 'tree', 'the PID to dump'));
         if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
+        const imagesDir = required(p, 'images-dir', 'an images directory');
+        const progress = new Progress('dump');
         const r = await dump({
-          pid, imagesDir: required(p, 'images-dir', 'an images directory'), workDir,
-          leaveRunning: p.flags.has('leave-running'), fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), log: (m) => logger.log(3, m),
-        });
+          pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
+          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'),
+          log: (m) => logger.log(3, m), progress: progress.callback,
+        }).finally(() => progress.end());
         if (p.flags.has('display-stats')) {
           const s = r.stats;
           process.stdout.write(`Displaying dump stats:\nFreezing time: ${s.freezing_time} us\nFrozen time: ${s.frozen_time} us\n` +
@@ -92,11 +96,12 @@ async function run(argv: string[]): Promise<number> {
       }
       case 'restore': {
         const inheritFds = new Map((p.values.get('inherit-fd') ?? []).map(parseInheritFd));
+        const imagesDir = required(p, 'images-dir', 'an images directory');
+        const progress = new Progress('restore');
         const r = await restore({
-          imagesDir: required(p, 'images-dir', 'an images directory'), workDir, inheritFds,
-          shellJob: p.flags.has('shell-job'),
-          log: (m) => logger.log(3, m),
-        });
+          imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
+          log: (m) => logger.log(3, m), progress: progress.callback,
+        }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];
         if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);
         if (p.flags.has('display-stats')) {

@@ -44,6 +44,8 @@ export interface DumpOptions {
   shellJob?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
+  /** Memory copied so far, per process (for a progress line on a terminal). */
+  progress?: (what: string, done: number, total: number) => void;
   /** Called once the tree is frozen (the RPC's query-ext-files). Throwing fails the dump. */
   afterSeize?: () => void;
   /**
@@ -121,6 +123,7 @@ interface DumpState {
   fileLocks: boolean;
   shellJob: boolean;
   log: (msg: string) => void;
+  progress?: (what: string, done: number, total: number) => void;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -177,7 +180,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     const t0 = performance.now();
     const { runs, scanned } = findDataPages(pid, mm.vmas);
     const pagesId = st.nextPagesId++;
-    const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj);
+    const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
+      st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)));
     st.memMs += performance.now() - t0;
     st.pagesScanned += scanned;
     st.pagesWritten += written;
@@ -259,6 +263,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const st: DumpState = {
       files: new FileTable(), ids, images, nextPagesId: 1, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+      progress: opts.progress,
     };
     const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
     st.files.checkAtEnd();

@@ -57,7 +57,14 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: P
  * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
  * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
  */
-export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj?: Injector): number {
+/** Called as page bytes are copied: bytes done so far and the total, for progress on a terminal. */
+export type PageProgress = (done: number, total: number) => void;
+
+/** Bytes per injected read or write: small enough for progress to move, big enough to be free. */
+const STEP = 64 << 20;
+
+export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj?: Injector,
+  progress?: PageProgress): number {
   const out = fs.openSync(pagesFile, 'w');
   let written = 0;
   let taskFd = -1;
@@ -68,10 +75,11 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
     for (const r of runs) {
       const len = r.nrPages * PAGE_SIZE;
       let done = 0;
-      if (taskFd >= 0) done = injectedWrite(inj!, taskFd, r.vaddr, len, offset);
+      if (taskFd >= 0) done = injectedWrite(inj!, taskFd, r.vaddr, len, offset, (n) => progress?.(written + n, total));
       if (done < len) copyThroughStasis(pid, r.vaddr + BigInt(done), len - done, out, offset + done);
       offset += len;
       written += len;
+      progress?.(written, total);
     }
   } finally {
     if (taskFd >= 0) inj!.call(SYS.close, taskFd);
@@ -104,12 +112,14 @@ function openPagesInTask(inj: Injector, file: string, ours: number, total: numbe
 }
 
 /** pwrite64 run by the task; returns how many bytes it wrote before stopping (EFAULT etc.). */
-function injectedWrite(inj: Injector, fd: number, vaddr: bigint, len: number, offset: number): number {
+function injectedWrite(inj: Injector, fd: number, vaddr: bigint, len: number, offset: number,
+  step: (done: number) => void): number {
   let done = 0;
   while (done < len) {
-    const n = inj.call(SYS.pwrite64, fd, vaddr + BigInt(done), len - done, offset + done);
+    const n = inj.call(SYS.pwrite64, fd, vaddr + BigInt(done), Math.min(len - done, STEP), offset + done);
     if (n <= 0n) break;
     done += Number(n);
+    step(done);
   }
   return done;
 }
@@ -142,9 +152,10 @@ function copyThroughStasis(pid: number, vaddr: bigint, len: number, out: number,
  * Runs inside `skip` (the kernel's vDSO, which other dumpers save) are passed over.
  */
 export function fillPages(inj: Injector, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean): number {
+  skip: (vaddr: bigint) => boolean, progress?: PageProgress): number {
   const fd = openInTask(inj, pagesFile, 0);
   let pages = 0;
+  const total = runs.reduce((n, r) => n + (r.flags & PE_PRESENT && !skip(r.vaddr) ? r.nrPages * PAGE_SIZE : 0), 0);
   try {
     for (const r of runs) {
       if (!(r.flags & PE_PRESENT)) {
@@ -159,9 +170,11 @@ export function fillPages(inj: Injector, runs: readonly PageRun[], pagesFile: st
       inj.call(SYS.madvise, r.vaddr, len, MADV_POPULATE_WRITE);
       let done = 0n;
       while (done < len) {
-        const n = inj.callChecked(SYS.pread64, fd, r.vaddr + done, len - done, offset + done);
+        const want = len - done < BigInt(STEP) ? len - done : BigInt(STEP);
+        const n = inj.callChecked(SYS.pread64, fd, r.vaddr + done, want, offset + done);
         if (n === 0n) throw new Error(`${pagesFile} ends before offset ${offset + done}`);
         done += n;
+        progress?.(pages * PAGE_SIZE + Number(done), total);
       }
       pages += r.nrPages;
     }

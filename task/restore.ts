@@ -53,6 +53,8 @@ export interface RestoreOptions {
    */
   beforeResume?: (rootPid: number) => void;
   log?: (msg: string) => void;
+  /** Memory filled so far, per process (for a progress line on a terminal). */
+  progress?: (what: string, done: number, total: number) => void;
 }
 
 export interface RestoreResult {
@@ -267,7 +269,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
-      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared);
+      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared, opts.progress);
     }
     for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
@@ -433,7 +435,8 @@ function memfdContents(img: LoadedImages, inodeId: number): { inode: Record<stri
 }
 
 /** Address space and its contents, and the mm fields. */
-function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory): number {
+function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
+  progress?: RestoreOptions['progress']): number {
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
@@ -451,7 +454,8 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory): n
   };
   const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, hasDumpablePages);
   const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
-  const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end));
+  const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end),
+    progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)));
   tightenProtections(inj, space);
   restoreMmFields(inj, p.mm!, { regFile });
   return n;

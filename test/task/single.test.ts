@@ -3,7 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
-import { alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import {
+  alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
+} from '../helpers/stasis.js';
 
 test.serial('a restored counter continues from where it stopped, with the same PID and no error', async (t) => {
   const dir = tmpDir(t);
@@ -100,4 +102,27 @@ test.serial('every image stasis writes decodes with Debian\'s crit', async (t) =
     const r = await execa('crit', ['decode', '-i', path.join(dir, f)], { reject: false });
     t.is(r.exitCode, 0, `${f}: ${r.stderr}`);
   }
+});
+
+test.serial('without -d stasis stays the parent of the restored process and exits with its status; --pidfile names it', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const key = fdKey(w.pid, 1);
+  t.is((await stasis(['dump', '-t', String(w.pid), '-D', dir])).exitCode, 0);
+  await w.exitOf(w.pid);
+  const pidfile = path.join(dir, 'restored.pid');
+  const r = await underReaper([process.execPath, stasisBin, 'restore', '-D', dir, '--pidfile', pidfile,
+    '--inherit-fd', `fd[1]:${key}`]);
+  t.teardown(async () => {
+    try { process.kill(w.pid, 'SIGKILL'); } catch { /* gone */ }
+    await r.kill();
+  });
+  const at = lastTick(w.lines);
+  await r.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  t.is(fs.readFileSync(pidfile, 'utf8'), String(w.pid));
+  t.is(Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'))![1]), r.pid, 'stasis is the parent');
+  process.kill(w.pid, 'SIGTERM');
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 143`, 'stasis exits with 128 + SIGTERM, as criu does');
 });

@@ -310,12 +310,18 @@ class Writer {
       this.byte(v);
       return;
     }
-    let v = BigInt.asUintN(64, BigInt(value)); // negatives take 10 bytes, as in every protobuf runtime
-    while (v > 0x7fn) {
-      this.byte(Number(v & 0x7fn) | 0x80);
-      v >>= 7n;
+    // Negatives take 10 bytes, as in every protobuf runtime. The 64 bits are split into two
+    // 32-bit halves once, then shifted as numbers (BigInt arithmetic per byte is slow).
+    const v = BigInt.asUintN(64, BigInt(value));
+    let lo = Number(v & 0xffffffffn);
+    let hi = Number(v >> 32n);
+    this.reserve(10);
+    while (hi > 0 || lo > 0x7f) {
+      this.buf[this.len++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | ((hi & 0x7f) << 25)) >>> 0;
+      hi >>>= 7;
     }
-    this.byte(Number(v));
+    this.buf[this.len++] = lo;
   }
 
   tag(id: number, wireType: number): void {

@@ -46,12 +46,23 @@ function hex(v: bigint): string {
 }
 
 /** The first `syscall` instruction in the task's vDSO (read, never written). */
-export function findVdsoSyscall(pid: number): bigint | undefined {
+/** Offset of the `syscall` instruction in this kernel's vDSO (the same image in every task). */
+let vdsoSyscallOffset: bigint | undefined;
+
+/**
+ * The first `syscall` instruction in the task's vDSO (read, never written). `vdsoStart` — where
+ * the caller already knows the vDSO is — spares reading the maps; the instruction's offset is
+ * looked up once per run.
+ */
+export function findVdsoSyscall(pid: number, vdsoStart?: bigint): bigint | undefined {
+  if (vdsoStart !== undefined && vdsoSyscallOffset !== undefined) return vdsoStart + vdsoSyscallOffset;
   const vdso = readMaps(pid).find((v) => v.kind === 'vdso');
   if (!vdso) return undefined;
   const text = readMemory(pid, vdso.start, Number(vdso.end - vdso.start));
   const at = text.indexOf(SYSCALL_INSN);
-  return at < 0 ? undefined : vdso.start + BigInt(at);
+  if (at < 0) return undefined;
+  vdsoSyscallOffset = BigInt(at);
+  return vdso.start + vdsoSyscallOffset;
 }
 
 export interface InjectorOptions {
@@ -63,6 +74,8 @@ export interface InjectorOptions {
    * Both affinities are put back by finish().
    */
   pin?: boolean;
+  /** Where the task's vDSO starts, when the caller knows it (saves reading its maps). */
+  vdsoStart?: bigint;
 }
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
@@ -159,7 +172,7 @@ export class Injector {
   constructor(readonly pid: number, readonly tgid: number = pid, opts: InjectorOptions = {}) {
     this.savedRegs = getRegs(pid);
     this.savedSigmask = getSigmask(pid);
-    this.vdsoSite = findVdsoSyscall(tgid);
+    this.vdsoSite = findVdsoSyscall(tgid, opts.vdsoStart);
     this.trapUsable = !(readStatus(tgid).sigIgn & TRAP_BIT);
     setSigmask(pid, this.trapUsable ? ALL_SIGNALS & ~TRAP_BIT : ALL_SIGNALS);
     try {

@@ -150,10 +150,11 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const regs = new Map(p.threads.map((t) => [t, getRegs(t)]));
   const masks = new Map(p.threads.map((t) => [t, getSigmask(t)]));
 
+  const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
   // Per-thread state, each thread asked through its own injector.
   const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
   for (const tid of p.threads.slice(1)) {
-    const inj = new Injector(tid, pid, { pin: false });
+    const inj = new Injector(tid, pid, { pin: false, vdsoStart });
     try {
       threadCores.set(tid, dumpThreadCore(inj, pid, tid, masks.get(tid)!));
     } finally {
@@ -161,7 +162,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     }
   }
 
-  const inj = new Injector(pid, pid, { pin: false });
+  const inj = new Injector(pid, pid, { pin: false, vdsoStart });
   try {
     // The trampoline's int3 halves the cost of each of the many calls that follow; it is
     // unmapped again by finish(), and the VMA list was read before it existed.

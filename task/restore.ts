@@ -263,7 +263,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       else if (p.ppid === 0) pid = createTask(p.pid, { siblingOfStasis: opts.siblingOfStasis });
       else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
-      const inj = new Injector(pid, pid, { pin: false });
+      // A child inherits its parent's vDSO, which is where the parent's image puts it by now.
+      const parentVdso = p.ppid && !sessionHelper ? vdsoOf(tasks.get(p.ppid)!.p) : undefined;
+      const inj = new Injector(pid, pid, { pin: false, vdsoStart: parentVdso });
       const t: Restoring = { p, inj, threads: new Map(), pidfds: new Map() };
       tasks.set(pid, t);
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
@@ -342,7 +344,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       for (const tid of t.p.threads.slice(1)) {
         cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
         created.push(tid);
-        t.threads.set(tid, new Injector(tid, t.p.pid, { pin: false }));
+        t.threads.set(tid, new Injector(tid, t.p.pid, { pin: false, vdsoStart: vdsoOf(t.p) }));
       }
     }
 
@@ -432,6 +434,11 @@ function memfdContents(img: LoadedImages, inodeId: number): { inode: Record<stri
     fs.closeSync(fd);
   }
   return { inode, content };
+}
+
+/** Where a restored process's vDSO is: where its image had it. */
+function vdsoOf(p: ProcessImages): bigint | undefined {
+  return p.mm?.vmas.find((v) => v.status & VMA.VDSO)?.start;
 }
 
 /** Address space and its contents, and the mm fields. */

@@ -126,3 +126,20 @@ test.serial('without -d stasis stays the parent of the restored process and exit
   process.kill(w.pid, 'SIGTERM');
   t.is(await r.exitOf(r.pid), `exit ${r.pid} 143`, 'stasis exits with 128 + SIGTERM, as criu does');
 });
+
+test.serial('a Node.js process (libuv threads, epoll, eventfds, pipes) is restored and its timer goes on', async (t) => {
+  const dir = tmpDir(t);
+  const w = await underReaper([process.execPath, '-e', "let n = 0; setInterval(() => console.log('tick', ++n), 20)"]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 5$/);
+  t.true(fs.readdirSync(`/proc/${w.pid}/task`).length > 1, 'node runs several threads');
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const at = lastTick(w.lines);
+  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
+  t.is(r.lines.find((l) => l.startsWith('tick')), `tick ${at + 1}`);
+});

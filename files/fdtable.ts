@@ -37,6 +37,8 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
+    writeRawImage: (image, data) => table.setRawImage(image, data),
+    allocPagesId: () => table.allocPagesId(),
     atEnd: (check) => table.atEnd(check),
   };
   for (const fd of listFds(pid)) {
@@ -77,6 +79,7 @@ export interface RestoreFdTableOptions {
   /** Where a description shared with an earlier task of the tree lives: that task and its fd. */
   openedElsewhere?(fileId: number): { pid: number; fd: number } | undefined;
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
+  imagePath(image: string): string;
 }
 
 export interface RestoredFdTable {
@@ -104,6 +107,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const placed = new Map<number, number>();
   const task: RestoreFilesTask = {
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
+    imagePath: opts.imagePath,
     shellJob: opts.shellJob,
     file: (id) => files.get(id),
     allFiles: () => files.values(),

@@ -41,6 +41,9 @@ export interface DumpFilesContext {
   addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void;
   /** Writes a whole image of the kind's own (ghost-file-N.img, ...). */
   writeImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void;
+  /** Writes a raw file (a pages file), and hands out pages file numbers. */
+  writeRawImage(image: string, data: Uint8Array): void;
+  allocPagesId(): number;
   /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */
   memo: Map<string, unknown>;
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
@@ -64,6 +67,8 @@ export interface RestoreFilesTask {
   importFd(fd: number): number;
   /** The entries (and payloads) of an image of the dump; [] when it does not exist. */
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
+  /** The full path of a file of the dump (raw pages files are read from there). */
+  imagePath(image: string): string;
   /** Another file description of the dump, by id (a socket's peer, a FIFO's path...). */
   file(id: number): FileEntryMessage | undefined;
   /** Every file description of the dump (to find a peer by inode). */

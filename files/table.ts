@@ -42,6 +42,19 @@ export class FileTable {
     this.images.set(image, list);
   }
 
+  /** Raw (headerless) files the kinds write: pages files of memfd/shmem contents. */
+  readonly rawImages = new Map<string, Uint8Array>();
+  private nextPagesId = 1;
+
+  /** A fresh pages-<id>.img number (processes and shared memory objects share the counter). */
+  allocPagesId(): number {
+    return this.nextPagesId++;
+  }
+
+  setRawImage(image: string, data: Uint8Array): void {
+    this.rawImages.set(image, data);
+  }
+
   setImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void {
     this.images.set(image, entries);
   }

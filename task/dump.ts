@@ -116,7 +116,6 @@ interface DumpState {
   files: FileTable;
   ids: IdAllocator;
   images: ImageDir;
-  nextPagesId: number;
   pagesScanned: number;
   pagesWritten: number;
   memMs: number;
@@ -180,7 +179,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
 
     const t0 = performance.now();
     const { runs, scanned } = findDataPages(pid, mm.vmas);
-    const pagesId = st.nextPagesId++;
+    const pagesId = st.files.allocPagesId();
     const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
       st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)));
     st.memMs += performance.now() - t0;
@@ -262,7 +261,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   };
   try {
     const st: DumpState = {
-      files: new FileTable(), ids, images, nextPagesId: 1, pagesScanned: 0, pagesWritten: 0,
+      files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
       progress: opts.progress,
     };
@@ -284,6 +283,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
     writes.push(images.writeMessages('files.img', st.files.entries));
     for (const [name, entries] of st.files.images) writes.push(images.write(name, entries));
+    for (const [name, data] of st.files.rawImages) writes.push(images.writeRaw(name, data));
     await Promise.all(writes);
 
     const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);

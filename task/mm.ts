@@ -136,6 +136,8 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
           memo: files.memo,
           addImageEntry: (image, message, extra) => files.addImageEntry(image, message, extra),
           writeImage: (image, entries) => files.setImage(image, entries),
+          writeRawImage: (image, data) => files.setRawImage(image, data),
+          allocPagesId: () => files.allocPagesId(),
         });
         const id = files.once(`memfd-map:${inodeId}`, () => ({
           type: FD_TYPE_MEMFD, field: 'memfd',

@@ -10,11 +10,8 @@
 // task created is killed: a restore leaves a running tree or nothing.
 
 import fs from 'node:fs';
-import {
-  ImageDir, PAGE_SIZE, decodeImage, imageFileName, imageTypeByName, INVENTORY_FILE, pagesFileName, readPagemap,
-  type Message,
-} from '../images/index.js';
-import { MEMFD_INODE_IMAGE, createMemfdInode, memfdInode } from '../files/memfd.js';
+import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
+import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
 import { SYS } from '../sys/arch.js';
 import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
@@ -322,6 +319,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
         openedElsewhere: (id) => openedElsewhere.get(id),
         imageEntries: (name) => img.extraImage(name),
+        imagePath: (name) => img.file(name),
       });
       for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) spares.push({ t, fd });
@@ -409,33 +407,6 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 /** Where each shared memory object lives once made: the first task mapping it, and where. */
 type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 
-/**
- * The bytes of a memfd / shared memory inode: stasis keeps them in a ghost-file image; CRIU in
- * pagemap-shmem-<shmid>.img and its pages file (runs at offsets into the object).
- */
-function memfdContents(img: LoadedImages, inodeId: number): { inode: Record<string, any>; content: Uint8Array } {
-  const inode = img.extraImage(MEMFD_INODE_IMAGE).find((m) => Number(m.message.inode_id) === inodeId)?.message;
-  if (!inode) throw new Error(`${MEMFD_INODE_IMAGE} has no memfd inode ${inodeId}`);
-  const shmPagemap = `pagemap-shmem-${Number(inode.shmid)}.img`;
-  const entries = img.extraImage(shmPagemap);
-  if (!entries.length) return memfdInode({ imageEntries: (n) => img.extraImage(n) }, inodeId);
-  const map = readPagemap({ type: imageTypeByName('PAGEMAP'), entries });
-  const content = Buffer.alloc(Number(inode.size));
-  const pagesFile = img.file(pagesFileName(map.pagesId));
-  const fd = fs.openSync(pagesFile, 'r');
-  try {
-    for (const r of map.runs) {
-      if (r.offset === undefined) continue;
-      const at = Number(r.vaddr);
-      const len = Math.min(r.nrPages * PAGE_SIZE, content.length - at);
-      if (len > 0) fs.readSync(fd, content, at, len, r.offset);
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return { inode, content };
-}
-
 /** Where a restored process's vDSO is: where its image had it. */
 function vdsoOf(p: ProcessImages): bigint | undefined {
   return p.mm?.vmas.find((v) => v.status & VMA.VDSO)?.start;
@@ -454,8 +425,7 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
       const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
       return openInTask(tinj, path, O_RDWR);
     }
-    const { inode, content } = memfdContents(img, inodeId);
-    const fd = createMemfdInode(tinj, inode, content);
+    const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId));
     shared.set(inodeId, { pid: tinj.tgid, start: v.start, end: v.end });
     return fd;
   };

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -33,20 +33,8 @@ test.serial('a C process restores its 64 MiB heap, signal state, shared file off
 });
 
 test.serial('a python3 interpreter is restored and goes on counting', async (t) => {
-  const dir = tmpDir(t);
   const script = 'import time,sys\nn=0\nwhile True:\n    n+=1\n    print("tick", n, flush=True)\n    time.sleep(0.02)\n';
-  const w = await underReaper(['/usr/bin/python3', '-c', script]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 5$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  const at = lastTick(w.lines);
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-  await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
-  t.true(alive(w.pid));
+  await tickerRoundTrip(t, ['/usr/bin/python3', '-c', script]);
 });
 
 test.serial('dump → restore → dump → restore keeps the counter going', async (t) => {
@@ -128,11 +116,20 @@ test.serial('without -d stasis stays the parent of the restored process and exit
 });
 
 test.serial('a Node.js process (libuv threads, epoll, eventfds, pipes) is restored and its timer goes on', async (t) => {
+  await tickerRoundTrip(t, [process.execPath, '-e', "let n = 0; setInterval(() => console.log('tick', ++n), 20)"],
+    (pid) => t.true(fs.readdirSync(`/proc/${pid}/task`).length > 1, 'node runs several threads'));
+});
+
+/**
+ * A program that prints "tick N" lines: dumped once it has ticked 5 times, restored, and the
+ * first tick after restore must be the next one, then ten more must come.
+ */
+async function tickerRoundTrip(t: ExecutionContext, argv: string[], beforeDump?: (pid: number) => void): Promise<void> {
   const dir = tmpDir(t);
-  const w = await underReaper([process.execPath, '-e', "let n = 0; setInterval(() => console.log('tick', ++n), 20)"]);
+  const w = await underReaper(argv);
   t.teardown(() => w.kill());
   await w.waitForLine(/^tick 5$/);
-  t.true(fs.readdirSync(`/proc/${w.pid}/task`).length > 1, 'node runs several threads');
+  beforeDump?.(w.pid);
   const key = fdKey(w.pid, 1);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 0, d.all);
@@ -142,4 +139,5 @@ test.serial('a Node.js process (libuv threads, epoll, eventfds, pipes) is restor
   t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
   await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
   t.is(r.lines.find((l) => l.startsWith('tick')), `tick ${at + 1}`);
-});
+  t.true(alive(w.pid), 'running under its old PID');
+}

@@ -1,64 +1,28 @@
 // FIFOs (named pipes): a fifo_entry names the pipe by its inode and points at a reg_file_entry
 // with the FIFO's path; the bytes queued in it go to fifo-data.img once per FIFO. The queue is
-// read without consuming it: tee() from the FIFO into a pipe of our own, inside the task (a
-// write-only descriptor is reopened for reading through /proc/self/fd first).
+// read without consuming it, as pipes' queues are (pipe.ts peekPipe: tee() from a read end that
+// stasis opens through /proc/PID/fd/N).
 // Restore as criu does: open the path O_RDWR (never blocks, whoever is at the other end), put
 // the queued bytes back through it, reopen /proc/self/fd/N with the real flags, close the first.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
-import { errnoName } from '../sys/errno.js';
-import type { Injector } from '../sys/inject.js';
+import { peekPipe } from './pipe.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { FD_TYPE_REG, openInTask, regFileEntry, writeAllInTask } from './reg.js';
 
 export const FD_TYPE_FIFO = 3;
 export const FIFO_DATA_IMAGE = 'fifo-data.img';
-const O_ACCMODE = 3;
-const O_WRONLY = 1;
 const O_RDWR = 2;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_SETPIPE_SZ = 1031;
-const F_GETPIPE_SZ = 1032;
-const SPLICE_F_NONBLOCK = 2;
-const EAGAIN = 11;
 
 function isFifo(path: string): boolean {
   try {
     return fs.statSync(path).isFIFO();
   } catch {
     return false;
-  }
-}
-
-/**
- * The bytes queued in the pipe or FIFO behind descriptor `fd` of the task, left in place;
- * and the pipe's buffer size. `readable` tells whether `fd` may be read from.
- */
-export function peekPipe(inj: Injector, fd: number, readable: boolean): { data: Buffer; size: number } {
-  let src = fd;
-  if (!readable) src = openInTask(inj, `/proc/self/fd/${fd}`, 0 /* O_RDONLY */ | O_NONBLOCK | O_CLOEXEC);
-  const pair = inj.scratch(8);
-  try {
-    const size = Number(inj.callChecked(SYS.fcntl, src, F_GETPIPE_SZ));
-    inj.callChecked(SYS.pipe2, pair, O_NONBLOCK | O_CLOEXEC);
-    const fds = inj.readScratch(8);
-    const [rd, wr] = [fds.readInt32LE(0), fds.readInt32LE(4)];
-    try {
-      inj.callChecked(SYS.fcntl, wr, F_SETPIPE_SZ, size);
-      const n = inj.call(SYS.tee, src, wr, size, SPLICE_F_NONBLOCK);
-      if (n === -BigInt(EAGAIN) || n === 0n) return { data: Buffer.alloc(0), size };
-      if (n < 0n) throw new Error(`tee() of fd ${fd} in task ${inj.pid} failed: ${errnoName(Number(-n))}`);
-      const buf = inj.scratch(Number(n));
-      const got = inj.callChecked(SYS.read, rd, buf, n);
-      return { data: Buffer.from(inj.readScratch(Number(got))), size };
-    } finally {
-      inj.call(SYS.close, rd);
-      inj.call(SYS.close, wr);
-    }
-  } finally {
-    if (src !== fd) inj.call(SYS.close, src);
   }
 }
 
@@ -78,7 +42,7 @@ export const fifoFile: FileKind = {
     const key = `fifo-data:${pipeId}`;
     if (!ctx.memo.has(key)) {
       ctx.memo.set(key, true);
-      const { data, size } = peekPipe(ctx.inj, f.fd, (f.fdinfo.flags & O_ACCMODE) !== O_WRONLY);
+      const { data, size } = peekPipe(f.pid, f.fd);
       if (data.length) ctx.addImageEntry(FIFO_DATA_IMAGE, { pipe_id: pipeId, bytes: data.length, size }, data);
     }
     return { type: FD_TYPE_FIFO, field: 'fifo', entry: { pipe_id: pipeId, regf_id: regfId } };

@@ -21,8 +21,12 @@ const F_SETPIPE_SZ = 1031;
 const SPLICE_F_NONBLOCK = 2;
 const PIPES_DATA = 'pipes-data.img';
 
-/** The bytes queued in the pipe behind fd `fd` of `pid`, left in place. */
-function peekPipe(pid: number, fd: number): { data: Buffer; size: number } {
+/**
+ * The bytes queued in the pipe or FIFO behind fd `fd` of `pid`, left in place, and the pipe's
+ * buffer size. Whichever end the task holds, stasis reaches the pipe through a read end of its
+ * own (/proc/PID/fd/N reopened) and tee()s the data out.
+ */
+export function peekPipe(pid: number, fd: number): { data: Buffer; size: number } {
   const rd = fs.openSync(`/proc/${pid}/fd/${fd}`, fs.constants.O_RDONLY | O_NONBLOCK);
   const [tr, tw] = pipe(O_NONBLOCK);
   try {

@@ -5,7 +5,7 @@ import {
   CRIU_GPREG_NAMES, FXSAVE, IP_REG, NT, RESTART_CODES, SYSCALL_INSN_LEN, SYSCALL_ORIG_REG,
   SYSCALL_RET_REG, USER_REGS, XSAVE_COMPONENT_FIELDS, xstateLayout,
 } from '../sys/arch.js';
-import { Regs, getRegs, getRegset, setRegs, setRegset } from '../sys/ptrace.js';
+import { Regs, getRegset, setRegset } from '../sys/ptrace.js';
 
 export type GpRegsEntry = Record<string, bigint | number>;
 export interface XsaveEntry {
@@ -175,4 +175,3 @@ export function restoreFpregs(tid: number, ti: ThreadInfoX86): void {
   setRegset(tid, NT.X86_XSTATE, xsaveFromFpregs(ti.fpregs));
 }
 
-export { getRegs, setRegs };

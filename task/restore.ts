@@ -479,4 +479,3 @@ export function waitForExit(pid: number): number {
   }
 }
 
-export { CLONE };

@@ -6,7 +6,7 @@
 
 import { SIGTRAP, detach, seizeAndStop, waitTask } from '../sys/ptrace.js';
 import { kill } from '../sys/native.js';
-import { ProcError, listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
+import { listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
 
 export const TASK_ALIVE = 1;
 export const TASK_DEAD = 2;
@@ -125,8 +125,4 @@ export class SeizedTree {
       }
     }
   }
-}
-
-export function isGone(e: unknown): boolean {
-  return e instanceof ProcError && (e.code === 'ESRCH' || e.code === 'ENOENT');
 }

@@ -76,6 +76,8 @@ export interface InjectorOptions {
   pin?: boolean;
   /** Where the task's vDSO starts, when the caller knows it (saves reading its maps). */
   vdsoStart?: bigint;
+  /** The task's ignored signals (SigIgn), when the caller has read its status already. */
+  sigIgn?: bigint;
 }
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
@@ -173,7 +175,7 @@ export class Injector {
     this.savedRegs = getRegs(pid);
     this.savedSigmask = getSigmask(pid);
     this.vdsoSite = findVdsoSyscall(tgid, opts.vdsoStart);
-    this.trapUsable = !(readStatus(tgid).sigIgn & TRAP_BIT);
+    this.trapUsable = !((opts.sigIgn ?? readStatus(tgid).sigIgn) & TRAP_BIT);
     setSigmask(pid, this.trapUsable ? ALL_SIGNALS & ~TRAP_BIT : ALL_SIGNALS);
     try {
       if (opts.pin !== false) this.unpin = pinTogether(pid);

@@ -153,7 +153,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   // Per-thread state, each thread asked through its own injector.
   const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
   for (const tid of p.threads.slice(1)) {
-    const inj = new Injector(tid, pid, { pin: false, vdsoStart });
+    const inj = new Injector(tid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn });
     try {
       threadCores.set(tid, dumpThreadCore(inj, pid, tid, masks.get(tid)!));
     } finally {
@@ -161,14 +161,14 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     }
   }
 
-  const inj = new Injector(pid, pid, { pin: false, vdsoStart });
+  const inj = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn });
   try {
     // The trampoline's int3 halves the cost of each of the many calls that follow; it is
     // unmapped again by finish(), and the VMA list was read before it existed.
     inj.useTrampoline();
     const vmas = dumpVmas(pid, smaps, st.files);
     const mm = dumpMm(pid, inj, stat, auxv, vmas, st.files);
-    const sigactions = dumpSigactions(inj);
+    const sigactions = dumpSigactions(inj, status);
     const timers = dumpItimers(inj);
     const posix = dumpPosixTimers(inj, readTimers(pid));
     if (posix.length) timers.posix = posix;
@@ -210,7 +210,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   } finally {
     inj.finish();
   }
-  out.fs = dumpFs(pid, st.files) as unknown as Record<string, unknown>;
+  out.fs = dumpFs(pid, st.files, status.umask) as unknown as Record<string, unknown>;
   return out;
 }
 

@@ -13,13 +13,13 @@ const O_PATH = 0o10000000;
 const O_DIRECTORY = 0o200000;
 const O_RDONLY = 0;
 
-export function dumpFs(pid: number, files: FileTable): FsEntry {
+/** `umask`: the task's, when the caller has read its status already. */
+export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).umask): FsEntry {
   const dir = (which: 'cwd' | 'root') => {
     const p = fs.readlinkSync(`/proc/${pid}/${which}`);
     if (p.endsWith(' (deleted)')) throw new Error(`the ${which} of task ${pid} was deleted`);
     return files.add({ type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(p, `/proc/${pid}/${which}`, O_RDONLY, 0n) });
   };
-  const umask = readStatus(pid).umask;
   return { cwd_id: dir('cwd'), root_id: dir('root'), ...(umask !== undefined ? { umask } : {}) };
 }
 

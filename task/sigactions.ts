@@ -3,7 +3,7 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
-import { readStatus } from '../sys/proc/index.js';
+import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 
 export interface SaEntry {
   sigaction: bigint;
@@ -37,10 +37,10 @@ function nonDefault(pid: number): bigint {
  * rt_sigaction each); the others are SIG_DFL and recorded as such — what a default action's
  * flags or mask might still say has no effect. A typical process asks about a handful, not 62.
  */
-export function dumpSigactions(inj: Injector): SaEntry[] {
+export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt' | 'sigIgn'>): SaEntry[] {
   const old = inj.scratch(KSIGACTION_SIZE);
   const out: SaEntry[] = [];
-  const set = nonDefault(inj.tgid);
+  const set = status ? status.sigCgt | status.sigIgn : nonDefault(inj.tgid);
   for (const sig of catchableSignals()) {
     if (!(set & (1n << BigInt(sig - 1)))) {
       out.push({ ...DEFAULT });

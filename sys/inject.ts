@@ -26,16 +26,20 @@ import { BREAKPOINT_SIGNAL, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_IN
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
 import { ProcMem, readMemory, writeMemory } from './mem.js';
-import { readMaps, readStatus } from './proc/index.js';
+import {
+  MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ,
+  PROT_WRITE, readMaps, readStatus,
+} from './proc/index.js';
 import {
   PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getRegs, getSigmask,
   interrupt, resumeToSyscall, setRegs, setSigmask, waitTask, type WaitStatus,
 } from './ptrace.js';
 
-export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+/** mmap protection and flag values, as one object each (the values are defined in proc/vmflags.ts). */
+export const PROT = { NONE: PROT_NONE, READ: PROT_READ, WRITE: PROT_WRITE, EXEC: PROT_EXEC } as const;
 export const MAP = {
-  SHARED: 0x01, PRIVATE: 0x02, FIXED: 0x10, ANONYMOUS: 0x20, GROWSDOWN: 0x100, NORESERVE: 0x4000,
-  POPULATE: 0x8000, FIXED_NOREPLACE: 0x100000,
+  SHARED: MAP_SHARED, PRIVATE: MAP_PRIVATE, FIXED: 0x10, ANONYMOUS: MAP_ANONYMOUS,
+  GROWSDOWN: MAP_GROWSDOWN, NORESERVE: MAP_NORESERVE, POPULATE: 0x8000, FIXED_NOREPLACE: 0x100000,
 } as const;
 
 const ALL_SIGNALS = (1n << 64n) - 1n;

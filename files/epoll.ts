@@ -9,12 +9,10 @@ import { errnoName } from '../sys/errno.js';
 import { fdKind } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 
 export const FD_TYPE_EVENTPOLL = 7;
-const O_CLOEXEC = 0o2000000;
 const EPOLL_CTL_ADD = 1;
-const O_NONBLOCK = 0o4000;
-const F_SETFL = 4;
 
 export const epollFile: FileKind = {
   type: FD_TYPE_EVENTPOLL,

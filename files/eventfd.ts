@@ -7,10 +7,9 @@ import { SYS } from '../sys/arch.js';
 import { fdKind } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 
 export const FD_TYPE_EVENTFD = 6;
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
 const EFD_SEMAPHORE = 1;
 
 export const eventfdFile: FileKind = {

@@ -8,11 +8,9 @@ import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
+import { F_DUPFD_CLOEXEC, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
 
-const O_CLOEXEC = 0o2000000;
 const FD_CLOEXEC = 1;
-const F_SETFD = 2;
-const F_DUPFD_CLOEXEC = 1030;
 
 export interface FdinfoEntry {
   id: number;

@@ -10,13 +10,10 @@ import { SYS } from '../sys/arch.js';
 import { peekPipe } from './pipe.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { FD_TYPE_REG, openInTask, regFileEntry, writeAllInTask } from './reg.js';
+import { F_SETPIPE_SZ, O_CLOEXEC, O_NONBLOCK, O_RDWR } from '../sys/fcntl.js';
 
 export const FD_TYPE_FIFO = 3;
 export const FIFO_DATA_IMAGE = 'fifo-data.img';
-const O_RDWR = 2;
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
-const F_SETPIPE_SZ = 1031;
 
 function isFifo(path: string): boolean {
   try {

@@ -21,11 +21,9 @@ import {
   dumpSkOpts, getsockopt, getsockoptInt, restoreSkOpts, setsockopt, sockAddrCall, sockName,
   socketInode, socketIn,
 } from './sockets.js';
+import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 
 export const FD_TYPE_INETSK = 4;
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
-const F_SETFL = 4;
 
 const TCP_STATE_NAMES = ['', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT',
   'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING'];

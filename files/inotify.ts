@@ -15,13 +15,10 @@ import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { fdKind, kernelDev, readMountinfo } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { F_SETFL, O_CLOEXEC, O_NONBLOCK, O_PATH } from '../sys/fcntl.js';
 
 export const FD_TYPE_INOTIFY = 8;
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
-const O_PATH = 0o10000000;
 const IN_DONT_FOLLOW = 0x02000000;
-const F_SETFL = 4;
 /** fh_entry_sizes.min_entries: criu keeps handles as 16 u64 words (MAX_HANDLE_SZ bytes). */
 const FH_WORDS = 16;
 const EAGAIN = 11;

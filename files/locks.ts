@@ -9,6 +9,7 @@ import { errnoName } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
 import type { FileLock } from '../sys/proc/index.js';
 import type { DumpFilesContext, OpenFd } from './kind.js';
+import { F_OFD_SETLK, F_RDLCK, F_SETLK, F_WRLCK } from '../sys/fcntl.js';
 
 export const FILE_LOCKS_IMAGE = 'filelocks.img';
 
@@ -17,14 +18,10 @@ export const FL_POSIX = 1;
 export const FL_FLOCK = 2;
 export const FL_OFD = 4;
 /** file_lock_entry.type: F_RDLCK / F_WRLCK as fcntl has them (flock locks too, as criu). */
-const F_RDLCK = 0;
-const F_WRLCK = 1;
 
 const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
-const F_SETLK = 6;
-const F_OFD_SETLK = 37;
 const SEEK_SET = 0;
 
 const KIND_FLAG: Record<string, number> = { POSIX: FL_POSIX, FLOCK: FL_FLOCK, OFDLCK: FL_OFD };

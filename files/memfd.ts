@@ -15,19 +15,15 @@ import { rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { PAGE_SIZE, PE_PRESENT, imageTypeByName, pagemapImage, pagesFileName, readPagemap } from '../images/index.js';
 import { ghostImageName, openInTask, writeAllInTask, zeroFown } from './reg.js';
+import { F_ADD_SEALS, F_GET_SEALS, O_CLOEXEC, O_LARGEFILE, O_RDWR } from '../sys/fcntl.js';
 
 export const FD_TYPE_MEMFD = 18;
 export const MEMFD_INODE_IMAGE = 'memfd.img';
 const MEMFD_PREFIX = '/memfd:';
 const DELETED = ' (deleted)';
-const O_CLOEXEC = 0o2000000;
-const O_RDWR = 2;
-const O_LARGEFILE = 0o100000;
 const SEEK_SET = 0;
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
-const F_ADD_SEALS = 1033;
-const F_GET_SEALS = 1034;
 const MFD_ALLOW_SEALING = 2;
 
 /** The memfd name of an fd or map_files link, if it is one. */

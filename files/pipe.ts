@@ -10,14 +10,9 @@ import { SYS } from '../sys/arch.js';
 import { addressOf, nativeBuffer, pipe, rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { F_GETPIPE_SZ, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../sys/fcntl.js';
 
 export const FD_TYPE_PIPE = 2;
-const O_ACCMODE = 3;
-const O_WRONLY = 1;
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
-const F_GETPIPE_SZ = 1032;
-const F_SETPIPE_SZ = 1031;
 const SPLICE_F_NONBLOCK = 2;
 const PIPES_DATA = 'pipes-data.img';
 

@@ -11,17 +11,11 @@ import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
+import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 
 export const FD_TYPE_REG = 1;
-const O_CLOEXEC = 0o2000000;
-const O_CREAT = 0o100;
-const O_EXCL = 0o200;
-const O_TRUNC = 0o1000;
-const O_PATH = 0o10000000;
 const AT_FDCWD = -100;
 const SEEK_SET = 0;
-const O_RDWR = 2;
-const O_ACCMODE = 3;
 const DELETED = ' (deleted)';
 
 export const REMAP_FPATH_IMAGE = 'remap-fpath.img';

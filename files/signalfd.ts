@@ -5,10 +5,9 @@ import { SYS } from '../sys/arch.js';
 import { fdKind } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 
 export const FD_TYPE_SIGNALFD = 9;
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
 const SIGSET_BYTES = 8;
 
 export const signalfdFile: FileKind = {

@@ -8,10 +8,9 @@ import { SYS } from '../sys/arch.js';
 import { fdKind } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import { O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 
 export const FD_TYPE_TIMERFD = 17;
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
 const TFD_TIMER_ABSTIME = 1;
 /** _IOW('T', 0, u64) */
 const TFD_IOC_SET_TICKS = 0x40085400;

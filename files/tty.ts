@@ -10,11 +10,11 @@ import { SYS } from '../sys/arch.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { FD_TYPE_REG, regFileEntry, zeroFown } from './reg.js';
+import { O_CLOEXEC } from '../sys/fcntl.js';
 
 export const FD_TYPE_TTY = 11;
 const TTY_INFO = 'tty-info.img';
 const TTY_TYPE = { PTY: 1, CONSOLE: 2, VT: 3, SERIAL: 6 } as const;
-const O_CLOEXEC = 0o2000000;
 const TCGETS2 = 0x802c542a;
 const TIOCGWINSZ = 0x5413;
 const TIOCGSID = 0x5429;

@@ -27,14 +27,10 @@ import {
   dumpSkOpts, getsockoptInt, restoreSkOpts, setsockopt, sockAddrCall, socketInode, socketIn,
   socketpairIn,
 } from './sockets.js';
+import { F_SETFL, O_CLOEXEC, O_DIRECTORY, O_NONBLOCK, O_PATH } from '../sys/fcntl.js';
 
 export const FD_TYPE_UNIXSK = 5;
 const SK_QUEUES = 'sk-queues.img';
-const O_CLOEXEC = 0o2000000;
-const O_NONBLOCK = 0o4000;
-const O_DIRECTORY = 0o200000;
-const O_PATH = 0o10000000;
-const F_SETFL = 4;
 const AT_FDCWD = -100;
 const EAGAIN = 11;
 /** The most one datagram can hold (a sender's sndbuf is capped well below this). */

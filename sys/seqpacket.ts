@@ -6,13 +6,11 @@ import { SYS } from './arch.js';
 import { SysError } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
 import { AF, MSG, SCM, SOCK, SOL_SOCKET, msghdrBlock, msghdrResult, parseCmsgs } from './socket.js';
+import { F_GETFL, F_SETFL, O_NONBLOCK } from './fcntl.js';
 
 const SO_PEERCRED = 17;
 const MSG_CMSG_CLOEXEC = 0x40000000;
 const EINTR = 4;
-const F_GETFL = 3;
-const F_SETFL = 4;
-const O_NONBLOCK = 0o4000;
 const CMSG_HEADER = 16;
 
 const align8 = (n: number) => Math.ceil(n / 8) * 8;

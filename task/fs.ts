@@ -6,12 +6,10 @@ import type { Injector } from '../sys/inject.js';
 import { readStatus } from '../sys/proc/index.js';
 import { FD_TYPE_REG, openInTask, regFileEntry } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
+import { O_DIRECTORY, O_PATH, O_RDONLY } from '../sys/fcntl.js';
 
 export interface FsEntry { cwd_id: number; root_id: number; umask?: number }
 
-const O_PATH = 0o10000000;
-const O_DIRECTORY = 0o200000;
-const O_RDONLY = 0;
 
 /** `umask`: the task's, when the caller has read its status already. */
 export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).umask): FsEntry {

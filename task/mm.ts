@@ -19,6 +19,7 @@ import { regFileEntry, openInTask } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
 import { FD_TYPE_REG, zeroFown } from '../files/reg.js';
 import { FD_TYPE_MEMFD, dumpMemfdInode } from '../files/memfd.js';
+import { O_RDONLY, O_RDWR } from '../sys/fcntl.js';
 
 /** vma_entry.status bits (CRIU's VMA_AREA_* / VMA_* values). */
 export const VMA = {
@@ -41,8 +42,6 @@ const PR_SET_THP_DISABLE = 41;
 const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
-const O_RDONLY = 0;
-const O_RDWR = 2;
 
 export interface VmaEntry {
   start: bigint;

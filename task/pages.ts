@@ -15,6 +15,7 @@ import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, type PageRun } from '../images/index.js';
 import { hasDumpablePages, type VmaEntry } from './mm.js';
+import { O_WRONLY } from '../sys/fcntl.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** Copy window: bounded, so stasis's memory use does not grow with the target's. */
@@ -88,7 +89,6 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
   return written / PAGE_SIZE;
 }
 
-const O_WRONLY = 1;
 const RLIMIT_FSIZE = 1;
 
 /** The pages file opened inside the task, checked to be the same inode; -1 when not possible. */

@@ -34,6 +34,7 @@ import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
 import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
+import { O_RDWR } from '../sys/fcntl.js';
 
 export interface RestoreOptions {
   imagesDir: string;
@@ -67,7 +68,6 @@ const CLOSE_RANGE_ALL = 0xffffffff;
 const PR_SET_CHILD_SUBREAPER = 36;
 const SIGCHLD = 17;
 const WALL = 0x40000000;
-const O_RDWR = 2;
 
 interface ProcessImages {
   pid: number;

@@ -2,6 +2,7 @@
 // mnemonics for vm_area_struct->vm_flags, and what CRIU records from them in vma_entry
 // (criu/proc_parse.c parse_vmflags): mmap flags, the madvise bitmap and the reopen mode.
 
+import { O_RDONLY, O_RDWR } from '../fcntl.js';
 /** Mnemonics the kernel prints (6.18; older ones included). Unknown ones are kept as plain strings. */
 export const VM_FLAG_NAMES = {
   rd: 'readable', wr: 'writable', ex: 'executable', sh: 'shared', mr: 'may read', mw: 'may write',
@@ -65,8 +66,7 @@ export const MADV_WIPEONFORK = 18;
 export const MADV_KEEPONFORK = 19;
 
 /** open(2) modes CRIU reopens a mapped file with. */
-export const O_RDONLY = 0;
-export const O_RDWR = 2;
+export { O_RDONLY, O_RDWR };
 
 /** VmFlags that map to an mmap flag to pass again on restore. */
 const MAP_FLAG_OF: ReadonlyArray<readonly [KnownVmFlag, number]> = [

@@ -3,6 +3,7 @@
 // (criu/proc_parse.c parse_vmflags): mmap flags, the madvise bitmap and the reopen mode.
 
 import { O_RDONLY, O_RDWR } from '../fcntl.js';
+
 /** Mnemonics the kernel prints (6.18; older ones included). Unknown ones are kept as plain strings. */
 export const VM_FLAG_NAMES = {
   rd: 'readable', wr: 'writable', ex: 'executable', sh: 'shared', mr: 'may read', mw: 'may write',

@@ -37,6 +37,8 @@ export interface Workload {
   waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
   /** The reaper's "exit PID CODE" (or "signal PID SIG") line for process `pid`. */
   exitOf(pid: number, timeoutMs?: number): Promise<string>;
+  /** Resolves once the reaper has exited and everything it printed is in `lines`. */
+  finished: Promise<void>;
   /** SIGKILL the workload (by PID) and wait for the reaper to finish. */
   kill(): Promise<void>;
 }
@@ -44,6 +46,14 @@ export interface Workload {
 /** Start a workload binary (built from workloads/) under the reaper. */
 export async function startWorkload(name: string, args: string[] = []): Promise<Workload> {
   return underReaper([buildWorkload(name), ...args]);
+}
+
+/**
+ * Run a program on a fresh pseudo-terminal (workloads/onpty.c), under the reaper: what it writes
+ * to the terminal arrives in `lines`. `pid` is the terminal holder's; its only child is the program.
+ */
+export async function onTerminal(argv: string[], env?: NodeJS.ProcessEnv): Promise<Workload> {
+  return underReaper([buildWorkload('onpty'), ...argv], env);
 }
 
 /**
@@ -56,7 +66,9 @@ export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extra
   const reaper = spawn(reaperBin, argv, { stdio: ['ignore', 'pipe', 'inherit', ...extraFds], env });
   const lines: string[] = [];
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  readline.createInterface({ input: reaper.stdout! }).on('line', (line) => {
+  const rl = readline.createInterface({ input: reaper.stdout! });
+  const finished = new Promise<void>((resolve) => rl.on('close', () => resolve()));
+  rl.on('line', (line) => {
     lines.push(line);
     for (const w of [...waiters]) {
       if (w.re.test(line)) {
@@ -78,7 +90,7 @@ export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extra
   const exitOf = (p: number, timeoutMs = 10_000): Promise<string> =>
     waitForLine(new RegExp(`^(exit|signal) ${p} \\d+$`), timeoutMs);
   return {
-    pid, reaper, lines, waitForLine, exitOf,
+    pid, reaper, lines, waitForLine, exitOf, finished,
     async kill() {
       try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

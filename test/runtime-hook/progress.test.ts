@@ -1,16 +1,17 @@
 import test from 'ava';
-import { startWorkload, underReaper } from '../../test-containers/launch.js';
+import { onTerminal, startWorkload } from '../../test-containers/launch.js';
 import { stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
 
 test.serial('a long dump shows its progress on a terminal, and prints nothing extra elsewhere', async (t) => {
   const w = await startWorkload('bigmem', ['256']);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready /, 30_000);
-  // On a terminal (util-linux `script` gives stasis one), with the line shown from the start.
-  const onTty = await underReaper(['/usr/bin/script', '-qfc',
-    `STASIS_PROGRESS_DELAY_MS=0 ${process.execPath} ${stasisBin} dump --leave-running -t ${w.pid} -D ${tmpDir(t)}`, '/dev/null']);
+  // On a terminal, with the line shown from the start.
+  const onTty = await onTerminal([process.execPath, stasisBin, 'dump', '--leave-running', '-t', String(w.pid), '-D', tmpDir(t)],
+    { ...process.env, STASIS_PROGRESS_DELAY_MS: '0' });
   t.teardown(() => onTty.kill());
   await onTty.exitOf(onTty.pid, 60_000);
+  await onTty.finished; // the erased line has no newline: it comes with the reaper's last write
   const shown = onTty.lines.join('\n');
   t.regex(shown, new RegExp(`stasis dump: memory of ${w.pid}: \\d+ of 256 MiB \\(\\d+%\\)`));
   t.regex(shown, /\(100%\)/, 'the line reaches the end');

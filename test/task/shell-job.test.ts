@@ -1,16 +1,11 @@
 import test from 'ava';
 import fs from 'node:fs';
-import { buildWorkload, underReaper } from '../../test-containers/launch.js';
+import { buildWorkload, onTerminal } from '../../test-containers/launch.js';
 import { alive, killPid, lastTick, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
-
-/** Run a command on a fresh pseudo-terminal (util-linux `script`), output relayed to the test. */
-function onTerminal(command: string) {
-  return underReaper(['/usr/bin/script', '-qfc', command, '/dev/null']);
-}
 
 test.serial('a job on a terminal needs --shell-job, and with it comes back on the terminal stasis runs on', async (t) => {
   const dir = tmpDir(t);
-  const job = await onTerminal(`${buildWorkload('counter')} nanosleep 20`);
+  const job = await onTerminal([buildWorkload('counter'), 'nanosleep', '20']);
   t.teardown(() => job.kill());
   await job.waitForLine(/^tick 3/);
   const pid = Number(fs.readFileSync(`/proc/${job.pid}/task/${job.pid}/children`, 'utf8').trim());
@@ -24,7 +19,7 @@ test.serial('a job on a terminal needs --shell-job, and with it comes back on th
 
   const d = await stasis(['dump', '-t', String(pid), '-D', dir, '--shell-job']);
   t.is(d.exitCode, 0, d.all);
-  await job.exitOf(job.pid); // script ends with its job
+  await job.exitOf(job.pid); // the terminal's holder reaps its job, then ends
   const at = lastTick(job.lines.map((l) => l.trim()));
 
   const noJob = await stasis(['restore', '-D', dir]);
@@ -32,7 +27,7 @@ test.serial('a job on a terminal needs --shell-job, and with it comes back on th
   t.regex(noJob.stderr, /restore with --shell-job/);
   t.false(alive(pid));
 
-  const back = await onTerminal(`${process.execPath} ${stasisBin} restore --shell-job -D ${dir}`);
+  const back = await onTerminal([process.execPath, stasisBin, 'restore', '--shell-job', '-D', dir]);
   t.teardown(() => back.kill());
   await back.waitForLine(new RegExp(`^tick ${at + 3}\\s*$`));
   const first = back.lines.map((l) => l.trim()).find((l) => l.startsWith('tick'));

@@ -6,11 +6,11 @@
 // criu's order (each waits for the client's ack; a client that goes away fails the operation),
 // then the final response.
 //
-// Without namespaces the notifications are criu's for a tree in the host's namespaces:
-//   DUMP:    pre-dump, query-ext-files, post-dump
-//   RESTORE: pre-restore, post-restore(pid), pre-resume, post-resume
-// (network-lock/-unlock and setup-namespaces/post-setup-namespaces only exist for trees with
-// their own namespaces, which stasis cannot handle yet.)
+// The notifications, as criu sends them:
+//   DUMP:    pre-dump, [network-lock], query-ext-files, post-dump
+//   RESTORE: pre-restore, [setup-namespaces(pid), post-setup-namespaces], post-restore(pid),
+//            [network-unlock], pre-resume, post-resume
+// (the bracketed ones for a tree with its own namespaces: a container).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,6 +20,7 @@ import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.js';
+import { readNamespaces } from '../sys/proc/index.js';
 import { dump } from '../task/dump.js';
 import { restore } from '../task/restore.js';
 import { checkKernel } from './check.js';
@@ -278,9 +279,6 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
     out.push(`config_file ${o.config_file}: criu configuration files are not supported`);
   }
   if (action === 'restore') {
-    if (typeof o.root === 'string' && o.root !== '' && path.resolve(o.root) !== '/') {
-      out.push(`root ${o.root}: restoring into another root needs mount namespaces, which stasis cannot restore yet`);
-    }
     if (o.join_ns?.length) out.push('join_ns: joining namespaces on restore is not supported yet');
     if (o.veths?.length) out.push('veths: network namespaces are not supported yet');
     if (o.exec_cmd?.length) out.push('exec_cmd: stasis cannot exec a command after restore');
@@ -302,14 +300,30 @@ function configHasSettings(file: string): boolean {
   return text.split('\n').some((l) => l.trim() && !l.trim().startsWith('#'));
 }
 
+function ownNetNs(pid: number): boolean {
+  try {
+    return readNamespaces(pid).net?.ino !== readNamespaces('self').net?.ino;
+  } catch {
+    return false; // no such process: the dump says so
+  }
+}
+
+/** ext_mnt {key, val} and external "mnt[KEY]:VAL" as one map, KEY → VAL. */
+function externalMounts(o: Message): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const { key, val } of (o.ext_mnt ?? []) as { key: string; val: string }[]) out.set(key, val);
+  for (const x of (o.external ?? []) as string[]) {
+    const m = /^mnt\[(.*)\]:(.*)$/.exec(x);
+    if (m) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
 /** Accepted options that stasis does not act on, said in the log so nobody is misled. */
 function logIgnored(o: Message, logger: Logger): void {
   const noted: [boolean, string][] = [
-    [!!o.freeze_cgroup, `freeze_cgroup ${o.freeze_cgroup}: the tree is frozen with ptrace instead`],
-    [!!o.manage_cgroups || o.manage_cgroups_mode !== undefined, 'manage_cgroups: cgroups are neither dumped nor restored (restored tasks stay in stasis\'s cgroups)'],
-    [!!o.ext_mnt?.length || !!o.external?.length, 'ext_mnt/external: only mount, net and pid namespaces use them, and stasis does not handle those yet'],
-    [!!o.empty_ns && (o.empty_ns & ~CLONE_NEWNET) === 0, 'empty_ns: no network namespace to leave empty'],
-    [!!o.root, `root ${o.root}: not used for a tree in the host's mount namespace`],
+    [!!o.manage_cgroups || o.manage_cgroups_mode !== undefined, 'manage_cgroups: cgroup properties are not restored; restored tasks are born in the cgroups stasis runs in (where runc puts it)'],
+    [!!o.empty_ns && (o.empty_ns & ~CLONE_NEWNET) !== 0, `empty_ns 0x${Number(o.empty_ns ?? 0).toString(16)}: only the network namespace can be left empty`],
   ];
   for (const [yes, text] of noted) if (yes) logger.log(2, `Warn: ${text}`);
 }
@@ -342,9 +356,13 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
     const notify = o.notify_scripts === true;
 
     if (notify) client.notify('pre-dump');
+    // A container's network is locked by its runtime (runc plugs it out on network-lock).
+    if (notify && ownNetNs(pid)) client.notify('network-lock');
     const r = await dump({
       pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
       fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
+      extMnt: externalMounts(o), emptyNs: Number(o.empty_ns ?? 0),
+      freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
       // As criu: asked once the tree is frozen...
       afterSeize: () => {
         if (!notify) return;
@@ -405,14 +423,24 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
     const notify = o.notify_scripts === true;
 
     if (notify) client.notify('pre-restore');
+    let container = false;
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),
+      root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
+      // runc runs its prestart hooks on setup-namespaces, with the container's init as pid.
+      namespacesReady: (pid) => {
+        container = true;
+        if (!notify) return;
+        client.notify('setup-namespaces', pid);
+        client.notify('post-setup-namespaces');
+      },
       // As criu: post-restore with the tree restored and still stopped (a client that rejects
       // it gets it killed), then pre-resume, whose failure criu only logs.
       beforeResume: (pid) => {
         if (!notify) return;
         client.notify('post-restore', pid);
+        if (container) client.notify('network-unlock');
         try {
           client.notify('pre-resume');
         } catch (e) {

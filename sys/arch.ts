@@ -3,6 +3,7 @@
 // Another architecture gets its own copy of this module and nothing else changes.
 
 import fs from 'node:fs';
+import path from 'node:path';
 
 export const ARCH = 'x86_64';
 export const PAGE_SIZE = 4096;
@@ -103,10 +104,20 @@ let layout: XstateLayout | undefined;
  * The CPU's XSAVE layout. Component offsets in the standard format differ between CPU vendors
  * (AMD packs AVX-512 state right after AVX; Intel leaves room for MPX), so they are read from
  * CPUID leaf 0xD through the kernel's /dev/cpu/0/cpuid (offset = leaf | subleaf << 32).
+ * A container's devices cgroup, which runc puts a restoring stasis into, forbids that device:
+ * the layout read once is kept in LAYOUT_CACHE (per CPU model) and taken from there then.
  */
 export function xstateLayout(): XstateLayout {
   if (layout) return layout;
-  const fd = fs.openSync('/dev/cpu/0/cpuid', 'r');
+  const model = cpuModel();
+  let fd: number;
+  try {
+    fd = fs.openSync('/dev/cpu/0/cpuid', 'r');
+  } catch (e) {
+    layout = cachedLayout(model);
+    if (layout) return layout;
+    throw new Error(`cannot read the CPU's XSAVE layout: /dev/cpu/0/cpuid: ${(e as NodeJS.ErrnoException).code ?? e} (run stasis check once outside any container to record it)`);
+  }
   const cpuid = (leaf: number, sub: number): number[] => {
     const b = Buffer.alloc(16);
     fs.readSync(fd, b, 0, 16, BigInt(leaf) | (BigInt(sub) << 32n));
@@ -122,9 +133,35 @@ export function xstateLayout(): XstateLayout {
       components.set(i, { offset: offset!, size: size! });
     }
     layout = { xcr0, size: ebx0!, components };
-    return layout;
   } finally {
     fs.closeSync(fd);
+  }
+  try {
+    fs.mkdirSync(path.dirname(LAYOUT_CACHE), { recursive: true });
+    fs.writeFileSync(LAYOUT_CACHE, JSON.stringify({
+      model, xcr0: layout.xcr0.toString(), size: layout.size, components: [...layout.components],
+    }));
+  } catch {
+    // a read-only /run only costs the cache
+  }
+  return layout;
+}
+
+export const LAYOUT_CACHE = '/run/stasis/xstate-layout.json';
+
+function cpuModel(): string {
+  const info = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const field = (k: string) => new RegExp(`^${k}\\s*: (.*)$`, 'm').exec(info)?.[1] ?? '';
+  return `${field('vendor_id')} ${field('cpu family')}/${field('model')}/${field('stepping')} ${field('model name')}`;
+}
+
+function cachedLayout(model: string): XstateLayout | undefined {
+  try {
+    const c = JSON.parse(fs.readFileSync(LAYOUT_CACHE, 'utf8'));
+    if (c.model !== model) return undefined;
+    return { xcr0: BigInt(c.xcr0), size: c.size, components: new Map(c.components) };
+  } catch {
+    return undefined;
   }
 }
 

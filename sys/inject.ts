@@ -31,7 +31,7 @@ import {
   PROT_WRITE, readMaps, readStatus,
 } from './proc/index.js';
 import {
-  PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getRegs, getSigmask,
+  PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getEventMsg, getRegs, getSigmask,
   interrupt, resumeToSyscall, setRegs, setSigmask, waitTask, type WaitStatus,
 } from './ptrace.js';
 
@@ -199,6 +199,9 @@ export class Injector {
   /**
    * Run one syscall in the task. Returns the raw result (a negative errno on failure).
    */
+  /** PID (in stasis's pid namespace) of the last task this task's calls created, if traced. */
+  lastChild?: number;
+
   call(nr: number, ...args: Arg[]): bigint {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
     const regs = this.savedRegs.clone();
@@ -394,6 +397,10 @@ export class Injector {
   }
 
   private holdSignal(w: Extract<WaitStatus, { kind: 'stopped' }>): void {
+    if (w.event === PTRACE_EVENT.FORK || w.event === PTRACE_EVENT.CLONE || w.event === PTRACE_EVENT.VFORK) {
+      // The new task's PID as stasis sees it (the call returns it as the task's namespace does).
+      this.lastChild = Number(getEventMsg(this.pid));
+    }
     // Only unblockable signals reach us here (SIGSTOP and friends); event stops are not signals.
     if (w.event === 0 && w.signal !== SYSCALL_STOP_SIG && !(w.signal === BREAKPOINT_SIGNAL && this.trapUsable && this.isOurTrap())) {
       if (w.signal === SIGSTOP || !this.deferred.includes(w.signal)) this.deferred.push(w.signal);

@@ -269,6 +269,14 @@ export function sleepMicros(us: number): void {
 export function seizeAndStop(pid: number, options: number = PTRACE_O.TRACESYSGOOD, timeoutMs = 5000): number {
   seize(pid, options);
   interrupt(pid);
+  return waitForInterrupt(pid, timeoutMs);
+}
+
+/**
+ * Wait for a seized and interrupted task to reach its PTRACE_EVENT_STOP (a frozen task gets
+ * there once thawed). Returns the stop's signal, as seizeAndStop.
+ */
+export function waitForInterrupt(pid: number, timeoutMs = 5000): number {
   for (;;) {
     const w = waitTask(pid, { timeoutMs })!;
     if (w.kind !== 'stopped') throw new Error(`task ${pid} ${describeWaitStatus(w)} while being seized`);

@@ -44,7 +44,10 @@ function pidMax(): number {
   return Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
 }
 
-/** Have an injected task clone3() a child; returns the child's PID, stopped and traced. */
+/**
+ * Have an injected task clone3() a child; returns the child's PID (as stasis sees it), stopped
+ * and traced. `setTid` empty: any PID (a new pid namespace makes it 1 there).
+ */
 export function cloneInto(inj: Injector, req: CloneRequest): number {
   const args = nativeBuffer(CLONE_ARGS_SIZE + req.setTid.length * 4);
   const tidsOffset = CLONE_ARGS_SIZE;
@@ -54,10 +57,11 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
   // exit_signal: SIGCHLD for a child process; threads and CLONE_PARENT children take none (the
   // kernel uses the caller's for the latter).
   if (!(flags & (CLONE.THREAD | CLONE.PARENT))) args.writeBigUInt64LE(BigInt(SIGCHLD), 32);
-  args.writeBigUInt64LE(base + BigInt(tidsOffset), 64); // set_tid
+  if (req.setTid.length) args.writeBigUInt64LE(base + BigInt(tidsOffset), 64); // set_tid
   args.writeBigUInt64LE(BigInt(req.setTid.length), 72); // set_tid_size
   req.setTid.forEach((t, i) => args.writeInt32LE(t, tidsOffset + i * 4));
   inj.writeScratch(args);
+  inj.lastChild = undefined;
   const r = inj.call(SYS.clone3, base, CLONE_ARGS_SIZE);
   if (r < 0n) {
     const err = new SysError(Number(-r), `clone3(set_tid=[${req.setTid.join(', ')}])`);
@@ -67,7 +71,8 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
     }
     throw err;
   }
-  const pid = Number(r);
+  // The call answers in the caller's pid namespace; the fork event told stasis's view of it.
+  const pid = inj.lastChild ?? Number(r);
   for (;;) {
     const w = waitTask(pid, { timeoutMs: 5000 })!;
     if (w.kind !== 'stopped') throw new Error(`new task ${pid} ${describeWaitStatus(w)}`);
@@ -79,12 +84,19 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
  * Create a stopped, traced task with PID `pid` (must be free). `siblingOfStasis` makes it a child
  * of stasis's parent rather than of stasis.
  */
-export function createTask(pid: number, opts: { siblingOfStasis?: boolean; flags?: number } = {}): number {
+export function createTask(pid: number | undefined, opts: {
+  siblingOfStasis?: boolean;
+  /** Clone flags: the namespaces the task gets of its own (CLONE_NEWPID: pid undefined, it is 1 there). */
+  flags?: number;
+  /** Runs in the seed before the clone: what it opens, the new task inherits. */
+  beforeClone?: (seed: Injector) => void;
+} = {}): number {
   const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0);
   try {
     seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
     const inj = new Injector(seed, seed, { pin: false });
-    return cloneInto(inj, { setTid: [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
+    opts.beforeClone?.(inj);
+    return cloneInto(inj, { setTid: pid === undefined ? [] : [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
   } finally {
     kill(seed, SIGKILL);
     try {

@@ -64,7 +64,11 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined): void {
   const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
   cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
   inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
-  inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, c.secbits | SECBIT_KEEP_CAPS);
+  // Securebits need CAP_SETPCAP, which capset() below may drop: set them now, with keep-caps
+  // added only while the uids change (and cleared after, if the image has it clear).
+  const uidsChange = c.uid !== now.uid || c.euid !== now.euid || c.suid !== now.suid;
+  const secbits = uidsChange ? c.secbits | SECBIT_KEEP_CAPS : c.secbits;
+  if (secbits !== now.secbits) inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, secbits);
   inj.callChecked(SYS.setresgid, c.gid, c.egid, c.sgid);
   inj.call(SYS.setfsgid, c.fsgid);
   inj.callChecked(SYS.setresuid, c.uid, c.euid, c.suid);
@@ -85,6 +89,6 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined): void {
   for (let cap = 0; cap < 64; cap++) {
     if (amb & (1n << BigInt(cap))) inj.callChecked(SYS.prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
   }
-  inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, c.secbits);
+  if (secbits !== c.secbits) inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, c.secbits);
   if (c.no_new_privs) inj.callChecked(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }

@@ -30,6 +30,11 @@ import { dumpPendingSignals } from './signals.js';
 import { dumpThreadCore } from './thread.js';
 import { dumpItimers, dumpPosixTimers } from './timers.js';
 import { writeDumpStats, type DumpStats } from './stats.js';
+import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
+import { dumpCgroups } from '../cgroup/cgroups.js';
+import { CLONE } from './clone.js';
+import { checkDumpNamespaces, dumpUts, utsnsImageName, type UtsEntry } from './namespaces.js';
+import { pidNumbering } from './pidns.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
 export interface DumpOptions {
@@ -42,6 +47,12 @@ export interface DumpOptions {
   fileLocks?: boolean;
   /** --shell-job: the tree may use a terminal (restored onto stasis's terminal). */
   shellJob?: boolean;
+  /** Mounts left to the runtime, mountpoint → key (criu's ext_mnt / --ext-mount-map). */
+  extMnt?: ReadonlyMap<string, string>;
+  /** CLONE_NEW* flags of namespaces restored empty (criu's empty_ns: only the network one). */
+  emptyNs?: number;
+  /** A cgroup (v1 freezer or v2) holding the tree, frozen while its tasks are seized. */
+  freezeCgroup?: string;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
   /** Memory copied so far, per process (for a progress line on a terminal). */
@@ -123,6 +134,9 @@ interface DumpState {
   shellJob: boolean;
   log: (msg: string) => void;
   progress?: (what: string, done: number, total: number) => void;
+  /** The process whose uts namespace is saved (the root of a tree with its own), and what was read. */
+  utsOf?: number;
+  uts?: UtsEntry;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -173,6 +187,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     const posix = dumpPosixTimers(inj, readTimers(pid));
     if (posix.length) timers.posix = posix;
     threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
+    if (st.utsOf === pid) st.uts = dumpUts(inj);
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
     out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob }) as unknown as Record<string, unknown>[];
@@ -222,13 +237,11 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const images = await ImageDir.create(opts.imagesDir);
   const ids = new IdAllocator();
   const foreign = ids.foreignNamespaces(pid);
-  if (foreign.length) {
-    throw new Error(`process ${pid} is in its own ${foreign.join(', ')} namespace(s): containers are not supported yet`);
-  }
+  checkDumpNamespaces(pid, foreign, ((opts.emptyNs ?? 0) & CLONE.NEWNET) !== 0);
 
   schema(); // parse the protos now, not while the tree is frozen
   const t0 = performance.now();
-  const tree = SeizedTree.seize(pid);
+  const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
   const tFrozen = performance.now();
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
@@ -263,27 +276,38 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const st: DumpState = {
       files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
-      progress: opts.progress,
+      progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
     };
+    // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
+    const v = pidNumbering(tree);
     const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
     st.files.checkAtEnd();
+    const rootIds = dumped[0]!.ids;
+    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map()) : undefined;
 
     // All images at once (they are independent files); inventory.img after all of them.
     const writes: Promise<void>[] = [images.writeMessages('pstree.img', tree.processes.map((p) => ({
-      pid: p.pid, ppid: p.ppid, pgid: p.pgid, sid: p.sid, threads: p.threads,
+      pid: v.pid(p.pid), ppid: p.ppid ? v.pid(p.ppid) : 0, pgid: v.pgid(p), sid: v.sid(p), threads: p.threads.map(v.pid),
     })))];
     for (const [i, p] of tree.processes.entries()) {
       const d = dumped[i]!;
-      for (const [tid, core] of d.cores) writes.push(images.writeMessages(imageFileName('CORE', tid), [core]));
-      writes.push(images.writeMessages(imageFileName('IDS', p.pid), [d.ids]));
-      if (d.mm) writes.push(images.writeMessages(imageFileName('MM', p.pid), [d.mm]));
-      if (d.pagemap) writes.push(images.write(imageFileName('PAGEMAP', p.pid), d.pagemap.entries));
-      if (d.fs) writes.push(images.writeMessages(imageFileName('FS', p.pid), [d.fs]));
+      const vp = v.pid(p.pid);
+      for (const [tid, core] of d.cores) writes.push(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
+      writes.push(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
+      if (d.mm) writes.push(images.writeMessages(imageFileName('MM', vp), [d.mm]));
+      if (d.pagemap) writes.push(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
+      if (d.fs) writes.push(images.writeMessages(imageFileName('FS', vp), [d.fs]));
       if (d.fdinfos) writes.push(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
     }
     writes.push(images.writeMessages('files.img', st.files.entries));
     for (const [name, entries] of st.files.images) writes.push(images.write(name, entries));
     for (const [name, data] of st.files.rawImages) writes.push(images.writeRaw(name, data));
+    if (mounts) {
+      writes.push(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
+      for (const [name, data] of mounts.tars) writes.push(images.writeRaw(name, data));
+    }
+    if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
+    if (foreign.length) writes.push(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
     await Promise.all(writes);
 
     const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);

@@ -341,7 +341,7 @@ const PRCTL_MM_MAP_SIZE = 104;
 function sameExe(pid: number, path: string): boolean {
   try {
     const a = fs.statSync(`/proc/${pid}/exe`);
-    const b = fs.statSync(path);
+    const b = fs.statSync(`/proc/${pid}/root${path}`); // as the task sees it (a container, a chroot)
     return a.ino === b.ino && a.dev === b.dev;
   } catch {
     return false;

@@ -152,8 +152,9 @@ function copyThroughStasis(pid: number, vaddr: bigint, len: number, out: number,
  * Runs inside `skip` (the kernel's vDSO, which other dumpers save) are passed over.
  */
 export function fillPages(inj: Injector, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean, progress?: PageProgress): number {
-  const fd = openInTask(inj, pagesFile, 0);
+  skip: (vaddr: bigint) => boolean, progress?: PageProgress,
+  open: (inj: Injector, file: string) => number = (i, f) => openInTask(i, f, 0)): number {
+  const fd = open(inj, pagesFile);
   let pages = 0;
   const total = runs.reduce((n, r) => n + (r.flags & PE_PRESENT && !skip(r.vaddr) ? r.nrPages * PAGE_SIZE : 0), 0);
   try {

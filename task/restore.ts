@@ -35,6 +35,10 @@ import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { O_RDWR } from '../sys/fcntl.js';
+import { checkMounts, restoreMounts, type MntEntry, mountsImageName } from '../mount-ns/mounts.js';
+import { bringUpLoopback } from '../net-ns/empty.js';
+import type { TaskKobjIds } from './ids.js';
+import { restoreNamespaceFlags, restoreUts, utsnsImageName, type UtsEntry } from './namespaces.js';
 
 export interface RestoreOptions {
   imagesDir: string;
@@ -45,6 +49,15 @@ export interface RestoreOptions {
   siblingOfStasis?: boolean;
   /** --shell-job: terminals in the dump become stasis's own terminal. */
   shellJob?: boolean;
+  /** For a dump with its own mount namespace: the container's root on the host (criu's --root). */
+  root?: string;
+  /** External mounts, key → host path (criu's ext_mnt / --ext-mount-map). */
+  extMnt?: ReadonlyMap<string, string>;
+  /**
+   * Called once the root task has its namespaces and mounts, before anything else is restored
+   * (the RPC's setup-namespaces and post-setup-namespaces), with its PID as stasis sees it.
+   */
+  namespacesReady?: (rootPid: number) => void;
   /**
    * Called with the whole tree restored and still stopped, just before it is let go (the RPC's
    * post-restore and pre-resume). Throwing fails the restore: every task is killed.
@@ -86,6 +99,10 @@ interface ProcessImages {
 
 interface LoadedImages {
   procs: ProcessImages[];
+  /** CLONE_NEW* flags of the namespaces the dumped tree had of its own. */
+  nsFlags: number;
+  mounts?: MntEntry[];
+  uts?: UtsEntry;
   /** Full path of a file of the dump. */
   file(name: string): string;
   files: Map<number, FileEntryMessage>;
@@ -107,6 +124,7 @@ async function load(dir: string): Promise<LoadedImages> {
   for (const f of await images.messages('files.img')) files.set(Number(f.id), f as FileEntryMessage);
 
   const procs: ProcessImages[] = [];
+  let rootIds: TaskKobjIds | undefined;
   const pstree = await images.messages('pstree.img');
   if (!pstree.length) throw new Error('pstree.img lists no process');
   for (const e of pstree) {
@@ -130,6 +148,7 @@ async function load(dir: string): Promise<LoadedImages> {
     if (!p.ppid && procs.length) throw new Error(`pstree.img has a second root, ${pid}`);
     if (p.state !== TASK_DEAD) {
       const ids = await images.message(imageFileName('IDS', pid));
+      rootIds ??= ids as unknown as TaskKobjIds;
       p.mm = (await images.message(imageFileName('MM', pid))) as MmEntry;
       p.pagemap = await images.pagemap(imageFileName('PAGEMAP', pid));
       p.pagesFile = images.file(pagesFileName(p.pagemap.pagesId));
@@ -162,7 +181,13 @@ async function load(dir: string): Promise<LoadedImages> {
     }
     return e;
   };
-  return { procs, files, extraImage, file: (name) => images.file(name) };
+  const nsFlags = rootIds ? restoreNamespaceFlags(rootIds, inventory.root_ids as TaskKobjIds) : 0;
+  if ((nsFlags & CLONE.NEWPID) && procs[0]!.pid !== 1) throw new Error(`the dump has its own pid namespace, but its root is ${procs[0]!.pid}, not 1`);
+  const mounts = nsFlags & CLONE.NEWNS
+    ? (await images.messages(mountsImageName(rootIds!.mnt_ns_id!))) as unknown as MntEntry[] : undefined;
+  const uts = nsFlags & CLONE.NEWUTS
+    ? (await images.message(utsnsImageName(rootIds!.uts_ns_id!))) as unknown as UtsEntry : undefined;
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts };
 }
 
 /**
@@ -205,6 +230,8 @@ function planHelpers(procs: readonly ProcessImages[], ownSid: number, external: 
 /** A task being restored: its injector, and what restore has to remember about it. */
 interface Restoring {
   p: ProcessImages;
+  /** The task's PID as stasis sees it (p.pid is the one in the tree's own pid namespace). */
+  hpid: number;
   inj: Injector;
   threads: Map<number, Injector>;
   pidfds: Map<number, number>;
@@ -218,10 +245,35 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const first = img.procs[0]!;
   const external = new Set(opts.shellJob ? [first.sid, first.pgid].filter((x) => x !== first.pid) : []);
   const helpers = planHelpers(img.procs, ownSid, external);
-  for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
-    if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
+  // In a pid namespace of its own, the tree's PIDs are all free.
+  if (!(img.nsFlags & CLONE.NEWPID)) {
+    for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
+      if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
+    }
   }
+  const mountSetup = img.mounts && {
+    root: opts.root ?? '', extMnt: opts.extMnt ?? new Map(),
+    imagePath: (name: string) => (fs.existsSync(img.file(name)) ? img.file(name) : undefined),
+  };
+  if (img.mounts) {
+    if (!opts.root) throw new Error('the dump has its own mount namespace (a container): restore with --root DIR');
+    checkMounts(img.mounts, mountSetup!);
+  }
+  // A task in another pid namespace cannot name stasis: it inherits a pidfd of stasis instead.
+  let stasisPidfd: number | undefined;
+  // A task in another mount namespace cannot see the images: stasis opens them, the task
+  // takes a copy of the descriptor through that pidfd.
+  const openImage = (inj: Injector, file: string): number => {
+    if (stasisPidfd === undefined) return openInTask(inj, file, 0);
+    const own = fs.openSync(file, 'r');
+    try {
+      return Number(inj.callChecked(SYS.pidfd_getfd, stasisPidfd, own, 0));
+    } finally {
+      fs.closeSync(own);
+    }
+  };
   const root = img.procs[0]!;
+  let rootPid: number | undefined;
   const t0 = performance.now();
   const tasks = new Map<number, Restoring>();
   const created: number[] = [];
@@ -234,6 +286,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
     //    that children inherit them; helpers stand in for leaders that are gone.
     const helperInj = new Map<number, Injector>();
+    const helperHpid = new Map<number, number>();
     const shared: SharedMemory = new Map();
     const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
     const makeHelper = (h: Helper): Injector => {
@@ -248,7 +301,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
       created.push(pid);
       inj = new Injector(pid, pid, { pin: false });
-      helperInj.set(pid, inj);
+      helperInj.set(h.pid, inj);
+      helperHpid.set(h.pid, pid);
       if (h.kind === 'session') inj.callChecked(SYS.setsid);
       else inj.callChecked(SYS.setpgid, 0, 0);
       return inj;
@@ -257,18 +311,30 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const sessionHelper = helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
       let pid: number;
       if (sessionHelper) pid = cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
-      else if (p.ppid === 0) pid = createTask(p.pid, { siblingOfStasis: opts.siblingOfStasis });
-      else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+      else if (p.ppid === 0) {
+        pid = createTask(img.nsFlags & CLONE.NEWPID ? undefined : p.pid, {
+          siblingOfStasis: opts.siblingOfStasis, flags: img.nsFlags,
+          beforeClone: img.nsFlags & CLONE.NEWPID
+            ? (seed) => { stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0)); } : undefined,
+        });
+      } else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
       // A child inherits its parent's vDSO, which is where the parent's image puts it by now.
       const parentVdso = p.ppid && !sessionHelper ? vdsoOf(tasks.get(p.ppid)!.p) : undefined;
       const inj = new Injector(pid, pid, { pin: false, vdsoStart: parentVdso });
-      const t: Restoring = { p, inj, threads: new Map(), pidfds: new Map() };
-      tasks.set(pid, t);
+      const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
+      tasks.set(p.pid, t);
+      if (p.ppid === 0 && img.nsFlags) {
+        // The container's own world, before anything in it is opened: mounts, names, loopback.
+        if (img.mounts) restoreMounts(inj, pid, img.mounts, mountSetup!);
+        if (img.uts) restoreUts(inj, img.uts);
+        if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);
+        opts.namespacesReady?.(pid);
+      }
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
-      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared, opts.progress);
+      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared, opts.progress, openImage);
     }
     for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
@@ -281,10 +347,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const h of helpers) {
       const inj = helperInj.get(h.pid)!;
       inj.callAndRelease(SYS.exit_group, 0);
+      const hp = helperHpid.get(h.pid)!;
       for (;;) {
-        const w = waitTask(h.pid, { timeoutMs: 5000 })!;
+        const w = waitTask(hp, { timeoutMs: 5000 })!;
         if (w.kind !== 'stopped') break;
-        cont(h.pid, 0);
+        cont(hp, 0);
       }
       if (h.ppid !== 0) tasks.get(h.ppid)!.inj.callChecked(SYS.wait4, h.pid, 0, WALL, 0);
     }
@@ -302,8 +369,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const spares: { t: Restoring; fd: number }[] = [];
     for (const t of tasks.values()) {
       const { inj, p } = t;
-      inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+      if (stasisPidfd === undefined) {
+        inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
+      } else {
+        if (stasisPidfd > 0) inj.callChecked(SYS.close_range, 0, stasisPidfd - 1, 0);
+        inj.callChecked(SYS.close_range, stasisPidfd + 1, CLOSE_RANGE_ALL, 0);
+        t.pidfds.set(process.pid, moveAbove(inj, stasisPidfd, floor));
+      }
       const pidfdOf = (pid: number) => {
         let pfd = t.pidfds.get(pid);
         if (pfd === undefined) {
@@ -312,7 +385,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         }
         return pfd;
       };
-      const { placed, spare } = restoreFdTable(p.pid, inj, p.fdinfos!, img.files, {
+      const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
         inherited: (key) => opts.inheritFds?.get(key),
         shellJob: opts.shellJob,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
@@ -329,10 +402,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       restoreSigactions(inj, tc.sigactions ?? []);
       restoreItimers(inj, tc.timers);
       restorePosixTimers(inj, tc.timers?.posix);
-      restoreRlimits(p.pid, tc.rlimits);
+      restoreRlimits(t.hpid, tc.rlimits);
       inj.callChecked(SYS.personality, Number(tc.personality ?? 0) & PER_LINUX_MASK);
       if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);
-      if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${p.pid}/oom_score_adj`, String(tc.oom_score_adj));
+      if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
     }
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
     for (const t of tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
@@ -340,9 +413,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 4. Threads, cloned into their process now that its memory and files exist.
     for (const t of tasks.values()) {
       for (const tid of t.p.threads.slice(1)) {
-        cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
-        created.push(tid);
-        t.threads.set(tid, new Injector(tid, t.p.pid, { pin: false, vdsoStart: vdsoOf(t.p) }));
+        const htid = cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
+        created.push(htid);
+        t.threads.set(tid, new Injector(htid, t.hpid, { pin: false, vdsoStart: vdsoOf(t.p) }));
       }
     }
 
@@ -358,16 +431,17 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         const thread = core.thread_core as ThreadCoreEntry;
         restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0));
         restorePendingSignals(inj, p.pid, thread.signals_p, false);
-        restoreFpregs(tid, ti);
+        restoreFpregs(inj.pid, ti);
         inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(thread.blk_sigset ?? tc.blk_sigset ?? 0) });
       }
     }
-    opts.beforeResume?.(root.pid);
+    rootPid = tasks.get(root.pid)!.hpid;
+    opts.beforeResume?.(rootPid);
     for (const t of tasks.values()) {
       // A stopped process stops again as soon as it is let go (detach cannot inject a signal
       // from an event stop, so it is queued first).
-      if (t.p.state === TASK_STOPPED) tgkill(t.p.pid, t.p.pid, SIGSTOP);
-      for (const tid of [...t.threads.keys(), t.p.pid]) {
+      if (t.p.state === TASK_STOPPED) tgkill(t.hpid, t.hpid, SIGSTOP);
+      for (const tid of [...[...t.threads.values()].map((i) => i.pid), t.hpid]) {
         setAffinity(tid, affinity);
         detach(tid, 0);
       }
@@ -401,7 +475,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // The tree runs already; a read-only images dir only costs the statistics.
     log(`stats-restore not written: ${(e as Error).message}`);
   }
-  return { pid: root.pid, processes: img.procs.length, pages, timeMs: tDone - t0 };
+  return { pid: rootPid!, processes: img.procs.length, pages, timeMs: tDone - t0 };
 }
 
 /** Where each shared memory object lives once made: the first task mapping it, and where. */
@@ -414,7 +488,7 @@ function vdsoOf(p: ProcessImages): bigint | undefined {
 
 /** Address space and its contents, and the mm fields. */
 function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
-  progress?: RestoreOptions['progress']): number {
+  progress: RestoreOptions['progress'], openImage: (inj: Injector, file: string) => number): number {
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
@@ -426,13 +500,13 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
       return openInTask(tinj, path, O_RDWR);
     }
     const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId));
-    shared.set(inodeId, { pid: tinj.tgid, start: v.start, end: v.end });
+    shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
     return fd;
   };
   const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, hasDumpablePages);
   const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
   const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end),
-    progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)));
+    progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);
   tightenProtections(inj, space);
   restoreMmFields(inj, p.mm!, { regFile });
   return n;
@@ -446,16 +520,16 @@ function becomeZombie(t: Restoring, status: number): void {
     // Killed by a signal: die of it, with its default action, unblocked.
     inj.callChecked(SYS.rt_sigaction, sig, inj.writeScratch(Buffer.alloc(32)), 0, 8);
     inj.finish({ sigmask: 0n });
-    tgkill(p.pid, p.pid, sig);
-    cont(p.pid, 0);
+    tgkill(t.hpid, t.hpid, sig);
+    cont(t.hpid, 0);
   } else {
     inj.callAndRelease(SYS.exit_group, (status >> 8) & 0xff);
   }
   // Collect the exit as its tracer only: the zombie stays for its (restored) parent to reap.
   for (;;) {
-    const w = waitTask(p.pid, { timeoutMs: 5000 })!;
+    const w = waitTask(t.hpid, { timeoutMs: 5000 })!;
     if (w.kind !== 'stopped') return;
-    cont(p.pid, w.event ? 0 : w.signal);
+    cont(t.hpid, w.event ? 0 : w.signal);
   }
 }
 

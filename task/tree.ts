@@ -4,7 +4,8 @@
 // again until no new one appears. Zombies are recorded, not seized. Releasing the tree resumes
 // every task as it was (a task that was stopped stays stopped).
 
-import { SIGTRAP, detach, seizeAndStop, waitTask } from '../sys/ptrace.js';
+import { PTRACE_O, SIGTRAP, detach, interrupt, seize, seizeAndStop, waitForInterrupt, waitTask } from '../sys/ptrace.js';
+import { freezeCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
 import { listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
 
@@ -36,16 +37,47 @@ export class SeizedTree {
 
   private constructor(readonly rootPid: number) {}
 
-  /** Freeze the tree rooted at `pid`. On failure everything seized so far is released. */
-  static seize(pid: number): SeizedTree {
+  /** Tasks seized through the freezer, with the signal of their interrupt stop. */
+  private preStopped = new Map<number, number>();
+
+  /**
+   * Freeze the tree rooted at `pid`. On failure everything seized so far is released.
+   * `freezeCgroup`: the tree's cgroup, frozen while its tasks are seized (so none can fork
+   * meanwhile); every task in it must belong to the tree.
+   */
+  static seize(pid: number, opts: { freezeCgroup?: string } = {}): SeizedTree {
     const tree = new SeizedTree(pid);
     try {
+      if (opts.freezeCgroup) tree.seizeFrozen(opts.freezeCgroup);
       tree.visit(pid, 0);
+      const strays = [...tree.preStopped.keys()].filter((t) => !tree.processes.some((p) => p.threads.includes(t)));
+      if (strays.length) {
+        throw new Error(`task ${strays[0]} is in cgroup ${opts.freezeCgroup} but not in the tree of ${pid}: stasis dumps one process tree`);
+      }
     } catch (e) {
       tree.release();
       throw e;
     }
     return tree;
+  }
+
+  private seizeFrozen(dir: string): void {
+    const frozen = freezeCgroup(dir);
+    try {
+      for (const tid of frozen.tasks) {
+        try {
+          seize(tid, PTRACE_O.TRACESYSGOOD);
+        } catch (e) {
+          if (e instanceof Error && /ESRCH/.test(e.message)) continue; // exiting while frozen
+          throw e;
+        }
+        this.seized.push(tid);
+        interrupt(tid);
+      }
+    } finally {
+      frozen.thaw();
+    }
+    for (const tid of this.seized) this.preStopped.set(tid, waitForInterrupt(tid));
   }
 
   get root(): TreeProcess {
@@ -72,12 +104,12 @@ export class SeizedTree {
       for (const tid of fresh) {
         let sig: number;
         try {
-          sig = seizeAndStop(tid);
+          sig = this.preStopped.get(tid) ?? seizeAndStop(tid);
         } catch (e) {
           if (e instanceof Error && /ESRCH/.test(e.message) && tid !== pid) continue; // the thread just exited
           throw e;
         }
-        this.seized.push(tid);
+        if (!this.preStopped.has(tid)) this.seized.push(tid);
         proc.threads.push(tid);
         if (stoppedBefore && sig !== SIGTRAP) proc.stopSigno = sig;
       }
@@ -114,9 +146,11 @@ export class SeizedTree {
         if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
       }
     }
-    // Non-leader threads first: a killed thread-group leader is reported only after the rest.
-    const leaders = new Set(this.processes.map((p) => p.pid));
-    const order = [...this.seized.filter((t) => !leaders.has(t)), ...this.seized.filter((t) => leaders.has(t))];
+    // Non-leader threads first: a killed thread-group leader is reported only after the rest;
+    // then processes children first: a pid namespace's init dies only after all the others.
+    const leaders = this.processes.map((p) => p.pid).reverse();
+    const seized = new Set(this.seized);
+    const order = [...this.seized.filter((t) => !leaders.includes(t)), ...leaders.filter((t) => seized.has(t))];
     for (const tid of order) {
       try {
         waitTask(tid); // SIGKILL always ends a task; blocking is the fastest wait

@@ -1,0 +1,251 @@
+// A container's mount namespace: mountpoints-N.img (one mnt_entry per mount, as the
+// container's /proc/PID/mountinfo shows them, paths relative to the container's root) and the
+// contents of its tmpfs filesystems (tmpfs-dev-DEV.tar.gz.img, a gzip'd tar, as criu writes).
+//
+// Dump: every mount is one of three kinds.
+//  - the root mount ("/"): the runtime gives it back on restore (runc's `root`, criu's --root);
+//  - external: its mountpoint is a key of ext_mnt (runc passes its cgroup bind mounts, masked
+//    paths and device binds that way); saved as ext_key = the value given at dump;
+//  - a filesystem of the container's own (proc, sysfs, tmpfs, devpts, mqueue, ...), or another
+//    view (bind) of one of those.
+// Anything else — a bind mount of a host directory nobody named — fails the dump, naming it.
+//
+// Restore, injected into the container's init right after it is created in its new mount
+// namespace: make every inherited mount private (nothing propagates back to the host), bind
+// the root onto itself, mount each entry under it parents first (tmpfs contents unpacked from
+// their tar), apply read-only and the other per-mount flags, then pivot_root into it and
+// detach the old root.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { SYS } from '../sys/arch.js';
+import type { Injector } from '../sys/inject.js';
+import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
+
+export interface MntEntry {
+  fstype: number;
+  mnt_id: number;
+  root_dev: number;
+  parent_mnt_id: number;
+  flags: number;
+  root: string;
+  mountpoint: string;
+  source: string;
+  options: string;
+  shared_id?: number;
+  master_id?: number;
+  sb_flags?: number;
+  ext_key?: string;
+}
+
+/** mnt_entry.fstype codes (proto/mnt.proto) and the kernel's filesystem names. */
+const FSTYPES: Record<string, number> = {
+  proc: 1, sysfs: 2, devtmpfs: 3, binfmt_misc: 4, tmpfs: 5, devpts: 6, pstore: 8, securityfs: 9,
+  fusectl: 10, debugfs: 11, cgroup: 12, mqueue: 14, overlay: 17, tracefs: 19, cgroup2: 23,
+};
+const FSNAMES = new Map(Object.entries(FSTYPES).map(([k, v]) => [v, k]));
+const TMPFS = FSTYPES.tmpfs!;
+const DEVPTS = FSTYPES.devpts!;
+
+export const MS = {
+  RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, REMOUNT: 0x20, NOSYMFOLLOW: 0x100,
+  NOATIME: 0x400, NODIRATIME: 0x800, BIND: 0x1000, REC: 0x4000, PRIVATE: 0x40000,
+  RELATIME: 0x200000, STRICTATIME: 0x1000000,
+} as const;
+const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOSYMFOLLOW | MS.NOATIME | MS.NODIRATIME
+  | MS.RELATIME | MS.STRICTATIME;
+const OPTION_FLAGS: Record<string, number> = {
+  ro: MS.RDONLY, nosuid: MS.NOSUID, nodev: MS.NODEV, noexec: MS.NOEXEC, nosymfollow: MS.NOSYMFOLLOW,
+  noatime: MS.NOATIME, nodiratime: MS.NODIRATIME, relatime: MS.RELATIME,
+};
+const MNT_DETACH = 2;
+const AT_FDCWD = -100;
+
+export function mountsImageName(nsId: number): string {
+  return `mountpoints-${nsId}.img`;
+}
+
+export function tmpfsImageName(dev: number): string {
+  return `tmpfs-dev-${dev}.tar.gz.img`;
+}
+
+function kernelDev(m: MountInfo): number {
+  return ((m.devMajor << 20) | m.devMinor) >>> 0;
+}
+
+function mountFlags(m: MountInfo): number {
+  let f = 0;
+  for (const o of m.mountOptions) f |= OPTION_FLAGS[o] ?? 0;
+  if (!(f & (MS.NOATIME | MS.RELATIME))) f |= MS.STRICTATIME;
+  return f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dump
+
+export interface DumpedMounts {
+  entries: MntEntry[];
+  /** Raw images: tmpfs contents. */
+  tars: Map<string, Buffer>;
+}
+
+/**
+ * The mount tree of process `pid`'s mount namespace. `extMnt`: mountpoint → key (runc's
+ * ext_mnt); those mounts are left to whoever restores.
+ */
+export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>): DumpedMounts {
+  const infos = readMountinfo(pid);
+  const root = infos.find((m) => m.mountPoint === '/');
+  if (!root) throw new Error(`process ${pid} has no root mount in its mountinfo`);
+  const entries: MntEntry[] = [];
+  const tars = new Map<string, Buffer>();
+  const firstOfSb = new Map<number, MountInfo>();
+  for (const m of infos) {
+    const fstype = FSTYPES[m.fstype.split('.')[0]!] ?? 0;
+    const superOpts = m.superOptions.split(',').filter((o) => o && o !== 'rw' && o !== 'ro');
+    if (m.fstype === 'devpts' && !superOpts.includes('newinstance')) superOpts.push('newinstance');
+    const e: MntEntry = {
+      fstype, mnt_id: m.mntId, root_dev: kernelDev(m), parent_mnt_id: m.parentId, flags: mountFlags(m),
+      root: m.root, mountpoint: m.mountPoint, source: m.source, options: superOpts.join(','),
+      shared_id: m.shared ?? 0, master_id: m.master ?? 0,
+      sb_flags: m.superOptions.split(',').includes('ro') ? MS.RDONLY : 0,
+    };
+    const ext = extMnt.get(m.mountPoint);
+    const seen = firstOfSb.get(e.root_dev);
+    if (m === root) {
+      // given back by the runtime
+    } else if (ext !== undefined) {
+      e.ext_key = ext;
+    } else if (seen && m.root.startsWith(seen.root === '/' ? '/' : `${seen.root}/`)) {
+      // another view of a filesystem mounted earlier in the container
+    } else if (!fstype || fstype === FSTYPES.overlay || (m.root !== '/' && !seen)) {
+      throw new Error(`mount ${m.mountPoint} (${m.fstype} ${m.source}${m.root !== '/' ? ` ${m.root}` : ''}) comes from outside the container: name it with --ext-mount-map (ext_mnt) to dump it`);
+    }
+    if (!seen && m !== root && ext === undefined) firstOfSb.set(e.root_dev, m);
+    if (fstype === TMPFS && ext === undefined && !seen && m.root === '/') {
+      tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, m.mountPoint));
+    }
+    entries.push(e);
+  }
+  return { entries, tars };
+}
+
+/**
+ * gzip'd tar of one tmpfs's contents, read through the task's root; --one-file-system keeps
+ * what is mounted below it out (its mountpoints stay, as empty directories).
+ */
+function tarOfMount(pid: number, mountPoint: string): Buffer {
+  const r = spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
+    '--directory', `/proc/${pid}/root${mountPoint}`, '.'], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${String(r.stderr).trim() || r.error?.message}`);
+  return r.stdout;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restore
+
+export interface MountRestore {
+  /** The container's root on the host (criu's --root, runc's criu-root). */
+  root: string;
+  /** ext_key → host path to bind there. */
+  extMnt: ReadonlyMap<string, string>;
+  /** Full path of a file of the dump, if it exists. */
+  imagePath(name: string): string | undefined;
+}
+
+/** Mounts sorted parents first (the order of the image is criu's, children first). */
+function parentsFirst(entries: readonly MntEntry[]): MntEntry[] {
+  const byId = new Map(entries.map((e) => [e.mnt_id, e]));
+  const depth = (e: MntEntry): number => {
+    let d = 0;
+    for (let p = byId.get(e.parent_mnt_id); p && d < entries.length; p = byId.get(p.parent_mnt_id)) d++;
+    return d;
+  };
+  return entries.map((e, i) => ({ e, i, d: depth(e) })).sort((a, b) => a.d - b.d || a.e.mnt_id - b.e.mnt_id || a.i - b.i).map((x) => x.e);
+}
+
+/** Check what a restore needs before any task exists. */
+export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void {
+  if (!fs.existsSync(r.root)) throw new Error(`root ${r.root}: no such directory`);
+  for (const e of entries) {
+    if (e.ext_key !== undefined && !r.extMnt.has(e.ext_key)) {
+      throw new Error(`mount ${e.mountpoint} is external (${e.ext_key}): give its host path with --ext-mount-map ${e.ext_key}:PATH (ext_mnt)`);
+    }
+    if (e.mountpoint !== '/' && e.ext_key === undefined && !FSNAMES.has(e.fstype) && !entries.some((o) => o !== e && o.root_dev === e.root_dev)) {
+      throw new Error(`mount ${e.mountpoint}: filesystem type ${e.fstype} cannot be restored`);
+    }
+  }
+}
+
+/** Build the mount tree in the task's (new) mount namespace and pivot into it. */
+export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): void {
+  const root = path.resolve(r.root);
+  const str = (s: string) => inj.writeScratch(Buffer.from(`${s}\0`));
+  const strs = (...list: string[]): bigint[] => {
+    const bufs = list.map((s) => Buffer.from(`${s}\0`));
+    const base = inj.writeScratch(Buffer.concat(bufs));
+    let off = 0n;
+    return bufs.map((b) => { const at = base + off; off += BigInt(b.length); return at; });
+  };
+  const mount = (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) => {
+    const [s, t, f, d] = strs(src ?? '', target, fstype ?? '', data ?? '');
+    const ret = inj.call(SYS.mount, src === null ? 0 : s!, t!, fstype === null ? 0 : f!, flags, data === null ? 0 : d!);
+    if (ret < 0n) throw new Error(`restoring mount ${what}: mount(${src ?? 'NULL'}, ${target}, ${fstype ?? 'NULL'}, 0x${flags.toString(16)}) failed with errno ${-ret}`);
+  };
+  const ensureDir = (target: string) => {
+    // Create the mountpoint (and its parents) if missing; existing entries are left as they are.
+    const parts = target.split('/').filter(Boolean);
+    let p = '';
+    for (const part of parts) {
+      p += `/${part}`;
+      if (p.length <= root.length) continue;
+      inj.call(SYS.mkdirat, AT_FDCWD, str(p), 0o755);
+    }
+  };
+  const target = (e: MntEntry) => (e.mountpoint === '/' ? root : root + e.mountpoint);
+
+  mount('/', null, '/', null, MS.REC | MS.PRIVATE, null);
+  mount('/', root, root, null, MS.BIND | MS.REC, null);
+  const made: MntEntry[] = [];
+  const binds: MntEntry[] = [];
+  for (const e of parentsFirst(entries)) {
+    if (e.mountpoint === '/') continue;
+    const t = target(e);
+    if (e.ext_key !== undefined) {
+      mount(e.mountpoint, r.extMnt.get(e.ext_key)!, t, null, MS.BIND | MS.REC, null);
+      binds.push(e);
+      continue;
+    }
+    const from = made.find((o) => o.root_dev === e.root_dev && (o.root === '/' || e.root === o.root || e.root.startsWith(`${o.root}/`)));
+    if (from) {
+      const rel = from.root === '/' ? e.root : e.root.slice(from.root.length);
+      mount(e.mountpoint, path.join(target(from), rel), t, null, MS.BIND, null);
+      binds.push(e);
+      continue;
+    }
+    ensureDir(t);
+    const fsname = FSNAMES.get(e.fstype)!;
+    const data = e.fstype === DEVPTS && !e.options.includes('newinstance') ? `${e.options},newinstance` : e.options;
+    mount(e.mountpoint, e.source, t, fsname, e.flags & PER_MOUNT & ~MS.RDONLY, data);
+    made.push(e);
+    const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
+    if (tar) {
+      const res = spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
+        '--file', tar, '--directory', `/proc/${hostPid}/root${t}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
+    }
+  }
+  // Read-only and the other per-mount flags, now that everything below exists.
+  for (const e of made) {
+    if ((e.flags | (e.sb_flags ?? 0)) & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | (e.flags & PER_MOUNT) | MS.RDONLY, e.options);
+  }
+  for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
+
+  // Into the new root; the old one (the host's tree, copied) is detached.
+  inj.callChecked(SYS.chdir, str(root));
+  const dot = str('.');
+  inj.callChecked(SYS.pivot_root, dot, dot);
+  inj.callChecked(SYS.umount2, dot, MNT_DETACH);
+  inj.callChecked(SYS.chdir, str('/'));
+}

@@ -28,6 +28,12 @@ const OPTIONS: OptionSpec[] = [
   { long: 'version', short: 'V' },
   { long: 'help', short: 'h' },
   { long: 'file-locks', short: 'l' },
+  // Containers: criu's names.
+  { long: 'root', short: 'r', value: true },
+  { long: 'ext-mount-map', short: 'M', value: true, repeat: true },
+  { long: 'external', value: true, repeat: true },
+  { long: 'freeze-cgroup', value: true },
+  { long: 'empty-ns', value: true },
   // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
   { long: 'tcp-established', ignored: true },
   { long: 'ext-unix-sk', ignored: true },
@@ -38,7 +44,9 @@ const OPTIONS: OptionSpec[] = [
 
 const USAGE = `usage: stasis ACTION [options]
   dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [-o LOG] [-v0..-v4] [--display-stats]
+       [--freeze-cgroup DIR] [--ext-mount-map MOUNTPOINT:KEY]... [--empty-ns net]
   restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY] [--shell-job] [-o LOG]
+       [--root DIR] [--ext-mount-map KEY:HOSTPATH]...
   check                 the kernel features stasis relies on
   swrk FD               serve criu's RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)
   show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
@@ -49,6 +57,29 @@ function required(p: ReturnType<typeof parseArgs>, name: string, what: string): 
   const v = p.values.get(name)?.[0];
   if (v === undefined) throw new UsageError(`${what} is needed (--${name})`);
   return v;
+}
+
+/** --ext-mount-map A:B and --external mnt[A]:B, as A → B. */
+function mountMap(p: ReturnType<typeof parseArgs>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const v of p.values.get('ext-mount-map') ?? []) {
+    const i = v.indexOf(':');
+    if (i <= 0) throw new UsageError(`--ext-mount-map wants KEY:VALUE, got '${v}'`);
+    out.set(v.slice(0, i), v.slice(i + 1));
+  }
+  for (const v of p.values.get('external') ?? []) {
+    const m = /^mnt\[(.+)\]:(.*)$/.exec(v);
+    if (!m) throw new UsageError(`--external: only mnt[KEY]:VALUE is supported, got '${v}'`);
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+function emptyNs(p: ReturnType<typeof parseArgs>): number {
+  const v = p.values.get('empty-ns')?.[0];
+  if (v === undefined) return 0;
+  if (v !== 'net') throw new UsageError(`--empty-ns: only 'net' is supported, got '${v}'`);
+  return 0x40000000;
 }
 
 function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined): string | undefined {
@@ -82,6 +113,7 @@ async function run(argv: string[]): Promise<number> {
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
           fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'),
+          extMnt: mountMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         if (p.flags.has('display-stats')) {
@@ -100,6 +132,7 @@ async function run(argv: string[]): Promise<number> {
         const progress = new Progress('restore');
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
+          root: p.values.get('root')?.[0], extMnt: mountMap(p),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];

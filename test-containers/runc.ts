@@ -1,0 +1,153 @@
+// A busybox container under real runc for the tests (and the benchmark): its own bundle
+// (runc-busybox/make-bundle.sh), its own runc state directory (`runc --root`), pipes as its
+// stdio read here line by line. `runc --criu <stasis>` checkpoints and restores it.
+// Cleanup is by id: `runc delete --force` (which removes its cgroups), then the directories.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { pipe } from '../sys/native.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const makeBundle = path.resolve(here, '..', '..', 'test-containers', 'runc-busybox', 'make-bundle.sh');
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Start runc with real pipes as stdin and stdout+stderr (what runc passes on to the container,
+ * and what criu's inherit_fd maps: Node's own stdio pipes are unix sockets).
+ */
+function spawnWithPipes(args: string[]): ChildProcess {
+  const [inR, inW] = pipe(O_CLOEXEC);
+  const [outR, outW] = pipe(O_CLOEXEC);
+  const child = spawn('runc', args, { stdio: [inR, outW, outW] });
+  fs.closeSync(inR);
+  fs.closeSync(outW);
+  fs.closeSync(inW); // the container reads end-of-file, as with `true | runc ...`
+  (child as ChildProcess & { output: fs.ReadStream }).output = fs.createReadStream('', { fd: outR });
+  return child;
+}
+
+/** What one runc process (run or restore) printed: the container's stdout+stderr. */
+export class Output {
+  readonly lines: string[] = [];
+  private waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  /** Resolves when no writer is left (the container is gone) and every line is in `lines`. */
+  readonly closed: Promise<void>;
+  constructor(readonly child: ChildProcess) {
+    const rl = readline.createInterface({ input: (child as ChildProcess & { output: fs.ReadStream }).output });
+    this.closed = new Promise((resolve) => rl.on('close', () => resolve()));
+    {
+      rl.on('line', (line) => {
+        this.lines.push(line);
+        for (const w of [...this.waiters]) {
+          if (w.re.test(line)) {
+            this.waiters.splice(this.waiters.indexOf(w), 1);
+            w.resolve(line);
+          }
+        }
+      });
+    }
+  }
+
+  waitForLine(re: RegExp, timeoutMs = 15_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; got: ${this.lines.slice(-5).join(' | ')}`)), timeoutMs);
+      this.waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  }
+
+  /** The runc command itself (detached: it exits once the container runs). */
+  exited(): Promise<number> {
+    if (this.child.exitCode !== null) return Promise.resolve(this.child.exitCode);
+    return new Promise((resolve) => this.child.on('exit', (code, sig) => resolve(code ?? 128 + (sig ? os.constants.signals[sig] : 0))));
+  }
+}
+
+export interface RuncResult { code: number; stdout: string; stderr: string }
+
+let counter = 0;
+
+export class RuncContainer {
+  readonly id: string;
+  readonly stateRoot: string;
+  readonly bundle: string;
+
+  private constructor(readonly dir: string) {
+    this.id = `stasis-test-${process.pid}-${++counter}`;
+    this.stateRoot = path.join(dir, 'runc-state');
+    this.bundle = path.join(dir, 'bundle');
+  }
+
+  /** A new bundle under `dir` (made if missing), counting every `interval` seconds. */
+  static create(dir: string, interval = '0.2'): RuncContainer {
+    const c = new RuncContainer(dir);
+    fs.mkdirSync(c.stateRoot, { recursive: true });
+    const r = spawnSync('bash', [makeBundle, c.bundle], { env: { ...process.env, INTERVAL: interval }, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`make-bundle.sh failed: ${r.stderr}`);
+    return c;
+  }
+
+  /** `runc [global] ARGS` run to its end. */
+  runc(args: string[], global: string[] = []): RuncResult {
+    const r = spawnSync('runc', ['--root', this.stateRoot, ...global, ...args], { encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status ?? 128, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** `runc run -d` with pipes as the container's stdio. */
+  async run(): Promise<Output> {
+    const child = spawnWithPipes(['--root', this.stateRoot, 'run', '-d', '--bundle', this.bundle, this.id]);
+    const out = new Output(child);
+    const code = await out.exited();
+    if (code !== 0) throw new Error(`runc run failed (${code}): ${out.lines.join(' | ')}`);
+    return out;
+  }
+
+  /** `runc --criu CRIU restore -d`, the restored container's stdio being new pipes. */
+  async restore(criu: string, imagePath: string, workPath: string): Promise<{ code: number; out: Output }> {
+    const child = spawnWithPipes(['--root', this.stateRoot, '--criu', criu, 'restore', '-d', '--image-path', imagePath,
+      '--work-path', workPath, '--bundle', this.bundle, this.id]);
+    const out = new Output(child);
+    return { code: await out.exited(), out };
+  }
+
+  checkpoint(criu: string, imagePath: string, workPath: string, extra: string[] = []): RuncResult {
+    return this.runc(['checkpoint', '--image-path', imagePath, '--work-path', workPath, ...extra, this.id], ['--criu', criu]);
+  }
+
+  /** runc's state: status and init pid, or undefined when there is no such container. */
+  state(): { status: string; pid: number } | undefined {
+    const r = this.runc(['state', this.id]);
+    if (r.code !== 0) return undefined;
+    const s = JSON.parse(r.stdout);
+    return { status: s.status, pid: s.pid };
+  }
+
+  /** Cgroup directories runc made for the container (v1 hierarchies and v2). */
+  cgroupDirs(): string[] {
+    const out: string[] = [];
+    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+      const f = line.split(' ');
+      const sep = f.indexOf('-');
+      if (sep < 0 || !/^cgroup2?$/.test(f[sep + 1] ?? '')) continue;
+      const dir = path.join(f[4]!, this.id);
+      if (fs.existsSync(dir)) out.push(dir);
+    }
+    return out;
+  }
+
+  /** Mounts on the host that name this container's directories. */
+  leftoverMounts(): string[] {
+    return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+      .filter((l) => l.includes(this.dir) || l.includes(`/${this.id}/`));
+  }
+
+  destroy(): void {
+    this.runc(['delete', '--force', this.id]);
+  }
+}

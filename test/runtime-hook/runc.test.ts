@@ -1,0 +1,119 @@
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { RuncContainer } from '../../test-containers/runc.js';
+import { alive, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
+
+/** A busybox container under real runc, destroyed (by id) when the test ends. */
+async function started(t: import('ava').ExecutionContext) {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  return { dir, c, out };
+}
+
+/** The Error lines of a criu-style log, for failure messages. */
+function logErrors(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').filter((l) => /Error/.test(l)).join(' | ');
+  } catch {
+    return `(no ${path.basename(file)})`;
+  }
+}
+
+function ticks(lines: readonly string[]): number[] {
+  return lines.filter((l) => /^tick \d+$/.test(l)).map((l) => Number(l.split(' ')[1]));
+}
+
+test.serial('runc --criu stasis: a busybox container is checkpointed and restored twice, its counter going on each time', async (t) => {
+  const { dir, c, out } = await started(t);
+  let outNow = out;
+  for (const round of [1, 2]) {
+    const img = path.join(dir, `img${round}`);
+    const work = path.join(dir, `work${round}`);
+    const ck = c.checkpoint(stasisBin, img, work);
+    t.is(ck.code, 0, `checkpoint ${round}: ${ck.stderr} ${logErrors(path.join(work, 'dump.log'))}`);
+    t.is(c.state(), undefined, 'the checkpointed container is gone');
+    await outNow.closed;
+    const at = lastTick(outNow.lines);
+    t.true(fs.existsSync(path.join(img, 'inventory.img')));
+    t.true(fs.existsSync(path.join(work, 'dump.log')));
+
+    const rst = await c.restore(stasisBin, img, path.join(dir, `rwork${round}`));
+    t.is(rst.code, 0, `restore ${round}: ${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, `rwork${round}`, 'restore.log'))}`);
+    const st = c.state();
+    t.is(st?.status, 'running');
+    await rst.out.waitForLine(new RegExp(`^tick ${at + 3}$`));
+    t.deepEqual(ticks(rst.out.lines).slice(0, 3), [at + 1, at + 2, at + 3], `round ${round}: the count goes on from ${at}`);
+    // Inside, it is PID 1 of its own pid namespace, in runc's cgroup, with its mounts.
+    const status = fs.readFileSync(`/proc/${st!.pid}/status`, 'utf8');
+    t.regex(status, /^NSpid:\s+\d+\s+1$/m);
+    t.regex(fs.readFileSync(`/proc/${st!.pid}/cgroup`, 'utf8'), new RegExp(`/${c.id}$`, 'm'));
+    const mounts = fs.readFileSync(`/proc/${st!.pid}/mountinfo`, 'utf8');
+    for (const m of ['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup']) {
+      t.regex(mounts, new RegExp(` ${m.replace(/\//g, '\\/')} `), `${m} is mounted`);
+    }
+    const count = Number(fs.readFileSync(path.join(c.bundle, 'rootfs', 'data', 'count'), 'utf8'));
+    t.true(count > at, 'the container still writes /data/count');
+    outNow = rst.out;
+  }
+});
+
+test.serial('runc checkpoint --leave-running leaves the container running; its image restores from the checkpoint', async (t) => {
+  const { dir, c, out } = await started(t);
+  const img = path.join(dir, 'img');
+  const before = c.state()!;
+  const ck = c.checkpoint(stasisBin, img, path.join(dir, 'work'), ['--leave-running']);
+  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
+  const at = lastTick(out.lines) + 2; // what may still be in the pipe
+  t.is(c.state()?.status, 'running');
+  t.is(c.state()?.pid, before.pid);
+  await out.waitForLine(new RegExp(`^tick ${at + 3}$`));
+  t.regex(fs.readFileSync(`/proc/${before.pid}/status`, 'utf8'), /^TracerPid:\s+0$/m, 'not traced');
+  t.notRegex(fs.readFileSync(`/proc/${before.pid}/status`, 'utf8'), /^State:\s+[tT]/m, 'not stopped');
+
+  c.destroy();
+  await out.closed;
+  const rst = await c.restore(stasisBin, img, path.join(dir, 'rwork'));
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  await rst.out.waitForLine(/^tick \d+$/);
+  await rst.out.waitForLine(new RegExp(`^tick ${ticks(rst.out.lines)[0]! + 2}$`));
+  // It goes on from the checkpoint: the tick before its first was the original's, at the time.
+  const [first, second, third] = ticks(rst.out.lines);
+  t.deepEqual([second, third], [first! + 1, first! + 2]);
+  t.true(ticks(out.lines).includes(first! - 1), `tick ${first! - 1} was printed by the original`);
+  t.true(first! < lastTick(out.lines), 'the restored counter starts behind where the original ended');
+});
+
+test.serial('restoring a container from corrupted images fails cleanly: no container, process, mount or cgroup left', async (t) => {
+  const { dir, c } = await started(t);
+  const img = path.join(dir, 'img');
+  t.is(c.checkpoint(stasisBin, img, path.join(dir, 'work')).code, 0, logErrors(path.join(dir, 'work', 'dump.log')));
+  const cgBefore = c.cgroupDirs();
+  // The contents of /dev are garbage: found once the container's namespaces and first mounts
+  // exist, which must all go again.
+  const tars = fs.readdirSync(img).filter((f) => f.startsWith('tmpfs-dev-'));
+  t.true(tars.length > 0);
+  for (const f of tars) fs.writeFileSync(path.join(img, f), 'not a tar file');
+  const rst = await c.restore(stasisBin, img, path.join(dir, 'rwork'));
+  t.not(rst.code, 0);
+  t.regex(rst.out.lines.join('\n'), /criu failed/);
+  t.is(c.state(), undefined, 'no container');
+  t.deepEqual(c.leftoverMounts(), [], 'no mount left');
+  t.deepEqual(c.cgroupDirs(), [], `no cgroup left (before: ${cgBefore.join(', ')})`);
+  const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
+  t.regex(log, /Error: restoring the tmpfs at \/\S+: tar failed/);
+  // Nothing of the container runs on: no process has the bundle's busybox as its executable.
+  const busybox = fs.statSync(path.join(c.bundle, 'rootfs', 'bin', 'busybox'));
+  const running = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      const st = fs.statSync(`/proc/${p}/exe`);
+      return st.ino === busybox.ino && st.dev === busybox.dev && alive(Number(p));
+    } catch {
+      return false;
+    }
+  });
+  t.deepEqual(running, []);
+});

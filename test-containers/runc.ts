@@ -84,12 +84,16 @@ export class RuncContainer {
     this.bundle = path.join(dir, 'bundle');
   }
 
-  /** A new bundle under `dir` (made if missing), counting every `interval` seconds. */
-  static create(dir: string, interval = '0.2'): RuncContainer {
+  /**
+   * A new bundle under `dir`, counting every `interval` seconds; `config` replaces the
+   * generated config.json (e.g. the one a fixture was dumped with).
+   */
+  static create(dir: string, interval = '0.2', config?: string): RuncContainer {
     const c = new RuncContainer(dir);
     fs.mkdirSync(c.stateRoot, { recursive: true });
     const r = spawnSync('bash', [makeBundle, c.bundle], { env: { ...process.env, INTERVAL: interval }, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`make-bundle.sh failed: ${r.stderr}`);
+    if (config) fs.copyFileSync(config, path.join(c.bundle, 'config.json'));
     return c;
   }
 

@@ -3,5 +3,6 @@ import type { Benchmark } from './run.js';
 import { injectionBench } from './inject.js';
 import { memoryBench } from './memory.js';
 import { threadsBench, treeBench } from './tree.js';
+import { runcBench } from './runc.js';
 
-export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench];
+export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench, runcBench];

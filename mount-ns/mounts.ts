@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import zlib from 'node:zlib';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
@@ -136,10 +137,52 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>): Du
  * what is mounted below it out (its mountpoints stay, as empty directories).
  */
 function tarOfMount(pid: number, mountPoint: string): Buffer {
+  const dir = `/proc/${pid}/root${mountPoint}`;
+  // Most of a container's tmpfs mounts are empty: no tar process for those.
+  if (fs.readdirSync(dir).length === 0) return zlib.gzipSync(rootOnlyTar(fs.statSync(dir)));
   const r = spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
     '--directory', `/proc/${pid}/root${mountPoint}`, '.'], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${String(r.stderr).trim() || r.error?.message}`);
   return r.stdout;
+}
+
+/** A ustar archive of just "./" (as tar writes for an empty directory). */
+function rootOnlyTar(st: fs.Stats): Buffer {
+  const h = Buffer.alloc(512);
+  const field = (text: string, at: number, len: number) => h.write(text, at, len, 'latin1');
+  const octal = (n: number, at: number, len: number) => field(`${n.toString(8).padStart(len - 1, '0')}\0`, at, len);
+  field('./', 0, 100);
+  octal(st.mode & 0o7777, 100, 8);
+  octal(st.uid, 108, 8);
+  octal(st.gid, 116, 8);
+  octal(0, 124, 12);
+  octal(Math.floor(st.mtimeMs / 1000), 136, 12);
+  field('        ', 148, 8);
+  field('5', 156, 1);
+  field('ustar\0', 257, 6);
+  field('00', 263, 2);
+  let sum = 0;
+  for (const b of h) sum += b;
+  field(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
+  return Buffer.concat([h, Buffer.alloc(1024)]);
+}
+
+/** Whether a gzip'd tar holds nothing but its "./" entry (then there is nothing to unpack). */
+function isRootOnlyTar(file: string): boolean {
+  let tar: Buffer;
+  try {
+    tar = zlib.gunzipSync(fs.readFileSync(file));
+  } catch {
+    return false; // let tar say what is wrong with it
+  }
+  for (let at = 0; at + 512 <= tar.length; at += 512) {
+    const name = tar.subarray(at, at + 100).toString('latin1').replace(/\0.*$/s, '');
+    if (!name) return true; // the end-of-archive blocks
+    if (name !== './' && name !== '.') return false;
+    const size = parseInt(tar.subarray(at + 124, at + 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    if (size) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +273,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     mount(e.mountpoint, e.source, t, fsname, e.flags & PER_MOUNT & ~MS.RDONLY, data);
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
-    if (tar) {
+    if (tar && !isRootOnlyTar(tar)) {
       const res = spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
         '--file', tar, '--directory', `/proc/${hostPid}/root${t}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);

@@ -3,14 +3,10 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { showCommand } from '../images/show.js';
-import { dump } from '../task/dump.js';
-import { restore, waitForExit } from '../task/restore.js';
-import { checkKernel } from './check.js';
+// Each action loads its own modules when it runs: runc starts `stasis swrk` twice per command
+// (a VERSION check, then the work), and a small module graph is a fast start.
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
-import { swrk } from './swrk.js';
-import { demo } from './demo.js';
 import { VERSION, versionText } from './version.js';
 import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
 
@@ -90,7 +86,7 @@ function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined)
 }
 
 async function run(argv: string[]): Promise<number> {
-  if (argv[0] === 'show') return showCommand(argv.slice(1));
+  if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
   const p = parseArgs(argv, OPTIONS);
   if (p.flags.has('version')) {
     process.stdout.write(versionText());
@@ -110,6 +106,7 @@ async function run(argv: string[]): Promise<number> {
         if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--tree wants a PID, got '${p.values.get('tree')![0]}'`);
         const imagesDir = required(p, 'images-dir', 'an images directory');
         const progress = new Progress('dump');
+        const { dump } = await import('../task/dump.js');
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
           fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'),
@@ -130,6 +127,7 @@ async function run(argv: string[]): Promise<number> {
         const inheritFds = new Map((p.values.get('inherit-fd') ?? []).map(parseInheritFd));
         const imagesDir = required(p, 'images-dir', 'an images directory');
         const progress = new Progress('restore');
+        const { restore, waitForExit } = await import('../task/restore.js');
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
           root: p.values.get('root')?.[0], extMnt: mountMap(p),
@@ -146,12 +144,12 @@ async function run(argv: string[]): Promise<number> {
         return waitForExit(r.pid);
       }
       case 'check':
-        return checkKernel(process.stdout);
+        return (await import('./check.js')).checkKernel(process.stdout);
       case 'swrk':
         if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
-        return await swrk(p.positional[0]!);
+        return await (await import('./swrk.js')).swrk(p.positional[0]!);
       case 'demo':
-        return demo(process.stdout);
+        return (await import('./demo.js')).demo(process.stdout);
       default:
         throw new UsageError(`unknown action '${p.action}'`);
     }

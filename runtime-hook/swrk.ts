@@ -21,9 +21,6 @@ import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.js';
 import { readNamespaces } from '../sys/proc/index.js';
-import { dump } from '../task/dump.js';
-import { restore } from '../task/restore.js';
-import { checkKernel } from './check.js';
 import { Logger } from './log.js';
 import { UsageError } from './options.js';
 import { VERSION } from './version.js';
@@ -127,7 +124,7 @@ async function serve(client: Client, type: number, req: Message): Promise<boolea
     case REQ.FEATURE_CHECK:
       return featureCheck(client, req);
     case REQ.CHECK:
-      return check(client);
+      return await check(client);
     case REQ.DUMP:
       return dumpRequest(client, req.opts);
     case REQ.RESTORE:
@@ -196,13 +193,13 @@ function hasPidfdStore(): boolean {
   return true;
 }
 
-function check(client: Client): boolean {
+async function check(client: Client): Promise<boolean> {
   const out = new PassThrough();
   const lines: string[] = [];
   out.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean)));
   let rc: number;
   try {
-    rc = checkKernel(out);
+    rc = (await import('./check.js')).checkKernel(out);
   } catch (e) {
     return reply(client, { type: REQ.CHECK, success: false, cr_errmsg: messageOf(e) });
   }
@@ -358,6 +355,7 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
     if (notify) client.notify('pre-dump');
     // A container's network is locked by its runtime (runc plugs it out on network-lock).
     if (notify && ownNetNs(pid)) client.notify('network-lock');
+    const { dump } = await import('../task/dump.js');
     const r = await dump({
       pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
       fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
@@ -424,6 +422,7 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
 
     if (notify) client.notify('pre-restore');
     let container = false;
+    const { restore } = await import('../task/restore.js');
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),

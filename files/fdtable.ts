@@ -5,7 +5,7 @@ import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
-import type { DumpFilesContext, RestoreFilesTask } from './kind.js';
+import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
 import { F_DUPFD_CLOEXEC, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
@@ -25,6 +25,8 @@ export interface DumpFdTableOptions {
   fileLocks?: boolean;
   /** --shell-job */
   shellJob?: boolean;
+  /** orphan_pts_master */
+  orphanPts?: boolean;
 }
 
 /** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
@@ -33,6 +35,7 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+    orphanPts: opts.orphanPts ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
     writeRawImage: (image, data) => table.setRawImage(image, data),
@@ -70,6 +73,7 @@ export interface RestoreFdTableOptions {
   inherited(key: string): number | undefined;
   /** --shell-job */
   shellJob?: boolean;
+  orphanPts?: OrphanPts;
   /** Copy a descriptor of stasis into the task. */
   importFd(fd: number): number;
   /** Copy descriptor `fd` of another (already restored) task of the tree into this one. */
@@ -106,7 +110,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const task: RestoreFilesTask = {
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

@@ -34,6 +34,8 @@ export interface DumpFilesContext {
   pid: number;
   /** --shell-job: terminals may be dumped (and are given back on restore). */
   shellJob?: boolean;
+  /** criu's orphan_pts_master: a pseudo-terminal whose master is outside the tree may be dumped. */
+  orphanPts?: boolean;
   inj: Injector;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
@@ -63,6 +65,11 @@ export interface RestoreFilesTask {
   inherited(key: string): number | undefined;
   /** --shell-job: the task's terminal becomes stasis's own. */
   shellJob?: boolean;
+  /**
+   * criu's orphan_pts_master: pseudo-terminals whose master was outside the tree are made anew
+   * in the restored tree's /dev/ptmx; their masters, as stasis's descriptors, go here.
+   */
+  orphanPts?: OrphanPts;
   /** Copy descriptor `fd` of stasis into the task; returns its number there. */
   importFd(fd: number): number;
   /** The entries (and payloads) of an image of the dump; [] when it does not exist. */
@@ -81,6 +88,9 @@ export interface RestoreFilesTask {
   /** The descriptor (in this task) of a description already opened, if any. */
   fdOf(fileId: number): number | undefined;
 }
+
+/** New pseudo-terminals of one restore, by tty_info id: the pts number and the master (stasis's fd). */
+export type OrphanPts = Map<number, { index: number; master: number }>;
 
 export interface FileKind {
   /** fd_types value. */

@@ -197,16 +197,28 @@ export interface MountRestore {
   imagePath(name: string): string | undefined;
 }
 
-/** Mounts sorted parents first (the order of the image is criu's, children first). */
-function parentsFirst(entries: readonly MntEntry[]): MntEntry[] {
+/**
+ * Mounts in an order they can be made in: each after its parent, and a view of part of a
+ * filesystem after the mount of its whole (the image's order is criu's, children first).
+ */
+function mountOrder(entries: readonly MntEntry[]): MntEntry[] {
   const byId = new Map(entries.map((e) => [e.mnt_id, e]));
-  const depth = (e: MntEntry): number => {
-    let d = 0;
-    for (let p = byId.get(e.parent_mnt_id); p && d < entries.length; p = byId.get(p.parent_mnt_id)) d++;
-    return d;
-  };
-  return entries.map((e, i) => ({ e, i, d: depth(e) })).sort((a, b) => a.d - b.d || a.e.mnt_id - b.e.mnt_id || a.i - b.i).map((x) => x.e);
+  const done = new Set<number>();
+  const pending = [...entries].sort((a, b) => a.mnt_id - b.mnt_id);
+  const whole = (e: MntEntry) => entries.find((o) => o !== e && o.root_dev === e.root_dev && o.root === '/' && o.ext_key === undefined);
+  const out: MntEntry[] = [];
+  while (pending.length) {
+    const i = pending.findIndex((e) => (!byId.has(e.parent_mnt_id) || done.has(e.parent_mnt_id))
+      && (e.ext_key !== undefined || e.root === '/' || !whole(e) || done.has(whole(e)!.mnt_id)));
+    const [e] = pending.splice(i < 0 ? 0 : i, 1);
+    done.add(e!.mnt_id);
+    out.push(e!);
+  }
+  return out;
 }
+
+/** A bind mount made once the tree's files exist (a pts the restore creates: /dev/console). */
+export interface LaterMount { source: string; target: string; flags: number }
 
 /** Check what a restore needs before any task exists. */
 export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void {
@@ -221,8 +233,12 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
   }
 }
 
-/** Build the mount tree in the task's (new) mount namespace and pivot into it. */
-export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): void {
+/**
+ * Build the mount tree in the task's (new) mount namespace and pivot into it. Views of a
+ * devpts (a terminal bound on /dev/console) need the terminal, which the files' restore makes:
+ * they are returned, for finishMounts() then.
+ */
+export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): LaterMount[] {
   const root = path.resolve(r.root);
   const str = (s: string) => inj.writeScratch(Buffer.from(`${s}\0`));
   const strs = (...list: string[]): bigint[] => {
@@ -246,13 +262,19 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
       inj.call(SYS.mkdirat, AT_FDCWD, str(p), 0o755);
     }
   };
+  const ensureFile = (file: string) => {
+    // A file to bind a terminal on (it exists when the tmpfs came back from its tar).
+    const fd = inj.call(SYS.openat, AT_FDCWD, str(file), 0o100 /* O_CREAT */ | 0o2000000 /* O_CLOEXEC */, 0o644);
+    if (fd >= 0n) inj.call(SYS.close, fd);
+  };
   const target = (e: MntEntry) => (e.mountpoint === '/' ? root : root + e.mountpoint);
 
   mount('/', null, '/', null, MS.REC | MS.PRIVATE, null);
   mount('/', root, root, null, MS.BIND | MS.REC, null);
   const made: MntEntry[] = [];
   const binds: MntEntry[] = [];
-  for (const e of parentsFirst(entries)) {
+  const later: LaterMount[] = [];
+  for (const e of mountOrder(entries)) {
     if (e.mountpoint === '/') continue;
     const t = target(e);
     if (e.ext_key !== undefined) {
@@ -261,6 +283,11 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
       continue;
     }
     const from = made.find((o) => o.root_dev === e.root_dev && (o.root === '/' || e.root === o.root || e.root.startsWith(`${o.root}/`)));
+    if (from && from.fstype === DEVPTS && e.root !== '/') {
+      ensureFile(t);
+      later.push({ source: path.join(from.mountpoint, e.root), target: e.mountpoint, flags: e.flags & PER_MOUNT });
+      continue;
+    }
     if (from) {
       const rel = from.root === '/' ? e.root : e.root.slice(from.root.length);
       mount(e.mountpoint, path.join(target(from), rel), t, null, MS.BIND, null);
@@ -291,4 +318,18 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   inj.callChecked(SYS.pivot_root, dot, dot);
   inj.callChecked(SYS.umount2, dot, MNT_DETACH);
   inj.callChecked(SYS.chdir, str('/'));
+  return later;
+}
+
+/** The mounts restoreMounts() left for later, made inside the (pivoted) container. */
+export function finishMounts(inj: Injector, later: readonly LaterMount[]): void {
+  for (const m of later) {
+    const bufs = [m.source, m.target].map((x) => Buffer.from(`${x}\0`));
+    const base = inj.writeScratch(Buffer.concat(bufs));
+    const src = base;
+    const dst = base + BigInt(bufs[0]!.length);
+    const r = inj.call(SYS.mount, src, dst, 0, MS.BIND, 0);
+    if (r < 0n) throw new Error(`restoring mount ${m.target}: bind of ${m.source} failed with errno ${-r}`);
+    inj.callChecked(SYS.mount, 0, dst, 0, MS.REMOUNT | MS.BIND | m.flags, 0);
+  }
 }

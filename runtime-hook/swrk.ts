@@ -78,18 +78,18 @@ class Client {
     return decodeMessage('criu_req', r.data);
   }
 
-  send(resp: Message): void {
+  send(resp: Message, fds: readonly number[] = []): void {
     let bytes = encodeMessage('criu_resp', resp);
     if (bytes.length >= MAX_RESPONSE && typeof resp.cr_errmsg === 'string') {
       bytes = encodeMessage('criu_resp', { ...resp, cr_errmsg: resp.cr_errmsg.slice(0, 1024) });
     }
-    sendRecord(this.fd, bytes);
+    sendRecord(this.fd, bytes, fds);
   }
 
   /** A notification, and the client's ack; a negative ack or a closed socket is a failure. */
-  notify(script: string, pid?: number): Message {
+  notify(script: string, pid?: number, fds: readonly number[] = []): Message {
     try {
-      this.send({ type: REQ.NOTIFY, success: true, notify: { script, ...(pid !== undefined ? { pid } : {}) } });
+      this.send({ type: REQ.NOTIFY, success: true, notify: { script, ...(pid !== undefined ? { pid } : {}) } }, fds);
     } catch (e) {
       throw new NotifyFailed(`${script} notification: ${messageOf(e)}`, (e as SysError).errno);
     }
@@ -359,7 +359,7 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
     const r = await dump({
       pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
       fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
-      extMnt: externalMounts(o), emptyNs: Number(o.empty_ns ?? 0),
+      extMnt: externalMounts(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
       freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
       // As criu: asked once the tree is frozen...
       afterSeize: () => {
@@ -427,6 +427,11 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
+      // The new terminal's master goes to the client (runc passes it on to --console-socket).
+      orphanPtsMaster: o.orphan_pts_master === true ? (fd) => {
+        if (!notify) throw new RpcError('orphan_pts_master needs notify_scripts: the master is sent with a notification', EBADRQC);
+        client.notify('orphan-pts-master', undefined, [fd]);
+      } : undefined,
       // runc runs its prestart hooks on setup-namespaces, with the container's init as pid.
       namespacesReady: (pid) => {
         container = true;

@@ -47,6 +47,8 @@ export interface DumpOptions {
   fileLocks?: boolean;
   /** --shell-job: the tree may use a terminal (restored onto stasis's terminal). */
   shellJob?: boolean;
+  /** criu's orphan_pts_master: the tree may use a pseudo-terminal whose master is outside it. */
+  orphanPtsMaster?: boolean;
   /** Mounts left to the runtime, mountpoint → key (criu's ext_mnt / --ext-mount-map). */
   extMnt?: ReadonlyMap<string, string>;
   /** CLONE_NEW* flags of namespaces restored empty (criu's empty_ns: only the network one). */
@@ -132,6 +134,7 @@ interface DumpState {
   memMs: number;
   fileLocks: boolean;
   shellJob: boolean;
+  orphanPts: boolean;
   log: (msg: string) => void;
   progress?: (what: string, done: number, total: number) => void;
   /** The process whose uts namespace is saved (the root of a tree with its own), and what was read. */
@@ -190,7 +193,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     if (st.utsOf === pid) st.uts = dumpUts(inj);
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
-    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob }) as unknown as Record<string, unknown>[];
+    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts }) as unknown as Record<string, unknown>[];
 
     const t0 = performance.now();
     const { runs, scanned } = findDataPages(pid, mm.vmas);
@@ -276,6 +279,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const st: DumpState = {
       files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+      orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).

@@ -20,6 +20,7 @@ import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
 import { readStat } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
+import type { OrphanPts } from '../files/kind.js';
 import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
 import {
@@ -35,7 +36,9 @@ import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { O_RDWR } from '../sys/fcntl.js';
-import { checkMounts, restoreMounts, type MntEntry, mountsImageName } from '../mount-ns/mounts.js';
+import {
+  checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
+} from '../mount-ns/mounts.js';
 import { bringUpLoopback } from '../net-ns/empty.js';
 import type { TaskKobjIds } from './ids.js';
 import { restoreNamespaceFlags, restoreUts, utsnsImageName, type UtsEntry } from './namespaces.js';
@@ -58,6 +61,11 @@ export interface RestoreOptions {
    * (the RPC's setup-namespaces and post-setup-namespaces), with its PID as stasis sees it.
    */
   namespacesReady?: (rootPid: number) => void;
+  /**
+   * criu's orphan_pts_master: pseudo-terminals whose master was outside the dump are made anew,
+   * and the master of each is handed here (stasis's descriptor; the RPC's orphan-pts-master).
+   */
+  orphanPtsMaster?: (masterFd: number) => void;
   /**
    * Called with the whole tree restored and still stopped, just before it is let go (the RPC's
    * post-restore and pre-resume). Throwing fails the restore: every task is killed.
@@ -259,6 +267,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (!opts.root) throw new Error('the dump has its own mount namespace (a container): restore with --root DIR');
     checkMounts(img.mounts, mountSetup!);
   }
+  const orphanPts: OrphanPts = new Map();
+  let laterMounts: LaterMount[] = [];
   // A task in another pid namespace cannot name stasis: it inherits a pidfd of stasis instead.
   let stasisPidfd: number | undefined;
   // A task in another mount namespace cannot see the images: stasis opens them, the task
@@ -326,7 +336,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       tasks.set(p.pid, t);
       if (p.ppid === 0 && img.nsFlags) {
         // The container's own world, before anything in it is opened: mounts, names, loopback.
-        if (img.mounts) restoreMounts(inj, pid, img.mounts, mountSetup!);
+        if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
         if (img.uts) restoreUts(inj, img.uts);
         if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);
         opts.namespacesReady?.(pid);
@@ -387,7 +397,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       };
       const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
         inherited: (key) => opts.inheritFds?.get(key),
-        shellJob: opts.shellJob,
+        shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
         openedElsewhere: (id) => openedElsewhere.get(id),
@@ -408,6 +418,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
     }
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
+    if (laterMounts.length) finishMounts(tasks.get(root.pid)!.inj, laterMounts);
+    for (const { master } of orphanPts.values()) opts.orphanPtsMaster!(master);
     for (const t of tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
 
     // 4. Threads, cloned into their process now that its memory and files exist.
@@ -464,6 +476,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     throw e;
   } finally {
     setAffinity(0, affinity);
+    for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
   }
   const tDone = performance.now();
   try {

@@ -104,8 +104,8 @@ export class RuncContainer {
   }
 
   /** `runc run -d` with pipes as the container's stdio. */
-  async run(): Promise<Output> {
-    const child = spawnWithPipes(['--root', this.stateRoot, 'run', '-d', '--bundle', this.bundle, this.id]);
+  async run(extra: string[] = []): Promise<Output> {
+    const child = spawnWithPipes(['--root', this.stateRoot, 'run', '-d', '--bundle', this.bundle, ...extra, this.id]);
     const out = new Output(child);
     const code = await out.exited();
     if (code !== 0) throw new Error(`runc run failed (${code}): ${out.lines.join(' | ')}`);
@@ -113,15 +113,24 @@ export class RuncContainer {
   }
 
   /** `runc --criu CRIU restore -d`, the restored container's stdio being new pipes. */
-  async restore(criu: string, imagePath: string, workPath: string): Promise<{ code: number; out: Output }> {
+  async restore(criu: string, imagePath: string, workPath: string, extra: string[] = []): Promise<{ code: number; out: Output }> {
     const child = spawnWithPipes(['--root', this.stateRoot, '--criu', criu, 'restore', '-d', '--image-path', imagePath,
-      '--work-path', workPath, '--bundle', this.bundle, this.id]);
+      '--work-path', workPath, '--bundle', this.bundle, ...extra, this.id]);
     const out = new Output(child);
     return { code: await out.exited(), out };
   }
 
   checkpoint(criu: string, imagePath: string, workPath: string, extra: string[] = []): RuncResult {
     return this.runc(['checkpoint', '--image-path', imagePath, '--work-path', workPath, ...extra, this.id], ['--criu', criu]);
+  }
+
+  /** Give the container a terminal (config.json process.terminal), for --console-socket. */
+  withTerminal(): this {
+    const file = path.join(this.bundle, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.process.terminal = true;
+    fs.writeFileSync(file, JSON.stringify(config, null, 2));
+    return this;
   }
 
   /** runc's state: status and init pid, or undefined when there is no such container. */

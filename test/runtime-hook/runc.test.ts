@@ -2,7 +2,11 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RuncContainer } from '../../test-containers/runc.js';
+import { underReaper } from '../../test-containers/launch.js';
+import { repoRoot } from '../helpers/paths.js';
 import { alive, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
+
+const consoleSocketPy = path.join(repoRoot, 'test-containers', 'console-socket.py');
 
 /** A busybox container under real runc, destroyed (by id) when the test ends. */
 async function started(t: import('ava').ExecutionContext) {
@@ -116,4 +120,34 @@ test.serial('restoring a container from corrupted images fails cleanly: no conta
     }
   });
   t.deepEqual(running, []);
+});
+
+test.serial('a container with a terminal (--console-socket) is restored with a new terminal, handed over through orphan-pts-master', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir).withTerminal();
+  t.teardown(() => c.destroy());
+  const sock = path.join(dir, 'console.sock');
+  const consoleReader = await underReaper(['/usr/bin/python3', consoleSocketPy, sock]);
+  t.teardown(() => consoleReader.kill());
+  await consoleReader.waitForLine(/^listening$/);
+  await c.run(['--console-socket', sock]);
+  await consoleReader.waitForLine(/^console 1: tick 3$/);
+
+  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
+  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
+  await consoleReader.waitForLine(/^closed 1$/);
+  const onFirst = consoleReader.lines.filter((l) => l.startsWith('console 1: ')).map((l) => l.slice('console 1: '.length));
+  const at = lastTick(onFirst);
+
+  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'), ['--console-socket', sock]);
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  await consoleReader.waitForLine(/^master 2$/);
+  await consoleReader.waitForLine(new RegExp(`^console 2: tick ${at + 3}$`));
+  const onSecond = consoleReader.lines.filter((l) => l.startsWith('console 2: tick ')).map((l) => Number(l.split(' ')[3]));
+  t.deepEqual(onSecond.slice(0, 3), [at + 1, at + 2, at + 3], 'the count goes on, on the new terminal');
+  // The shell's descriptors are the new pts, which is its controlling terminal again.
+  const pid = c.state()!.pid;
+  t.regex(fs.readlinkSync(`/proc/${pid}/fd/0`), /^\/dev\/pts\/\d+$/);
+  const ttyNr = Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[4]);
+  t.not(ttyNr, 0, 'it has a controlling terminal');
 });

@@ -133,6 +133,15 @@ export class RuncContainer {
     return this;
   }
 
+  /** Run another command in the container (config.json process.args). */
+  withArgs(args: string[]): this {
+    const file = path.join(this.bundle, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.process.args = args;
+    fs.writeFileSync(file, JSON.stringify(config, null, 2));
+    return this;
+  }
+
   /** runc's state: status and init pid, or undefined when there is no such container. */
   state(): { status: string; pid: number } | undefined {
     const r = this.runc(['state', this.id]);

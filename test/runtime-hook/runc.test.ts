@@ -151,3 +151,30 @@ test.serial('a container with a terminal (--console-socket) is restored with a n
   const ttyNr = Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[4]);
   t.not(ttyNr, 0, 'it has a controlling terminal');
 });
+
+test.serial('a container dump that fails (an established TCP connection inside) leaves the container running, thawed and untraced', async (t) => {
+  const dir = tmpDir(t);
+  // A TCP connection over the container's own loopback, then the counter.
+  const c = RuncContainer.create(dir).withArgs(['sh', '-c',
+    '(while true; do sleep 1; done) | nc -l -p 7777 >/dev/null & sleep 0.3; ' +
+    '(while true; do sleep 1; done) | nc 127.0.0.1 7777 >/dev/null & ' +
+    'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 5$/);
+  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
+  t.not(ck.code, 0);
+  t.regex(logErrors(path.join(dir, 'work', 'dump.log')), /established TCP connection/);
+  t.false(fs.existsSync(path.join(dir, 'img', 'inventory.img')), 'no image that looks complete');
+  const st = c.state();
+  t.is(st?.status, 'running');
+  const at = lastTick(out.lines);
+  await out.waitForLine(new RegExp(`^tick ${at + 3}$`));
+  const freezer = c.cgroupDirs().find((d) => d.includes('/freezer/'));
+  if (freezer) t.is(fs.readFileSync(path.join(freezer, 'freezer.state'), 'utf8').trim(), 'THAWED');
+  for (const pid of fs.readFileSync(path.join(c.cgroupDirs()[0]!, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    t.regex(status, /^TracerPid:\s+0$/m, `process ${pid} is not traced`);
+    t.notRegex(status, /^State:\s+[tT]/m, `process ${pid} is not stopped`);
+  }
+});

@@ -73,6 +73,8 @@ export const SYSCALL_INSN = Buffer.from([0x0f, 0x05]);
 export const SYSCALL_INSN_LEN = 2;
 /** `syscall; int3`: a trampoline that stops in the tracer right after the syscall returns. */
 export const SYSCALL_TRAP_INSNS = Buffer.from([0x0f, 0x05, 0xcc]);
+/** cpuid; int3 */
+export const CPUID_TRAP_INSNS = Buffer.from([0x0f, 0xa2, 0xcc]);
 /** The signal a breakpoint (int3) raises. */
 export const BREAKPOINT_SIGNAL = 5;
 
@@ -110,17 +112,17 @@ let layout: XstateLayout | undefined;
 export function xstateLayout(): XstateLayout {
   if (layout) return layout;
   const model = cpuModel();
-  let fd: number;
+  let fd: number | undefined;
   try {
     fd = fs.openSync('/dev/cpu/0/cpuid', 'r');
   } catch (e) {
     layout = cachedLayout(model);
     if (layout) return layout;
-    throw new Error(`cannot read the CPU's XSAVE layout: /dev/cpu/0/cpuid: ${(e as NodeJS.ErrnoException).code ?? e} (run stasis check once outside any container to record it)`);
+    if (!cpuidFallback) throw new Error(`cannot read the CPU's XSAVE layout: /dev/cpu/0/cpuid: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
-  const cpuid = (leaf: number, sub: number): number[] => {
+  const cpuid = fd === undefined ? cpuidFallback! : (leaf: number, sub: number): number[] => {
     const b = Buffer.alloc(16);
-    fs.readSync(fd, b, 0, 16, BigInt(leaf) | (BigInt(sub) << 32n));
+    fs.readSync(fd!, b, 0, 16, BigInt(leaf) | (BigInt(sub) << 32n));
     return [b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)];
   };
   try {
@@ -134,7 +136,7 @@ export function xstateLayout(): XstateLayout {
     }
     layout = { xcr0, size: ebx0!, components };
   } finally {
-    fs.closeSync(fd);
+    if (fd !== undefined) fs.closeSync(fd);
   }
   try {
     fs.mkdirSync(path.dirname(LAYOUT_CACHE), { recursive: true });
@@ -148,6 +150,16 @@ export function xstateLayout(): XstateLayout {
 }
 
 export const LAYOUT_CACHE = '/run/stasis/xstate-layout.json';
+
+let cpuidFallback: ((leaf: number, sub: number) => number[]) | undefined;
+
+/**
+ * Where CPUID comes from when the cpuid device cannot be opened and nothing is cached: an
+ * injector running the instruction in a task (sys/inject.ts). undefined clears it.
+ */
+export function setCpuidSource(fn: ((leaf: number, sub: number) => number[]) | undefined): void {
+  cpuidFallback = fn;
+}
 
 function cpuModel(): string {
   const info = fs.readFileSync('/proc/cpuinfo', 'utf8');

@@ -21,7 +21,7 @@
 //   logic, and a task that was interrupted inside a syscall would see -ERESTART* in rax. From an
 //   event stop, the resume path runs that logic: a sleep simply resumes.
 
-import { BREAKPOINT_SIGNAL, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
+import { BREAKPOINT_SIGNAL, CPUID_TRAP_INSNS, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
   SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME, SYSCALL_TRAP_INSNS } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
@@ -308,6 +308,40 @@ export class Injector {
     this.site = page;
     this.trapping = this.trapUsable;
     return page;
+  }
+
+  /**
+   * Execute CPUID in the task (leaf, subleaf) → [eax, ebx, ecx, edx]: for when the kernel's
+   * cpuid device is out of stasis's reach (a container's devices cgroup). The instruction and an
+   * int3 are written into the trampoline page, after `syscall; int3`.
+   */
+  cpuid(leaf: number, sub: number): number[] {
+    if (!this.trapUsable) throw new Error(`task ${this.pid} ignores SIGTRAP: cannot run CPUID in it`);
+    const page = this.useTrampoline();
+    const site = page + 16n;
+    const mem = new ProcMem(this.tgid);
+    try {
+      mem.write(site, CPUID_TRAP_INSNS);
+    } finally {
+      mem.close();
+    }
+    const regs = this.savedRegs.clone();
+    regs.set(IP_REG, site);
+    regs.set('rax', BigInt(leaf));
+    regs.set('rcx', BigInt(sub));
+    setRegs(this.pid, regs);
+    cont(this.pid, 0);
+    for (;;) {
+      const w = this.expectStopped(waitTask(this.pid)!, 'cpuid');
+      if (w.event === 0 && w.signal === BREAKPOINT_SIGNAL) {
+        const r = getRegs(this.pid);
+        if (r.get(IP_REG) === site + BigInt(CPUID_TRAP_INSNS.length)) {
+          return (['rax', 'rbx', 'rcx', 'rdx'] as const).map((n) => Number(r.get(n) & 0xffffffffn));
+        }
+      }
+      this.holdSignal(w);
+      cont(this.pid, 0);
+    }
   }
 
   /** The syscall site in use (vDSO or trampoline). */

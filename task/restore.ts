@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
-import { SYS } from '../sys/arch.js';
+import { SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
@@ -443,7 +443,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         const thread = core.thread_core as ThreadCoreEntry;
         restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0));
         restorePendingSignals(inj, p.pid, thread.signals_p, false);
-        restoreFpregs(inj.pid, ti);
+        // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot
+        // open the cpuid device, so the task about to get its registers runs the instruction.
+        setCpuidSource((leaf, sub) => inj.cpuid(leaf, sub));
+        try {
+          restoreFpregs(inj.pid, ti);
+        } finally {
+          setCpuidSource(undefined);
+        }
         inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(thread.blk_sigset ?? tc.blk_sigset ?? 0) });
       }
     }

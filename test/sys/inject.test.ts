@@ -155,3 +155,28 @@ test('syscalls run through a trampoline page, which finish() removes again', asy
   await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
   t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
 });
+
+test('CPUID run inside a task gives what the kernel\'s cpuid device gives, and the task runs on', async (t) => {
+  const w = await startWorkload('counter', ['nanosleep', '30']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  seizeAndStop(w.pid);
+  const inj = new Injector(w.pid);
+  const dev = fs.openSync('/dev/cpu/0/cpuid', 'r');
+  try {
+    for (const [leaf, sub] of [[0, 0], [0xd, 0], [0xd, 2]] as const) {
+      const b = Buffer.alloc(16);
+      fs.readSync(dev, b, 0, 16, BigInt(leaf) | (BigInt(sub) << 32n));
+      const expected = [0, 4, 8, 12].map((o) => b.readUInt32LE(o));
+      t.deepEqual(inj.cpuid(leaf, sub), expected, `leaf 0x${leaf.toString(16)}.${sub}`);
+    }
+  } finally {
+    fs.closeSync(dev);
+  }
+  t.is(inj.call(SYS.getpid), BigInt(w.pid), 'syscalls still work after it');
+  inj.finish();
+  detach(w.pid);
+  const at = lastTick(w);
+  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+});

@@ -124,6 +124,9 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>): Du
       throw new Error(`mount ${m.mountPoint} (${m.fstype} ${m.source}${m.root !== '/' ? ` ${m.root}` : ''}) comes from outside the container: name it with --ext-mount-map (ext_mnt) to dump it`);
     }
     if (!seen && m !== root && ext === undefined) firstOfSb.set(e.root_dev, m);
+    if (m.fstype === 'mqueue' && ext === undefined && fs.readdirSync(`/proc/${pid}/root${m.mountPoint}`).length) {
+      throw new Error(`the POSIX message queues in ${m.mountPoint} cannot be dumped yet`);
+    }
     if (fstype === TMPFS && ext === undefined && !seen && m.root === '/') {
       tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, m.mountPoint));
     }

@@ -33,7 +33,9 @@ import { writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
 import { CLONE } from './clone.js';
-import { checkDumpNamespaces, dumpUts, utsnsImageName, type UtsEntry } from './namespaces.js';
+import {
+  checkDumpNamespaces, dumpIpc, dumpUts, ipcVarImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
+} from './namespaces.js';
 import { pidNumbering } from './pidns.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
@@ -140,6 +142,9 @@ interface DumpState {
   /** The process whose uts namespace is saved (the root of a tree with its own), and what was read. */
   utsOf?: number;
   uts?: UtsEntry;
+  /** The same for the ipc namespace. */
+  ipcOf?: number;
+  ipc?: IpcVarEntry;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -191,6 +196,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     if (posix.length) timers.posix = posix;
     threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
     if (st.utsOf === pid) st.uts = dumpUts(inj);
+    if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
     out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts }) as unknown as Record<string, unknown>[];
@@ -281,6 +287,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
+      ipcOf: foreign.includes('ipc') ? pid : undefined,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -310,6 +317,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       writes.push(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) writes.push(images.writeRaw(name, data));
     }
+    if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
     if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
     if (foreign.length) writes.push(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
     await Promise.all(writes);

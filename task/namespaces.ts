@@ -71,3 +71,82 @@ export function restoreUts(inj: Injector, e: UtsEntry): void {
     inj.callChecked(nr, inj.writeScratch(Buffer.concat([b, Buffer.alloc(1)])), b.length);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// ipc: the namespace's sysctls (ipcns-var-N.img). Its SysV objects are not saved: a namespace
+// that holds any fails the dump. Like the uts names, these values exist only for members of the
+// namespace, so the task reads and writes them (its /proc/sys) through injected calls.
+
+export type IpcVarEntry = Record<string, number | bigint | number[]>;
+
+const IPC_VARS: [field: string, file: string, wide?: boolean][] = [
+  ['msg_ctlmax', 'kernel/msgmax'], ['msg_ctlmnb', 'kernel/msgmnb'], ['msg_ctlmni', 'kernel/msgmni'],
+  ['shm_ctlmax', 'kernel/shmmax', true], ['shm_ctlall', 'kernel/shmall', true], ['shm_ctlmni', 'kernel/shmmni'],
+  ['shm_rmid_forced', 'kernel/shm_rmid_forced'], ['mq_queues_max', 'fs/mqueue/queues_max'],
+  ['mq_msg_max', 'fs/mqueue/msg_max'], ['mq_msgsize_max', 'fs/mqueue/msgsize_max'],
+  ['mq_msg_default', 'fs/mqueue/msg_default'], ['mq_msgsize_default', 'fs/mqueue/msgsize_default'],
+];
+/** Set only when not -1 (the kernel's "next free id"). */
+const IPC_NEXT_IDS: [string, string][] = [
+  ['msg_next_id', 'kernel/msg_next_id'], ['sem_next_id', 'kernel/sem_next_id'], ['shm_next_id', 'kernel/shm_next_id'],
+];
+const SYSV = [['shm', 'SysV shared memory'], ['sem', 'SysV semaphores'], ['msg', 'SysV message queues']] as const;
+const O_WRONLY = 1;
+const AT_FDCWD = -100;
+
+export function ipcVarImageName(nsId: number): string {
+  return `ipcns-var-${nsId}.img`;
+}
+
+function readInTask(inj: Injector, file: string): string {
+  const fd = inj.call(SYS.openat, AT_FDCWD, inj.writeScratch(Buffer.from(`${file}\0`)), 0);
+  if (fd < 0n) throw new Error(`cannot read ${file} in task ${inj.pid} (errno ${-fd})`);
+  try {
+    const at = inj.scratch(65536);
+    const n = Number(inj.callChecked(SYS.read, fd, at, 65536));
+    return inj.readScratch(n).toString('utf8');
+  } finally {
+    inj.call(SYS.close, fd);
+  }
+}
+
+/** The ipc namespace's sysctls, read in the task; refuses a namespace holding SysV objects. */
+export function dumpIpc(inj: Injector): IpcVarEntry {
+  for (const [kind, what] of SYSV) {
+    const lines = readInTask(inj, `/proc/sysvipc/${kind}`).split('\n').filter(Boolean);
+    if (lines.length > 1) throw new Error(`the ipc namespace of process ${inj.pid} holds ${what}, which stasis cannot dump yet`);
+  }
+  const e: IpcVarEntry = {
+    sem_ctls: readInTask(inj, '/proc/sys/kernel/sem').trim().split(/\s+/).map(Number),
+    auto_msgmni: 0,
+  };
+  for (const [field, file, wide] of IPC_VARS) {
+    const text = readInTask(inj, `/proc/sys/${file}`).trim();
+    e[field] = wide ? BigInt(text) : Number(text);
+  }
+  for (const [field, file] of IPC_NEXT_IDS) {
+    const v = Number(readInTask(inj, `/proc/sys/${file}`).trim());
+    if (v >= 0) e[field] = v;
+  }
+  return e;
+}
+
+/** Put the sysctls back, through the /proc/sys the task sees (before its own /proc is mounted). */
+export function restoreIpc(inj: Injector, e: IpcVarEntry): void {
+  const write = (file: string, value: string) => {
+    const path = `/proc/sys/${file}`;
+    const fd = inj.call(SYS.openat, AT_FDCWD, inj.writeScratch(Buffer.from(`${path}\0`)), O_WRONLY);
+    if (fd < 0n) throw new Error(`cannot write ${path} in task ${inj.pid} (errno ${-fd})`);
+    try {
+      const b = Buffer.from(value);
+      const r = inj.call(SYS.write, fd, inj.writeScratch(b), b.length);
+      if (r < 0n) throw new Error(`writing ${value} to ${path} in task ${inj.pid} failed (errno ${-r})`);
+    } finally {
+      inj.call(SYS.close, fd);
+    }
+  };
+  if (Array.isArray(e.sem_ctls) && e.sem_ctls.length === 4) write('kernel/sem', e.sem_ctls.join(' '));
+  for (const [field, file] of [...IPC_VARS, ...IPC_NEXT_IDS]) {
+    if (e[field] !== undefined) write(file, String(e[field]));
+  }
+}

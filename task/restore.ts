@@ -41,7 +41,9 @@ import {
 } from '../mount-ns/mounts.js';
 import { bringUpLoopback } from '../net-ns/empty.js';
 import type { TaskKobjIds } from './ids.js';
-import { restoreNamespaceFlags, restoreUts, utsnsImageName, type UtsEntry } from './namespaces.js';
+import {
+  ipcVarImageName, restoreIpc, restoreNamespaceFlags, restoreUts, utsnsImageName, type IpcVarEntry, type UtsEntry,
+} from './namespaces.js';
 
 export interface RestoreOptions {
   imagesDir: string;
@@ -111,6 +113,7 @@ interface LoadedImages {
   nsFlags: number;
   mounts?: MntEntry[];
   uts?: UtsEntry;
+  ipc?: IpcVarEntry;
   /** Full path of a file of the dump. */
   file(name: string): string;
   files: Map<number, FileEntryMessage>;
@@ -195,7 +198,10 @@ async function load(dir: string): Promise<LoadedImages> {
     ? (await images.messages(mountsImageName(rootIds!.mnt_ns_id!))) as unknown as MntEntry[] : undefined;
   const uts = nsFlags & CLONE.NEWUTS
     ? (await images.message(utsnsImageName(rootIds!.uts_ns_id!))) as unknown as UtsEntry : undefined;
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts };
+  const ipcFile = nsFlags & CLONE.NEWIPC ? ipcVarImageName(rootIds!.ipc_ns_id!) : undefined;
+  const ipc = ipcFile && fs.existsSync(images.file(ipcFile))
+    ? (await images.message(ipcFile)) as unknown as IpcVarEntry : undefined;
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc };
 }
 
 /**
@@ -336,6 +342,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       tasks.set(p.pid, t);
       if (p.ppid === 0 && img.nsFlags) {
         // The container's own world, before anything in it is opened: mounts, names, loopback.
+        if (img.ipc) restoreIpc(inj, img.ipc); // through the host's /proc/sys, still mounted here
         if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
         if (img.uts) restoreUts(inj, img.uts);
         if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);

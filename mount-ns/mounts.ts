@@ -23,6 +23,7 @@ import zlib from 'node:zlib';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
+import { readCgroupMembership } from '../cgroup/cgroups.js';
 
 export interface MntEntry {
   fstype: number;
@@ -95,8 +96,11 @@ export interface DumpedMounts {
  * The mount tree of process `pid`'s mount namespace. `extMnt`: mountpoint → key (runc's
  * ext_mnt); those mounts are left to whoever restores.
  */
-export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>): DumpedMounts {
+export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, ownCgroupNs = false): DumpedMounts {
   const infos = readMountinfo(pid);
+  // In a cgroup namespace of its own, the container sees its cgroup as "/": cgroup mounts are
+  // saved as it sees them (criu does the same) and mounted anew on restore, in the new namespace.
+  const cgroupRoots = ownCgroupNs ? new Map(readCgroupMembership(pid).map((m) => [m.name, m.path])) : undefined;
   const root = infos.find((m) => m.mountPoint === '/');
   if (!root) throw new Error(`process ${pid} has no root mount in its mountinfo`);
   const entries: MntEntry[] = [];
@@ -105,6 +109,11 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>): Du
   for (const m of infos) {
     const fstype = FSTYPES[m.fstype.split('.')[0]!] ?? 0;
     const superOpts = m.superOptions.split(',').filter((o) => o && o !== 'rw' && o !== 'ro');
+    if (cgroupRoots && (m.fstype === 'cgroup' || m.fstype === 'cgroup2') && !extMnt.has(m.mountPoint)) {
+      const ctrls = m.fstype === 'cgroup2' ? '' : superOpts.filter((o) => !o.includes('=') || o.startsWith('name=')).sort().join(',');
+      const nsRoot = [...cgroupRoots].find(([name]) => name.split(',').sort().join(',') === ctrls)?.[1];
+      if (nsRoot && nsRoot !== '/' && (m.root === nsRoot || m.root.startsWith(`${nsRoot}/`))) m.root = m.root.slice(nsRoot.length) || '/';
+    }
     if (m.fstype === 'devpts' && !superOpts.includes('newinstance')) superOpts.push('newinstance');
     const e: MntEntry = {
       fstype, mnt_id: m.mntId, root_dev: kernelDev(m), parent_mnt_id: m.parentId, flags: mountFlags(m),
@@ -309,9 +318,11 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
       if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
     }
   }
-  // Read-only and the other per-mount flags, now that everything below exists.
+  // Read-only, now that everything below exists: the superblock when it was (a filesystem of
+  // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).
   for (const e of made) {
-    if ((e.flags | (e.sb_flags ?? 0)) & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | (e.flags & PER_MOUNT) | MS.RDONLY, e.options);
+    if ((e.sb_flags ?? 0) & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.RDONLY, e.options);
+    if (e.flags & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
   }
   for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
 

@@ -294,7 +294,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
     st.files.checkAtEnd();
     const rootIds = dumped[0]!.ids;
-    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map()) : undefined;
+    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
 
     // All images at once (they are independent files); inventory.img after all of them.
     const writes: Promise<void>[] = [images.writeMessages('pstree.img', tree.processes.map((p) => ({

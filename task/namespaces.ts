@@ -18,9 +18,12 @@ export const OWN_NS: Partial<Record<NsKind, { flag: number; field: keyof TaskKob
   uts: { flag: CLONE.NEWUTS, field: 'uts_ns_id' },
   ipc: { flag: CLONE.NEWIPC, field: 'ipc_ns_id' },
   net: { flag: CLONE.NEWNET, field: 'net_ns_id' },
+  // Rooted, as a new cgroup namespace is, at the cgroup the restored tree is born in (runc moves
+  // the restoring stasis into the container's cgroup first).
+  cgroup: { flag: CLONE.NEWCGROUP, field: 'cgroup_ns_id' },
 };
 const OTHER_NS: [string, keyof TaskKobjIds][] = [
-  ['user', 'user_ns_id'], ['cgroup', 'cgroup_ns_id'], ['time', 'time_ns_id'],
+  ['user', 'user_ns_id'], ['time', 'time_ns_id'],
 ];
 
 /** Refuse, at dump, namespaces of the tree's own that stasis cannot restore. */

@@ -211,3 +211,32 @@ test.serial('the container\'s ipc namespace keeps its sysctls; SysV objects in i
   t.true(at > 0);
   await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
 });
+
+test.serial('a container with its own cgroup namespace comes back in a new one, rooted at its cgroup', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const file = path.join(c.bundle, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.linux.namespaces.push({ type: 'cgroup' });
+  fs.writeFileSync(file, JSON.stringify(config));
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const before = c.state()!.pid;
+  const seenInside = (pid: number) => execFileSync('nsenter', ['-t', String(pid), '-C', 'cat', `/proc/${pid}/cgroup`], { encoding: 'utf8' });
+  t.regex(seenInside(before), /^0::\/$/m, 'inside, its cgroup is the namespace root');
+  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
+  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
+  await out.closed;
+  const at = lastTick(out.lines);
+  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  const pid = c.state()!.pid;
+  t.not(fs.readlinkSync(`/proc/${pid}/ns/cgroup`), fs.readlinkSync('/proc/self/ns/cgroup'));
+  t.regex(seenInside(pid), /^0::\/$/m);
+  t.regex(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`^0::/${c.id}$`, 'm'));
+  // Its /sys/fs/cgroup/pids shows its own cgroup (the mount's root, seen from the host).
+  const pidsMount = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').find((l) => l.split(' ')[4] === '/sys/fs/cgroup/pids');
+  t.is(pidsMount?.split(' ')[3], `/${c.id}`);
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+});

@@ -34,7 +34,7 @@ import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
 import { CLONE } from './clone.js';
 import {
-  checkDumpNamespaces, dumpIpc, dumpUts, ipcVarImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
+  checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
 import { pidNumbering } from './pidns.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
@@ -252,6 +252,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const t0 = performance.now();
   const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
   const tFrozen = performance.now();
+  // The clocks of a time namespace of its own, as they stand when the tree stops.
+  const timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
     opts.afterSeize?.();
@@ -317,6 +319,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       writes.push(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) writes.push(images.writeRaw(name, data));
     }
+    if (timens) writes.push(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
     if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
     if (foreign.length) writes.push(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));

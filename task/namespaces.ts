@@ -5,7 +5,9 @@
 // The kernel shows a uts namespace's names only to its members, so they are read with an
 // injected uname() and put back with injected sethostname()/setdomainname().
 
+import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
+import { CLOCK, clockNs } from '../sys/clock.js';
 import type { Injector } from '../sys/inject.js';
 import type { NsKind } from '../sys/proc/index.js';
 import { CLONE } from './clone.js';
@@ -23,12 +25,12 @@ export const OWN_NS: Partial<Record<NsKind, { flag: number; field: keyof TaskKob
   cgroup: { flag: CLONE.NEWCGROUP, field: 'cgroup_ns_id' },
 };
 const OTHER_NS: [string, keyof TaskKobjIds][] = [
-  ['user', 'user_ns_id'], ['time', 'time_ns_id'],
+  ['user', 'user_ns_id'],
 ];
 
 /** Refuse, at dump, namespaces of the tree's own that stasis cannot restore. */
 export function checkDumpNamespaces(pid: number, foreign: readonly NsKind[], emptyNet: boolean): void {
-  const unsupported = foreign.filter((k) => !OWN_NS[k]);
+  const unsupported = foreign.filter((k) => !OWN_NS[k] && k !== 'time');
   if (unsupported.length) {
     throw new Error(`process ${pid} is in its own ${unsupported.join(', ')} namespace${unsupported.length > 1 ? 's' : ''}, which stasis cannot dump yet`);
   }
@@ -36,6 +38,9 @@ export function checkDumpNamespaces(pid: number, foreign: readonly NsKind[], emp
     throw new Error(`process ${pid} has its own network namespace: stasis restores only an empty one (dump with --empty-ns net, runc's default without a network)`);
   }
 }
+
+/** Flag for a time namespace: not a clone flag (see restoreTimeNs), but marked the same way. */
+export const NEWTIME = 0x80;
 
 /** The clone flags that give the restored root the namespaces its image has of its own. */
 export function restoreNamespaceFlags(rootIds: TaskKobjIds, hostIds: TaskKobjIds): number {
@@ -45,6 +50,7 @@ export function restoreNamespaceFlags(rootIds: TaskKobjIds, hostIds: TaskKobjIds
     }
   }
   let flags = 0;
+  if (rootIds.time_ns_id !== undefined && hostIds.time_ns_id !== undefined && rootIds.time_ns_id !== hostIds.time_ns_id) flags |= NEWTIME;
   for (const ns of Object.values(OWN_NS)) {
     if (rootIds[ns.field] !== undefined && hostIds[ns.field] !== undefined && rootIds[ns.field] !== hostIds[ns.field]) flags |= ns.flag;
   }
@@ -152,4 +158,58 @@ export function restoreIpc(inj: Injector, e: IpcVarEntry): void {
   for (const [field, file] of [...IPC_VARS, ...IPC_NEXT_IDS]) {
     if (e[field] !== undefined) write(file, String(e[field]));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// time: timens-N.img holds the namespace's monotonic and boottime clocks at dump time (criu's
+// format). On restore the new namespace gets offsets that make its clocks go on from there: the
+// time the tree spent on disk does not pass for it. A time namespace takes offsets only before
+// any task enters it, so it is made with unshare() in the seed (for the seed's children) and
+// its offsets written before the root is cloned.
+
+export interface TimensEntry {
+  monotonic: { tv_sec: bigint | number; tv_nsec: bigint | number };
+  boottime: { tv_sec: bigint | number; tv_nsec: bigint | number };
+}
+
+const NSEC = 1_000_000_000n;
+
+export function timensImageName(nsId: number): string {
+  return `timens-${nsId}.img`;
+}
+
+function hostClocks(): { monotonic: bigint; boottime: bigint } {
+  return { monotonic: clockNs(CLOCK.MONOTONIC), boottime: clockNs(CLOCK.BOOTTIME) };
+}
+
+function offsetsOf(pid: number): { monotonic: bigint; boottime: bigint } {
+  const text = fs.readFileSync(`/proc/${pid}/timens_offsets`, 'utf8');
+  const get = (name: string) => {
+    const m = new RegExp(`^${name}\\s+(-?\\d+)\\s+(-?\\d+)`, 'm').exec(text);
+    return m ? BigInt(m[1]!) * NSEC + BigInt(m[2]!) : 0n;
+  };
+  return { monotonic: get('monotonic'), boottime: get('boottime') };
+}
+
+const ts = (ns: bigint) => ({ tv_sec: ns / NSEC, tv_nsec: ns % NSEC });
+
+/** The clocks of process `pid`'s time namespace, now. */
+export function dumpTimens(pid: number): TimensEntry {
+  const off = offsetsOf(pid);
+  const now = hostClocks();
+  return { monotonic: ts(now.monotonic + off.monotonic), boottime: ts(now.boottime + off.boottime) };
+}
+
+/** Offsets, as /proc/PID/timens_offsets takes them, that continue the saved clocks from now. */
+export function timensOffsets(e: TimensEntry): string {
+  const now = hostClocks();
+  const ns = (t: TimensEntry['monotonic']) => BigInt(t.tv_sec) * NSEC + BigInt(t.tv_nsec);
+  const line = (name: string, off: bigint) => {
+    const sec = off / NSEC;
+    let nsec = off % NSEC;
+    let s = sec;
+    if (nsec < 0n) { nsec += NSEC; s -= 1n; }
+    return `${name} ${s} ${nsec}\n`;
+  };
+  return line('monotonic', ns(e.monotonic) - now.monotonic) + line('boottime', ns(e.boottime) - now.boottime);
 }

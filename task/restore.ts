@@ -42,7 +42,8 @@ import {
 import { bringUpLoopback } from '../net-ns/empty.js';
 import type { TaskKobjIds } from './ids.js';
 import {
-  ipcVarImageName, restoreIpc, restoreNamespaceFlags, restoreUts, utsnsImageName, type IpcVarEntry, type UtsEntry,
+  NEWTIME, ipcVarImageName, restoreIpc, restoreNamespaceFlags, restoreUts, timensImageName, timensOffsets,
+  utsnsImageName, type IpcVarEntry, type TimensEntry, type UtsEntry,
 } from './namespaces.js';
 
 export interface RestoreOptions {
@@ -114,6 +115,7 @@ interface LoadedImages {
   mounts?: MntEntry[];
   uts?: UtsEntry;
   ipc?: IpcVarEntry;
+  timens?: TimensEntry;
   /** Full path of a file of the dump. */
   file(name: string): string;
   files: Map<number, FileEntryMessage>;
@@ -201,7 +203,9 @@ async function load(dir: string): Promise<LoadedImages> {
   const ipcFile = nsFlags & CLONE.NEWIPC ? ipcVarImageName(rootIds!.ipc_ns_id!) : undefined;
   const ipc = ipcFile && fs.existsSync(images.file(ipcFile))
     ? (await images.message(ipcFile)) as unknown as IpcVarEntry : undefined;
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc };
+  const timens = nsFlags & NEWTIME
+    ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, timens };
 }
 
 /**
@@ -305,6 +309,37 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const helperHpid = new Map<number, number>();
     const shared: SharedMemory = new Map();
     const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
+    // The first task created at the top (the root, or a helper standing in for the leader of
+    // its session) gets the tree's own namespaces, and sets them up; all others inherit them.
+    let topMade = false;
+    let nsSetUp = false;
+    const createTop = (vpid: number): number => {
+      const first = !topMade;
+      topMade = true;
+      if (!first || !img.nsFlags) return createTask(vpid, { siblingOfStasis: opts.siblingOfStasis });
+      if ((img.nsFlags & CLONE.NEWPID) && vpid !== 1) {
+        throw new Error(`the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
+      }
+      return createTask(img.nsFlags & CLONE.NEWPID ? undefined : vpid, {
+        siblingOfStasis: opts.siblingOfStasis, flags: img.nsFlags & ~NEWTIME,
+        beforeClone: (seed) => {
+          if (img.nsFlags & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
+          // A time namespace for the seed's children, its clocks set before the root enters.
+          if (img.timens) {
+            seed.callChecked(SYS.unshare, NEWTIME);
+            fs.writeFileSync(`/proc/${seed.pid}/timens_offsets`, timensOffsets(img.timens));
+          }
+        },
+      });
+    };
+    const setupNamespaces = (inj: Injector, pid: number) => {
+      // The container's own world, before anything in it is opened: mounts, names, loopback.
+      if (img.ipc) restoreIpc(inj, img.ipc); // through the host's /proc/sys, still mounted here
+      if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
+      if (img.uts) restoreUts(inj, img.uts);
+      if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);
+      opts.namespacesReady?.(pid);
+    };
     const makeHelper = (h: Helper): Injector => {
       let inj = helperInj.get(h.pid);
       if (inj) return inj;
@@ -313,10 +348,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const pid = viaSession
         ? cloneInto(viaSession, { setTid: [h.pid], flags: CLONE.PARENT })
         : h.ppid === 0
-          ? createTask(h.pid, { siblingOfStasis: opts.siblingOfStasis })
+          ? createTop(h.pid)
           : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
       created.push(pid);
       inj = new Injector(pid, pid, { pin: false });
+      if (h.ppid === 0 && !viaSession && img.nsFlags && !nsSetUp) {
+        nsSetUp = true;
+        setupNamespaces(inj, pid);
+      }
       helperInj.set(h.pid, inj);
       helperHpid.set(h.pid, pid);
       if (h.kind === 'session') inj.callChecked(SYS.setsid);
@@ -327,26 +366,17 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const sessionHelper = helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
       let pid: number;
       if (sessionHelper) pid = cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
-      else if (p.ppid === 0) {
-        pid = createTask(img.nsFlags & CLONE.NEWPID ? undefined : p.pid, {
-          siblingOfStasis: opts.siblingOfStasis, flags: img.nsFlags,
-          beforeClone: img.nsFlags & CLONE.NEWPID
-            ? (seed) => { stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0)); } : undefined,
-        });
-      } else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+      else if (p.ppid === 0) pid = createTop(p.pid);
+      else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
       // A child inherits its parent's vDSO, which is where the parent's image puts it by now.
       const parentVdso = p.ppid && !sessionHelper ? vdsoOf(tasks.get(p.ppid)!.p) : undefined;
       const inj = new Injector(pid, pid, { pin: false, vdsoStart: parentVdso });
       const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
       tasks.set(p.pid, t);
-      if (p.ppid === 0 && img.nsFlags) {
-        // The container's own world, before anything in it is opened: mounts, names, loopback.
-        if (img.ipc) restoreIpc(inj, img.ipc); // through the host's /proc/sys, still mounted here
-        if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
-        if (img.uts) restoreUts(inj, img.uts);
-        if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);
-        opts.namespacesReady?.(pid);
+      if (p.ppid === 0 && img.nsFlags && !nsSetUp) {
+        nsSetUp = true;
+        setupNamespaces(inj, pid);
       }
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space

@@ -36,7 +36,7 @@ export const SYS = {
   accept4: 288, signalfd4: 289, eventfd2: 290, epoll_create1: 291, dup3: 292, pipe2: 293,
   inotify_init1: 294, rt_tgsigqueueinfo: 297, prlimit64: 302, setns: 308, process_vm_readv: 310,
   process_vm_writev: 311, kcmp: 312, getrandom: 318, memfd_create: 319, userfaultfd: 323,
-  membarrier: 324, statx: 332, getcpu: 309, tee: 276, rt_sigtimedwait: 128, copy_file_range: 326, sendfile: 40, rseq: 334, open_tree: 428, move_mount: 429, pidfd_open: 434,
+  membarrier: 324, statx: 332, getcpu: 309, tee: 276, rt_sigtimedwait: 128, copy_file_range: 326, sendfile: 40, rseq: 334, open_tree: 428, move_mount: 429, pidfd_open: 434, seccomp: 317,
   clone3: 435, close_range: 436, pidfd_getfd: 438, process_madvise: 440,
   timerfd_settime: 286, timerfd_gettime: 287, getxattr: 191,
   inotify_rm_watch: 255, name_to_handle_at: 303, open_by_handle_at: 304,

@@ -285,3 +285,23 @@ export function waitForInterrupt(pid: number, timeoutMs = 5000): number {
     cont(pid, w.event === 0 ? w.signal : 0);
   }
 }
+
+/**
+ * The seccomp filters of a stopped tracee, newest first: each one's BPF program (struct
+ * sock_filter array, 8 bytes an instruction) and the flags it was installed with.
+ */
+export function getSeccompFilters(pid: number): { insns: Buffer; flags: number }[] {
+  const out: { insns: Buffer; flags: number }[] = [];
+  for (let i = 0; ; i++) {
+    const count = rawSyscall(SYS.ptrace, PTRACE.SECCOMP_GET_FILTER, pid, i, 0);
+    if (count === -2n /* ENOENT: no more */) break;
+    if (count < 0n) throw new SysError(Number(-count), `ptrace(SECCOMP_GET_FILTER, ${pid}, ${i})`);
+    const insns = nativeBuffer(Number(count) * 8);
+    ptrace('SECCOMP_GET_FILTER', pid, i, addressOf(insns));
+    const meta = nativeBuffer(16); // struct seccomp_metadata { u64 filter_off; u64 flags; }
+    meta.writeBigUInt64LE(BigInt(i), 0);
+    const m = rawSyscall(SYS.ptrace, PTRACE.SECCOMP_GET_METADATA, pid, meta.length, addressOf(meta));
+    out.push({ insns: Buffer.from(insns), flags: m >= 0n ? Number(meta.readBigUInt64LE(8)) : 0 });
+  }
+  return out;
+}

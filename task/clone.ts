@@ -26,7 +26,7 @@ export const CLONE = {
 const CLONE_ARGS_SIZE = 80;
 
 export const RESTORE_PTRACE_OPTIONS =
-  PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL;
+  PTRACE_O.TRACESYSGOOD | PTRACE_O.TRACEFORK | PTRACE_O.TRACECLONE | PTRACE_O.EXITKILL | PTRACE_O.SUSPEND_SECCOMP;
 
 export interface CloneRequest {
   /** PIDs from the innermost pid namespace outwards (set_tid); one entry for no namespaces. */

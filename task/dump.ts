@@ -37,6 +37,7 @@ import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
 import { pidNumbering } from './pidns.js';
+import { SECCOMP_IMAGE, SeccompTable } from './seccomp.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
 export interface DumpOptions {
@@ -145,6 +146,7 @@ interface DumpState {
   /** The same for the ipc namespace. */
   ipcOf?: number;
   ipc?: IpcVarEntry;
+  seccomp: SeccompTable;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -163,7 +165,6 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const status = readStatus(pid);
   const smaps = readSmaps(pid);
   const auxv = readAuxv(pid);
-  if (status.seccomp) throw new Error(`process ${pid} runs under seccomp, which stasis cannot dump yet`);
   const ids = st.ids.idsFor(pid);
   const out: ProcessImages = { cores: new Map(), ids };
 
@@ -218,7 +219,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
       const core: Record<string, unknown> = {
         mtype: MARCH_X86_64,
         thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
-        thread_core: tc.core,
+        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid) },
       };
       if (tid === pid) {
         core.tc = {
@@ -289,7 +290,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
-      ipcOf: foreign.includes('ipc') ? pid : undefined,
+      ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -319,6 +320,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       writes.push(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) writes.push(images.writeRaw(name, data));
     }
+    if (st.seccomp.filters.length) writes.push(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) writes.push(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
     if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));

@@ -32,6 +32,7 @@ import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions } from './sigactions.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
+import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';
 import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
@@ -116,6 +117,7 @@ interface LoadedImages {
   uts?: UtsEntry;
   ipc?: IpcVarEntry;
   timens?: TimensEntry;
+  seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
   file(name: string): string;
   files: Map<number, FileEntryMessage>;
@@ -205,7 +207,9 @@ async function load(dir: string): Promise<LoadedImages> {
     ? (await images.message(ipcFile)) as unknown as IpcVarEntry : undefined;
   const timens = nsFlags & NEWTIME
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, timens };
+  const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
+    ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, timens, seccomp };
 }
 
 /**
@@ -478,6 +482,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         const core = p.cores.get(tid)!;
         const ti = core.thread_info as ThreadInfoX86;
         const thread = core.thread_core as ThreadCoreEntry;
+        // Filters first, while the thread still has every capability (creds come next).
+        restoreSeccomp(inj, img.seccomp, thread.seccomp_mode, thread.seccomp_filter);
         restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0));
         restorePendingSignals(inj, p.pid, thread.signals_p, false);
         // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot

@@ -15,6 +15,7 @@ export interface ThreadCoreEntry {
   sched_prio?: number; blk_sigset?: bigint; sas?: { ss_sp: bigint; ss_size: bigint; ss_flags: number };
   pdeath_sig?: number; signals_p?: SignalQueueEntry; creds?: CredsEntry; comm?: string;
   rseq_entry?: { rseq_abi_pointer: bigint; rseq_abi_size: number; signature: number; rseq_cs_pointer?: bigint };
+  seccomp_mode?: number; seccomp_filter?: number;
 }
 
 const PR_SET_PDEATHSIG = 1;

@@ -9,6 +9,9 @@ import { freezeCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
 import { listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
 
+/** Injected calls in a task under seccomp must not meet its filters while stasis works in it. */
+const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
+
 export const TASK_ALIVE = 1;
 export const TASK_DEAD = 2;
 export const TASK_STOPPED = 3;
@@ -66,7 +69,7 @@ export class SeizedTree {
     try {
       for (const tid of frozen.tasks) {
         try {
-          seize(tid, PTRACE_O.TRACESYSGOOD);
+          seize(tid, SEIZE_OPTIONS);
         } catch (e) {
           if (e instanceof Error && /ESRCH/.test(e.message)) continue; // exiting while frozen
           throw e;
@@ -104,7 +107,7 @@ export class SeizedTree {
       for (const tid of fresh) {
         let sig: number;
         try {
-          sig = this.preStopped.get(tid) ?? seizeAndStop(tid);
+          sig = this.preStopped.get(tid) ?? seizeAndStop(tid, SEIZE_OPTIONS);
         } catch (e) {
           if (e instanceof Error && /ESRCH/.test(e.message) && tid !== pid) continue; // the thread just exited
           throw e;

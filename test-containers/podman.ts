@@ -1,0 +1,104 @@
+// Podman with stasis as its criu, in a private configuration: its own storage (graphroot and
+// runroot under one directory), cgroupfs, no network, k8s-file logs, and a PATH whose first
+// `criu` is stasis (Podman and the runc it starts find criu through PATH). The image is the
+// busybox-static rootfs, imported (no registry). Everything is removed by name and directory.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** Podman's cgroupfs parent (libpod_parent) in each hierarchy. */
+function libpodParents(): string[] {
+  const out: string[] = [];
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep >= 0 && /^cgroup2?$/.test(f[sep + 1] ?? '')) out.push(path.join(f[4]!, 'libpod_parent'));
+  }
+  return out;
+}
+
+/** rmdir a cgroup directory tree, deepest first (cgroups only go when empty of tasks). */
+function removeCgroupTree(dir: string): void {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) if (e.isDirectory()) removeCgroupTree(path.join(dir, e.name));
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // still in use
+  }
+}
+
+export class Podman {
+  readonly env: NodeJS.ProcessEnv;
+  readonly image = 'localhost/stasis-busybox:test';
+  /** libpod_parent cgroups that did not exist before: the test's to remove. */
+  private readonly newCgroups = libpodParents().filter((d) => !fs.existsSync(d));
+
+  constructor(readonly dir: string, stasisBin: string) {
+    const bin = path.join(dir, 'bin');
+    fs.mkdirSync(bin, { recursive: true });
+    fs.symlinkSync(stasisBin, path.join(bin, 'criu'));
+    fs.writeFileSync(path.join(dir, 'containers.conf'), [
+      '[containers]', 'netns = "none"', 'log_driver = "k8s-file"',
+      'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]',
+      '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', 'runtime = "runc"',
+      `static_dir = "${dir}/libpod"`, `tmp_dir = "${dir}/tmp"`, `volume_path = "${dir}/volumes"`, '',
+    ].join('\n'));
+    fs.writeFileSync(path.join(dir, 'storage.conf'), [
+      '[storage]', 'driver = "overlay"', `graphroot = "${dir}/graph"`, `runroot = "${dir}/run"`, '',
+    ].join('\n'));
+    this.env = {
+      ...process.env, PATH: `${bin}:${process.env.PATH}`,
+      CONTAINERS_CONF: path.join(dir, 'containers.conf'), CONTAINERS_STORAGE_CONF: path.join(dir, 'storage.conf'),
+    };
+  }
+
+  run(args: string[]): { code: number; out: string } {
+    const r = spawnSync('podman', args, { env: this.env, encoding: 'utf8', timeout: 120_000 });
+    return { code: r.status ?? 128, out: `${r.stdout}${r.stderr}` };
+  }
+
+  /** Import the busybox rootfs as an image. */
+  importBusybox(): void {
+    const rootfs = path.join(this.dir, 'rootfs');
+    fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+    for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev']) fs.mkdirSync(path.join(rootfs, d));
+    fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+    fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+    for (const a of execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+      if (!fs.existsSync(path.join(rootfs, 'bin', a))) fs.symlinkSync('busybox', path.join(rootfs, 'bin', a));
+    }
+    const tar = path.join(this.dir, 'rootfs.tar');
+    execFileSync('tar', ['-C', rootfs, '-cf', tar, '.']);
+    const r = this.run(['import', '--change', 'CMD ["/bin/sh"]', '--change', 'ENV PATH=/bin', tar, this.image]);
+    if (r.code !== 0) throw new Error(`podman import: ${r.out}`);
+  }
+
+  /** The container's log lines (podman logs). */
+  logs(name: string): string[] {
+    return this.run(['logs', name]).out.split('\n').filter(Boolean);
+  }
+
+  async waitForLog(name: string, re: RegExp, timeoutMs = 15_000): Promise<string[]> {
+    const t0 = Date.now();
+    for (;;) {
+      const lines = this.logs(name);
+      if (lines.some((l) => re.test(l))) return lines;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`no log line matching ${re}; got: ${lines.slice(-3).join(' | ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Remove every container and image of this configuration, then its storage. */
+  destroy(): void {
+    this.run(['rm', '--all', '--force', '--time', '0']);
+    this.run(['system', 'reset', '--force']);
+    for (const d of this.newCgroups) removeCgroupTree(d);
+  }
+}

@@ -82,6 +82,8 @@ export interface RestoreFdTableOptions {
   openedElsewhere?(fileId: number): { pid: number; fd: number } | undefined;
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
   imagePath(image: string): string;
+  /** Keeps work for after every task's table (RestoreFilesTask.later). */
+  later(fn: () => void): void;
 }
 
 export interface RestoredFdTable {
@@ -110,7 +112,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const task: RestoreFilesTask = {
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

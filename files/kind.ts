@@ -87,6 +87,8 @@ export interface RestoreFilesTask {
   provide(fileId: number, fd: number): void;
   /** The descriptor (in this task) of a description already opened, if any. */
   fdOf(fileId: number): number | undefined;
+  /** Run `fn` once every task of the tree has its descriptors (e.g. connect to a later one's socket). */
+  later(fn: () => void): void;
 }
 
 /** New pseudo-terminals of one restore, by tty_info id: the pts number and the master (stasis's fd). */

@@ -295,20 +295,28 @@ export const unixSocketFile: FileKind = {
     return fd;
   },
   finish(e: Usk, fd: number, task: RestoreFilesTask): void {
-    if (!e.peer) return;
-    const peer = unixSockets(task).get(Number(e.peer))!;
-    if (Number(peer.peer) === Number(e.ino)) return; // a pair, made whole in open()
-    // A datagram socket connected to a bound one: connect by name, now that it is bound.
-    const name = Buffer.from(peer.name ?? []);
-    const what = `unix socket:[${e.ino}] in task ${task.pid}`;
-    if (!name.length) throw new Error(`${what} is connected to the unbound socket:[${peer.ino}], which stasis cannot restore yet`);
-    const r = inDir(task.inj, peer.name_dir, () => sockAddrCall(task.inj, SYS.connect, fd, sockaddrUn(name)));
-    if (isErrorResult(r)) {
-      const code = errnoName(Number(-r));
-      // The bound socket may be held only by a process of the tree restored after this one.
-      const hint = code === 'ECONNREFUSED' || code === 'ENOENT'
-        ? ` (if socket:[${peer.ino}] is held by a process restored after task ${task.pid}, stasis cannot restore that order yet)` : '';
-      throw new Error(`${what}: connect to ${printable(name)} failed with ${code}${hint}`);
-    }
+    connectToPeer(e, fd, task, false);
   },
 };
+
+/** A datagram socket connected to a bound one: connect by name (deferred once if not bound yet). */
+function connectToPeer(e: Usk, fd: number, task: RestoreFilesTask, deferred: boolean): void {
+  if (!e.peer) return;
+  const peer = unixSockets(task).get(Number(e.peer))!;
+  if (Number(peer.peer) === Number(e.ino)) return; // a pair, made whole in open()
+  // A datagram socket connected to a bound one: connect by name, now that it is bound.
+  const name = Buffer.from(peer.name ?? []);
+  const what = `unix socket:[${e.ino}] in task ${task.pid}`;
+  if (!name.length) throw new Error(`${what} is connected to the unbound socket:[${peer.ino}], which stasis cannot restore yet`);
+  const r = inDir(task.inj, peer.name_dir, () => sockAddrCall(task.inj, SYS.connect, fd, sockaddrUn(name)));
+  if (isErrorResult(r)) {
+    const code = errnoName(Number(-r));
+    // The bound socket may be held only by a process of the tree restored after this one:
+    // connect once every process has its sockets.
+    if (!deferred && (code === 'ECONNREFUSED' || code === 'ENOENT')) {
+      task.later(() => connectToPeer(e, fd, task, true));
+      return;
+    }
+    throw new Error(`${what}: connect to ${printable(name)} failed with ${code}`);
+  }
+}

@@ -418,6 +418,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 3. Each live process: memory, descriptors, fs, attributes.
     const openedElsewhere = new Map<number, { pid: number; fd: number }>();
     const spares: { t: Restoring; fd: number }[] = [];
+    const afterTables: (() => void)[] = [];
     for (const t of tasks.values()) {
       const { inj, p } = t;
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
@@ -444,6 +445,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         openedElsewhere: (id) => openedElsewhere.get(id),
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
+        later: (fn) => afterTables.push(fn),
       });
       for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) spares.push({ t, fd });
@@ -458,6 +460,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);
       if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
     }
+    for (const fn of afterTables) fn();
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
     if (laterMounts.length) finishMounts(tasks.get(root.pid)!.inj, laterMounts);
     for (const { master } of orphanPts.values()) opts.orphanPtsMaster!(master);

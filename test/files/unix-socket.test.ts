@@ -42,3 +42,9 @@ test.serial('a unix socket connected to a process outside the dump fails the dum
   fs.writeFileSync(path.join(work, 'check'), '');
   t.is(await w.exitOf(w.pid), `exit ${w.pid} 0`, 'the process carried on and finished by itself');
 });
+
+test.serial('a datagram socket connected to one that only a child holds is connected again after restore', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'dgram-peer');
+  t.true(r.lines.includes('ok child-received'), r.lines.join('\n'));
+  t.true(r.lines.includes('ok parent-sent'));
+});

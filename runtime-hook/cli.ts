@@ -7,7 +7,7 @@ import path from 'node:path';
 // (a VERSION check, then the work), and a small module graph is a fast start.
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
-import { VERSION, versionText } from './version.js';
+import { VERSION, VERSION_REQUEST, VERSION_RESPONSE, versionText } from './version.js';
 import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
 
 const OPTIONS: OptionSpec[] = [
@@ -76,6 +76,30 @@ function emptyNs(p: ReturnType<typeof parseArgs>): number {
   if (v === undefined) return 0;
   if (v !== 'net') throw new UsageError(`--empty-ns: only 'net' is supported, got '${v}'`);
   return 0x40000000;
+}
+
+/**
+ * `stasis swrk FD`. The first request is read here with a plain read(2) (one record of the
+ * SOCK_SEQPACKET socket): a lone VERSION request is answered at once; anything else goes to the
+ * RPC server with the record it starts with.
+ */
+async function swrkCommand(fdArg: string): Promise<number> {
+  let first: Buffer | undefined;
+  if (/^\d+$/.test(fdArg)) {
+    const buf = Buffer.alloc(64 * 1024);
+    try {
+      const n = fs.readSync(Number(fdArg), buf, 0, buf.length, null);
+      if (n === 0) return 1; // the client is gone
+      first = buf.subarray(0, n);
+    } catch {
+      // not readable this way (non-blocking, not a socket...): the server reads it itself
+    }
+    if (first?.equals(VERSION_REQUEST)) {
+      fs.writeSync(Number(fdArg), VERSION_RESPONSE);
+      return 0;
+    }
+  }
+  return (await import('./swrk.js')).swrk(fdArg, first);
 }
 
 function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined): string | undefined {
@@ -147,7 +171,7 @@ async function run(argv: string[]): Promise<number> {
         return (await import('./check.js')).checkKernel(process.stdout);
       case 'swrk':
         if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
-        return await (await import('./swrk.js')).swrk(p.positional[0]!);
+        return await swrkCommand(p.positional[0]!);
       case 'demo':
         return (await import('./demo.js')).demo(process.stdout);
       default:

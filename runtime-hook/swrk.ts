@@ -67,11 +67,16 @@ function messageOf(e: unknown): string {
 /** The connection: records in and out, and the client's identity. */
 class Client {
   readonly peer: number;
-  constructor(readonly fd: number) {
+  constructor(readonly fd: number, private first?: Buffer) {
     this.peer = peerCred(fd).pid;
   }
 
   receive(): Message | undefined {
+    if (this.first) {
+      const data = this.first;
+      this.first = undefined;
+      return decodeMessage('criu_req', data);
+    }
     const r = recvRecord(this.fd);
     if (!r) return undefined;
     for (const f of r.fds) rawSyscall(SYS.close, f); // criu's requests carry none
@@ -100,12 +105,15 @@ class Client {
   }
 }
 
-/** `stasis swrk FD`: serve requests until one is done without keep_open. The exit status. */
-export async function swrk(fdArg: string): Promise<number> {
+/**
+ * `stasis swrk FD`: serve requests until one is done without keep_open. The exit status.
+ * `first`: a request record already read from FD (see swrkFast).
+ */
+export async function swrk(fdArg: string, first?: Buffer): Promise<number> {
   const fd = Number(fdArg);
   if (!/^\d+$/.test(fdArg)) throw new UsageError(`swrk wants a descriptor number, got '${fdArg}'`);
   setBlocking(fd, true);
-  const client = new Client(fd);
+  const client = new Client(fd, first);
   for (;;) {
     const req = client.receive();
     if (!req) return 1; // "Client exited unexpectedly"

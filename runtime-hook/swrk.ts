@@ -21,6 +21,7 @@ import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.js';
 import { readNamespaces } from '../sys/proc/index.js';
+import { withConfigFile } from './config-file.js';
 import { Logger } from './log.js';
 import { UsageError } from './options.js';
 import { VERSION } from './version.js';
@@ -280,9 +281,6 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
   if (o.ps) out.push('ps: stasis has no page server');
   if (o.track_mem || o.parent_img) out.push('track_mem/parent_img: incremental dumps are not supported');
   if (o.leave_stopped) out.push('leave_stopped: stasis leaves a dumped tree running or kills it');
-  if (typeof o.config_file === 'string' && configHasSettings(o.config_file)) {
-    out.push(`config_file ${o.config_file}: criu configuration files are not supported`);
-  }
   if (action === 'restore') {
     if (o.join_ns?.length) out.push('join_ns: joining namespaces on restore is not supported yet');
     if (o.veths?.length) out.push('veths: network namespaces are not supported yet');
@@ -292,17 +290,6 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
     }
   }
   return out;
-}
-
-/** A configuration file with anything but comments and blank lines in it (a missing one is no setting). */
-function configHasSettings(file: string): boolean {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return false;
-  }
-  return text.split('\n').some((l) => l.trim() && !l.trim().startsWith('#'));
 }
 
 function ownNetNs(pid: number): boolean {
@@ -336,7 +323,7 @@ function logIgnored(o: Message, logger: Logger): void {
 // ---------------------------------------------------------------------------------------------
 // DUMP
 
-async function dumpRequest(client: Client, o: Message | undefined): Promise<boolean> {
+async function dumpRequest(client: Client, given: Message | undefined): Promise<boolean> {
   const fail = (e: unknown, s?: Setup): boolean => {
     s?.logger.log(1, `Error: ${messageOf(e)}`);
     const errno = errnoOf(e);
@@ -345,7 +332,13 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
       ...(errno ? { cr_errno: errno } : {}), cr_errmsg: messageOf(e),
     }) && false;
   };
-  if (!o) return fail(new RpcError('DUMP without options', EBADRQC));
+  if (!given) return fail(new RpcError('DUMP without options', EBADRQC));
+  let o: Message;
+  try {
+    o = withConfigFile(given); // /etc/criu/runc.conf and the like
+  } catch (e) {
+    return fail(new RpcError(`config_file: ${messageOf(e)}`, EBADRQC));
+  }
   let s: Setup;
   try {
     s = setup(client, o, 'dump');
@@ -396,7 +389,7 @@ async function dumpRequest(client: Client, o: Message | undefined): Promise<bool
 // ---------------------------------------------------------------------------------------------
 // RESTORE
 
-async function restoreRequest(client: Client, o: Message | undefined): Promise<boolean> {
+async function restoreRequest(client: Client, given: Message | undefined): Promise<boolean> {
   const fail = (e: unknown, s?: Setup): boolean => {
     s?.logger.log(1, `Error: ${messageOf(e)}`);
     const errno = errnoOf(e);
@@ -405,7 +398,13 @@ async function restoreRequest(client: Client, o: Message | undefined): Promise<b
       ...(errno ? { cr_errno: errno } : {}), cr_errmsg: messageOf(e),
     }) && false;
   };
-  if (!o) return fail(new RpcError('RESTORE without options', EBADRQC));
+  if (!given) return fail(new RpcError('RESTORE without options', EBADRQC));
+  let o: Message;
+  try {
+    o = withConfigFile(given); // /etc/criu/runc.conf and the like
+  } catch (e) {
+    return fail(new RpcError(`config_file: ${messageOf(e)}`, EBADRQC));
+  }
   let s: Setup;
   try {
     s = setup(client, o, 'restore');

@@ -189,3 +189,28 @@ test('a RESTORE that asks to join existing namespaces is refused with a reason, 
   t.regex(m!.cr_errmsg, /^join_ns: joining namespaces on restore is not supported yet$/);
   t.is(await c.exitCode(), 1);
 });
+
+test.serial('config_file settings fill in what the request leaves out; an option stasis does not know fails the request', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const conf = path.join(tmpDir(t), 'runc.conf');
+  fs.writeFileSync(conf, '# as runc reads /etc/criu/runc.conf\nlog-file from-config.log\nv4\nleave-running\n');
+  const c = await startSwrk(t);
+  c.send({ type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: w.pid, config_file: conf } });
+  t.like(await c.recv(), { type: REQ.DUMP, success: true });
+  t.is(await c.exitCode(), 0);
+  t.regex(fs.readFileSync(path.join(dir, 'from-config.log'), 'utf8'), /Dumping finished successfully/, 'its log-file and v4 were used');
+  const at = lastTick(w.lines);
+  await w.waitForLine(new RegExp(`^tick ${at + 2}$`)); // leave-running from the file
+
+  fs.writeFileSync(conf, 'lazy-pages\n');
+  const c2 = await startSwrk(t);
+  c2.send({ type: REQ.DUMP, opts: { images_dir_fd: openDir(t, tmpDir(t)), pid: w.pid, config_file: conf } });
+  const m = await c2.recv();
+  t.like(m, { type: REQ.DUMP, success: false });
+  t.regex(m!.cr_errmsg, /runc\.conf:1: option 'lazy-pages' is not supported by stasis/);
+  t.is(await c2.exitCode(), 1);
+  t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/);
+});

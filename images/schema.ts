@@ -1,21 +1,106 @@
-// The protobuf schema: our proto/*.proto files, loaded once with protobufjs
-// for reflection only. Encoding and decoding is done by wire.ts.
+// The protobuf schema: our proto/*.proto files, for reflection only (encoding and decoding is
+// done by wire.ts).
 import path from 'node:path';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
 
-export type MessageType = protobuf.Type;
-export type EnumType = protobuf.Enum;
-export type FieldInfo = protobuf.Field;
+// Reflection is our own small model of the schema, built from protobufjs's JSON form of it:
+// loading protobufjs itself costs a Node process ~35 ms before it can read an image, so it is
+// only loaded (synchronously, through require) to parse the .proto files when the JSON bundle
+// written at build time is missing or older than them.
+
+export interface EnumType {
+  kind: 'enum';
+  name: string;
+  values: Record<string, number>;
+  valuesById: Record<number, string>;
+}
+
+export interface FieldInfo {
+  name: string;
+  id: number;
+  type: string;
+  repeated: boolean;
+  required: boolean;
+  packed: boolean;
+  options?: Record<string, unknown>;
+  /** The message or enum type of the field; null for scalars. */
+  resolvedType: MessageType | EnumType | null;
+}
+
+export interface MessageType {
+  kind: 'message';
+  name: string;
+  fieldsArray: FieldInfo[];
+  fieldsById: Record<number, FieldInfo>;
+  fields: Record<string, FieldInfo>;
+}
+
+interface JsonNamespace { nested?: Record<string, JsonNode> }
+interface JsonNode extends JsonNamespace {
+  fields?: Record<string, { type: string; id: number; rule?: string; options?: Record<string, unknown> }>;
+  values?: Record<string, number>;
+}
+
+interface Schema {
+  /** Every type by its simple name at the top level (CRIU's names are global). */
+  lookup(name: string): MessageType | EnumType | undefined;
+}
+
+/** The model of a protobufjs JSON schema; field types resolve from the innermost scope out. */
+function buildSchema(json: JsonNamespace): Schema {
+  const top = new Map<string, MessageType | EnumType>();
+  const pending: { field: FieldInfo; scopes: Map<string, MessageType | EnumType>[] }[] = [];
+  const walk = (ns: JsonNamespace, scopes: Map<string, MessageType | EnumType>[]) => {
+    const here = scopes[0]!;
+    for (const [name, node] of Object.entries(ns.nested ?? {})) {
+      if (node.values) {
+        const valuesById: Record<number, string> = {};
+        for (const [k, v] of Object.entries(node.values)) valuesById[v] ??= k;
+        here.set(name, { kind: 'enum', name, values: node.values, valuesById });
+      } else if (node.fields) {
+        const t: MessageType = { kind: 'message', name, fieldsArray: [], fieldsById: {}, fields: {} };
+        here.set(name, t);
+        const inner = new Map<string, MessageType | EnumType>();
+        for (const [fname, f] of Object.entries(node.fields)) {
+          const field: FieldInfo = {
+            name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
+            packed: f.options?.packed === true, ...(f.options ? { options: f.options } : {}), resolvedType: null,
+          };
+          t.fieldsArray.push(field);
+          t.fieldsById[f.id] = field;
+          t.fields[fname] = field;
+          pending.push({ field, scopes: [inner, ...scopes] });
+        }
+        walk(node, [inner, ...scopes]);
+      } else if (node.nested) {
+        walk(node, [new Map(), ...scopes]); // a package (google.protobuf): not visible by simple name
+      }
+    }
+  };
+  walk(json, [top]);
+  for (const { field, scopes } of pending) {
+    const name = field.type.split('.').pop()!;
+    for (const scope of scopes) {
+      const t = scope.get(name);
+      if (t) {
+        field.resolvedType = t;
+        break;
+      }
+    }
+  }
+  return { lookup: (name) => top.get(name) };
+}
 
 /** proto/ at the repository root (this module runs from dist/images/). */
 export const protoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto');
 
-let root: protobuf.Root | undefined;
+let root: Schema | undefined;
 
-function loadRoot(): protobuf.Root {
+/** The .proto files parsed by protobufjs, as its JSON. */
+function parseProtos(): JsonNamespace {
+  const protobuf = createRequire(import.meta.url)('protobufjs') as typeof import('protobufjs');
   const r = new protobuf.Root();
   // opts.proto extends FieldOptions; protobufjs ships descriptor.proto.
   const pbDir = path.dirname(createRequire(import.meta.url).resolve('protobufjs/package.json'));
@@ -31,7 +116,7 @@ function loadRoot(): protobuf.Root {
     .map((f) => path.join(protoDir, f));
   r.loadSync(files, { keepCase: true });
   r.resolveAll();
-  return r;
+  return r.toJSON() as JsonNamespace;
 }
 
 /**
@@ -41,14 +126,12 @@ function loadRoot(): protobuf.Root {
  */
 export const bundlePath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'proto-bundle.json');
 
-function loadBundle(): protobuf.Root | undefined {
+function loadBundle(): JsonNamespace | undefined {
   try {
     const built = fs.statSync(bundlePath).mtimeMs;
     const stale = fs.readdirSync(protoDir).some((f) => f.endsWith('.proto') && fs.statSync(path.join(protoDir, f)).mtimeMs > built);
     if (stale) return undefined;
-    const r = protobuf.Root.fromJSON(JSON.parse(fs.readFileSync(bundlePath, 'utf8')));
-    r.resolveAll();
-    return r;
+    return JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as JsonNamespace;
   } catch {
     return undefined;
   }
@@ -56,28 +139,28 @@ function loadBundle(): protobuf.Root | undefined {
 
 /** The schema parsed from the .proto files, as JSON for bundlePath. */
 export function schemaJson(): string {
-  return JSON.stringify(loadRoot().toJSON());
+  return JSON.stringify(parseProtos());
 }
 
 /** The loaded schema (CRIU's message names are global, there is no package). */
-export function schema(): protobuf.Root {
-  root ??= loadBundle() ?? loadRoot();
+export function schema(): Schema {
+  root ??= buildSchema(loadBundle() ?? parseProtos());
   return root;
 }
 
 /** A message type by CRIU name, e.g. `core_entry` or `criu_req`. */
 export function messageType(name: string): MessageType {
   const t = schema().lookup(name);
-  if (!(t instanceof protobuf.Type)) throw new Error(`no protobuf message named ${name}`);
+  if (!isMessage(t)) throw new Error(`no protobuf message named ${name}`);
   return t;
 }
 
 export function isEnum(t: unknown): t is EnumType {
-  return t instanceof protobuf.Enum;
+  return (t as EnumType | null)?.kind === 'enum';
 }
 
 export function isMessage(t: unknown): t is MessageType {
-  return t instanceof protobuf.Type;
+  return (t as MessageType | null)?.kind === 'message';
 }
 
 const sortedFields = new WeakMap<MessageType, FieldInfo[]>();
@@ -100,6 +183,6 @@ export function criuOption(field: FieldInfo, name: string): unknown {
 /** The name of value `n` of enum `enumName` (the number itself if it has none). */
 export function enumValueName(enumName: string, n: number): string {
   const e = schema().lookup(enumName);
-  if (!(e instanceof protobuf.Enum)) throw new Error(`no protobuf enum named ${enumName}`);
+  if (!isEnum(e)) throw new Error(`no protobuf enum named ${enumName}`);
   return e.valuesById[n] ?? String(n);
 }

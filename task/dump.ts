@@ -219,7 +219,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
       const core: Record<string, unknown> = {
         mtype: MARCH_X86_64,
         thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
-        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid) },
+        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid, tid === pid ? status.seccomp : undefined) },
       };
       if (tid === pid) {
         core.tc = {

@@ -26,8 +26,8 @@ export class SeccompTable {
   private index = new Map<string, number>();
 
   /** thread_core fields for a stopped thread (nothing for one without filters). */
-  dumpThread(tid: number): { seccomp_mode?: number; seccomp_filter?: number } {
-    const mode = readStatus(tid).seccomp;
+  dumpThread(tid: number, knownMode?: number): { seccomp_mode?: number; seccomp_filter?: number } {
+    const mode = knownMode ?? readStatus(tid).seccomp;
     if (mode === 0) return {};
     if (mode === MODE_STRICT) throw new Error(`thread ${tid} runs in strict seccomp mode, which stasis cannot restore`);
     let prev: number | undefined;

@@ -27,3 +27,37 @@ export function dumpCgroups(pid: number): Record<string, unknown> {
     controllers,
   };
 }
+
+/** A cg_root of criu's RPC (--cgroup-root): where a hierarchy's restored tasks go. */
+export interface CgRoot { ctrl: string; path: string }
+
+/** Mount point of the hierarchy with controller `ctrl` ("" = the v2 one, "name=x" named v1). */
+function hierarchyMount(ctrl: string): string | undefined {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep < 0) continue;
+    const type = f[sep + 1];
+    const opts = (f[sep + 3] ?? '').split(',');
+    if (ctrl === '' ? type === 'cgroup2' : type === 'cgroup' && ctrl.split(',').every((c) => opts.includes(c))) return f[4];
+  }
+  return undefined;
+}
+
+/**
+ * Put a task (and so the tree it will fork) into the cgroup each cg_root names, before its
+ * memory is restored so that the pages are charged there. A hierarchy that is not mounted, or
+ * a cgroup that does not exist, fails the restore by name.
+ */
+export function placeInCgroups(pid: number, roots: readonly CgRoot[]): void {
+  for (const r of roots) {
+    const mount = hierarchyMount(r.ctrl);
+    if (!mount) throw new Error(`cg_root ${r.ctrl || '(unified)'}:${r.path}: no such cgroup hierarchy is mounted`);
+    const procs = `${mount}${r.path === '/' ? '' : r.path}/cgroup.procs`;
+    try {
+      fs.writeFileSync(procs, String(pid));
+    } catch (e) {
+      throw new Error(`cg_root ${r.ctrl || '(unified)'}:${r.path}: cannot move task ${pid} into it: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    }
+  }
+}

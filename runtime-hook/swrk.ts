@@ -314,7 +314,7 @@ function externalMounts(o: Message): Map<string, string> {
 /** Accepted options that stasis does not act on, said in the log so nobody is misled. */
 function logIgnored(o: Message, logger: Logger): void {
   const noted: [boolean, string][] = [
-    [!!o.manage_cgroups || o.manage_cgroups_mode !== undefined, 'manage_cgroups: cgroup properties are not restored; restored tasks are born in the cgroups stasis runs in (where runc puts it)'],
+    [!!o.manage_cgroups || o.manage_cgroups_mode !== undefined, 'manage_cgroups: cgroup properties are neither saved nor restored; the restored tree is put into the cgroups cg_root names'],
     [!!o.empty_ns && (o.empty_ns & ~CLONE_NEWNET) !== 0, `empty_ns 0x${Number(o.empty_ns ?? 0).toString(16)}: only the network namespace can be left empty`],
   ];
   for (const [yes, text] of noted) if (yes) logger.log(2, `Warn: ${text}`);
@@ -434,6 +434,7 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
+      cgRoots: o.manage_cgroups ? ((o.cg_root ?? []) as { ctrl?: string; path: string }[]).map((r) => ({ ctrl: r.ctrl ?? '', path: r.path })) : undefined,
       // The new terminal's master goes to the client (runc passes it on to --console-socket).
       orphanPtsMaster: o.orphan_pts_master === true ? (fd) => {
         if (!notify) throw new RpcError('orphan_pts_master needs notify_scripts: the master is sent with a notification', EBADRQC);

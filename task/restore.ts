@@ -21,6 +21,7 @@ import { readStat } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import type { OrphanPts } from '../files/kind.js';
+import { placeInCgroups, type CgRoot } from '../cgroup/cgroups.js';
 import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
 import {
@@ -60,6 +61,8 @@ export interface RestoreOptions {
   root?: string;
   /** External mounts, key → host path (criu's ext_mnt / --ext-mount-map). */
   extMnt?: ReadonlyMap<string, string>;
+  /** criu's cg_root: the cgroup of each hierarchy the restored tree goes into. */
+  cgRoots?: readonly CgRoot[];
   /**
    * Called once the root task has its namespaces and mounts, before anything else is restored
    * (the RPC's setup-namespaces and post-setup-namespaces), with its PID as stasis sees it.
@@ -320,11 +323,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const createTop = (vpid: number): number => {
       const first = !topMade;
       topMade = true;
-      if (!first || !img.nsFlags) return createTask(vpid, { siblingOfStasis: opts.siblingOfStasis });
+      if (!first || !img.nsFlags) {
+        const pid = createTask(vpid, { siblingOfStasis: opts.siblingOfStasis });
+        if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+        return pid;
+      }
       if ((img.nsFlags & CLONE.NEWPID) && vpid !== 1) {
         throw new Error(`the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
       }
-      return createTask(img.nsFlags & CLONE.NEWPID ? undefined : vpid, {
+      const pid = createTask(img.nsFlags & CLONE.NEWPID ? undefined : vpid, {
         siblingOfStasis: opts.siblingOfStasis, flags: img.nsFlags & ~NEWTIME,
         beforeClone: (seed) => {
           if (img.nsFlags & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
@@ -335,6 +342,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           }
         },
       });
+      // Into the runtime's cgroups before anything is forked or charged (a new cgroup
+      // namespace made by the clone stays rooted where the seed was).
+      if (opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      return pid;
     };
     const setupNamespaces = (inj: Injector, pid: number) => {
       // The container's own world, before anything in it is opened: mounts, names, loopback.

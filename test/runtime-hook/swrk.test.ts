@@ -108,7 +108,17 @@ test('an unknown request type gets an EMPTY failure and a failed exit; PRE_DUMP 
   t.is(await p.exitCode(), 1);
 });
 
-test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTORE with rst_sibling=false brings the counter back', async (t) => {
+/** The mount point of the v1 `pids` hierarchy. */
+function pidsHierarchy(): string {
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep >= 0 && f[sep + 1] === 'cgroup' && (f[sep + 3] ?? '').split(',').includes('pids')) return f[4]!;
+  }
+  throw new Error('no v1 pids cgroup hierarchy on this machine');
+}
+
+test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTORE with rst_sibling=false brings the counter back into its cg_root', async (t) => {
   const dir = tmpDir(t);
   const w = await startWorkload('counter', ['nanosleep', '20']);
   t.teardown(() => w.kill());
@@ -133,6 +143,20 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   t.regex(fs.readFileSync(path.join(dir, 'dump.log'), 'utf8'), /Dumping finished successfully/);
   const stoppedAt = lastTick(w.lines);
 
+  // A cgroup of the test's for cg_root, removed once the restored counter is gone.
+  const cgName = `stasis-test-${process.pid}-cg`;
+  const cgDir = path.join(pidsHierarchy(), cgName);
+  fs.mkdirSync(cgDir);
+  t.teardown(async () => {
+    for (let i = 0; i < 100; i++) {
+      try {
+        fs.rmdirSync(cgDir);
+        return;
+      } catch {
+        await new Promise((res) => setTimeout(res, 20)); // the killed counter is still leaving it
+      }
+    }
+  });
   // The restored counter's stdout is stasis's own (the reaper's pipe), through inherit_fd.
   const r = await startSwrk(t);
   t.teardown(() => killPid(w.pid));
@@ -140,7 +164,7 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
     type: REQ.RESTORE,
     opts: {
       images_dir_fd: openDir(t, dir), log_level: 4, log_file: 'restore.log', notify_scripts: true,
-      rst_sibling: false, inherit_fd: [{ key, fd: 1 }],
+      rst_sibling: false, inherit_fd: [{ key, fd: 1 }], manage_cgroups: true, cg_root: [{ ctrl: 'pids', path: `/${cgName}` }],
     },
   });
   const restored: string[] = [];
@@ -153,6 +177,7 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 1}$`));
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 5}$`));
   t.true(alive(w.pid), 'running under its old PID, adopted by the reaper once stasis exited');
+  t.regex(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8'), new RegExp(`:pids:/${cgName}$`, 'm'), 'in the cgroup cg_root names');
   t.deepEqual(r.server.lines.filter((l) => l.startsWith('ERR')), []);
   t.regex(fs.readFileSync(path.join(dir, 'restore.log'), 'utf8'), /Restore finished successfully/);
 });

@@ -222,6 +222,8 @@ async function check(client: Client): Promise<boolean> {
 
 /** What a DUMP or RESTORE request resolves to before anything is touched. */
 interface Setup {
+  /** The request's options, with its config_file's settings filled in. */
+  o: Message;
   imagesDir: string;
   workDir: string;
   logger: Logger;
@@ -245,10 +247,16 @@ function openClientDir(peer: number, fd: number, what: string, held: number[]): 
   return `/proc/${process.pid}/fd/${own}`;
 }
 
-function setup(client: Client, o: Message, action: 'dump' | 'restore'): Setup {
+function setup(client: Client, given: Message, action: 'dump' | 'restore'): Setup {
   const held: number[] = [];
   const close = () => { for (const f of held.splice(0)) fs.closeSync(f); };
   try {
+    let o: Message;
+    try {
+      o = withConfigFile(given); // /etc/criu/runc.conf and the like
+    } catch (e) {
+      throw new RpcError(`config_file: ${messageOf(e)}`, EBADRQC);
+    }
     let imagesDir: string;
     if (o.images_dir_fd !== undefined && o.images_dir_fd !== -1) imagesDir = openClientDir(client.peer, o.images_dir_fd, 'images_dir_fd', held);
     else if (typeof o.images_dir === 'string' && o.images_dir) imagesDir = o.images_dir;
@@ -263,7 +271,7 @@ function setup(client: Client, o: Message, action: 'dump' | 'restore'): Setup {
     }
     const logger = new Logger(Number(o.log_level ?? 2), logFile);
     logger.log(1, `stasis ${action} over RPC, requested by process ${client.peer}`);
-    return { imagesDir, workDir, logger, close: () => { logger.close(); close(); } };
+    return { o, imagesDir, workDir, logger, close: () => { logger.close(); close(); } };
   } catch (e) {
     close();
     throw e;
@@ -333,18 +341,13 @@ async function dumpRequest(client: Client, given: Message | undefined): Promise<
     }) && false;
   };
   if (!given) return fail(new RpcError('DUMP without options', EBADRQC));
-  let o: Message;
-  try {
-    o = withConfigFile(given); // /etc/criu/runc.conf and the like
-  } catch (e) {
-    return fail(new RpcError(`config_file: ${messageOf(e)}`, EBADRQC));
-  }
   let s: Setup;
   try {
-    s = setup(client, o, 'dump');
+    s = setup(client, given, 'dump');
   } catch (e) {
     return fail(e);
   }
+  const { o } = s;
   try {
     const refused = refusals(o, 'dump');
     if (refused.length) throw new RpcError(refused.join('; '), EOPNOTSUPP);
@@ -399,18 +402,13 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
     }) && false;
   };
   if (!given) return fail(new RpcError('RESTORE without options', EBADRQC));
-  let o: Message;
-  try {
-    o = withConfigFile(given); // /etc/criu/runc.conf and the like
-  } catch (e) {
-    return fail(new RpcError(`config_file: ${messageOf(e)}`, EBADRQC));
-  }
   let s: Setup;
   try {
-    s = setup(client, o, 'restore');
+    s = setup(client, given, 'restore');
   } catch (e) {
     return fail(e);
   }
+  const { o } = s;
   try {
     const refused = refusals(o, 'restore');
     if (refused.length) throw new RpcError(refused.join('; '), EOPNOTSUPP);

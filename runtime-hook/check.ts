@@ -5,7 +5,7 @@ import { SYS, xstateLayout } from '../sys/arch.js';
 import { Injector } from '../sys/inject.js';
 import { addressOf, kill, nativeBuffer, rawSyscall, spawnPausedSeed } from '../sys/native.js';
 import { PRIVATE_DATA_QUERY, scanPages } from '../sys/pagemap.js';
-import { SIGKILL, getRegset, getRseqConfiguration, seizeAndStop, waitTask } from '../sys/ptrace.js';
+import { PTRACE_O, SIGKILL, getRegset, getRseqConfiguration, seizeAndStop, setOptions, waitTask } from '../sys/ptrace.js';
 import { NT } from '../sys/arch.js';
 
 interface Check {
@@ -60,6 +60,28 @@ const CHECKS: Check[] = [
   } },
   { name: '/proc/PID/map_files', run: () => {
     if (!fs.readdirSync('/proc/self/map_files').length) throw new Error('empty');
+  } },
+  // Containers.
+  { name: 'CPUID run in a task (XSAVE layout inside a devices cgroup)', run: (seed) => {
+    const inj = new Injector(seed, seed, { pin: false });
+    try {
+      return `leaf 0xd: xcr0 0x${inj.cpuid(0xd, 0)[0]!.toString(16)}`;
+    } finally {
+      inj.finish();
+    }
+  } },
+  { name: 'PTRACE_O_SUSPEND_SECCOMP (tasks under seccomp filters)', run: (seed) => {
+    setOptions(seed, PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP);
+    setOptions(seed, PTRACE_O.TRACESYSGOOD);
+  } },
+  { name: 'time namespaces (timens_offsets)', run: () => {
+    if (!fs.existsSync('/proc/self/timens_offsets')) throw new Error('no /proc/self/timens_offsets');
+  } },
+  { name: 'cgroup freezer (freeze_cgroup)', run: () => {
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    if (/ - cgroup \S+ \S*\bfreezer\b/.test(mounts)) return 'v1 freezer';
+    if (/ - cgroup2 /.test(mounts) && fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'v2 cgroup.freeze';
+    throw new Error('neither a v1 freezer hierarchy nor a v2 cgroup tree is mounted');
   } },
 ];
 

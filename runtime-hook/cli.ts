@@ -183,6 +183,11 @@ async function run(argv: string[]): Promise<number> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // A reader that goes away (`stasis show ... | head`) ends the output, not with a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   try {
     process.exitCode = await run(argv);
   } catch (e) {

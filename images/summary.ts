@@ -298,6 +298,12 @@ function treeLines(entries: Message[], comms: Map<number, string>): string[] {
   return out;
 }
 
+/** mnt_entry.fstype → the filesystem's name (proto/mnt.proto). */
+const MOUNT_FS: Record<number, string> = {
+  1: 'proc', 2: 'sysfs', 3: 'devtmpfs', 4: 'binfmt_misc', 5: 'tmpfs', 6: 'devpts', 8: 'pstore', 9: 'securityfs',
+  10: 'fusectl', 11: 'debugfs', 12: 'cgroup', 14: 'mqueue', 15: 'fuse', 17: 'overlay', 19: 'tracefs', 23: 'cgroup2',
+};
+
 async function describeNamespaceImages(dir: ImageDir, lines: string[]): Promise<void> {
   const names = await dir.names();
   const notes: string[] = [];
@@ -306,7 +312,16 @@ async function describeNamespaceImages(dir: ImageDir, lines: string[]): Promise<
       const uts = await dir.message(name);
       notes.push(`  ${name}: hostname "${uts.nodename}", domain "${uts.domainname}"`);
     } else if (name.startsWith('mountpoints-')) {
-      notes.push(`  ${name}: ${(await dir.messages(name)).length} mounts`);
+      const mounts = await dir.messages(name);
+      notes.push(`  ${name}: ${mounts.length} mounts`);
+      // The tree as the container saw it, parents first: where, what, and from where.
+      const sorted = [...mounts].sort((a, b) => String(a.mountpoint).localeCompare(String(b.mountpoint)));
+      for (const m of sorted) {
+        const fs = MOUNT_FS[Number(m.fstype)] ?? (Number(m.fstype) ? `fstype ${m.fstype}` : String(m.source));
+        const ro = Number(m.flags) & 1 ? ' ro' : '';
+        const from = m.ext_key !== undefined ? `  external: ${m.ext_key}` : m.root !== '/' ? `  (${m.root} of it)` : '';
+        notes.push(`    ${String(m.mountpoint).padEnd(22)} ${fs}${ro}${from}`);
+      }
     } else if (name.startsWith('ipcns-var-')) {
       notes.push(`  ${name}: ipc namespace sysctls`);
     } else if (name.startsWith('timens-')) {

@@ -67,6 +67,8 @@ test('stasis show -D summarises processes, threads, mappings and files', async (
   t.regex(runc, /namespaces: pid 9, net 10, ipc 11, uts 12, mnt 13, user 7 \(criu's\)/);
   t.regex(runc, /utsns-12\.img: hostname "runc"/);
   t.regex(runc, /mountpoints-13\.img: 25 mounts/);
+  t.regex(runc, /^ {4}\/proc\/keys +tmpfs  external: \/dev\/null$/m, 'each mount: where, what, from where');
+  t.regex(runc, /^ {4}\/proc\/sys +proc ro  \(\/sys of it\)$/m);
   t.regex(runc, /command line: sh -c "i=0; while true; do/);
 });
 

@@ -4,6 +4,7 @@
 // (runc moves the restoring criu into them, and the restored tasks are born there).
 
 import fs from 'node:fs';
+import { readMountinfo } from '../sys/proc/index.js';
 
 interface Membership { name: string; path: string }
 
@@ -31,17 +32,24 @@ export function dumpCgroups(pid: number): Record<string, unknown> {
 /** A cg_root of criu's RPC (--cgroup-root): where a hierarchy's restored tasks go. */
 export interface CgRoot { ctrl: string; path: string }
 
+/** A cgroup hierarchy mounted in stasis's mount namespace. */
+export interface CgroupHierarchy {
+  mountPoint: string;
+  v2: boolean;
+  /** A v1 hierarchy's controllers and name= option (its superblock options); [] for v2. */
+  controllers: string[];
+}
+
+export function cgroupHierarchies(): CgroupHierarchy[] {
+  return readMountinfo('self').filter((m) => m.fstype === 'cgroup' || m.fstype === 'cgroup2').map((m) => ({
+    mountPoint: m.mountPoint, v2: m.fstype === 'cgroup2',
+    controllers: m.fstype === 'cgroup2' ? [] : m.superOptions.split(',').filter((o) => o !== 'rw' && o !== 'ro'),
+  }));
+}
+
 /** Mount point of the hierarchy with controller `ctrl` ("" = the v2 one, "name=x" named v1). */
-function hierarchyMount(ctrl: string): string | undefined {
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0) continue;
-    const type = f[sep + 1];
-    const opts = (f[sep + 3] ?? '').split(',');
-    if (ctrl === '' ? type === 'cgroup2' : type === 'cgroup' && ctrl.split(',').every((c) => opts.includes(c))) return f[4];
-  }
-  return undefined;
+export function cgroupHierarchyMount(ctrl: string): string | undefined {
+  return cgroupHierarchies().find((h) => (ctrl === '' ? h.v2 : !h.v2 && ctrl.split(',').every((c) => h.controllers.includes(c))))?.mountPoint;
 }
 
 /**
@@ -51,7 +59,7 @@ function hierarchyMount(ctrl: string): string | undefined {
  */
 export function placeInCgroups(pid: number, roots: readonly CgRoot[]): void {
   for (const r of roots) {
-    const mount = hierarchyMount(r.ctrl);
+    const mount = cgroupHierarchyMount(r.ctrl);
     if (!mount) throw new Error(`cg_root ${r.ctrl || '(unified)'}:${r.path}: no such cgroup hierarchy is mounted`);
     const procs = `${mount}${r.path === '/' ? '' : r.path}/cgroup.procs`;
     try {

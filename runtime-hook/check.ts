@@ -7,6 +7,7 @@ import { addressOf, kill, nativeBuffer, rawSyscall, spawnPausedSeed } from '../s
 import { PRIVATE_DATA_QUERY, scanPages } from '../sys/pagemap.js';
 import { PTRACE_O, SIGKILL, getRegset, getRseqConfiguration, seizeAndStop, setOptions, waitTask } from '../sys/ptrace.js';
 import { NT } from '../sys/arch.js';
+import { cgroupHierarchies } from '../cgroup/cgroups.js';
 
 interface Check {
   name: string;
@@ -78,9 +79,9 @@ const CHECKS: Check[] = [
     if (!fs.existsSync('/proc/self/timens_offsets')) throw new Error('no /proc/self/timens_offsets');
   } },
   { name: 'cgroup freezer (freeze_cgroup)', run: () => {
-    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-    if (/ - cgroup \S+ \S*\bfreezer\b/.test(mounts)) return 'v1 freezer';
-    if (/ - cgroup2 /.test(mounts) && fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'v2 cgroup.freeze';
+    const hierarchies = cgroupHierarchies();
+    if (hierarchies.some((h) => h.controllers.includes('freezer'))) return 'v1 freezer';
+    if (hierarchies.some((h) => h.v2) && fs.existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'v2 cgroup.freeze';
     throw new Error('neither a v1 freezer hierarchy nor a v2 cgroup tree is mounted');
   } },
 ];

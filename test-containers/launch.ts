@@ -48,6 +48,41 @@ export async function startWorkload(name: string, args: string[] = []): Promise<
   return underReaper([buildWorkload(name), ...args]);
 }
 
+/** Lines read from a stream as they come, and a wait for one matching a pattern. */
+export interface LineReader {
+  /** Every line read so far. */
+  lines: string[];
+  /** Resolves with the first line matching `re` (already read or still to come). */
+  waitForLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves once the stream has ended and every line is in `lines`. */
+  closed: Promise<void>;
+}
+
+export function readLines(input: NodeJS.ReadableStream, defaultTimeoutMs = 10_000): LineReader {
+  const lines: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const rl = readline.createInterface({ input });
+  const closed = new Promise<void>((resolve) => rl.on('close', () => resolve()));
+  rl.on('line', (line) => {
+    lines.push(line);
+    for (const w of [...waiters]) {
+      if (w.re.test(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  const waitForLine = (re: RegExp, timeoutMs = defaultTimeoutMs): Promise<string> => {
+    const seen = lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; got: ${lines.slice(-5).join(' | ')}`)), timeoutMs);
+      waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+    });
+  };
+  return { lines, waitForLine, closed };
+}
+
 /**
  * Run a program on a fresh pseudo-terminal (workloads/onpty.c), under the reaper: what it writes
  * to the terminal arrives in `lines`. `pid` is the terminal holder's; its only child is the program.
@@ -64,28 +99,8 @@ export async function onTerminal(argv: string[], env?: NodeJS.ProcessEnv): Promi
 export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extraFds: number[] = []): Promise<Workload> {
   const reaperBin = buildWorkload('reaper');
   const reaper = spawn(reaperBin, argv, { stdio: ['ignore', 'pipe', 'inherit', ...extraFds], env });
-  const lines: string[] = [];
-  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  const rl = readline.createInterface({ input: reaper.stdout! });
-  const finished = new Promise<void>((resolve) => rl.on('close', () => resolve()));
-  rl.on('line', (line) => {
-    lines.push(line);
-    for (const w of [...waiters]) {
-      if (w.re.test(line)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
-    }
-  });
+  const { lines, waitForLine, closed: finished } = readLines(reaper.stdout!);
   const exited = new Promise<void>((resolve) => reaper.on('exit', () => resolve()));
-  const waitForLine = (re: RegExp, timeoutMs = 10_000): Promise<string> => {
-    const seen = lines.find((l) => re.test(l));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; got: ${lines.slice(-5).join(' | ')}`)), timeoutMs);
-      waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
-    });
-  };
   const pid = Number((await waitForLine(/^pid \d+$/)).split(' ')[1]);
   const exitOf = (p: number, timeoutMs = 10_000): Promise<string> =>
     waitForLine(new RegExp(`^(exit|signal) ${p} \\d+$`), timeoutMs);

@@ -6,16 +6,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { cgroupHierarchies } from '../cgroup/cgroups.js';
 
 /** Podman's cgroupfs parent (libpod_parent) in each hierarchy. */
 function libpodParents(): string[] {
-  const out: string[] = [];
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep >= 0 && /^cgroup2?$/.test(f[sep + 1] ?? '')) out.push(path.join(f[4]!, 'libpod_parent'));
-  }
-  return out;
+  return cgroupHierarchies().map((h) => path.join(h.mountPoint, 'libpod_parent'));
 }
 
 /** rmdir a cgroup directory tree, deepest first (cgroups only go when empty of tasks). */

@@ -7,9 +7,10 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
+import { readLines, type LineReader } from './launch.js';
 import { fileURLToPath } from 'node:url';
 import { pipe } from '../sys/native.js';
+import { cgroupHierarchies } from '../cgroup/cgroups.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const makeBundle = path.resolve(here, '..', '..', 'test-containers', 'runc-busybox', 'make-bundle.sh');
@@ -20,46 +21,26 @@ const O_CLOEXEC = 0o2000000;
  * Start runc with real pipes as stdin and stdout+stderr (what runc passes on to the container,
  * and what criu's inherit_fd maps: Node's own stdio pipes are unix sockets).
  */
-function spawnWithPipes(args: string[]): ChildProcess {
+function spawnWithPipes(args: string[]): Output {
   const [inR, inW] = pipe(O_CLOEXEC);
   const [outR, outW] = pipe(O_CLOEXEC);
   const child = spawn('runc', args, { stdio: [inR, outW, outW] });
   fs.closeSync(inR);
   fs.closeSync(outW);
   fs.closeSync(inW); // the container reads end-of-file, as with `true | runc ...`
-  (child as ChildProcess & { output: fs.ReadStream }).output = fs.createReadStream('', { fd: outR });
-  return child;
+  return new Output(child, fs.createReadStream('', { fd: outR }));
 }
 
-/** What one runc process (run or restore) printed: the container's stdout+stderr. */
+/**
+ * What one runc process (run or restore) printed: the container's stdout+stderr. `closed`
+ * resolves when no writer is left (the container is gone) and every line is in `lines`.
+ */
 export class Output {
-  readonly lines: string[] = [];
-  private waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  /** Resolves when no writer is left (the container is gone) and every line is in `lines`. */
+  readonly lines: string[];
+  readonly waitForLine: LineReader['waitForLine'];
   readonly closed: Promise<void>;
-  constructor(readonly child: ChildProcess) {
-    const rl = readline.createInterface({ input: (child as ChildProcess & { output: fs.ReadStream }).output });
-    this.closed = new Promise((resolve) => rl.on('close', () => resolve()));
-    {
-      rl.on('line', (line) => {
-        this.lines.push(line);
-        for (const w of [...this.waiters]) {
-          if (w.re.test(line)) {
-            this.waiters.splice(this.waiters.indexOf(w), 1);
-            w.resolve(line);
-          }
-        }
-      });
-    }
-  }
-
-  waitForLine(re: RegExp, timeoutMs = 15_000): Promise<string> {
-    const seen = this.lines.find((l) => re.test(l));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; got: ${this.lines.slice(-5).join(' | ')}`)), timeoutMs);
-      this.waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
-    });
+  constructor(readonly child: ChildProcess, output: NodeJS.ReadableStream) {
+    ({ lines: this.lines, waitForLine: this.waitForLine, closed: this.closed } = readLines(output, 15_000));
   }
 
   /** The runc command itself (detached: it exits once the container runs). */
@@ -105,8 +86,7 @@ export class RuncContainer {
 
   /** `runc run -d` with pipes as the container's stdio. */
   async run(extra: string[] = []): Promise<Output> {
-    const child = spawnWithPipes(['--root', this.stateRoot, 'run', '-d', '--bundle', this.bundle, ...extra, this.id]);
-    const out = new Output(child);
+    const out = spawnWithPipes(['--root', this.stateRoot, 'run', '-d', '--bundle', this.bundle, ...extra, this.id]);
     const code = await out.exited();
     if (code !== 0) throw new Error(`runc run failed (${code}): ${out.lines.join(' | ')}`);
     return out;
@@ -114,9 +94,8 @@ export class RuncContainer {
 
   /** `runc --criu CRIU restore -d`, the restored container's stdio being new pipes. */
   async restore(criu: string, imagePath: string, workPath: string, extra: string[] = []): Promise<{ code: number; out: Output }> {
-    const child = spawnWithPipes(['--root', this.stateRoot, '--criu', criu, 'restore', '-d', '--image-path', imagePath,
+    const out = spawnWithPipes(['--root', this.stateRoot, '--criu', criu, 'restore', '-d', '--image-path', imagePath,
       '--work-path', workPath, '--bundle', this.bundle, ...extra, this.id]);
-    const out = new Output(child);
     return { code: await out.exited(), out };
   }
 
@@ -152,15 +131,7 @@ export class RuncContainer {
 
   /** Cgroup directories runc made for the container (v1 hierarchies and v2). */
   cgroupDirs(): string[] {
-    const out: string[] = [];
-    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const f = line.split(' ');
-      const sep = f.indexOf('-');
-      if (sep < 0 || !/^cgroup2?$/.test(f[sep + 1] ?? '')) continue;
-      const dir = path.join(f[4]!, this.id);
-      if (fs.existsSync(dir)) out.push(dir);
-    }
-    return out;
+    return cgroupHierarchies().map((h) => path.join(h.mountPoint, this.id)).filter((d) => fs.existsSync(d));
   }
 
   /** Mounts on the host that name this container's directories. */

@@ -1,6 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
+import { cgroupHierarchies } from '../../cgroup/cgroups.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { fixturesDir } from '../helpers/paths.js';
 import { stasisBin, tmpDir } from '../helpers/stasis.js';
@@ -28,11 +29,8 @@ test.serial('runc --criu stasis restores the CRIU 4.2 runc-busybox fixture with 
   t.teardown(() => {
     c.destroy();
     // runc removes the container's cgroup; the parent the config names is the test's to remove.
-    for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-      const f = line.split(' ');
-      const sep = f.indexOf('-');
-      if (sep < 0 || !/^cgroup2?$/.test(f[sep + 1] ?? '')) continue;
-      for (const d of [path.join(f[4]!, FIXTURE_CGROUP, 'ctr1'), path.join(f[4]!, FIXTURE_CGROUP)]) {
+    for (const { mountPoint } of cgroupHierarchies()) {
+      for (const d of [path.join(mountPoint, FIXTURE_CGROUP, 'ctr1'), path.join(mountPoint, FIXTURE_CGROUP)]) {
         try {
           fs.rmdirSync(d);
         } catch {

@@ -1,6 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
+import { cgroupHierarchyMount } from '../../cgroup/cgroups.js';
 import { decodeMessage, encodeMessage, type Message } from '../../images/wire.js';
 import { SysError } from '../../sys/errno.js';
 import { recvRecord, sendRecord, seqpacketPair, setBlocking } from '../../sys/seqpacket.js';
@@ -110,12 +111,9 @@ test('an unknown request type gets an EMPTY failure and a failed exit; PRE_DUMP 
 
 /** The mount point of the v1 `pids` hierarchy. */
 function pidsHierarchy(): string {
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep >= 0 && f[sep + 1] === 'cgroup' && (f[sep + 3] ?? '').split(',').includes('pids')) return f[4]!;
-  }
-  throw new Error('no v1 pids cgroup hierarchy on this machine');
+  const mount = cgroupHierarchyMount('pids');
+  if (!mount) throw new Error('no v1 pids cgroup hierarchy on this machine');
+  return mount;
 }
 
 test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTORE with rst_sibling=false brings the counter back into its cg_root', async (t) => {

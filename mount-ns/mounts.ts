@@ -105,19 +105,20 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
   if (!root) throw new Error(`process ${pid} has no root mount in its mountinfo`);
   const entries: MntEntry[] = [];
   const tars = new Map<string, Buffer>();
-  const firstOfSb = new Map<number, MountInfo>();
+  const firstOfSb = new Map<number, MntEntry>();
   for (const m of infos) {
     const fstype = FSTYPES[m.fstype.split('.')[0]!] ?? 0;
     const superOpts = m.superOptions.split(',').filter((o) => o && o !== 'rw' && o !== 'ro');
+    let viewRoot = m.root;
     if (cgroupRoots && (m.fstype === 'cgroup' || m.fstype === 'cgroup2') && !extMnt.has(m.mountPoint)) {
       const ctrls = m.fstype === 'cgroup2' ? '' : superOpts.filter((o) => !o.includes('=') || o.startsWith('name=')).sort().join(',');
       const nsRoot = [...cgroupRoots].find(([name]) => name.split(',').sort().join(',') === ctrls)?.[1];
-      if (nsRoot && nsRoot !== '/' && (m.root === nsRoot || m.root.startsWith(`${nsRoot}/`))) m.root = m.root.slice(nsRoot.length) || '/';
+      if (nsRoot && nsRoot !== '/' && (m.root === nsRoot || m.root.startsWith(`${nsRoot}/`))) viewRoot = m.root.slice(nsRoot.length) || '/';
     }
     if (m.fstype === 'devpts' && !superOpts.includes('newinstance')) superOpts.push('newinstance');
     const e: MntEntry = {
       fstype, mnt_id: m.mntId, root_dev: kernelDev(m), parent_mnt_id: m.parentId, flags: mountFlags(m),
-      root: m.root, mountpoint: m.mountPoint, source: m.source, options: superOpts.join(','),
+      root: viewRoot, mountpoint: m.mountPoint, source: m.source, options: superOpts.join(','),
       shared_id: m.shared ?? 0, master_id: m.master ?? 0,
       sb_flags: m.superOptions.split(',').includes('ro') ? MS.RDONLY : 0,
     };
@@ -127,16 +128,16 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
       // given back by the runtime
     } else if (ext !== undefined) {
       e.ext_key = ext;
-    } else if (seen && m.root.startsWith(seen.root === '/' ? '/' : `${seen.root}/`)) {
+    } else if (seen && e.root.startsWith(seen.root === '/' ? '/' : `${seen.root}/`)) {
       // another view of a filesystem mounted earlier in the container
-    } else if (!fstype || fstype === FSTYPES.overlay || (m.root !== '/' && !seen)) {
-      throw new Error(`mount ${m.mountPoint} (${m.fstype} ${m.source}${m.root !== '/' ? ` ${m.root}` : ''}) comes from outside the container: name it with --ext-mount-map (ext_mnt) to dump it`);
+    } else if (!fstype || fstype === FSTYPES.overlay || (e.root !== '/' && !seen)) {
+      throw new Error(`mount ${m.mountPoint} (${m.fstype} ${m.source}${e.root !== '/' ? ` ${e.root}` : ''}) comes from outside the container: name it with --ext-mount-map (ext_mnt) to dump it`);
     }
-    if (!seen && m !== root && ext === undefined) firstOfSb.set(e.root_dev, m);
+    if (!seen && m !== root && ext === undefined) firstOfSb.set(e.root_dev, e);
     if (m.fstype === 'mqueue' && ext === undefined && fs.readdirSync(`/proc/${pid}/root${m.mountPoint}`).length) {
       throw new Error(`the POSIX message queues in ${m.mountPoint} cannot be dumped yet`);
     }
-    if (fstype === TMPFS && ext === undefined && !seen && m.root === '/') {
+    if (fstype === TMPFS && ext === undefined && !seen && e.root === '/') {
       tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, m.mountPoint));
     }
     entries.push(e);
@@ -232,6 +233,26 @@ function mountOrder(entries: readonly MntEntry[]): MntEntry[] {
 /** A bind mount made once the tree's files exist (a pts the restore creates: /dev/console). */
 export interface LaterMount { source: string; target: string; flags: number }
 
+/** NUL-terminated strings in the task's scratch area; their addresses there. */
+function cStrings(inj: Injector, ...list: string[]): bigint[] {
+  const bufs = list.map((s) => Buffer.from(`${s}\0`));
+  const base = inj.writeScratch(Buffer.concat(bufs));
+  let off = 0n;
+  return bufs.map((b) => {
+    const at = base + off;
+    off += BigInt(b.length);
+    return at;
+  });
+}
+
+/** mount(2) injected into the task; null passes NULL. A failure names the mount being restored. */
+function mountIn(inj: Injector, what: string, src: string | null, target: string, fstype: string | null,
+  flags: number, data: string | null): void {
+  const [s, t, f, d] = cStrings(inj, src ?? '', target, fstype ?? '', data ?? '');
+  const ret = inj.call(SYS.mount, src === null ? 0 : s!, t!, fstype === null ? 0 : f!, flags, data === null ? 0 : d!);
+  if (ret < 0n) throw new Error(`restoring mount ${what}: mount(${src ?? 'NULL'}, ${target}, ${fstype ?? 'NULL'}, 0x${flags.toString(16)}) failed with errno ${-ret}`);
+}
+
 /** Check what a restore needs before any task exists. */
 export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void {
   if (!fs.existsSync(r.root)) throw new Error(`root ${r.root}: no such directory`);
@@ -252,18 +273,9 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
  */
 export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): LaterMount[] {
   const root = path.resolve(r.root);
-  const str = (s: string) => inj.writeScratch(Buffer.from(`${s}\0`));
-  const strs = (...list: string[]): bigint[] => {
-    const bufs = list.map((s) => Buffer.from(`${s}\0`));
-    const base = inj.writeScratch(Buffer.concat(bufs));
-    let off = 0n;
-    return bufs.map((b) => { const at = base + off; off += BigInt(b.length); return at; });
-  };
-  const mount = (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) => {
-    const [s, t, f, d] = strs(src ?? '', target, fstype ?? '', data ?? '');
-    const ret = inj.call(SYS.mount, src === null ? 0 : s!, t!, fstype === null ? 0 : f!, flags, data === null ? 0 : d!);
-    if (ret < 0n) throw new Error(`restoring mount ${what}: mount(${src ?? 'NULL'}, ${target}, ${fstype ?? 'NULL'}, 0x${flags.toString(16)}) failed with errno ${-ret}`);
-  };
+  const str = (s: string) => cStrings(inj, s)[0]!;
+  const mount = (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) =>
+    mountIn(inj, what, src, target, fstype, flags, data);
   const ensureDir = (target: string) => {
     // Create the mountpoint (and its parents) if missing; existing entries are left as they are.
     const parts = target.split('/').filter(Boolean);
@@ -338,12 +350,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
 /** The mounts restoreMounts() left for later, made inside the (pivoted) container. */
 export function finishMounts(inj: Injector, later: readonly LaterMount[]): void {
   for (const m of later) {
-    const bufs = [m.source, m.target].map((x) => Buffer.from(`${x}\0`));
-    const base = inj.writeScratch(Buffer.concat(bufs));
-    const src = base;
-    const dst = base + BigInt(bufs[0]!.length);
-    const r = inj.call(SYS.mount, src, dst, 0, MS.BIND, 0);
-    if (r < 0n) throw new Error(`restoring mount ${m.target}: bind of ${m.source} failed with errno ${-r}`);
-    inj.callChecked(SYS.mount, 0, dst, 0, MS.REMOUNT | MS.BIND | m.flags, 0);
+    mountIn(inj, m.target, m.source, m.target, null, MS.BIND, null);
+    mountIn(inj, m.target, null, m.target, null, MS.REMOUNT | MS.BIND | m.flags, null);
   }
 }

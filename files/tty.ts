@@ -38,13 +38,19 @@ function isTerminal(fd: number): boolean {
   return rawSyscall(SYS.ioctl, fd, TCGETS2, addressOf(b)) === 0n;
 }
 
-/** Run `fn` on a copy, in stasis, of the task's descriptor. */
-function withTaskFd<T>(pid: number, fd: number, fn: (ours: number) => T): T {
+/** A copy of the task's descriptor, as stasis's own. */
+function takeFromTask(pid: number, fd: number): number {
   const pidfd = Number(rawSyscall(SYS.pidfd_open, pid, 0));
   if (pidfd < 0) throw new Error(`pidfd_open(${pid}) failed`);
   const ours = Number(rawSyscall(SYS.pidfd_getfd, pidfd, fd, 0));
   rawSyscall(SYS.close, pidfd);
   if (ours < 0) throw new Error(`cannot reach fd ${fd} of task ${pid}`);
+  return ours;
+}
+
+/** Run `fn` on a copy, in stasis, of the task's descriptor. */
+function withTaskFd<T>(pid: number, fd: number, fn: (ours: number) => T): T {
+  const ours = takeFromTask(pid, fd);
   try {
     return fn(ours);
   } finally {
@@ -124,16 +130,6 @@ function openOrphanPts(task: RestoreFilesTask, info: Record<string, any>, flags:
   } finally {
     inj.call(SYS.close, master);
   }
-}
-
-/** A copy of the task's descriptor, as stasis's own. */
-function takeFromTask(pid: number, fd: number): number {
-  const pidfd = Number(rawSyscall(SYS.pidfd_open, pid, 0));
-  if (pidfd < 0) throw new Error(`pidfd_open(${pid}) failed`);
-  const ours = Number(rawSyscall(SYS.pidfd_getfd, pidfd, fd, 0));
-  rawSyscall(SYS.close, pidfd);
-  if (ours < 0) throw new Error(`cannot take fd ${fd} of task ${pid}`);
-  return ours;
 }
 
 export const ttyFile: FileKind = {

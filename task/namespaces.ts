@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { CLOCK, clockNs } from '../sys/clock.js';
 import type { Injector } from '../sys/inject.js';
+import { O_RDONLY, O_WRONLY } from '../sys/fcntl.js';
+import { openInTask, writeAllInTask } from '../files/reg.js';
 import type { NsKind } from '../sys/proc/index.js';
 import { CLONE } from './clone.js';
 import type { TaskKobjIds } from './ids.js';
@@ -100,16 +102,13 @@ const IPC_NEXT_IDS: [string, string][] = [
   ['msg_next_id', 'kernel/msg_next_id'], ['sem_next_id', 'kernel/sem_next_id'], ['shm_next_id', 'kernel/shm_next_id'],
 ];
 const SYSV = [['shm', 'SysV shared memory'], ['sem', 'SysV semaphores'], ['msg', 'SysV message queues']] as const;
-const O_WRONLY = 1;
-const AT_FDCWD = -100;
 
 export function ipcVarImageName(nsId: number): string {
   return `ipcns-var-${nsId}.img`;
 }
 
 function readInTask(inj: Injector, file: string): string {
-  const fd = inj.call(SYS.openat, AT_FDCWD, inj.writeScratch(Buffer.from(`${file}\0`)), 0);
-  if (fd < 0n) throw new Error(`cannot read ${file} in task ${inj.pid} (errno ${-fd})`);
+  const fd = openInTask(inj, file, O_RDONLY);
   try {
     const at = inj.scratch(65536);
     const n = Number(inj.callChecked(SYS.read, fd, at, 65536));
@@ -144,12 +143,9 @@ export function dumpIpc(inj: Injector): IpcVarEntry {
 export function restoreIpc(inj: Injector, e: IpcVarEntry): void {
   const write = (file: string, value: string) => {
     const path = `/proc/sys/${file}`;
-    const fd = inj.call(SYS.openat, AT_FDCWD, inj.writeScratch(Buffer.from(`${path}\0`)), O_WRONLY);
-    if (fd < 0n) throw new Error(`cannot write ${path} in task ${inj.pid} (errno ${-fd})`);
+    const fd = openInTask(inj, path, O_WRONLY);
     try {
-      const b = Buffer.from(value);
-      const r = inj.call(SYS.write, fd, inj.writeScratch(b), b.length);
-      if (r < 0n) throw new Error(`writing ${value} to ${path} in task ${inj.pid} failed (errno ${-r})`);
+      writeAllInTask(inj, fd, Buffer.from(value), path);
     } finally {
       inj.call(SYS.close, fd);
     }

@@ -220,12 +220,17 @@ export class Injector {
   /** Run from the trampoline to its int3; the result is in rax there. */
   private stepToTrap(nr: number): bigint {
     const after = this.trampoline! + BigInt(SYSCALL_TRAP_INSNS.length);
+    return this.runToTrap(after, SYSCALL_NAME.get(nr) ?? String(nr)).getSigned(SYSCALL_RET_REG);
+  }
+
+  /** Let the task run until our int3 stops it just before `after`; its registers there. */
+  private runToTrap(after: bigint, doing: string): Regs {
     cont(this.pid, 0);
     for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, SYSCALL_NAME.get(nr) ?? String(nr));
+      const w = this.expectStopped(waitTask(this.pid)!, doing);
       if (w.event === 0 && w.signal === BREAKPOINT_SIGNAL) {
         const regs = getRegs(this.pid);
-        if (regs.get(IP_REG) === after) return regs.getSigned(SYSCALL_RET_REG);
+        if (regs.get(IP_REG) === after) return regs;
       }
       this.holdSignal(w); // a SIGTRAP from elsewhere, or an unblockable signal: later
       cont(this.pid, 0);
@@ -330,18 +335,8 @@ export class Injector {
     regs.set('rax', BigInt(leaf));
     regs.set('rcx', BigInt(sub));
     setRegs(this.pid, regs);
-    cont(this.pid, 0);
-    for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, 'cpuid');
-      if (w.event === 0 && w.signal === BREAKPOINT_SIGNAL) {
-        const r = getRegs(this.pid);
-        if (r.get(IP_REG) === site + BigInt(CPUID_TRAP_INSNS.length)) {
-          return (['rax', 'rbx', 'rcx', 'rdx'] as const).map((n) => Number(r.get(n) & 0xffffffffn));
-        }
-      }
-      this.holdSignal(w);
-      cont(this.pid, 0);
-    }
+    const r = this.runToTrap(site + BigInt(CPUID_TRAP_INSNS.length), 'cpuid');
+    return (['rax', 'rbx', 'rcx', 'rdx'] as const).map((n) => Number(r.get(n) & 0xffffffffn));
   }
 
   /** The syscall site in use (vDSO or trampoline). */

@@ -37,7 +37,7 @@ import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccom
 import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
-import { O_RDWR } from '../sys/fcntl.js';
+import { O_RDONLY, O_RDWR } from '../sys/fcntl.js';
 import {
   checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
 } from '../mount-ns/mounts.js';
@@ -291,7 +291,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // A task in another mount namespace cannot see the images: stasis opens them, the task
   // takes a copy of the descriptor through that pidfd.
   const openImage = (inj: Injector, file: string): number => {
-    if (stasisPidfd === undefined) return openInTask(inj, file, 0);
+    if (stasisPidfd === undefined) return openInTask(inj, file, O_RDONLY);
     const own = fs.openSync(file, 'r');
     try {
       return Number(inj.callChecked(SYS.pidfd_getfd, stasisPidfd, own, 0));
@@ -317,34 +317,32 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const shared: SharedMemory = new Map();
     const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
     // The first task created at the top (the root, or a helper standing in for the leader of
-    // its session) gets the tree's own namespaces, and sets them up; all others inherit them.
+    // its session) gets the tree's own namespaces and cgroups; once the caller has an injector
+    // on it, it sets the namespaces up (nsOwner). All other tasks inherit them.
     let topMade = false;
-    let nsSetUp = false;
+    let nsOwner: number | undefined;
     const createTop = (vpid: number): number => {
+      const ns = topMade ? 0 : img.nsFlags;
       const first = !topMade;
       topMade = true;
-      if (!first || !img.nsFlags) {
-        const pid = createTask(vpid, { siblingOfStasis: opts.siblingOfStasis });
-        if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
-        return pid;
-      }
-      if ((img.nsFlags & CLONE.NEWPID) && vpid !== 1) {
+      if ((ns & CLONE.NEWPID) && vpid !== 1) {
         throw new Error(`the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
       }
-      const pid = createTask(img.nsFlags & CLONE.NEWPID ? undefined : vpid, {
-        siblingOfStasis: opts.siblingOfStasis, flags: img.nsFlags & ~NEWTIME,
+      const pid = createTask(ns & CLONE.NEWPID ? undefined : vpid, {
+        siblingOfStasis: opts.siblingOfStasis, flags: ns & ~NEWTIME,
         beforeClone: (seed) => {
-          if (img.nsFlags & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
+          if (ns & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
           // A time namespace for the seed's children, its clocks set before the root enters.
-          if (img.timens) {
+          if (ns & NEWTIME) {
             seed.callChecked(SYS.unshare, NEWTIME);
-            fs.writeFileSync(`/proc/${seed.pid}/timens_offsets`, timensOffsets(img.timens));
+            fs.writeFileSync(`/proc/${seed.pid}/timens_offsets`, timensOffsets(img.timens!));
           }
         },
       });
       // Into the runtime's cgroups before anything is forked or charged (a new cgroup
       // namespace made by the clone stays rooted where the seed was).
-      if (opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      if (ns) nsOwner = pid;
       return pid;
     };
     const setupNamespaces = (inj: Injector, pid: number) => {
@@ -367,10 +365,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
       created.push(pid);
       inj = new Injector(pid, pid, { pin: false });
-      if (h.ppid === 0 && !viaSession && img.nsFlags && !nsSetUp) {
-        nsSetUp = true;
-        setupNamespaces(inj, pid);
-      }
+      if (pid === nsOwner) setupNamespaces(inj, pid);
       helperInj.set(h.pid, inj);
       helperHpid.set(h.pid, pid);
       if (h.kind === 'session') inj.callChecked(SYS.setsid);
@@ -389,10 +384,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const inj = new Injector(pid, pid, { pin: false, vdsoStart: parentVdso });
       const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
       tasks.set(p.pid, t);
-      if (p.ppid === 0 && img.nsFlags && !nsSetUp) {
-        nsSetUp = true;
-        setupNamespaces(inj, pid);
-      }
+      if (pid === nsOwner) setupNamespaces(inj, pid);
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.

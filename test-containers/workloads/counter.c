@@ -5,7 +5,8 @@
  * nanosleep: nanosleep() (restarted through restart_syscall, -ERESTART_RESTARTBLOCK)
  * clock:     clock_nanosleep(CLOCK_MONOTONIC, 0) (same restart path)
  * read:      poll-free blocking read() on a pipe that a helper thread-less alarm fills (-ERESTARTSYS)
- * It also installs a SIGUSR2 handler (SA_RESTART, mask SIGTERM) so its disposition can be read. */
+ * It also installs a SIGUSR2 handler (SA_RESTART, mask SIGTERM) so its disposition can be read;
+ * after a SIGUSR2 was handled it prints "USR2" once. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -16,7 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static void on_usr2(int sig) { (void)sig; }
+static volatile sig_atomic_t usr2_seen;
+static void on_usr2(int sig) { (void)sig; usr2_seen = 1; }
 static int pipefd[2];
 static void on_alarm(int sig) { (void)sig; char c = 'x'; (void)!write(pipefd[1], &c, 1); }
 
@@ -56,6 +58,7 @@ int main(int argc, char **argv) {
       r = nanosleep(&ts, NULL);
       if (r) printf("ERR nanosleep %d %d\n", r, errno);
     }
+    if (usr2_seen) { usr2_seen = 0; printf("USR2\n"); }
     printf("tick %lu\n", n);
   }
 }

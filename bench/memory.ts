@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { SYS } from '../sys/arch.js';
 import { nativeBuffer, syscall } from '../sys/native.js';
 import { readRanges } from '../sys/mem.js';
-import { underReaper } from '../test-containers/launch.js';
+import { buildWorkload, underReaper } from '../test-containers/launch.js';
 import type { Benchmark, Figure } from './run.js';
 
 const MIB = Number(process.env.BENCH_MIB ?? 1024);
@@ -52,7 +52,7 @@ export const memoryBench: Benchmark = {
   runs: 5,
   async run(): Promise<Figure[]> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-bench-'));
-    const w = await underReaper([path.resolve('dist/test-containers/bin/bigmem'), String(MIB)]);
+    const w = await underReaper([buildWorkload('bigmem'), String(MIB)]);
     let restored = 0;
     try {
       const addr = BigInt((await w.waitForLine(/^ready /, 60_000)).split(' ')[1]!);

@@ -26,15 +26,14 @@ function isMissing(e: unknown): boolean {
 }
 
 /**
- * Writes a whole file, synchronously: image files are small, and a dump writes them while the
- * tree is frozen, where a round trip through the thread pool per file costs more than the
- * write. Only inventory.img is written under a temporary name and renamed into place: it is
- * what marks a dump complete, so it must never be seen half-written; the other files of an
- * unfinished dump are harmless without it.
+ * Writes a whole file. Plain files go through the thread pool, so a dump that hands over each
+ * process's images as it goes has them created on another CPU meanwhile. Only inventory.img is
+ * written under a temporary name and renamed into place: it is what marks a dump complete, so it
+ * must never be seen half-written; the other files of an unfinished dump are harmless without it.
  */
 async function writeFile(dir: string, name: string, data: Uint8Array, atomic = false): Promise<void> {
   if (!atomic) {
-    fs.writeFileSync(path.join(dir, name), data);
+    await fsp.writeFile(path.join(dir, name), data);
     return;
   }
   const tmp = tmpName(dir, name);

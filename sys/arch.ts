@@ -40,6 +40,8 @@ export const SYS = {
   clone3: 435, close_range: 436, pidfd_getfd: 438, process_madvise: 440,
   timerfd_settime: 286, timerfd_gettime: 287, getxattr: 191,
   inotify_rm_watch: 255, name_to_handle_at: 303, open_by_handle_at: 304,
+  shmget: 29, shmat: 30, shmctl: 31, shmdt: 67, semget: 64, semctl: 66, msgget: 68, msgsnd: 69,
+  msgrcv: 70, msgctl: 71,
 } as const;
 export type SyscallName = keyof typeof SYS;
 

@@ -22,6 +22,7 @@ import { FileTable } from '../files/table.js';
 import { dumpFs } from './fs.js';
 import { IdAllocator, type TaskKobjIds } from './ids.js';
 import { dumpMm, dumpVmas } from './mm.js';
+import { SYSV_KINDS, dumpSysvIpc, dumpedSegments, sysvImageName } from './sysv-ipc.js';
 import { findDataPages, writePages } from './pages.js';
 import { dumpThreadInfo } from './regs.js';
 import { dumpRlimits } from './rlimits.js';
@@ -146,6 +147,8 @@ interface DumpState {
   /** The same for the ipc namespace. */
   ipcOf?: number;
   ipc?: IpcVarEntry;
+  /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
+  segments?: ReadonlyMap<number, number>;
   seccomp: SeccompTable;
 }
 
@@ -189,7 +192,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     // The trampoline's int3 halves the cost of each of the many calls that follow; it is
     // unmapped again by finish(), and the VMA list was read before it existed.
     inj.useTrampoline();
-    const vmas = dumpVmas(pid, smaps, st.files);
+    const vmas = dumpVmas(pid, smaps, st.files, st.segments);
     const mm = dumpMm(pid, inj, stat, auxv, vmas, st.files);
     const sigactions = dumpSigactions(inj, status);
     const timers = dumpItimers(inj);
@@ -294,17 +297,18 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
-    const dumped = tree.processes.map((p) => (p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st)));
-    st.files.checkAtEnd();
-    const rootIds = dumped[0]!.ids;
-    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
-
-    // All images at once (they are independent files); inventory.img after all of them.
-    const writes: Promise<void>[] = [images.writeMessages('pstree.img', tree.processes.map((p) => ({
-      pid: v.pid(p.pid), ppid: p.ppid ? v.pid(p.ppid) : 0, pgid: v.pgid(p), sid: v.sid(p), threads: p.threads.map(v.pid),
-    })))];
-    for (const [i, p] of tree.processes.entries()) {
-      const d = dumped[i]!;
+    const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
+    st.segments = sysv && dumpedSegments(sysv);
+    // Each process's images are handed to the thread pool as soon as it is dumped, so files are
+    // created on another CPU while the next process is dumped (all tasks are pinned to this one).
+    const writes: Promise<void>[] = [];
+    const pending = writes.push.bind(writes);
+    writes.push = (...ps: Promise<void>[]) => {
+      for (const w of ps) w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed
+      return pending(...ps);
+    };
+    const dumped = tree.processes.map((p) => {
+      const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
       const vp = v.pid(p.pid);
       for (const [tid, core] of d.cores) writes.push(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
       writes.push(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
@@ -312,7 +316,16 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       if (d.pagemap) writes.push(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
       if (d.fs) writes.push(images.writeMessages(imageFileName('FS', vp), [d.fs]));
       if (d.fdinfos) writes.push(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
-    }
+      return d;
+    });
+    st.files.checkAtEnd();
+    const rootIds = dumped[0]!.ids;
+    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
+
+    // The shared images once every process is seen; inventory.img after all of them.
+    writes.push(images.writeMessages('pstree.img', tree.processes.map((p) => ({
+      pid: v.pid(p.pid), ppid: p.ppid ? v.pid(p.ppid) : 0, pgid: v.pgid(p), sid: v.sid(p), threads: p.threads.map(v.pid),
+    }))));
     writes.push(images.writeMessages('files.img', st.files.entries));
     for (const [name, entries] of st.files.images) writes.push(images.write(name, entries));
     for (const [name, data] of st.files.rawImages) writes.push(images.writeRaw(name, data));
@@ -323,6 +336,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (st.seccomp.filters.length) writes.push(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) writes.push(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
+    for (const kind of SYSV_KINDS) {
+      if (sysv?.[kind].length) writes.push(images.write(sysvImageName(kind, rootIds.ipc_ns_id!), sysv[kind]));
+    }
     if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
     if (foreign.length) writes.push(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
     await Promise.all(writes);

@@ -42,6 +42,8 @@ const PR_SET_THP_DISABLE = 41;
 const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
+const SHM_RDONLY = 0o10000;
+const SHM_EXEC = 0o100000;
 
 export interface VmaEntry {
   start: bigint;
@@ -77,8 +79,13 @@ function unsupported(pid: number, v: SmapsVma, what: string): Error {
   return new Error(`task ${pid} maps ${what} at 0x${v.start.toString(16)}-0x${v.end.toString(16)}, which stasis cannot dump yet`);
 }
 
-/** The VMA list of a task, as vma_entry messages; file mappings are registered in `files`. */
-export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTable): VmaEntry[] {
+/**
+ * The VMA list of a task, as vma_entry messages; file mappings are registered in `files`.
+ * `segments` holds the SysV shared memory segments dumped with the task's ipc namespace (id →
+ * size); without it, an attached segment cannot be dumped.
+ */
+export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTable,
+  segments?: ReadonlyMap<number, number>): VmaEntry[] {
   const out: VmaEntry[] = [];
   for (const v of smaps) {
     const base: VmaEntry = {
@@ -146,8 +153,18 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
           status: VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) });
         continue;
       }
-      case 'sysv':
-        throw unsupported(pid, v, 'SysV shared memory');
+      case 'sysv': {
+        // The inode number of an attached segment is its id. Whole attachments only: shmat()
+        // maps a segment from its start, rounded up to pages.
+        const size = segments?.get(v.inode);
+        if (size === undefined) throw unsupported(pid, v, `SysV shared memory ${v.inode} of an ipc namespace it does not own`);
+        if (v.pgoff !== 0n || v.end - v.start !== (BigInt(size) + PAGE - 1n) / PAGE * PAGE) {
+          throw unsupported(pid, v, `part of SysV shared memory ${v.inode}`);
+        }
+        out.push({ ...base, flags: base.flags & ~MAP.ANONYMOUS, shmid: BigInt(v.inode),
+          status: VMA.REGULAR | VMA.SYSVIPC });
+        continue;
+      }
       default:
         throw unsupported(pid, v, `a ${v.kind} mapping (${v.path})`);
     }
@@ -274,6 +291,13 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
         inj.mmap(v.start, len, prot, shared | MAP.FIXED | extra, fd, v.pgoff);
       } else if (v.status & VMA.ANON_PRIVATE) {
         inj.mmap(v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra);
+      } else if (v.status & VMA.SYSVIPC) {
+        // The segment exists again in the task's ipc namespace (sysv-ipc.ts), under its old id.
+        const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
+        const at = inj.callChecked(SYS.shmat, v.shmid, v.start, flags);
+        if (at !== v.start) throw new Error(`SysV shared memory ${v.shmid} attached at 0x${at.toString(16)}, not 0x${v.start.toString(16)}`);
+        const given = PROT.READ | (v.prot & (PROT.WRITE | PROT.EXEC));
+        if (given !== v.prot) inj.callChecked(SYS.mprotect, v.start, len, v.prot);
       } else {
         throw new Error(`VMA at 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
       }

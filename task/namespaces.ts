@@ -84,9 +84,9 @@ export function restoreUts(inj: Injector, e: UtsEntry): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ipc: the namespace's sysctls (ipcns-var-N.img). Its SysV objects are not saved: a namespace
-// that holds any fails the dump. Like the uts names, these values exist only for members of the
-// namespace, so the task reads and writes them (its /proc/sys) through injected calls.
+// ipc: the namespace's sysctls (ipcns-var-N.img); its SysV objects are in sysv-ipc.ts. Like the
+// uts names, these values exist only for members of the namespace, so the task reads and writes
+// them (its /proc/sys) through injected calls.
 
 export type IpcVarEntry = Record<string, number | bigint | number[]>;
 
@@ -101,7 +101,6 @@ const IPC_VARS: [field: string, file: string, wide?: boolean][] = [
 const IPC_NEXT_IDS: [string, string][] = [
   ['msg_next_id', 'kernel/msg_next_id'], ['sem_next_id', 'kernel/sem_next_id'], ['shm_next_id', 'kernel/shm_next_id'],
 ];
-const SYSV = [['shm', 'SysV shared memory'], ['sem', 'SysV semaphores'], ['msg', 'SysV message queues']] as const;
 
 export function ipcVarImageName(nsId: number): string {
   return `ipcns-var-${nsId}.img`;
@@ -118,12 +117,8 @@ function readInTask(inj: Injector, file: string): string {
   }
 }
 
-/** The ipc namespace's sysctls, read in the task; refuses a namespace holding SysV objects. */
+/** The ipc namespace's sysctls, read in the task. */
 export function dumpIpc(inj: Injector): IpcVarEntry {
-  for (const [kind, what] of SYSV) {
-    const lines = readInTask(inj, `/proc/sysvipc/${kind}`).split('\n').filter(Boolean);
-    if (lines.length > 1) throw new Error(`the ipc namespace of process ${inj.pid} holds ${what}, which stasis cannot dump yet`);
-  }
   const e: IpcVarEntry = {
     sem_ctls: readInTask(inj, '/proc/sys/kernel/sem').trim().split(/\s+/).map(Number),
     auto_msgmni: 0,

@@ -9,6 +9,7 @@
 // registers and blocked mask and the whole tree is let go at once. If anything fails, every
 // task created is killed: a restore leaves a running tree or nothing.
 
+import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
@@ -119,6 +120,7 @@ interface LoadedImages {
   mounts?: MntEntry[];
   uts?: UtsEntry;
   ipc?: IpcVarEntry;
+  sysv?: SysvImages;
   timens?: TimensEntry;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
@@ -208,11 +210,16 @@ async function load(dir: string): Promise<LoadedImages> {
   const ipcFile = nsFlags & CLONE.NEWIPC ? ipcVarImageName(rootIds!.ipc_ns_id!) : undefined;
   const ipc = ipcFile && fs.existsSync(images.file(ipcFile))
     ? (await images.message(ipcFile)) as unknown as IpcVarEntry : undefined;
+  const sysv = nsFlags & CLONE.NEWIPC ? {
+    shm: extraImage(sysvImageName('shm', rootIds!.ipc_ns_id!)),
+    sem: extraImage(sysvImageName('sem', rootIds!.ipc_ns_id!)),
+    msg: extraImage(sysvImageName('msg', rootIds!.ipc_ns_id!)),
+  } : undefined;
   const timens = nsFlags & NEWTIME
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, timens, seccomp };
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, sysv, timens, seccomp };
 }
 
 /**
@@ -347,7 +354,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     };
     const setupNamespaces = (inj: Injector, pid: number) => {
       // The container's own world, before anything in it is opened: mounts, names, loopback.
+      // The sysctls first: the objects' limits (a queue's byte limit above the default) may
+      // depend on them.
       if (img.ipc) restoreIpc(inj, img.ipc); // through the host's /proc/sys, still mounted here
+      if (img.sysv) restoreSysvIpc(pid, img.sysv, img.ipc);
       if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
       if (img.uts) restoreUts(inj, img.uts);
       if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);

@@ -1,0 +1,123 @@
+// The SysV IPC objects of an ipc namespace — shared memory segments, semaphore sets, message
+// queues — in ipcns-shm-N.img, ipcns-sem-N.img and ipcns-msg-N.img (CRIU's format: each entry
+// followed by the segment's bytes, the semaphore values, or the queued messages). Dump and
+// restore side by side; the namespace's sysctls are in namespaces.ts.
+//
+// Both sides work from stasis's own main thread, which enters the namespace (sys/sysv.ts): the
+// objects are read and made with the ordinary syscalls, each under the id it had (the
+// namespace's KIND_next_id), with its key, owner, creator and mode. Segments attached in a
+// process are VMAs (mm.ts) that name the segment's id, attached again once it exists.
+
+import fs from 'node:fs';
+import {
+  type ImageEntry, type Message, queuedMessages, queuedMessagesPayload, semPayload, semValues as semImageValues,
+  shmContents, shmPayload,
+} from '../images/index.js';
+import {
+  SHM_DEST, type IpcPerm, asCreator, inIpcNamespaceOf, listSysv, msgCreate, msgPeekAll, msgSend, msgSetPerm,
+  msgStat, semCreate, semSetPerm, semSetValues, semStat, semValues, setNextId, shmCreate, shmRead, shmSetPerm,
+  shmStat, shmWrite, type SysvKind,
+} from '../sys/sysv.js';
+
+export interface SysvImages {
+  shm: ImageEntry[];
+  sem: ImageEntry[];
+  msg: ImageEntry[];
+}
+
+export const SYSV_KINDS = ['shm', 'sem', 'msg'] as const satisfies readonly SysvKind[];
+
+export function sysvImageName(kind: SysvKind, nsId: number): string {
+  return `ipcns-${kind}-${nsId}.img`;
+}
+
+function desc(id: number, p: IpcPerm): Message {
+  return { key: p.key, uid: p.uid, gid: p.gid, cuid: p.cuid, cgid: p.cgid, mode: p.mode, id };
+}
+
+/** Every SysV object in the ipc namespace of process `pid` (frozen, so nothing changes meanwhile). */
+export function dumpSysvIpc(pid: number): SysvImages {
+  return inIpcNamespaceOf(pid, () => {
+    const ids = (kind: SysvKind, col: string) => listSysv(kind).map((row) => Number(row[col]));
+    const shm = ids('shm', 'shmid').map((id): ImageEntry => {
+      const st = shmStat(id);
+      if (st.mode & SHM_DEST) {
+        throw new Error(`SysV shared memory ${id} is marked for removal but still attached, which stasis cannot dump yet`);
+      }
+      return { message: { desc: desc(id, st), size: BigInt(st.size) }, extra: shmPayload(shmRead(id, st.size)) };
+    });
+    const sem = ids('sem', 'semid').map((id): ImageEntry => {
+      const st = semStat(id);
+      return { message: { desc: desc(id, st), nsems: st.nsems }, extra: semPayload(semValues(id, st.nsems)) };
+    });
+    const msgmax = Number(fs.readFileSync('/proc/sys/kernel/msgmax', 'utf8'));
+    const msg = ids('msg', 'msqid').map((id): ImageEntry => {
+      const st = msgStat(id);
+      // The longest message may exceed today's msgmax if it was lowered after the send.
+      const queued = msgPeekAll(id, st.qnum, Math.max(msgmax, st.cbytes));
+      return {
+        message: { desc: desc(id, st), qbytes: st.qbytes, qnum: queued.length },
+        extra: queuedMessagesPayload(queued),
+      };
+    });
+    return { shm, sem, msg };
+  });
+}
+
+/** Which segment ids exist in the dump, with their sizes (to check attached VMAs against). */
+export function dumpedSegments(images: SysvImages): Map<number, number> {
+  return new Map(images.shm.map((e) => [Number((e.message.desc as Message).id), Number(e.message.size)]));
+}
+
+function perm(d: Message): IpcPerm {
+  return {
+    key: Number(d.key), uid: Number(d.uid), gid: Number(d.gid), cuid: Number(d.cuid), cgid: Number(d.cgid),
+    mode: Number(d.mode),
+  };
+}
+
+/**
+ * Make every object again in the (new, empty) ipc namespace of process `pid`, under its old
+ * id, once the namespace's sysctls are set. Making them uses up the KIND_next_id values, so
+ * those the dump had set (`vars`) are put back afterwards.
+ */
+export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<string, unknown>): void {
+  inIpcNamespaceOf(pid, () => {
+    const make = (kind: SysvKind, d: Message, create: (p: IpcPerm) => number): number => {
+      const p = perm(d);
+      const want = Number(d.id);
+      setNextId(kind, want);
+      const got = asCreator(p.cuid, p.cgid, () => create(p));
+      if (got !== want) throw new Error(`SysV ${kind} ${want} came back as ${got}`);
+      return got;
+    };
+    for (const e of images.shm) {
+      const d = e.message.desc as Message;
+      const size = Number(e.message.size);
+      if (e.message.in_pagemaps) throw new Error(`SysV shared memory ${d.id} has its pages in a pagemap, which stasis cannot restore yet`);
+      const id = make('shm', d, (p) => shmCreate(p.key, size, p.mode));
+      shmWrite(id, Buffer.from(shmContents(e.message, e.extra ?? new Uint8Array())));
+      shmSetPerm(id, perm(d));
+    }
+    for (const e of images.sem) {
+      const d = e.message.desc as Message;
+      const id = make('sem', d, (p) => semCreate(p.key, Number(e.message.nsems), p.mode));
+      semSetValues(id, semImageValues(e.message, e.extra ?? new Uint8Array()));
+      semSetPerm(id, perm(d));
+    }
+    for (const e of images.msg) {
+      const d = e.message.desc as Message;
+      const id = make('msg', d, (p) => msgCreate(p.key, p.mode));
+      // The queue's own limit first, so that a queue fuller than the default limit refills.
+      msgSetPerm(id, { uid: 0, gid: 0, mode: 0o600 }, Number(e.message.qbytes));
+      for (const m of queuedMessages(e.message, e.extra ?? new Uint8Array())) {
+        msgSend(id, { mtype: BigInt(m.msg.mtype as bigint | number), data: Buffer.from(m.data) });
+      }
+      msgSetPerm(id, perm(d), Number(e.message.qbytes));
+    }
+    for (const kind of SYSV_KINDS) {
+      const next = vars?.[`${kind}_next_id`];
+      if (next !== undefined && Number(next) >= 0) setNextId(kind, Number(next));
+    }
+  });
+}

@@ -28,7 +28,7 @@ import { restoreFs, type FsEntry } from './fs.js';
 import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from './mm.js';
-import { fillPages } from './pages.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions } from './sigactions.js';
@@ -582,10 +582,13 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
     shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
     return fd;
   };
-  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, hasDumpablePages);
   const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
-  const n = fillPages(inj, p.pagemap!.runs, p.pagesFile!, (a) => kernelArea.some((v) => a >= v.start && a < v.end),
-    progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);
+  const skip = (a: bigint) => kernelArea.some((v) => a >= v.start && a < v.end);
+  const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
+  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages);
+  const n = direct ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)
+    : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
+      progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);
   tightenProtections(inj, space);
   restoreMmFields(inj, p.mm!, { regFile });
   return n;

@@ -36,6 +36,23 @@ function floor(pid: number, addr: bigint, dir: string): number {
   return ms;
 }
 
+/**
+ * Writing the same amount from a warm buffer into a new file of the same directory: the page
+ * cache's own speed here, which bounds any dump that writes its pages to a file.
+ */
+function writeFloor(dir: string): number {
+  const chunk = 64 << 20;
+  const buf = nativeBuffer(chunk).fill(0x5a);
+  const file = path.join(dir, 'write-floor.bin');
+  const fd = fs.openSync(file, 'w');
+  const t0 = performance.now();
+  for (let off = 0; off < MIB << 20; off += chunk) fs.writeSync(fd, buf, 0, chunk);
+  const ms = performance.now() - t0;
+  fs.closeSync(fd);
+  fs.rmSync(file);
+  return ms;
+}
+
 /** Fresh anonymous memory allocated and populated by the kernel: the least a restore must pay. */
 function allocFloor(): number {
   const len = MIB << 20;
@@ -57,6 +74,7 @@ export const memoryBench: Benchmark = {
     try {
       const addr = BigInt((await w.waitForLine(/^ready /, 60_000)).split(' ')[1]!);
       const floorMs = floor(w.pid, addr, dir);
+      const writeMs = writeFloor(dir);
       const allocMs = allocFloor();
       const gb = (MIB * 1048576) / 1e9;
       const d = await child(['dump', String(w.pid), path.join(dir, 'img')]);
@@ -65,6 +83,7 @@ export const memoryBench: Benchmark = {
       restored = r.pid;
       return [
         { name: 'floor: process_vm_readv + write', value: gb / (floorMs / 1000), unit: 'GB/s' },
+        { name: 'floor: write alone, warm buffer to file', value: gb / (writeMs / 1000), unit: 'GB/s' },
         { name: 'dump time', value: d.ms / 1000, unit: 's' },
         { name: 'dump throughput', value: gb / (d.ms / 1000), unit: 'GB/s' },
         { name: 'dump peak RSS of stasis', value: d.maxRssKiB / 1024, unit: 'MiB' },

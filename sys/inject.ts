@@ -23,6 +23,7 @@
 
 import { BREAKPOINT_SIGNAL, CPUID_TRAP_INSNS, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
   SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME, SYSCALL_TRAP_INSNS } from './arch.js';
+import fs from 'node:fs';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
 import { ProcMem, readMemory, writeMemory } from './mem.js';
@@ -97,10 +98,10 @@ export function setAffinity(tid: number, mask: Buffer): void {
 }
 
 /**
- * Pin the calling thread to the CPU it runs on; returns its previous mask. Tasks it creates
- * from then on (restore) inherit the pin; the caller gives them the returned mask at the end.
+ * Pin the calling thread to the CPU it runs on; returns how to undo that. Tasks it creates from
+ * then on (restore) inherit the pin; the caller gives them their own mask at the end.
  */
-export function pinSelf(): Buffer {
+export function pinSelf(): () => void {
   const cpuBuf = nativeBuffer(8);
   syscall('getcpu', SYS.getcpu, addressOf(cpuBuf), 0, 0);
   const cpu = cpuBuf.readUInt32LE(0);
@@ -108,7 +109,26 @@ export function pinSelf(): Buffer {
   one[cpu >> 3] = 1 << (cpu & 7);
   const mine = getAffinity(0);
   setAffinity(0, one);
-  return mine;
+  // stasis's other threads (libuv's pool writing image files, V8's helpers) keep off that CPU
+  // where they may run elsewhere: woken there, they would preempt this thread and its tasks.
+  const others = new Map<number, Buffer>();
+  const self = Number(rawSyscall(SYS.gettid));
+  for (const name of fs.readdirSync('/proc/self/task')) {
+    const tid = Number(name);
+    if (tid === self) continue;
+    const theirs = nativeBuffer(AFFINITY_BYTES);
+    if (rawSyscall(SYS.sched_getaffinity, tid, AFFINITY_BYTES, addressOf(theirs)) < 0n) continue;
+    const elsewhere = Buffer.from(theirs);
+    elsewhere[cpu >> 3]! &= ~(1 << (cpu & 7));
+    if (elsewhere.every((b) => b === 0)) continue;
+    const mask = nativeBuffer(AFFINITY_BYTES);
+    elsewhere.copy(mask);
+    if (rawSyscall(SYS.sched_setaffinity, tid, AFFINITY_BYTES, addressOf(mask)) === 0n) others.set(tid, theirs);
+  }
+  return () => {
+    setAffinity(0, mine);
+    for (const [tid, mask] of others) rawSyscall(SYS.sched_setaffinity, tid, AFFINITY_BYTES, addressOf(mask));
+  };
 }
 
 /** Pin the calling thread and `tid` to the CPU the caller runs on; returns how to undo it. */

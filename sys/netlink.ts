@@ -1,14 +1,19 @@
-// NETLINK_SOCK_DIAG: what the kernel knows about a socket that its owner cannot tell through
-// getsockopt — a unix socket's peer (by inode), bound name, pending connections and queue
-// lengths; an inet listener's backlog. Asked from stasis itself, so it sees the sockets of the
-// network namespace stasis runs in.
+// Netlink requests stasis makes itself.
+// - NETLINK_SOCK_DIAG: what the kernel knows about a socket that its owner cannot tell through
+//   getsockopt — a unix socket's peer (by inode), bound name, pending connections and queue
+//   lengths; an inet listener's backlog. Asked in the network namespace stasis runs in.
+// - NETLINK_ROUTE: the links of a network namespace, asked through a socket opened inside it.
 
 import { SYS } from './arch.js';
 import { SysError } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
 import { AF, SOCK } from './socket.js';
+import { inNamespaceOf } from './setns.js';
 
+const NETLINK_ROUTE = 0;
 const NETLINK_SOCK_DIAG = 4;
+const RTM_NEWLINK = 16;
+const RTM_GETLINK = 18;
 const SOCK_DIAG_BY_FAMILY = 20;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_DUMP = 0x300;
@@ -71,13 +76,14 @@ function attrs(buf: Buffer, from: number, to: number): Map<number, Buffer> {
  * Send one SOCK_DIAG_BY_FAMILY request and collect the answers' payloads (after nlmsghdr) until
  * the kernel is done: NLMSG_DONE for a dump, the single reply for an exact request.
  */
-function request(body: Buffer, dump: boolean, what: string): Buffer[] {
-  const fd = Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`, SYS.socket,
+function request(body: Buffer, dump: boolean, what: string,
+  kind: { type: number; reply: number; open?: () => number } = { type: SOCK_DIAG_BY_FAMILY, reply: SOCK_DIAG_BY_FAMILY }): Buffer[] {
+  const fd = kind.open?.() ?? Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`, SYS.socket,
     AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG));
   try {
     const req = nativeBuffer(NLMSG_HDRLEN + body.length);
     req.writeUInt32LE(req.length, 0);
-    req.writeUInt16LE(SOCK_DIAG_BY_FAMILY, 4);
+    req.writeUInt16LE(kind.type, 4);
     req.writeUInt16LE(NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0), 6);
     req.writeUInt32LE(1, 8);
     body.copy(req, NLMSG_HDRLEN);
@@ -94,9 +100,9 @@ function request(body: Buffer, dump: boolean, what: string): Buffer[] {
         if (type === NLMSG_ERROR) {
           const err = -buf.readInt32LE(at + NLMSG_HDRLEN);
           if (err === 0) return out;
-          throw new SysError(err, `sock_diag for ${what}`);
+          throw new SysError(err, `netlink request for ${what}`);
         }
-        if (type === SOCK_DIAG_BY_FAMILY) out.push(Buffer.from(buf.subarray(at + NLMSG_HDRLEN, at + len)));
+        if (type === kind.reply) out.push(Buffer.from(buf.subarray(at + NLMSG_HDRLEN, at + len)));
         at += Math.ceil(len / 4) * 4;
       }
       if (!dump && out.length) return out;
@@ -167,4 +173,56 @@ export function inetDiag(family: number, protocol: number, stateMask: number, in
     };
   }
   return undefined;
+}
+
+/** A network device as RTM_GETLINK reports it (ifinfomsg and the attributes stasis uses). */
+export interface LinkInfo {
+  ifindex: number;
+  /** ARPHRD_* (772 loopback, 1 ethernet). */
+  arpType: number;
+  /** IFF_* flags. */
+  flags: number;
+  name: string;
+  mtu: number;
+  address?: Buffer;
+  /** IFLA_INFO_KIND: veth, bridge, dummy, ... (absent for lo). */
+  kind?: string;
+  /** IFLA_LINK: the peer's ifindex (veth), in the namespace linkNetnsid names when set. */
+  link?: number;
+  linkNetnsid?: number;
+  master?: number;
+}
+
+const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, LINKINFO: 18, LINK_NETNSID: 37 } as const;
+const IFLA_INFO_KIND = 1;
+
+function cString(b: Buffer): string {
+  const nul = b.indexOf(0);
+  return b.subarray(0, nul < 0 ? b.length : nul).toString('utf8');
+}
+
+/** Every link of the network namespace of process `pid`. */
+export function listLinks(pid: number): LinkInfo[] {
+  const open = () => inNamespaceOf(pid, 'net', () => Number(syscall('socket(AF_NETLINK, NETLINK_ROUTE)', SYS.socket,
+    AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_ROUTE)));
+  const replies = request(Buffer.alloc(16), true, `the links of process ${pid}'s network namespace`,
+    { type: RTM_GETLINK, reply: RTM_NEWLINK, open });
+  return replies.map((m) => {
+    // ifinfomsg: family u8, pad u8, type u16, index i32, flags u32, change u32; then attributes
+    const a = attrs(m, 16, m.length);
+    const info = a.get(IFLA.LINKINFO);
+    const kind = info ? attrs(info, 0, info.length).get(IFLA_INFO_KIND) : undefined;
+    const address = a.get(IFLA.ADDRESS);
+    const link = a.get(IFLA.LINK)?.readUInt32LE(0);
+    const ifindex = m.readInt32LE(4);
+    return {
+      ifindex, arpType: m.readUInt16LE(2), flags: m.readUInt32LE(8), name: cString(a.get(IFLA.IFNAME) ?? Buffer.alloc(0)),
+      mtu: a.get(IFLA.MTU)?.readUInt32LE(0) ?? 0,
+      ...(address ? { address: Buffer.from(address) } : {}),
+      ...(kind ? { kind: cString(kind) } : {}),
+      ...(link !== undefined && link !== ifindex ? { link } : {}),
+      ...(a.has(IFLA.LINK_NETNSID) ? { linkNetnsid: a.get(IFLA.LINK_NETNSID)!.readInt32LE(0) } : {}),
+      ...(a.has(IFLA.MASTER) ? { master: a.get(IFLA.MASTER)!.readUInt32LE(0) } : {}),
+    };
+  });
 }

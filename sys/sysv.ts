@@ -1,7 +1,6 @@
 // SysV IPC objects (shared memory segments, semaphore sets, message queues) as stasis itself
-// reaches them: its main thread enters the ipc namespace that holds them (setns is per thread,
-// and an ipc namespace may be entered by a threaded process), works with the ordinary syscalls,
-// and goes back. The listing comes from /proc/sysvipc/*, which shows the reader's namespace.
+// reaches them: its main thread enters the ipc namespace that holds them (setns.ts), works with
+// the ordinary syscalls, and goes back. The listing comes from /proc/sysvipc/*, which shows the reader's namespace.
 //
 // Layouts are x86_64's (asm-generic ipc64_perm, shmid64_ds, semid64_ds, msqid64_ds): 64-bit
 // kernels take the *64_ds structures without the IPC_64 flag.
@@ -11,6 +10,7 @@ import { PAGE_SIZE, SYS } from './arch.js';
 import { isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
 import { readRanges, writeMemory } from './mem.js';
+import { inNamespaceOf } from './setns.js';
 
 export const IPC_CREAT = 0o1000;
 export const IPC_EXCL = 0o2000;
@@ -26,7 +26,6 @@ export const SHM_LOCKED = 0o2000;
 const GETALL = 13;
 const SETALL = 17;
 const MSG_COPY = 0o40000;
-const CLONE_NEWIPC = 0x08000000;
 
 const PERM_SIZE = 48;
 const SHMID_DS_SIZE = 112;
@@ -48,24 +47,9 @@ export function listSysv(kind: SysvKind): SysvListing[] {
   });
 }
 
-/**
- * Run `fn` with the calling (main) thread in the ipc namespace of process `pid`, and come back
- * to the namespace it was in, whatever happens.
- */
+/** Run `fn` with the calling (main) thread in the ipc namespace of process `pid`. */
 export function inIpcNamespaceOf<T>(pid: number, fn: () => T): T {
-  const own = fs.openSync('/proc/thread-self/ns/ipc', 'r');
-  const theirs = fs.openSync(`/proc/${pid}/ns/ipc`, 'r');
-  try {
-    syscall(`setns(ipc namespace of ${pid})`, SYS.setns, theirs, CLONE_NEWIPC);
-    try {
-      return fn();
-    } finally {
-      syscall('setns(back to stasis\'s ipc namespace)', SYS.setns, own, CLONE_NEWIPC);
-    }
-  } finally {
-    fs.closeSync(theirs);
-    fs.closeSync(own);
-  }
+  return inNamespaceOf(pid, 'ipc', fn);
 }
 
 /** Set the id the next object of `kind` gets (kernel/KIND_next_id of the current namespace). */

@@ -22,6 +22,7 @@ import { FileTable } from '../files/table.js';
 import { dumpFs } from './fs.js';
 import { IdAllocator, type TaskKobjIds } from './ids.js';
 import { dumpMm, dumpVmas } from './mm.js';
+import { dumpNetns, netdevImageName, netnsImageName } from '../net-ns/netns.js';
 import { SYSV_KINDS, dumpSysvIpc, dumpedSegments, sysvImageName } from './sysv-ipc.js';
 import { findDataPages, writePages } from './pages.js';
 import { dumpThreadInfo } from './regs.js';
@@ -250,7 +251,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const images = await ImageDir.create(opts.imagesDir);
   const ids = new IdAllocator();
   const foreign = ids.foreignNamespaces(pid);
-  checkDumpNamespaces(pid, foreign, ((opts.emptyNs ?? 0) & CLONE.NEWNET) !== 0);
+  checkDumpNamespaces(pid, foreign);
+  const netContents = foreign.includes('net') && !((opts.emptyNs ?? 0) & CLONE.NEWNET);
 
   schema(); // parse the protos now, not while the tree is frozen
   const t0 = performance.now();
@@ -267,7 +269,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   }
   // Injected syscalls are round trips between stasis and a task: on one CPU they cost a
   // quarter. Every task is pinned with stasis while frozen, and gets its own mask back.
-  const ownMask = pinSelf();
+  const unpinSelf = pinSelf();
   const pinned = getAffinity(0);
   const masks = new Map<number, Buffer>();
   for (const p of tree.processes) {
@@ -285,7 +287,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
         // gone
       }
     }
-    setAffinity(0, ownMask);
+    unpinSelf();
   };
   try {
     const st: DumpState = {
@@ -320,6 +322,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     });
     st.files.checkAtEnd();
     const rootIds = dumped[0]!.ids;
+    const net = netContents ? dumpNetns(pid, rootIds.net_ns_id!) : undefined;
     const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
 
     // The shared images once every process is seen; inventory.img after all of them.
@@ -336,6 +339,11 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (st.seccomp.filters.length) writes.push(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) writes.push(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
+    if (net) {
+      writes.push(images.writeMessages(netnsImageName(rootIds.net_ns_id!), [net.netns]));
+      writes.push(images.writeMessages(netdevImageName(rootIds.net_ns_id!), net.devices));
+      for (const [name, data] of net.raw) writes.push(images.writeRaw(name, data));
+    }
     for (const kind of SYSV_KINDS) {
       if (sysv?.[kind].length) writes.push(images.write(sysvImageName(kind, rootIds.ipc_ns_id!), sysv[kind]));
     }

@@ -31,13 +31,10 @@ const OTHER_NS: [string, keyof TaskKobjIds][] = [
 ];
 
 /** Refuse, at dump, namespaces of the tree's own that stasis cannot restore. */
-export function checkDumpNamespaces(pid: number, foreign: readonly NsKind[], emptyNet: boolean): void {
+export function checkDumpNamespaces(pid: number, foreign: readonly NsKind[]): void {
   const unsupported = foreign.filter((k) => !OWN_NS[k] && k !== 'time');
   if (unsupported.length) {
     throw new Error(`process ${pid} is in its own ${unsupported.join(', ')} namespace${unsupported.length > 1 ? 's' : ''}, which stasis cannot dump yet`);
-  }
-  if (foreign.includes('net') && !emptyNet) {
-    throw new Error(`process ${pid} has its own network namespace: stasis restores only an empty one (dump with --empty-ns net, runc's default without a network)`);
   }
 }
 

@@ -10,12 +10,13 @@
 // task created is killed: a restore leaves a running tree or nothing.
 
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
+import { netdevImageName, restoreNetns } from '../net-ns/netns.js';
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
 import { SYS, setCpuidSource } from '../sys/arch.js';
-import { Injector, pinSelf, setAffinity } from '../sys/inject.js';
+import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
 import { readStat } from '../sys/proc/index.js';
@@ -121,6 +122,8 @@ interface LoadedImages {
   uts?: UtsEntry;
   ipc?: IpcVarEntry;
   sysv?: SysvImages;
+  /** The network namespace's links (netdev-N.img), when it was dumped with its contents. */
+  net?: { nsId: number; devices: Message[] };
   timens?: TimensEntry;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
@@ -215,11 +218,14 @@ async function load(dir: string): Promise<LoadedImages> {
     sem: extraImage(sysvImageName('sem', rootIds!.ipc_ns_id!)),
     msg: extraImage(sysvImageName('msg', rootIds!.ipc_ns_id!)),
   } : undefined;
+  const netdev = nsFlags & CLONE.NEWNET ? netdevImageName(rootIds!.net_ns_id!) : undefined;
+  const net = netdev && fs.existsSync(images.file(netdev))
+    ? { nsId: rootIds!.net_ns_id!, devices: await images.messages(netdev) } : undefined;
   const timens = nsFlags & NEWTIME
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, sysv, timens, seccomp };
+  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, sysv, net, timens, seccomp };
 }
 
 /**
@@ -315,7 +321,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // Every injected syscall is a round trip between stasis and a task: with both on one CPU they
   // cost a quarter. Tasks created from now on inherit the pin; they get stasis's own mask back
   // before they go.
-  const affinity = pinSelf();
+  const affinity = getAffinity(0);
+  const unpin = pinSelf();
   try {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
     //    that children inherit them; helpers stand in for leaders that are gone.
@@ -360,7 +367,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (img.sysv) restoreSysvIpc(pid, img.sysv, img.ipc);
       if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
       if (img.uts) restoreUts(inj, img.uts);
-      if (img.nsFlags & CLONE.NEWNET) bringUpLoopback(inj);
+      if (img.net) {
+        restoreNetns(pid, img.net.devices, img.file, img.net.nsId);
+      } else if (img.nsFlags & CLONE.NEWNET) {
+        bringUpLoopback(inj);
+      }
       opts.namespacesReady?.(pid);
     };
     const makeHelper = (h: Helper): Injector => {
@@ -541,7 +552,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     }
     throw e;
   } finally {
-    setAffinity(0, affinity);
+    unpin();
     for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
   }
   const tDone = performance.now();

@@ -70,9 +70,13 @@ export interface SmapsVma extends Vma {
 const HEADER = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)(?: +(.*))?$/;
 const DELETED = ' (deleted)';
 
-/** Whether a line is a VMA header (starts with `hex-hex `), as opposed to an smaps field. */
+/**
+ * Whether a line is a VMA header (starts with `hex-hex `) rather than an smaps field: field names
+ * start with an upper-case letter, addresses with a lower-case hex digit.
+ */
 function isHeader(line: string): boolean {
-  return /^[0-9a-f]+-[0-9a-f]+ /.test(line);
+  const c = line.charCodeAt(0);
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66);
 }
 
 const SPECIAL: Record<string, VmaKind> = {
@@ -155,17 +159,26 @@ export function parseMaps(text: string, path = 'maps'): Vma[] {
 export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
   const out: SmapsVma[] = [];
   let cur: SmapsVma | undefined;
-  lines(text).forEach((line, i) => {
+  const all = lines(text);
+  for (let i = 0; i < all.length; i++) {
+    const line = all[i]!;
     const lineNo = i + 1;
     if (isHeader(line)) {
       cur = { ...parseHeader(line, path, lineNo), kb: {}, vmFlags: new Set() };
       out.push(cur);
-      return;
+      continue;
     }
     if (!cur) throw malformed(path, lineNo, 'field before the first VMA line', line);
     const colon = line.indexOf(':');
     if (colon <= 0) throw malformed(path, lineNo, 'expected "Key: value"', line);
     const key = line.slice(0, colon);
+    // Most lines are "Key:   N kB": read without a regular expression per line.
+    if (line.endsWith(' kB')) {
+      const n = Number(line.slice(colon + 1, -3));
+      if (!Number.isSafeInteger(n) || n < 0) throw malformed(path, lineNo, `${key} is not "N kB"`, line);
+      cur.kb[key] = n;
+      continue;
+    }
     const value = line.slice(colon + 1).trim();
     const where = [path, lineNo, line] as const;
     if (key === 'VmFlags') {
@@ -177,11 +190,9 @@ export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
     } else if (key === 'Nonlinear') {
       throw malformed(path, lineNo, 'non-linear mappings (remap_file_pages) are not supported', line);
     } else {
-      const kb = /^(\d+) kB$/.exec(value);
-      if (!kb) throw malformed(path, lineNo, `${key} is not "N kB"`, line);
-      cur.kb[key] = udec(kb[1]!, key, where);
+      throw malformed(path, lineNo, `${key} is not "N kB"`, line);
     }
-  });
+  }
   return out;
 }
 

@@ -291,7 +291,7 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
   if (o.leave_stopped) out.push('leave_stopped: stasis leaves a dumped tree running or kills it');
   if (action === 'restore') {
     if (o.join_ns?.length) out.push('join_ns: joining namespaces on restore is not supported yet');
-    if (o.veths?.length) out.push('veths: network namespaces are not supported yet');
+    if (o.veths?.length) out.push('veths: veth pairs with a peer outside the dump are not supported yet');
     if (o.exec_cmd?.length) out.push('exec_cmd: stasis cannot exec a command after restore');
     if (typeof o.lsm_profile === 'string' && o.lsm_profile && !o.lsm_profile.startsWith('none:')) {
       out.push(`lsm_profile ${o.lsm_profile}: stasis cannot set LSM profiles`);

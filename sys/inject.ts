@@ -29,7 +29,7 @@ import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from '
 import { ProcMem, readMemory, writeMemory } from './mem.js';
 import {
   MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ,
-  PROT_WRITE, readMaps, readStatus,
+  PROT_WRITE, readMapRanges, readSigIgn,
 } from './proc/index.js';
 import {
   PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getEventMsg, getRegs, getSigmask,
@@ -61,7 +61,7 @@ let vdsoSyscallOffset: bigint | undefined;
  */
 export function findVdsoSyscall(pid: number, vdsoStart?: bigint): bigint | undefined {
   if (vdsoStart !== undefined && vdsoSyscallOffset !== undefined) return vdsoStart + vdsoSyscallOffset;
-  const vdso = readMaps(pid).find((v) => v.kind === 'vdso');
+  const vdso = readMapRanges(pid).find((v) => v.special === '[vdso]');
   if (!vdso) return undefined;
   const text = readMemory(pid, vdso.start, Number(vdso.end - vdso.start));
   const at = text.indexOf(SYSCALL_INSN);
@@ -199,7 +199,7 @@ export class Injector {
     this.savedRegs = getRegs(pid);
     this.savedSigmask = getSigmask(pid);
     this.vdsoSite = findVdsoSyscall(tgid, opts.vdsoStart);
-    this.trapUsable = !((opts.sigIgn ?? readStatus(tgid).sigIgn) & TRAP_BIT);
+    this.trapUsable = !((opts.sigIgn ?? readSigIgn(tgid)) & TRAP_BIT);
     setSigmask(pid, this.trapUsable ? ALL_SIGNALS & ~TRAP_BIT : ALL_SIGNALS);
     try {
       if (opts.pin !== false) this.unpin = pinTogether(pid);

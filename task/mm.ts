@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, MAP, PROT } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  type ProcStat, type SmapsVma, readMaps, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  type ProcStat, type SmapsVma, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
@@ -245,13 +245,14 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   if (rseq.rseqAbiSize) {
     inj.callChecked(SYS.rseq, rseq.rseqAbiPointer, rseq.rseqAbiSize, RSEQ_FLAG_UNREGISTER, rseq.signature);
   }
-  const current = readMaps(pid);
-  const kernelAreas = current.filter((v) => v.kind === 'vdso' || v.kind === 'vvar' || v.kind === 'vvar_vclock');
+  const current = readMapRanges(pid);
+  const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special))
+    .map((v) => ({ ...v, kind: v.special.slice(1, -1) }));
   // One munmap per gap between the kernel's areas, not one per inherited VMA (a copy of stasis
   // has hundreds).
   let from = 0n;
   for (const k of [...kernelAreas, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1))) {
-    if (k.start > from && current.some((v) => v.kind !== 'vsyscall' && v.start < k.start && v.end > from)) {
+    if (k.start > from && current.some((v) => v.special !== '[vsyscall]' && v.start < k.start && v.end > from)) {
       inj.munmap(from, Number(k.start - from));
     }
     from = k.end;
@@ -342,6 +343,16 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
   if (vvar && kVvar) {
     pieces.push({ from: kVvar, to: vvar.start });
     if (kClock) pieces.push({ from: kClock, to: vvar.start + size(kVvar) });
+  }
+  const overlaps = (a: bigint, alen: bigint, b: bigint, blen: bigint) => a < b + blen && b < a + alen;
+  if (!pieces.some((p) => pieces.some((q) => overlaps(p.to, size(p.from), q.from.start, size(q.from))))) {
+    // No target covers a source: each piece goes straight to its place.
+    for (const p of pieces) {
+      const len = Number(size(p.from));
+      if (p.from.start !== p.to) inj.callChecked(SYS.mremap, p.from.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, p.to);
+    }
+    inj.forgetVdso();
+    return;
   }
   const total = pieces.reduce((n, p) => n + size(p.from), 0n);
   let spot = freeRange([...busy, ...kernel], total, 0x200000000n);

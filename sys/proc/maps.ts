@@ -202,6 +202,34 @@ export function readMaps(pid: ProcPid): Vma[] {
   return parseMaps(readProcText(path), path);
 }
 
+/** A VMA's bounds and its special name (`[vdso]`, `[vvar]`, ...; '' for every other mapping). */
+export interface VmaRange {
+  start: bigint;
+  end: bigint;
+  special: string;
+}
+
+/**
+ * The VMAs of a process as bounds and special names only: what a restore needs of the address
+ * space it is about to replace, without parsing every column of every line.
+ */
+export function readMapRanges(pid: ProcPid): VmaRange[] {
+  const path = procPath(pid, 'maps');
+  const out: VmaRange[] = [];
+  for (const line of lines(readProcText(path))) {
+    const dash = line.indexOf('-');
+    const space = line.indexOf(' ', dash);
+    if (dash <= 0 || space < 0) throw malformed(path, out.length + 1, 'not a VMA line', line);
+    const last = line.lastIndexOf(' ');
+    const name = line.slice(last + 1);
+    out.push({
+      start: BigInt(`0x${line.slice(0, dash)}`), end: BigInt(`0x${line.slice(dash + 1, space)}`),
+      special: name.startsWith('[') && name.endsWith(']') ? name : '',
+    });
+  }
+  return out;
+}
+
 /** Every VMA of a process with its smaps counters and VmFlags (`/proc/PID/smaps`). */
 export function readSmaps(pid: ProcPid): SmapsVma[] {
   const path = procPath(pid, 'smaps');

@@ -138,3 +138,11 @@ export function readStatus(pid: ProcPid, tid?: number): ProcStatus {
   const path = tid === undefined ? procPath(pid, 'status') : procPath(pid, 'task', tid, 'status');
   return parseStatus(readProcText(path), path);
 }
+
+/** Only the SigIgn mask of `/proc/PID/status`, without parsing the rest. */
+export function readSigIgn(pid: ProcPid): bigint {
+  const path = procPath(pid, 'status');
+  const m = /^SigIgn:\s*([0-9a-f]+)$/m.exec(readProcText(path));
+  if (!m) throw malformed(path, undefined, 'no SigIgn: line');
+  return BigInt(`0x${m[1]}`);
+}

@@ -78,15 +78,25 @@ class Reader {
   }
 
   varint(): bigint {
+    // Gathered as two 32-bit halves in plain numbers, made a bigint once at the end: core
+    // images are mostly 64-bit registers and addresses.
     const start = this.pos;
-    let result = 0n;
-    let shift = 0n;
-    for (let i = 0; i < 10; i++) {
+    let lo = 0;
+    let hi = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
       if (this.pos >= this.end) this.fail('truncated varint', start);
-      const b = this.buf[this.pos++];
-      result |= BigInt(b & 0x7f) << shift;
-      if (!(b & 0x80)) return BigInt.asUintN(64, result);
-      shift += 7n;
+      const b = this.buf[this.pos++]! & 0x7f;
+      if (shift < 28) {
+        lo |= b << shift;
+      } else if (shift === 28) {
+        lo |= (b & 0x0f) << 28;
+        hi |= b >>> 4;
+      } else if (shift < 64) {
+        hi |= b << (shift - 32);
+      }
+      if (!(this.buf[this.pos - 1]! & 0x80)) {
+        return hi === 0 ? BigInt(lo >>> 0) : (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+      }
     }
     return this.fail('varint longer than 10 bytes', start);
   }
@@ -412,8 +422,21 @@ function lengthDelimited(type: MessageType, field: FieldInfo, value: unknown): U
   throw new TypeError(`${where(type, field)}: expected ${field.type === 'string' ? 'a string' : 'a Uint8Array'}`);
 }
 
+/**
+ * Writers reused by nesting depth (and a second set for packed fields): a core image holds
+ * a hundred small submessages, and a fresh buffer for each kept the garbage collector busy.
+ * A nested message's bytes are copied into its parent before that depth is used again.
+ */
+const writers: Writer[] = [];
+const packedWriters: Writer[] = [];
+function writerAt(pool: Writer[], depth: number): Writer {
+  const w = (pool[depth] ??= new Writer());
+  w.len = 0;
+  return w;
+}
+
 /** Writes one value of `field` without its tag. */
-function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: number, value: unknown): void {
+function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: number, value: unknown, depth = 0): void {
   switch (wireType) {
     case WT_VARINT:
       w.varint(toVarint(type, field, value));
@@ -425,7 +448,7 @@ function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: nu
     default: {
       const resolved = field.resolvedType;
       const body = isMessage(resolved)
-        ? encodeFields(resolved, value as Message)
+        ? encodeFields(resolved, value as Message, depth + 1)
         : lengthDelimited(type, field, value);
       w.varint(body.length);
       w.bytes(body);
@@ -433,10 +456,13 @@ function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: nu
   }
 }
 
-function encodeFields(type: MessageType, msg: Message): Uint8Array {
+/** The message's bytes: a view into the writer of `depth`, valid until that depth is used again. */
+function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Array {
   if (typeof msg !== 'object' || msg === null) throw new TypeError(`${type.name}: expected a message object`);
-  const w = new Writer();
-  const unknown = [...unknownFields(msg)].sort((a, b) => a.id - b.id); // stable
+  if (depth > MAX_DEPTH) throw new TypeError(`${type.name}: messages nested deeper than ${MAX_DEPTH}`);
+  const w = writerAt(writers, depth);
+  const given = unknownFields(msg);
+  const unknown = given.length ? [...given].sort((a, b) => a.id - b.id) : given; // stable
   let u = 0;
   for (const field of fieldsByNumber(type)) {
     while (u < unknown.length && unknown[u].id < field.id) w.bytes(unknown[u++].raw);
@@ -448,14 +474,14 @@ function encodeFields(type: MessageType, msg: Message): Uint8Array {
     const wireType = wireTypeOf(field.type, field.resolvedType);
     if (!field.repeated) {
       w.tag(field.id, wireType);
-      writeValue(w, type, field, wireType, value);
+      writeValue(w, type, field, wireType, value, depth);
       continue;
     }
     if (!Array.isArray(value)) throw new TypeError(`${where(type, field)}: expected an array`);
     if (field.packed && wireType !== WT_LEN) {
       if (value.length === 0) continue;
-      const inner = new Writer();
-      for (const v of value) writeValue(inner, type, field, wireType, v);
+      const inner = writerAt(packedWriters, depth);
+      for (const v of value) writeValue(inner, type, field, wireType, v, depth);
       w.tag(field.id, WT_LEN);
       w.varint(inner.len);
       w.bytes(inner.buf.subarray(0, inner.len));
@@ -463,17 +489,17 @@ function encodeFields(type: MessageType, msg: Message): Uint8Array {
     }
     for (const v of value) {
       w.tag(field.id, wireType);
-      writeValue(w, type, field, wireType, v);
+      writeValue(w, type, field, wireType, v, depth);
     }
   }
   while (u < unknown.length) w.bytes(unknown[u++].raw);
-  return w.finish();
+  return w.buf.subarray(0, w.len);
 }
 
 /** Encodes one message (throws TypeError on a value that does not fit the schema). */
 export function encodeMessage(typeName: string | MessageType, msg: Message): Uint8Array {
   const type = typeof typeName === 'string' ? messageType(typeName) : typeName;
-  return encodeFields(type, msg);
+  return encodeFields(type, msg, 0).slice();
 }
 
 /** Fields of `msg` the schema did not know, as raw tag+value bytes. */

@@ -20,10 +20,14 @@ export interface RemoteRange {
  * `dst` must be a native buffer (nativeBuffer / Buffer.allocUnsafeSlow) or a pooled one
  * referenced for the duration of the call.
  */
+/** iovec arrays for process_vm_readv, allocated once (calls are synchronous, one at a time). */
+const localIov = nativeBuffer(16);
+const remoteIov = nativeBuffer(16 * IOV_MAX);
+
 export function readRanges(pid: number, ranges: readonly RemoteRange[], dst: Buffer,
   dstOffset = 0): number {
-  const local = nativeBuffer(16);
-  const remote = nativeBuffer(16 * Math.min(ranges.length, IOV_MAX) || 16);
+  const local = localIov;
+  const remote = remoteIov;
   const base = addressOf(dst);
   let done = 0;
   for (let i = 0; i < ranges.length; i += IOV_MAX) {
@@ -50,7 +54,9 @@ export function readRanges(pid: number, ranges: readonly RemoteRange[], dst: Buf
 
 /** Read exactly `len` bytes at `addr`; throws naming the address when they are not all readable. */
 export function readMemory(pid: number, addr: bigint, len: number): Buffer {
-  const buf = nativeBuffer(len);
+  // Small reads (registers' worth, scratch results) come from Node's pool: no buffer of its own
+  // to collect for each. The kernel fills every byte or the read fails.
+  const buf = len <= 4096 ? Buffer.allocUnsafe(len) : nativeBuffer(len);
   const n = readRanges(pid, [{ addr, len }], buf);
   if (n !== len) {
     throw new Error(`process ${pid}: only ${n} of ${len} bytes readable at 0x${addr.toString(16)}`);

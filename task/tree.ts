@@ -4,7 +4,7 @@
 // again until no new one appears. Zombies are recorded, not seized. Releasing the tree resumes
 // every task as it was (a task that was stopped stays stopped).
 
-import { PTRACE_O, SIGTRAP, detach, interrupt, seize, seizeAndStop, waitForInterrupt, waitTask } from '../sys/ptrace.js';
+import { PTRACE_O, SIGTRAP, detach, interrupt, seize, waitForInterrupt, waitTask } from '../sys/ptrace.js';
 import { freezeCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
 import { listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
@@ -40,6 +40,9 @@ export class SeizedTree {
 
   private constructor(readonly rootPid: number) {}
 
+  /** Processes interrupted before their visit: whether each was in a job-control stop. */
+  private stoppedAtSeize = new Map<number, boolean>();
+
   /** Tasks seized through the freezer, with the signal of their interrupt stop. */
   private preStopped = new Map<number, number>();
 
@@ -69,9 +72,11 @@ export class SeizedTree {
     try {
       for (const tid of frozen.tasks) {
         try {
+          // A process in a job-control stop shows 'T' until it is seized (then 't').
+          if (!this.stoppedAtSeize.has(tid)) this.stoppedAtSeize.set(tid, readStat(tid).state === 'T');
           seize(tid, SEIZE_OPTIONS);
         } catch (e) {
-          if (e instanceof Error && /ESRCH/.test(e.message)) continue; // exiting while frozen
+          if (e instanceof Error && (/ESRCH/.test(e.message) || (e as { code?: string }).code === 'ESRCH')) continue; // exiting while frozen
           throw e;
         }
         this.seized.push(tid);
@@ -100,29 +105,65 @@ export class SeizedTree {
       proc.threads = [pid];
       return proc;
     }
-    const stoppedBefore = readStatus(pid).state === 'T';
+    // Whether it was stopped (job control) before stasis came: a child was looked at before it
+    // was interrupted, when its parent was visited; an interrupted task shows as traced, 't'.
+    const stoppedBefore = this.stoppedAtSeize.get(pid) ?? readStatus(pid).state === 'T';
     for (;;) {
       const fresh = listThreads(pid).filter((t) => !proc.threads.includes(t));
       if (!fresh.length) break;
+      // Every new thread is interrupted before any is waited for: they reach their stops
+      // together instead of one after another.
+      const gone = new Set<number>();
       for (const tid of fresh) {
+        if (this.startSeize(tid)) continue;
+        if (tid === pid) throw new Error(`process ${pid} exited while being seized`);
+        gone.add(tid); // the thread just exited
+      }
+      for (const tid of fresh) {
+        if (gone.has(tid)) continue;
         let sig: number;
         try {
-          sig = this.preStopped.get(tid) ?? seizeAndStop(tid, SEIZE_OPTIONS);
+          sig = this.preStopped.get(tid) ?? waitForInterrupt(tid);
         } catch (e) {
-          if (e instanceof Error && /ESRCH/.test(e.message) && tid !== pid) continue; // the thread just exited
+          if (e instanceof Error && /exited|killed/.test(e.message) && tid !== pid) continue;
           throw e;
         }
-        if (!this.preStopped.has(tid)) this.seized.push(tid);
         proc.threads.push(tid);
         if (stoppedBefore && sig !== SIGTRAP) proc.stopSigno = sig;
       }
     }
     proc.threads.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     if (stoppedBefore) proc.state = TASK_STOPPED;
-    for (const child of readChildren(pid)) {
+    const children = readChildren(pid);
+    // The children's leaders are interrupted all at once too (a child that is a zombie is not).
+    for (const child of children) {
+      const state = readStat(child).state;
+      if (state === 'Z') continue;
+      this.stoppedAtSeize.set(child, state === 'T');
+      this.startSeize(child);
+    }
+    for (const child of children) {
       proc.children.push(this.visit(child, pid));
     }
     return proc;
+  }
+
+  /**
+   * PTRACE_SEIZE and PTRACE_INTERRUPT, without waiting for the stop (waitForInterrupt does).
+   * False when the task is gone. A task seized already (through the freezer, or as a child
+   * about to be visited) is left as it is.
+   */
+  private startSeize(tid: number): boolean {
+    if (this.preStopped.has(tid) || this.seized.includes(tid)) return true;
+    try {
+      seize(tid, SEIZE_OPTIONS);
+    } catch (e) {
+      if (e instanceof Error && /ESRCH/.test(e.message)) return false;
+      throw e;
+    }
+    this.seized.push(tid);
+    interrupt(tid);
+    return true;
   }
 
   /** Let every task go on as it was. Idempotent. */

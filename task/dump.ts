@@ -151,6 +151,8 @@ interface DumpState {
   /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
   segments?: ReadonlyMap<number, number>;
   seccomp: SeccompTable;
+  /** Hands over an image write in progress; the dump waits for all of them before inventory.img. */
+  write: (pending: Promise<void>) => void;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -209,7 +211,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     const { runs, scanned } = findDataPages(pid, mm.vmas);
     const pagesId = st.files.allocPagesId();
     const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
-      st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)));
+      st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
+      (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
     st.memMs += performance.now() - t0;
     st.pagesScanned += scanned;
     st.pagesWritten += written;
@@ -289,17 +292,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     unpinSelf();
   };
   try {
-    const st: DumpState = {
-      files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
-      memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
-      orphanPts: opts.orphanPtsMaster ?? false,
-      progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
-      ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-    };
-    // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
-    const v = pidNumbering(tree);
-    const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
-    st.segments = sysv && dumpedSegments(sysv);
     // Each process's images are handed to the thread pool as soon as it is dumped, so files are
     // created on another CPU while the next process is dumped (all tasks are pinned to this one).
     const writes: Promise<void>[] = [];
@@ -308,6 +300,18 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       for (const w of ps) w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed
       return pending(...ps);
     };
+    const st: DumpState = {
+      files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
+      memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+      orphanPts: opts.orphanPtsMaster ?? false,
+      progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
+      ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
+      write: (w) => writes.push(w),
+    };
+    // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
+    const v = pidNumbering(tree);
+    const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
+    st.segments = sysv && dumpedSegments(sysv);
     const dumped = tree.processes.map((p) => {
       const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
       const vp = v.pid(p.pid);

@@ -16,6 +16,11 @@ const TIMEOUT_MS = 10_000;
 export interface FrozenCgroup {
   /** Every thread in the cgroup (and below it), as stasis's pid namespace numbers them. */
   tasks: number[];
+  /**
+   * Threads that were in a job-control stop just before the freeze: a v1 freezer shows every
+   * frozen task as 'D', hiding that (and a stopped task can only be seized once thawed).
+   */
+  stopped: Set<number>;
   /** Let the cgroup run again (idempotent). */
   thaw(): void;
 }
@@ -47,6 +52,16 @@ function listTasks(dir: string, file: string): number[] {
   return out;
 }
 
+/** Whether /proc/TID/stat says the thread is in a job-control stop ('T'); false when it is gone. */
+function inJobStop(tid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${tid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'T';
+  } catch {
+    return false;
+  }
+}
+
 /** Freeze the cgroup at `dir` (a v1 freezer or v2 cgroup directory). */
 export function freezeCgroup(dir: string): FrozenCgroup {
   if (!fs.existsSync(dir)) throw new Error(`freeze cgroup ${dir}: no such cgroup`);
@@ -61,11 +76,13 @@ export function freezeCgroup(dir: string): FrozenCgroup {
     frozen = false;
     fs.writeFileSync(state, v1 ? 'THAWED' : '0');
   };
+  const file = v1 ? 'tasks' : 'cgroup.threads';
+  const stopped = new Set(listTasks(dir, file).filter(inJobStop));
   try {
     fs.writeFileSync(state, v1 ? 'FROZEN' : '1');
     if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN');
     else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')));
-    return { tasks: listTasks(dir, v1 ? 'tasks' : 'cgroup.threads'), thaw };
+    return { tasks: listTasks(dir, file), stopped, thaw };
   } catch (e) {
     thaw();
     throw e;

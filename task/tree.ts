@@ -68,15 +68,25 @@ export class SeizedTree {
   }
 
   private seizeFrozen(dir: string): void {
+    const isGone = (e: unknown) => e instanceof Error && (/ESRCH/.test(e.message) || (e as { code?: string }).code === 'ESRCH');
+    // A task in a job-control stop is seized only once the cgroup is thawed: attaching to a
+    // stopped task waits for it to re-enter its stop as a traced one, which a frozen task never
+    // does (ptrace_attach would wait forever). Stopped, it cannot fork meanwhile either.
+    const later: number[] = [];
     const frozen = freezeCgroup(dir);
     try {
       for (const tid of frozen.tasks) {
         try {
           // A process in a job-control stop shows 'T' until it is seized (then 't').
-          if (!this.stoppedAtSeize.has(tid)) this.stoppedAtSeize.set(tid, readStat(tid).state === 'T');
+          const stopped = frozen.stopped.has(tid) || readStat(tid).state === 'T';
+          this.stoppedAtSeize.set(tid, stopped);
+          if (stopped) {
+            later.push(tid);
+            continue;
+          }
           seize(tid, SEIZE_OPTIONS);
         } catch (e) {
-          if (e instanceof Error && (/ESRCH/.test(e.message) || (e as { code?: string }).code === 'ESRCH')) continue; // exiting while frozen
+          if (isGone(e)) continue; // exiting while frozen
           throw e;
         }
         this.seized.push(tid);
@@ -84,6 +94,16 @@ export class SeizedTree {
       }
     } finally {
       frozen.thaw();
+    }
+    for (const tid of later) {
+      try {
+        seize(tid, SEIZE_OPTIONS);
+      } catch (e) {
+        if (isGone(e)) continue;
+        throw e;
+      }
+      this.seized.push(tid);
+      interrupt(tid);
     }
     for (const tid of this.seized) this.preStopped.set(tid, waitForInterrupt(tid));
   }
@@ -138,7 +158,7 @@ export class SeizedTree {
     // The children's leaders are interrupted all at once too (a child that is a zombie is not).
     for (const child of children) {
       const state = readStat(child).state;
-      if (state === 'Z') continue;
+      if (state === 'Z' || this.stoppedAtSeize.has(child)) continue; // seized through the freezer
       this.stoppedAtSeize.set(child, state === 'T');
       this.startSeize(child);
     }

@@ -187,6 +187,29 @@ test.serial('a container dump that fails (an established TCP connection inside) 
   }
 });
 
+test.serial('a stopped process in a container (seized through the frozen cgroup) comes back stopped', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir).withArgs(['sh', '-c',
+    'sleep 1000 & echo stopped $!; kill -STOP $!; i=0; while true; i=$((i+1)); do echo tick $i; sleep 0.2; done']);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const stateOf = (pid: number) => /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1];
+  // The stopped child by its pid inside the container (the last NSpid), which a restore keeps.
+  const inner = Number((await out.waitForLine(/^stopped \d+$/)).split(' ')[1]);
+  const stopped = () => fs.readFileSync(path.join(c.cgroupDirs()[0]!, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
+    .map(Number).find((p) => /^NSpid:.*\s(\d+)$/m.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] === String(inner))!;
+  t.is(stateOf(stopped()), 'T');
+  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
+  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
+  await out.closed;
+  const at = lastTick(out.lines);
+  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  t.is(stateOf(stopped()), 'T', 'the child is still stopped');
+});
+
 test.serial('the container\'s ipc namespace keeps its sysctls and its SysV objects across two checkpoints', async (t) => {
   const { dir, c, out } = await started(t);
   const inIpc = (pid: number, ...cmd: string[]) => execFileSync('nsenter', ['-t', String(pid), '-i', ...cmd], { encoding: 'utf8' });

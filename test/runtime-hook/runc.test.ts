@@ -28,6 +28,21 @@ function logErrors(file: string): string {
   }
 }
 
+/**
+ * `runc checkpoint` into DIR/img{tag} (the container's output `out` then ends), then `runc
+ * restore` from there; both must succeed. The last tick before the checkpoint, and the restore.
+ */
+async function checkpointAndRestore(t: import('ava').ExecutionContext, c: RuncContainer, dir: string,
+  out: { closed: Promise<unknown>; lines: string[] }, tag = '') {
+  const ck = c.checkpoint(stasisBin, path.join(dir, `img${tag}`), path.join(dir, `work${tag}`));
+  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, `work${tag}`, 'dump.log'))}`);
+  await out.closed;
+  const at = lastTick(out.lines);
+  const rst = await c.restore(stasisBin, path.join(dir, `img${tag}`), path.join(dir, `rwork${tag}`));
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, `rwork${tag}`, 'restore.log'))}`);
+  return { at, rst };
+}
+
 /** Let the lines written while the test ran runc synchronously be read. */
 function settle(): Promise<void> {
   return new Promise((r) => setTimeout(r, 300));
@@ -200,12 +215,7 @@ test.serial('a stopped process in a container (seized through the frozen cgroup)
   const stopped = () => fs.readFileSync(path.join(c.cgroupDirs()[0]!, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)
     .map(Number).find((p) => /^NSpid:.*\s(\d+)$/m.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] === String(inner))!;
   t.is(stateOf(stopped()), 'T');
-  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
-  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
-  await out.closed;
-  const at = lastTick(out.lines);
-  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
-  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
   await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
   t.is(stateOf(stopped()), 'T', 'the child is still stopped');
 });
@@ -256,12 +266,7 @@ test.serial('a container with its own cgroup namespace comes back in a new one, 
   const before = c.state()!.pid;
   const seenInside = (pid: number) => execFileSync('nsenter', ['-t', String(pid), '-C', 'cat', `/proc/${pid}/cgroup`], { encoding: 'utf8' });
   t.regex(seenInside(before), /^0::\/$/m, 'inside, its cgroup is the namespace root');
-  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
-  t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, 'work', 'dump.log'))}`);
-  await out.closed;
-  const at = lastTick(out.lines);
-  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
-  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
   const pid = c.state()!.pid;
   t.not(fs.readlinkSync(`/proc/${pid}/ns/cgroup`), fs.readlinkSync('/proc/self/ns/cgroup'));
   t.regex(seenInside(pid), /^0::\/$/m);

@@ -9,6 +9,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { readStat } from '../sys/proc/index.js';
 
 const POLL_MS = 0.2;
 const TIMEOUT_MS = 10_000;
@@ -17,8 +18,8 @@ export interface FrozenCgroup {
   /** Every thread in the cgroup (and below it), as stasis's pid namespace numbers them. */
   tasks: number[];
   /**
-   * Threads that were in a job-control stop just before the freeze: a v1 freezer shows every
-   * frozen task as 'D', hiding that (and a stopped task can only be seized once thawed).
+   * Threads in a job-control stop (a stopped task can only be seized once thawed). Read just
+   * before the freeze too: a v1 freezer shows every frozen task as 'D', hiding it.
    */
   stopped: Set<number>;
   /** Let the cgroup run again (idempotent). */
@@ -52,11 +53,10 @@ function listTasks(dir: string, file: string): number[] {
   return out;
 }
 
-/** Whether /proc/TID/stat says the thread is in a job-control stop ('T'); false when it is gone. */
+/** Whether the thread is in a job-control stop ('T'); false when it is gone. */
 function inJobStop(tid: number): boolean {
   try {
-    const stat = fs.readFileSync(`/proc/${tid}/stat`, 'utf8');
-    return stat[stat.lastIndexOf(')') + 2] === 'T';
+    return readStat(tid).state === 'T';
   } catch {
     return false;
   }
@@ -82,7 +82,10 @@ export function freezeCgroup(dir: string): FrozenCgroup {
     fs.writeFileSync(state, v1 ? 'FROZEN' : '1');
     if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN');
     else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')));
-    return { tasks: listTasks(dir, file), stopped, thaw };
+    const tasks = listTasks(dir, file);
+    // A v2-frozen task still shows its job-control stop: one that stopped just before the freeze.
+    if (!v1) for (const tid of tasks) if (inJobStop(tid)) stopped.add(tid);
+    return { tasks, stopped, thaw };
   } catch (e) {
     thaw();
     throw e;

@@ -93,18 +93,45 @@ function readPerm(b: Buffer): IpcPerm {
   };
 }
 
-/** IPC_SET of owner and permission bits (the rest of the buffer as IPC_STAT gave it). */
-function setPerm(ds: Buffer, perm: Pick<IpcPerm, 'uid' | 'gid' | 'mode'>): void {
+const CTL = {
+  shm: { nr: SYS.shmctl, dsSize: SHMID_DS_SIZE },
+  sem: { nr: SYS.semctl, dsSize: SEMID_DS_SIZE },
+  msg: { nr: SYS.msgctl, dsSize: MSQID_DS_SIZE },
+} as const;
+const CMD_NAME: Record<number, string> = { [IPC_SET]: 'IPC_SET', [IPC_STAT]: 'IPC_STAT', [SHM_LOCK]: 'SHM_LOCK', [GETALL]: 'GETALL', [SETALL]: 'SETALL' };
+
+/** shmctl / semctl (which takes a semaphore number before the command) / msgctl. */
+function ctl(kind: SysvKind, id: number, cmd: number, arg: bigint | number = 0): bigint {
+  const what = `${kind}ctl(${id}, ${CMD_NAME[cmd] ?? cmd})`;
+  return kind === 'sem' ? syscall(what, CTL.sem.nr, id, 0, cmd, arg) : syscall(what, CTL[kind].nr, id, cmd, arg);
+}
+
+/** The object's *id64_ds, as IPC_STAT gives it. */
+function stat(kind: SysvKind, id: number): Buffer {
+  const ds = nativeBuffer(CTL[kind].dsSize);
+  ctl(kind, id, IPC_STAT, addressOf(ds));
+  return ds;
+}
+
+/**
+ * IPC_SET of owner and permission bits, the rest of the structure as IPC_STAT gave it but for
+ * what `also` changes (a queue's byte limit); a segment marked SHM_LOCKED is locked again.
+ */
+export function setOwner(kind: SysvKind, id: number, perm: Pick<IpcPerm, 'uid' | 'gid' | 'mode'>,
+  also?: (ds: Buffer) => void): void {
+  const ds = stat(kind, id);
   ds.writeUInt32LE(perm.uid, 4);
   ds.writeUInt32LE(perm.gid, 8);
   ds.writeUInt16LE(perm.mode & 0o777, 20);
+  also?.(ds);
+  ctl(kind, id, IPC_SET, addressOf(ds));
+  if (kind === 'shm' && perm.mode & SHM_LOCKED) ctl(kind, id, SHM_LOCK);
 }
 
 // ---- shared memory ------------------------------------------------------------------------
 
 export function shmStat(id: number): IpcPerm & { size: number; nattch: number } {
-  const ds = nativeBuffer(SHMID_DS_SIZE);
-  syscall(`shmctl(${id}, IPC_STAT)`, SYS.shmctl, id, IPC_STAT, addressOf(ds));
+  const ds = stat('shm', id);
   return { ...readPerm(ds), size: Number(ds.readBigUInt64LE(PERM_SIZE)), nattch: Number(ds.readBigUInt64LE(88)) };
 }
 
@@ -179,25 +206,16 @@ export function shmWrite(id: number, data: Buffer): void {
   }
 }
 
-export function shmSetPerm(id: number, perm: Pick<IpcPerm, 'uid' | 'gid' | 'mode'>): void {
-  const ds = nativeBuffer(SHMID_DS_SIZE);
-  syscall(`shmctl(${id}, IPC_STAT)`, SYS.shmctl, id, IPC_STAT, addressOf(ds));
-  setPerm(ds, perm);
-  syscall(`shmctl(${id}, IPC_SET)`, SYS.shmctl, id, IPC_SET, addressOf(ds));
-  if (perm.mode & SHM_LOCKED) syscall(`shmctl(${id}, SHM_LOCK)`, SYS.shmctl, id, SHM_LOCK, 0);
-}
-
 // ---- semaphores ---------------------------------------------------------------------------
 
 export function semStat(id: number): IpcPerm & { nsems: number } {
-  const ds = nativeBuffer(SEMID_DS_SIZE);
-  syscall(`semctl(${id}, IPC_STAT)`, SYS.semctl, id, 0, IPC_STAT, addressOf(ds));
+  const ds = stat('sem', id);
   return { ...readPerm(ds), nsems: Number(ds.readBigUInt64LE(80)) };
 }
 
 export function semValues(id: number, nsems: number): number[] {
   const vals = nativeBuffer(Math.max(nsems, 1) * 2);
-  syscall(`semctl(${id}, GETALL)`, SYS.semctl, id, 0, GETALL, addressOf(vals));
+  ctl('sem', id, GETALL, addressOf(vals));
   return Array.from({ length: nsems }, (_, i) => vals.readUInt16LE(i * 2));
 }
 
@@ -209,21 +227,13 @@ export function semSetValues(id: number, values: readonly number[]): void {
   if (!values.length) return;
   const vals = nativeBuffer(values.length * 2);
   values.forEach((v, i) => vals.writeUInt16LE(v, i * 2));
-  syscall(`semctl(${id}, SETALL)`, SYS.semctl, id, 0, SETALL, addressOf(vals));
-}
-
-export function semSetPerm(id: number, perm: Pick<IpcPerm, 'uid' | 'gid' | 'mode'>): void {
-  const ds = nativeBuffer(SEMID_DS_SIZE);
-  syscall(`semctl(${id}, IPC_STAT)`, SYS.semctl, id, 0, IPC_STAT, addressOf(ds));
-  setPerm(ds, perm);
-  syscall(`semctl(${id}, IPC_SET)`, SYS.semctl, id, 0, IPC_SET, addressOf(ds));
+  ctl('sem', id, SETALL, addressOf(vals));
 }
 
 // ---- message queues -----------------------------------------------------------------------
 
 export function msgStat(id: number): IpcPerm & { qbytes: number; qnum: number; cbytes: number } {
-  const ds = nativeBuffer(MSQID_DS_SIZE);
-  syscall(`msgctl(${id}, IPC_STAT)`, SYS.msgctl, id, IPC_STAT, addressOf(ds));
+  const ds = stat('msg', id);
   return {
     ...readPerm(ds), cbytes: Number(ds.readBigUInt64LE(72)), qnum: Number(ds.readBigUInt64LE(80)),
     qbytes: Number(ds.readBigUInt64LE(88)),
@@ -258,10 +268,7 @@ export function msgSend(id: number, m: QueuedMessage): void {
   syscall(`msgsnd(${id}, type ${m.mtype}, ${m.data.length} bytes)`, SYS.msgsnd, id, addressOf(buf), m.data.length, IPC_NOWAIT);
 }
 
-export function msgSetPerm(id: number, perm: Pick<IpcPerm, 'uid' | 'gid' | 'mode'>, qbytes: number): void {
-  const ds = nativeBuffer(MSQID_DS_SIZE);
-  syscall(`msgctl(${id}, IPC_STAT)`, SYS.msgctl, id, IPC_STAT, addressOf(ds));
-  setPerm(ds, perm);
-  ds.writeBigUInt64LE(BigInt(qbytes), 88);
-  syscall(`msgctl(${id}, IPC_SET)`, SYS.msgctl, id, IPC_SET, addressOf(ds));
+/** A queue's own byte limit (msg_qbytes), for setOwner. */
+export function withQueueBytes(qbytes: number): (ds: Buffer) => void {
+  return (ds) => ds.writeBigUInt64LE(BigInt(qbytes), 88);
 }

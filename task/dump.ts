@@ -295,10 +295,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     // Each process's images are handed to the thread pool as soon as it is dumped, so files are
     // created on another CPU while the next process is dumped (all tasks are pinned to this one).
     const writes: Promise<void>[] = [];
-    const pending = writes.push.bind(writes);
-    writes.push = (...ps: Promise<void>[]) => {
-      for (const w of ps) w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed
-      return pending(...ps);
+    const write = (w: Promise<void>) => {
+      w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed
+      writes.push(w);
     };
     const st: DumpState = {
       files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
@@ -306,7 +305,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write: (w) => writes.push(w),
+      write,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -315,12 +314,12 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const dumped = tree.processes.map((p) => {
       const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
       const vp = v.pid(p.pid);
-      for (const [tid, core] of d.cores) writes.push(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
-      writes.push(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
-      if (d.mm) writes.push(images.writeMessages(imageFileName('MM', vp), [d.mm]));
-      if (d.pagemap) writes.push(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
-      if (d.fs) writes.push(images.writeMessages(imageFileName('FS', vp), [d.fs]));
-      if (d.fdinfos) writes.push(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
+      for (const [tid, core] of d.cores) write(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
+      write(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
+      if (d.mm) write(images.writeMessages(imageFileName('MM', vp), [d.mm]));
+      if (d.pagemap) write(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
+      if (d.fs) write(images.writeMessages(imageFileName('FS', vp), [d.fs]));
+      if (d.fdinfos) write(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
       return d;
     });
     st.files.checkAtEnd();
@@ -329,29 +328,29 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
 
     // The shared images once every process is seen; inventory.img after all of them.
-    writes.push(images.writeMessages('pstree.img', tree.processes.map((p) => ({
+    write(images.writeMessages('pstree.img', tree.processes.map((p) => ({
       pid: v.pid(p.pid), ppid: p.ppid ? v.pid(p.ppid) : 0, pgid: v.pgid(p), sid: v.sid(p), threads: p.threads.map(v.pid),
     }))));
-    writes.push(images.writeMessages('files.img', st.files.entries));
-    for (const [name, entries] of st.files.images) writes.push(images.write(name, entries));
-    for (const [name, data] of st.files.rawImages) writes.push(images.writeRaw(name, data));
+    write(images.writeMessages('files.img', st.files.entries));
+    for (const [name, entries] of st.files.images) write(images.write(name, entries));
+    for (const [name, data] of st.files.rawImages) write(images.writeRaw(name, data));
     if (mounts) {
-      writes.push(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
-      for (const [name, data] of mounts.tars) writes.push(images.writeRaw(name, data));
+      write(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
+      for (const [name, data] of mounts.tars) write(images.writeRaw(name, data));
     }
-    if (st.seccomp.filters.length) writes.push(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
-    if (timens) writes.push(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
-    if (st.ipc) writes.push(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
+    if (st.seccomp.filters.length) write(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
+    if (timens) write(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
+    if (st.ipc) write(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
     if (net) {
-      writes.push(images.writeMessages(netnsImageName(rootIds.net_ns_id!), [net.netns]));
-      writes.push(images.writeMessages(netdevImageName(rootIds.net_ns_id!), net.devices));
-      for (const [name, data] of net.raw) writes.push(images.writeRaw(name, data));
+      write(images.writeMessages(netnsImageName(rootIds.net_ns_id!), [net.netns]));
+      write(images.writeMessages(netdevImageName(rootIds.net_ns_id!), net.devices));
+      for (const [name, data] of net.raw) write(images.writeRaw(name, data));
     }
     for (const kind of SYSV_KINDS) {
-      if (sysv?.[kind].length) writes.push(images.write(sysvImageName(kind, rootIds.ipc_ns_id!), sysv[kind]));
+      if (sysv?.[kind].length) write(images.write(sysvImageName(kind, rootIds.ipc_ns_id!), sysv[kind]));
     }
-    if (st.uts) writes.push(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
-    if (foreign.length) writes.push(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
+    if (st.uts) write(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
+    if (foreign.length) write(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
     await Promise.all(writes);
 
     const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);

@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, MAP, PROT } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  type ProcStat, type SmapsVma, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  type ProcStat, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
@@ -246,8 +246,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     inj.callChecked(SYS.rseq, rseq.rseqAbiPointer, rseq.rseqAbiSize, RSEQ_FLAG_UNREGISTER, rseq.signature);
   }
   const current = readMapRanges(pid);
-  const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special))
-    .map((v) => ({ ...v, kind: v.special.slice(1, -1) }));
+  const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special));
   // One munmap per gap between the kernel's areas, not one per inherited VMA (a copy of stasis
   // has hundreds).
   let from = 0n;
@@ -325,11 +324,11 @@ export function tightenProtections(inj: Injector, space: MappedSpace): void {
  * to a free spot first, so that no target overlaps a source still in place.
  */
 function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
-  kernel: readonly { kind: string; start: bigint; end: bigint }[], busy: { start: bigint; end: bigint }[]): void {
+  kernel: readonly VmaRange[], busy: { start: bigint; end: bigint }[]): void {
   const vdso = wanted.find((v) => v.status & VMA.VDSO);
   const vvar = wanted.find((v) => v.status & VMA.VVAR);
-  const cur = (k: string) => kernel.find((v) => v.kind === k);
-  const [kVvar, kClock, kVdso] = [cur('vvar'), cur('vvar_vclock'), cur('vdso')];
+  const cur = (k: string) => kernel.find((v) => v.special === k);
+  const [kVvar, kClock, kVdso] = [cur('[vvar]'), cur('[vvar_vclock]'), cur('[vdso]')];
   if (!vdso) {
     for (const k of kernel) inj.munmap(k.start, Number(k.end - k.start));
     inj.forgetVdso();

@@ -64,25 +64,16 @@ export type PageProgress = (done: number, total: number) => void;
 /** Bytes per injected read or write: small enough for progress to move, big enough to be free. */
 const STEP = 64 << 20;
 
-export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj?: Injector,
-  progress?: PageProgress, writeSmall?: (data: Buffer) => void): number {
+export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj: Injector | undefined,
+  progress: PageProgress | undefined, writeSmall: (data: Buffer) => void): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
   // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
-  // file off this thread) or written at once: cheaper than the injected open, writes and close.
-  // (Short when some run is PROT_NONE: then run by run, below.)
+  // file off this thread): cheaper than the injected open, writes and close. (Short when some
+  // run is PROT_NONE: then run by run, below.)
   if (total <= DIRECT_FILL_LIMIT) {
     const buf = nativeBuffer(total);
     if (readRanges(pid, runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })), buf) === total) {
-      if (writeSmall) {
-        writeSmall(buf);
-      } else {
-        const out = fs.openSync(pagesFile, 'w');
-        try {
-          for (let w = 0; w < total;) w += fs.writeSync(out, buf, w, total - w, w);
-        } finally {
-          fs.closeSync(out);
-        }
-      }
+      writeSmall(buf);
       progress?.(total, total);
       return total / PAGE_SIZE;
     }

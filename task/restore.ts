@@ -9,8 +9,6 @@
 // registers and blocked mask and the whole tree is let go at once. If anything fails, every
 // task created is killed: a restore leaves a running tree or nothing.
 
-import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
-import { netdevImageName, restoreNetns } from '../net-ns/netns.js';
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
@@ -33,6 +31,8 @@ import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './page
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions } from './sigactions.js';
+import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
+import { netdevImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
 import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';

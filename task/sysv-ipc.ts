@@ -14,9 +14,9 @@ import {
   shmContents, shmPayload,
 } from '../images/index.js';
 import {
-  SHM_DEST, type IpcPerm, asCreator, inIpcNamespaceOf, listSysv, msgCreate, msgPeekAll, msgSend, msgSetPerm,
-  msgStat, semCreate, semSetPerm, semSetValues, semStat, semValues, setNextId, shmCreate, shmRead, shmSetPerm,
-  shmStat, shmWrite, type SysvKind,
+  SHM_DEST, type IpcPerm, asCreator, inIpcNamespaceOf, listSysv, msgCreate, msgPeekAll, msgSend, msgStat,
+  semCreate, semSetValues, semStat, semValues, setNextId, setOwner, shmCreate, shmRead, shmStat, shmWrite,
+  withQueueBytes, type SysvKind,
 } from '../sys/sysv.js';
 
 export interface SysvImages {
@@ -97,23 +97,23 @@ export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<st
       if (e.message.in_pagemaps) throw new Error(`SysV shared memory ${d.id} has its pages in a pagemap, which stasis cannot restore yet`);
       const id = make('shm', d, (p) => shmCreate(p.key, size, p.mode));
       shmWrite(id, Buffer.from(shmContents(e.message, e.extra ?? new Uint8Array())));
-      shmSetPerm(id, perm(d));
+      setOwner('shm', id, perm(d));
     }
     for (const e of images.sem) {
       const d = e.message.desc as Message;
       const id = make('sem', d, (p) => semCreate(p.key, Number(e.message.nsems), p.mode));
       semSetValues(id, semImageValues(e.message, e.extra ?? new Uint8Array()));
-      semSetPerm(id, perm(d));
+      setOwner('sem', id, perm(d));
     }
     for (const e of images.msg) {
       const d = e.message.desc as Message;
       const id = make('msg', d, (p) => msgCreate(p.key, p.mode));
       // The queue's own limit first, so that a queue fuller than the default limit refills.
-      msgSetPerm(id, { uid: 0, gid: 0, mode: 0o600 }, Number(e.message.qbytes));
+      setOwner('msg', id, { uid: 0, gid: 0, mode: 0o600 }, withQueueBytes(Number(e.message.qbytes)));
       for (const m of queuedMessages(e.message, e.extra ?? new Uint8Array())) {
         msgSend(id, { mtype: BigInt(m.msg.mtype as bigint | number), data: Buffer.from(m.data) });
       }
-      msgSetPerm(id, perm(d), Number(e.message.qbytes));
+      setOwner('msg', id, perm(d), withQueueBytes(Number(e.message.qbytes)));
     }
     for (const kind of SYSV_KINDS) {
       const next = vars?.[`${kind}_next_id`];

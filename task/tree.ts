@@ -68,7 +68,6 @@ export class SeizedTree {
   }
 
   private seizeFrozen(dir: string): void {
-    const isGone = (e: unknown) => e instanceof Error && (/ESRCH/.test(e.message) || (e as { code?: string }).code === 'ESRCH');
     // A task in a job-control stop is seized only once the cgroup is thawed: attaching to a
     // stopped task waits for it to re-enter its stop as a traced one, which a frozen task never
     // does (ptrace_attach would wait forever). Stopped, it cannot fork meanwhile either.
@@ -76,35 +75,14 @@ export class SeizedTree {
     const frozen = freezeCgroup(dir);
     try {
       for (const tid of frozen.tasks) {
-        try {
-          // A process in a job-control stop shows 'T' until it is seized (then 't').
-          const stopped = frozen.stopped.has(tid) || readStat(tid).state === 'T';
-          this.stoppedAtSeize.set(tid, stopped);
-          if (stopped) {
-            later.push(tid);
-            continue;
-          }
-          seize(tid, SEIZE_OPTIONS);
-        } catch (e) {
-          if (isGone(e)) continue; // exiting while frozen
-          throw e;
-        }
-        this.seized.push(tid);
-        interrupt(tid);
+        this.stoppedAtSeize.set(tid, frozen.stopped.has(tid));
+        if (frozen.stopped.has(tid)) later.push(tid);
+        else this.startSeize(tid); // false: exiting while frozen
       }
     } finally {
       frozen.thaw();
     }
-    for (const tid of later) {
-      try {
-        seize(tid, SEIZE_OPTIONS);
-      } catch (e) {
-        if (isGone(e)) continue;
-        throw e;
-      }
-      this.seized.push(tid);
-      interrupt(tid);
-    }
+    for (const tid of later) this.startSeize(tid);
     for (const tid of this.seized) this.preStopped.set(tid, waitForInterrupt(tid));
   }
 

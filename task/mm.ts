@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, MAP, PROT } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  type ProcStat, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  MADV_DONTFORK, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
@@ -42,6 +42,7 @@ const PR_SET_THP_DISABLE = 41;
 const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
+const MADV_DONTNEED = 4;
 const SHM_RDONLY = 0o10000;
 const SHM_EXEC = 0o100000;
 
@@ -237,7 +238,7 @@ export interface MappedSpace {
  * `willFill(v)` says whether pages will be written into v (so it must be writable for now).
  */
 export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: RestoreMmFiles,
-  willFill: (v: VmaEntry) => boolean): MappedSpace {
+  willFill: (v: VmaEntry) => boolean, inherited?: InheritedSpace): MappedSpace {
   const pid = inj.pid;
   // rseq points into the seed's TLS, about to vanish: unregister first, or the kernel kills the
   // task when it next touches the area.
@@ -247,16 +248,18 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   }
   const current = readMapRanges(pid);
   const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special));
-  // One munmap per gap between the kernel's areas, not one per inherited VMA (a copy of stasis
-  // has hundreds).
+  const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
+  const kept = inherited ? keptVmas(wanted, inherited.vmas) : [];
+  // One munmap per gap between the kernel's areas and the VMAs kept, not one per inherited VMA
+  // (a copy of stasis has hundreds).
   let from = 0n;
-  for (const k of [...kernelAreas, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+  const stays = [...kernelAreas, ...kept, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1));
+  for (const k of stays) {
     if (k.start > from && current.some((v) => v.special !== '[vsyscall]' && v.start < k.start && v.end > from)) {
       inj.munmap(from, Number(k.start - from));
     }
     from = k.end;
   }
-  const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
   const busy = [...wanted, ...kernelAreas];
   // The injector's scratch memory went with the rest: new scratch goes to a range no dumped
   // VMA uses, so mapping those with MAP_FIXED can never land on it.
@@ -270,7 +273,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   const tighten: VmaEntry[] = [];
   try {
     for (const v of wanted) {
-      if (v.status & (VMA.VDSO | VMA.VVAR)) continue;
+      if (v.status & (VMA.VDSO | VMA.VVAR) || kept.includes(v)) continue;
       const len = Number(v.end - v.start);
       const fill = willFill(v);
       const prot = v.prot | (fill ? PROT.WRITE : 0);
@@ -309,7 +312,64 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   } finally {
     for (const fd of fds.values()) inj.call(SYS.close, fd);
   }
+  if (inherited) dropParentPages(inj, kept, inherited.filled, inherited.ownFilled);
   return { tightenAfterFill: tighten };
+}
+
+/**
+ * A task cloned from a parent whose address space is already restored starts with the parent's
+ * VMAs. Those it has too, identical and private (most of them, in a forked tree), stay: no
+ * unmapping, opening and mapping again. Their pages are the parent's until dropped.
+ */
+export interface InheritedSpace {
+  /** The parent's VMAs, as its image has them. */
+  vmas: readonly VmaEntry[];
+  /** Page runs the parent's image filled (first address, bytes). */
+  filled: readonly { vaddr: bigint; len: number }[];
+  /** Page runs this task's own image will fill (which need no dropping: they are overwritten). */
+  ownFilled: readonly { vaddr: bigint; len: number }[];
+}
+
+function vmaKey(v: VmaEntry): string {
+  return [v.start, v.end, v.pgoff, v.shmid, v.prot, v.flags, v.status, v.madv ?? 0n, v.fdflags ?? 0].join(':');
+}
+
+const NOT_INHERITED = (1n << BigInt(MADV_DONTFORK)) | (1n << BigInt(MADV_WIPEONFORK));
+
+/**
+ * The task's VMAs that the parent has as they are and a fork copies: private, not a memfd, not
+ * locked, not left out of (or wiped in) a child.
+ */
+function keptVmas(wanted: readonly VmaEntry[], parent: readonly VmaEntry[]): VmaEntry[] {
+  const theirs = new Set(parent.map(vmaKey));
+  return wanted.filter((v) => (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE))
+    && !(v.status & (VMA.MEMFD | VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) && !(v.flags & MAP_LOCKED)
+    && !((v.madv ?? 0n) & NOT_INHERITED) && theirs.has(vmaKey(v)));
+}
+
+/**
+ * In kept VMAs, pages the parent's image filled and this task's does not are given back to
+ * what the mapping holds untouched (zeroes, or the file's page): one MADV_DONTNEED per VMA over
+ * the span of such pages.
+ */
+function dropParentPages(inj: Injector, kept: readonly VmaEntry[],
+  filled: InheritedSpace['filled'], own: InheritedSpace['ownFilled']): void {
+  const mine = new Set<bigint>();
+  for (const r of own) for (let a = r.vaddr; a < r.vaddr + BigInt(r.len); a += PAGE) mine.add(a);
+  for (const v of kept) {
+    let lo: bigint | undefined;
+    let hi = 0n;
+    for (const r of filled) {
+      const end = r.vaddr + BigInt(r.len);
+      if (end <= v.start || r.vaddr >= v.end) continue;
+      for (let a = r.vaddr > v.start ? r.vaddr : v.start; a < end && a < v.end; a += PAGE) {
+        if (mine.has(a)) continue;
+        if (lo === undefined) lo = a;
+        hi = a + PAGE;
+      }
+    }
+    if (lo !== undefined) inj.callChecked(SYS.madvise, lo, Number(hi - lo), MADV_DONTNEED);
+  }
 }
 
 /** Give back write access that was lent for filling. */
@@ -344,7 +404,8 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
     if (kClock) pieces.push({ from: kClock, to: vvar.start + size(kVvar) });
   }
   const overlaps = (a: bigint, alen: bigint, b: bigint, blen: bigint) => a < b + blen && b < a + alen;
-  if (!pieces.some((p) => pieces.some((q) => overlaps(p.to, size(p.from), q.from.start, size(q.from))))) {
+  const moving = pieces.filter((p) => p.from.start !== p.to); // a child of a restored task: in place
+  if (!moving.some((p) => pieces.some((q) => overlaps(p.to, size(p.from), q.from.start, size(q.from))))) {
     // No target covers a source: each piece goes straight to its place.
     for (const p of pieces) {
       const len = Number(size(p.from));

@@ -10,10 +10,10 @@
 // task created is killed: a restore leaves a running tree or nothing.
 
 import fs from 'node:fs';
-import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
+import { ImageDir, PE_PRESENT, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
-import { SYS, setCpuidSource } from '../sys/arch.js';
+import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
@@ -30,7 +30,7 @@ import {
 import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
-import { restoreSigactions } from './sigactions.js';
+import { restoreSigactions, type SaEntry } from './sigactions.js';
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import { netdevImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
@@ -409,7 +409,16 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
-      if (p.state !== TASK_DEAD) pages += restoreMemory(t, img, shared, opts.progress, openImage);
+      const parent = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+      if (p.state !== TASK_DEAD) {
+        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent);
+        // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
+        // change how the zombies and helpers made below are reaped (set in step 3).
+        const live = parent && parent.state !== TASK_DEAD ? parent : undefined;
+        restoreSigactions(inj, sigactionsOf(p), {
+          only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
+        });
+      }
     }
     for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
@@ -476,7 +485,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
       restoreFs(inj, p.fs!, regFile);
       const tc = p.cores.get(p.pid)!.tc;
-      restoreSigactions(inj, tc.sigactions ?? []);
+      restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD });
       restoreItimers(inj, tc.timers);
       restorePosixTimers(inj, tc.timers?.posix);
       restoreRlimits(t.hpid, tc.rlimits);
@@ -571,14 +580,35 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 /** Where each shared memory object lives once made: the first task mapping it, and where. */
 type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 
+function sigactionsOf(p: ProcessImages): SaEntry[] {
+  return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
+}
+
 /** Where a restored process's vDSO is: where its image had it. */
 function vdsoOf(p: ProcessImages): bigint | undefined {
   return p.mm?.vmas.find((v) => v.status & VMA.VDSO)?.start;
 }
 
-/** Address space and its contents, and the mm fields. */
+/** Whether an address is in the vDSO or vvar of an image (pages other dumpers save there are not filled). */
+function kernelAreaOf(p: ProcessImages): (a: bigint) => boolean {
+  const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
+  return (a: bigint) => kernelArea.some((v) => a >= v.start && a < v.end);
+}
+
+/** The pages an image fills (present runs outside the kernel's areas). */
+function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
+  const skip = kernelAreaOf(p);
+  return p.pagemap!.runs.filter((r) => r.flags & PE_PRESENT && !skip(r.vaddr))
+    .map((r) => ({ vaddr: r.vaddr, len: r.nrPages * PAGE_SIZE }));
+}
+
+/**
+ * Address space and its contents, and the mm fields. A task cloned from its restored parent
+ * (`parent`) keeps what it shares with it.
+ */
 function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
-  progress: RestoreOptions['progress'], openImage: (inj: Injector, file: string) => number): number {
+  progress: RestoreOptions['progress'], openImage: (inj: Injector, file: string) => number,
+  parent?: ProcessImages): number {
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
@@ -593,10 +623,13 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
     shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
     return fd;
   };
-  const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
-  const skip = (a: bigint) => kernelArea.some((v) => a >= v.start && a < v.end);
+  const skip = kernelAreaOf(p);
   const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
-  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages);
+  // Kept VMAs keep their final protections: only stasis's own writes can fill them.
+  const inherited = direct && parent?.mm ? {
+    vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
+  } : undefined;
+  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited);
   const n = direct ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)
     : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
       progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);

@@ -60,11 +60,27 @@ function isDefault(e: SaEntry): boolean {
   return BigInt(e.sigaction) === 0n && BigInt(e.flags) === 0n && BigInt(e.restorer) === 0n && BigInt(e.mask) === 0n;
 }
 
+function same(a: SaEntry, b: SaEntry): boolean {
+  return BigInt(a.sigaction) === BigInt(b.sigaction) && BigInt(a.flags) === BigInt(b.flags)
+    && BigInt(a.restorer) === BigInt(b.restorer) && BigInt(a.mask) === BigInt(b.mask)
+    && !a.compat_sigaction === !b.compat_sigaction;
+}
+
+export interface RestoreSigactionsOptions {
+  /** Only these signals (the rest are left as they are). */
+  only?: (sig: number) => boolean;
+  /**
+   * The actions the task has now when they are known: those of the restored parent it was
+   * cloned from (a fork copies them). Signals whose action is already right are not set again.
+   */
+  current?: readonly SaEntry[];
+}
+
 /**
  * Set the dispositions: every signal the image gives a non-default action, and every signal
- * the new task inherited a non-default one for (it starts as a copy of stasis).
+ * the new task inherited a non-default one for (it starts as a copy of stasis, or of its parent).
  */
-export function restoreSigactions(inj: Injector, entries: readonly SaEntry[]): void {
+export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], opts: RestoreSigactionsOptions = {}): void {
   const signals = [...catchableSignals()];
   if (entries.length !== signals.length) {
     throw new Error(`the image has ${entries.length} signal actions, ${signals.length} expected`);
@@ -73,7 +89,9 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[]): v
   const b = Buffer.alloc(KSIGACTION_SIZE);
   entries.forEach((e, i) => {
     const sig = signals[i]!;
-    if (isDefault(e) && !(inherited & (1n << BigInt(sig - 1)))) return;
+    if (opts.only && !opts.only(sig)) return;
+    const now = opts.current?.[i];
+    if (now ? same(now, e) : isDefault(e) && !(inherited & (1n << BigInt(sig - 1)))) return;
     if (e.compat_sigaction) throw new Error('32-bit signal handlers cannot be restored');
     b.writeBigUInt64LE(BigInt(e.sigaction), 0);
     b.writeBigUInt64LE(BigInt(e.flags), 8);

@@ -1,6 +1,8 @@
 /* shm: memory shared between processes, checked after restore (once DIR/check appears): a
  * MAP_SHARED|MAP_ANONYMOUS area, a memfd mapped shared, a file mapped shared, and a private
- * area inherited across fork that each process has changed on its own. The child writes into
+ * area inherited across fork that each process has changed on its own, and an anonymous and a
+ * file-backed private area only the root writes after the fork (the child must still see zeroes
+ * and the file's bytes there). The child writes into
  * the shared areas, the root must see it (and the reverse); the private copies stay apart.
  * Prints "ok ITEM" / "FAIL ITEM: why" and "result PASS|FAIL" (the root).
  *   shm DIR */
@@ -30,7 +32,9 @@ int main(int argc, char **argv) {
   char page[4096]; memset(page, 'f', sizeof page);
   if (write(ffd, page, sizeof page) != (ssize_t)sizeof page) return 2;
   char *f = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ffd, 0);
+  char *g = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, ffd, 0);
   close(ffd);
+  char *q = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   memset(p, 'p', 8192);
   int toroot[2], tochild[2];
@@ -46,10 +50,14 @@ int main(int argc, char **argv) {
     char msg[160];
     if (a[101] != 'R' || m[201] != 'R') snprintf(msg, sizeof msg, "child sees a[101]=%c m[201]=%c", a[101], m[201]);
     else if (p[0] != 'c' || p[8191] != 'c') snprintf(msg, sizeof msg, "child's private copy %c%c", p[0], p[8191]);
+    else if (q[0] || q[8191]) snprintf(msg, sizeof msg, "child sees the root's anonymous writes %c%c", q[0], q[8191]);
+    else if (g[0] != 'f') snprintf(msg, sizeof msg, "child sees the root's private file write %c", g[0]);
     else snprintf(msg, sizeof msg, "ok");
     dprintf(toroot[1], "%s\n", msg);
     _exit(0);
   }
+  memset(q, 'r', 8192);
+  g[0] = 'r';
   while (p[0] != 'p') nap(1);
   nap(50);
   printf("ready %d child=%d\n", getpid(), c);
@@ -62,6 +70,7 @@ int main(int argc, char **argv) {
   int rf = open("sharedfile", O_RDONLY); (void)!read(rf, disk, sizeof disk); close(rf);
   report(disk[300] == 'C' && disk[0] == 'f', "shared-file-on-disk", "disk[300]=%c", disk[300]);
   report(p[0] == 'p' && p[8191] == 'p', "private-copy-root", "root's private copy %c%c", p[0], p[8191]);
+  report(q[0] == 'r' && q[8191] == 'r' && g[0] == 'r', "root-only-writes", "root's own writes %c%c %c", q[0], q[8191], g[0]);
   a[101] = 'R'; m[201] = 'R';
   (void)!write(tochild[1], "r", 1);
   char msg[160] = {0}; ssize_t n = read(toroot[0], msg, sizeof msg - 1);

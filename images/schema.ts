@@ -27,6 +27,32 @@ export interface FieldInfo {
   options?: Record<string, unknown>;
   /** The message or enum type of the field; null for scalars. */
   resolvedType: MessageType | EnumType | null;
+  /** How the wire codec reads and writes it (set once types are resolved; see CODEC). */
+  codec: number;
+  /** Its wire type (0 varint, 1 fixed64, 2 length-delimited, 5 fixed32). */
+  wire: number;
+}
+
+/** FieldInfo.codec: one small number per way a value is coded, so the codec switches on it. */
+export const CODEC = {
+  UINT64: 1, INT64: 2, SINT64: 3, UINT32: 4, INT32: 5, SINT32: 6, BOOL: 7, ENUM: 8,
+  FIXED: 9, STRING: 10, BYTES: 11, MESSAGE: 12,
+} as const;
+
+const SCALAR_CODEC: Record<string, [number, number]> = {
+  uint64: [CODEC.UINT64, 0], int64: [CODEC.INT64, 0], sint64: [CODEC.SINT64, 0],
+  uint32: [CODEC.UINT32, 0], int32: [CODEC.INT32, 0], sint32: [CODEC.SINT32, 0], bool: [CODEC.BOOL, 0],
+  fixed64: [CODEC.FIXED, 1], sfixed64: [CODEC.FIXED, 1], double: [CODEC.FIXED, 1],
+  fixed32: [CODEC.FIXED, 5], sfixed32: [CODEC.FIXED, 5], float: [CODEC.FIXED, 5],
+  string: [CODEC.STRING, 2], bytes: [CODEC.BYTES, 2],
+};
+
+function setCodec(field: FieldInfo): void {
+  const [codec, wire] = field.resolvedType?.kind === 'message' ? [CODEC.MESSAGE, 2]
+    : field.resolvedType?.kind === 'enum' ? [CODEC.ENUM, 0]
+      : SCALAR_CODEC[field.type] ?? [0, 0];
+  field.codec = codec;
+  field.wire = wire;
 }
 
 export interface MessageType {
@@ -67,6 +93,7 @@ function buildSchema(json: JsonNamespace): Schema {
           const field: FieldInfo = {
             name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
             packed: f.options?.packed === true, ...(f.options ? { options: f.options } : {}), resolvedType: null,
+            codec: 0, wire: 0,
           };
           t.fieldsArray.push(field);
           t.fieldsById[f.id] = field;
@@ -89,6 +116,7 @@ function buildSchema(json: JsonNamespace): Schema {
         break;
       }
     }
+    setCodec(field);
   }
   return { lookup: (name) => top.get(name) };
 }

@@ -15,7 +15,7 @@
 //     and written back in field-number order, where protobuf-c puts them;
 //   * a message is written in field-number order, as protobuf-c does.
 import { WireError } from './errors.js';
-import { fieldsByNumber, isEnum, isMessage, messageType, type FieldInfo, type MessageType } from './schema.js';
+import { CODEC, fieldsByNumber, messageType, type FieldInfo, type MessageType } from './schema.js';
 
 /** A decoded message: field name -> value (see the mapping above). */
 export type Message = { [field: string]: any };
@@ -38,26 +38,6 @@ const MAX_DEPTH = 64;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const utf8Encoder = new TextEncoder();
-
-function wireTypeOf(type: string, resolved: unknown): number {
-  if (isMessage(resolved)) return WT_LEN;
-  if (isEnum(resolved)) return WT_VARINT;
-  switch (type) {
-    case 'fixed64':
-    case 'sfixed64':
-    case 'double':
-      return WT_FIXED64;
-    case 'fixed32':
-    case 'sfixed32':
-    case 'float':
-      return WT_FIXED32;
-    case 'string':
-    case 'bytes':
-      return WT_LEN;
-    default:
-      return WT_VARINT;
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Decoding
@@ -95,7 +75,9 @@ class Reader {
         hi |= b << (shift - 32);
       }
       if (!(this.buf[this.pos - 1]! & 0x80)) {
-        return hi === 0 ? BigInt(lo >>> 0) : (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+        // Below 2^53 (addresses, most registers) one conversion of a plain number does.
+        if (hi >>> 0 < 0x200000) return BigInt((hi >>> 0) * 0x100000000 + (lo >>> 0));
+        return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
       }
     }
     return this.fail('varint longer than 10 bytes', start);
@@ -159,33 +141,6 @@ class Reader {
   }
 }
 
-/** Reads a varint field as its JS value. */
-function readVarintValue(r: Reader, type: string, enumType: boolean): unknown {
-  if (enumType) return r.varint32() | 0;
-  switch (type) {
-    case 'uint64':
-      return r.varint();
-    case 'int64':
-      return BigInt.asIntN(64, r.varint());
-    case 'sint64': {
-      const v = r.varint();
-      return (v >> 1n) ^ -(v & 1n);
-    }
-    case 'uint32':
-      return r.varint32();
-    case 'int32':
-      return r.varint32() | 0;
-    case 'sint32': {
-      const n = r.varint32();
-      return (n >>> 1) ^ -(n & 1);
-    }
-    case 'bool':
-      return r.varint() !== 0n;
-    default:
-      throw new Error(`varint for field type ${type}`);
-  }
-}
-
 function fromFixed(type: string, b: Uint8Array): unknown {
   const dv = new DataView(b.buffer, b.byteOffset, b.length);
   switch (type) {
@@ -207,23 +162,40 @@ function fromFixed(type: string, b: Uint8Array): unknown {
 }
 
 function readScalar(r: Reader, field: FieldInfo, wireType: number): unknown {
-  const enumType = isEnum(field.resolvedType);
-  switch (wireType) {
-    case WT_VARINT:
-      return readVarintValue(r, field.type, enumType);
-    case WT_FIXED64:
-      return fromFixed(field.type, r.take(8));
-    case WT_FIXED32:
-      return fromFixed(field.type, r.take(4));
-    default: {
+  switch (field.codec) {
+    case CODEC.UINT64:
+      return r.varint();
+    case CODEC.INT64:
+      return BigInt.asIntN(64, r.varint());
+    case CODEC.SINT64: {
+      const v = r.varint();
+      return (v >> 1n) ^ -(v & 1n);
+    }
+    case CODEC.UINT32:
+      return r.varint32();
+    case CODEC.INT32:
+    case CODEC.ENUM:
+      return r.varint32() | 0;
+    case CODEC.SINT32: {
+      const n = r.varint32();
+      return (n >>> 1) ^ -(n & 1);
+    }
+    case CODEC.BOOL:
+      return r.varint() !== 0n;
+    case CODEC.FIXED:
+      return fromFixed(field.type, r.take(wireType === WT_FIXED64 ? 8 : 4));
+    case CODEC.BYTES:
+      return Uint8Array.from(r.take(r.smallVarint()));
+    case CODEC.STRING: {
       const bytes = r.take(r.smallVarint());
-      if (field.type === 'bytes') return Uint8Array.from(bytes);
       try {
         return utf8.decode(bytes);
       } catch {
         return Uint8Array.from(bytes); // not UTF-8: keep the bytes so they round-trip
       }
     }
+    default:
+      throw new Error(`no codec for field type ${field.type}`);
   }
 }
 
@@ -239,7 +211,7 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
     const wireType = tag & 7;
     if (id === 0) r.fail('field number 0', fieldStart);
     const field = type.fieldsById[id];
-    const expected = field ? wireTypeOf(field.type, field.resolvedType) : -1;
+    const expected = field ? field.wire : -1;
     const packedForm = field?.repeated && wireType === WT_LEN && expected !== WT_LEN;
     if (!field || (wireType !== expected && !packedForm)) {
       // Unknown to us (or of an unexpected shape): keep it byte for byte.
@@ -247,10 +219,10 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
       (unknown ??= []).push({ id, raw: Uint8Array.from(r.buf.subarray(fieldStart, r.pos)) });
       continue;
     }
-    if (isMessage(field.resolvedType)) {
+    if (field.codec === CODEC.MESSAGE) {
       const len = r.smallVarint();
       r.take(len);
-      const sub = decodeFields(field.resolvedType, new Reader(r.buf, r.pos - len, r.pos, r.base), depth + 1);
+      const sub = decodeFields(field.resolvedType as MessageType, new Reader(r.buf, r.pos - len, r.pos, r.base), depth + 1);
       if (field.repeated) (msg[field.name] ??= []).push(sub);
       else msg[field.name] = sub;
     } else if (packedForm) {
@@ -321,10 +293,19 @@ class Writer {
       return;
     }
     // Negatives take 10 bytes, as in every protobuf runtime. The 64 bits are split into two
-    // 32-bit halves once, then shifted as numbers (BigInt arithmetic per byte is slow).
-    const v = BigInt.asUintN(64, BigInt(value));
-    let lo = Number(v & 0xffffffffn);
-    let hi = Number(v >> 32n);
+    // 32-bit halves once, then shifted as numbers (BigInt arithmetic per byte is slow); below
+    // 2^53 without any BigInt arithmetic.
+    let lo: number;
+    let hi: number;
+    const n = typeof value === 'bigint' && value >= 0n && value < 0x20000000000000n ? Number(value) : value;
+    if (typeof n === 'number' && n >= 0 && n < 2 ** 53) {
+      lo = n >>> 0;
+      hi = Math.floor(n / 0x100000000);
+    } else {
+      const v = BigInt.asUintN(64, BigInt(n));
+      lo = Number(v & 0xffffffffn);
+      hi = Number(v >> 32n);
+    }
     this.reserve(10);
     while (hi > 0 || lo > 0x7f) {
       this.buf[this.len++] = (lo & 0x7f) | 0x80;
@@ -354,23 +335,23 @@ function toBigInt(type: MessageType, field: FieldInfo, value: unknown): bigint {
 }
 
 function toVarint(type: MessageType, field: FieldInfo, value: unknown): bigint | number {
-  const enumType = field.resolvedType;
-  if (isEnum(enumType)) {
-    if (typeof value === 'string') {
-      const n = enumType.values[value];
-      if (n === undefined) throw new TypeError(`${where(type, field)}: no enum value named ${value}`);
-      return n;
+  switch (field.codec) {
+    case CODEC.ENUM: {
+      if (typeof value === 'string') {
+        const n = (field.resolvedType as { values: Record<string, number> }).values[value];
+        if (n === undefined) throw new TypeError(`${where(type, field)}: no enum value named ${value}`);
+        return n;
+      }
+      if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0x7fffffff) return value;
+      return Number(toBigInt(type, field, value));
     }
-    return Number(toBigInt(type, field, value));
-  }
-  switch (field.type) {
-    case 'bool':
+    case CODEC.BOOL:
       if (typeof value !== 'boolean') throw new TypeError(`${where(type, field)}: expected a boolean`);
       return value ? 1 : 0;
-    case 'sint32':
-    case 'sint64': {
+    case CODEC.SINT32:
+    case CODEC.SINT64: {
       const v = toBigInt(type, field, value);
-      const bits = field.type === 'sint32' ? 32 : 64;
+      const bits = field.codec === CODEC.SINT32 ? 32 : 64;
       return BigInt.asUintN(bits, (v << 1n) ^ (v >> BigInt(bits - 1)));
     }
     default:
@@ -379,10 +360,10 @@ function toVarint(type: MessageType, field: FieldInfo, value: unknown): bigint |
   // Most values are small non-negative integers: keep them numbers, for the writer's fast path.
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0x7fffffff) return value;
   if (typeof value === 'bigint' && value >= 0n && value <= 0x7fffffffn) return Number(value);
-  switch (field.type) {
-    case 'uint32':
+  switch (field.codec) {
+    case CODEC.UINT32:
       return BigInt.asUintN(32, toBigInt(type, field, value));
-    case 'int32':
+    case CODEC.INT32:
       return BigInt.asIntN(32, toBigInt(type, field, value));
     default:
       return toBigInt(type, field, value);
@@ -390,7 +371,7 @@ function toVarint(type: MessageType, field: FieldInfo, value: unknown): bigint |
 }
 
 function writeFixed(w: Writer, type: MessageType, field: FieldInfo, value: unknown): void {
-  const wide = wireTypeOf(field.type, field.resolvedType) === WT_FIXED64;
+  const wide = field.wire === WT_FIXED64;
   const b = new Uint8Array(wide ? 8 : 4);
   const dv = new DataView(b.buffer);
   switch (field.type) {
@@ -446,9 +427,8 @@ function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: nu
       writeFixed(w, type, field, value);
       return;
     default: {
-      const resolved = field.resolvedType;
-      const body = isMessage(resolved)
-        ? encodeFields(resolved, value as Message, depth + 1)
+      const body = field.codec === CODEC.MESSAGE
+        ? encodeFields(field.resolvedType as MessageType, value as Message, depth + 1)
         : lengthDelimited(type, field, value);
       w.varint(body.length);
       w.bytes(body);
@@ -471,7 +451,7 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
       if (field.required) throw new TypeError(`${where(type, field)} is required`);
       continue;
     }
-    const wireType = wireTypeOf(field.type, field.resolvedType);
+    const wireType = field.wire;
     if (!field.repeated) {
       w.tag(field.id, wireType);
       writeValue(w, type, field, wireType, value, depth);

@@ -83,6 +83,11 @@ export interface InjectorOptions {
   vdsoStart?: bigint;
   /** The task's ignored signals (SigIgn), when the caller has read its status already. */
   sigIgn?: bigint;
+  /**
+   * Scratch memory another injector mapped in the same process (threads share their memory):
+   * used as it is, and left for that injector to unmap.
+   */
+  sharedScratch?: { addr: bigint; len: number };
 }
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
@@ -162,6 +167,12 @@ export class Injector {
   private trampoline: bigint | undefined;
   private scratchAddr: bigint | undefined;
   private scratchLen = 0;
+  /** The scratch mapping is ours to unmap (not another injector's). */
+  private scratchOwned = true;
+  /** Our scratch mapping is in use by other injectors of the process (see scratchRange). */
+  private scratchLent = false;
+  /** Earlier scratch mappings still lent out when a larger one replaced them: unmapped at finish. */
+  private retiredScratch: { addr: bigint; len: number }[] = [];
   /** Where scratch memory must go (an address-space rebuild keeps it out of the dumped layout). */
   private scratchHint: bigint | undefined;
   /** Signals that arrived while we worked and must be sent again at the end. */
@@ -208,6 +219,11 @@ export class Injector {
       } else {
         this.site = 0n;
         this.bootstrapWithoutVdso();
+      }
+      if (opts.sharedScratch) {
+        this.scratchAddr = opts.sharedScratch.addr;
+        this.scratchLen = opts.sharedScratch.len;
+        this.scratchOwned = false;
       }
       if (opts.scratchSize) this.scratch(opts.scratchSize);
     } catch (e) {
@@ -284,7 +300,12 @@ export class Injector {
   scratch(size: number): bigint {
     const len = Math.ceil(Math.max(size, 1) / PAGE_SIZE) * PAGE_SIZE;
     if (this.scratchAddr !== undefined && len <= this.scratchLen) return this.scratchAddr;
-    if (this.scratchAddr !== undefined) this.munmap(this.scratchAddr, this.scratchLen);
+    if (this.scratchAddr !== undefined && this.scratchOwned) {
+      if (this.scratchLent) this.retiredScratch.push({ addr: this.scratchAddr, len: this.scratchLen });
+      else this.munmap(this.scratchAddr, this.scratchLen);
+    }
+    this.scratchOwned = true;
+    this.scratchLent = false;
     const hint = this.scratchHint ?? 0n;
     this.scratchAddr = this.mmap(hint, len, PROT.READ | PROT.WRITE,
       MAP.PRIVATE | MAP.ANONYMOUS | (hint ? MAP.FIXED_NOREPLACE : 0));
@@ -298,8 +319,18 @@ export class Injector {
    */
   relocateScratch(at: bigint): void {
     this.scratchAddr = undefined;
+    this.scratchOwned = true;
+    this.scratchLent = false;
+    this.retiredScratch = [];
     this.scratchLen = 0;
     this.scratchHint = at;
+  }
+
+  /** The scratch mapping as it stands (for injectors on the process's other threads). */
+  get scratchRange(): { addr: bigint; len: number } | undefined {
+    if (this.scratchAddr === undefined) return undefined;
+    this.scratchLent = true; // kept mapped until finish(), even if a larger one replaces it
+    return { addr: this.scratchAddr, len: this.scratchLen };
   }
 
   writeScratch(data: Buffer, offset = 0): bigint {
@@ -381,9 +412,11 @@ export class Injector {
   finish(final: { regs?: Regs; sigmask?: bigint } = {}): void {
     if (this.finished) return;
     if (this.scratchAddr !== undefined) {
-      this.munmap(this.scratchAddr, this.scratchLen);
+      if (this.scratchOwned) this.munmap(this.scratchAddr, this.scratchLen);
       this.scratchAddr = undefined;
     }
+    for (const r of this.retiredScratch) this.munmap(r.addr, r.len);
+    this.retiredScratch = [];
     if (this.trampoline !== undefined) {
       // Unmap the trampoline from the vDSO site if there is one; otherwise from the trampoline
       // itself, with syscall-stops: the exit stop comes before the task would fetch the int3

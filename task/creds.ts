@@ -35,9 +35,10 @@ export function credsFromStatus(s: ProcStatus, secbits: number): CredsEntry {
   };
 }
 
-export function dumpCreds(inj: Injector, tid: number, tgid: number): CredsEntry {
+/** A thread's credentials: `status` is its /proc status, read by the caller. */
+export function dumpCreds(inj: Injector, status: ProcStatus): CredsEntry {
   const secbits = Number(inj.callChecked(SYS.prctl, PR_GET_SECUREBITS));
-  return credsFromStatus(readStatus(tgid, tid), secbits);
+  return credsFromStatus(status, secbits);
 }
 
 function same(a: CredsEntry, b: CredsEntry): boolean {

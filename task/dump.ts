@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { ImageDir, imageFileName, pagemapImage, pagesFileName, schema } from '../images/index.js';
-import { SYS } from '../sys/arch.js';
+import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
@@ -179,19 +179,21 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const masks = new Map(p.threads.map((t) => [t, getSigmask(t)]));
 
   const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
-  // Per-thread state, each thread asked through its own injector.
-  const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
-  for (const tid of p.threads.slice(1)) {
-    const inj = new Injector(tid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn });
-    try {
-      threadCores.set(tid, dumpThreadCore(inj, pid, tid, masks.get(tid)!));
-    } finally {
-      inj.finish();
-    }
-  }
-
   const inj = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn });
   try {
+    // Per-thread state, each thread asked through its own injector, all of them using the
+    // scratch page the main thread's maps (one address space).
+    const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
+    if (p.threads.length > 1) inj.scratch(PAGE_SIZE);
+    for (const tid of p.threads.slice(1)) {
+      const tinj = new Injector(tid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn, sharedScratch: inj.scratchRange });
+      try {
+        threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
+      } finally {
+        tinj.finish();
+      }
+    }
+
     // No trampoline: a dump makes a dozen or so calls per process, fewer than it takes to win
     // back mapping and unmapping one (measured: the 50-process tree dumps faster without).
     const vmas = dumpVmas(pid, smaps, st.files, st.segments);
@@ -200,7 +202,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     const timers = dumpItimers(inj);
     const posix = dumpPosixTimers(inj, readTimers(pid));
     if (posix.length) timers.posix = posix;
-    threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!));
+    threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!, status));
     if (st.utsOf === pid) st.uts = dumpUts(inj);
     if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
@@ -225,7 +227,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
       const core: Record<string, unknown> = {
         mtype: MARCH_X86_64,
         thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
-        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid, tid === pid ? status.seccomp : undefined) },
+        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid, tc.seccompMode) },
       };
       if (tid === pid) {
         core.tc = {

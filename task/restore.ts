@@ -501,10 +501,11 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
 
     // 4. Threads, cloned into their process now that its memory and files exist.
     for (const t of tasks.values()) {
+      if (t.p.threads.length > 1) t.inj.scratch(PAGE_SIZE); // the threads use it too
       for (const tid of t.p.threads.slice(1)) {
         const htid = cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
         created.push(htid);
-        t.threads.set(tid, new Injector(htid, t.hpid, { pin: false, vdsoStart: vdsoOf(t.p) }));
+        t.threads.set(tid, new Injector(htid, t.hpid, { pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange }));
       }
     }
 

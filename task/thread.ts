@@ -6,7 +6,7 @@ import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
-import { readComm } from '../sys/proc/index.js';
+import { readComm, readStatus, type ProcStatus } from '../sys/proc/index.js';
 import { dumpCreds, restoreCreds, type CredsEntry } from './creds.js';
 import { dumpPendingSignals, type SignalQueueEntry } from './signals.js';
 
@@ -25,9 +25,14 @@ const PR_GET_TID_ADDRESS = 40;
 const PRIO_PROCESS = 0;
 const SS_DISABLE = 2;
 
-export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint): {
-  core: ThreadCoreEntry; clearTidAddr: bigint;
+/**
+ * `status` is the thread's /proc status when the caller has it (read here otherwise); its
+ * seccomp mode is handed back with the rest.
+ */
+export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): {
+  core: ThreadCoreEntry; clearTidAddr: bigint; seccompMode: number;
 } {
+  const st = status ?? readStatus(tgid, tid);
   const head = nativeBuffer(16);
   syscall(`get_robust_list(${tid})`, SYS.get_robust_list, tid, addressOf(head), addressOf(head) + 8n);
   const param = nativeBuffer(8);
@@ -52,13 +57,13 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
     sas: { ss_sp: ss.readBigUInt64LE(0), ss_size: ss.readBigUInt64LE(16), ss_flags: ss.readInt32LE(8) },
     pdeath_sig: pdeath,
     signals_p: dumpPendingSignals(tid, false),
-    creds: dumpCreds(inj, tid, tgid),
+    creds: dumpCreds(inj, st),
     comm: readComm(tgid, tid),
   };
   if (rseq.rseqAbiSize) {
     core.rseq_entry = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
   }
-  return { core, clearTidAddr };
+  return { core, clearTidAddr, seccompMode: st.seccomp };
 }
 
 /** Everything but the blocked mask and pending signals (set at the very end). */

@@ -11,10 +11,12 @@
 // Anything else — a bind mount of a host directory nobody named — fails the dump, naming it.
 //
 // Restore, injected into the container's init right after it is created in its new mount
-// namespace: make every inherited mount private (nothing propagates back to the host), bind
-// the root onto itself, mount each entry under it parents first (tmpfs contents unpacked from
-// their tar), apply read-only and the other per-mount flags, then pivot_root into it and
-// detach the old root.
+// namespace: make every inherited mount a slave (nothing propagates back to the host; what the
+// host's shared mounts receive still reaches the container, as under runc's default rslave),
+// bind the root onto itself, mount each entry under it parents first (tmpfs contents unpacked
+// from their tar), apply read-only and the other per-mount flags and each mount's propagation
+// (shared peer groups, slaves of a group inside the container or of the host's), then
+// pivot_root into it and detach the old root.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,8 +54,8 @@ const DEVPTS = FSTYPES.devpts!;
 
 export const MS = {
   RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, REMOUNT: 0x20, NOSYMFOLLOW: 0x100,
-  NOATIME: 0x400, NODIRATIME: 0x800, BIND: 0x1000, REC: 0x4000, PRIVATE: 0x40000,
-  RELATIME: 0x200000, STRICTATIME: 0x1000000,
+  NOATIME: 0x400, NODIRATIME: 0x800, BIND: 0x1000, REC: 0x4000, PRIVATE: 0x40000, SLAVE: 0x80000,
+  SHARED: 0x100000, RELATIME: 0x200000, STRICTATIME: 0x1000000,
 } as const;
 const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOSYMFOLLOW | MS.NOATIME | MS.NODIRATIME
   | MS.RELATIME | MS.STRICTATIME;
@@ -293,8 +295,14 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   };
   const target = (e: MntEntry) => (e.mountpoint === '/' ? root : root + e.mountpoint);
 
-  mount('/', null, '/', null, MS.REC | MS.PRIVATE, null);
+  mount('/', null, '/', null, MS.REC | MS.SLAVE, null);
   mount('/', root, root, null, MS.BIND | MS.REC, null);
+  // Propagation is set on each mount as soon as it exists, so that a bind from a member of a
+  // peer group (shared_id) joins it, or becomes a slave of it (master_id), as it should. The
+  // root (after pivot_root) and the external binds always get theirs (their sources are the
+  // host's: a copy of a shared host mount is a slave now); the container's own only when the
+  // image has any.
+  const tagged = entries.some((e) => e.shared_id || e.master_id);
   const made: MntEntry[] = [];
   const binds: MntEntry[] = [];
   const later: LaterMount[] = [];
@@ -303,10 +311,15 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const t = target(e);
     if (e.ext_key !== undefined) {
       mount(e.mountpoint, r.extMnt.get(e.ext_key)!, t, null, MS.BIND | MS.REC, null);
+      setPropagation(e, t, false, mount);
       binds.push(e);
       continue;
     }
-    const from = made.find((o) => o.root_dev === e.root_dev && (o.root === '/' || e.root === o.root || e.root.startsWith(`${o.root}/`)));
+    const covers = (o: MntEntry) => o.root_dev === e.root_dev && (o.root === '/' || e.root === o.root || e.root.startsWith(`${o.root}/`));
+    const mine = [...made, ...binds].filter((o) => covers(o) && o.ext_key === undefined);
+    const group = (e.shared_id ? mine.find((o) => o.shared_id === e.shared_id) : undefined)
+      ?? (e.master_id ? mine.find((o) => o.shared_id === e.master_id) : undefined);
+    const from = group ?? made.find(covers);
     if (from && from.fstype === DEVPTS && e.root !== '/') {
       ensureFile(t);
       later.push({ source: path.join(from.mountpoint, e.root), target: e.mountpoint, flags: e.flags & PER_MOUNT });
@@ -315,6 +328,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (from) {
       const rel = from.root === '/' ? e.root : e.root.slice(from.root.length);
       mount(e.mountpoint, path.join(target(from), rel), t, null, MS.BIND, null);
+      if (tagged) setPropagation(e, t, group !== undefined && group.shared_id === e.shared_id, mount);
       binds.push(e);
       continue;
     }
@@ -322,6 +336,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const fsname = FSNAMES.get(e.fstype)!;
     const data = e.fstype === DEVPTS && !e.options.includes('newinstance') ? `${e.options},newinstance` : e.options;
     mount(e.mountpoint, e.source, t, fsname, e.flags & PER_MOUNT & ~MS.RDONLY, data);
+    if (tagged) setPropagation(e, t, false, mount);
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     if (tar && !isRootOnlyTar(tar)) {
@@ -344,7 +359,24 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   inj.callChecked(SYS.pivot_root, dot, dot);
   inj.callChecked(SYS.umount2, dot, MNT_DETACH);
   inj.callChecked(SYS.chdir, str('/'));
+  // The root's own propagation once it is the root (pivot_root refuses a shared one).
+  const rootEntry = entries.find((e) => e.mountpoint === '/');
+  if (rootEntry) setPropagation(rootEntry, '/', false, mount);
   return later;
+}
+
+/**
+ * A mount's propagation as the image has it: master_id → a slave (of the group it was bound
+ * from: a peer group inside the container, or the host's that its source receives from),
+ * shared_id → shared (already, as a peer, when it was bound from a member of its group),
+ * neither → private.
+ */
+function setPropagation(e: MntEntry, target: string, joinedPeer: boolean,
+  mount: (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) => void): void {
+  if (joinedPeer) return;
+  if (e.master_id) mount(e.mountpoint, null, target, null, MS.SLAVE, null);
+  if (e.shared_id) mount(e.mountpoint, null, target, null, MS.SHARED, null);
+  if (!e.shared_id && !e.master_id) mount(e.mountpoint, null, target, null, MS.PRIVATE, null);
 }
 
 /** The mounts restoreMounts() left for later, made inside the (pivoted) container. */

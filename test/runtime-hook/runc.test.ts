@@ -276,3 +276,48 @@ test.serial('a container with its own cgroup namespace comes back in a new one, 
   t.is(pidsMount?.split(' ')[3], `/${c.id}`);
   await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
 });
+
+test.serial('mount propagation comes back: a bind slave of a shared host mount still receives the host\'s new mounts, a private one does not, a shared tmpfs stays shared', async (t) => {
+  const dir = tmpDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  execFileSync('mount', ['-t', 'tmpfs', 'stasis-prop', src]);
+  const sub = path.join(src, 'sub');
+  t.teardown(() => {
+    for (const m of [sub, src]) {
+      try {
+        execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+      } catch {
+        // not mounted
+      }
+    }
+  });
+  execFileSync('mount', ['--make-shared', src]);
+  fs.mkdirSync(sub);
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const file = path.join(c.bundle, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.mounts.push(
+    { destination: '/slave', type: 'bind', source: src, options: ['rbind', 'rslave'] },
+    { destination: '/priv', type: 'bind', source: src, options: ['rbind', 'rprivate'] },
+    { destination: '/shr', type: 'tmpfs', source: 'tmpfs', options: ['shared'] },
+  );
+  fs.writeFileSync(file, JSON.stringify(config));
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  // The optional fields of each of the three mounts, as mountinfo shows them.
+  const tags = (pid: number) => Object.fromEntries(fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')
+    .map((l) => l.split(' ')).filter((f) => ['/slave', '/priv', '/shr'].includes(f[4]!))
+    .map((f) => [f[4], f.slice(6, f.indexOf('-')).map((x) => x.split(':')[0]).join(' ')]));
+  const before = tags(c.state()!.pid);
+  t.deepEqual(before, { '/slave': 'master', '/priv': '', '/shr': 'shared' });
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const pid = c.state()!.pid;
+  t.deepEqual(tags(pid), before);
+  execFileSync('mount', ['-t', 'tmpfs', 'stasis-prop-late', sub]);
+  fs.writeFileSync(path.join(sub, 'hello'), 'hi');
+  t.is(fs.readFileSync(`/proc/${pid}/root/slave/sub/hello`, 'utf8'), 'hi', 'the host\'s new mount reached the slave');
+  t.false(fs.existsSync(`/proc/${pid}/root/priv/sub/hello`), 'and not the private bind');
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+});

@@ -46,7 +46,8 @@ export function openInTask(inj: Injector, path: string, flags: number, mode = 0)
   const r = inj.call(SYS.openat, AT_FDCWD, at, flags, mode);
   if (r < 0n) {
     const code = Number(-r);
-    const why = code === 2 ? 'it no longer exists' : code === 13 ? 'permission denied' : `errno ${code}`;
+    const why = code === 2 ? 'no such file where the task looks (deleted, or outside its root or mount namespace)'
+      : code === 13 ? 'permission denied' : `errno ${code}`;
     throw new Error(`cannot reopen ${path} in task ${inj.pid}: ${why}`);
   }
   return Number(r);

@@ -553,7 +553,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         // gone
       }
     }
-    for (const pid of created) {
+    // Collected children first: a pid namespace's init does not finish dying until every other
+    // task of it is reaped, and those are ours to reap (traced).
+    for (const pid of [...created].reverse()) {
       try {
         waitTask(pid, { timeoutMs: 5000 });
       } catch {

@@ -118,7 +118,7 @@ test.serial('a restore that fails half-way kills what it made: no process, no zo
   await images.writeMessages('files.img', files);
   const r = await stasis(['restore', '-d', '-D', dir, '--inherit-fd', `fd[1]:${key}`]);
   t.is(r.exitCode, 1);
-  t.is(r.stderr, `stasis: cannot reopen /nonexistent/stasis-exe in task ${pid}: it no longer exists`);
+  t.is(r.stderr, `stasis: cannot reopen /nonexistent/stasis-exe in task ${pid}: no such file where the task looks (deleted, or outside its root or mount namespace)`);
   t.false(fs.existsSync(`/proc/${pid}`), 'the half-restored task is gone, reaped');
 });
 

@@ -77,8 +77,9 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
       throw new Error(`${what}: TCP connections (state ${TCP_STATE_NAMES[state] ?? state}) are not supported yet`);
     }
     if (state === TCP_STATE.LISTEN) {
-      const d = inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino);
-      if (!d) throw new Error(`${what} is not visible to sock_diag (another network namespace?); stasis cannot dump its backlog yet`);
+      // Asked in stasis's network namespace first, then in the task's own (a container's).
+      const d = inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino) ?? inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino, f.pid);
+      if (!d) throw new Error(`${what} is not visible to sock_diag; stasis cannot dump its backlog`);
       if (d.rqueue) throw new Error(`${what} has ${d.rqueue} connection(s) not yet accepted, which stasis cannot dump yet`);
       backlog = d.wqueue;
     }

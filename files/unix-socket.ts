@@ -223,8 +223,9 @@ export const unixSocketFile: FileKind = {
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const ino = socketInode(f.link);
     const what = describe(ino, f.pid, f.fd);
-    const d = unixDiag(ino);
-    if (!d) throw new Error(`${what} is not visible to sock_diag (another network namespace?); stasis cannot dump it yet`);
+    // Asked in stasis's network namespace first, then in the task's own (a container's).
+    const d = unixDiag(ino) ?? unixDiag(ino, f.pid);
+    if (!d) throw new Error(`${what} is not visible to sock_diag; stasis cannot dump it`);
     if (d.icons.length) {
       throw new Error(`${what} is listening with ${d.icons.length} connection(s) not yet accepted, which stasis cannot dump yet`);
     }

@@ -64,9 +64,22 @@ function mountMap(p: ReturnType<typeof parseArgs>): Map<string, string> {
     out.set(v.slice(0, i), v.slice(i + 1));
   }
   for (const v of p.values.get('external') ?? []) {
+    if (/^net\[/.test(v)) continue; // netnsMap
     const m = /^mnt\[(.+)\]:(.*)$/.exec(v);
-    if (!m) throw new UsageError(`--external: only mnt[KEY]:VALUE is supported, got '${v}'`);
+    if (!m) throw new UsageError(`--external: only mnt[KEY]:VALUE and net[INODE]:NAME are supported, got '${v}'`);
     out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+/** --external net[INODE]:NAME (a network namespace left out of the dump), as INODE → NAME. */
+function netnsMap(p: ReturnType<typeof parseArgs>): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const v of p.values.get('external') ?? []) {
+    if (!/^net\[/.test(v)) continue;
+    const m = /^net\[(\d+)\]:(.+)$/.exec(v);
+    if (!m) throw new UsageError(`--external net wants net[INODE]:NAME, got '${v}'`);
+    out.set(Number(m[1]), m[2]!);
   }
   return out;
 }
@@ -134,7 +147,7 @@ async function run(argv: string[]): Promise<number> {
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
           fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'),
-          extMnt: mountMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
+          extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         if (p.flags.has('display-stats')) {

@@ -308,6 +308,16 @@ function ownNetNs(pid: number): boolean {
   }
 }
 
+/** external "net[INODE]:NAME": network namespaces left out of the dump, INODE → NAME. */
+function externalNetns(o: Message): Map<number, string> {
+  const out = new Map<number, string>();
+  for (const x of (o.external ?? []) as string[]) {
+    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
+    if (m) out.set(Number(m[1]), m[2]!);
+  }
+  return out;
+}
+
 /** ext_mnt {key, val} and external "mnt[KEY]:VAL" as one map, KEY → VAL. */
 function externalMounts(o: Message): Map<string, string> {
   const out = new Map<string, string>();
@@ -363,7 +373,7 @@ async function dumpRequest(client: Client, given: Message | undefined): Promise<
     const r = await dump({
       pid, imagesDir: s.imagesDir, workDir: s.workDir, leaveRunning: o.leave_running === true,
       fileLocks: o.file_locks === true, log: (m) => s.logger.log(3, m),
-      extMnt: externalMounts(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
+      extMnt: externalMounts(o), externalNetns: externalNetns(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
       freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
       // As criu: asked once the tree is frozen...
       afterSeize: () => {

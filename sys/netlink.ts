@@ -112,8 +112,19 @@ function request(body: Buffer, dump: boolean, what: string,
   }
 }
 
-/** The unix socket with inode `ino` (undefined if sock_diag does not know it: another netns). */
-export function unixDiag(ino: number): UnixDiag | undefined {
+/** A sock_diag request answered from the network namespace of task `pid` (its sockets). */
+function diagIn(pid: number | undefined, body: Buffer, dump: boolean, what: string): Buffer[] {
+  if (pid === undefined) return request(body, dump, what);
+  const open = () => inNamespaceOf(pid, 'net', () => Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`,
+    SYS.socket, AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG)));
+  return request(body, dump, what, { type: SOCK_DIAG_BY_FAMILY, reply: SOCK_DIAG_BY_FAMILY, open });
+}
+
+/**
+ * The unix socket with inode `ino` (undefined if sock_diag does not know it: another netns).
+ * `netnsOf`: ask in that task's network namespace instead of stasis's.
+ */
+export function unixDiag(ino: number, netnsOf?: number): UnixDiag | undefined {
   // unix_diag_req: family, protocol, pad, states, ino, show, cookie[2] (~0: no cookie check)
   const body = Buffer.alloc(24);
   body.writeUInt8(AF.UNIX, 0);
@@ -124,7 +135,7 @@ export function unixDiag(ino: number): UnixDiag | undefined {
   body.writeUInt32LE(0xffffffff, 20);
   let replies: Buffer[];
   try {
-    replies = request(body, false, `unix socket:[${ino}]`);
+    replies = diagIn(netnsOf, body, false, `unix socket:[${ino}]`);
   } catch (e) {
     if (e instanceof SysError && e.code === 'ENOENT') return undefined;
     throw e;
@@ -152,13 +163,13 @@ export function unixDiag(ino: number): UnixDiag | undefined {
  * The inet socket with inode `ino` among the `family`/`protocol` sockets in the states of
  * `stateMask` (bit N for state N); undefined when not listed.
  */
-export function inetDiag(family: number, protocol: number, stateMask: number, ino: number): InetDiag | undefined {
+export function inetDiag(family: number, protocol: number, stateMask: number, ino: number, netnsOf?: number): InetDiag | undefined {
   // inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 bytes, zero: any)
   const body = Buffer.alloc(56);
   body.writeUInt8(family, 0);
   body.writeUInt8(protocol, 1);
   body.writeUInt32LE(stateMask >>> 0, 4);
-  const all = request(body, true, `inet socket:[${ino}]`);
+  const all = diagIn(netnsOf, body, true, `inet socket:[${ino}]`);
   for (const m of all) {
     // inet_diag_msg: family, state, timer, retrans, sockid{sport, dport, src[16], dst[16], if,
     // cookie[2]}, expires, rqueue, wqueue, uid, inode

@@ -15,7 +15,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
-  ProcError, readTimers, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
+  ProcError, readNamespaces, readTimers, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
 } from '../sys/proc/index.js';
 import { dumpFdTable } from '../files/fdtable.js';
 import { FileTable } from '../files/table.js';
@@ -58,6 +58,12 @@ export interface DumpOptions {
   extMnt?: ReadonlyMap<string, string>;
   /** CLONE_NEW* flags of namespaces restored empty (criu's empty_ns: only the network one). */
   emptyNs?: number;
+  /**
+   * Network namespaces left to whoever restores, by inode → the name the image keeps (criu's
+   * external `net[INODE]:NAME`; runc's extRootNetNS for a namespace its config names by path).
+   * Their contents are not dumped; the restore is handed the namespace to put the tree into.
+   */
+  externalNetns?: ReadonlyMap<number, string>;
   /** A cgroup (v1 freezer or v2) holding the tree, frozen while its tasks are seized. */
   freezeCgroup?: string;
   /** Progress messages (for -v and a terminal). */
@@ -256,7 +262,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const ids = new IdAllocator();
   const foreign = ids.foreignNamespaces(pid);
   checkDumpNamespaces(pid, foreign);
-  const netContents = foreign.includes('net') && !((opts.emptyNs ?? 0) & CLONE.NEWNET);
+  const netKey = foreign.includes('net') ? opts.externalNetns?.get(readNamespaces(pid).net?.ino ?? -1) : undefined;
+  const netContents = foreign.includes('net') && !((opts.emptyNs ?? 0) & CLONE.NEWNET) && netKey === undefined;
 
   schema(); // parse the protos now, not while the tree is frozen
   const t0 = performance.now();
@@ -343,6 +350,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (st.seccomp.filters.length) write(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) write(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) write(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));
+    if (netKey !== undefined) write(images.writeMessages(netnsImageName(rootIds.net_ns_id!), [{ ext_key: netKey }]));
     if (net) {
       write(images.writeMessages(netnsImageName(rootIds.net_ns_id!), [net.netns]));
       write(images.writeMessages(netdevImageName(rootIds.net_ns_id!), net.devices));

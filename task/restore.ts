@@ -32,7 +32,7 @@ import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
 import { restoreSigactions, type SaEntry } from './sigactions.js';
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
-import { netdevImageName, restoreNetns } from '../net-ns/netns.js';
+import { netdevImageName, netnsImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
 import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';
@@ -124,6 +124,11 @@ interface LoadedImages {
   sysv?: SysvImages;
   /** The network namespace's links (netdev-N.img), when it was dumped with its contents. */
   net?: { nsId: number; devices: Message[] };
+  /**
+   * The name of the network namespace when it was left external at dump (netns-N.img's
+   * ext_key): the restore is given it (--inherit-fd fd[N]:NAME) and puts the tree into it.
+   */
+  externalNet?: string;
   timens?: TimensEntry;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
@@ -219,13 +224,19 @@ async function load(dir: string): Promise<LoadedImages> {
     msg: extraImage(sysvImageName('msg', rootIds!.ipc_ns_id!)),
   } : undefined;
   const netdev = nsFlags & CLONE.NEWNET ? netdevImageName(rootIds!.net_ns_id!) : undefined;
+  const netnsFile = nsFlags & CLONE.NEWNET ? netnsImageName(rootIds!.net_ns_id!) : undefined;
+  const externalNet = netnsFile && fs.existsSync(images.file(netnsFile))
+    ? (await images.message(netnsFile)).ext_key as string | undefined : undefined;
   const net = netdev && fs.existsSync(images.file(netdev))
     ? { nsId: rootIds!.net_ns_id!, devices: await images.messages(netdev) } : undefined;
   const timens = nsFlags & NEWTIME
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
-  return { procs, files, extraImage, file: (name) => images.file(name), nsFlags, mounts, uts, ipc, sysv, net, timens, seccomp };
+  return {
+    procs, files, extraImage, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp,
+  };
 }
 
 /**
@@ -297,6 +308,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (!opts.root) throw new Error('the dump has its own mount namespace (a container): restore with --root DIR');
     checkMounts(img.mounts, mountSetup!);
   }
+  // An external network namespace: the descriptor the caller passed for it (stasis's own fd,
+  // which the seed inherits and enters before it clones the root).
+  let netnsFd: number | undefined;
+  if (img.externalNet !== undefined) {
+    netnsFd = opts.inheritFds?.get(img.externalNet);
+    if (netnsFd === undefined) {
+      throw new Error(`the network namespace was left external at dump (${img.externalNet}): give one with --inherit-fd fd[N]:${img.externalNet}`);
+    }
+  }
   const orphanPts: OrphanPts = new Map();
   let laterMounts: LaterMount[] = [];
   // A task in another pid namespace cannot name stasis: it inherits a pidfd of stasis instead.
@@ -345,6 +365,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const pid = createTask(ns & CLONE.NEWPID ? undefined : vpid, {
         siblingOfStasis: opts.siblingOfStasis, flags: ns & ~NEWTIME,
         beforeClone: (seed) => {
+          if (first && netnsFd !== undefined) seed.callChecked(SYS.setns, netnsFd, CLONE.NEWNET);
           if (ns & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
           // A time namespace for the seed's children, its clocks set before the root enters.
           if (ns & NEWTIME) {

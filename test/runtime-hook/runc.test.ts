@@ -1,6 +1,7 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { underReaper } from '../../test-containers/launch.js';
@@ -319,5 +320,50 @@ test.serial('mount propagation comes back: a bind slave of a shared host mount s
   fs.writeFileSync(path.join(sub, 'hello'), 'hi');
   t.is(fs.readFileSync(`/proc/${pid}/root/slave/sub/hello`, 'utf8'), 'hi', 'the host\'s new mount reached the slave');
   t.false(fs.existsSync(`/proc/${pid}/root/priv/sub/hello`), 'and not the private bind');
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+});
+
+test.serial('a container in a network namespace its config names by path (as Podman\'s and pods\' are) is restored into the namespace runc hands over, and its server answers there', async (t) => {
+  const dir = tmpDir(t);
+  const ns = `stasis-t${process.pid}`;
+  const [host, inside] = [`vh${process.pid % 100000}`, `vc${process.pid % 100000}`];
+  execFileSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }); // takes the veth pair with it
+    } catch {
+      // gone
+    }
+  });
+  execFileSync('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', inside, 'netns', ns]);
+  execFileSync('ip', ['addr', 'add', '10.231.7.1/24', 'dev', host]);
+  execFileSync('ip', ['link', 'set', host, 'up']);
+  execFileSync('ip', ['-n', ns, 'addr', 'add', '10.231.7.2/24', 'dev', inside]);
+  execFileSync('ip', ['-n', ns, 'link', 'set', inside, 'up']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  const c = RuncContainer.create(dir).withArgs(['sh', '-c',
+    'echo served > /data/index.html; httpd -p 10.231.7.2:8080 -h /data; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']);
+  t.teardown(() => c.destroy());
+  const file = path.join(c.bundle, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ns}` } : n));
+  fs.writeFileSync(file, JSON.stringify(config));
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const get = () => new Promise<string>((resolve, reject) => {
+    const req = http.get('http://10.231.7.2:8080/index.html', { timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer in 5 s')));
+    req.on('error', reject);
+  });
+  t.is(await get(), 'served\n');
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const pid = c.state()!.pid;
+  t.is(fs.statSync(`/proc/${pid}/ns/net`).ino, fs.statSync(`/var/run/netns/${ns}`).ino, 'in the namespace runc named');
+  t.is(await get(), 'served\n', 'the restored server answers on the namespace\'s veth');
   await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
 });

@@ -9,6 +9,7 @@ import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, VERSION_REQUEST, VERSION_RESPONSE, versionText } from './version.js';
 import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
+import type { JoinNs } from '../task/restore.js';
 
 const OPTIONS: OptionSpec[] = [
   { long: 'tree', short: 't', value: true },
@@ -30,6 +31,7 @@ const OPTIONS: OptionSpec[] = [
   { long: 'external', value: true, repeat: true },
   { long: 'freeze-cgroup', value: true },
   { long: 'empty-ns', value: true },
+  { long: 'join-ns', short: 'J', value: true, repeat: true },
   // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
   { long: 'tcp-established', ignored: true },
   { long: 'ext-unix-sk', ignored: true },
@@ -40,9 +42,9 @@ const OPTIONS: OptionSpec[] = [
 
 const USAGE = `usage: stasis ACTION [options]
   dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [-o LOG] [-v0..-v4] [--display-stats]
-       [--freeze-cgroup DIR] [--ext-mount-map MOUNTPOINT:KEY]... [--empty-ns net]
-  restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY] [--shell-job] [-o LOG]
-       [--root DIR] [--ext-mount-map KEY:HOSTPATH]...
+       [--freeze-cgroup DIR] [--ext-mount-map MOUNTPOINT:KEY]... [--external net[INODE]:KEY]... [--empty-ns net]
+  restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY]... [--shell-job] [-o LOG]
+       [--root DIR] [--ext-mount-map KEY:HOSTPATH]... [--join-ns ipc|uts|net|time:NSFILE]...
   check                 the kernel features stasis relies on
   swrk FD               serve criu's RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)
   show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
@@ -82,6 +84,16 @@ function netnsMap(p: ReturnType<typeof parseArgs>): Map<number, string> {
     out.set(Number(m[1]), m[2]!);
   }
   return out;
+}
+
+/** --join-ns NS:FILE (criu's; NS ipc, uts, net or time; FILE a namespace file or a PID). */
+function joinNs(p: ReturnType<typeof parseArgs>): JoinNs[] {
+  return (p.values.get('join-ns') ?? []).map((v) => {
+    const m = /^(ipc|uts|net|time):([^,]+)$/.exec(v);
+    if (!m) throw new UsageError(`--join-ns wants ipc|uts|net|time:NSFILE, got '${v}'`);
+    const kind = m[1] as JoinNs['kind'];
+    return { kind, file: /^\d+$/.test(m[2]!) ? `/proc/${m[2]}/ns/${kind}` : m[2]! };
+  });
 }
 
 function emptyNs(p: ReturnType<typeof parseArgs>): number {
@@ -167,7 +179,7 @@ async function run(argv: string[]): Promise<number> {
         const { restore, waitForExit } = await import('../task/restore.js');
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
-          root: p.values.get('root')?.[0], extMnt: mountMap(p),
+          root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];

@@ -25,6 +25,7 @@ import { withConfigFile } from './config-file.js';
 import { Logger } from './log.js';
 import { UsageError } from './options.js';
 import { VERSION } from './version.js';
+import type { JoinNs } from '../task/restore.js';
 
 /** criu_req_type (proto/rpc.proto). */
 export const REQ = {
@@ -290,7 +291,9 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
   if (o.track_mem || o.parent_img) out.push('track_mem/parent_img: incremental dumps are not supported');
   if (o.leave_stopped) out.push('leave_stopped: stasis leaves a dumped tree running or kills it');
   if (action === 'restore') {
-    if (o.join_ns?.length) out.push('join_ns: joining namespaces on restore is not supported yet');
+    for (const j of (o.join_ns ?? []) as { ns?: string }[]) {
+      if (!['ipc', 'uts', 'net', 'time'].includes(j.ns ?? '')) out.push(`join_ns ${j.ns}: only ipc, uts, net and time namespaces can be joined`);
+    }
     if (o.veths?.length) out.push('veths: veth pairs with a peer outside the dump are not supported yet');
     if (o.exec_cmd?.length) out.push('exec_cmd: stasis cannot exec a command after restore');
     if (typeof o.lsm_profile === 'string' && o.lsm_profile && !o.lsm_profile.startsWith('none:')) {
@@ -442,6 +445,8 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
       log: (m) => s.logger.log(3, m),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
+      joinNs: ((o.join_ns ?? []) as { ns: string; ns_file: string }[])
+        .map((j) => ({ kind: j.ns as JoinNs['kind'], file: /^\d+$/.test(j.ns_file) ? `/proc/${j.ns_file}/ns/${j.ns}` : j.ns_file })),
       cgRoots: o.manage_cgroups ? ((o.cg_root ?? []) as { ctrl?: string; path: string }[]).map((r) => ({ ctrl: r.ctrl ?? '', path: r.path })) : undefined,
       // The new terminal's master goes to the client (runc passes it on to --console-socket).
       orphanPtsMaster: o.orphan_pts_master === true ? (fd) => {

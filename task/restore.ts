@@ -63,6 +63,12 @@ export interface RestoreOptions {
   root?: string;
   /** External mounts, key → host path (criu's ext_mnt / --ext-mount-map). */
   extMnt?: ReadonlyMap<string, string>;
+  /**
+   * Existing namespaces the tree is restored into instead of new ones (criu's join_ns, what
+   * runc sends for namespaces its config names by path: a pod's ipc and uts). What the image
+   * holds of those namespaces (names, SysV objects, sysctls, links) is theirs already.
+   */
+  joinNs?: readonly JoinNs[];
   /** criu's cg_root: the cgroup of each hierarchy the restored tree goes into. */
   cgRoots?: readonly CgRoot[];
   /**
@@ -84,6 +90,18 @@ export interface RestoreOptions {
   /** Memory filled so far, per process (for a progress line on a terminal). */
   progress?: (what: string, done: number, total: number) => void;
 }
+
+export interface JoinNs {
+  kind: 'ipc' | 'uts' | 'net' | 'time';
+  /** A namespace file (/proc/PID/ns/KIND, a bind mount of one). */
+  file: string;
+}
+
+/** setns() types, and the flag under which the image's namespace of that kind is made. */
+const JOINABLE: Record<JoinNs['kind'], number> = {
+  ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, time: NEWTIME,
+};
+const CLONE_NEWTIME = 0x80;
 
 export interface RestoreResult {
   pid: number;
@@ -311,11 +329,29 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // An external network namespace: the descriptor the caller passed for it (stasis's own fd,
   // which the seed inherits and enters before it clones the root).
   let netnsFd: number | undefined;
-  if (img.externalNet !== undefined) {
+  if (img.externalNet !== undefined && !opts.joinNs?.some((j) => j.kind === 'net')) {
     netnsFd = opts.inheritFds?.get(img.externalNet);
     if (netnsFd === undefined) {
       throw new Error(`the network namespace was left external at dump (${img.externalNet}): give one with --inherit-fd fd[N]:${img.externalNet}`);
     }
+  }
+  // Namespaces to join: opened now (the seed inherits the descriptors and enters them before
+  // it clones the root); what the image holds of them is left alone.
+  const joined: { fd: number; type: number }[] = [];
+  for (const j of opts.joinNs ?? []) {
+    let fd: number;
+    try {
+      fd = fs.openSync(j.file, 'r');
+    } catch (e) {
+      for (const o of joined) fs.closeSync(o.fd);
+      throw new Error(`join_ns ${j.kind}: cannot open ${j.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    joined.push({ fd, type: j.kind === 'time' ? CLONE_NEWTIME : JOINABLE[j.kind] });
+    img.nsFlags &= ~JOINABLE[j.kind];
+    if (j.kind === 'ipc') [img.ipc, img.sysv] = [undefined, undefined];
+    if (j.kind === 'uts') img.uts = undefined;
+    if (j.kind === 'net') [img.net, img.externalNet] = [undefined, undefined];
+    if (j.kind === 'time') img.timens = undefined;
   }
   const orphanPts: OrphanPts = new Map();
   let laterMounts: LaterMount[] = [];
@@ -366,6 +402,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         siblingOfStasis: opts.siblingOfStasis, flags: ns & ~NEWTIME,
         beforeClone: (seed) => {
           if (first && netnsFd !== undefined) seed.callChecked(SYS.setns, netnsFd, CLONE.NEWNET);
+          if (first) for (const j of joined) seed.callChecked(SYS.setns, j.fd, j.type);
           if (ns & CLONE.NEWPID) stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
           // A time namespace for the seed's children, its clocks set before the root enters.
           if (ns & NEWTIME) {
@@ -587,6 +624,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   } finally {
     unpin();
     for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
+    for (const j of joined) fs.closeSync(j.fd);
   }
   const tDone = performance.now();
   try {

@@ -367,3 +367,30 @@ test.serial('a container in a network namespace its config names by path (as Pod
   t.is(await get(), 'served\n', 'the restored server answers on the namespace\'s veth');
   await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
 });
+
+test.serial('a container joined to a pod\'s ipc and uts namespaces (named by path) is restored into them again (join_ns), their objects and names left as they are', async (t) => {
+  const dir = tmpDir(t);
+  // The "pod": a process with ipc and uts namespaces of its own, a hostname and a SysV segment.
+  const pod = await underReaper(['/usr/bin/unshare', '--ipc', '--uts', 'sh', '-c',
+    'hostname stasis-pod && ipcmk -M 4096 >/dev/null && echo ready && exec sleep 1000']);
+  t.teardown(() => pod.kill());
+  await pod.waitForLine(/^ready$/);
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const file = path.join(c.bundle, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  delete config.hostname; // the uts namespace is the pod's
+  config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) =>
+    (['ipc', 'uts'].includes(n.type) ? { type: n.type, path: `/proc/${pod.pid}/ns/${n.type}` } : n));
+  fs.writeFileSync(file, JSON.stringify(config));
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const segments = () => execFileSync('nsenter', ['-t', String(pod.pid), '-i', 'ipcs', '-m'], { encoding: 'utf8' });
+  const before = segments();
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const pid = c.state()!.pid;
+  for (const ns of ['ipc', 'uts']) t.is(fs.readlinkSync(`/proc/${pid}/ns/${ns}`), fs.readlinkSync(`/proc/${pod.pid}/ns/${ns}`), `the pod's ${ns} namespace`);
+  t.is(execFileSync('nsenter', ['-t', String(pid), '-u', 'hostname'], { encoding: 'utf8' }).trim(), 'stasis-pod');
+  t.is(segments(), before, 'the pod\'s SysV segment is there once, untouched');
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+});

@@ -200,16 +200,16 @@ test.serial('a client that closes the socket during pre-dump fails the dump and 
   t.regex(fs.readFileSync(path.join(dir, 'dump.log'), 'utf8'), /closed the connection while pre-dump/);
 });
 
-test('a RESTORE that asks to join existing namespaces is refused with a reason, not pretended', async (t) => {
+test('a RESTORE that asks to join a namespace kind stasis cannot join is refused with a reason, not pretended', async (t) => {
   const dir = tmpDir(t);
   const c = await startSwrk(t);
   c.send({
     type: REQ.RESTORE,
-    opts: { images_dir_fd: openDir(t, dir), root: '/run/runc/x/criu-root', join_ns: [{ ns: 'uts', ns_file: '/proc/1/ns/uts' }] },
+    opts: { images_dir_fd: openDir(t, dir), root: '/run/runc/x/criu-root', join_ns: [{ ns: 'user', ns_file: '/proc/1/ns/user' }] },
   });
   const m = await c.recv();
   t.like(m, { type: REQ.RESTORE, success: false, cr_errno: 95, restore: { pid: -1 } });
-  t.regex(m!.cr_errmsg, /^join_ns: joining namespaces on restore is not supported yet$/);
+  t.regex(m!.cr_errmsg, /^join_ns user: only ipc, uts, net and time namespaces can be joined$/);
   t.is(await c.exitCode(), 1);
 });
 

@@ -2,7 +2,6 @@
 // beside the raw floor measured in the same run (process_vm_readv of the same memory into a
 // warm buffer, plus a write of it to a file in the same directory).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { SYS } from '../sys/arch.js';
@@ -10,6 +9,7 @@ import { nativeBuffer, syscall } from '../sys/native.js';
 import { readRanges } from '../sys/mem.js';
 import { buildWorkload, underReaper } from '../test-containers/launch.js';
 import type { Benchmark, Figure } from './run.js';
+import { benchTmpDir } from './tmp.js';
 
 const MIB = Number(process.env.BENCH_MIB ?? 1024);
 const childJs = path.join(path.dirname(new URL(import.meta.url).pathname), 'child.js');
@@ -68,7 +68,7 @@ export const memoryBench: Benchmark = {
   name: `memory-${MIB}MiB`,
   runs: 5,
   async run(): Promise<Figure[]> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-bench-'));
+    const dir = benchTmpDir();
     const w = await underReaper([buildWorkload('bigmem'), String(MIB)]);
     let restored = 0;
     try {

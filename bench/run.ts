@@ -1,6 +1,7 @@
 // `npm run bench`: runs every benchmark (or those named on the command line), several times
 // each, and prints medians. Benchmarks report figures; they never pass or fail.
 
+import os from 'node:os';
 import { benchmarks } from './index.js';
 
 export interface Figure {
@@ -25,6 +26,7 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   const only = process.argv.slice(2);
   const selected = only.length ? benchmarks.filter((b) => only.includes(b.name)) : benchmarks;
+  process.stdout.write(`images under ${process.env.BENCH_DIR ?? os.tmpdir()}\n`);
   for (const b of selected) {
     const runs = Number(process.env.BENCH_RUNS ?? b.runs ?? 5);
     const all = new Map<string, { unit: string; values: number[] }>();

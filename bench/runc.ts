@@ -2,10 +2,10 @@
 // `runc --criu stasis restore -d` for the busybox counter container (the commands a user types;
 // each starts stasis twice: a VERSION check, then the work).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { RuncContainer } from '../test-containers/runc.js';
 import type { Benchmark, Figure } from './run.js';
+import { benchTmpDir } from './tmp.js';
 
 const stasisBin = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'bin', 'stasis');
 
@@ -13,7 +13,7 @@ export const runcBench: Benchmark = {
   name: 'runc-busybox',
   runs: 5,
   async run(): Promise<Figure[]> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-bench-'));
+    const dir = benchTmpDir();
     const c = RuncContainer.create(dir);
     try {
       const out = await c.run();

@@ -1,11 +1,11 @@
 // Process trees and threads: a 50-process tree and a 20-thread process, dump and restore times
 // (each in a fresh stasis process, as the CLI runs).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { underReaper, buildWorkload } from '../test-containers/launch.js';
 import type { Benchmark, Figure } from './run.js';
+import { benchTmpDir } from './tmp.js';
 
 const childJs = path.join(path.dirname(new URL(import.meta.url).pathname), 'child.js');
 
@@ -19,7 +19,7 @@ function shape(kind: 'procs' | 'threads', n: number): Benchmark {
     name: `${kind === 'procs' ? 'tree' : 'threads'}-${n}`,
     runs: 5,
     async run(): Promise<Figure[]> {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-bench-'));
+      const dir = benchTmpDir();
       const w = await underReaper([buildWorkload('many'), kind, String(n)]);
       let restored = 0;
       try {

@@ -696,8 +696,17 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
     : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
       progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);
   tightenProtections(inj, space);
-  restoreMmFields(inj, p.mm!, { regFile });
+  // A child cloned from its restored parent has the parent's mm fields already (fork copies
+  // them): set again only where the images differ.
+  if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) restoreMmFields(inj, p.mm!, { regFile });
   return n;
+}
+
+function sameMmFields(a: MmEntry, b: MmEntry): boolean {
+  const { vmas: _a, ...fa } = a;
+  const { vmas: _b, ...fb } = b;
+  const norm = (m: object) => JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+  return norm(fa) === norm(fb);
 }
 
 /** Make a freshly cloned task exit the way the dumped zombie did; its parent will reap it. */

@@ -5,6 +5,7 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
+import { rawSyscall } from '../sys/native.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 
 export interface CredsEntry {
@@ -50,9 +51,15 @@ function normal(c: CredsEntry): unknown {
     c.no_new_privs ?? 0, join(c.cap_amb)].map(String);
 }
 
-export function restoreCreds(inj: Injector, c: CredsEntry | undefined): void {
+/** stasis's own credentials (those of every task it creates, until they are restored). */
+export function ownCreds(): CredsEntry {
+  return credsFromStatus(readStatus('self'), Number(rawSyscall(SYS.prctl, PR_GET_SECUREBITS)));
+}
+
+/** `now`: the thread's credentials when the caller knows them (ownCreds() for a new task). */
+export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: CredsEntry): void {
   if (!c) return;
-  const now = credsFromStatus(readStatus(inj.pid), Number(inj.callChecked(SYS.prctl, PR_GET_SECUREBITS)));
+  now ??= credsFromStatus(readStatus(inj.pid), Number(inj.callChecked(SYS.prctl, PR_GET_SECUREBITS)));
   if (same(now, c)) return;
   // Bounding set first, while we still hold CAP_SETPCAP.
   const bnd = join(c.cap_bnd);

@@ -17,7 +17,7 @@ import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
-import { readStat } from '../sys/proc/index.js';
+import { readOomScoreAdj, readPersonality, readStat } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import type { OrphanPts } from '../files/kind.js';
@@ -35,6 +35,7 @@ import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import { netdevImageName, netnsImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
 import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
+import { ownCreds } from './creds.js';
 import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';
 import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
@@ -378,6 +379,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // cost a quarter. Tasks created from now on inherit the pin; they get stasis's own mask back
   // before they go.
   const affinity = getAffinity(0);
+  // What every task created has of stasis's until restored (it starts as a copy of stasis).
+  const stasisCreds = ownCreds();
+  const own = { personality: readPersonality('self'), oomScoreAdj: readOomScoreAdj('self') };
   const unpin = pinSelf();
   try {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
@@ -547,9 +551,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       restoreItimers(inj, tc.timers);
       restorePosixTimers(inj, tc.timers?.posix);
       restoreRlimits(t.hpid, tc.rlimits);
-      inj.callChecked(SYS.personality, Number(tc.personality ?? 0) & PER_LINUX_MASK);
+      // Personality and OOM score are stasis's (inherited through the seed) until set.
+      const personality = Number(tc.personality ?? 0) & PER_LINUX_MASK;
+      if (personality !== own.personality) inj.callChecked(SYS.personality, personality);
       if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);
-      if (tc.oom_score_adj !== undefined) fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
+      if (tc.oom_score_adj !== undefined && Number(tc.oom_score_adj) !== own.oomScoreAdj) {
+        fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
+      }
     }
     for (const fn of afterTables) fn();
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
@@ -579,7 +587,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         const thread = core.thread_core as ThreadCoreEntry;
         // Filters first, while the thread still has every capability (creds come next).
         restoreSeccomp(inj, img.seccomp, thread.seccomp_mode, thread.seccomp_filter);
-        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0));
+        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0), stasisCreds);
         restorePendingSignals(inj, p.pid, thread.signals_p, false);
         // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot
         // open the cpuid device, so the task about to get its registers runs the instruction.

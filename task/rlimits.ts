@@ -3,7 +3,8 @@
 
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
-import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
+import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
+import { readLimits } from '../sys/proc/index.js';
 
 export interface RlimitEntry { cur: bigint; max: bigint }
 export interface TaskRlimitsEntry { rlimits: RlimitEntry[] }
@@ -12,13 +13,10 @@ export const RLIM_NLIMITS = 16;
 export const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE',
   'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
 
+/** From /proc/PID/limits: prlimit() would need the task's credentials or CAP_SYS_RESOURCE. */
 export function dumpRlimits(pid: number): TaskRlimitsEntry {
-  const b = nativeBuffer(16);
-  const rlimits: RlimitEntry[] = [];
-  for (let r = 0; r < RLIM_NLIMITS; r++) {
-    syscall(() => `prlimit64(${pid}, RLIMIT_${RLIMIT_NAMES[r]})`, SYS.prlimit64, pid, r, 0, addressOf(b));
-    rlimits.push({ cur: b.readBigUInt64LE(0), max: b.readBigUInt64LE(8) });
-  }
+  const rlimits = readLimits(pid);
+  if (rlimits.length !== RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${rlimits.length} limits, ${RLIM_NLIMITS} expected`);
   return { rlimits };
 }
 

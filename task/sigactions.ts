@@ -85,13 +85,13 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], op
   if (entries.length !== signals.length) {
     throw new Error(`the image has ${entries.length} signal actions, ${signals.length} expected`);
   }
-  const inherited = nonDefault(inj.tgid);
+  let inherited: bigint | undefined; // read when first needed (not at all when `current` says all)
   const b = Buffer.alloc(KSIGACTION_SIZE);
   entries.forEach((e, i) => {
     const sig = signals[i]!;
     if (opts.only && !opts.only(sig)) return;
     const now = opts.current?.[i];
-    if (now ? same(now, e) : isDefault(e) && !(inherited & (1n << BigInt(sig - 1)))) return;
+    if (now ? same(now, e) : isDefault(e) && !((inherited ??= nonDefault(inj.tgid)) & (1n << BigInt(sig - 1)))) return;
     if (e.compat_sigaction) throw new Error('32-bit signal handlers cannot be restored');
     b.writeBigUInt64LE(BigInt(e.sigaction), 0);
     b.writeBigUInt64LE(BigInt(e.flags), 8);

@@ -67,9 +67,10 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
 }
 
 /** Everything but the blocked mask and pending signals (set at the very end). */
-export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint): void {
+/** `credsNow`: the thread's credentials, when the caller knows them. */
+export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint, credsNow?: CredsEntry): void {
   const tid = inj.pid;
-  restoreCreds(inj, t.creds);
+  restoreCreds(inj, t.creds, credsNow);
   if (t.comm !== undefined) {
     inj.callChecked(SYS.prctl, PR_SET_NAME, inj.writeScratch(Buffer.from(`${t.comm.slice(0, 15)}\0`)));
   }

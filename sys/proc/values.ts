@@ -32,6 +32,34 @@ export function readOomScoreAdj(pid: ProcPid): number {
   return n;
 }
 
+/** RLIM_INFINITY, as /proc/PID/limits writes "unlimited". */
+export const RLIM_INFINITY = (1n << 64n) - 1n;
+
+/**
+ * `/proc/PID/limits`: soft and hard value of each resource limit, in RLIMIT_* order (the
+ * kernel lists them so). Readable with ptrace access alone: prlimit() on another process also
+ * wants its uids and gids to be the reader's, or CAP_SYS_RESOURCE.
+ */
+export function readLimits(pid: ProcPid): { cur: bigint; max: bigint }[] {
+  const path = procPath(pid, 'limits');
+  const rows = readProcText(path).split('\n');
+  const out: { cur: bigint; max: bigint }[] = [];
+  const value = (v: string | undefined, lineNo: number, line: string) => {
+    if (v === 'unlimited') return RLIM_INFINITY;
+    if (v === undefined || !/^\d+$/.test(v)) throw malformed(path, lineNo, 'not a limit value', line);
+    return BigInt(v);
+  };
+  // "Max cpu time              unlimited            unlimited            seconds": the name
+  // takes the first 26 columns, then soft, hard and unit separated by spaces.
+  for (let i = 1; i < rows.length; i++) {
+    const line = rows[i]!;
+    if (!line.trim()) continue;
+    const [soft, hard] = line.slice(26).trim().split(/\s+/);
+    out.push({ cur: value(soft, i + 1, line), max: value(hard, i + 1, line) });
+  }
+  return out;
+}
+
 /** `/proc/PID/comm` (or task/TID/comm), without the trailing newline. */
 export function readComm(pid: ProcPid, tid?: number): string {
   return oneLine(tid === undefined ? procPath(pid, 'comm') : procPath(pid, 'task', tid, 'comm'));

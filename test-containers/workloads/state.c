@@ -5,7 +5,9 @@
  * Items: a 64 MiB patterned heap; a SIGUSR1 handler (SA_SIGINFO|SA_RESTART, mask {SIGINT}) that
  * still runs; SIGUSR2 blocked with one SIGUSR2 pending; DIR/data open O_RDWR at offset 7 plus a
  * close-on-exec dup sharing that offset; a private mapping of DIR/map changed in memory only;
- * cwd DIR; umask 027; RLIMIT_NOFILE soft limit 1000; the same PID. */
+ * cwd DIR; umask 027; RLIMIT_NOFILE soft limit 1000; the same PID; credentials other than the
+ * restorer's (gid 100 for real/effective/saved, supplementary groups 1234 and 5678, CAP_SYS_BOOT
+ * dropped from the bounding set); personality ADDR_NO_RANDOMIZE; oom_score_adj 123. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -65,6 +71,12 @@ int main(int argc, char **argv) {
   if (chdir(dir)) return 2;
   umask(027);
   struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = 1000; setrlimit(RLIMIT_NOFILE, &rl);
+  gid_t groups[2] = { 1234, 5678 };
+  if (setgroups(2, groups) || setresgid(100, 100, 100) || prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0)) { perror("creds"); return 2; }
+  if (personality(ADDR_NO_RANDOMIZE) < 0) { perror("personality"); return 2; }
+  int oom = open("/proc/self/oom_score_adj", O_WRONLY);
+  if (oom < 0 || write(oom, "123", 3) != 3) { perror("oom_score_adj"); return 2; }
+  close(oom);
 
   printf("ready %d\n", pid);
   for (;;) {
@@ -113,5 +125,17 @@ int main(int argc, char **argv) {
   getrlimit(RLIMIT_NOFILE, &rl);
   report(rl.rlim_cur == 1000, "rlimit", "RLIMIT_NOFILE soft %llu", (unsigned long long)rl.rlim_cur);
   report(getpid() == pid, "pid", "pid %d, was %d", getpid(), pid);
+  /* credentials, personality, OOM score */
+  gid_t rg, eg, sg; getresgid(&rg, &eg, &sg);
+  gid_t got[8]; int ng = getgroups(8, got);
+  report(rg == 100 && eg == 100 && sg == 100 && ng == 2 && got[0] == 1234 && got[1] == 5678, "creds",
+         "gids %d/%d/%d, %d groups", rg, eg, sg, ng);
+  report(prctl(PR_CAPBSET_READ, CAP_SYS_BOOT, 0, 0, 0) == 0 && prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 1,
+         "capability-bounding-set", "CAP_SYS_BOOT %d", prctl(PR_CAPBSET_READ, CAP_SYS_BOOT, 0, 0, 0));
+  int pers = personality(0xffffffff);
+  report(pers >= 0 && (pers & ADDR_NO_RANDOMIZE), "personality", "personality %#x", pers);
+  char ob[16] = {0};
+  int of = open("/proc/self/oom_score_adj", O_RDONLY); (void)!read(of, ob, sizeof ob - 1); close(of);
+  report(atoi(ob) == 123, "oom-score-adj", "oom_score_adj %s", ob);
   return result();
 }

@@ -2,7 +2,8 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addressOf } from '../../sys/native.js';
+import { addressOf, rawSyscall } from '../../sys/native.js';
+import { SYS } from '../../sys/arch.js';
 import {
   AT, MADV_DONTDUMP, MADV_DONTFORK, MADV_HUGEPAGE, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_RANDOM,
   MADV_SEQUENTIAL, MADV_WIPEONFORK, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED, MAP_NORESERVE,
@@ -11,7 +12,7 @@ import {
   parseMaps, parseMountinfo, parseSmaps, parseStat, parseStatus, parseTimers, parseVmFlags,
   readAuxv, readCgroup, readChildren, readCmdline, readComm, readCwd, readEnviron, readExe,
   readFdLink, readFdinfo, readLoginuid, readMaps, readMountinfo, readNamespaces, readNsLink,
-  readOomScoreAdj, readPersonality, readRoot, readSmaps, readStat, readStatus, readTaskChildren,
+  RLIM_INFINITY, readLimits, readOomScoreAdj, readPersonality, readRoot, readSmaps, readStat, readStatus, readTaskChildren,
   readTaskStat, readTimers, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv, vmFlagsMapFlags,
 } from '../../sys/proc/index.js';
 import { startWorkload, type Workload } from '../../test-containers/launch.js';
@@ -628,4 +629,15 @@ test('a missing fd of a live process is "no such file", not "no such process"', 
   const err = t.throws(() => readFdinfo('self', 99999), { instanceOf: ProcError });
   t.is(err!.message, '/proc/self/fdinfo/99999: no such file');
   t.is(err!.code, 'ENOENT');
+});
+
+test('limits of this process read from /proc match what prlimit says, unlimited as RLIM_INFINITY', (t) => {
+  const b = Buffer.alloc(16);
+  const fromProc = readLimits('self');
+  t.is(fromProc.length, 16);
+  fromProc.forEach((l, r) => {
+    t.is(rawSyscall(SYS.prlimit64, 0, r, 0, addressOf(b)), 0n);
+    t.deepEqual(l, { cur: b.readBigUInt64LE(0), max: b.readBigUInt64LE(8) }, `RLIMIT ${r}`);
+  });
+  t.true(fromProc.some((l) => l.max === RLIM_INFINITY));
 });

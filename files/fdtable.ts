@@ -84,6 +84,11 @@ export interface RestoreFdTableOptions {
   imagePath(image: string): string;
   /** Keeps work for after every task's table (RestoreFilesTask.later). */
   later(fn: () => void): void;
+  /**
+   * Descriptors the task already holds as they should be (fd → file id), inherited from a
+   * restored parent: their descriptions are not opened again nor finished a second time.
+   */
+  kept?: ReadonlyMap<number, number>;
 }
 
 export interface RestoredFdTable {
@@ -120,9 +125,19 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     provide: (id, fd) => provided.set(id, fd < floor ? moveAbove(inj, fd, floor) : fd),
     fdOf: (id) => placed.get(id) ?? provided.get(id),
   };
+  const keptIds = new Set(opts.kept?.values() ?? []);
   for (const [id, fds] of byId) {
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
+    const have = fds.find((f) => opts.kept?.get(f.fd) === id);
+    if (have) {
+      // Inherited: copied onto this id's other numbers, if any.
+      for (const f of fds) {
+        if (f !== have && opts.kept?.get(f.fd) !== id) inj.callChecked(SYS.dup3, have.fd, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
+      }
+      placed.set(id, have.fd);
+      continue;
+    }
     const elsewhere = opts.openedElsewhere?.(id);
     let tmp = provided.get(id);
     provided.delete(id);
@@ -136,6 +151,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     placed.set(id, fds[0]!.fd);
   }
   for (const [id, fds] of byId) {
+    if (keptIds.has(id)) continue; // the parent finished it
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
     kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);

@@ -40,7 +40,7 @@ import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccom
 import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
-import { O_RDONLY, O_RDWR } from '../sys/fcntl.js';
+import { F_SETFD, O_RDONLY, O_RDWR } from '../sys/fcntl.js';
 import {
   checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
 } from '../mount-ns/mounts.js';
@@ -114,6 +114,7 @@ export interface RestoreResult {
 const MARCH_X86_64 = 1;
 const PER_LINUX_MASK = 0xffffffff;
 const CLOSE_RANGE_ALL = 0xffffffff;
+const FD_CLOEXEC = 1;
 const PR_SET_CHILD_SUBREAPER = 36;
 const SIGCHLD = 17;
 const WALL = 0x40000000;
@@ -303,6 +304,8 @@ interface Restoring {
   inj: Injector;
   threads: Map<number, Injector>;
   pidfds: Map<number, number>;
+  /** Its descriptor table is restored already (before its children were cloned). */
+  filesDone?: boolean;
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -436,6 +439,52 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
       opts.namespacesReady?.(pid);
     };
+    // Descriptor tables. Outside a pid namespace of the tree's own, each process gets its table
+    // right after its memory, before its children are cloned: a child then inherits what it
+    // shares with its parent (same number, same description) and only closes and opens the
+    // rest. In a pid namespace tasks name stasis through a pidfd, and all tables wait for step 3.
+    const openedElsewhere = new Map<number, { pid: number; fd: number }>();
+    const spares: { t: Restoring; fd: number }[] = [];
+    const afterTables: (() => void)[] = [];
+    const restoreFiles = (t: Restoring, parent?: ProcessImages) => {
+      const { inj, p } = t;
+      const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+      const kept = parent ? inheritedFds(p.fdinfos!, parent.fdinfos!) : new Map<number, number>();
+      if (stasisPidfd === undefined) {
+        closeAllBut(inj, kept);
+        // fdinfo flags hold FD_CLOEXEC (1), which a fork copies with each descriptor.
+        for (const f of p.fdinfos!) {
+          const theirs = kept.has(f.fd) && parent!.fdinfos!.find((x) => x.fd === f.fd)!;
+          if (theirs && (theirs.flags & FD_CLOEXEC) !== (f.flags & FD_CLOEXEC)) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
+        }
+      } else {
+        if (stasisPidfd > 0) inj.callChecked(SYS.close_range, 0, stasisPidfd - 1, 0);
+        inj.callChecked(SYS.close_range, stasisPidfd + 1, CLOSE_RANGE_ALL, 0);
+        t.pidfds.set(process.pid, moveAbove(inj, stasisPidfd, floor));
+      }
+      const pidfdOf = (pid: number) => {
+        let pfd = t.pidfds.get(pid);
+        if (pfd === undefined) {
+          pfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, pid, 0)), floor);
+          t.pidfds.set(pid, pfd);
+        }
+        return pfd;
+      };
+      const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
+        inherited: (key) => opts.inheritFds?.get(key),
+        shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
+        importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
+        importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
+        openedElsewhere: (id) => openedElsewhere.get(id),
+        imageEntries: (name) => img.extraImage(name),
+        imagePath: (name) => img.file(name),
+        later: (fn) => afterTables.push(fn),
+        kept,
+      });
+      for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
+      for (const fd of spare.values()) spares.push({ t, fd });
+      t.filesDone = true;
+    };
     const makeHelper = (h: Helper): Injector => {
       let inj = helperInj.get(h.pid);
       if (inj) return inj;
@@ -480,6 +529,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         restoreSigactions(inj, sigactionsOf(p), {
           only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
         });
+        if (stasisPidfd === undefined) restoreFiles(t, live);
       }
     }
     for (const h of helpers) makeHelper(h);
@@ -510,40 +560,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       tasks.delete(t.p.pid);
     }
 
-    // 3. Each live process: memory, descriptors, fs, attributes.
-    const openedElsewhere = new Map<number, { pid: number; fd: number }>();
-    const spares: { t: Restoring; fd: number }[] = [];
-    const afterTables: (() => void)[] = [];
+    // 3. Each live process: descriptors (unless done already), fs, attributes.
     for (const t of tasks.values()) {
       const { inj, p } = t;
-      const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
-      if (stasisPidfd === undefined) {
-        inj.callChecked(SYS.close_range, 0, CLOSE_RANGE_ALL, 0);
-      } else {
-        if (stasisPidfd > 0) inj.callChecked(SYS.close_range, 0, stasisPidfd - 1, 0);
-        inj.callChecked(SYS.close_range, stasisPidfd + 1, CLOSE_RANGE_ALL, 0);
-        t.pidfds.set(process.pid, moveAbove(inj, stasisPidfd, floor));
-      }
-      const pidfdOf = (pid: number) => {
-        let pfd = t.pidfds.get(pid);
-        if (pfd === undefined) {
-          pfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, pid, 0)), floor);
-          t.pidfds.set(pid, pfd);
-        }
-        return pfd;
-      };
-      const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
-        inherited: (key) => opts.inheritFds?.get(key),
-        shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
-        importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
-        importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
-        openedElsewhere: (id) => openedElsewhere.get(id),
-        imageEntries: (name) => img.extraImage(name),
-        imagePath: (name) => img.file(name),
-        later: (fn) => afterTables.push(fn),
-      });
-      for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
-      for (const fd of spare.values()) spares.push({ t, fd });
+      if (!t.filesDone) restoreFiles(t);
       const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
       restoreFs(inj, p.fs!, regFile);
       const tc = p.cores.get(p.pid)!.tc;
@@ -652,6 +672,25 @@ type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 
 function sigactionsOf(p: ProcessImages): SaEntry[] {
   return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
+}
+
+/**
+ * The descriptors a child cloned from its restored parent keeps: those at a number where the
+ * parent has the same description (fd → file id).
+ */
+function inheritedFds(mine: readonly FdinfoEntry[], parents: readonly FdinfoEntry[]): Map<number, number> {
+  const theirs = new Map(parents.map((f) => [f.fd, f.id]));
+  return new Map(mine.filter((f) => theirs.get(f.fd) === f.id).map((f) => [f.fd, f.id]));
+}
+
+/** Close every descriptor of the task but `kept`: one close_range per gap between them. */
+function closeAllBut(inj: Injector, kept: ReadonlyMap<number, number>): void {
+  let from = 0;
+  for (const fd of [...kept.keys()].sort((a, b) => a - b)) {
+    if (fd > from) inj.callChecked(SYS.close_range, from, fd - 1, 0);
+    from = fd + 1;
+  }
+  inj.callChecked(SYS.close_range, from, CLOSE_RANGE_ALL, 0);
 }
 
 /** Where a restored process's vDSO is: where its image had it. */

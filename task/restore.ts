@@ -595,11 +595,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
     }
 
-    // 5. Per-thread state, pending signals, registers; then everyone goes at once.
+    // 5. Per-thread state, pending signals, registers; then everyone goes at once. The restore
+    // itself sent SIGCHLD only to the parents of zombies and of helpers.
+    const sigchldTo = new Set([...img.procs.filter((q) => q.state === TASK_DEAD).map((q) => q.ppid), ...helpers.map((h) => h.ppid)]);
     for (const t of tasks.values()) {
       const { p } = t;
       const tc = p.cores.get(p.pid)!.tc;
-      drainSigchld(t.inj); // from zombies made above; the image says what was really pending
+      if (sigchldTo.has(p.pid)) drainSigchld(t.inj); // the image says what was really pending
       restorePendingSignals(t.inj, p.pid, tc.signals_s, true);
       for (const [tid, inj] of [...t.threads, [p.pid, t.inj] as const]) {
         const core = p.cores.get(tid)!;

@@ -89,18 +89,19 @@ function buildSchema(json: JsonNamespace): Schema {
         const t: MessageType = { kind: 'message', name, fieldsArray: [], fieldsById: {}, fields: {} };
         here.set(name, t);
         const inner = new Map<string, MessageType | EnumType>();
+        const chain = [inner, ...scopes]; // one per message, shared by its fields
         for (const [fname, f] of Object.entries(node.fields)) {
           const field: FieldInfo = {
             name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
-            packed: f.options?.packed === true, ...(f.options ? { options: f.options } : {}), resolvedType: null,
-            codec: 0, wire: 0,
+            packed: f.options?.packed === true, resolvedType: null, codec: 0, wire: 0,
           };
+          if (f.options) field.options = f.options;
           t.fieldsArray.push(field);
           t.fieldsById[f.id] = field;
           t.fields[fname] = field;
-          pending.push({ field, scopes: [inner, ...scopes] });
+          pending.push({ field, scopes: chain });
         }
-        walk(node, [inner, ...scopes]);
+        walk(node, chain);
       } else if (node.nested) {
         walk(node, [new Map(), ...scopes]); // a package (google.protobuf): not visible by simple name
       }

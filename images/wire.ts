@@ -233,8 +233,22 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
       while (inner.pos < inner.end) list.push(readScalar(inner, field, expected));
     } else {
       const value = readScalar(r, field, wireType);
-      if (field.repeated) (msg[field.name] ??= []).push(value);
-      else msg[field.name] = value; // a repeated occurrence of a singular field: last one wins
+      if (field.repeated) {
+        const list: unknown[] = (msg[field.name] ??= []);
+        list.push(value);
+        // Unpacked repeated values come one after another under the same one-byte tag (a core
+        // image's register arrays): read on here rather than through the loop above.
+        if (tag < 0x80) {
+          const buf = r.buf;
+          const u32 = field.codec === CODEC.UINT32;
+          while (r.pos < r.end && buf[r.pos] === tag) {
+            r.pos++;
+            list.push(u32 ? r.varint32() : readScalar(r, field, wireType));
+          }
+        }
+      } else {
+        msg[field.name] = value; // a repeated occurrence of a singular field: last one wins
+      }
     }
   }
   for (const field of type.fieldsArray) {
@@ -316,7 +330,13 @@ class Writer {
   }
 
   tag(id: number, wireType: number): void {
-    this.varint(id * 8 + wireType);
+    const t = id * 8 + wireType;
+    if (t < 0x80) {
+      this.reserve(1);
+      this.buf[this.len++] = t;
+    } else {
+      this.varint(t);
+    }
   }
 
   finish(): Uint8Array {
@@ -465,6 +485,28 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
       w.tag(field.id, WT_LEN);
       w.varint(inner.len);
       w.bytes(inner.buf.subarray(0, inner.len));
+      continue;
+    }
+    const tag = field.id * 8 + wireType;
+    if (field.codec === CODEC.UINT32 && tag < 0x80) {
+      // A register array: tag and value written here (values that are not plain 32-bit numbers
+      // take the general path).
+      for (const v of value) {
+        if (typeof v === 'number' && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) {
+          w.reserve(6);
+          const b = w.buf;
+          b[w.len++] = tag;
+          let x = v;
+          while (x > 0x7f) {
+            b[w.len++] = (x & 0x7f) | 0x80;
+            x = Math.floor(x / 128);
+          }
+          b[w.len++] = x;
+        } else {
+          w.tag(field.id, wireType);
+          writeValue(w, type, field, wireType, v, depth);
+        }
+      }
       continue;
     }
     for (const v of value) {

@@ -26,10 +26,10 @@ import { BREAKPOINT_SIGNAL, CPUID_TRAP_INSNS, IP_REG, PAGE_SIZE, SYS, SYSCALL_AR
 import fs from 'node:fs';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
-import { ProcMem, readMemory, writeMemory } from './mem.js';
+import { ProcMem, readMemory, readRanges, writeMemory } from './mem.js';
 import {
   MAP_ANONYMOUS, MAP_GROWSDOWN, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_NONE, PROT_READ,
-  PROT_WRITE, readMapRanges, readSigIgn,
+  PROT_WRITE, AT, auxvEntries, readAuxv, readMapRanges, readSigIgn,
 } from './proc/index.js';
 import {
   PTRACE_EVENT, SIGSTOP, SYSCALL_STOP_SIG, Regs, cont, describeWaitStatus, getEventMsg, getRegs, getSigmask,
@@ -53,6 +53,12 @@ function hex(v: bigint): string {
 /** The first `syscall` instruction in the task's vDSO (read, never written). */
 /** Offset of the `syscall` instruction in this kernel's vDSO (the same image in every task). */
 let vdsoSyscallOffset: bigint | undefined;
+const VDSO_SEARCH = 2 * PAGE_SIZE;
+
+/** Where stasis's own vDSO is (a task cloned from stasis has it there too). */
+export function ownVdsoStart(): bigint | undefined {
+  return auxvEntries(readAuxv('self')).get(AT.SYSINFO_EHDR);
+}
 
 /**
  * The first `syscall` instruction in the task's vDSO (read, never written). `vdsoStart` — where
@@ -60,6 +66,13 @@ let vdsoSyscallOffset: bigint | undefined;
  * looked up once per run.
  */
 export function findVdsoSyscall(pid: number, vdsoStart?: bigint): bigint | undefined {
+  if (vdsoStart !== undefined && vdsoSyscallOffset === undefined) {
+    // The vDSO is two pages or so: read what there is of it from its start, no maps needed.
+    const text = nativeBuffer(VDSO_SEARCH);
+    const n = readRanges(pid, [{ addr: vdsoStart, len: VDSO_SEARCH }], text);
+    const at = text.subarray(0, n).indexOf(SYSCALL_INSN);
+    if (at >= 0) vdsoSyscallOffset = BigInt(at);
+  }
   if (vdsoStart !== undefined && vdsoSyscallOffset !== undefined) return vdsoStart + vdsoSyscallOffset;
   const vdso = readMapRanges(pid).find((v) => v.special === '[vdso]');
   if (!vdso) return undefined;

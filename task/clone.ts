@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
-import { Injector } from '../sys/inject.js';
+import { Injector, ownVdsoStart } from '../sys/inject.js';
 import { kill, nativeBuffer, spawnPausedSeed } from '../sys/native.js';
 import {
   PTRACE_EVENT, PTRACE_O, SIGKILL, describeWaitStatus, seizeAndStop, waitTask,
@@ -94,7 +94,8 @@ export function createTask(pid: number | undefined, opts: {
   const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0);
   try {
     seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
-    const inj = new Injector(seed, seed, { pin: false });
+    // The seed is a copy of stasis: its vDSO is where stasis's is.
+    const inj = new Injector(seed, seed, { pin: false, vdsoStart: ownVdsoStart() });
     opts.beforeClone?.(inj);
     return cloneInto(inj, { setTid: pid === undefined ? [] : [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
   } finally {

@@ -30,7 +30,7 @@ import {
 import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
-import { restoreSigactions, type SaEntry } from './sigactions.js';
+import { catchableSignals, restoreSigactions, type SaEntry } from './sigactions.js';
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import { netdevImageName, netnsImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
@@ -513,7 +513,12 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       created.push(pid);
       // A child inherits its parent's vDSO, which is where the parent's image puts it by now.
       const parentVdso = p.ppid && !sessionHelper ? vdsoOf(tasks.get(p.ppid)!.p) : undefined;
-      const inj = new Injector(pid, pid, { pin: false, vdsoStart: parentVdso });
+      // Cloned from its restored parent, it ignores what the parent's image ignores (its SIGCHLD
+      // action aside, which is stasis's still).
+      const from = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+      const inj = new Injector(pid, pid, {
+        pin: false, vdsoStart: parentVdso, sigIgn: from && from.state !== TASK_DEAD ? ignoredBy(from) : undefined,
+      });
       const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
       tasks.set(p.pid, t);
       if (pid === nsOwner) setupNamespaces(inj, pid);
@@ -591,7 +596,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       for (const tid of t.p.threads.slice(1)) {
         const htid = cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
         created.push(htid);
-        t.threads.set(tid, new Injector(htid, t.hpid, { pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange }));
+        t.threads.set(tid, new Injector(htid, t.hpid, {
+          pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange, sigIgn: ignoredBy(t.p),
+        }));
       }
     }
 
@@ -674,6 +681,18 @@ type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 
 function sigactionsOf(p: ProcessImages): SaEntry[] {
   return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
+}
+
+const SIG_IGN = 1n;
+
+/** The signals a restored process ignores once its actions are set (SigIgn bits), SIGCHLD aside. */
+function ignoredBy(p: ProcessImages): bigint {
+  let bits = 0n;
+  const entries = sigactionsOf(p);
+  [...catchableSignals()].forEach((sig, i) => {
+    if (sig !== SIGCHLD && entries[i] && BigInt(entries[i]!.sigaction) === SIG_IGN) bits |= 1n << BigInt(sig - 1);
+  });
+  return bits;
 }
 
 /**

@@ -149,17 +149,15 @@ function parseProtos(): JsonNamespace {
 }
 
 /**
- * The schema as protobufjs JSON, written at build time (scripts/bundle-protos.mjs) next to
- * this module: loading it takes a third of the time parsing the .proto files does, and every
- * stasis command pays that before it can read or write an image.
+ * The schema as protobufjs JSON, written by every build (scripts/bundle-protos.mjs, after tsc)
+ * next to this module: loading it takes a third of the time parsing the .proto files does, and
+ * every stasis command pays that before it can read or write an image. A .proto edited since
+ * is only seen after a build, like the code.
  */
 export const bundlePath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'proto-bundle.json');
 
 function loadBundle(): JsonNamespace | undefined {
   try {
-    const built = fs.statSync(bundlePath).mtimeMs;
-    const stale = fs.readdirSync(protoDir).some((f) => f.endsWith('.proto') && fs.statSync(path.join(protoDir, f)).mtimeMs > built);
-    if (stale) return undefined;
     return JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as JsonNamespace;
   } catch {
     return undefined;

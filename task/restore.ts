@@ -15,9 +15,9 @@ import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
 import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
-import { kill, tgkill } from '../sys/native.js';
+import { kill, rawSyscall, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
-import { readOomScoreAdj, readPersonality, readStat } from '../sys/proc/index.js';
+import { readOomScoreAdj, readPersonality } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import type { OrphanPts } from '../files/kind.js';
@@ -311,7 +311,7 @@ interface Restoring {
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const log = opts.log ?? (() => {});
   const img = await load(opts.imagesDir);
-  const ownSid = readStat('self').session;
+  const ownSid = Number(rawSyscall(SYS.getsid, 0));
   // A shell job's session and group belong to the shell: the restored job joins stasis's.
   const first = img.procs[0]!;
   const external = new Set(opts.shellJob ? [first.sid, first.pgid].filter((x) => x !== first.pid) : []);

@@ -27,6 +27,8 @@ export interface DumpFdTableOptions {
   shellJob?: boolean;
   /** orphan_pts_master */
   orphanPts?: boolean;
+  /** --ext-unix-sk */
+  extUnixSk?: boolean;
 }
 
 /** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
@@ -35,7 +37,7 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
-    orphanPts: opts.orphanPts ?? false,
+    orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
     writeRawImage: (image, data) => table.setRawImage(image, data),

@@ -51,6 +51,11 @@ export interface DumpFilesContext {
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
   fileLocks: boolean;
   /**
+   * criu's --ext-unix-sk: a datagram socket connected to a bound socket outside the tree may be
+   * dumped (it is connected to that name again on restore).
+   */
+  extUnixSk?: boolean;
+  /**
    * Run `check` once every process of the tree has been dumped, for what only the whole tree can
    * tell (is a socket's peer held by some process of it?); a throw fails the dump.
    */

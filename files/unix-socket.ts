@@ -54,22 +54,49 @@ function pathOf(name: Uint8Array): string {
   return b.subarray(0, end < 0 ? b.length : end).toString('utf8');
 }
 
+/** unix_sk_entry.uflags: the socket is outside the dump (a peer named only to be connected to). */
+const USK_EXTERN = 1;
+
 /**
  * A peer is in the dump when some process of the tree holds it, which is known once every process
- * is dumped: each dumped unix socket is recorded here, and the peers are checked at the end.
+ * is dumped: each dumped unix socket is recorded here, and the peers are checked at the end. With
+ * --ext-unix-sk a datagram socket may be connected to a socket bound outside the tree: that peer
+ * is recorded by its name, as external, and the restored socket connects to the name again.
  */
-function requirePeerInDump(ctx: DumpFilesContext, ino: number, peer: number, what: string): void {
+function requirePeerInDump(ctx: DumpFilesContext, f: OpenFd, d: UnixDiag, what: string): void {
   const key = 'unix-socket:dumped';
   let dumped = ctx.memo.get(key) as Set<number> | undefined;
   if (!dumped) ctx.memo.set(key, (dumped = new Set()));
-  dumped.add(ino);
+  dumped.add(d.ino);
+  const peer = d.peer;
   if (!peer) return;
   ctx.atEnd(() => {
-    if (!dumped.has(peer)) {
-      throw new Error(`${what} is connected to socket:[${peer}], which is outside the dumped process: external unix sockets (criu's --ext-unix-sk) are not supported yet`);
+    if (dumped.has(peer)) return;
+    const outside = `${what} is connected to socket:[${peer}], which is outside the dumped process`;
+    if (d.type !== SOCK.DGRAM) {
+      throw new Error(`${outside}: stasis cannot dump a connection that leaves the tree (only a datagram socket connected to a bound one, with --ext-unix-sk)`);
     }
+    if (!ctx.extUnixSk) throw new Error(`${outside}: dump with --ext-unix-sk (criu's ext_unix_sk) to connect it to the same name on restore`);
+    dumped.add(peer);
+    const p = unixDiag(peer) ?? unixDiag(peer, f.pid);
+    const name = p?.name;
+    if (!p || !name?.length || (name[0] !== 0 && !pathOf(name).startsWith('/'))) {
+      throw new Error(`${outside}, which has no absolute or abstract name to connect to again`);
+    }
+    ctx.addFile({
+      type: FD_TYPE_UNIXSK, field: 'usk',
+      entry: {
+        ino: peer, type: p.type, state: p.state, flags: 0, uflags: USK_EXTERN, backlog: 0, peer: 0,
+        fown: zeroFown(), opts: EXTERNAL_SK_OPTS, name,
+      },
+    });
   });
 }
+
+/** The options of an external socket are not its holder's to know: recorded as zero. */
+const EXTERNAL_SK_OPTS = {
+  so_sndbuf: 0, so_rcvbuf: 0, so_snd_tmo_sec: 0n, so_snd_tmo_usec: 0n, so_rcv_tmo_sec: 0n, so_rcv_tmo_usec: 0n,
+};
 
 /** The bound path's place on disk: name_dir for a relative name, file_perms, deleted. */
 function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string): Record<string, unknown> {
@@ -229,7 +256,7 @@ export const unixSocketFile: FileKind = {
     if (d.icons.length) {
       throw new Error(`${what} is listening with ${d.icons.length} connection(s) not yet accepted, which stasis cannot dump yet`);
     }
-    requirePeerInDump(ctx, ino, d.peer, what);
+    requirePeerInDump(ctx, f, d, what);
     const name = d.name ?? Buffer.alloc(0);
     const entry: Record<string, unknown> = {
       ino, type: d.type, state: d.state, flags: f.fdinfo.flags & ~O_CLOEXEC, uflags: 0,

@@ -25,6 +25,7 @@ const OPTIONS: OptionSpec[] = [
   { long: 'version', short: 'V' },
   { long: 'help', short: 'h' },
   { long: 'file-locks', short: 'l' },
+  { long: 'ext-unix-sk' },
   // Containers: criu's names.
   { long: 'root', short: 'r', value: true },
   { long: 'ext-mount-map', short: 'M', value: true, repeat: true },
@@ -34,14 +35,13 @@ const OPTIONS: OptionSpec[] = [
   { long: 'join-ns', short: 'J', value: true, repeat: true },
   // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
   { long: 'tcp-established', ignored: true },
-  { long: 'ext-unix-sk', ignored: true },
   { long: 'manage-cgroups', value: true, ignored: true },
   { long: 'evasive-devices', ignored: true },
   { long: 'restore-sibling', ignored: true },
 ];
 
 const USAGE = `usage: stasis ACTION [options]
-  dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [-o LOG] [-v0..-v4] [--display-stats]
+  dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [--ext-unix-sk] [-o LOG] [-v0..-v4] [--display-stats]
        [--freeze-cgroup DIR] [--ext-mount-map MOUNTPOINT:KEY]... [--external net[INODE]:KEY]... [--empty-ns net]
   restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY]... [--shell-job] [-o LOG]
        [--root DIR] [--ext-mount-map KEY:HOSTPATH]... [--join-ns ipc|uts|net|time:NSFILE]...
@@ -158,7 +158,7 @@ async function run(argv: string[]): Promise<number> {
         const { dump } = await import('../task/dump.js');
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
-          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'),
+          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.flags.has('ext-unix-sk'),
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());

@@ -50,6 +50,8 @@ export interface DumpOptions {
   leaveRunning?: boolean;
   /** --file-locks: save the locks held on open files (without it a held lock fails the dump). */
   fileLocks?: boolean;
+  /** --ext-unix-sk: datagram sockets connected to a bound socket outside the tree are allowed. */
+  extUnixSk?: boolean;
   /** --shell-job: the tree may use a terminal (restored onto stasis's terminal). */
   shellJob?: boolean;
   /** criu's orphan_pts_master: the tree may use a pseudo-terminal whose master is outside it. */
@@ -144,6 +146,7 @@ interface DumpState {
   pagesWritten: number;
   memMs: number;
   fileLocks: boolean;
+  extUnixSk: boolean;
   shellJob: boolean;
   orphanPts: boolean;
   log: (msg: string) => void;
@@ -213,7 +216,9 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
     inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
     const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
-    out.fdinfos = dumpFdTable(pid, inj, st.files, { fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts }) as unknown as Record<string, unknown>[];
+    out.fdinfos = dumpFdTable(pid, inj, st.files, {
+      fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
+    }) as unknown as Record<string, unknown>[];
 
     const t0 = performance.now();
     const { runs, scanned } = findDataPages(pid, mm.vmas);
@@ -310,7 +315,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     };
     const st: DumpState = {
       files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
-      memMs: 0, log, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+      memMs: 0, log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),

@@ -3,6 +3,8 @@
  * "result PASS" / "result FAIL" (exit 0 / 1).
  *   unix-sockets DIR            the full set
  *   unix-sockets DIR external   one socket connected to a listener at DIR/ext.sock (outside)
+ *   unix-sockets DIR external-dgram PATH   a datagram socket connected to one bound at PATH
+ *                               (outside); after restore it sends "hello from the restored task"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,6 +96,20 @@ int main(int argc, char **argv) {
   char path[4096];
   char abs_name[64];
   snprintf(abs_name, sizeof abs_name, "stasis-test-%d", getpid());
+
+  if (argc > 2 && !strcmp(argv[2], "external-dgram")) {
+    struct sockaddr_un a;
+    snprintf(path, sizeof path, "%s", argc > 3 ? argv[3] : "extd.sock");
+    socklen_t al = addr_of(&a, path, 0);
+    int c = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (connect(c, (struct sockaddr *)&a, al) < 0) die("connect extd");
+    printf("ready\n");
+    wait_for_check(dir);
+    const char *msg = "hello from the restored task";
+    ssize_t n = send(c, msg, strlen(msg), 0);
+    report(n == (ssize_t)strlen(msg), "external-dgram-send", "send gave %zd (%s)", n, n < 0 ? strerror(errno) : "");
+    return result();
+  }
 
   if (argc > 2 && !strcmp(argv[2], "external")) {
     struct sockaddr_un a;

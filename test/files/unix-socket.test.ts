@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
-import { startWorkload } from '../../test-containers/launch.js';
+import { startWorkload, underReaper } from '../../test-containers/launch.js';
 import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 test.serial('restored unix sockets keep their queued bytes, datagram boundaries, names, listeners, peers and options', async (t) => {
@@ -35,7 +35,7 @@ test.serial('a unix socket connected to a process outside the dump fails the dum
   await w.waitForLine(/^ready$/);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 1, d.all);
-  t.regex(d.stderr, /^stasis: unix socket:\[\d+\] \(fd 3 of task \d+\) is connected to socket:\[\d+\], which is outside the dumped process: external unix sockets \(criu's --ext-unix-sk\) are not supported yet$/);
+  t.regex(d.stderr, /^stasis: unix socket:\[\d+\] \(fd 3 of task \d+\) is connected to socket:\[\d+\], which is outside the dumped process: stasis cannot dump a connection that leaves the tree \(only a datagram socket connected to a bound one, with --ext-unix-sk\)$/);
   t.false(fs.existsSync(path.join(dir, 'inventory.img')), 'no complete dump is left behind');
   t.true(alive(w.pid));
   t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/, 'released untraced');
@@ -47,4 +47,32 @@ test.serial('a datagram socket connected to one that only a child holds is conne
   const { r } = await selfCheckRoundTrip(t, 'dgram-peer');
   t.true(r.lines.includes('ok child-received'), r.lines.join('\n'));
   t.true(r.lines.includes('ok parent-sent'));
+});
+
+test.serial('with --ext-unix-sk a datagram socket connected to one bound outside the tree is connected to it again after restore', async (t) => {
+  const outside = tmpDir(t, 'stasis-outside-');
+  const sock = path.join(outside, 'extd.sock');
+  // The socket outside the dump: bound by another process, printing what it receives.
+  const server = await underReaper(['/usr/bin/python3', '-c', [
+    'import socket, sys', 's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)', 's.bind(sys.argv[1])',
+    'print("ready", flush=True)', 'while True: print("got " + s.recv(100).decode(), flush=True)',
+  ].join('\n'), sock]);
+  t.teardown(() => server.kill());
+  await server.waitForLine(/^ready$/);
+
+  // Without the option the dump says what to do, and the process runs on.
+  const w = await startWorkload('unix-sockets', [outside, 'external-dgram', sock]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 1, d.all);
+  t.regex(d.stderr, /is outside the dumped process: dump with --ext-unix-sk \(criu's ext_unix_sk\) to connect it to the same name on restore$/);
+  t.true(alive(w.pid));
+
+  const { r } = await selfCheckRoundTrip(t, 'unix-sockets', {
+    args: (work) => [work, 'external-dgram', sock], dumpArgs: ['--ext-unix-sk'], ready: /^ready$/,
+  });
+  t.true(r.lines.includes('ok external-dgram-send'), r.lines.join(' | '));
+  await server.waitForLine(/^got hello from the restored task$/);
 });

@@ -139,10 +139,7 @@ static void *reader(void *arg) {
 int main(int argc, char **argv) {
   if (argc < 2 || chdir(argv[1])) return 2;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_usr2;
-  sa.sa_flags = SA_ONSTACK;
+  struct sigaction sa = { .sa_handler = on_usr2, .sa_flags = SA_ONSTACK }; /* on the thread's alt stack */
   sigaction(SIGUSR2, &sa, NULL);
   if (pipe(pipefd)) return 2;
   gid0 = getgid();

@@ -47,7 +47,7 @@ class Reader {
   constructor(
     readonly buf: Uint8Array,
     start: number,
-    readonly end: number,
+    public end: number, // narrowed while a nested message is read (decodeFields)
     readonly base: number, // offset of buf[0] in the caller's view, for messages
   ) {
     this.pos = start;
@@ -220,9 +220,14 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
       continue;
     }
     if (field.codec === CODEC.MESSAGE) {
+      // The nested message is read by this reader, its end narrowed for the time: no reader
+      // object per submessage (a core image has a hundred).
       const len = r.smallVarint();
-      r.take(len);
-      const sub = decodeFields(field.resolvedType as MessageType, new Reader(r.buf, r.pos - len, r.pos, r.base), depth + 1);
+      if (len > r.end - r.pos) r.fail(`truncated field: need ${len} bytes, have ${r.end - r.pos}`);
+      const outer = r.end;
+      r.end = r.pos + len;
+      const sub = decodeFields(field.resolvedType as MessageType, r, depth + 1);
+      r.end = outer;
       if (field.repeated) (msg[field.name] ??= []).push(sub);
       else msg[field.name] = sub;
     } else if (packedForm) {

@@ -47,7 +47,7 @@ class Reader {
   constructor(
     readonly buf: Uint8Array,
     start: number,
-    public end: number, // narrowed while a nested message is read (decodeFields)
+    public end: number, // narrowed while a nested message or packed field is read (narrow())
     readonly base: number, // offset of buf[0] in the caller's view, for messages
   ) {
     this.pos = start;
@@ -113,12 +113,27 @@ class Reader {
   }
 
   take(n: number): Uint8Array {
-    if (n > this.end - this.pos) {
-      this.fail(`truncated field: need ${n} bytes, have ${this.end - this.pos}`);
-    }
+    this.need(n);
     const out = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
+  }
+
+  private need(n: number): void {
+    if (n > this.end - this.pos) {
+      this.fail(`truncated field: need ${n} bytes, have ${this.end - this.pos}`);
+    }
+  }
+
+  /**
+   * Let the next `n` bytes be all there is to read (a nested message, a packed field), with no
+   * reader of their own (a core image has a hundred submessages); returns the end to put back.
+   */
+  narrow(n: number): number {
+    this.need(n);
+    const outer = this.end;
+    this.end = this.pos + n;
+    return outer;
   }
 
   skip(wireType: number): void {
@@ -220,22 +235,16 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
       continue;
     }
     if (field.codec === CODEC.MESSAGE) {
-      // The nested message is read by this reader, its end narrowed for the time: no reader
-      // object per submessage (a core image has a hundred).
-      const len = r.smallVarint();
-      if (len > r.end - r.pos) r.fail(`truncated field: need ${len} bytes, have ${r.end - r.pos}`);
-      const outer = r.end;
-      r.end = r.pos + len;
+      const outer = r.narrow(r.smallVarint());
       const sub = decodeFields(field.resolvedType as MessageType, r, depth + 1);
       r.end = outer;
       if (field.repeated) (msg[field.name] ??= []).push(sub);
       else msg[field.name] = sub;
     } else if (packedForm) {
-      const len = r.smallVarint();
-      r.take(len);
-      const inner = new Reader(r.buf, r.pos - len, r.pos, r.base);
+      const outer = r.narrow(r.smallVarint());
       const list: unknown[] = (msg[field.name] ??= []);
-      while (inner.pos < inner.end) list.push(readScalar(inner, field, expected));
+      while (r.pos < r.end) list.push(readScalar(r, field, expected));
+      r.end = outer;
     } else {
       const value = readScalar(r, field, wireType);
       if (field.repeated) {
@@ -302,13 +311,14 @@ class Writer {
   }
 
   varint(value: bigint | number): void {
-    if (typeof value === 'number' && value >= 0 && value <= 0x7fffffff) {
+    if (typeof value === 'number' && value >= 0 && value <= 0xffffffff) {
+      this.reserve(5);
       let v = value;
       while (v > 0x7f) {
-        this.byte((v & 0x7f) | 0x80);
+        this.buf[this.len++] = (v & 0x7f) | 0x80;
         v >>>= 7;
       }
-      this.byte(v);
+      this.buf[this.len++] = v;
       return;
     }
     // Negatives take 10 bytes, as in every protobuf runtime. The 64 bits are split into two
@@ -335,13 +345,7 @@ class Writer {
   }
 
   tag(id: number, wireType: number): void {
-    const t = id * 8 + wireType;
-    if (t < 0x80) {
-      this.reserve(1);
-      this.buf[this.len++] = t;
-    } else {
-      this.varint(t);
-    }
+    this.varint(id * 8 + wireType);
   }
 
   finish(): Uint8Array {
@@ -494,19 +498,12 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
     }
     const tag = field.id * 8 + wireType;
     if (field.codec === CODEC.UINT32 && tag < 0x80) {
-      // A register array: tag and value written here (values that are not plain 32-bit numbers
-      // take the general path).
+      // A register array: plain 32-bit numbers go straight to the writer (others take the
+      // general path, which checks and converts them).
       for (const v of value) {
-        if (typeof v === 'number' && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) {
-          w.reserve(6);
-          const b = w.buf;
-          b[w.len++] = tag;
-          let x = v;
-          while (x > 0x7f) {
-            b[w.len++] = (x & 0x7f) | 0x80;
-            x = Math.floor(x / 128);
-          }
-          b[w.len++] = x;
+        if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) {
+          w.byte(tag);
+          w.varint(v);
         } else {
           w.tag(field.id, wireType);
           writeValue(w, type, field, wireType, v, depth);

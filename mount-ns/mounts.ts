@@ -311,7 +311,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const t = target(e);
     if (e.ext_key !== undefined) {
       mount(e.mountpoint, r.extMnt.get(e.ext_key)!, t, null, MS.BIND | MS.REC, null);
-      setPropagation(e, t, false, mount);
+      setPropagation(inj, e, t, false);
       binds.push(e);
       continue;
     }
@@ -328,7 +328,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (from) {
       const rel = from.root === '/' ? e.root : e.root.slice(from.root.length);
       mount(e.mountpoint, path.join(target(from), rel), t, null, MS.BIND, null);
-      if (tagged) setPropagation(e, t, group !== undefined && group.shared_id === e.shared_id, mount);
+      if (tagged) setPropagation(inj, e, t, group !== undefined && group.shared_id === e.shared_id);
       binds.push(e);
       continue;
     }
@@ -336,7 +336,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const fsname = FSNAMES.get(e.fstype)!;
     const data = e.fstype === DEVPTS && !e.options.includes('newinstance') ? `${e.options},newinstance` : e.options;
     mount(e.mountpoint, e.source, t, fsname, e.flags & PER_MOUNT & ~MS.RDONLY, data);
-    if (tagged) setPropagation(e, t, false, mount);
+    if (tagged) setPropagation(inj, e, t, false);
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     if (tar && !isRootOnlyTar(tar)) {
@@ -361,7 +361,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   inj.callChecked(SYS.chdir, str('/'));
   // The root's own propagation once it is the root (pivot_root refuses a shared one).
   const rootEntry = entries.find((e) => e.mountpoint === '/');
-  if (rootEntry) setPropagation(rootEntry, '/', false, mount);
+  if (rootEntry) setPropagation(inj, rootEntry, '/', false);
   return later;
 }
 
@@ -371,12 +371,11 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
  * shared_id → shared (already, as a peer, when it was bound from a member of its group),
  * neither → private.
  */
-function setPropagation(e: MntEntry, target: string, joinedPeer: boolean,
-  mount: (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) => void): void {
+function setPropagation(inj: Injector, e: MntEntry, target: string, joinedPeer: boolean): void {
   if (joinedPeer) return;
-  if (e.master_id) mount(e.mountpoint, null, target, null, MS.SLAVE, null);
-  if (e.shared_id) mount(e.mountpoint, null, target, null, MS.SHARED, null);
-  if (!e.shared_id && !e.master_id) mount(e.mountpoint, null, target, null, MS.PRIVATE, null);
+  if (e.master_id) mountIn(inj, e.mountpoint, null, target, null, MS.SLAVE, null);
+  if (e.shared_id) mountIn(inj, e.mountpoint, null, target, null, MS.SHARED, null);
+  if (!e.shared_id && !e.master_id) mountIn(inj, e.mountpoint, null, target, null, MS.PRIVATE, null);
 }
 
 /** The mounts restoreMounts() left for later, made inside the (pivoted) container. */

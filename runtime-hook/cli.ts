@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, VERSION_REQUEST, VERSION_RESPONSE, versionText } from './version.js';
-import { UsageError, parseArgs, parseInheritFd, type OptionSpec } from './options.js';
+import { UsageError, joinNsFile, parseArgs, parseExternalNet, parseInheritFd, type OptionSpec } from './options.js';
 import type { JoinNs } from '../task/restore.js';
 
 const OPTIONS: OptionSpec[] = [
@@ -79,9 +79,9 @@ function netnsMap(p: ReturnType<typeof parseArgs>): Map<number, string> {
   const out = new Map<number, string>();
   for (const v of p.values.get('external') ?? []) {
     if (!/^net\[/.test(v)) continue;
-    const m = /^net\[(\d+)\]:(.+)$/.exec(v);
-    if (!m) throw new UsageError(`--external net wants net[INODE]:NAME, got '${v}'`);
-    out.set(Number(m[1]), m[2]!);
+    const net = parseExternalNet(v);
+    if (!net) throw new UsageError(`--external net wants net[INODE]:NAME, got '${v}'`);
+    out.set(...net);
   }
   return out;
 }
@@ -92,7 +92,7 @@ function joinNs(p: ReturnType<typeof parseArgs>): JoinNs[] {
     const m = /^(ipc|uts|net|time):([^,]+)$/.exec(v);
     if (!m) throw new UsageError(`--join-ns wants ipc|uts|net|time:NSFILE, got '${v}'`);
     const kind = m[1] as JoinNs['kind'];
-    return { kind, file: /^\d+$/.test(m[2]!) ? `/proc/${m[2]}/ns/${kind}` : m[2]! };
+    return { kind, file: joinNsFile(kind, m[2]!) };
   });
 }
 

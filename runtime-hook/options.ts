@@ -71,6 +71,17 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[])
   return out;
 }
 
+/** `net[INODE]:NAME` (criu's external network namespace) → [INODE, NAME]; undefined for other kinds. */
+export function parseExternalNet(s: string): [number, string] | undefined {
+  const m = /^net\[(\d+)\]:(.+)$/.exec(s);
+  return m ? [Number(m[1]), m[2]!] : undefined;
+}
+
+/** The namespace file criu's join_ns names: a path, or a PID whose namespace of `kind` it is. */
+export function joinNsFile(kind: string, fileOrPid: string): string {
+  return /^\d+$/.test(fileOrPid) ? `/proc/${fileOrPid}/ns/${kind}` : fileOrPid;
+}
+
 /** `fd[N]:KEY` → [KEY, N] (criu's --inherit-fd). */
 export function parseInheritFd(s: string): [string, number] {
   const m = /^fd\[(\d+)\]:(.+)$/.exec(s);

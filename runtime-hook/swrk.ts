@@ -23,7 +23,7 @@ import { peerCred, recvRecord, sendRecord, setBlocking } from '../sys/seqpacket.
 import { readNamespaces } from '../sys/proc/index.js';
 import { withConfigFile } from './config-file.js';
 import { Logger } from './log.js';
-import { UsageError } from './options.js';
+import { UsageError, joinNsFile, parseExternalNet } from './options.js';
 import { VERSION } from './version.js';
 import type { JoinNs } from '../task/restore.js';
 
@@ -315,8 +315,8 @@ function ownNetNs(pid: number): boolean {
 function externalNetns(o: Message): Map<number, string> {
   const out = new Map<number, string>();
   for (const x of (o.external ?? []) as string[]) {
-    const m = /^net\[(\d+)\]:(.+)$/.exec(x);
-    if (m) out.set(Number(m[1]), m[2]!);
+    const net = parseExternalNet(x);
+    if (net) out.set(...net);
   }
   return out;
 }
@@ -446,7 +446,7 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
       log: (m) => s.logger.log(3, m),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
       joinNs: ((o.join_ns ?? []) as { ns: string; ns_file: string }[])
-        .map((j) => ({ kind: j.ns as JoinNs['kind'], file: /^\d+$/.test(j.ns_file) ? `/proc/${j.ns_file}/ns/${j.ns}` : j.ns_file })),
+        .map((j) => ({ kind: j.ns as JoinNs['kind'], file: joinNsFile(j.ns, j.ns_file) })),
       cgRoots: o.manage_cgroups ? ((o.cg_root ?? []) as { ctrl?: string; path: string }[]).map((r) => ({ ctrl: r.ctrl ?? '', path: r.path })) : undefined,
       // The new terminal's master goes to the client (runc passes it on to --console-socket).
       orphanPtsMaster: o.orphan_pts_master === true ? (fd) => {

@@ -50,9 +50,9 @@ function hex(v: bigint): string {
   return `0x${v.toString(16)}`;
 }
 
-/** The first `syscall` instruction in the task's vDSO (read, never written). */
 /** Offset of the `syscall` instruction in this kernel's vDSO (the same image in every task). */
 let vdsoSyscallOffset: bigint | undefined;
+/** What is read of a vDSO whose start alone is known: it is two pages or so (a short read is fine). */
 const VDSO_SEARCH = 2 * PAGE_SIZE;
 
 /** Where stasis's own vDSO is (a task cloned from stasis has it there too). */
@@ -66,21 +66,22 @@ export function ownVdsoStart(): bigint | undefined {
  * looked up once per run.
  */
 export function findVdsoSyscall(pid: number, vdsoStart?: bigint): bigint | undefined {
-  if (vdsoStart !== undefined && vdsoSyscallOffset === undefined) {
-    // The vDSO is two pages or so: read what there is of it from its start, no maps needed.
-    const text = nativeBuffer(VDSO_SEARCH);
-    const n = readRanges(pid, [{ addr: vdsoStart, len: VDSO_SEARCH }], text);
-    const at = text.subarray(0, n).indexOf(SYSCALL_INSN);
-    if (at >= 0) vdsoSyscallOffset = BigInt(at);
+  let start = vdsoStart;
+  let len = VDSO_SEARCH;
+  if (start === undefined) {
+    const vdso = readMapRanges(pid).find((v) => v.special === '[vdso]');
+    if (!vdso) return undefined;
+    start = vdso.start;
+    len = Number(vdso.end - vdso.start);
   }
-  if (vdsoStart !== undefined && vdsoSyscallOffset !== undefined) return vdsoStart + vdsoSyscallOffset;
-  const vdso = readMapRanges(pid).find((v) => v.special === '[vdso]');
-  if (!vdso) return undefined;
-  const text = readMemory(pid, vdso.start, Number(vdso.end - vdso.start));
-  const at = text.indexOf(SYSCALL_INSN);
-  if (at < 0) return undefined;
-  vdsoSyscallOffset = BigInt(at);
-  return vdso.start + vdsoSyscallOffset;
+  if (vdsoSyscallOffset === undefined) {
+    const text = nativeBuffer(len);
+    const n = readRanges(pid, [{ addr: start, len }], text);
+    const at = text.subarray(0, n).indexOf(SYSCALL_INSN);
+    if (at < 0) return undefined;
+    vdsoSyscallOffset = BigInt(at);
+  }
+  return start + vdsoSyscallOffset;
 }
 
 export interface InjectorOptions {

@@ -78,8 +78,7 @@ function attrs(buf: Buffer, from: number, to: number): Map<number, Buffer> {
  */
 function request(body: Buffer, dump: boolean, what: string,
   kind: { type: number; reply: number; open?: () => number } = { type: SOCK_DIAG_BY_FAMILY, reply: SOCK_DIAG_BY_FAMILY }): Buffer[] {
-  const fd = kind.open?.() ?? Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`, SYS.socket,
-    AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG));
+  const fd = kind.open?.() ?? sockDiagSocket(what);
   try {
     const req = nativeBuffer(NLMSG_HDRLEN + body.length);
     req.writeUInt32LE(req.length, 0);
@@ -112,11 +111,15 @@ function request(body: Buffer, dump: boolean, what: string,
   }
 }
 
+function sockDiagSocket(what: string): number {
+  return Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`, SYS.socket,
+    AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG));
+}
+
 /** A sock_diag request answered from the network namespace of task `pid` (its sockets). */
 function diagIn(pid: number | undefined, body: Buffer, dump: boolean, what: string): Buffer[] {
   if (pid === undefined) return request(body, dump, what);
-  const open = () => inNamespaceOf(pid, 'net', () => Number(syscall(`socket(AF_NETLINK, NETLINK_SOCK_DIAG) for ${what}`,
-    SYS.socket, AF.NETLINK, SOCK.RAW | SOCK.CLOEXEC, NETLINK_SOCK_DIAG)));
+  const open = () => inNamespaceOf(pid, 'net', () => sockDiagSocket(what));
   return request(body, dump, what, { type: SOCK_DIAG_BY_FAMILY, reply: SOCK_DIAG_BY_FAMILY, open });
 }
 

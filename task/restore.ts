@@ -98,11 +98,10 @@ export interface JoinNs {
   file: string;
 }
 
-/** setns() types, and the flag under which the image's namespace of that kind is made. */
+/** setns() types, which are also the flags under which the image's namespace of that kind is made. */
 const JOINABLE: Record<JoinNs['kind'], number> = {
   ipc: CLONE.NEWIPC, uts: CLONE.NEWUTS, net: CLONE.NEWNET, time: NEWTIME,
 };
-const CLONE_NEWTIME = 0x80;
 
 export interface RestoreResult {
   pid: number;
@@ -350,7 +349,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       for (const o of joined) fs.closeSync(o.fd);
       throw new Error(`join_ns ${j.kind}: cannot open ${j.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    joined.push({ fd, type: j.kind === 'time' ? CLONE_NEWTIME : JOINABLE[j.kind] });
+    joined.push({ fd, type: JOINABLE[j.kind] });
     img.nsFlags &= ~JOINABLE[j.kind];
     if (j.kind === 'ipc') [img.ipc, img.sysv] = [undefined, undefined];
     if (j.kind === 'uts') img.uts = undefined;
@@ -511,13 +510,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       else if (p.ppid === 0) pid = createTop(p.pid);
       else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
       created.push(pid);
-      // A child inherits its parent's vDSO, which is where the parent's image puts it by now.
-      const parentVdso = p.ppid && !sessionHelper ? vdsoOf(tasks.get(p.ppid)!.p) : undefined;
-      // Cloned from its restored parent, it ignores what the parent's image ignores (its SIGCHLD
-      // action aside, which is stasis's still).
-      const from = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+      // Cloned from its restored parent (not through a helper), it starts as a copy of it: the
+      // vDSO where the parent's image puts it, the signals the parent's image ignores (SIGCHLD's
+      // action aside, which is stasis's still), and below, its VMAs, actions and descriptors.
+      const parent = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+      const live = parent && parent.state !== TASK_DEAD ? parent : undefined;
       const inj = new Injector(pid, pid, {
-        pin: false, vdsoStart: parentVdso, sigIgn: from && from.state !== TASK_DEAD ? ignoredBy(from) : undefined,
+        pin: false, vdsoStart: parent && vdsoOf(parent), sigIgn: live && ignoredBy(live),
       });
       const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
       tasks.set(p.pid, t);
@@ -525,12 +524,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (p.sid === p.pid) inj.callChecked(SYS.setsid);
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
-      const parent = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
       if (p.state !== TASK_DEAD) {
         pages += restoreMemory(t, img, shared, opts.progress, openImage, parent);
         // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
         // change how the zombies and helpers made below are reaped (set in step 3).
-        const live = parent && parent.state !== TASK_DEAD ? parent : undefined;
         restoreSigactions(inj, sigactionsOf(p), {
           only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
         });

@@ -66,8 +66,10 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
   return { core, clearTidAddr, seccompMode: st.seccomp };
 }
 
-/** Everything but the blocked mask and pending signals (set at the very end). */
-/** `credsNow`: the thread's credentials, when the caller knows them. */
+/**
+ * Everything but the blocked mask and pending signals (set at the very end). `credsNow`: the
+ * thread's credentials, when the caller knows them.
+ */
 export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint, credsNow?: CredsEntry): void {
   const tid = inj.pid;
   restoreCreds(inj, t.creds, credsNow);

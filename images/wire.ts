@@ -61,6 +61,11 @@ class Reader {
     // Gathered as two 32-bit halves in plain numbers, made a bigint once at the end: core
     // images are mostly 64-bit registers and addresses.
     const start = this.pos;
+    // Zero, one byte: most of a core image's AVX-512 registers.
+    if (start < this.end && this.buf[start] === 0) {
+      this.pos++;
+      return 0n;
+    }
     let lo = 0;
     let hi = 0;
     for (let shift = 0; shift < 70; shift += 7) {
@@ -265,7 +270,9 @@ function decodeFields(type: MessageType, r: Reader, depth: number): Message {
       }
     }
   }
-  for (const field of type.fieldsArray) {
+  const fields = type.fieldsArray;
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f]!;
     if (field.required && !Object.hasOwn(msg, field.name)) {
       r.fail(`${type.name} lacks required field ${field.name}`, msgStart);
     }
@@ -457,12 +464,28 @@ function writeValue(w: Writer, type: MessageType, field: FieldInfo, wireType: nu
       return;
     default: {
       const body = field.codec === CODEC.MESSAGE
-        ? encodeFields(field.resolvedType as MessageType, value as Message, depth + 1)
+        ? encodeNested(field.resolvedType as MessageType, value as Message, depth + 1)
         : lengthDelimited(type, field, value);
       w.varint(body.length);
       w.bytes(body);
     }
   }
+}
+
+/**
+ * The bytes of a frozen message, by identity: a dump shares one frozen object among all the
+ * entries that are alike (the sixty-odd default signal actions of every process, the resource
+ * limits processes have in common), and each is encoded once.
+ */
+const frozenBytes = new WeakMap<object, { type: MessageType; bytes: Uint8Array }>();
+
+function encodeNested(type: MessageType, msg: Message, depth: number): Uint8Array {
+  if (typeof msg !== 'object' || msg === null || !Object.isFrozen(msg)) return encodeFields(type, msg, depth);
+  const known = frozenBytes.get(msg);
+  if (known && known.type === type) return known.bytes;
+  const bytes = encodeFields(type, msg, depth).slice();
+  frozenBytes.set(msg, { type, bytes });
+  return bytes;
 }
 
 /** The message's bytes: a view into the writer of `depth`, valid until that depth is used again. */
@@ -473,7 +496,11 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
   const given = unknownFields(msg);
   const unknown = given.length ? [...given].sort((a, b) => a.id - b.id) : given; // stable
   let u = 0;
-  for (const field of fieldsByNumber(type)) {
+  // Index loops, not for-of: this runs cold in a one-shot process, where every for-of step
+  // allocates an iterator result.
+  const fields = fieldsByNumber(type);
+  for (let f = 0; f < fields.length; f++) {
+    const field = fields[f]!;
     while (u < unknown.length && unknown[u].id < field.id) w.bytes(unknown[u++].raw);
     const value = Object.hasOwn(msg, field.name) ? msg[field.name] : undefined;
     if (value === undefined || value === null) {
@@ -490,30 +517,45 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
     if (field.packed && wireType !== WT_LEN) {
       if (value.length === 0) continue;
       const inner = writerAt(packedWriters, depth);
-      for (const v of value) writeValue(inner, type, field, wireType, v, depth);
+      for (let i = 0; i < value.length; i++) writeValue(inner, type, field, wireType, value[i], depth);
       w.tag(field.id, WT_LEN);
       w.varint(inner.len);
       w.bytes(inner.buf.subarray(0, inner.len));
       continue;
     }
     const tag = field.id * 8 + wireType;
-    if (field.codec === CODEC.UINT32 && tag < 0x80) {
-      // A register array: plain 32-bit numbers go straight to the writer (others take the
-      // general path, which checks and converts them).
-      for (const v of value) {
-        if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) {
+    if ((field.codec === CODEC.UINT32 || field.codec === CODEC.UINT64) && tag < 0x80) {
+      // A register array (hundreds of values in a core image, mostly zero): a tight loop over
+      // the writer's buffer for every value below 2^32, the general path for any other.
+      for (let i = 0; i < value.length;) {
+        w.reserve((value.length - i) * 6);
+        const buf = w.buf;
+        let at = w.len;
+        for (; i < value.length; i++) {
+          const x = value[i];
+          let v: number;
+          if (typeof x === 'number' && x >= 0 && x <= 0xffffffff && x === Math.floor(x)) v = x;
+          else if (typeof x === 'bigint' && x >= 0n && x <= 0xffffffffn) v = Number(x);
+          else break;
+          buf[at++] = tag;
+          while (v > 0x7f) {
+            buf[at++] = (v & 0x7f) | 0x80;
+            v >>>= 7;
+          }
+          buf[at++] = v;
+        }
+        w.len = at;
+        if (i < value.length) {
           w.byte(tag);
-          w.varint(v);
-        } else {
-          w.tag(field.id, wireType);
-          writeValue(w, type, field, wireType, v, depth);
+          writeValue(w, type, field, wireType, value[i], depth);
+          i++;
         }
       }
       continue;
     }
-    for (const v of value) {
+    for (let i = 0; i < value.length; i++) {
       w.tag(field.id, wireType);
-      writeValue(w, type, field, wireType, v, depth);
+      writeValue(w, type, field, wireType, value[i], depth);
     }
   }
   while (u < unknown.length) w.bytes(unknown[u++].raw);

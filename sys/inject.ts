@@ -102,7 +102,15 @@ export interface InjectorOptions {
    * used as it is, and left for that injector to unmap.
    */
   sharedScratch?: { addr: bigint; len: number };
+  /** A trampoline another injector of the process mapped (see scratchWithTrampoline): used, not unmapped. */
+  sharedTrampoline?: bigint;
+  /** The task's registers and blocked mask, when the caller has just read them. */
+  regs?: Regs;
+  sigmask?: bigint;
 }
+
+/** Where the data begins in a page that holds the trampoline's code too. */
+const CODE_BYTES = 64;
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
 
@@ -179,6 +187,8 @@ export class Injector {
   /** The vDSO's syscall instruction (kept for the final unmaps). */
   private vdsoSite: bigint | undefined;
   private trampoline: bigint | undefined;
+  /** The trampoline is ours to unmap (not another injector's). */
+  private trampolineOwned = true;
   private scratchAddr: bigint | undefined;
   private scratchLen = 0;
   /** The scratch mapping is ours to unmap (not another injector's). */
@@ -221,8 +231,8 @@ export class Injector {
    * Nothing in the task changes until the first call().
    */
   constructor(readonly pid: number, readonly tgid: number = pid, opts: InjectorOptions = {}) {
-    this.savedRegs = getRegs(pid);
-    this.savedSigmask = getSigmask(pid);
+    this.savedRegs = opts.regs ?? getRegs(pid);
+    this.savedSigmask = opts.sigmask ?? getSigmask(pid);
     this.vdsoSite = findVdsoSyscall(tgid, opts.vdsoStart);
     this.trapUsable = !((opts.sigIgn ?? readSigIgn(tgid)) & TRAP_BIT);
     setSigmask(pid, this.trapUsable ? ALL_SIGNALS & ~TRAP_BIT : ALL_SIGNALS);
@@ -238,6 +248,12 @@ export class Injector {
         this.scratchAddr = opts.sharedScratch.addr;
         this.scratchLen = opts.sharedScratch.len;
         this.scratchOwned = false;
+      }
+      if (opts.sharedTrampoline !== undefined) {
+        this.trampoline = opts.sharedTrampoline;
+        this.trampolineOwned = false;
+        this.site = opts.sharedTrampoline;
+        this.trapping = this.trapUsable;
       }
       if (opts.scratchSize) this.scratch(opts.scratchSize);
     } catch (e) {
@@ -381,6 +397,37 @@ export class Injector {
   }
 
   /**
+   * Scratch memory and the trampoline in one page, mapped read-write-execute: `syscall; int3` at
+   * its start, the scratch data after it. Every later call takes one stop instead of two, for
+   * the price of the one mmap the scratch memory costs anyway (the dump's way: a separate
+   * trampoline did not pay for itself there). Where a writable and executable mapping is refused
+   * (memory-deny-write-execute) or SIGTRAP cannot be used, it is plain scratch memory.
+   */
+  scratchWithTrampoline(): void {
+    if (this.scratchAddr !== undefined || this.trampoline !== undefined) return;
+    const rwx = this.trapUsable
+      ? this.call(SYS.mmap, 0, PAGE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0)
+      : -1n;
+    if (isErrorResult(rwx)) {
+      this.scratch(PAGE_SIZE);
+      return;
+    }
+    writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
+    this.trampoline = rwx;
+    this.site = rwx;
+    this.trapping = true;
+    // The page is unmapped as the trampoline; the scratch view of it is never unmapped alone.
+    this.scratchAddr = rwx + BigInt(CODE_BYTES);
+    this.scratchLen = PAGE_SIZE - CODE_BYTES;
+    this.scratchOwned = false;
+  }
+
+  /** The trampoline's address, for injectors on the process's other threads (see sharedTrampoline). */
+  get trampolineAddress(): bigint | undefined {
+    return this.trampoline;
+  }
+
+  /**
    * Execute CPUID in the task (leaf, subleaf) → [eax, ebx, ecx, edx]: for when the kernel's
    * cpuid device is out of stasis's reach (a container's devices cgroup). The instruction and an
    * int3 are written into the trampoline page, after `syscall; int3`.
@@ -438,7 +485,7 @@ export class Injector {
       this.trapping = false;
       const t = this.trampoline;
       if (this.vdsoSite !== undefined) this.site = this.vdsoSite;
-      this.munmap(t, PAGE_SIZE);
+      if (this.trampolineOwned) this.munmap(t, PAGE_SIZE);
       this.trampoline = undefined;
     }
     this.finished = true;

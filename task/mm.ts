@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, MAP, PROT } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  MADV_DONTFORK, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  MADV_DONTFORK, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
@@ -180,8 +180,8 @@ function savedAuxv(words: readonly bigint[]): bigint[] {
   return out;
 }
 
-export function dumpMm(pid: number, inj: Injector, stat: ProcStat, auxv: readonly bigint[],
-  vmas: VmaEntry[], files: FileTable): MmEntry {
+export function dumpMm(pid: number, inj: Injector, stat: ProcStat, status: Pick<ProcStatus, 'thpEnabled'>,
+  auxv: readonly bigint[], vmas: VmaEntry[], files: FileTable): MmEntry {
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const exeId = files.once(`exe:${exe}`, () => ({
     type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(exe, `/proc/${pid}/exe`, O_RDONLY, 0n),
@@ -197,7 +197,8 @@ export function dumpMm(pid: number, inj: Injector, stat: ProcStat, auxv: readonl
     mm_saved_auxv: savedAuxv(auxv),
     vmas,
     dumpable: Number(inj.callChecked(SYS.prctl, PR_GET_DUMPABLE)),
-    thp_disabled: inj.callChecked(SYS.prctl, PR_GET_THP_DISABLE) !== 0n,
+    // status says it (THP_enabled: 0 once PR_SET_THP_DISABLE is set) without a call, where printed.
+    thp_disabled: status.thpEnabled === undefined ? inj.callChecked(SYS.prctl, PR_GET_THP_DISABLE) !== 0n : !status.thpEnabled,
   };
 }
 

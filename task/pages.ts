@@ -27,16 +27,30 @@ export interface PagesDumpStats {
   pagesWritten: number;
 }
 
-/** The runs of private data pages in `vmas`, adjacent runs merged (also across VMA borders). */
+/**
+ * The runs of private data pages in `vmas`, adjacent runs merged (also across VMA borders).
+ * Adjacent VMAs with pages to save are scanned as one span: a handful of PAGEMAP_SCAN calls per
+ * process rather than one per VMA. Never across a hole: what stasis maps in the task while it
+ * works (its scratch page) lies in one.
+ */
 export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: PageRun[]; scanned: number } {
   const fd = fs.openSync(`/proc/${pid}/pagemap`, 'r');
   const runs: PageRun[] = [];
   let scanned = 0;
   try {
-    for (const v of vmas) {
-      if (!hasDumpablePages(v)) continue;
-      scanned += Number((v.end - v.start) / PAGE);
-      for (const r of scanPagesFd(fd, pid, v.start, v.end, PRIVATE_DATA_QUERY)) {
+    for (let i = 0; i < vmas.length;) {
+      if (!hasDumpablePages(vmas[i]!)) {
+        i++;
+        continue;
+      }
+      const start = vmas[i]!.start;
+      let end = start;
+      while (i < vmas.length && hasDumpablePages(vmas[i]!) && vmas[i]!.start === end) {
+        scanned += Number((vmas[i]!.end - vmas[i]!.start) / PAGE);
+        end = vmas[i]!.end;
+        i++;
+      }
+      for (const r of scanPagesFd(fd, pid, start, end, PRIVATE_DATA_QUERY)) {
         const prev = runs[runs.length - 1];
         if (prev && prev.vaddr + BigInt(prev.nrPages) * PAGE === r.start) {
           prev.nrPages += Number((r.end - r.start) / PAGE);

@@ -50,10 +50,18 @@ export function rewindInterruptedSyscall(regs: Regs): boolean {
 }
 
 function u32Words(buf: Buffer, off: number, n: number): number[] {
-  return Array.from({ length: n }, (_, i) => buf.readUInt32LE(off + i * 4));
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = buf.readUInt32LE(off + i * 4);
+  return out;
 }
+/** Mostly zeros (AVX-512 state of a program that never used it): no BigInt made for those. */
 function u64Words(buf: Buffer, off: number, n: number): bigint[] {
-  return Array.from({ length: n }, (_, i) => buf.readBigUInt64LE(off + i * 8));
+  const out = new Array<bigint>(n);
+  for (let i = 0; i < n; i++) {
+    const at = off + i * 8;
+    out[i] = buf.readUInt32LE(at) === 0 && buf.readUInt32LE(at + 4) === 0 ? 0n : buf.readBigUInt64LE(at);
+  }
+  return out;
 }
 
 /** The XSAVE area (standard format, as NT_X86_XSTATE gives it) → CRIU's fpregs message. */

@@ -13,11 +13,23 @@ export const RLIM_NLIMITS = 16;
 export const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE',
   'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
 
-/** From /proc/PID/limits: prlimit() would need the task's credentials or CAP_SYS_RESOURCE. */
+/** Limits seen so far, by their values: processes that have the same share one frozen entry. */
+const seen = new Map<string, TaskRlimitsEntry>();
+
+/**
+ * From /proc/PID/limits: prlimit() would need the task's credentials or CAP_SYS_RESOURCE. The
+ * entry is frozen and shared with every process whose limits are the same (encoded once).
+ */
 export function dumpRlimits(pid: number): TaskRlimitsEntry {
   const rlimits = readLimits(pid);
   if (rlimits.length !== RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${rlimits.length} limits, ${RLIM_NLIMITS} expected`);
-  return { rlimits };
+  const key = rlimits.map((l) => `${l.cur}/${l.max}`).join(' ');
+  let entry = seen.get(key);
+  if (!entry) {
+    entry = Object.freeze({ rlimits: Object.freeze(rlimits.map((l) => Object.freeze(l))) as RlimitEntry[] });
+    seen.set(key, entry);
+  }
+  return entry;
 }
 
 export function restoreRlimits(pid: number, e: TaskRlimitsEntry | undefined): void {

@@ -24,7 +24,8 @@ export function* catchableSignals(): Generator<number> {
   for (let sig = 1; sig <= SIGMAX; sig++) if (sig !== SIGKILL && sig !== SIGSTOP) yield sig;
 }
 
-const DEFAULT: SaEntry = { sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n, compat_sigaction: false };
+/** One frozen object for every default action: encoded once (see wire.ts). */
+const DEFAULT: SaEntry = Object.freeze({ sigaction: 0n, flags: 0n, restorer: 0n, mask: 0n, compat_sigaction: false });
 
 /** Signals whose disposition is not SIG_DFL, from /proc/PID/status (SigCgt | SigIgn). */
 function nonDefault(pid: number): bigint {
@@ -43,7 +44,7 @@ export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt'
   const set = status ? status.sigCgt | status.sigIgn : nonDefault(inj.tgid);
   for (const sig of catchableSignals()) {
     if (!(set & (1n << BigInt(sig - 1)))) {
-      out.push({ ...DEFAULT });
+      out.push(DEFAULT);
       continue;
     }
     inj.callChecked(SYS.rt_sigaction, sig, 0, old, SIGSET_SIZE);

@@ -132,7 +132,7 @@ export class SeizedTree {
     }
     proc.threads.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     if (stoppedBefore) proc.state = TASK_STOPPED;
-    const children = readChildren(pid);
+    const children = readChildren(pid, proc.threads); // all stopped: no thread comes or goes
     // The children's leaders are interrupted all at once too (a child that is a zombie is not).
     for (const child of children) {
       const state = readStat(child).state;

@@ -69,13 +69,13 @@ export interface SmapsVma extends Vma {
 
 const HEADER = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][sp]) ([0-9a-f]+) ([0-9a-f]+):([0-9a-f]+) (\d+)(?: +(.*))?$/;
 const DELETED = ' (deleted)';
+const NO_FLAGS: VmFlags = new Set();
 
 /**
- * Whether a line is a VMA header (starts with `hex-hex `) rather than an smaps field: field names
+ * Whether a line starting with character `c` is a VMA header (`hex-hex ...`) rather than an smaps field: field names
  * start with an upper-case letter, addresses with a lower-case hex digit.
  */
-function isHeader(line: string): boolean {
-  const c = line.charCodeAt(0);
+function isHeader(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66);
 }
 
@@ -155,30 +155,80 @@ export function parseMaps(text: string, path = 'maps'): Vma[] {
   return lines(text).map((line, i) => parseHeader(line, path, i + 1));
 }
 
-/** Parses the text of an smaps file. `path` names the file in errors. */
+/** The "Key: N kB" lines of one VMA, read only when asked for (a dump needs just VmFlags). */
+function kbCounters(text: string, from: number, to: number, path: string): Record<string, number> {
+  const kb: Record<string, number> = {};
+  for (let at = from; at < to;) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0 || eol > to) eol = to;
+    const line = text.slice(at, eol);
+    at = eol + 1;
+    if (!line.endsWith(' kB')) continue;
+    const colon = line.indexOf(':');
+    const n = Number(line.slice(colon + 1, -3));
+    if (!Number.isSafeInteger(n) || n < 0) throw malformed(path, undefined, `${line.slice(0, colon)} is not "N kB"`, line);
+    kb[line.slice(0, colon)] = n;
+  }
+  return kb;
+}
+
+/** An smaps VMA whose counters are parsed from its lines of the text on first use. */
+class SmapsEntry implements SmapsVma {
+  start: bigint; end: bigint; perms: string; prot: number; shared: boolean; pgoff: bigint;
+  devMajor: number; devMinor: number; inode: number; path: string; deleted: boolean; kind: VmaKind;
+  name?: string; sysvKey?: number;
+  vmFlags: VmFlags = NO_FLAGS;
+  thpEligible?: boolean;
+  protectionKey?: number;
+  /** @internal the text, the range of this VMA's lines and the file's path. */
+  counters: [string, number, number, string] = ['', 0, 0, ''];
+  private parsed?: Record<string, number>;
+
+  constructor(v: Vma) {
+    this.start = v.start; this.end = v.end; this.perms = v.perms; this.prot = v.prot; this.shared = v.shared;
+    this.pgoff = v.pgoff; this.devMajor = v.devMajor; this.devMinor = v.devMinor; this.inode = v.inode;
+    this.path = v.path; this.deleted = v.deleted; this.kind = v.kind;
+    if (v.name !== undefined) this.name = v.name;
+    if (v.sysvKey !== undefined) this.sysvKey = v.sysvKey;
+  }
+
+  get kb(): Record<string, number> {
+    return (this.parsed ??= kbCounters(...this.counters));
+  }
+}
+
+/**
+ * Parses the text of an smaps file. `path` names the file in errors. Each VMA's counters are
+ * parsed when its `kb` is first read.
+ */
 export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
   const out: SmapsVma[] = [];
   let cur: SmapsVma | undefined;
-  const all = lines(text);
-  for (let i = 0; i < all.length; i++) {
-    const line = all[i]!;
-    const lineNo = i + 1;
-    if (isHeader(line)) {
-      cur = { ...parseHeader(line, path, lineNo), kb: {}, vmFlags: new Set() };
+  let bodyFrom = 0;
+  const close = (to: number) => {
+    if (cur) (cur as SmapsEntry).counters = [text, bodyFrom, to, path];
+  };
+  let lineNo = 0;
+  for (let at = 0; at < text.length;) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    const lineStart = at;
+    at = eol + 1;
+    lineNo++;
+    if (isHeader(text.charCodeAt(lineStart))) {
+      close(lineStart);
+      cur = new SmapsEntry(parseHeader(text.slice(lineStart, eol), path, lineNo));
+      bodyFrom = at;
       out.push(cur);
       continue;
     }
-    if (!cur) throw malformed(path, lineNo, 'field before the first VMA line', line);
+    if (!cur) throw malformed(path, lineNo, 'field before the first VMA line', text.slice(lineStart, eol));
+    // Most lines are "Key:   N kB", left for kbCounters(); the others are looked at now.
+    if (text.charCodeAt(eol - 1) === 0x42 /* B */ && text.startsWith(' kB', eol - 3)) continue;
+    const line = text.slice(lineStart, eol);
     const colon = line.indexOf(':');
     if (colon <= 0) throw malformed(path, lineNo, 'expected "Key: value"', line);
     const key = line.slice(0, colon);
-    // Most lines are "Key:   N kB": read without a regular expression per line.
-    if (line.endsWith(' kB')) {
-      const n = Number(line.slice(colon + 1, -3));
-      if (!Number.isSafeInteger(n) || n < 0) throw malformed(path, lineNo, `${key} is not "N kB"`, line);
-      cur.kb[key] = n;
-      continue;
-    }
     const value = line.slice(colon + 1).trim();
     const where = [path, lineNo, line] as const;
     if (key === 'VmFlags') {
@@ -193,6 +243,7 @@ export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
       throw malformed(path, lineNo, `${key} is not "N kB"`, line);
     }
   }
+  close(text.length);
   return out;
 }
 

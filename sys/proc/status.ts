@@ -49,6 +49,8 @@ export interface ProcStatus {
   seccomp: number;
   /** Number of attached seccomp filters (kernel ≥ 5.9; 0 when absent). */
   seccompFilters: number;
+  /** `THP_enabled:` (kernel ≥ 5.0): 0 when the process set PR_SET_THP_DISABLE (or the kernel has no THP). */
+  thpEnabled?: boolean;
   /** Every line, raw, for fields not decoded above. */
   raw: Map<string, string>;
 }
@@ -129,6 +131,7 @@ export function parseStatus(text: string, path = 'status'): ProcStatus {
     noNewPrivs: optNum('NoNewPrivs', 0),
     seccomp: optNum('Seccomp', 0),
     seccompFilters: optNum('Seccomp_filters', 0),
+    ...(raw.has('THP_enabled') ? { thpEnabled: optNum('THP_enabled', 1) !== 0 } : {}),
     raw,
   };
 }

@@ -22,11 +22,12 @@ export function readTaskChildren(pid: ProcPid, tid: number): number[] {
 
 /**
  * The children of a process, over all its threads, ascending. A thread that exits between the
- * listing and the read is skipped; the process itself vanishing is an error.
+ * listing and the read is skipped; the process itself vanishing is an error. `threads`: the
+ * process's threads when the caller has them (a frozen process's cannot change).
  */
-export function readChildren(pid: ProcPid): number[] {
+export function readChildren(pid: ProcPid, threads?: readonly number[]): number[] {
   const out = new Set<number>();
-  for (const tid of listThreads(pid)) {
+  for (const tid of threads ?? listThreads(pid)) {
     try {
       for (const c of readTaskChildren(pid, tid)) out.add(c);
     } catch (err) {

@@ -30,7 +30,7 @@ export type VmFlags = ReadonlySet<VmFlag>;
 
 /** Splits the value of a `VmFlags:` line (`rd wr mr mw me gd ac`) into a set. */
 export function parseVmFlags(value: string): VmFlags {
-  return new Set(value.split(/\s+/).filter((t) => t !== ''));
+  return new Set(value.split(' ').filter((t) => t !== ''));
 }
 
 /** mmap(2) flags (asm-generic/mman*.h; identical on x86_64). */

@@ -7,7 +7,8 @@
  * close-on-exec dup sharing that offset; a private mapping of DIR/map changed in memory only;
  * cwd DIR; umask 027; RLIMIT_NOFILE soft limit 1000; the same PID; credentials other than the
  * restorer's (gid 100 for real/effective/saved, supplementary groups 1234 and 5678, CAP_SYS_BOOT
- * dropped from the bounding set); personality ADDR_NO_RANDOMIZE; oom_score_adj 123. */
+ * dropped from the bounding set); personality ADDR_NO_RANDOMIZE; oom_score_adj 123; transparent
+ * huge pages disabled (PR_SET_THP_DISABLE). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -77,6 +78,7 @@ int main(int argc, char **argv) {
   int oom = open("/proc/self/oom_score_adj", O_WRONLY);
   if (oom < 0 || write(oom, "123", 3) != 3) { perror("oom_score_adj"); return 2; }
   close(oom);
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) { perror("PR_SET_THP_DISABLE"); return 2; }
 
   printf("ready %d\n", pid);
   for (;;) {
@@ -137,5 +139,7 @@ int main(int argc, char **argv) {
   char ob[16] = {0};
   int of = open("/proc/self/oom_score_adj", O_RDONLY); (void)!read(of, ob, sizeof ob - 1); close(of);
   report(atoi(ob) == 123, "oom-score-adj", "oom_score_adj %s", ob);
+  int thp = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+  report(thp == 1, "thp-disabled", "PR_GET_THP_DISABLE %d", thp);
   return result();
 }

@@ -28,7 +28,7 @@ test.serial('a restored counter continues from where it stopped, with the same P
     'the first tick after restore is the next one');
 });
 
-test.serial('a C process restores its 64 MiB heap, signal state, shared file offset, private mapping, cwd, umask, rlimit, credentials, personality and OOM score', async (t) => {
+test.serial('a C process restores its 64 MiB heap, signal state, shared file offset, private mapping, cwd, umask, rlimit, credentials, personality, OOM score and THP setting', async (t) => {
   await selfCheckRoundTrip(t, 'state');
 });
 

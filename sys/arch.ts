@@ -108,18 +108,20 @@ let layout: XstateLayout | undefined;
  * The CPU's XSAVE layout. Component offsets in the standard format differ between CPU vendors
  * (AMD packs AVX-512 state right after AVX; Intel leaves room for MPX), so they are read from
  * CPUID leaf 0xD through the kernel's /dev/cpu/0/cpuid (offset = leaf | subleaf << 32).
- * A container's devices cgroup, which runc puts a restoring stasis into, forbids that device:
- * the layout read once is kept in LAYOUT_CACHE (per CPU model) and taken from there then.
+ * The layout read once is kept in LAYOUT_CACHE (per CPU model, until the next boot) and taken from
+ * there by later runs, also where a container's devices cgroup (which runc puts a restoring
+ * stasis into) forbids the device.
  */
 export function xstateLayout(): XstateLayout {
   if (layout) return layout;
   const model = cpuModel();
+  // Read once per boot (/run is a tmpfs) and kept: a later run takes it from there.
+  layout = cachedLayout(model);
+  if (layout) return layout;
   let fd: number | undefined;
   try {
     fd = fs.openSync('/dev/cpu/0/cpuid', 'r');
   } catch (e) {
-    layout = cachedLayout(model);
-    if (layout) return layout;
     if (!cpuidFallback) throw new Error(`cannot read the CPU's XSAVE layout: /dev/cpu/0/cpuid: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   const cpuid = fd === undefined ? cpuidFallback! : (leaf: number, sub: number): number[] => {

@@ -86,7 +86,8 @@ export interface DumpResult {
   processes: number;
   threads: number;
   stats: DumpStats;
-  imageBytes: number;
+  /** Bytes in the images directory (added up when first read: a stat of every file). */
+  readonly imageBytes: number;
 }
 
 const PR_GET_CHILD_SUBREAPER = 37;
@@ -162,6 +163,12 @@ interface DumpState {
   seccomp: SeccompTable;
   /** Hands over an image write in progress; the dump waits for all of them before inventory.img. */
   write: (pending: Promise<void>) => void;
+  /**
+   * Injectors whose tasks are handed back (finish(): scratch page unmapped, registers and mask
+   * put back) only if the tree is to run on: after a failure, or with --leave-running. A tree
+   * that is killed at the end is spared that work.
+   */
+  handBack: Injector[];
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -189,7 +196,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
 
   const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
   const inj = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(pid), sigmask: masks.get(pid) });
-  try {
+  st.handBack.push(inj);
+  {
     // One page for the calls' arguments and results that holds the trampoline too: every call
     // after its mmap takes one stop instead of two.
     inj.scratchWithTrampoline();
@@ -201,11 +209,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
         pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
         sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress,
       });
-      try {
-        threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
-      } finally {
-        tinj.finish();
-      }
+      st.handBack.push(tinj);
+      threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
     }
 
     const vmas = dumpVmas(pid, smaps, st.files, st.segments);
@@ -254,8 +259,6 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
       }
       out.cores.set(tid, core);
     }
-  } finally {
-    inj.finish();
   }
   out.fs = dumpFs(pid, st.files, status.umask) as unknown as Record<string, unknown>;
   return out;
@@ -298,7 +301,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       setAffinity(tid, pinned);
     }
   }
+  let unpinned = false;
   const unpin = () => {
+    if (unpinned) return;
+    unpinned = true;
     for (const [tid, m] of masks) {
       try {
         setAffinity(tid, m);
@@ -307,6 +313,17 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
     unpinSelf();
+  };
+  const handBack: Injector[] = [];
+  const handBackAll = () => {
+    // Threads before their process's main thread, whose finish() unmaps the page they share.
+    for (const inj of handBack.splice(0).reverse()) {
+      try {
+        inj.finish();
+      } catch {
+        inj.abandon();
+      }
+    }
   };
   try {
     // Each process's images are handed to the thread pool as soon as it is dumped, so files are
@@ -322,7 +339,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write,
+      write, handBack,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -394,13 +411,24 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       throw e;
     }
 
-    unpin();
-    if (opts.leaveRunning) tree.release();
-    else tree.kill();
-    const imageBytes = fs.readdirSync(opts.imagesDir)
-      .reduce((n, f) => n + fs.statSync(path.join(opts.imagesDir, f)).size, 0);
-    return { pid, processes: tree.processes.length, threads, stats, imageBytes };
+    if (opts.leaveRunning) {
+      handBackAll();
+      unpin();
+      tree.release();
+    } else {
+      handBack.length = 0; // killed as they are
+      unpin(); // first: the dying tasks exit on every CPU
+      tree.kill();
+    }
+    const dir = opts.imagesDir;
+    return {
+      pid, processes: tree.processes.length, threads, stats,
+      get imageBytes() {
+        return fs.readdirSync(dir).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+      },
+    };
   } finally {
+    handBackAll();
     unpin();
     tree.release();
   }

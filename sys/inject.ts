@@ -328,8 +328,8 @@ export class Injector {
    * Returns its address (stable until a larger size is asked for).
    */
   scratch(size: number): bigint {
+    if (this.scratchAddr !== undefined && size <= this.scratchLen) return this.scratchAddr;
     const len = Math.ceil(Math.max(size, 1) / PAGE_SIZE) * PAGE_SIZE;
-    if (this.scratchAddr !== undefined && len <= this.scratchLen) return this.scratchAddr;
     if (this.scratchAddr !== undefined && this.scratchOwned) {
       if (this.scratchLent) this.retiredScratch.push({ addr: this.scratchAddr, len: this.scratchLen });
       else this.munmap(this.scratchAddr, this.scratchLen);
@@ -354,6 +354,29 @@ export class Injector {
     this.retiredScratch = [];
     this.scratchLen = 0;
     this.scratchHint = at;
+  }
+
+  /**
+   * Scratch memory and a trampoline the task has already at these addresses — a fork copied its
+   * parent's, left just where this task's own would go: taken over as the task's own (unmapped by
+   * finish()).
+   */
+  adoptScratchAndTrampoline(scratch: { addr: bigint; len: number }, trampoline: bigint): void {
+    this.scratchAddr = scratch.addr;
+    this.scratchLen = scratch.len;
+    this.scratchOwned = true;
+    this.scratchLent = false;
+    this.retiredScratch = [];
+    this.scratchHint = scratch.addr;
+    this.trampoline = trampoline;
+    this.trampolineOwned = true;
+    this.site = trampoline;
+    this.trapping = this.trapUsable;
+  }
+
+  /** The scratch mapping this injector owns, if any (what a fork of the task inherits). */
+  get ownScratch(): { addr: bigint; len: number } | undefined {
+    return this.scratchAddr !== undefined && this.scratchOwned ? { addr: this.scratchAddr, len: this.scratchLen } : undefined;
   }
 
   /** The scratch mapping as it stands (for injectors on the process's other threads). */

@@ -21,23 +21,31 @@ export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).um
   return { cwd_id: dir('cwd'), root_id: dir('root'), ...(umask !== undefined ? { umask } : {}) };
 }
 
-export function restoreFs(inj: Injector, e: FsEntry, regFile: (id: number) => Record<string, unknown>): void {
-  // Both paths are as stasis sees them, so the cwd is opened before any chroot.
-  const cwd = openInTask(inj, String(regFile(e.cwd_id).name), O_PATH | O_DIRECTORY);
-  try {
-    const root = String(regFile(e.root_id).name);
-    if (root !== '/') {
-      const fd = openInTask(inj, root, O_PATH | O_DIRECTORY);
-      try {
-        inj.callChecked(SYS.fchdir, fd);
-        inj.callChecked(SYS.chroot, inj.writeScratch(Buffer.from('.\0')));
-      } finally {
-        inj.call(SYS.close, fd);
+/**
+ * Sets what of `e` the task does not have already (`has`: what it inherited or was given): cwd and
+ * root (each process has its own file entries for them: compared by path), umask.
+ */
+export function restoreFs(inj: Injector, e: Partial<FsEntry>, regFile: (id: number) => Record<string, unknown>,
+  has: Partial<FsEntry> = {}): void {
+  const same = (a: number | undefined, b: number | undefined) => a !== undefined && b !== undefined && regFile(a).name === regFile(b).name;
+  if (e.cwd_id !== undefined && e.root_id !== undefined && !(same(e.cwd_id, has.cwd_id) && same(e.root_id, has.root_id))) {
+    // Both paths are as stasis sees them, so the cwd is opened before any chroot.
+    const cwd = openInTask(inj, String(regFile(e.cwd_id).name), O_PATH | O_DIRECTORY);
+    try {
+      const root = String(regFile(e.root_id).name);
+      if (root !== '/') {
+        const fd = openInTask(inj, root, O_PATH | O_DIRECTORY);
+        try {
+          inj.callChecked(SYS.fchdir, fd);
+          inj.callChecked(SYS.chroot, inj.writeScratch(Buffer.from('.\0')));
+        } finally {
+          inj.call(SYS.close, fd);
+        }
       }
+      inj.callChecked(SYS.fchdir, cwd);
+    } finally {
+      inj.call(SYS.close, cwd);
     }
-    inj.callChecked(SYS.fchdir, cwd);
-  } finally {
-    inj.call(SYS.close, cwd);
   }
-  if (e.umask !== undefined) inj.callChecked(SYS.umask, e.umask);
+  if (e.umask !== undefined && e.umask !== has.umask) inj.callChecked(SYS.umask, e.umask);
 }

@@ -251,23 +251,32 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special));
   const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
   const kept = inherited ? keptVmas(wanted, inherited.vmas) : [];
+  const busy = [...wanted, ...kernelAreas];
+  // The injector's scratch memory goes with the rest: new scratch goes to a range no dumped
+  // VMA uses, so mapping those with MAP_FIXED can never land on it; the trampoline likewise. A
+  // child of a restored parent has the parent's copies there already, and keeps them.
+  const scratch = freeRange(busy, SCRATCH_RESERVE);
+  const reserved = [...busy, { start: scratch, end: scratch + SCRATCH_RESERVE }];
+  const trampolineAt = freeRange(reserved, PAGE);
+  const adopted = inherited?.scratch?.addr === scratch && inherited.trampoline === trampolineAt
+    ? [{ start: scratch, end: scratch + BigInt(inherited.scratch.len) }, { start: trampolineAt, end: trampolineAt + PAGE }] : [];
   // One munmap per gap between the kernel's areas and the VMAs kept, not one per inherited VMA
   // (a copy of stasis has hundreds).
   let from = 0n;
-  const stays = [...kernelAreas, ...kept, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const stays = [...kernelAreas, ...kept, ...adopted, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1));
   for (const k of stays) {
     if (k.start > from && current.some((v) => v.special !== '[vsyscall]' && v.start < k.start && v.end > from)) {
       inj.munmap(from, Number(k.start - from));
     }
     from = k.end;
   }
-  const busy = [...wanted, ...kernelAreas];
-  // The injector's scratch memory went with the rest: new scratch goes to a range no dumped
-  // VMA uses, so mapping those with MAP_FIXED can never land on it.
-  const scratch = freeRange(busy, SCRATCH_RESERVE);
-  inj.relocateScratch(scratch);
-  const reserved = [...busy, { start: scratch, end: scratch + SCRATCH_RESERVE }];
-  const trampoline = inj.useTrampoline(freeRange(reserved, PAGE));
+  let trampoline = trampolineAt;
+  if (adopted.length) {
+    inj.adoptScratchAndTrampoline(inherited!.scratch!, trampolineAt);
+  } else {
+    inj.relocateScratch(scratch);
+    trampoline = inj.useTrampoline(trampolineAt);
+  }
   placeVdso(inj, wanted, kernelAreas, [...reserved, { start: trampoline, end: trampoline + PAGE }]);
 
   const fds = new Map<bigint, number>();
@@ -329,6 +338,9 @@ export interface InheritedSpace {
   filled: readonly { vaddr: bigint; len: number }[];
   /** Page runs this task's own image will fill (which need no dropping: they are overwritten). */
   ownFilled: readonly { vaddr: bigint; len: number }[];
+  /** The parent's scratch memory and trampoline when the child was cloned (the fork copied them). */
+  scratch?: { addr: bigint; len: number };
+  trampoline?: bigint;
 }
 
 function vmaKey(v: VmaEntry): string {

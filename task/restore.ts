@@ -17,7 +17,7 @@ import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, rawSyscall, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
-import { readOomScoreAdj, readPersonality } from '../sys/proc/index.js';
+import { readOomScoreAdj, readPersonality, readStatus } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import type { OrphanPts } from '../files/kind.js';
@@ -34,7 +34,7 @@ import { catchableSignals, restoreSigactions, type SaEntry } from './sigactions.
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import { netdevImageName, netnsImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
-import { restoreThreadCore, type ThreadCoreEntry } from './thread.js';
+import { restoreThreadCore, setComm, type ThreadCoreEntry } from './thread.js';
 import { ownCreds } from './creds.js';
 import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';
 import { restoreItimers, restorePosixTimers } from './timers.js';
@@ -305,6 +305,11 @@ interface Restoring {
   pidfds: Map<number, number>;
   /** Its descriptor table is restored already (before its children were cloned). */
   filesDone?: boolean;
+  /** What of its fs image it has already (its cwd, set before its children were cloned). */
+  fsHas: Partial<FsEntry>;
+  /** Its process group and its main thread's name as they stand (known from how it was made). */
+  pgidNow?: number;
+  commNow?: string;
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
@@ -384,6 +389,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // What every task created has of stasis's until restored (it starts as a copy of stasis).
   const stasisCreds = ownCreds();
   const own = { personality: readPersonality('self'), oomScoreAdj: readOomScoreAdj('self') };
+  const ownUmask = readStatus('self').umask;
+  const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const unpin = pinSelf();
   try {
     // 1. The tree of processes, top-down, each cloned by its parent; sessions taken at birth so
@@ -518,28 +525,51 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const inj = new Injector(pid, pid, {
         pin: false, vdsoStart: parent && vdsoOf(parent), sigIgn: live && ignoredBy(live),
       });
-      const t: Restoring = { p, hpid: pid, inj, threads: new Map(), pidfds: new Map() };
+      const from = parent && tasks.get(parent.pid);
+      // A fork's group and name are its parent's.
+      const t: Restoring = {
+        p, hpid: pid, inj, threads: new Map(), pidfds: new Map(), fsHas: {}, pgidNow: from?.pgidNow, commNow: from?.commNow,
+      };
       tasks.set(p.pid, t);
       if (pid === nsOwner) setupNamespaces(inj, pid);
-      if (p.sid === p.pid) inj.callChecked(SYS.setsid);
+      if (p.sid === p.pid) {
+        inj.callChecked(SYS.setsid);
+        t.pgidNow = p.pid;
+      }
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
       if (p.state !== TASK_DEAD) {
-        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent);
+        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent, parent && tasks.get(parent.pid)!.inj);
         // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
         // change how the zombies and helpers made below are reaped (set in step 3).
         restoreSigactions(inj, sigactionsOf(p), {
           only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
         });
         if (stasisPidfd === undefined) restoreFiles(t, live);
+        // The cwd too, for the children to inherit (and not set again when it is theirs), where
+        // no chroot and no mount yet to come can change what the path names.
+        if (!img.mounts && regFile(p.fs!.root_id).name === '/') {
+          const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
+          restoreFs(inj, cwd, regFile, live && tasks.get(live.pid)!.fsHas);
+          t.fsHas = cwd;
+        }
+        // And its name (its children's until they have their own).
+        const comm = (p.cores.get(p.pid)!.thread_core as ThreadCoreEntry).comm;
+        if (comm !== undefined && comm !== t.commNow) {
+          setComm(inj, comm);
+          t.commNow = comm;
+        }
       }
     }
     for (const h of helpers) makeHelper(h);
     // Groups: leaders first, then members join (a session leader already leads its group;
     // a group led from outside the tree, the root's shell job, is inherited from stasis).
-    for (const { p, inj } of tasks.values()) if (p.pgid === p.pid && p.sid !== p.pid) inj.callChecked(SYS.setpgid, 0, 0);
-    for (const { p, inj } of tasks.values()) {
-      if (p.pgid !== p.pid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) inj.callChecked(SYS.setpgid, 0, p.pgid);
+    // Where a fork left a task in its group already, nothing is called.
+    for (const t of tasks.values()) {
+      if (t.p.pgid === t.p.pid && t.p.sid !== t.p.pid && t.pgidNow !== t.p.pid) t.inj.callChecked(SYS.setpgid, 0, 0);
+    }
+    for (const { p, inj, pgidNow } of tasks.values()) {
+      if (p.pgid !== p.pid && pgidNow !== p.pgid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) inj.callChecked(SYS.setpgid, 0, p.pgid);
     }
     // Helpers have done their part: they exit, and their parent reaps them at once.
     for (const h of helpers) {
@@ -566,8 +596,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const t of tasks.values()) {
       const { inj, p } = t;
       if (!t.filesDone) restoreFiles(t);
-      const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
-      restoreFs(inj, p.fs!, regFile);
+      // The umask last: what the restore creates for the task (a socket's file) is made under
+      // stasis's, which every task has until then.
+      restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask });
       const tc = p.cores.get(p.pid)!.tc;
       restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD });
       restoreItimers(inj, tc.timers);
@@ -613,7 +644,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         const thread = core.thread_core as ThreadCoreEntry;
         // Filters first, while the thread still has every capability (creds come next).
         restoreSeccomp(inj, img.seccomp, thread.seccomp_mode, thread.seccomp_filter);
-        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0), stasisCreds);
+        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0), stasisCreds, t.commNow); // threads are cloned with the main thread's name
         restorePendingSignals(inj, p.pid, thread.signals_p, false);
         // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot
         // open the cpuid device, so the task about to get its registers runs the instruction.
@@ -735,7 +766,7 @@ function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
  */
 function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   progress: RestoreOptions['progress'], openImage: (inj: Injector, file: string) => number,
-  parent?: ProcessImages): number {
+  parent?: ProcessImages, parentInj?: Injector): number {
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
@@ -753,8 +784,10 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   const skip = kernelAreaOf(p);
   const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
   // Kept VMAs keep their final protections: only stasis's own writes can fill them.
+  const from = parent && parentInj;
   const inherited = direct && parent?.mm ? {
     vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
+    scratch: from?.ownScratch, trampoline: from?.trampolineAddress,
   } : undefined;
   const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited);
   const n = direct ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)

@@ -66,16 +66,20 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
   return { core, clearTidAddr, seccompMode: st.seccomp };
 }
 
+/** The thread's name (comm, at most 15 bytes). */
+export function setComm(inj: Injector, comm: string): void {
+  inj.callChecked(SYS.prctl, PR_SET_NAME, inj.writeScratch(Buffer.from(`${comm.slice(0, 15)}\0`)));
+}
+
 /**
- * Everything but the blocked mask and pending signals (set at the very end). `credsNow`: the
- * thread's credentials, when the caller knows them.
+ * Everything but the blocked mask and pending signals (set at the very end). `credsNow`, `commNow`:
+ * the thread's credentials and name, when the caller knows them.
  */
-export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint, credsNow?: CredsEntry): void {
+export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAddr: bigint, credsNow?: CredsEntry,
+  commNow?: string): void {
   const tid = inj.pid;
   restoreCreds(inj, t.creds, credsNow);
-  if (t.comm !== undefined) {
-    inj.callChecked(SYS.prctl, PR_SET_NAME, inj.writeScratch(Buffer.from(`${t.comm.slice(0, 15)}\0`)));
-  }
+  if (t.comm !== undefined && t.comm !== commNow) setComm(inj, t.comm);
   if (t.futex_rla) inj.callChecked(SYS.set_robust_list, t.futex_rla, t.futex_rla_len);
   inj.callChecked(SYS.set_tid_address, clearTidAddr);
   if (t.sas && !(t.sas.ss_flags & SS_DISABLE)) {

@@ -3,21 +3,15 @@
 // warm buffer, plus a write of it to a file in the same directory).
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { SYS } from '../sys/arch.js';
 import { nativeBuffer, syscall } from '../sys/native.js';
 import { readRanges } from '../sys/mem.js';
 import { buildWorkload, underReaper } from '../test-containers/launch.js';
 import type { Benchmark, Figure } from './run.js';
 import { benchTmpDir } from './tmp.js';
+import { freshStasis } from './fresh.js';
 
 const MIB = Number(process.env.BENCH_MIB ?? 1024);
-const childJs = path.join(path.dirname(new URL(import.meta.url).pathname), 'child.js');
-
-async function child(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number }> {
-  const r = await execa(process.execPath, [childJs, ...args]);
-  return JSON.parse(r.stdout);
-}
 
 function floor(pid: number, addr: bigint, dir: string): number {
   const chunk = 64 << 20;
@@ -77,9 +71,9 @@ export const memoryBench: Benchmark = {
       const writeMs = writeFloor(dir);
       const allocMs = allocFloor();
       const gb = (MIB * 1048576) / 1e9;
-      const d = await child(['dump', String(w.pid), path.join(dir, 'img')]);
+      const d = await freshStasis(['dump', String(w.pid), path.join(dir, 'img')]);
       await w.exitOf(w.pid);
-      const r = await child(['restore', path.join(dir, 'img')]);
+      const r = await freshStasis(['restore', path.join(dir, 'img')]);
       restored = r.pid;
       return [
         { name: 'floor: process_vm_readv + write', value: gb / (floorMs / 1000), unit: 'GB/s' },

@@ -2,17 +2,11 @@
 // (each in a fresh stasis process, as the CLI runs).
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
 import { underReaper, buildWorkload } from '../test-containers/launch.js';
 import type { Benchmark, Figure } from './run.js';
 import { benchTmpDir } from './tmp.js';
+import { freshStasis } from './fresh.js';
 
-const childJs = path.join(path.dirname(new URL(import.meta.url).pathname), 'child.js');
-
-async function child(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number }> {
-  const r = await execa(process.execPath, [childJs, ...args]);
-  return JSON.parse(r.stdout);
-}
 
 function shape(kind: 'procs' | 'threads', n: number): Benchmark {
   return {
@@ -24,10 +18,10 @@ function shape(kind: 'procs' | 'threads', n: number): Benchmark {
       let restored = 0;
       try {
         await w.waitForLine(/^ready$/, 30_000);
-        const d = await child(['dump', String(w.pid), path.join(dir, 'img')]);
+        const d = await freshStasis(['dump', String(w.pid), path.join(dir, 'img')]);
         await w.exitOf(w.pid);
         await new Promise((r) => setTimeout(r, 100)); // the reaper collects the rest
-        const r = await child(['restore', path.join(dir, 'img')]);
+        const r = await freshStasis(['restore', path.join(dir, 'img')]);
         restored = r.pid;
         return [
           { name: 'dump', value: d.ms, unit: 'ms' },

@@ -1,0 +1,14 @@
+// One dump or restore in a fresh stasis process (bench/child.ts) with the environment bin/stasis
+// gives itself: its wall time and peak RSS, measured apart from the benchmark driver.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { execa } from 'execa';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const childJs = path.join(here, 'child.js');
+const cliEnv = createRequire(import.meta.url)(path.join(here, '..', '..', 'bin', 'cli-env.cjs')) as Record<string, string>;
+
+export async function freshStasis(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number }> {
+  const r = await execa(process.execPath, [childJs, ...args], { env: { ...cliEnv, ...process.env } });
+  return JSON.parse(r.stdout);
+}

@@ -268,9 +268,13 @@ export class Injector {
   /** PID (in stasis's pid namespace) of the last task this task's calls created, if traced. */
   lastChild?: number;
 
+  /** The registers of the call being made, and those it ended with (one buffer each, reused). */
+  private readonly callRegs = new Regs();
+  private readonly resultRegs = new Regs();
+
   call(nr: number, ...args: Arg[]): bigint {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
-    const regs = this.savedRegs.clone();
+    const regs = this.callRegs.copyFrom(this.savedRegs);
     regs.set(IP_REG, this.site);
     regs.set(SYSCALL_NR_REG, nr);
     regs.set(SYSCALL_ORIG_REG, -1n);
@@ -280,7 +284,7 @@ export class Injector {
     if (this.trapping && this.site === this.trampoline) return this.stepToTrap(nr);
     this.stepToSyscallStop(nr); // entry
     this.stepToSyscallStop(nr); // exit
-    return getRegs(this.pid).getSigned(SYSCALL_RET_REG);
+    return getRegs(this.pid, this.resultRegs).getSigned(SYSCALL_RET_REG);
   }
 
   /** Run from the trampoline to its int3; the result is in rax there. */
@@ -295,7 +299,7 @@ export class Injector {
     for (;;) {
       const w = this.expectStopped(waitTask(this.pid)!, doing);
       if (w.event === 0 && w.signal === BREAKPOINT_SIGNAL) {
-        const regs = getRegs(this.pid);
+        const regs = getRegs(this.pid, this.resultRegs);
         if (regs.get(IP_REG) === after) return regs;
       }
       this.holdSignal(w); // a SIGTRAP from elsewhere, or an unblockable signal: later

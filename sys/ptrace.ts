@@ -74,6 +74,9 @@ export function getEventMsg(pid: number): bigint {
 }
 
 /** The general registers of a stopped tracee (struct user_regs_struct). */
+/** Each register's byte offset in struct user_regs_struct. */
+const REG_OFFSET = Object.fromEntries(USER_REGS.map((n, i) => [n, i * 8])) as Record<RegName, number>;
+
 export class Regs {
   readonly raw: Buffer;
   constructor(raw?: Buffer) {
@@ -81,28 +84,33 @@ export class Regs {
     if (raw) raw.copy(this.raw, 0, 0, USER_REGS_SIZE);
   }
   get(name: RegName): bigint {
-    return this.raw.readBigUInt64LE(USER_REGS.indexOf(name) * 8);
+    return this.raw.readBigUInt64LE(REG_OFFSET[name]);
   }
   /** The register as a signed value (results, orig_rax = -1). */
   getSigned(name: RegName): bigint {
-    return this.raw.readBigInt64LE(USER_REGS.indexOf(name) * 8);
+    return this.raw.readBigInt64LE(REG_OFFSET[name]);
   }
   set(name: RegName, v: bigint | number): this {
-    this.raw.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), USER_REGS.indexOf(name) * 8);
+    this.raw.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), REG_OFFSET[name]);
     return this;
   }
   clone(): Regs {
     return new Regs(this.raw);
+  }
+  /** Becomes a copy of `other` (no new buffer). */
+  copyFrom(other: Regs): this {
+    other.raw.copy(this.raw, 0, 0, USER_REGS_SIZE);
+    return this;
   }
   toObject(): Record<RegName, bigint> {
     return Object.fromEntries(USER_REGS.map((n) => [n, this.get(n)])) as Record<RegName, bigint>;
   }
 }
 
-export function getRegs(pid: number): Regs {
-  const r = new Regs();
-  ptrace('GETREGS', pid, 0, addressOf(r.raw));
-  return r;
+/** The registers of a stopped tracee, into `into` when given (no new buffer). */
+export function getRegs(pid: number, into = new Regs()): Regs {
+  ptrace('GETREGS', pid, 0, addressOf(into.raw));
+  return into;
 }
 export function setRegs(pid: number, regs: Regs): void {
   ptrace('SETREGS', pid, 0, addressOf(regs.raw));
@@ -115,8 +123,9 @@ const NT_NAME: Record<number, string> = { [NT.PRSTATUS]: 'NT_PRSTATUS', [NT.PRFP
  * PTRACE_GETREGSET: the kernel trims iov_len to the regset's real size, so the returned buffer is
  * exactly as large as this CPU's state (the XSAVE area's size is never assumed).
  */
+const regsetBuf = nativeBuffer(XSAVE_MAX_SIZE);
 export function getRegset(pid: number, nt: number, maxSize = XSAVE_MAX_SIZE): Buffer {
-  const data = nativeBuffer(maxSize);
+  const data = maxSize <= XSAVE_MAX_SIZE ? regsetBuf.subarray(0, maxSize) : nativeBuffer(maxSize);
   const iov = nativeBuffer(16);
   iov.writeBigUInt64LE(addressOf(data), 0);
   iov.writeBigUInt64LE(BigInt(maxSize), 8);

@@ -155,36 +155,58 @@ export function parseMaps(text: string, path = 'maps'): Vma[] {
   return lines(text).map((line, i) => parseHeader(line, path, i + 1));
 }
 
-/** The "Key: N kB" lines of one VMA, read only when asked for (a dump needs just VmFlags). */
-function kbCounters(text: string, from: number, to: number, path: string): Record<string, number> {
-  const kb: Record<string, number> = {};
+/** What the lines of one VMA's block say besides VmFlags: read only when asked for. */
+interface BlockFields {
+  kb: Record<string, number>;
+  thpEligible?: boolean;
+  protectionKey?: number;
+}
+
+function blockFields(text: string, from: number, to: number, path: string): BlockFields {
+  const out: BlockFields = { kb: {} };
   for (let at = from; at < to;) {
     let eol = text.indexOf('\n', at);
     if (eol < 0 || eol > to) eol = to;
     const line = text.slice(at, eol);
     at = eol + 1;
-    if (!line.endsWith(' kB')) continue;
     const colon = line.indexOf(':');
-    const n = Number(line.slice(colon + 1, -3));
-    if (!Number.isSafeInteger(n) || n < 0) throw malformed(path, undefined, `${line.slice(0, colon)} is not "N kB"`, line);
-    kb[line.slice(0, colon)] = n;
+    const lineNo = lineOf(text, at - 1);
+    if (colon <= 0) throw malformed(path, lineNo, 'expected "Key: value"', line);
+    const key = line.slice(0, colon);
+    const where = [path, lineNo, line] as const;
+    if (line.endsWith(' kB')) {
+      const n = Number(line.slice(colon + 1, -3));
+      if (!Number.isSafeInteger(n) || n < 0) throw malformed(path, lineNo, `${key} is not "N kB"`, line);
+      out.kb[key] = n;
+    } else if (key === 'THPeligible') {
+      out.thpEligible = dec(line.slice(colon + 1).trim(), key, where) !== 0;
+    } else if (key === 'ProtectionKey') {
+      out.protectionKey = dec(line.slice(colon + 1).trim(), key, where);
+    } else if (key === 'Nonlinear') {
+      throw malformed(path, lineNo, 'non-linear mappings (remap_file_pages) are not supported', line);
+    } else if (key !== 'VmFlags') {
+      throw malformed(path, lineNo, `${key} is not "N kB"`, line);
+    }
   }
-  return kb;
+  return out;
 }
 
-/** An smaps VMA whose counters are parsed from its lines of the text on first use. */
+/** The 1-based line number of position `pos` (for errors only). */
+function lineOf(text: string, pos: number): number {
+  let n = 1;
+  for (let i = text.indexOf('\n'); i >= 0 && i < pos; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/** An smaps VMA whose counters are parsed from its block of the text on first use. */
 class SmapsEntry implements SmapsVma {
   start: bigint; end: bigint; perms: string; prot: number; shared: boolean; pgoff: bigint;
   devMajor: number; devMinor: number; inode: number; path: string; deleted: boolean; kind: VmaKind;
   name?: string; sysvKey?: number;
   vmFlags: VmFlags = NO_FLAGS;
-  thpEligible?: boolean;
-  protectionKey?: number;
-  /** @internal the text, the range of this VMA's lines and the file's path. */
-  counters: [string, number, number, string] = ['', 0, 0, ''];
-  private parsed?: Record<string, number>;
+  private fields?: BlockFields;
 
-  constructor(v: Vma) {
+  constructor(v: Vma, private readonly block: readonly [text: string, from: number, to: number, path: string]) {
     this.start = v.start; this.end = v.end; this.perms = v.perms; this.prot = v.prot; this.shared = v.shared;
     this.pgoff = v.pgoff; this.devMajor = v.devMajor; this.devMinor = v.devMinor; this.inode = v.inode;
     this.path = v.path; this.deleted = v.deleted; this.kind = v.kind;
@@ -192,58 +214,59 @@ class SmapsEntry implements SmapsVma {
     if (v.sysvKey !== undefined) this.sysvKey = v.sysvKey;
   }
 
+  private get parsed(): BlockFields {
+    return (this.fields ??= blockFields(...this.block));
+  }
+
   get kb(): Record<string, number> {
-    return (this.parsed ??= kbCounters(...this.counters));
+    return this.parsed.kb;
+  }
+
+  get thpEligible(): boolean | undefined {
+    return this.parsed.thpEligible;
+  }
+
+  get protectionKey(): number | undefined {
+    return this.parsed.protectionKey;
   }
 }
 
+/** Where the next VMA line starts: a line beginning with a hex digit (fields begin upper-case). */
+const NEXT_HEADER = /\n[0-9a-f]/g;
+const VMFLAGS = 'VmFlags:';
+
 /**
- * Parses the text of an smaps file. `path` names the file in errors. Each VMA's counters are
- * parsed when its `kb` is first read.
+ * Parses the text of an smaps file. `path` names the file in errors. Of each VMA's block only
+ * VmFlags (its last line) is read now: the counters and the other fields when first asked for.
  */
 export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
   const out: SmapsVma[] = [];
-  let cur: SmapsVma | undefined;
-  let bodyFrom = 0;
-  const close = (to: number) => {
-    if (cur) (cur as SmapsEntry).counters = [text, bodyFrom, to, path];
-  };
-  let lineNo = 0;
   for (let at = 0; at < text.length;) {
     let eol = text.indexOf('\n', at);
     if (eol < 0) eol = text.length;
-    const lineStart = at;
-    at = eol + 1;
-    lineNo++;
-    if (isHeader(text.charCodeAt(lineStart))) {
-      close(lineStart);
-      cur = new SmapsEntry(parseHeader(text.slice(lineStart, eol), path, lineNo));
-      bodyFrom = at;
-      out.push(cur);
-      continue;
+    if (!isHeader(text.charCodeAt(at))) {
+      throw malformed(path, lineOf(text, at), out.length ? 'expected "Key: value"' : 'field before the first VMA line', text.slice(at, eol));
     }
-    if (!cur) throw malformed(path, lineNo, 'field before the first VMA line', text.slice(lineStart, eol));
-    // Most lines are "Key:   N kB", left for kbCounters(); the others are looked at now.
-    if (text.charCodeAt(eol - 1) === 0x42 /* B */ && text.startsWith(' kB', eol - 3)) continue;
-    const line = text.slice(lineStart, eol);
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw malformed(path, lineNo, 'expected "Key: value"', line);
-    const key = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
-    const where = [path, lineNo, line] as const;
-    if (key === 'VmFlags') {
-      cur.vmFlags = parseVmFlags(value);
-    } else if (key === 'THPeligible') {
-      cur.thpEligible = dec(value, key, where) !== 0;
-    } else if (key === 'ProtectionKey') {
-      cur.protectionKey = dec(value, key, where);
-    } else if (key === 'Nonlinear') {
-      throw malformed(path, lineNo, 'non-linear mappings (remap_file_pages) are not supported', line);
-    } else {
-      throw malformed(path, lineNo, `${key} is not "N kB"`, line);
+    const line = text.slice(at, eol);
+    let header: Vma;
+    try {
+      header = parseHeader(line, path, 0);
+    } catch {
+      header = parseHeader(line, path, lineOf(text, at)); // throws again, with the line number
     }
+    const body = Math.min(eol + 1, text.length);
+    NEXT_HEADER.lastIndex = eol;
+    const next = NEXT_HEADER.exec(text);
+    const end = next ? next.index + 1 : text.length;
+    const vma = new SmapsEntry(header, [text, body, end, path]);
+    const vf = text.lastIndexOf(VMFLAGS, end);
+    if (vf >= body && text.charCodeAt(vf - 1) === 0x0a) {
+      const vfEnd = text.indexOf('\n', vf);
+      vma.vmFlags = parseVmFlags(text.slice(vf + VMFLAGS.length, vfEnd < 0 || vfEnd > end ? end : vfEnd).trim());
+    }
+    out.push(vma);
+    at = end;
   }
-  close(text.length);
   return out;
 }
 

@@ -229,9 +229,10 @@ test('VmFlags turn into CRIU map flags, madv bits and reopen mode', (t) => {
   t.is(vmFlagsFdFlags(parseVmFlags('rd wr mr mw me')), O_RDONLY, 'private writable maps reopen read-only');
 });
 
-test('smaps content errors name the file and the line', (t) => {
+test('smaps content errors name the file and the line (a counter\'s when the counters are read)', (t) => {
   const bad = '00400000-00401000 r-xp 00000000 08:02 1 /bin/x\nSize:     4 kB\nRss: lots\n';
-  const err = t.throws(() => parseSmaps(bad, '/proc/42/smaps'), { instanceOf: ProcError });
+  const vmas = parseSmaps(bad, '/proc/42/smaps');
+  const err = t.throws(() => vmas[0]!.kb, { instanceOf: ProcError });
   t.regex(err!.message, /^\/proc\/42\/smaps:3: Rss is not "N kB"/);
   t.is(err!.code, 'EMALFORMED');
   t.is(err!.line, 3);

@@ -600,7 +600,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       // stasis's, which every task has until then.
       restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask });
       const tc = p.cores.get(p.pid)!.tc;
-      restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD });
+      restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD, unconditionally: true });
       restoreItimers(inj, tc.timers);
       restorePosixTimers(inj, tc.timers?.posix);
       restoreRlimits(t.hpid, tc.rlimits);

@@ -75,6 +75,11 @@ export interface RestoreSigactionsOptions {
    * cloned from (a fork copies them). Signals whose action is already right are not set again.
    */
   current?: readonly SaEntry[];
+  /**
+   * Set the signals' actions without looking up what the task has (for one or two signals, one
+   * injected call each costs less than reading its status).
+   */
+  unconditionally?: boolean;
 }
 
 /**
@@ -92,7 +97,8 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], op
     const sig = signals[i]!;
     if (opts.only && !opts.only(sig)) return;
     const now = opts.current?.[i];
-    if (now ? same(now, e) : isDefault(e) && !((inherited ??= nonDefault(inj.tgid)) & (1n << BigInt(sig - 1)))) return;
+    if (!opts.unconditionally
+      && (now ? same(now, e) : isDefault(e) && !((inherited ??= nonDefault(inj.tgid)) & (1n << BigInt(sig - 1))))) return;
     if (e.compat_sigaction) throw new Error('32-bit signal handlers cannot be restored');
     b.writeBigUInt64LE(BigInt(e.sigaction), 0);
     b.writeBigUInt64LE(BigInt(e.flags), 8);

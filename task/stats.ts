@@ -2,7 +2,7 @@
 // magic, as CRIU writes them (Podman's --print-stats and checkpointctl read these).
 
 import path from 'node:path';
-import fsp from 'node:fs/promises';
+import fs from 'node:fs';
 import { encodeImage, imageTypeByName } from '../images/index.js';
 
 export interface DumpStats {
@@ -17,9 +17,10 @@ export interface RestoreStats {
   pages_restored: number;
 }
 
+/** Written synchronously: one small file, at the very end. */
 async function writeStats(dir: string, name: string, entry: Record<string, unknown>): Promise<void> {
   const bytes = encodeImage({ type: imageTypeByName('STATS'), entries: [{ message: entry }] });
-  await fsp.writeFile(path.join(dir, name), bytes);
+  fs.writeFileSync(path.join(dir, name), bytes);
 }
 
 export function writeDumpStats(dir: string, s: DumpStats): Promise<void> {

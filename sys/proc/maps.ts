@@ -289,19 +289,28 @@ export interface VmaRange {
  */
 export function readMapRanges(pid: ProcPid): VmaRange[] {
   const path = procPath(pid, 'maps');
+  const text = readProcText(path);
   const out: VmaRange[] = [];
-  for (const line of lines(readProcText(path))) {
-    const dash = line.indexOf('-');
-    const space = line.indexOf(' ', dash);
-    if (dash <= 0 || space < 0) throw malformed(path, out.length + 1, 'not a VMA line', line);
-    const last = line.lastIndexOf(' ');
-    const name = line.slice(last + 1);
-    out.push({
-      start: BigInt(`0x${line.slice(0, dash)}`), end: BigInt(`0x${line.slice(dash + 1, space)}`),
-      special: name.startsWith('[') && name.endsWith(']') ? name : '',
-    });
+  for (let at = 0; at < text.length;) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    const dash = text.indexOf('-', at);
+    const space = text.indexOf(' ', dash);
+    if (dash <= at || dash > eol || space < 0 || space > eol) {
+      throw malformed(path, out.length + 1, 'not a VMA line', text.slice(at, eol));
+    }
+    const last = text.lastIndexOf(' ', eol);
+    const special = text.charCodeAt(last + 1) === 0x5b /* [ */ && text.charCodeAt(eol - 1) === 0x5d /* ] */
+      ? text.slice(last + 1, eol) : '';
+    out.push({ start: hexAddr(text.slice(at, dash)), end: hexAddr(text.slice(dash + 1, space)), special });
+    at = eol + 1;
   }
   return out;
+}
+
+/** A hex address as printed in maps: below 2^52 through a plain number, above as a bigint. */
+function hexAddr(s: string): bigint {
+  return s.length <= 13 ? BigInt(parseInt(s, 16)) : BigInt(`0x${s}`);
 }
 
 /** Every VMA of a process with its smaps counters and VmFlags (`/proc/PID/smaps`). */

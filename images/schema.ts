@@ -74,52 +74,68 @@ interface Schema {
   lookup(name: string): MessageType | EnumType | undefined;
 }
 
-/** The model of a protobufjs JSON schema; field types resolve from the innermost scope out. */
+/** A named type of the JSON schema, made into a MessageType or EnumType when first looked up. */
+interface Entry {
+  node: JsonNode;
+  name: string;
+  /** The scopes its fields' types are looked up in, innermost first (its own nested types first). */
+  chain: Map<string, Entry>[];
+  made?: MessageType | EnumType;
+}
+
+/**
+ * The model of a protobufjs JSON schema; field types resolve from the innermost scope out. Only
+ * the names are indexed up front: a type is built when first looked up (with the types its
+ * fields name), so a command pays for the few dozen messages it uses, not for all of them.
+ */
 function buildSchema(json: JsonNamespace): Schema {
-  const top = new Map<string, MessageType | EnumType>();
-  const pending: { field: FieldInfo; scopes: Map<string, MessageType | EnumType>[] }[] = [];
-  const walk = (ns: JsonNamespace, scopes: Map<string, MessageType | EnumType>[]) => {
+  const top = new Map<string, Entry>();
+  const index = (ns: JsonNamespace, scopes: Map<string, Entry>[]) => {
     const here = scopes[0]!;
     for (const [name, node] of Object.entries(ns.nested ?? {})) {
-      if (node.values) {
-        const valuesById: Record<number, string> = {};
-        for (const [k, v] of Object.entries(node.values)) valuesById[v] ??= k;
-        here.set(name, { kind: 'enum', name, values: node.values, valuesById });
-      } else if (node.fields) {
-        const t: MessageType = { kind: 'message', name, fieldsArray: [], fieldsById: {}, fields: {} };
-        here.set(name, t);
-        const inner = new Map<string, MessageType | EnumType>();
-        const chain = [inner, ...scopes]; // one per message, shared by its fields
-        for (const [fname, f] of Object.entries(node.fields)) {
-          const field: FieldInfo = {
-            name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
-            packed: f.options?.packed === true, resolvedType: null, codec: 0, wire: 0,
-          };
-          if (f.options) field.options = f.options;
-          t.fieldsArray.push(field);
-          t.fieldsById[f.id] = field;
-          t.fields[fname] = field;
-          pending.push({ field, scopes: chain });
-        }
-        walk(node, chain);
+      if (node.values || node.fields) {
+        const inner = new Map<string, Entry>();
+        const chain = node.fields ? [inner, ...scopes] : scopes; // one per message, shared by its fields
+        here.set(name, { node, name, chain });
+        if (node.fields && node.nested) index(node, chain);
       } else if (node.nested) {
-        walk(node, [new Map(), ...scopes]); // a package (google.protobuf): not visible by simple name
+        index(node, [new Map(), ...scopes]); // a package (google.protobuf): not visible by simple name
       }
     }
   };
-  walk(json, [top]);
-  for (const { field, scopes } of pending) {
-    const name = field.type.split('.').pop()!;
-    for (const scope of scopes) {
-      const t = scope.get(name);
-      if (t) {
-        field.resolvedType = t;
-        break;
-      }
+  index(json, [top]);
+  const make = (e: Entry): MessageType | EnumType => {
+    if (e.made) return e.made;
+    const { node, name } = e;
+    if (node.values) {
+      const valuesById: Record<number, string> = {};
+      for (const [k, v] of Object.entries(node.values)) valuesById[v] ??= k;
+      return (e.made = { kind: 'enum', name, values: node.values, valuesById });
     }
-    setCodec(field);
-  }
-  return { lookup: (name) => top.get(name) };
+    const t: MessageType = { kind: 'message', name, fieldsArray: [], fieldsById: {}, fields: {} };
+    e.made = t; // before its fields: a message may name itself
+    for (const [fname, f] of Object.entries(node.fields!)) {
+      const field: FieldInfo = {
+        name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
+        packed: f.options?.packed === true, resolvedType: null, codec: 0, wire: 0,
+      };
+      if (f.options) field.options = f.options;
+      t.fieldsArray.push(field);
+      t.fieldsById[f.id] = field;
+      t.fields[fname] = field;
+      const typeName = f.type.split('.').pop()!;
+      for (const scope of e.chain) {
+        const named = scope.get(typeName);
+        if (named) {
+          field.resolvedType = make(named);
+          break;
+        }
+      }
+      setCodec(field);
+    }
+    return t;
+  };
+  return { lookup: (name) => { const e = top.get(name); return e && make(e); } };
 }
 
 /** proto/ at the repository root (this module runs from dist/images/). */

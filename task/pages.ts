@@ -198,21 +198,28 @@ function checkRun(r: PageRun): boolean {
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
   skip: (vaddr: bigint) => boolean): number {
+  const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
+  if (!wanted.length) return 0;
+  // The runs' bytes lie back to back in the file: one read for all of them.
+  const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
+  const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
+  const bytes = Buffer.allocUnsafe(to - from);
   const fd = fs.openSync(pagesFile, 'r');
+  try {
+    if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
+  } finally {
+    fs.closeSync(fd);
+  }
   const mem = new ProcMem(pid);
   let pages = 0;
   try {
-    for (const r of runs) {
-      if (!checkRun(r) || skip(r.vaddr)) continue;
-      const len = r.nrPages * PAGE_SIZE;
-      const buf = Buffer.allocUnsafe(len);
-      if (fs.readSync(fd, buf, 0, len, r.offset!) !== len) throw new Error(`${pagesFile} ends before offset ${r.offset! + len}`);
-      mem.write(r.vaddr, buf);
+    for (const r of wanted) {
+      const at = r.offset! - from;
+      mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE));
       pages += r.nrPages;
     }
   } finally {
     mem.close();
-    fs.closeSync(fd);
   }
   return pages;
 }

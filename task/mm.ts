@@ -281,6 +281,8 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
 
   const fds = new Map<bigint, number>();
   const tighten: VmaEntry[] = [];
+  /** Per advice, the range of adjacent VMAs it is yet to be given to. */
+  const advised = new Map<number, { start: bigint; end: bigint }>();
   try {
     for (const v of wanted) {
       if (v.status & (VMA.VDSO | VMA.VVAR) || kept.includes(v)) continue;
@@ -314,11 +316,20 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
       } else {
         throw new Error(`VMA at 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
       }
-      if (v.madv) {
-        for (const advice of madvAdvices(v.madv)) inj.callChecked(SYS.madvise, v.start, len, advice);
+      for (const advice of v.madv ? madvAdvices(v.madv) : []) {
+        // One call for a run of adjacent VMAs with the same advice (a thread's stack and its
+        // guard page, the stacks of threads made one after another).
+        const run = advised.get(advice);
+        if (run && run.end === v.start) {
+          run.end = v.end;
+        } else {
+          if (run) inj.callChecked(SYS.madvise, run.start, Number(run.end - run.start), advice);
+          advised.set(advice, { start: v.start, end: v.end });
+        }
       }
       if (prot !== v.prot) tighten.push(v);
     }
+    for (const [advice, run] of advised) inj.callChecked(SYS.madvise, run.start, Number(run.end - run.start), advice);
   } finally {
     for (const fd of fds.values()) inj.call(SYS.close, fd);
   }

@@ -8,7 +8,8 @@
  * cwd DIR; umask 027; RLIMIT_NOFILE soft limit 1000; the same PID; credentials other than the
  * restorer's (gid 100 for real/effective/saved, supplementary groups 1234 and 5678, CAP_SYS_BOOT
  * dropped from the bounding set); personality ADDR_NO_RANDOMIZE; oom_score_adj 123; transparent
- * huge pages disabled (PR_SET_THP_DISABLE). */
+ * huge pages disabled (PR_SET_THP_DISABLE); three adjacent anonymous mappings (rw, r, rw), the first
+ * two MADV_DONTDUMP and MADV_DONTFORK, the third neither. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +35,20 @@ static void on_usr2(int s) { (void)s; usr2_count++; }
 
 #include <stdarg.h>
 #include "selfcheck.h"
+
+/* The VmFlags line of the VMA holding `addr`, from /proc/self/smaps (with a leading space). */
+static void vmflags(const void *addr, char *out, size_t n) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int in = 0;
+  out[0] = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') && line[0] != 'V') in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+    else if (in && !strncmp(line, "VmFlags:", 8)) { snprintf(out, n, "%s", line + 8); out[strcspn(out, "\n")] = 0; break; }
+  }
+  if (f) fclose(f);
+}
 
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
@@ -68,6 +83,12 @@ int main(int argc, char **argv) {
   char *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd, 0);
   close(mfd);
   memcpy(map, "MODIFIED", 8);
+
+  /* Three adjacent VMAs: the advice must come back on the first two, and not spread to the third. */
+  char *adv = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (adv == MAP_FAILED || mprotect(adv + 4096, 4096, PROT_READ)) { perror("adv"); return 2; }
+  adv[0] = 1; adv[2 * 4096] = 2;
+  if (madvise(adv, 2 * 4096, MADV_DONTDUMP) || madvise(adv, 2 * 4096, MADV_DONTFORK)) { perror("madvise"); return 2; }
 
   if (chdir(dir)) return 2;
   umask(027);
@@ -139,6 +160,10 @@ int main(int argc, char **argv) {
   char ob[16] = {0};
   int of = open("/proc/self/oom_score_adj", O_RDONLY); (void)!read(of, ob, sizeof ob - 1); close(of);
   report(atoi(ob) == 123, "oom-score-adj", "oom_score_adj %s", ob);
+  char f0[256], f1[256], f2[256];
+  vmflags(adv, f0, sizeof f0); vmflags(adv + 4096, f1, sizeof f1); vmflags(adv + 2 * 4096, f2, sizeof f2);
+  report(strstr(f0, " dd") && strstr(f0, " dc") && strstr(f1, " dd") && strstr(f1, " dc") && !strstr(f2, " dd") && !strstr(f2, " dc")
+         && adv[0] == 1 && adv[2 * 4096] == 2, "madvise", "VmFlags [%s] [%s] [%s]", f0, f1, f2);
   int thp = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
   report(thp == 1, "thp-disabled", "PR_GET_THP_DISABLE %d", thp);
   return result();

@@ -41,13 +41,14 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
   // The raw getpriority syscall returns 20 - nice, so it is never negative.
   const prio = Number(syscall(`getpriority(${tid})`, SYS.getpriority, PRIO_PROCESS, tid));
 
-  const scratch = inj.scratch(64);
+  // The three answers side by side in scratch memory (stack_t, int, pointer), read back at once.
+  const scratch = inj.scratch(40);
   inj.callChecked(SYS.sigaltstack, 0, scratch);
-  const ss = inj.readScratch(24);
-  inj.callChecked(SYS.prctl, PR_GET_PDEATHSIG, scratch);
-  const pdeath = inj.readScratch(4).readInt32LE(0);
-  inj.callChecked(SYS.prctl, PR_GET_TID_ADDRESS, scratch);
-  const clearTidAddr = inj.readScratch(8).readBigUInt64LE(0);
+  inj.callChecked(SYS.prctl, PR_GET_PDEATHSIG, scratch + 24n);
+  inj.callChecked(SYS.prctl, PR_GET_TID_ADDRESS, scratch + 32n);
+  const ss = inj.readScratch(40);
+  const pdeath = ss.readInt32LE(24);
+  const clearTidAddr = ss.readBigUInt64LE(32);
   const rseq = getRseqConfiguration(tid);
 
   const core: ThreadCoreEntry = {

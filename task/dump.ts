@@ -2,10 +2,10 @@
 //
 // Order of work: check what can be checked without touching anything; freeze the tree (every
 // thread ptrace-stopped, task/tree.ts); per process, read registers and ask each thread about
-// itself through injected syscalls, copy its memory, collect its descriptors; put every thread
-// back exactly as it was (still stopped); write every image, inventory.img last; then kill the
-// tree, or with --leave-running let it go. Any failure before the end releases the tree
-// untouched and running, and leaves no inventory.img behind.
+// itself through injected syscalls, copy its memory, collect its descriptors; write every
+// image, inventory.img last; then kill the tree as it stands, or with --leave-running put every
+// thread back exactly as it was and let it go. Any failure before the end puts the threads back
+// and releases the tree untouched and running, and leaves no inventory.img behind.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -197,68 +197,66 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
   const inj = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(pid), sigmask: masks.get(pid) });
   st.handBack.push(inj);
-  {
-    // One page for the calls' arguments and results that holds the trampoline too: every call
-    // after its mmap takes one stop instead of two.
-    inj.scratchWithTrampoline();
-    // Per-thread state, each thread asked through its own injector, all of them using the
-    // main thread's page (one address space).
-    const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
-    for (const tid of p.threads.slice(1)) {
-      const tinj = new Injector(tid, pid, {
-        pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
-        sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress,
-      });
-      st.handBack.push(tinj);
-      threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
-    }
+  // One page for the calls' arguments and results that holds the trampoline too: every call
+  // after its mmap takes one stop instead of two.
+  inj.scratchWithTrampoline();
+  // Per-thread state, each thread asked through its own injector, all of them using the
+  // main thread's page (one address space).
+  const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
+  for (const tid of p.threads.slice(1)) {
+    const tinj = new Injector(tid, pid, {
+      pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
+      sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress,
+    });
+    st.handBack.push(tinj);
+    threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
+  }
 
-    const vmas = dumpVmas(pid, smaps, st.files, st.segments);
-    const mm = dumpMm(pid, inj, stat, status, auxv, vmas, st.files);
-    const sigactions = dumpSigactions(inj, status);
-    const timers = dumpItimers(inj);
-    const posix = dumpPosixTimers(inj, readTimers(pid));
-    if (posix.length) timers.posix = posix;
-    threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!, status));
-    if (st.utsOf === pid) st.uts = dumpUts(inj);
-    if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
-    inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
-    const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
-    out.fdinfos = dumpFdTable(pid, inj, st.files, {
-      fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
-    }) as unknown as Record<string, unknown>[];
+  const vmas = dumpVmas(pid, smaps, st.files, st.segments);
+  const mm = dumpMm(pid, inj, stat, status, auxv, vmas, st.files);
+  const sigactions = dumpSigactions(inj, status);
+  const timers = dumpItimers(inj);
+  const posix = dumpPosixTimers(inj, readTimers(pid));
+  if (posix.length) timers.posix = posix;
+  threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!, status));
+  if (st.utsOf === pid) st.uts = dumpUts(inj);
+  if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
+  inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
+  const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
+  out.fdinfos = dumpFdTable(pid, inj, st.files, {
+    fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
+  }) as unknown as Record<string, unknown>[];
 
-    const t0 = performance.now();
-    const { runs, scanned } = findDataPages(pid, mm.vmas);
-    const pagesId = st.files.allocPagesId();
-    const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
-      st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
-      (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
-    st.memMs += performance.now() - t0;
-    st.pagesScanned += scanned;
-    st.pagesWritten += written;
-    st.log(`process ${pid}: ${written} pages`);
-    out.pagemap = pagemapImage(pagesId, runs);
-    out.mm = mm as unknown as Record<string, unknown>;
+  const t0 = performance.now();
+  const { runs, scanned } = findDataPages(pid, mm.vmas);
+  const pagesId = st.files.allocPagesId();
+  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
+    st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
+    (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
+  st.memMs += performance.now() - t0;
+  st.pagesScanned += scanned;
+  st.pagesWritten += written;
+  st.log(`process ${pid}: ${written} pages`);
+  out.pagemap = pagemapImage(pagesId, runs);
+  out.mm = mm as unknown as Record<string, unknown>;
 
-    for (const tid of p.threads) {
-      const tc = threadCores.get(tid)!;
-      const core: Record<string, unknown> = {
-        mtype: MARCH_X86_64,
-        thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
-        thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid, tc.seccompMode) },
+  for (const tid of p.threads) {
+    const tc = threadCores.get(tid)!;
+    const core: Record<string, unknown> = {
+      mtype: MARCH_X86_64,
+      thread_info: dumpThreadInfo(tid, regs.get(tid)!, tc.clearTidAddr),
+      thread_core: { ...tc.core, ...st.seccomp.dumpThread(tid, tc.seccompMode) },
+    };
+    if (tid === pid) {
+      core.tc = {
+        task_state: p.state, exit_code: 0, personality: readPersonality(pid), flags: stat.flags,
+        blk_sigset: masks.get(pid)!, comm: status.name, timers, rlimits: dumpRlimits(pid),
+        signals_s: dumpPendingSignals(pid, true), loginuid: readLoginuid(pid),
+        oom_score_adj: readOomScoreAdj(pid), sigactions, child_subreaper: subreaper,
+        ...(p.state === TASK_STOPPED && p.stopSigno ? { stop_signo: p.stopSigno } : {}),
       };
-      if (tid === pid) {
-        core.tc = {
-          task_state: p.state, exit_code: 0, personality: readPersonality(pid), flags: stat.flags,
-          blk_sigset: masks.get(pid)!, comm: status.name, timers, rlimits: dumpRlimits(pid),
-          signals_s: dumpPendingSignals(pid, true), loginuid: readLoginuid(pid),
-          oom_score_adj: readOomScoreAdj(pid), sigactions, child_subreaper: subreaper,
-          ...(p.state === TASK_STOPPED && p.stopSigno ? { stop_signo: p.stopSigno } : {}),
-        };
-      }
-      out.cores.set(tid, core);
     }
+    out.cores.set(tid, core);
   }
   out.fs = dumpFs(pid, st.files, status.umask) as unknown as Record<string, unknown>;
   return out;

@@ -539,7 +539,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
       if (p.state !== TASK_DEAD) {
-        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent, parent && tasks.get(parent.pid)!.inj);
+        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent, from?.inj);
         // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
         // change how the zombies and helpers made below are reaped (set in step 3).
         restoreSigactions(inj, sigactionsOf(p), {
@@ -550,7 +550,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         // no chroot and no mount yet to come can change what the path names.
         if (!img.mounts && regFile(p.fs!.root_id).name === '/') {
           const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
-          restoreFs(inj, cwd, regFile, live && tasks.get(live.pid)!.fsHas);
+          restoreFs(inj, cwd, regFile, live && from?.fsHas);
           t.fsHas = cwd;
         }
         // And its name (its children's until they have their own).

@@ -449,6 +449,16 @@ export class Injector {
     this.scratchOwned = false;
   }
 
+  /**
+   * The task is about to ignore SIGTRAP: from now on every call takes the two syscall-stops,
+   * which never run the trampoline's int3 (the kernel resets an ignored signal it forces to
+   * its default action). Call before the call that ignores it.
+   */
+  noTraps(): void {
+    this.trapUsable = false;
+    this.trapping = false;
+  }
+
   /** The trampoline's address, for injectors on the process's other threads (see sharedTrampoline). */
   get trampolineAddress(): bigint | undefined {
     return this.trampoline;

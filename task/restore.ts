@@ -30,7 +30,7 @@ import {
 import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
-import { catchableSignals, restoreSigactions, type SaEntry } from './sigactions.js';
+import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from './sigactions.js';
 import { type SysvImages, restoreSysvIpc, sysvImageName } from './sysv-ipc.js';
 import { netdevImageName, netnsImageName, restoreNetns } from '../net-ns/netns.js';
 import { restorePendingSignals } from './signals.js';
@@ -711,7 +711,6 @@ function sigactionsOf(p: ProcessImages): SaEntry[] {
   return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
 }
 
-const SIG_IGN = 1n;
 
 /** The signals a restored process ignores once its actions are set (SigIgn bits), SIGCHLD aside. */
 function ignoredBy(p: ProcessImages): bigint {

@@ -13,7 +13,10 @@ export interface SaEntry {
   compat_sigaction?: boolean;
 }
 
+const SIGTRAP = 5;
 const SIGKILL = 9;
+/** The handler value of an ignored signal. */
+export const SIG_IGN = 1n;
 const SIGSTOP = 19;
 export const SIGMAX = 64;
 /** struct sigaction as the kernel's rt_sigaction takes it on x86-64: 4 u64. */
@@ -105,6 +108,7 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], op
     b.writeBigUInt64LE(BigInt(e.restorer), 16);
     b.writeBigUInt64LE(BigInt(e.mask), 24);
     const at = inj.writeScratch(b);
+    if (sig === SIGTRAP && BigInt(e.sigaction) === SIG_IGN) inj.noTraps();
     inj.callChecked(SYS.rt_sigaction, sig, at, 0, SIGSET_SIZE);
   });
 }

@@ -37,6 +37,41 @@ test.serial('a python3 interpreter is restored and goes on counting', async (t) 
   await tickerRoundTrip(t, ['/usr/bin/python3', '-c', script]);
 });
 
+// The dump makes its calls in a task end in a breakpoint (SIGTRAP) it intercepts; a task that
+// ignores SIGTRAP is asked the slower way, since the kernel would reset an ignored signal it forces.
+for (const mode of ['ignores', 'catches'] as const) {
+  test.serial(`a process that ${mode} SIGTRAP keeps that action through a --leave-running dump and a dump and restore, and never sees stasis's breakpoints`, async (t) => {
+    const set = mode === 'ignores' ? 'signal.signal(signal.SIGTRAP, signal.SIG_IGN)'
+      : 'signal.signal(signal.SIGTRAP, lambda s, f: hits.append(s))';
+    // Every tick compares the kernel's view (SigIgn/SigCgt bit of SIGTRAP) with the one at start.
+    const script = [
+      'import signal, time', 'hits = []', set,
+      'def trap():', '    st = open("/proc/self/status").read().splitlines()',
+      '    return [int(l.split()[1], 16) >> 4 & 1 for l in st if l.startswith(("SigIgn:", "SigCgt:"))]',
+      'want = trap()', 'n = 0', 'while True:', '    n += 1',
+      '    if hits or trap() != want: print("ERR", hits, trap(), want, flush=True)',
+      '    print("tick", n, flush=True)', '    time.sleep(0.02)', '',
+    ].join('\n');
+    const w = await underReaper(['/usr/bin/python3', '-c', script]);
+    t.teardown(() => w.kill());
+    await w.waitForLine(/^tick 5$/);
+    const d1 = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--leave-running']);
+    t.is(d1.exitCode, 0, d1.all);
+    await w.waitForLine(new RegExp(`^tick ${lastTick(w.lines) + 5}$`));
+    t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), [], 'left running as it was');
+    const dir = tmpDir(t);
+    const key = fdKey(w.pid, 1);
+    const d2 = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+    t.is(d2.exitCode, 0, d2.all);
+    await w.exitOf(w.pid);
+    const at = lastTick(w.lines);
+    const r = await restoreUnderReaper(t, dir, key, w.pid);
+    t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+    await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
+    t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), [], 'restored as it was');
+  });
+}
+
 test.serial('dump → restore → dump → restore keeps the counter going', async (t) => {
   const w = await startWorkload('counter', ['clock', '20']);
   t.teardown(() => w.kill());

@@ -52,22 +52,12 @@ for (const mode of ['ignores', 'catches'] as const) {
       '    if hits or trap() != want: print("ERR", hits, trap(), want, flush=True)',
       '    print("tick", n, flush=True)', '    time.sleep(0.02)', '',
     ].join('\n');
-    const w = await underReaper(['/usr/bin/python3', '-c', script]);
-    t.teardown(() => w.kill());
-    await w.waitForLine(/^tick 5$/);
-    const d1 = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--leave-running']);
-    t.is(d1.exitCode, 0, d1.all);
-    await w.waitForLine(new RegExp(`^tick ${lastTick(w.lines) + 5}$`));
-    t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), [], 'left running as it was');
-    const dir = tmpDir(t);
-    const key = fdKey(w.pid, 1);
-    const d2 = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-    t.is(d2.exitCode, 0, d2.all);
-    await w.exitOf(w.pid);
-    const at = lastTick(w.lines);
-    const r = await restoreUnderReaper(t, dir, key, w.pid);
-    t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
-    await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
+    const r = await tickerRoundTrip(t, ['/usr/bin/python3', '-c', script], async (w) => {
+      const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--leave-running']);
+      t.is(d.exitCode, 0, d.all);
+      await w.waitForLine(new RegExp(`^tick ${lastTick(w.lines) + 5}$`));
+      t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), [], 'left running as it was');
+    });
     t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), [], 'restored as it was');
   });
 }
@@ -152,19 +142,21 @@ test.serial('without -d stasis stays the parent of the restored process and exit
 
 test.serial('a Node.js process (libuv threads, epoll, eventfds, pipes) is restored and its timer goes on', async (t) => {
   await tickerRoundTrip(t, [process.execPath, '-e', "let n = 0; setInterval(() => console.log('tick', ++n), 20)"],
-    (pid) => t.true(fs.readdirSync(`/proc/${pid}/task`).length > 1, 'node runs several threads'));
+    (w) => { t.true(fs.readdirSync(`/proc/${w.pid}/task`).length > 1, 'node runs several threads'); });
 });
 
 /**
- * A program that prints "tick N" lines: dumped once it has ticked 5 times, restored, and the
- * first tick after restore must be the next one, then ten more must come.
+ * A program that prints "tick N" lines: dumped once it has ticked 5 times (and `beforeDump` has
+ * looked at it), restored, and the first tick after restore must be the next one, then ten more
+ * must come. Returns the restored program.
  */
-async function tickerRoundTrip(t: ExecutionContext, argv: string[], beforeDump?: (pid: number) => void): Promise<void> {
+async function tickerRoundTrip(t: ExecutionContext, argv: string[],
+  beforeDump?: (w: Awaited<ReturnType<typeof underReaper>>) => void | Promise<void>) {
   const dir = tmpDir(t);
   const w = await underReaper(argv);
   t.teardown(() => w.kill());
   await w.waitForLine(/^tick 5$/);
-  beforeDump?.(w.pid);
+  await beforeDump?.(w);
   const key = fdKey(w.pid, 1);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 0, d.all);
@@ -175,4 +167,5 @@ async function tickerRoundTrip(t: ExecutionContext, argv: string[], beforeDump?:
   await r.waitForLine(new RegExp(`^tick ${at + 10}$`));
   t.is(r.lines.find((l) => l.startsWith('tick')), `tick ${at + 1}`);
   t.true(alive(w.pid), 'running under its old PID');
+  return r;
 }

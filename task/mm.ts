@@ -232,6 +232,11 @@ export interface RestoreMmFiles {
 export interface MappedSpace {
   /** VMAs mapped writable only so the pages can be filled, to be mprotect()ed afterwards. */
   tightenAfterFill: VmaEntry[];
+  /**
+   * What the address space holds now, besides the injector's scratch memory and trampoline: the
+   * VMAs mapped, and the kernel's vDSO areas where they were put (named as maps names them).
+   */
+  layout: VmaRange[];
 }
 
 /**
@@ -247,7 +252,13 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   if (rseq.rseqAbiSize) {
     inj.callChecked(SYS.rseq, rseq.rseqAbiPointer, rseq.rseqAbiSize, RSEQ_FLAG_UNREGISTER, rseq.signature);
   }
-  const current = readMapRanges(pid);
+  // A fork's address space is its parent's: known, not read from maps (it may hold less than
+  // that: a VMA the parent keeps from forks; what is not there is not unmapped).
+  const current = inherited?.layout ? [
+    ...inherited.layout,
+    ...(inherited.scratch ? [{ start: inherited.scratch.addr, end: inherited.scratch.addr + BigInt(inherited.scratch.len), special: '' }] : []),
+    ...(inherited.trampoline !== undefined ? [{ start: inherited.trampoline, end: inherited.trampoline + PAGE, special: '' }] : []),
+  ] : readMapRanges(pid);
   const kernelAreas = current.filter((v) => ['[vdso]', '[vvar]', '[vvar_vclock]'].includes(v.special));
   const wanted = vmas.filter((v) => !(v.status & VMA.VSYSCALL));
   const kept = inherited ? keptVmas(wanted, inherited.vmas) : [];
@@ -277,7 +288,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     inj.relocateScratch(scratch);
     trampoline = inj.useTrampoline(trampolineAt);
   }
-  placeVdso(inj, wanted, kernelAreas, [...reserved, { start: trampoline, end: trampoline + PAGE }]);
+  const kernelPlaced = placeVdso(inj, wanted, kernelAreas, [...reserved, { start: trampoline, end: trampoline + PAGE }]);
 
   const fds = new Map<bigint, number>();
   const tighten: VmaEntry[] = [];
@@ -334,7 +345,10 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     for (const fd of fds.values()) inj.call(SYS.close, fd);
   }
   if (inherited) dropParentPages(inj, kept, inherited.filled, inherited.ownFilled);
-  return { tightenAfterFill: tighten };
+  return {
+    tightenAfterFill: tighten,
+    layout: [...wanted.filter((v) => !(v.status & (VMA.VDSO | VMA.VVAR))).map((v) => ({ start: v.start, end: v.end, special: '' })), ...kernelPlaced],
+  };
 }
 
 /**
@@ -352,6 +366,8 @@ export interface InheritedSpace {
   /** The parent's scratch memory and trampoline when the child was cloned (the fork copied them). */
   scratch?: { addr: bigint; len: number };
   trampoline?: bigint;
+  /** The parent's address space besides those (its MappedSpace.layout): the child's, not read again. */
+  layout?: readonly VmaRange[];
 }
 
 function vmaKey(v: VmaEntry): string {
@@ -405,10 +421,11 @@ export function tightenProtections(inj: Injector, space: MappedSpace): void {
 
 /**
  * Move this kernel's vvar/vdso pages to the addresses the dumped task had them at. They move
- * to a free spot first, so that no target overlaps a source still in place.
+ * to a free spot first, so that no target overlaps a source still in place. Returns where they
+ * are then.
  */
 function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
-  kernel: readonly VmaRange[], busy: { start: bigint; end: bigint }[]): void {
+  kernel: readonly VmaRange[], busy: { start: bigint; end: bigint }[]): VmaRange[] {
   const vdso = wanted.find((v) => v.status & VMA.VDSO);
   const vvar = wanted.find((v) => v.status & VMA.VVAR);
   const cur = (k: string) => kernel.find((v) => v.special === k);
@@ -416,7 +433,7 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
   if (!vdso) {
     for (const k of kernel) inj.munmap(k.start, Number(k.end - k.start));
     inj.forgetVdso();
-    return;
+    return [];
   }
   const size = (v?: { start: bigint; end: bigint }) => (v ? v.end - v.start : 0n);
   if (!kVdso || size(kVdso) !== size(vdso) || (vvar && size(kVvar) + size(kClock) !== size(vvar))) {
@@ -427,6 +444,7 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
     pieces.push({ from: kVvar, to: vvar.start });
     if (kClock) pieces.push({ from: kClock, to: vvar.start + size(kVvar) });
   }
+  const placed = pieces.map((p) => ({ start: p.to, end: p.to + size(p.from), special: (p.from as VmaRange).special }));
   const overlaps = (a: bigint, alen: bigint, b: bigint, blen: bigint) => a < b + blen && b < a + alen;
   const moving = pieces.filter((p) => p.from.start !== p.to); // a child of a restored task: in place
   if (!moving.some((p) => pieces.some((q) => overlaps(p.to, size(p.from), q.from.start, size(q.from))))) {
@@ -436,7 +454,7 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
       if (p.from.start !== p.to) inj.callChecked(SYS.mremap, p.from.start, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, p.to);
     }
     inj.forgetVdso();
-    return;
+    return placed;
   }
   const total = pieces.reduce((n, p) => n + size(p.from), 0n);
   let spot = freeRange([...busy, ...kernel], total, 0x200000000n);
@@ -451,6 +469,7 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
     inj.callChecked(SYS.mremap, m.start, m.len, m.len, MREMAP_MAYMOVE | MREMAP_FIXED, m.to);
   }
   inj.forgetVdso();
+  return placed;
 }
 
 /** struct prctl_mm_map: 11 u64 bounds, the auxv pointer, its size in bytes, exe_fd. */

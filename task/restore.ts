@@ -17,7 +17,7 @@ import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, rawSyscall, tgkill } from '../sys/native.js';
 import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
-import { readOomScoreAdj, readPersonality, readStatus } from '../sys/proc/index.js';
+import { readOomScoreAdj, readPersonality, readStatus, type VmaRange } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
 import type { OrphanPts } from '../files/kind.js';
@@ -307,6 +307,8 @@ interface Restoring {
   filesDone?: boolean;
   /** What of its fs image it has already (its cwd, set before its children were cloned). */
   fsHas: Partial<FsEntry>;
+  /** Its address space once restored, for the children cloned from it (see MappedSpace.layout). */
+  layout?: readonly VmaRange[];
   /** Its process group and its main thread's name as they stand (known from how it was made). */
   pgidNow?: number;
   commNow?: string;
@@ -539,7 +541,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       // Its memory now, before it clones its children: they then copy this small address space
       // rather than the seed's copy of stasis, and have little to tear down.
       if (p.state !== TASK_DEAD) {
-        pages += restoreMemory(t, img, shared, opts.progress, openImage, parent, from?.inj);
+        pages += restoreMemory(t, img, shared, opts.progress, openImage, from);
         // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
         // change how the zombies and helpers made below are reaped (set in step 3).
         restoreSigactions(inj, sigactionsOf(p), {
@@ -765,7 +767,8 @@ function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
  */
 function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   progress: RestoreOptions['progress'], openImage: (inj: Injector, file: string) => number,
-  parent?: ProcessImages, parentInj?: Injector): number {
+  from?: Restoring): number {
+  const parent = from?.p;
   const { inj, p } = t;
   const regFile = (id: number) => img.files.get(id)!.reg as Record<string, unknown>;
   const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
@@ -783,12 +786,12 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   const skip = kernelAreaOf(p);
   const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
   // Kept VMAs keep their final protections: only stasis's own writes can fill them.
-  const from = parent && parentInj;
   const inherited = direct && parent?.mm ? {
     vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
-    scratch: from?.ownScratch, trampoline: from?.trampolineAddress,
+    scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, layout: from!.layout,
   } : undefined;
   const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited);
+  t.layout = space.layout;
   const n = direct ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)
     : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
       progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);

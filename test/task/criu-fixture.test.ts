@@ -30,10 +30,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * name), restore the set under a reaper, and return the address of `symbol` (a .bss variable)
  * in the restored root. Everything is removed / killed when the test ends.
  */
-async function restoreFixture(t: ExecutionContext, set: string, pids: number[], symbol = ''): Promise<bigint> {
-  for (const pid of pids) {
-    if (fs.existsSync(`/proc/${pid}`)) throw new Error(`PID ${pid}, which the fixture needs, is taken on this machine`);
+/**
+ * Waits for PIDs the fixture needs to be free: once the machine's PID counter has wrapped, a
+ * short-lived process of a test running beside this one may hold one for a moment.
+ */
+async function waitForFreePids(pids: number[], timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const taken = pids.find((pid) => fs.existsSync(`/proc/${pid}`));
+    if (taken === undefined) return;
+    if (Date.now() > deadline) throw new Error(`PID ${taken}, which the fixture needs, is taken on this machine`);
+    await sleep(100);
   }
+}
+
+async function restoreFixture(t: ExecutionContext, set: string, pids: number[], symbol = ''): Promise<bigint> {
   const created = !fs.existsSync(HOME);
   fs.mkdirSync(HOME, { recursive: true });
   t.teardown(() => {
@@ -44,13 +55,23 @@ async function restoreFixture(t: ExecutionContext, set: string, pids: number[], 
   t.deepEqual(fs.readFileSync(bin), fs.readFileSync(path.join(fixturesDir, `workloads/bin/${set}`)),
     'the rebuilt binary is the one that was dumped');
   if (set === 'single') fs.writeFileSync(path.join(HOME, 'data.txt'), 'hello stasis fixture\n');
-  const r = await underReaper([process.execPath, path.resolve('bin/stasis'), 'restore', '-d',
-    '-D', path.join(fixturesDir, `${set}/images`), '-W', tmpDir(t)]);
-  t.teardown(async () => {
-    pids.forEach(killPid);
-    await r.kill();
-  });
-  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  // A PID can still be taken between the wait and the restore (which then fails cleanly, saying
+  // so): a few tries.
+  let r: Awaited<ReturnType<typeof underReaper>>;
+  let exit: string;
+  for (let attempt = 1; ; attempt++) {
+    await waitForFreePids(pids);
+    r = await underReaper([process.execPath, path.resolve('bin/stasis'), 'restore', '-d',
+      '-D', path.join(fixturesDir, `${set}/images`), '-W', tmpDir(t)]);
+    const restored = r;
+    t.teardown(async () => {
+      pids.forEach(killPid);
+      await restored.kill();
+    });
+    exit = await r.exitOf(r.pid);
+    if (exit === `exit ${r.pid} 0` || attempt === 3 || !r.lines.some((l) => /already in use/.test(l))) break;
+  }
+  t.is(exit, `exit ${r.pid} 0`, r.lines.join('\n'));
   if (!symbol) return 0n;
   const nm = await execa('nm', [bin]);
   const off = BigInt(`0x${new RegExp(`^([0-9a-f]+) [bB] ${symbol}$`, 'm').exec(nm.stdout)![1]}`);

@@ -87,6 +87,19 @@ export function fpregsFromXsave(area: Buffer): FpRegsEntry {
   return fp;
 }
 
+/**
+ * `n` register words of `size` bytes into the (zeroed) area at `offset`; the zeros, most of an
+ * AVX-512 state, are left as they are.
+ */
+function writeWords(area: Buffer, offset: number, size: 4 | 8, values: readonly (number | bigint)[], n: number): void {
+  for (let i = 0; i < n; i++) {
+    const v = values[i]!;
+    if (v === 0 || v === 0n) continue;
+    if (size === 4) area.writeUInt32LE(Number(v), offset + i * 4);
+    else area.writeBigUInt64LE(BigInt(v), offset + i * 8);
+  }
+}
+
 /** CRIU's fpregs message → an XSAVE area in this CPU's standard format. */
 export function xsaveFromFpregs(fp: FpRegsEntry): Buffer {
   const layout = xstateLayout();
@@ -99,8 +112,8 @@ export function xsaveFromFpregs(fp: FpRegsEntry): Buffer {
   area.writeBigUInt64LE(BigInt(fp.rdp), FXSAVE.rdp);
   area.writeUInt32LE(fp.mxcsr, FXSAVE.mxcsr);
   area.writeUInt32LE(fp.mxcsr_mask, FXSAVE.mxcsr_mask);
-  fp.st_space.forEach((w, i) => area.writeUInt32LE(w, FXSAVE.st_space + i * 4));
-  fp.xmm_space.forEach((w, i) => area.writeUInt32LE(w, FXSAVE.xmm_space + i * 4));
+  writeWords(area, FXSAVE.st_space, 4, fp.st_space, fp.st_space.length);
+  writeWords(area, FXSAVE.xmm_space, 4, fp.xmm_space, fp.xmm_space.length);
   // Legacy x87/SSE state is always valid in the header once restored through XSAVE.
   let xstateBv = 3n;
   if (fp.xsave) {
@@ -115,11 +128,7 @@ export function xsaveFromFpregs(fp: FpRegsEntry): Buffer {
         }
         continue;
       }
-      const n = Math.min(values.length, c.size / word);
-      for (let i = 0; i < n; i++) {
-        if (word === 4) area.writeUInt32LE(Number(values[i]), c.offset + i * 4);
-        else area.writeBigUInt64LE(BigInt(values[i]!), c.offset + i * 8);
-      }
+      writeWords(area, c.offset, word, values, Math.min(values.length, c.size / word));
     }
     xstateBv &= layout.xcr0;
   }

@@ -244,17 +244,8 @@ export class Injector {
         this.site = 0n;
         this.bootstrapWithoutVdso();
       }
-      if (opts.sharedScratch) {
-        this.scratchAddr = opts.sharedScratch.addr;
-        this.scratchLen = opts.sharedScratch.len;
-        this.scratchOwned = false;
-      }
-      if (opts.sharedTrampoline !== undefined) {
-        this.trampoline = opts.sharedTrampoline;
-        this.trampolineOwned = false;
-        this.site = opts.sharedTrampoline;
-        this.trapping = this.trapUsable;
-      }
+      if (opts.sharedScratch) this.takeScratch(opts.sharedScratch, false);
+      if (opts.sharedTrampoline !== undefined) this.takeTrampoline(opts.sharedTrampoline, false);
       if (opts.scratchSize) this.scratch(opts.scratchSize);
     } catch (e) {
       this.abandon();
@@ -338,13 +329,27 @@ export class Injector {
       if (this.scratchLent) this.retiredScratch.push({ addr: this.scratchAddr, len: this.scratchLen });
       else this.munmap(this.scratchAddr, this.scratchLen);
     }
-    this.scratchOwned = true;
-    this.scratchLent = false;
+    this.scratchAddr = undefined;
     const hint = this.scratchHint ?? 0n;
-    this.scratchAddr = this.mmap(hint, len, PROT.READ | PROT.WRITE,
-      MAP.PRIVATE | MAP.ANONYMOUS | (hint ? MAP.FIXED_NOREPLACE : 0));
-    this.scratchLen = len;
-    return this.scratchAddr;
+    const addr = this.mmap(hint, len, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS | (hint ? MAP.FIXED_NOREPLACE : 0));
+    this.takeScratch({ addr, len }, true);
+    return addr;
+  }
+
+  /** Scratch memory at `range` from now on; `owned`: this injector unmaps it (finish, or a larger one). */
+  private takeScratch(range: { addr: bigint; len: number }, owned: boolean): void {
+    this.scratchAddr = range.addr;
+    this.scratchLen = range.len;
+    this.scratchOwned = owned;
+    this.scratchLent = false;
+  }
+
+  /** Calls go to the trampoline at `addr` from now on; `owned`: finish() unmaps it. */
+  private takeTrampoline(addr: bigint, owned: boolean): void {
+    this.trampoline = addr;
+    this.trampolineOwned = owned;
+    this.site = addr;
+    this.trapping = this.trapUsable;
   }
 
   /**
@@ -366,16 +371,10 @@ export class Injector {
    * finish()).
    */
   adoptScratchAndTrampoline(scratch: { addr: bigint; len: number }, trampoline: bigint): void {
-    this.scratchAddr = scratch.addr;
-    this.scratchLen = scratch.len;
-    this.scratchOwned = true;
-    this.scratchLent = false;
+    this.takeScratch(scratch, true);
     this.retiredScratch = [];
     this.scratchHint = scratch.addr;
-    this.trampoline = trampoline;
-    this.trampolineOwned = true;
-    this.site = trampoline;
-    this.trapping = this.trapUsable;
+    this.takeTrampoline(trampoline, true);
   }
 
   /** The scratch mapping this injector owns, if any (what a fork of the task inherits). */
@@ -417,9 +416,7 @@ export class Injector {
     } finally {
       mem.close();
     }
-    this.trampoline = page;
-    this.site = page;
-    this.trapping = this.trapUsable;
+    this.takeTrampoline(page, true);
     return page;
   }
 
@@ -440,13 +437,9 @@ export class Injector {
       return;
     }
     writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
-    this.trampoline = rwx;
-    this.site = rwx;
-    this.trapping = true;
+    this.takeTrampoline(rwx, true);
     // The page is unmapped as the trampoline; the scratch view of it is never unmapped alone.
-    this.scratchAddr = rwx + BigInt(CODE_BYTES);
-    this.scratchLen = PAGE_SIZE - CODE_BYTES;
-    this.scratchOwned = false;
+    this.takeScratch({ addr: rwx + BigInt(CODE_BYTES), len: PAGE_SIZE - CODE_BYTES }, false);
   }
 
   /**

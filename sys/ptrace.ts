@@ -30,6 +30,7 @@ const EVENT_NAME = new Map<number, string>(Object.entries(PTRACE_EVENT).map(([k,
 export const SIGTRAP = 5;
 export const SIGKILL = 9;
 export const SIGSTOP = 19;
+export const SIGCHLD = 17;
 export const SIGCONT = 18;
 /** The stop signal of syscall-stops once PTRACE_O_TRACESYSGOOD is set. */
 export const SYSCALL_STOP_SIG = SIGTRAP | 0x80;

@@ -11,7 +11,7 @@ import { SysError } from '../sys/errno.js';
 import { Injector, ownVdsoStart } from '../sys/inject.js';
 import { kill, nativeBuffer, spawnPausedSeed } from '../sys/native.js';
 import {
-  PTRACE_EVENT, PTRACE_O, SIGKILL, describeWaitStatus, seizeAndStop, waitTask,
+  PTRACE_EVENT, PTRACE_O, SIGCHLD, SIGKILL, describeWaitStatus, seizeAndStop, waitTask,
 } from '../sys/ptrace.js';
 
 export const CLONE = {
@@ -35,7 +35,6 @@ export interface CloneRequest {
   flags?: number;
 }
 
-const SIGCHLD = 17;
 
 /** The flags that make a thread of the calling task's process. */
 export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;

@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { Injector, MAP, PROT } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  MADV_DONTFORK, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
@@ -42,7 +42,6 @@ const PR_SET_THP_DISABLE = 41;
 const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
-const MADV_DONTNEED = 4;
 const SHM_RDONLY = 0o10000;
 const SHM_EXEC = 0o100000;
 
@@ -439,12 +438,12 @@ function placeVdso(inj: Injector, wanted: readonly VmaEntry[],
   if (!kVdso || size(kVdso) !== size(vdso) || (vvar && size(kVvar) + size(kClock) !== size(vvar))) {
     throw new Error('the vDSO of the running kernel differs in size from the dumped one; restore on the kernel that made the dump');
   }
-  const pieces: { from: { start: bigint; end: bigint }; to: bigint }[] = [{ from: kVdso, to: vdso.start }];
+  const pieces: { from: VmaRange; to: bigint }[] = [{ from: kVdso, to: vdso.start }];
   if (vvar && kVvar) {
     pieces.push({ from: kVvar, to: vvar.start });
     if (kClock) pieces.push({ from: kClock, to: vvar.start + size(kVvar) });
   }
-  const placed = pieces.map((p) => ({ start: p.to, end: p.to + size(p.from), special: (p.from as VmaRange).special }));
+  const placed = pieces.map((p) => ({ start: p.to, end: p.to + size(p.from), special: p.from.special }));
   const overlaps = (a: bigint, alen: bigint, b: bigint, blen: bigint) => a < b + blen && b < a + alen;
   const moving = pieces.filter((p) => p.from.start !== p.to); // a child of a restored task: in place
   if (!moving.some((p) => pieces.some((q) => overlaps(p.to, size(p.from), q.from.start, size(q.from))))) {

@@ -16,7 +16,7 @@ import { openInTask } from '../files/reg.js';
 import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, rawSyscall, tgkill } from '../sys/native.js';
-import { SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
+import { SIGCHLD, SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
 import { readOomScoreAdj, readPersonality, readStatus, type VmaRange } from '../sys/proc/index.js';
 import { checkFdTable, moveAbove, restoreFdTable, type FdinfoEntry } from '../files/fdtable.js';
 import type { FileEntryMessage } from '../files/table.js';
@@ -115,7 +115,6 @@ const PER_LINUX_MASK = 0xffffffff;
 const CLOSE_RANGE_ALL = 0xffffffff;
 const FD_CLOEXEC = 1;
 const PR_SET_CHILD_SUBREAPER = 36;
-const SIGCHLD = 17;
 const WALL = 0x40000000;
 
 interface ProcessImages {
@@ -712,7 +711,6 @@ type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 function sigactionsOf(p: ProcessImages): SaEntry[] {
   return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
 }
-
 
 /** The signals a restored process ignores once its actions are set (SigIgn bits), SIGCHLD aside. */
 function ignoredBy(p: ProcessImages): bigint {

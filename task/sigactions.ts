@@ -3,6 +3,7 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
+import { SIGKILL, SIGSTOP, SIGTRAP } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 
 export interface SaEntry {
@@ -13,11 +14,8 @@ export interface SaEntry {
   compat_sigaction?: boolean;
 }
 
-const SIGTRAP = 5;
-const SIGKILL = 9;
 /** The handler value of an ignored signal. */
 export const SIG_IGN = 1n;
-const SIGSTOP = 19;
 export const SIGMAX = 64;
 /** struct sigaction as the kernel's rt_sigaction takes it on x86-64: 4 u64. */
 const KSIGACTION_SIZE = 32;

@@ -26,17 +26,16 @@ function isMissing(e: unknown): boolean {
 }
 
 /**
- * Writes a whole file. Plain files go through the thread pool, so a dump that hands over each
- * process's images as it goes has them created on another CPU meanwhile. Only inventory.img is
- * written under a temporary name and renamed into place: it is what marks a dump complete, so it
- * must never be seen half-written; the other files of an unfinished dump are harmless without it.
+ * Writes a whole file, synchronously. Image files are small and a dump writes hundreds: handed
+ * to the thread pool, each costs an open, a write and a close round trip whose callbacks run on
+ * this thread once the dump lets the event loop turn (measured: 20-25 ms of a 50-process dump
+ * against 5-7 ms written here). Only inventory.img is written under a temporary name and renamed
+ * into place: it is what marks a dump complete, so it must never be seen half-written; the other
+ * files of an unfinished dump are harmless without it.
  */
-async function writeFile(dir: string, name: string, data: Uint8Array, atomic = false): Promise<void> {
+function writeFile(dir: string, name: string, data: Uint8Array, atomic = false): void {
   if (!atomic) {
-    // The callback form: lighter on this thread than fs/promises' FileHandle round trips.
-    await new Promise<void>((resolve, reject) => {
-      fs.writeFile(path.join(dir, name), data, (e) => (e ? reject(e) : resolve()));
-    });
+    fs.writeFileSync(path.join(dir, name), data);
     return;
   }
   const tmp = tmpName(dir, name);
@@ -246,7 +245,7 @@ export class ImageDir {
     if (!type) throw new Error(`${name}: not a CRIU image file name`);
     if (type.head === 'raw') throw new Error(`${name}: ${type.name} files are raw, use writeRaw()`);
     const image: Image = { type, entries };
-    await writeFile(this.path, name, encodeImage(image));
+    writeFile(this.path, name, encodeImage(image));
     this.cache.set(name, image);
   }
 
@@ -258,7 +257,7 @@ export class ImageDir {
   /** Writes a raw file in one go. */
   async writeRaw(name: string, data: Uint8Array): Promise<void> {
     this.checkWritable(name);
-    await writeFile(this.path, name, data);
+    writeFile(this.path, name, data);
   }
 
   /** Starts streaming a raw file; it appears under its name on close(). */
@@ -281,7 +280,7 @@ export class ImageDir {
       throw new Error(`cannot commit: still writing ${[...this.writers].map((w) => w.name).join(', ')}`);
     }
     const image: Image = { type: imageTypeByName('INVENTORY'), entries: [{ message: inventory }] };
-    await writeFile(this.path, INVENTORY_FILE, encodeImage(image), true);
+    writeFile(this.path, INVENTORY_FILE, encodeImage(image), true);
     this.cache.set(INVENTORY_FILE, image);
   }
 }

@@ -161,7 +161,7 @@ interface DumpState {
   /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
   segments?: ReadonlyMap<number, number>;
   seccomp: SeccompTable;
-  /** Hands over an image write in progress; the dump waits for all of them before inventory.img. */
+  /** Hands over an image write; the dump checks all of them before inventory.img. */
   write: (pending: Promise<void>) => void;
   /**
    * Injectors whose tasks are handed back (finish(): scratch page unmapped, registers and mask
@@ -324,8 +324,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
   };
   try {
-    // Each process's images are handed to the thread pool as soon as it is dumped, so files are
-    // created on another CPU while the next process is dumped (all tasks are pinned to this one).
+    // Each process's images are written as soon as it is dumped (ImageDir writes synchronously:
+    // cheaper than the thread pool's round trips); a failed write fails the dump below.
     const writes: Promise<void>[] = [];
     const write = (w: Promise<void>) => {
       w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed

@@ -80,6 +80,69 @@ export const CPUID_TRAP_INSNS = Buffer.from([0x0f, 0xa2, 0xcc]);
 /** The signal a breakpoint (int3) raises. */
 export const BREAKPOINT_SIGNAL = 5;
 
+/** One syscall of a sequence: its number and up to six arguments (absent ones are 0). */
+export type SyscallSpec = readonly [nr: number, ...args: (number | bigint)[]];
+
+/** Bytes one call of syscallSequence() takes at most: 7 register loads of 10, syscall, store. */
+export const SEQUENCE_CALL_MAX = 7 * 10 + 2 + 7;
+
+/** Register numbers in instruction encodings: rax, then the argument registers in order. */
+const LOAD_REGS = [0, 7, 6, 2, 10, 8, 9]; // rax, rdi, rsi, rdx, r10, r8, r9
+
+/** `mov reg, value` at `at` in its shortest form (xor for 0, 32-bit below 2^32, else 64-bit); returns the end. */
+function loadRegister(code: Buffer, at: number, reg: number, value: number | bigint): number {
+  const high = reg >= 8;
+  const low = reg & 7;
+  let small = typeof value === 'number' && value >= 0 && value <= 0xffffffff ? value : -1;
+  let wide = 0n;
+  if (small < 0) {
+    wide = BigInt.asUintN(64, BigInt(value));
+    if (wide <= 0xffffffffn) small = Number(wide);
+  }
+  if (small === 0) {
+    if (high) code[at++] = 0x45;
+    code[at++] = 0x31; // xor r32, r32
+    code[at++] = 0xc0 | (low << 3) | low;
+  } else if (small > 0) {
+    if (high) code[at++] = 0x41;
+    code[at++] = 0xb8 + low; // mov r32, imm32 (zero-extends)
+    code.writeUInt32LE(small, at);
+    at += 4;
+  } else {
+    code[at++] = high ? 0x49 : 0x48;
+    code[at++] = 0xb8 + low; // mov r64, imm64
+    code.writeBigUInt64LE(wide, at);
+    at += 8;
+  }
+  return at;
+}
+
+/**
+ * Machine code that makes `calls` one after another and stops: for each, the number and all
+ * six argument registers loaded, `syscall`, and rax stored at `results + 8 * i`; then int3.
+ * `at` is where the code will run (the stores are rip-relative).
+ */
+export function syscallSequence(calls: readonly SyscallSpec[], at: bigint, results: bigint): Buffer {
+  const code = Buffer.alloc(calls.length * SEQUENCE_CALL_MAX + 1);
+  const toResults = Number(results - at);
+  let n = 0;
+  for (let i = 0; i < calls.length; i++) {
+    const call = calls[i]!;
+    n = loadRegister(code, n, LOAD_REGS[0]!, call[0]);
+    for (let a = 1; a <= 6; a++) n = loadRegister(code, n, LOAD_REGS[a]!, call[a] ?? 0);
+    code[n++] = SYSCALL_INSN[0]!;
+    code[n++] = SYSCALL_INSN[1]!;
+    // mov [rip + disp32], rax; disp from the end of this 7-byte instruction.
+    code[n++] = 0x48;
+    code[n++] = 0x89;
+    code[n++] = 0x05;
+    code.writeInt32LE(toResults + 8 * i - (n + 4), n);
+    n += 4;
+  }
+  code[n++] = 0xcc;
+  return code.subarray(0, n);
+}
+
 /** ELF note types for PTRACE_GETREGSET. */
 export const NT = { PRSTATUS: 1, PRFPREG: 2, X86_XSTATE: 0x202 } as const;
 /** The FXSAVE area is 512 bytes; XSAVE's header follows at 512. */

@@ -21,8 +21,9 @@
 //   logic, and a task that was interrupted inside a syscall would see -ERESTART* in rax. From an
 //   event stop, the resume path runs that logic: a sleep simply resumes.
 
-import { BREAKPOINT_SIGNAL, CPUID_TRAP_INSNS, IP_REG, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN, SYSCALL_NR_REG,
-  SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME, SYSCALL_TRAP_INSNS } from './arch.js';
+import { BREAKPOINT_SIGNAL, CPUID_TRAP_INSNS, IP_REG, PAGE_SIZE, SEQUENCE_CALL_MAX, SYS, SYSCALL_ARG_REGS, SYSCALL_INSN,
+  SYSCALL_NR_REG, SYSCALL_ORIG_REG, SYSCALL_RET_REG, SYSCALL_NAME, SYSCALL_TRAP_INSNS, syscallSequence,
+  type SyscallSpec } from './arch.js';
 import fs from 'node:fs';
 import { SysError, isErrorResult } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall, tgkill, type Arg } from './native.js';
@@ -104,13 +105,22 @@ export interface InjectorOptions {
   sharedScratch?: { addr: bigint; len: number };
   /** A trampoline another injector of the process mapped (see scratchWithTrampoline): used, not unmapped. */
   sharedTrampoline?: bigint;
+  /** The code area of that injector's page (see callAll), used by turns: threads run one at a time. */
+  sharedSequenceArea?: bigint;
   /** The task's registers and blocked mask, when the caller has just read them. */
   regs?: Regs;
   sigmask?: bigint;
 }
 
-/** Where the data begins in a page that holds the trampoline's code too. */
-const CODE_BYTES = 64;
+/**
+ * A page that holds code as well as data (scratchWithTrampoline): the trampoline, then the code
+ * of a syscall sequence (callAll) and its results, then the scratch data.
+ */
+const SEQUENCE_AT = 16;
+/** Calls in one sequence; a longer list is run as several. */
+const SEQUENCE_CALLS = 12;
+const SEQUENCE_CODE_BYTES = SEQUENCE_CALLS * SEQUENCE_CALL_MAX + 1;
+const CODE_BYTES = Math.ceil((SEQUENCE_AT + SEQUENCE_CODE_BYTES + 8 * SEQUENCE_CALLS) / 64) * 64;
 
 const AFFINITY_BYTES = 128; // cpu_set_t: up to 1024 CPUs
 
@@ -187,6 +197,8 @@ export class Injector {
   /** The vDSO's syscall instruction (kept for the final unmaps). */
   private vdsoSite: bigint | undefined;
   private trampoline: bigint | undefined;
+  /** Writable, executable memory for callAll's code and results (in the trampoline's page). */
+  private sequenceArea: bigint | undefined;
   /** The trampoline is ours to unmap (not another injector's). */
   private trampolineOwned = true;
   private scratchAddr: bigint | undefined;
@@ -246,6 +258,7 @@ export class Injector {
       }
       if (opts.sharedScratch) this.takeScratch(opts.sharedScratch, false);
       if (opts.sharedTrampoline !== undefined) this.takeTrampoline(opts.sharedTrampoline, false);
+      this.sequenceArea = opts.sharedSequenceArea;
       if (opts.scratchSize) this.scratch(opts.scratchSize);
     } catch (e) {
       this.abandon();
@@ -301,12 +314,49 @@ export class Injector {
   /** Run a syscall and throw a SysError naming the task when it fails. */
   callChecked(nr: number, ...args: Arg[]): bigint {
     const r = this.call(nr, ...args);
-    if (isErrorResult(r)) {
-      const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? hex(a) : String(a)));
-      throw new SysError(Number(-r),
-        `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
-    }
+    if (isErrorResult(r)) throw this.failed(r, nr, args);
     return r;
+  }
+
+  private failed(r: bigint, nr: number, args: readonly Arg[]): SysError {
+    const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? hex(a) : String(a)));
+    return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
+  }
+
+  /**
+   * Several independent syscalls, in order, with one stop for all of them: their code is written
+   * into the page scratchWithTrampoline mapped, and ends in an int3. Without such a page they are
+   * made one by one. Returns the raw results (negative errnos on failure).
+   */
+  callAll(calls: readonly SyscallSpec[]): bigint[] {
+    const area = this.sequenceArea;
+    if (area === undefined || !this.trapping) return calls.map(([nr, ...args]) => this.call(nr, ...args));
+    const out: bigint[] = [];
+    for (let i = 0; i < calls.length; i += SEQUENCE_CALLS) out.push(...this.runSequence(area, calls.slice(i, i + SEQUENCE_CALLS)));
+    return out;
+  }
+
+  /** callAll(), throwing a SysError for the first call that failed (all of them were made). */
+  callAllChecked(calls: readonly SyscallSpec[]): bigint[] {
+    const results = this.callAll(calls);
+    const bad = results.findIndex(isErrorResult);
+    if (bad >= 0) throw this.failed(results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
+    return results;
+  }
+
+  private runSequence(area: bigint, calls: readonly SyscallSpec[]): bigint[] {
+    if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
+    const results = area + BigInt(SEQUENCE_CODE_BYTES);
+    const code = syscallSequence(calls, area, results);
+    writeMemory(this.tgid, area, code);
+    const regs = this.callRegs.copyFrom(this.savedRegs);
+    regs.set(IP_REG, area);
+    regs.set(SYSCALL_ORIG_REG, -1n);
+    setRegs(this.pid, regs);
+    this.count += calls.length;
+    this.runToTrap(area + BigInt(code.length), `${SYSCALL_NAME.get(calls[0]![0]) ?? calls[0]![0]} and ${calls.length - 1} more calls`);
+    const r = readMemory(this.tgid, results, 8 * calls.length);
+    return calls.map((_, i) => r.readBigInt64LE(8 * i));
   }
 
   /** mmap inside the task; returns the address. */
@@ -438,6 +488,7 @@ export class Injector {
     }
     writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
     this.takeTrampoline(rwx, true);
+    this.sequenceArea = rwx + BigInt(SEQUENCE_AT);
     // The page is unmapped as the trampoline; the scratch view of it is never unmapped alone.
     this.takeScratch({ addr: rwx + BigInt(CODE_BYTES), len: PAGE_SIZE - CODE_BYTES }, false);
   }
@@ -455,6 +506,11 @@ export class Injector {
   /** The trampoline's address, for injectors on the process's other threads (see sharedTrampoline). */
   get trampolineAddress(): bigint | undefined {
     return this.trampoline;
+  }
+
+  /** callAll's code area, for injectors on the process's other threads (see sharedSequenceArea). */
+  get sequenceAreaAddress(): bigint | undefined {
+    return this.sequenceArea;
   }
 
   /**
@@ -517,6 +573,7 @@ export class Injector {
       if (this.vdsoSite !== undefined) this.site = this.vdsoSite;
       if (this.trampolineOwned) this.munmap(t, PAGE_SIZE);
       this.trampoline = undefined;
+      this.sequenceArea = undefined;
     }
     this.finished = true;
     if (this.count > 0) this.parkInEventStop();

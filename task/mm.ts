@@ -185,19 +185,23 @@ export function dumpMm(pid: number, inj: Injector, stat: ProcStat, status: Pick<
   const exeId = files.once(`exe:${exe}`, () => ({
     type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(exe, `/proc/${pid}/exe`, O_RDONLY, 0n),
   }));
+  // status says whether THP is disabled (THP_enabled: 0 once PR_SET_THP_DISABLE is set), where printed.
+  const [brk, dumpable, thpDisabled] = inj.callAllChecked([
+    [SYS.brk, 0], [SYS.prctl, PR_GET_DUMPABLE],
+    ...(status.thpEnabled === undefined ? [[SYS.prctl, PR_GET_THP_DISABLE] as const] : []),
+  ]);
   return {
     mm_start_code: stat.startCode, mm_end_code: stat.endCode,
     mm_start_data: stat.startData, mm_end_data: stat.endData,
     mm_start_stack: stat.startStack, mm_start_brk: stat.startBrk,
-    mm_brk: BigInt.asUintN(64, inj.callChecked(SYS.brk, 0)),
+    mm_brk: BigInt.asUintN(64, brk!),
     mm_arg_start: stat.argStart, mm_arg_end: stat.argEnd,
     mm_env_start: stat.envStart, mm_env_end: stat.envEnd,
     exe_file_id: exeId,
     mm_saved_auxv: savedAuxv(auxv),
     vmas,
-    dumpable: Number(inj.callChecked(SYS.prctl, PR_GET_DUMPABLE)),
-    // status says it (THP_enabled: 0 once PR_SET_THP_DISABLE is set) without a call, where printed.
-    thp_disabled: status.thpEnabled === undefined ? inj.callChecked(SYS.prctl, PR_GET_THP_DISABLE) !== 0n : !status.thpEnabled,
+    dumpable: Number(dumpable),
+    thp_disabled: thpDisabled === undefined ? !status.thpEnabled : thpDisabled !== 0n,
   };
 }
 

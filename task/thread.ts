@@ -43,9 +43,11 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
 
   // The three answers side by side in scratch memory (stack_t, int, pointer), read back at once.
   const scratch = inj.scratch(40);
-  inj.callChecked(SYS.sigaltstack, 0, scratch);
-  inj.callChecked(SYS.prctl, PR_GET_PDEATHSIG, scratch + 24n);
-  inj.callChecked(SYS.prctl, PR_GET_TID_ADDRESS, scratch + 32n);
+  inj.callAllChecked([
+    [SYS.sigaltstack, 0, scratch],
+    [SYS.prctl, PR_GET_PDEATHSIG, scratch + 24n],
+    [SYS.prctl, PR_GET_TID_ADDRESS, scratch + 32n],
+  ]);
   const ss = inj.readScratch(40);
   const pdeath = ss.readInt32LE(24);
   const clearTidAddr = ss.readBigUInt64LE(32);

@@ -15,7 +15,7 @@ const ITIMERVAL_SIZE = 32;
 export function dumpItimers(inj: Injector): TaskTimersEntry {
   // The three side by side in scratch memory, read back at once.
   const at = inj.scratch(3 * ITIMERVAL_SIZE);
-  for (const which of Object.values(WHICH)) inj.callChecked(SYS.getitimer, which, at + BigInt(which * ITIMERVAL_SIZE));
+  inj.callAllChecked(Object.values(WHICH).map((which) => [SYS.getitimer, which, at + BigInt(which * ITIMERVAL_SIZE)]));
   const b = inj.readScratch(3 * ITIMERVAL_SIZE);
   const entry = (which: number): ItimerEntry => {
     const o = which * ITIMERVAL_SIZE;

@@ -162,6 +162,45 @@ test('syscalls run through a trampoline page, which finish() removes again', asy
   t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
 });
 
+test('several syscalls run in one stop from the combined page: results in order, errnos, 64-bit and negative arguments', async (t) => {
+  const w = await startWorkload('counter', ['nanosleep', '30']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const layoutBefore = mapsLayout(w.pid);
+  seizeAndStop(w.pid);
+  const inj = new Injector(w.pid);
+  const EBADF = 9n;
+  const F_GETFD = 1;
+  const ITIMER_REAL = 0;
+  // Made one by one before the combined page exists, then as one sequence: the same answers.
+  const calls = (scratch: bigint) => [
+    [SYS.getpid], [SYS.fcntl, -1, F_GETFD], [SYS.getitimer, ITIMER_REAL, scratch], [SYS.getppid],
+  ] as const;
+  const oneByOne = inj.callAll(calls(inj.scratch(64)));
+  inj.finish();
+  const seq = new Injector(w.pid);
+  seq.scratchWithTrampoline();
+  t.not(seq.sequenceAreaAddress, undefined);
+  const scratch = seq.scratch(64);
+  t.true(scratch > 0xffffffffn); // an argument that needs a 64-bit immediate
+  const before = seq.count;
+  const results = seq.callAll(calls(scratch));
+  t.is(seq.count - before, 4);
+  t.deepEqual(results, oneByOne);
+  t.deepEqual(results.slice(0, 2), [BigInt(w.pid), -EBADF]);
+  t.is(seq.readScratch(32).readBigInt64LE(16), 0n); // ITIMER_REAL not armed
+  t.throws(() => seq.callAllChecked(calls(scratch)), { message: /^EBADF: fcntl\(-1, 1\) in task \d+/ });
+  // Longer than one sequence holds: run as several, still in order.
+  const many = seq.callAll(Array.from({ length: 30 }, () => [SYS.getpid] as const));
+  t.deepEqual(many, Array(30).fill(BigInt(w.pid)));
+  seq.finish();
+  t.is(mapsLayout(w.pid), layoutBefore);
+  detach(w.pid);
+  const at = lastTick(w);
+  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+});
+
 test('CPUID run inside a task gives what the kernel\'s cpuid device gives, and the task runs on', async (t) => {
   const w = await startWorkload('counter', ['nanosleep', '30']);
   t.teardown(() => w.kill());

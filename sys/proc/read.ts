@@ -103,8 +103,14 @@ export function lines(text: string): string[] {
   return out;
 }
 
-// Number parsing that refuses garbage instead of returning NaN. `where` is [path, line, text].
-type Where = readonly [path: string, line: number | undefined, text: string];
+// Number parsing that refuses garbage instead of returning NaN. `where` is [path, line, text],
+// or what makes it when an error needs it (a parser that reads many fields spares building each).
+type Where = readonly [path: string, line: number | undefined, text: string] | (() => readonly [string, number | undefined, string]);
+
+function bad(where: Where, why: string): ProcError {
+  const [path, line, text] = typeof where === 'function' ? where() : where;
+  return malformed(path, line, why, text);
+}
 
 const DEC = /^-?\d+$/;
 const UDEC = /^\d+$/;
@@ -113,41 +119,41 @@ const OCT = /^[0-7]+$/;
 
 /** A decimal integer that fits a JS number exactly. */
 export function dec(s: string, what: string, where: Where): number {
-  if (!DEC.test(s)) throw malformed(where[0], where[1], `${what} is not a decimal number (${JSON.stringify(s)})`, where[2]);
+  if (!DEC.test(s)) throw bad(where, `${what} is not a decimal number (${JSON.stringify(s)})`);
   const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw malformed(where[0], where[1], `${what} ${s} does not fit 53 bits`, where[2]);
+  if (!Number.isSafeInteger(n)) throw bad(where, `${what} ${s} does not fit 53 bits`);
   return n;
 }
 
 /** A decimal integer of any size (u64 counters, addresses printed in decimal). */
 export function decBig(s: string, what: string, where: Where): bigint {
-  if (!DEC.test(s)) throw malformed(where[0], where[1], `${what} is not a decimal number (${JSON.stringify(s)})`, where[2]);
+  if (!DEC.test(s)) throw bad(where, `${what} is not a decimal number (${JSON.stringify(s)})`);
   return BigInt(s);
 }
 
 /** An unsigned decimal that fits a JS number exactly. */
 export function udec(s: string, what: string, where: Where): number {
-  if (!UDEC.test(s)) throw malformed(where[0], where[1], `${what} is not an unsigned decimal (${JSON.stringify(s)})`, where[2]);
+  if (!UDEC.test(s)) throw bad(where, `${what} is not an unsigned decimal (${JSON.stringify(s)})`);
   return dec(s, what, where);
 }
 
 /** A hex integer (with or without 0x) that fits a JS number exactly. */
 export function hex(s: string, what: string, where: Where): number {
-  if (!HEX.test(s)) throw malformed(where[0], where[1], `${what} is not a hex number (${JSON.stringify(s)})`, where[2]);
+  if (!HEX.test(s)) throw bad(where, `${what} is not a hex number (${JSON.stringify(s)})`);
   const n = parseInt(s.replace(/^0x/, ''), 16);
-  if (!Number.isSafeInteger(n)) throw malformed(where[0], where[1], `${what} ${s} does not fit 53 bits`, where[2]);
+  if (!Number.isSafeInteger(n)) throw bad(where, `${what} ${s} does not fit 53 bits`);
   return n;
 }
 
 /** A hex integer of any size (addresses, signal and capability masks). */
 export function hexBig(s: string, what: string, where: Where): bigint {
-  if (!HEX.test(s)) throw malformed(where[0], where[1], `${what} is not a hex number (${JSON.stringify(s)})`, where[2]);
+  if (!HEX.test(s)) throw bad(where, `${what} is not a hex number (${JSON.stringify(s)})`);
   return BigInt(s.startsWith('0x') ? s : `0x${s}`);
 }
 
 /** An octal integer (open flags in fdinfo, timerfd settime flags). */
 export function oct(s: string, what: string, where: Where): number {
-  if (!OCT.test(s)) throw malformed(where[0], where[1], `${what} is not an octal number (${JSON.stringify(s)})`, where[2]);
+  if (!OCT.test(s)) throw bad(where, `${what} is not an octal number (${JSON.stringify(s)})`);
   return parseInt(s, 8);
 }
 

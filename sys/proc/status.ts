@@ -1,7 +1,7 @@
 // /proc/PID/status and /proc/PID/task/TID/status (fs/proc/array.c proc_pid_status): the
 // "Key:\tvalue" file CRIU reads while seizing (state, signal masks, credentials, seccomp).
 import {
-  type ProcPid, dec, hexBig, lines, malformed, oct, procPath, readProcText, udec,
+  type ProcPid, dec, hexBig, malformed, oct, procPath, readProcText, udec,
 } from './read.js';
 
 export interface ProcStatus {
@@ -63,15 +63,22 @@ function unescapeName(s: string): string {
 /** Parses the text of a status file; `path` names it in errors. */
 export function parseStatus(text: string, path = 'status'): ProcStatus {
   const raw = new Map<string, string>();
-  const lineOf = new Map<string, number>();
-  lines(text).forEach((line, i) => {
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw malformed(path, i + 1, 'expected "Key:\\tvalue"', line);
-    const key = line.slice(0, colon);
-    raw.set(key, line.slice(colon + 1).replace(/^\t/, ''));
-    lineOf.set(key, i + 1);
-  });
-  const where = (key: string) => [path, lineOf.get(key), `${key}:\t${raw.get(key)}`] as const;
+  for (let at = 0, n = 1; at < text.length; n++) {
+    let eol = text.indexOf('\n', at);
+    if (eol < 0) eol = text.length;
+    const colon = text.indexOf(':', at);
+    if (colon <= at || colon > eol) throw malformed(path, n, 'expected "Key:\\tvalue"', text.slice(at, eol));
+    const value = text.charCodeAt(colon + 1) === 0x09 ? colon + 2 : colon + 1;
+    raw.set(text.slice(at, colon), text.slice(value, eol));
+    at = eol + 1;
+  }
+  // Line numbers only for an error message.
+  const lineOf = (key: string): number | undefined => {
+    if (text.startsWith(`${key}:`)) return 1;
+    const at = text.indexOf(`\n${key}:`);
+    return at < 0 ? undefined : text.slice(0, at + 1).split('\n').length;
+  };
+  const where = (key: string) => () => [path, lineOf(key), `${key}:\t${raw.get(key)}`] as const;
   const need = (key: string): string => {
     const v = raw.get(key);
     if (v === undefined) throw malformed(path, undefined, `no ${key}: line`);
@@ -86,16 +93,16 @@ export function parseStatus(text: string, path = 'status'): ProcStatus {
   };
   const ids = (key: string): [number, number, number, number] => {
     const v = list(key, []);
-    if (v.length !== 4) throw malformed(path, lineOf.get(key), `${key} needs 4 values`, raw.get(key));
+    if (v.length !== 4) throw malformed(path, lineOf(key), `${key} needs 4 values`, raw.get(key));
     return [v[0]!, v[1]!, v[2]!, v[3]!];
   };
 
   const stateText = need('State');
   const sm = /^(\S)(?: \((.*)\))?$/.exec(stateText.trim());
-  if (!sm) throw malformed(path, lineOf.get('State'), 'State is not "X (name)"', stateText);
+  if (!sm) throw malformed(path, lineOf('State'), 'State is not "X (name)"', stateText);
 
   const sigq = /^(\d+)\/(\d+)$/.exec(need('SigQ').trim());
-  if (!sigq) throw malformed(path, lineOf.get('SigQ'), 'SigQ is not "queued/limit"', raw.get('SigQ'));
+  if (!sigq) throw malformed(path, lineOf('SigQ'), 'SigQ is not "queued/limit"', raw.get('SigQ'));
 
   const pid = num('Pid');
   const tgid = num('Tgid');

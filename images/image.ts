@@ -11,7 +11,7 @@ import {
   imageTypeByName,
   type ImageType,
 } from './magic.js';
-import { decodeMessage, encodeMessage, type Message } from './wire.js';
+import { decodeMessage, encodeMessageView, type Message } from './wire.js';
 
 export interface ImageEntry {
   message: Message;
@@ -135,29 +135,59 @@ export function headBytes(type: ImageType): Uint8Array {
   return out;
 }
 
-/** Encodes one entry (size word, message, payload) of an image of `type`. */
-export function encodeEntry(type: ImageType, index: number, entry: ImageEntry, first: Message | undefined): Uint8Array[] {
+/**
+ * Appends one entry (size word, message, payload) of an image of `type` to `out`; `first` is the
+ * image's first message (it may decide the payloads of the others).
+ */
+function encodeEntry(out: ImageBytes, type: ImageType, index: number, entry: ImageEntry, first: Message | undefined): void {
   const shape = entryShape(type, index, first);
-  const body = encodeMessage(shape.message, entry.message);
-  const size = new Uint8Array(4);
-  new DataView(size.buffer).setUint32(0, body.length, true);
+  const body = encodeMessageView(shape.message, entry.message);
+  out.u32(body.length);
+  out.put(body);
   if (!shape.extra) {
     if (entry.extra?.length) throw new Error(`${type.name} entry ${index}: ${shape.message} has no payload`);
-    return [size, body];
+    return;
   }
   const extra = entry.extra ?? new Uint8Array(0);
   const want = expectedPayloadLength(shape.extra, entry.message);
   if (want !== undefined && want !== extra.length) {
     throw new Error(`${type.name} entry ${index}: the entry announces ${want} payload bytes, ${extra.length} given`);
   }
-  return [size, body, extra];
+  out.put(extra);
+}
+
+/** The bytes of an image being encoded, in one growing buffer. */
+class ImageBytes {
+  buf = Buffer.allocUnsafe(1024);
+  len = 0;
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+
+  put(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+
+  u32(v: number): void {
+    this.room(4);
+    this.buf.writeUInt32LE(v >>> 0, this.len);
+    this.len += 4;
+  }
 }
 
 /** Encodes a whole image file. */
 export function encodeImage(image: Image): Uint8Array {
   const first = image.entries[0]?.message;
-  const parts = [headBytes(image.type), ...image.entries.flatMap((e, i) => encodeEntry(image.type, i, e, first))];
-  return Buffer.concat(parts);
+  const out = new ImageBytes();
+  out.put(headBytes(image.type));
+  for (let i = 0; i < image.entries.length; i++) encodeEntry(out, image.type, i, image.entries[i]!, first);
+  return out.buf.subarray(0, out.len);
 }
 
 /** Shorthand for an image whose entries carry no payload. */

@@ -352,7 +352,9 @@ class Writer {
   }
 
   tag(id: number, wireType: number): void {
-    this.varint(id * 8 + wireType);
+    const t = id * 8 + wireType;
+    if (t < 0x80 && this.len < this.buf.length) this.buf[this.len++] = t; // fields 1-15: one byte
+    else this.varint(t);
   }
 
   finish(): Uint8Array {
@@ -564,8 +566,13 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
 
 /** Encodes one message (throws TypeError on a value that does not fit the schema). */
 export function encodeMessage(typeName: string | MessageType, msg: Message): Uint8Array {
+  return encodeMessageView(typeName, msg).slice();
+}
+
+/** encodeMessage() without the copy: a view that the next encoding overwrites. */
+export function encodeMessageView(typeName: string | MessageType, msg: Message): Uint8Array {
   const type = typeof typeName === 'string' ? messageType(typeName) : typeName;
-  return encodeFields(type, msg, 0).slice();
+  return encodeFields(type, msg, 0);
 }
 
 /** Fields of `msg` the schema did not know, as raw tag+value bytes. */

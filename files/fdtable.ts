@@ -3,7 +3,7 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
-import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
+import { listFds, readFdFlags, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
@@ -48,16 +48,20 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     const link = readFdLink(pid, fd);
     const kind = kindFor({ pid, fd, link });
     if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
-    const fdinfo = readFdinfo(pid, fd);
     let id = table.sharedWith(pid, fd, link);
+    let flags: number;
     if (id === undefined) {
+      const fdinfo = readFdinfo(pid, fd);
       const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
       id = table.add(dumped);
       dumped.added?.(id);
       table.remember(pid, fd, link, id);
       dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
+      flags = fdinfo.flags;
+    } else {
+      flags = readFdFlags(pid, fd); // a description dumped already: only the fd's close-on-exec
     }
-    out.push({ id, flags: fdinfo.flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
+    out.push({ id, flags: flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
   }
   return out;
 }

@@ -234,6 +234,7 @@ class SmapsEntry implements SmapsVma {
 /** Where the next VMA line starts: a line beginning with a hex digit (fields begin upper-case). */
 const NEXT_HEADER = /\n[0-9a-f]/g;
 const VMFLAGS = 'VmFlags:';
+const VMFLAGS_LINE = '\nVmFlags:';
 
 /**
  * Parses the text of an smaps file. `path` names the file in errors. Of each VMA's block only
@@ -255,13 +256,23 @@ export function parseSmaps(text: string, path = 'smaps'): SmapsVma[] {
       header = parseHeader(line, path, lineOf(text, at)); // throws again, with the line number
     }
     const body = Math.min(eol + 1, text.length);
-    NEXT_HEADER.lastIndex = eol;
-    const next = NEXT_HEADER.exec(text);
-    const end = next ? next.index + 1 : text.length;
+    // VmFlags is the last line of a block (show_smap() prints it last, for every VMA): the next
+    // header follows it. Otherwise (no VmFlags) the next line that starts with a hex digit.
+    let end: number;
+    let vf = text.indexOf(VMFLAGS_LINE, eol) + 1;
+    let vfEnd = vf > 0 ? text.indexOf('\n', vf) : -1;
+    if (vf > 0 && (vfEnd < 0 || vfEnd + 1 === text.length || isHeader(text.charCodeAt(vfEnd + 1)))) {
+      end = vfEnd < 0 ? text.length : vfEnd + 1;
+    } else {
+      NEXT_HEADER.lastIndex = eol;
+      const next = NEXT_HEADER.exec(text);
+      end = next ? next.index + 1 : text.length;
+      vf = text.lastIndexOf(VMFLAGS, end);
+      if (vf < body || text.charCodeAt(vf - 1) !== 0x0a) vf = -1;
+      vfEnd = vf < 0 ? -1 : text.indexOf('\n', vf);
+    }
     const vma = new SmapsEntry(header, [text, body, end, path]);
-    const vf = text.lastIndexOf(VMFLAGS, end);
-    if (vf >= body && text.charCodeAt(vf - 1) === 0x0a) {
-      const vfEnd = text.indexOf('\n', vf);
+    if (vf >= body) {
       vma.vmFlags = parseVmFlags(text.slice(vf + VMFLAGS.length, vfEnd < 0 || vfEnd > end ? end : vfEnd).trim());
     }
     out.push(vma);

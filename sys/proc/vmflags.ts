@@ -28,9 +28,17 @@ export type KnownVmFlag = keyof typeof VM_FLAG_NAMES;
 export type VmFlag = KnownVmFlag | (string & {});
 export type VmFlags = ReadonlySet<VmFlag>;
 
-/** Splits the value of a `VmFlags:` line (`rd wr mr mw me gd ac`) into a set. */
+/** Sets made so far, by the text they came from: a process has a handful of distinct ones. */
+const parsedFlags = new Map<string, VmFlags>();
+
+/** Splits the value of a `VmFlags:` line (`rd wr mr mw me gd ac`) into a set (shared, not to be changed). */
 export function parseVmFlags(value: string): VmFlags {
-  return new Set(value.split(' ').filter((t) => t !== ''));
+  let flags = parsedFlags.get(value);
+  if (!flags) {
+    flags = new Set(value.split(' ').filter((t) => t !== ''));
+    if (parsedFlags.size < 1024) parsedFlags.set(value, flags);
+  }
+  return flags;
 }
 
 /** mmap(2) flags (asm-generic/mman*.h; identical on x86_64). */

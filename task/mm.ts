@@ -88,15 +88,13 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
   segments?: ReadonlyMap<number, number>): VmaEntry[] {
   const out: VmaEntry[] = [];
   for (const v of smaps) {
-    const base: VmaEntry = {
-      start: v.start, end: v.end, pgoff: 0n, shmid: 0n, prot: v.prot,
-      flags: (v.shared ? MAP.SHARED : MAP.PRIVATE) | vmFlagsMapFlags(v.vmFlags), status: 0, fd: -1n,
+    const flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | vmFlagsMapFlags(v.vmFlags);
+    const add = (flags: number, status: number, pgoff = 0n, shmid = 0n, fdflags?: number) => {
+      out.push(vmaEntry(v, flags, status, pgoff, shmid, fdflags));
     };
-    const madv = vmFlagsMadv(v.vmFlags);
-    if (madv) base.madv = BigInt(madv);
     switch (v.kind) {
       case 'vsyscall':
-        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.VSYSCALL | VMA.ANON_PRIVATE });
+        add(flags | MAP.ANONYMOUS, VMA.VSYSCALL | VMA.ANON_PRIVATE);
         continue;
       case 'vvar':
       case 'vvar_vclock': {
@@ -106,30 +104,27 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
           prev.end = v.end;
           continue;
         }
-        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR });
+        add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.ANON_PRIVATE | VMA.VVAR);
         continue;
       }
       case 'vdso':
-        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS, status: VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE });
+        add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.VDSO | VMA.ANON_PRIVATE);
         continue;
       case 'heap':
       case 'stack':
       case 'anonymous':
       case 'anon-named':
         if (v.shared) throw unsupported(pid, v, 'shared anonymous memory');
-        out.push({ ...base, flags: base.flags | MAP.ANONYMOUS,
-          status: VMA.REGULAR | VMA.ANON_PRIVATE | (v.kind === 'heap' ? VMA.HEAP : 0) });
+        add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.ANON_PRIVATE | (v.kind === 'heap' ? VMA.HEAP : 0));
         continue;
       case 'file': {
         if (v.deleted) throw unsupported(pid, v, `the deleted file ${v.path}`);
         if (vmFlagsIoOrPfn(v.vmFlags)) throw unsupported(pid, v, `device memory of ${v.path}`);
         const fdflags = vmFlagsFdFlags(v.vmFlags);
-        const mapFile = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
         const id = files.once(`map:${v.devMajor}:${v.devMinor}:${v.inode}:${fdflags}`, () => ({
-          type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(v.path, mapFile, fdflags, 0n),
+          type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(v.path, mapFilePath(pid, v), fdflags, 0n),
         }));
-        out.push({ ...base, pgoff: v.pgoff, shmid: BigInt(id), fdflags,
-          status: VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) });
+        add(flags, VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE), v.pgoff, BigInt(id), fdflags);
         continue;
       }
       case 'shmem':
@@ -137,8 +132,7 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         // Shared anonymous memory is a shmem file too: both are kept as CRIU keeps them, a
         // memfd inode (memfd.img, contents once however many processes map it) and a memfd
         // file that the VMA names.
-        const mapFile = `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
-        const inodeId = dumpMemfdInode(mapFile, v.kind === 'shmem' ? '/dev/zero' : v.name ?? '', {
+        const inodeId = dumpMemfdInode(mapFilePath(pid, v), v.kind === 'shmem' ? '/dev/zero' : v.name ?? '', {
           memo: files.memo,
           addImageEntry: (image, message, extra) => files.addImageEntry(image, message, extra),
           writeImage: (image, entries) => files.setImage(image, entries),
@@ -149,8 +143,8 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
           type: FD_TYPE_MEMFD, field: 'memfd',
           entry: { flags: O_RDWR, pos: 0n, fown: zeroFown(), inode_id: inodeId },
         }));
-        out.push({ ...base, flags: base.flags & ~MAP.ANONYMOUS, pgoff: v.pgoff, shmid: BigInt(id), fdflags: O_RDWR,
-          status: VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE) });
+        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.MEMFD | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE),
+          v.pgoff, BigInt(id), O_RDWR);
         continue;
       }
       case 'sysv': {
@@ -161,8 +155,7 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         if (v.pgoff !== 0n || v.end - v.start !== (BigInt(size) + PAGE - 1n) / PAGE * PAGE) {
           throw unsupported(pid, v, `part of SysV shared memory ${v.inode}`);
         }
-        out.push({ ...base, flags: base.flags & ~MAP.ANONYMOUS, shmid: BigInt(v.inode),
-          status: VMA.REGULAR | VMA.SYSVIPC });
+        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.SYSVIPC, 0n, BigInt(v.inode));
         continue;
       }
       default:
@@ -170,6 +163,19 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
     }
   }
   return out;
+}
+
+function vmaEntry(v: SmapsVma, flags: number, status: number, pgoff: bigint, shmid: bigint, fdflags?: number): VmaEntry {
+  const e: VmaEntry = { start: v.start, end: v.end, pgoff, shmid, prot: v.prot, flags, status, fd: -1n };
+  const madv = vmFlagsMadv(v.vmFlags);
+  if (madv) e.madv = BigInt(madv);
+  if (fdflags !== undefined) e.fdflags = fdflags;
+  return e;
+}
+
+/** The task's map_files link of a VMA (opens the mapped file whatever its path). */
+function mapFilePath(pid: number, v: SmapsVma): string {
+  return `/proc/${pid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
 }
 
 /** auxv as CRIU keeps it: the words up to (not including) the AT_NULL pair. */

@@ -104,9 +104,20 @@ const MADV_OF: ReadonlyArray<readonly [KnownVmFlag, number]> = [
  * from the maps line and the backing file, not from here.
  */
 export function vmFlagsMapFlags(flags: VmFlags): number {
-  let out = 0;
-  for (const [name, bit] of MAP_FLAG_OF) if (flags.has(name)) out |= bit;
-  return out;
+  return derived(flags).mapFlags;
+}
+
+/** What a set of flags maps to, worked out once per set (parseVmFlags shares sets). */
+const derivedOf = new WeakMap<VmFlags, { mapFlags: number; madv: number }>();
+function derived(flags: VmFlags): { mapFlags: number; madv: number } {
+  let d = derivedOf.get(flags);
+  if (!d) {
+    d = { mapFlags: 0, madv: 0 };
+    for (const [name, bit] of MAP_FLAG_OF) if (flags.has(name)) d.mapFlags |= bit;
+    for (const [name, advice] of MADV_OF) if (flags.has(name)) d.madv |= 1 << advice;
+    derivedOf.set(flags, d);
+  }
+  return d;
 }
 
 /**
@@ -115,9 +126,7 @@ export function vmFlagsMapFlags(flags: VmFlags): number {
  * The highest advice is 18, so the mask fits a number.
  */
 export function vmFlagsMadv(flags: VmFlags): number {
-  let out = 0;
-  for (const [name, advice] of MADV_OF) if (flags.has(name)) out |= 1 << advice;
-  return out;
+  return derived(flags).madv;
 }
 
 /** The advice numbers set in an madv bitmask, ascending (for replaying them one madvise at a time). */

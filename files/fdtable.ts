@@ -31,9 +31,12 @@ export interface DumpFdTableOptions {
   extUnixSk?: boolean;
 }
 
-/** The task's descriptors as fdinfo entries; new descriptions go into `table`. */
+/**
+ * The task's descriptors as fdinfo entries; new descriptions go into `table`. `parent`: the
+ * task's parent, dumped before it (its fds are compared with the task's first).
+ */
 export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
-  opts: DumpFdTableOptions = {}): FdinfoEntry[] {
+  opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
@@ -45,6 +48,12 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     atEnd: (check) => table.atEnd(check),
   };
   for (const fd of listFds(pid)) {
+    const known = parent === undefined ? undefined : table.inherited(pid, parent, fd);
+    if (known) {
+      table.recordFd(pid, fd, known.id, known.link, known.type);
+      out.push({ id: known.id, flags: readFdFlags(pid, fd) & O_CLOEXEC ? FD_CLOEXEC : 0, type: known.type, fd });
+      continue;
+    }
     const link = readFdLink(pid, fd);
     const kind = kindFor({ pid, fd, link });
     if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
@@ -61,6 +70,7 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     } else {
       flags = readFdFlags(pid, fd); // a description dumped already: only the fd's close-on-exec
     }
+    table.recordFd(pid, fd, id, link, kind.type);
     out.push({ id, flags: flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
   }
   return out;

@@ -65,6 +65,26 @@ export class FileTable {
     return id;
   }
 
+  /** Every fd of every task dumped so far: its description's id, its /proc link and fd type. */
+  private fds = new Map<number, Map<number, { id: number; link: string; type: number }>>();
+
+  /** Records fd `fd` of `pid` (for its children, see inherited()). */
+  recordFd(pid: number, fd: number, id: number, link: string, type: number): void {
+    let mine = this.fds.get(pid);
+    if (!mine) this.fds.set(pid, (mine = new Map()));
+    mine.set(fd, { id, link, type });
+  }
+
+  /**
+   * What fd `fd` of `pid` is when it is the description its parent has at the same number (an
+   * fd inherited across fork and kept): one kcmp instead of reading the fd's link.
+   */
+  inherited(pid: number, parent: number, fd: number): { id: number; link: string; type: number } | undefined {
+    const theirs = this.fds.get(parent)?.get(fd);
+    if (!theirs) return undefined;
+    return rawSyscall(SYS.kcmp, pid, parent, KCMP_FILE, fd, fd) === 0n ? theirs : undefined;
+  }
+
   /** The id of a description reached through fd `fd` of `pid`, if an earlier fd shares it. */
   sharedWith(pid: number, fd: number, link: string): number | undefined {
     for (const other of this.seen.get(link) ?? []) {

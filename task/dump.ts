@@ -225,7 +225,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
-  }) as unknown as Record<string, unknown>[];
+  }, p.ppid || undefined) as unknown as Record<string, unknown>[];
 
   const t0 = performance.now();
   const { runs, scanned } = findDataPages(pid, mm.vmas);

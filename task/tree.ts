@@ -90,8 +90,8 @@ export class SeizedTree {
     return this.processes[0]!;
   }
 
-  private visit(pid: number, ppid: number): TreeProcess {
-    const stat = readStat(pid);
+  /** `stat`: the process's stat as read just before it was interrupted (read here for the root). */
+  private visit(pid: number, ppid: number, stat = readStat(pid)): TreeProcess {
     const proc: TreeProcess = {
       pid, ppid, pgid: stat.pgrp, sid: stat.session, threads: [], state: TASK_ALIVE,
       exitCode: 0, children: [],
@@ -134,15 +134,14 @@ export class SeizedTree {
     if (stoppedBefore) proc.state = TASK_STOPPED;
     const children = readChildren(pid, proc.threads); // all stopped: no thread comes or goes
     // The children's leaders are interrupted all at once too (a child that is a zombie is not).
-    for (const child of children) {
-      const state = readStat(child).state;
-      if (state === 'Z' || this.stoppedAtSeize.has(child)) continue; // seized through the freezer
+    const stats = children.map((child) => readStat(child));
+    children.forEach((child, i) => {
+      const { state } = stats[i]!;
+      if (state === 'Z' || this.stoppedAtSeize.has(child)) return; // seized through the freezer
       this.stoppedAtSeize.set(child, state === 'T');
       this.startSeize(child);
-    }
-    for (const child of children) {
-      proc.children.push(this.visit(child, pid));
-    }
+    });
+    children.forEach((child, i) => proc.children.push(this.visit(child, pid, stats[i])));
     return proc;
   }
 

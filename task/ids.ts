@@ -16,6 +16,8 @@ const NS_ORDER: [NsKind, keyof TaskKobjIds][] = [
   ['pid', 'pid_ns_id'], ['net', 'net_ns_id'], ['ipc', 'ipc_ns_id'], ['uts', 'uts_ns_id'],
   ['time', 'time_ns_id'], ['mnt', 'mnt_ns_id'], ['user', 'user_ns_id'], ['cgroup', 'cgroup_ns_id'],
 ];
+/** The links read for ids (not the *_for_children ones). */
+const ID_KINDS = NS_ORDER.map(([kind]) => kind);
 
 export class IdAllocator {
   private nextNs = 1;
@@ -40,7 +42,7 @@ export class IdAllocator {
     const obj = this.nextObj++;
     const ids: TaskKobjIds = { vm_id: obj, files_id: obj, fs_id: obj, sighand_id: obj };
     if (!withNs) return ids;
-    const links = readNamespaces(pid);
+    const links = readNamespaces(pid, ID_KINDS);
     for (const [kind, field] of NS_ORDER) {
       const link = links[kind];
       if (!link) continue;

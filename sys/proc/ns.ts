@@ -30,13 +30,13 @@ export function readNsLink(pid: ProcPid, kind: NsKind): NsLink {
 }
 
 /**
- * Every namespace link of a process. Kinds the kernel does not have (time before 5.6, cgroup
+ * Every namespace link of a process (or those of `kinds`). Kinds the kernel does not have (time before 5.6, cgroup
  * before 4.6) are absent from the result; pid_for_children of a process that has unshared its pid
  * namespace but not forked yet is absent too (the link reads as ENOENT).
  */
-export function readNamespaces(pid: ProcPid): Partial<Record<NsKind, NsLink>> {
+export function readNamespaces(pid: ProcPid, kinds: readonly NsKind[] = NS_KINDS): Partial<Record<NsKind, NsLink>> {
   const out: Partial<Record<NsKind, NsLink>> = {};
-  for (const kind of NS_KINDS) {
+  for (const kind of kinds) {
     try {
       out[kind] = readNsLink(pid, kind);
     } catch (err) {

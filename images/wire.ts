@@ -535,6 +535,11 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
         let at = w.len;
         for (; i < value.length; i++) {
           const x = value[i];
+          if (x === 0) {
+            buf[at++] = tag;
+            buf[at++] = 0;
+            continue;
+          }
           let v: number;
           if (typeof x === 'number' && x >= 0 && x <= 0xffffffff && x === Math.floor(x)) v = x;
           else if (typeof x === 'bigint' && x >= 0n && x <= 0xffffffffn) v = Number(x);

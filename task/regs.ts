@@ -10,7 +10,7 @@ import { Regs, getRegset, setRegset } from '../sys/ptrace.js';
 export type GpRegsEntry = Record<string, bigint | number>;
 export interface XsaveEntry {
   xstate_bv: bigint;
-  [component: string]: bigint | number[] | bigint[];
+  [component: string]: bigint | number[] | (number | bigint)[];
 }
 export interface FpRegsEntry {
   cwd: number; swd: number; twd: number; fop: number; rip: bigint; rdp: bigint; mxcsr: number;
@@ -50,16 +50,18 @@ export function rewindInterruptedSyscall(regs: Regs): boolean {
 }
 
 function u32Words(buf: Buffer, off: number, n: number): number[] {
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) out[i] = buf.readUInt32LE(off + i * 4);
-  return out;
+  // Through a typed array: copied in one native call, not word by word (little-endian host).
+  return Array.from(new Uint32Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + n * 4)));
 }
-/** Mostly zeros (AVX-512 state of a program that never used it): no BigInt made for those. */
-function u64Words(buf: Buffer, off: number, n: number): bigint[] {
-  const out = new Array<bigint>(n);
+/**
+ * 64-bit words, as numbers where the high half is zero: mostly zeros (the AVX-512 state of a
+ * program that never used it), which the encoder then writes without BigInt work.
+ */
+function u64Words(buf: Buffer, off: number, n: number): (number | bigint)[] {
+  const out = new Array<number | bigint>(n);
   for (let i = 0; i < n; i++) {
     const at = off + i * 8;
-    out[i] = buf.readUInt32LE(at) === 0 && buf.readUInt32LE(at + 4) === 0 ? 0n : buf.readBigUInt64LE(at);
+    out[i] = buf.readUInt32LE(at + 4) === 0 ? buf.readUInt32LE(at) : buf.readBigUInt64LE(at);
   }
   return out;
 }

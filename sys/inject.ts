@@ -336,6 +336,11 @@ export class Injector {
     return out;
   }
 
+  /** Questions to ask the task together (see Questions). */
+  questions(): Questions {
+    return new Questions(this);
+  }
+
   /** callAll(), throwing a SysError for the first call that failed (all of them were made). */
   callAllChecked(calls: readonly SyscallSpec[]): bigint[] {
     const results = this.callAll(calls);
@@ -662,5 +667,58 @@ export class Injector {
       mem.write(rip, original);
       mem.close();
     }
+  }
+}
+
+/** Scratch memory the answers of one set of questions may take. */
+const QUESTION_BYTES = 1024;
+
+/**
+ * Syscalls that ask a task about itself, gathered from several modules and made together: one
+ * stop for all of them (Injector.callAll), their answers read back from scratch memory in one
+ * read. Each asker takes room for its answer and a call, and reads both once run() is done.
+ */
+export class Questions {
+  private readonly calls: SyscallSpec[] = [];
+  private size = 0;
+  private results: bigint[] | undefined;
+  private memory: Buffer | undefined;
+  private readonly base: bigint;
+
+  constructor(private readonly inj: Injector) {
+    this.base = inj.scratch(QUESTION_BYTES);
+  }
+
+  /** `bytes` of scratch memory for an answer (8-byte aligned): where it is, and its offset for answer(). */
+  room(bytes: number): { addr: bigint; offset: number } {
+    const offset = this.size;
+    this.size += Math.ceil(bytes / 8) * 8;
+    if (this.size > QUESTION_BYTES) throw new RangeError(`questions need more than ${QUESTION_BYTES} bytes of answers`);
+    return { addr: this.base + BigInt(offset), offset };
+  }
+
+  /** A call to make; its number for result(). */
+  ask(nr: number, ...args: Arg[]): number {
+    if (this.results) throw new Error('questions asked after they were run');
+    this.calls.push([nr, ...args]);
+    return this.calls.length - 1;
+  }
+
+  /** Makes every call, then reads the answers' memory; throws the first call's failure. */
+  run(): void {
+    this.results = this.inj.callAllChecked(this.calls);
+    this.memory = this.size ? this.inj.readScratch(this.size) : Buffer.alloc(0);
+  }
+
+  /** What call `i` returned. */
+  result(i: number): bigint {
+    if (!this.results) throw new Error('questions not run yet');
+    return this.results[i]!;
+  }
+
+  /** The answer at `offset` of room() (a view of the memory read after the calls). */
+  answer(offset: number, bytes: number): Buffer {
+    if (!this.memory) throw new Error('questions not run yet');
+    return this.memory.subarray(offset, offset + bytes);
   }
 }

@@ -4,7 +4,7 @@
 // privileged, uids with KEEPCAPS, then the capability sets).
 
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, Questions } from '../sys/inject.js';
 import { rawSyscall } from '../sys/native.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 
@@ -36,10 +36,13 @@ export function credsFromStatus(s: ProcStatus, secbits: number): CredsEntry {
   };
 }
 
-/** A thread's credentials: `status` is its /proc status, read by the caller. */
-export function dumpCreds(inj: Injector, status: ProcStatus): CredsEntry {
-  const secbits = Number(inj.callChecked(SYS.prctl, PR_GET_SECUREBITS));
-  return credsFromStatus(status, secbits);
+/**
+ * A thread's credentials: `status` is its /proc status, read by the caller; the securebits are
+ * asked through `questions` of its injector (the result is there once they are run).
+ */
+export function askCreds(questions: Questions, status: ProcStatus): () => CredsEntry {
+  const secbits = questions.ask(SYS.prctl, PR_GET_SECUREBITS);
+  return () => credsFromStatus(status, Number(questions.result(secbits)));
 }
 
 function same(a: CredsEntry, b: CredsEntry): boolean {

@@ -21,7 +21,7 @@ import { dumpFdTable } from '../files/fdtable.js';
 import { FileTable } from '../files/table.js';
 import { dumpFs } from './fs.js';
 import { IdAllocator, type TaskKobjIds } from './ids.js';
-import { dumpMm, dumpVmas } from './mm.js';
+import { askMm, dumpMm, dumpVmas } from './mm.js';
 import { dumpNetns, netdevImageName, netnsImageName } from '../net-ns/netns.js';
 import { SYSV_KINDS, dumpSysvIpc, dumpedSegments, sysvImageName } from './sysv-ipc.js';
 import { findDataPages, writePages } from './pages.js';
@@ -29,8 +29,8 @@ import { dumpThreadInfo } from './regs.js';
 import { dumpRlimits } from './rlimits.js';
 import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
-import { dumpThreadCore } from './thread.js';
-import { dumpItimers, dumpPosixTimers } from './timers.js';
+import { askThreadCore, dumpThreadCore } from './thread.js';
+import { askItimers, dumpPosixTimers } from './timers.js';
 import { writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
@@ -206,23 +206,31 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   for (const tid of p.threads.slice(1)) {
     const tinj = new Injector(tid, pid, {
       pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
-      sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress,
+      sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress, sharedSequenceArea: inj.sequenceAreaAddress,
     });
     st.handBack.push(tinj);
     threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
   }
 
+  // What only the process can tell, asked all at once (one stop).
+  const questions = inj.questions();
+  const askedThread = askThreadCore(questions, pid, pid, masks.get(pid)!, status);
+  const askedTimers = askItimers(questions);
+  const askedMm = askMm(questions, status);
+  const subreaperRoom = questions.room(4);
+  questions.ask(SYS.prctl, PR_GET_CHILD_SUBREAPER, subreaperRoom.addr);
+  questions.run();
+  threadCores.set(pid, askedThread());
+  const subreaper = questions.answer(subreaperRoom.offset, 4).readInt32LE(0) !== 0;
+
   const vmas = dumpVmas(pid, smaps, st.files, st.segments);
-  const mm = dumpMm(pid, inj, stat, status, auxv, vmas, st.files);
+  const mm = dumpMm(pid, askedMm(), stat, auxv, vmas, st.files);
   const sigactions = dumpSigactions(inj, status);
-  const timers = dumpItimers(inj);
+  const timers = askedTimers();
   const posix = dumpPosixTimers(inj, readTimers(pid));
   if (posix.length) timers.posix = posix;
-  threadCores.set(pid, dumpThreadCore(inj, pid, pid, masks.get(pid)!, status));
   if (st.utsOf === pid) st.uts = dumpUts(inj);
   if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
-  inj.callChecked(SYS.prctl, PR_GET_CHILD_SUBREAPER, inj.scratch(8));
-  const subreaper = inj.readScratch(4).readInt32LE(0) !== 0;
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
   }, p.ppid || undefined) as unknown as Record<string, unknown>[];

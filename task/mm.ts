@@ -9,7 +9,7 @@
 
 import fs from 'node:fs';
 import { PAGE_SIZE, SYS } from '../sys/arch.js';
-import { Injector, MAP, PROT } from '../sys/inject.js';
+import { Injector, MAP, PROT, type Questions } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
   MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
@@ -185,29 +185,43 @@ function savedAuxv(words: readonly bigint[]): bigint[] {
   return out;
 }
 
-export function dumpMm(pid: number, inj: Injector, stat: ProcStat, status: Pick<ProcStatus, 'thpEnabled'>,
+/** What only the task can tell of its mm (brk, dumpable, THP), asked through `questions` of its injector. */
+export function askMm(questions: Questions, status: Pick<ProcStatus, 'thpEnabled'>): () => MmAnswers {
+  const brk = questions.ask(SYS.brk, 0);
+  const dumpable = questions.ask(SYS.prctl, PR_GET_DUMPABLE);
+  // status says whether THP is disabled (THP_enabled: 0 once PR_SET_THP_DISABLE is set), where printed.
+  const thp = status.thpEnabled === undefined ? questions.ask(SYS.prctl, PR_GET_THP_DISABLE) : undefined;
+  return () => ({
+    brk: BigInt.asUintN(64, questions.result(brk)),
+    dumpable: Number(questions.result(dumpable)),
+    thpDisabled: thp === undefined ? !status.thpEnabled : questions.result(thp) !== 0n,
+  });
+}
+
+export interface MmAnswers {
+  brk: bigint;
+  dumpable: number;
+  thpDisabled: boolean;
+}
+
+export function dumpMm(pid: number, asked: MmAnswers, stat: ProcStat,
   auxv: readonly bigint[], vmas: VmaEntry[], files: FileTable): MmEntry {
   const exe = fs.readlinkSync(`/proc/${pid}/exe`);
   const exeId = files.once(`exe:${exe}`, () => ({
     type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(exe, `/proc/${pid}/exe`, O_RDONLY, 0n),
   }));
-  // status says whether THP is disabled (THP_enabled: 0 once PR_SET_THP_DISABLE is set), where printed.
-  const [brk, dumpable, thpDisabled] = inj.callAllChecked([
-    [SYS.brk, 0], [SYS.prctl, PR_GET_DUMPABLE],
-    ...(status.thpEnabled === undefined ? [[SYS.prctl, PR_GET_THP_DISABLE] as const] : []),
-  ]);
   return {
     mm_start_code: stat.startCode, mm_end_code: stat.endCode,
     mm_start_data: stat.startData, mm_end_data: stat.endData,
     mm_start_stack: stat.startStack, mm_start_brk: stat.startBrk,
-    mm_brk: BigInt.asUintN(64, brk!),
+    mm_brk: asked.brk,
     mm_arg_start: stat.argStart, mm_arg_end: stat.argEnd,
     mm_env_start: stat.envStart, mm_env_end: stat.envEnd,
     exe_file_id: exeId,
     mm_saved_auxv: savedAuxv(auxv),
     vmas,
-    dumpable: Number(dumpable),
-    thp_disabled: thpDisabled === undefined ? !status.thpEnabled : thpDisabled !== 0n,
+    dumpable: asked.dumpable,
+    thp_disabled: asked.thpDisabled,
   };
 }
 

@@ -3,11 +3,11 @@
 // credentials. Dump and restore side by side.
 
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, Questions } from '../sys/inject.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import { readComm, readStatus, type ProcStatus } from '../sys/proc/index.js';
-import { dumpCreds, restoreCreds, type CredsEntry } from './creds.js';
+import { askCreds, restoreCreds, type CredsEntry } from './creds.js';
 import { dumpPendingSignals, type SignalQueueEntry } from './signals.js';
 
 export interface ThreadCoreEntry {
@@ -25,14 +25,50 @@ const PR_GET_TID_ADDRESS = 40;
 const PRIO_PROCESS = 0;
 const SS_DISABLE = 2;
 
+export interface DumpedThreadCore {
+  core: ThreadCoreEntry;
+  clearTidAddr: bigint;
+  seccompMode: number;
+}
+
 /**
- * `status` is the thread's /proc status when the caller has it (read here otherwise); its
- * seccomp mode is handed back with the rest.
+ * A thread's state, with what only the thread can tell (alternate signal stack, parent-death
+ * signal, clear-tid address) asked through `questions` of its injector: the result is there once
+ * they are run. `status` is the thread's /proc status when the caller has it (read here otherwise).
  */
-export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): {
-  core: ThreadCoreEntry; clearTidAddr: bigint; seccompMode: number;
-} {
+export function askThreadCore(questions: Questions, tgid: number, tid: number, blocked: bigint,
+  status?: ProcStatus): () => DumpedThreadCore {
   const st = status ?? readStatus(tgid, tid);
+  // stack_t, int, pointer
+  const sas = questions.room(24);
+  const pdeath = questions.room(4);
+  const tidAddr = questions.room(8);
+  questions.ask(SYS.sigaltstack, 0, sas.addr);
+  questions.ask(SYS.prctl, PR_GET_PDEATHSIG, pdeath.addr);
+  questions.ask(SYS.prctl, PR_GET_TID_ADDRESS, tidAddr.addr);
+  const creds = askCreds(questions, st);
+  return () => {
+    const ss = questions.answer(sas.offset, 24);
+    return threadCore(tgid, tid, blocked, st, {
+      sas: { ss_sp: ss.readBigUInt64LE(0), ss_size: ss.readBigUInt64LE(16), ss_flags: ss.readInt32LE(8) },
+      pdeathSig: questions.answer(pdeath.offset, 4).readInt32LE(0),
+      clearTidAddr: questions.answer(tidAddr.offset, 8).readBigUInt64LE(0),
+      creds: creds(),
+    });
+  };
+}
+
+/** askThreadCore() with questions of its own. */
+export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): DumpedThreadCore {
+  const questions = inj.questions();
+  const result = askThreadCore(questions, tgid, tid, blocked, status);
+  questions.run();
+  return result();
+}
+
+/** The rest of a thread's state: read through ptrace, /proc and syscalls about it. */
+function threadCore(tgid: number, tid: number, blocked: bigint, st: ProcStatus,
+  asked: { sas: NonNullable<ThreadCoreEntry['sas']>; pdeathSig: number; clearTidAddr: bigint; creds: CredsEntry }): DumpedThreadCore {
   const head = nativeBuffer(16);
   syscall(`get_robust_list(${tid})`, SYS.get_robust_list, tid, addressOf(head), addressOf(head) + 8n);
   const param = nativeBuffer(8);
@@ -40,33 +76,22 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
   const policy = Number(syscall(`sched_getscheduler(${tid})`, SYS.sched_getscheduler, tid));
   // The raw getpriority syscall returns 20 - nice, so it is never negative.
   const prio = Number(syscall(`getpriority(${tid})`, SYS.getpriority, PRIO_PROCESS, tid));
-
-  // The three answers side by side in scratch memory (stack_t, int, pointer), read back at once.
-  const scratch = inj.scratch(40);
-  inj.callAllChecked([
-    [SYS.sigaltstack, 0, scratch],
-    [SYS.prctl, PR_GET_PDEATHSIG, scratch + 24n],
-    [SYS.prctl, PR_GET_TID_ADDRESS, scratch + 32n],
-  ]);
-  const ss = inj.readScratch(40);
-  const pdeath = ss.readInt32LE(24);
-  const clearTidAddr = ss.readBigUInt64LE(32);
   const rseq = getRseqConfiguration(tid);
 
   const core: ThreadCoreEntry = {
     futex_rla: head.readBigUInt64LE(0), futex_rla_len: Number(head.readBigUInt64LE(8)),
     sched_nice: 20 - prio, sched_policy: policy, sched_prio: param.readInt32LE(0),
     blk_sigset: blocked,
-    sas: { ss_sp: ss.readBigUInt64LE(0), ss_size: ss.readBigUInt64LE(16), ss_flags: ss.readInt32LE(8) },
-    pdeath_sig: pdeath,
+    sas: asked.sas,
+    pdeath_sig: asked.pdeathSig,
     signals_p: dumpPendingSignals(tid, false),
-    creds: dumpCreds(inj, st),
+    creds: asked.creds,
     comm: readComm(tgid, tid),
   };
   if (rseq.rseqAbiSize) {
     core.rseq_entry = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
   }
-  return { core, clearTidAddr, seccompMode: st.seccomp };
+  return { core, clearTidAddr: asked.clearTidAddr, seccompMode: st.seccomp };
 }
 
 /** The thread's name (comm, at most 15 bytes). */

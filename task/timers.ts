@@ -2,7 +2,7 @@
 // the time left and its period, and re-armed with them on restore.
 
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, Questions } from '../sys/inject.js';
 import type { PosixTimer } from '../sys/proc/index.js';
 
 export interface ItimerEntry { isec: bigint; iusec: bigint; vsec: bigint; vusec: bigint }
@@ -12,16 +12,19 @@ const WHICH = { real: 0, virt: 1, prof: 2 } as const;
 /** struct itimerval: it_interval {sec, usec}, it_value {sec, usec}. */
 const ITIMERVAL_SIZE = 32;
 
-export function dumpItimers(inj: Injector): TaskTimersEntry {
-  // The three side by side in scratch memory, read back at once.
-  const at = inj.scratch(3 * ITIMERVAL_SIZE);
-  inj.callAllChecked(Object.values(WHICH).map((which) => [SYS.getitimer, which, at + BigInt(which * ITIMERVAL_SIZE)]));
-  const b = inj.readScratch(3 * ITIMERVAL_SIZE);
-  const entry = (which: number): ItimerEntry => {
-    const o = which * ITIMERVAL_SIZE;
-    return { isec: b.readBigInt64LE(o), iusec: b.readBigInt64LE(o + 8), vsec: b.readBigInt64LE(o + 16), vusec: b.readBigInt64LE(o + 24) };
+/** The three itimers, asked through `questions` of the task's injector (there once they are run). */
+export function askItimers(questions: Questions): () => TaskTimersEntry {
+  // The three side by side in scratch memory.
+  const room = questions.room(3 * ITIMERVAL_SIZE);
+  for (const which of Object.values(WHICH)) questions.ask(SYS.getitimer, which, room.addr + BigInt(which * ITIMERVAL_SIZE));
+  return () => {
+    const b = questions.answer(room.offset, 3 * ITIMERVAL_SIZE);
+    const entry = (which: number): ItimerEntry => {
+      const o = which * ITIMERVAL_SIZE;
+      return { isec: b.readBigInt64LE(o), iusec: b.readBigInt64LE(o + 8), vsec: b.readBigInt64LE(o + 16), vusec: b.readBigInt64LE(o + 24) };
+    };
+    return { real: entry(WHICH.real), virt: entry(WHICH.virt), prof: entry(WHICH.prof) };
   };
-  return { real: entry(WHICH.real), virt: entry(WHICH.virt), prof: entry(WHICH.prof) };
 }
 
 export function restoreItimers(inj: Injector, t: TaskTimersEntry | undefined): void {

@@ -34,10 +34,12 @@ export function syscall(what: string | (() => string), nr: number, a: Arg = 0, b
 
 /**
  * A buffer the kernel may read or write. Allocated outside Node's pool so that its address is
- * stable and it is never shared with unrelated small buffers.
+ * stable and it is never shared with unrelated small buffers. Zero-filled unless `zeroed` is
+ * false (for one the kernel fills whole before it is read).
  */
-export function nativeBuffer(size: number): Buffer {
-  return Buffer.allocUnsafeSlow(size).fill(0);
+export function nativeBuffer(size: number, zeroed = true): Buffer {
+  const buf = Buffer.allocUnsafeSlow(size);
+  return zeroed ? buf.fill(0) : buf;
 }
 
 /** The address of a buffer's first byte, to pass as a pointer argument. */

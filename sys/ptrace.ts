@@ -87,6 +87,12 @@ export class Regs {
   get(name: RegName): bigint {
     return this.raw.readBigUInt64LE(REG_OFFSET[name]);
   }
+  /** The register as a number where it fits 53 bits (most do: no BigInt made), else a bigint. */
+  getValue(name: RegName): number | bigint {
+    const at = REG_OFFSET[name];
+    const high = this.raw.readUInt32LE(at + 4);
+    return high < 0x200000 ? high * 0x100000000 + this.raw.readUInt32LE(at) : this.raw.readBigUInt64LE(at);
+  }
   /** The register as a signed value (results, orig_rax = -1). */
   getSigned(name: RegName): bigint {
     return this.raw.readBigInt64LE(REG_OFFSET[name]);

@@ -85,7 +85,7 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
   // file off this thread): cheaper than the injected open, writes and close. (Short when some
   // run is PROT_NONE: then run by run, below.)
   if (total <= DIRECT_FILL_LIMIT) {
-    const buf = nativeBuffer(total);
+    const buf = nativeBuffer(total, false); // all of it read over, or not used
     if (readRanges(pid, runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })), buf) === total) {
       writeSmall(buf);
       progress?.(total, total);

@@ -138,9 +138,12 @@ export function xsaveFromFpregs(fp: FpRegsEntry): Buffer {
   return area;
 }
 
+/** CRIU's gpregs field of each register, in user_regs_struct order. */
+const GPREG_FIELDS = USER_REGS.map((r) => [CRIU_GPREG_NAMES[r], r] as const);
+
 export function gpregsFromRegs(regs: Regs): GpRegsEntry {
   const out: GpRegsEntry = {};
-  for (const r of USER_REGS) out[CRIU_GPREG_NAMES[r]] = regs.get(r);
+  for (let i = 0; i < GPREG_FIELDS.length; i++) out[GPREG_FIELDS[i]![0]] = regs.getValue(GPREG_FIELDS[i]![1]);
   out.mode = NATIVE_MODE;
   return out;
 }

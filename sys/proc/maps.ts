@@ -7,7 +7,7 @@
 // special name, or nothing for an anonymous mapping. smaps adds "Key: N kB" lines,
 // `THPeligible:`, `ProtectionKey:` and `VmFlags:` after each header.
 import {
-  type ProcPid, dec, hex, hexBig, lines, malformed, procPath, readProcText, udec,
+  type ProcPid, dec, lines, malformed, procPath, readProcText,
 } from './read.js';
 import { PROT_EXEC, PROT_READ, PROT_WRITE, type VmFlags, parseVmFlags } from './vmflags.js';
 
@@ -118,7 +118,6 @@ function classify(vma: Vma): void {
 function parseHeader(line: string, path: string, lineNo: number): Vma {
   const m = HEADER.exec(line);
   if (!m) throw malformed(path, lineNo, 'not a VMA line', line);
-  const where = [path, lineNo, line] as const;
   const perms = m[3]!;
   let name = unescapeNewlines(m[8] ?? '');
   let deleted = false;
@@ -126,16 +125,19 @@ function parseHeader(line: string, path: string, lineNo: number): Vma {
     deleted = true;
     name = name.slice(0, -DELETED.length);
   }
+  // HEADER has checked the digits: converted without checking them again.
+  const inode = Number(m[7]!);
+  if (!Number.isSafeInteger(inode)) throw malformed(path, lineNo, `inode ${m[7]} does not fit 53 bits`, line);
   const vma: Vma = {
-    start: hexBig(m[1]!, 'start', where),
-    end: hexBig(m[2]!, 'end', where),
+    start: hexAddr(m[1]!),
+    end: hexAddr(m[2]!),
     perms,
     prot: (perms[0] === 'r' ? PROT_READ : 0) | (perms[1] === 'w' ? PROT_WRITE : 0) | (perms[2] === 'x' ? PROT_EXEC : 0),
     shared: perms[3] === 's',
-    pgoff: hexBig(m[4]!, 'pgoff', where),
-    devMajor: hex(m[5]!, 'dev major', where),
-    devMinor: hex(m[6]!, 'dev minor', where),
-    inode: udec(m[7]!, 'inode', where),
+    pgoff: hexAddr(m[4]!),
+    devMajor: parseInt(m[5]!, 16),
+    devMinor: parseInt(m[6]!, 16),
+    inode,
     path: name,
     deleted,
     kind: 'anonymous',

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import { SYS, NT } from '../../sys/arch.js';
 import { Injector, MAP, PROT } from '../../sys/inject.js';
@@ -37,6 +37,25 @@ function mapsLayout(pid: number): string {
 function lastTick(w: Workload): number {
   const ticks = w.lines.filter((l) => l.startsWith('tick '));
   return ticks.length ? Number(ticks[ticks.length - 1]!.split(' ')[1]) : 0;
+}
+
+/** A counter that has ticked twice, seized and stopped; its maps as they were before. */
+async function stoppedCounter(t: ExecutionContext): Promise<{ w: Workload; layoutBefore: string }> {
+  const w = await startWorkload('counter', ['nanosleep', '30']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const layoutBefore = mapsLayout(w.pid);
+  seizeAndStop(w.pid);
+  return { w, layoutBefore };
+}
+
+/** Let the counter go: it counts on, without an error (and with its maps as before, if given). */
+async function countsOn(t: ExecutionContext, w: Workload, layoutBefore?: string): Promise<void> {
+  if (layoutBefore !== undefined) t.is(mapsLayout(w.pid), layoutBefore);
+  detach(w.pid);
+  const at = lastTick(w);
+  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
 }
 
 for (const mode of ['nanosleep', 'clock', 'read'] as const) {
@@ -140,11 +159,7 @@ test('a failed ptrace call names the errno, the request and the pid', (t) => {
 });
 
 test('syscalls run through a trampoline page, which finish() removes again', async (t) => {
-  const w = await startWorkload('counter', ['nanosleep', '30']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 2$/);
-  const layoutBefore = mapsLayout(w.pid);
-  seizeAndStop(w.pid);
+  const { w, layoutBefore } = await stoppedCounter(t);
   const inj = new Injector(w.pid);
   const vdsoSite = inj.syscallSite;
   const page = inj.useTrampoline();
@@ -155,19 +170,11 @@ test('syscalls run through a trampoline page, which finish() removes again', asy
   for (let i = 0; i < 200; i++) t.is(inj.call(SYS.getpid), BigInt(w.pid));
   t.log(`${((performance.now() - started) * 1000 / 200).toFixed(1)} µs per injected syscall`);
   inj.finish();
-  t.is(mapsLayout(w.pid), layoutBefore);
-  detach(w.pid);
-  const at = lastTick(w);
-  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
-  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+  await countsOn(t, w, layoutBefore);
 });
 
 test('several syscalls run in one stop from the combined page: results in order, errnos, 64-bit and negative arguments', async (t) => {
-  const w = await startWorkload('counter', ['nanosleep', '30']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 2$/);
-  const layoutBefore = mapsLayout(w.pid);
-  seizeAndStop(w.pid);
+  const { w, layoutBefore } = await stoppedCounter(t);
   const inj = new Injector(w.pid);
   const EBADF = 9n;
   const F_GETFD = 1;
@@ -194,18 +201,11 @@ test('several syscalls run in one stop from the combined page: results in order,
   const many = seq.callAll(Array.from({ length: 30 }, () => [SYS.getpid] as const));
   t.deepEqual(many, Array(30).fill(BigInt(w.pid)));
   seq.finish();
-  t.is(mapsLayout(w.pid), layoutBefore);
-  detach(w.pid);
-  const at = lastTick(w);
-  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
-  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+  await countsOn(t, w, layoutBefore);
 });
 
 test('CPUID run inside a task gives what the kernel\'s cpuid device gives, and the task runs on', async (t) => {
-  const w = await startWorkload('counter', ['nanosleep', '30']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 2$/);
-  seizeAndStop(w.pid);
+  const { w } = await stoppedCounter(t);
   const inj = new Injector(w.pid);
   const dev = fs.openSync('/dev/cpu/0/cpuid', 'r');
   try {
@@ -220,8 +220,5 @@ test('CPUID run inside a task gives what the kernel\'s cpuid device gives, and t
   }
   t.is(inj.call(SYS.getpid), BigInt(w.pid), 'syscalls still work after it');
   inj.finish();
-  detach(w.pid);
-  const at = lastTick(w);
-  await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
-  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+  await countsOn(t, w);
 });

@@ -332,8 +332,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
   };
   try {
-    // Each process's images are written as soon as it is dumped (ImageDir writes synchronously:
-    // cheaper than the thread pool's round trips); a failed write fails the dump below.
+    // Each process's images are written as soon as it is dumped (in place, or through the thread
+    // pool where the filesystem is slow: see ImageDir); a failed write fails the dump below.
     const writes: Promise<void>[] = [];
     const write = (w: Promise<void>) => {
       w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed

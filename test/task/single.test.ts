@@ -62,6 +62,27 @@ for (const mode of ['ignores', 'catches'] as const) {
   });
 }
 
+// Under memory-deny-write-execute (PR_SET_MDWE) the dump's writable and executable page is
+// refused: it asks the task its questions one call at a time from plain scratch memory instead.
+test.serial('a process under memory-deny-write-execute is dumped with --leave-running and runs on as it was', async (t) => {
+  const script = [
+    'import ctypes, time', 'libc = ctypes.CDLL(None)',
+    'PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1',
+    'if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0): print("ERR set", flush=True)',
+    'n = 0', 'while True:', '    n += 1',
+    '    print("tick", n, "mdwe", libc.prctl(PR_GET_MDWE, 0, 0, 0, 0), flush=True)', '    time.sleep(0.02)', '',
+  ].join('\n');
+  const w = await underReaper(['/usr/bin/python3', '-c', script]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 3 /);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--leave-running']);
+  t.is(d.exitCode, 0, d.all);
+  const at = lastTick(w.lines);
+  await w.waitForLine(new RegExp(`^tick ${at + 5} `));
+  t.deepEqual(w.lines.filter((l) => l.startsWith('ERR')), []);
+  t.deepEqual(w.lines.filter((l) => l.startsWith('tick') && !l.endsWith(' mdwe 1')), [], 'MDWE on throughout');
+});
+
 test.serial('dump → restore → dump → restore keeps the counter going', async (t) => {
   const w = await startWorkload('counter', ['clock', '20']);
   t.teardown(() => w.kill());

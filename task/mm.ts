@@ -393,21 +393,28 @@ export interface InheritedSpace {
   layout?: readonly VmaRange[];
 }
 
-function vmaKey(v: VmaEntry): string {
-  return [v.start, v.end, v.pgoff, v.shmid, v.prot, v.flags, v.status, v.madv ?? 0n, v.fdflags ?? 0].join(':');
+/** Whether two VMA entries (decoded alike) describe the same mapping. */
+function sameVma(a: VmaEntry, b: VmaEntry): boolean {
+  return a.start === b.start && a.end === b.end && a.pgoff === b.pgoff && a.shmid === b.shmid && a.prot === b.prot
+    && a.flags === b.flags && a.status === b.status && (a.madv ?? 0n) === (b.madv ?? 0n) && (a.fdflags ?? 0) === (b.fdflags ?? 0);
 }
 
+/** A parent's VMAs by start address, made once for all its children. */
+const byStartOf = new WeakMap<readonly VmaEntry[], Map<bigint, VmaEntry>>();
+
 const NOT_INHERITED = (1n << BigInt(MADV_DONTFORK)) | (1n << BigInt(MADV_WIPEONFORK));
+const NO_VMA = { start: -1n } as VmaEntry;
 
 /**
  * The task's VMAs that the parent has as they are and a fork copies: private, not a memfd, not
  * locked, not left out of (or wiped in) a child.
  */
 function keptVmas(wanted: readonly VmaEntry[], parent: readonly VmaEntry[]): VmaEntry[] {
-  const theirs = new Set(parent.map(vmaKey));
+  let theirs = byStartOf.get(parent);
+  if (!theirs) byStartOf.set(parent, (theirs = new Map(parent.map((v) => [BigInt(v.start), v]))));
   return wanted.filter((v) => (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE))
     && !(v.status & (VMA.MEMFD | VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) && !(v.flags & MAP_LOCKED)
-    && !((v.madv ?? 0n) & NOT_INHERITED) && theirs.has(vmaKey(v)));
+    && !(BigInt(v.madv ?? 0n) & NOT_INHERITED) && sameVma(v, theirs!.get(BigInt(v.start)) ?? NO_VMA));
 }
 
 /**

@@ -801,10 +801,12 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
 }
 
 function sameMmFields(a: MmEntry, b: MmEntry): boolean {
-  const { vmas: _a, ...fa } = a;
-  const { vmas: _b, ...fb } = b;
-  const norm = (m: object) => JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
-  return norm(fa) === norm(fb);
+  const same = (x: unknown, y: unknown): boolean => (Array.isArray(x) && Array.isArray(y)
+    ? x.length === y.length && x.every((v, i) => v === y[i]) : x === y);
+  const fields = (m: MmEntry) => Object.keys(m).filter((k) => k !== 'vmas');
+  const mine = fields(a);
+  return mine.length === fields(b).length
+    && mine.every((k) => same((a as unknown as Record<string, unknown>)[k], (b as unknown as Record<string, unknown>)[k]));
 }
 
 /** Make a freshly cloned task exit the way the dumped zombie did; its parent will reap it. */

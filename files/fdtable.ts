@@ -48,32 +48,35 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     atEnd: (check) => table.atEnd(check),
   };
   for (const fd of listFds(pid)) {
-    const known = parent === undefined ? undefined : table.inherited(pid, parent, fd);
-    if (known) {
-      table.recordFd(pid, fd, known.id, known.link, known.type);
-      out.push({ id: known.id, flags: readFdFlags(pid, fd) & O_CLOEXEC ? FD_CLOEXEC : 0, type: known.type, fd });
-      continue;
-    }
-    const link = readFdLink(pid, fd);
-    const kind = kindFor({ pid, fd, link });
-    if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
-    let id = table.sharedWith(pid, fd, link);
-    let flags: number;
-    if (id === undefined) {
-      const fdinfo = readFdinfo(pid, fd);
-      const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
-      id = table.add(dumped);
-      dumped.added?.(id);
-      table.remember(pid, fd, link, id);
-      dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
-      flags = fdinfo.flags;
-    } else {
-      flags = readFdFlags(pid, fd); // a description dumped already: only the fd's close-on-exec
-    }
-    table.recordFd(pid, fd, id, link, kind.type);
-    out.push({ id, flags: flags & O_CLOEXEC ? FD_CLOEXEC : 0, type: kind.type, fd });
+    const known: FdKnown = (parent === undefined ? undefined : table.inherited(pid, parent, fd)) ?? dumpFd(pid, fd, table, ctx);
+    const { id, link, type, flags } = known;
+    table.recordFd(pid, fd, id, link, type);
+    // A description dumped already has only the fd's close-on-exec left to read.
+    out.push({ id, flags: (flags ?? readFdFlags(pid, fd)) & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
   }
   return out;
+}
+
+/** An fd of a task: its description's id, /proc link and type; its fdinfo flags if read. */
+interface FdKnown { id: number; link: string; type: number; flags?: number }
+
+/**
+ * Fd `fd` of `pid`, known by its link: its description's id (dumped now, unless an earlier fd
+ * shares it), its type, and its fdinfo flags when fdinfo was read for the dump.
+ */
+function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext): FdKnown {
+  const link = readFdLink(pid, fd);
+  const kind = kindFor({ pid, fd, link });
+  if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
+  const shared = table.sharedWith(pid, fd, link);
+  if (shared !== undefined) return { id: shared, link, type: kind.type };
+  const fdinfo = readFdinfo(pid, fd);
+  const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
+  const id = table.add(dumped);
+  dumped.added?.(id);
+  table.remember(pid, fd, link, id);
+  dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
+  return { id, link, type: kind.type, flags: fdinfo.flags };
 }
 
 /** Check, before touching anything, that every description in the table can be opened by some kind. */

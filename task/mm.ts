@@ -403,7 +403,6 @@ function sameVma(a: VmaEntry, b: VmaEntry): boolean {
 const byStartOf = new WeakMap<readonly VmaEntry[], Map<bigint, VmaEntry>>();
 
 const NOT_INHERITED = (1n << BigInt(MADV_DONTFORK)) | (1n << BigInt(MADV_WIPEONFORK));
-const NO_VMA = { start: -1n } as VmaEntry;
 
 /**
  * The task's VMAs that the parent has as they are and a fork copies: private, not a memfd, not
@@ -412,9 +411,13 @@ const NO_VMA = { start: -1n } as VmaEntry;
 function keptVmas(wanted: readonly VmaEntry[], parent: readonly VmaEntry[]): VmaEntry[] {
   let theirs = byStartOf.get(parent);
   if (!theirs) byStartOf.set(parent, (theirs = new Map(parent.map((v) => [BigInt(v.start), v]))));
+  const same = (v: VmaEntry) => {
+    const p = theirs!.get(BigInt(v.start));
+    return p !== undefined && sameVma(v, p);
+  };
   return wanted.filter((v) => (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE))
     && !(v.status & (VMA.MEMFD | VMA.VDSO | VMA.VVAR | VMA.VSYSCALL)) && !(v.flags & MAP_LOCKED)
-    && !(BigInt(v.madv ?? 0n) & NOT_INHERITED) && sameVma(v, theirs!.get(BigInt(v.start)) ?? NO_VMA));
+    && !(BigInt(v.madv ?? 0n) & NOT_INHERITED) && same(v));
 }
 
 /**

@@ -50,8 +50,9 @@ export function rewindInterruptedSyscall(regs: Regs): boolean {
 }
 
 function u32Words(buf: Buffer, off: number, n: number): number[] {
-  // Through a typed array: copied in one native call, not word by word (little-endian host).
-  return Array.from(new Uint32Array(buf.buffer.slice(buf.byteOffset + off, buf.byteOffset + off + n * 4)));
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = buf.readUInt32LE(off + i * 4);
+  return out;
 }
 /**
  * 64-bit words, as numbers where the high half is zero: mostly zeros (the AVX-512 state of a

@@ -7,7 +7,7 @@
 // special name, or nothing for an anonymous mapping. smaps adds "Key: N kB" lines,
 // `THPeligible:`, `ProtectionKey:` and `VmFlags:` after each header.
 import {
-  type ProcPid, dec, lines, malformed, procPath, readProcText,
+  type ProcPid, dec, hex, lines, malformed, procPath, readProcText, udec,
 } from './read.js';
 import { PROT_EXEC, PROT_READ, PROT_WRITE, type VmFlags, parseVmFlags } from './vmflags.js';
 
@@ -125,9 +125,7 @@ function parseHeader(line: string, path: string, lineNo: number): Vma {
     deleted = true;
     name = name.slice(0, -DELETED.length);
   }
-  // HEADER has checked the digits: converted without checking them again.
-  const inode = Number(m[7]!);
-  if (!Number.isSafeInteger(inode)) throw malformed(path, lineNo, `inode ${m[7]} does not fit 53 bits`, line);
+  const where = () => [path, lineNo, line] as const; // built for an error only
   const vma: Vma = {
     start: hexAddr(m[1]!),
     end: hexAddr(m[2]!),
@@ -135,9 +133,9 @@ function parseHeader(line: string, path: string, lineNo: number): Vma {
     prot: (perms[0] === 'r' ? PROT_READ : 0) | (perms[1] === 'w' ? PROT_WRITE : 0) | (perms[2] === 'x' ? PROT_EXEC : 0),
     shared: perms[3] === 's',
     pgoff: hexAddr(m[4]!),
-    devMajor: parseInt(m[5]!, 16),
-    devMinor: parseInt(m[6]!, 16),
-    inode,
+    devMajor: hex(m[5]!, 'dev major', where),
+    devMinor: hex(m[6]!, 'dev minor', where),
+    inode: udec(m[7]!, 'inode', where),
     path: name,
     deleted,
     kind: 'anonymous',

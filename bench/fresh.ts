@@ -1,5 +1,6 @@
 // One dump or restore in a fresh stasis process (bench/child.ts) with the environment bin/stasis
-// gives itself: its wall time and peak RSS, measured apart from the benchmark driver.
+// gives itself: its wall time and peak RSS, measured apart from the benchmark driver, and the
+// wall time of the whole process (node's start, loading stasis, exit), as a command costs it.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -8,7 +9,8 @@ const here = path.dirname(new URL(import.meta.url).pathname);
 const childJs = path.join(here, 'child.js');
 const cliEnv = createRequire(import.meta.url)(path.join(here, '..', '..', 'bin', 'cli-env.cjs')) as Record<string, string>;
 
-export async function freshStasis(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number }> {
+export async function freshStasis(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number; processMs: number }> {
+  const t0 = performance.now();
   const r = await execa(process.execPath, [childJs, ...args], { env: { ...cliEnv, ...process.env } });
-  return JSON.parse(r.stdout);
+  return { ...JSON.parse(r.stdout), processMs: performance.now() - t0 };
 }

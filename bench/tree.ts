@@ -26,6 +26,8 @@ function shape(kind: 'procs' | 'threads', n: number): Benchmark {
         return [
           { name: 'dump', value: d.ms, unit: 'ms' },
           { name: 'restore', value: r.ms, unit: 'ms' },
+          { name: 'dump, whole process', value: d.processMs, unit: 'ms' },
+          { name: 'restore, whole process', value: r.processMs, unit: 'ms' },
         ];
       } finally {
         if (restored) {

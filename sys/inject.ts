@@ -330,7 +330,8 @@ export class Injector {
    */
   callAll(calls: readonly SyscallSpec[]): bigint[] {
     const area = this.sequenceArea;
-    if (area === undefined || !this.trapping) return calls.map(([nr, ...args]) => this.call(nr, ...args));
+    // One call alone costs less made directly (no code to write, no result to read back).
+    if (area === undefined || !this.trapping || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
     const out: bigint[] = [];
     for (let i = 0; i < calls.length; i += SEQUENCE_CALLS) out.push(...this.runSequence(area, calls.slice(i, i + SEQUENCE_CALLS)));
     return out;
@@ -423,13 +424,14 @@ export class Injector {
   /**
    * Scratch memory and a trampoline the task has already at these addresses — a fork copied its
    * parent's, left just where this task's own would go: taken over as the task's own (unmapped by
-   * finish()).
+   * finish()), with callAll's code area in the trampoline's page where the parent had one.
    */
-  adoptScratchAndTrampoline(scratch: { addr: bigint; len: number }, trampoline: bigint): void {
+  adoptScratchAndTrampoline(scratch: { addr: bigint; len: number }, trampoline: bigint, sequenceArea?: bigint): void {
     this.takeScratch(scratch, true);
     this.retiredScratch = [];
     this.scratchHint = scratch.addr;
     this.takeTrampoline(trampoline, true);
+    this.sequenceArea = sequenceArea;
   }
 
   /** The scratch mapping this injector owns, if any (what a fork of the task inherits). */
@@ -458,12 +460,22 @@ export class Injector {
   }
 
   /**
-   * Map a page holding only a `syscall` instruction (at `at` if given, without replacing anything)
-   * and send later syscalls there: for when the vDSO is about to be moved or unmapped.
+   * Map a page holding `syscall; int3` (at `at` if given, without replacing anything) and send
+   * later syscalls there: for when the vDSO is about to be moved or unmapped (a restore's
+   * address-space rebuild). The page is writable too where the task may map such memory, and
+   * then holds callAll's code as well; otherwise (memory-deny-write-execute) it is read and
+   * execute only, written through /proc/PID/mem, and calls are made one by one.
    */
   useTrampoline(at = 0n): bigint {
     if (this.trampoline !== undefined) return this.trampoline;
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (at ? MAP.FIXED_NOREPLACE : 0);
+    const rwx = this.trapUsable ? this.call(SYS.mmap, at, PAGE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0) : -1n;
+    if (!isErrorResult(rwx)) {
+      writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
+      this.takeTrampoline(rwx, true);
+      this.sequenceArea = rwx + BigInt(SEQUENCE_AT);
+      return rwx;
+    }
     const page = this.mmap(at, PAGE_SIZE, PROT.READ | PROT.EXEC, flags);
     const mem = new ProcMem(this.tgid);
     try {

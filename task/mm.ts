@@ -8,7 +8,7 @@
 // is mapped at its address and the mm fields are set with PR_SET_MM_MAP.
 
 import fs from 'node:fs';
-import { PAGE_SIZE, SYS } from '../sys/arch.js';
+import { PAGE_SIZE, SYS, type SyscallSpec } from '../sys/arch.js';
 import { Injector, MAP, PROT, type Questions } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
@@ -298,16 +298,18 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   // (a copy of stasis has hundreds).
   let from = 0n;
   const stays = [...kernelAreas, ...kept, ...adopted, { start: TASK_SIZE, end: TASK_SIZE }].sort((a, b) => (a.start < b.start ? -1 : 1));
+  const unmaps: SyscallSpec[] = [];
   for (const k of stays) {
     if (k.start > from && current.some((v) => v.special !== '[vsyscall]' && v.start < k.start && v.end > from)) {
-      inj.munmap(from, Number(k.start - from));
+      unmaps.push([SYS.munmap, from, Number(k.start - from)]);
     }
     from = k.end;
   }
+  // Together where the parent's trampoline came with the fork (its page stays): one stop.
+  if (adopted.length) inj.adoptScratchAndTrampoline(inherited!.scratch!, trampolineAt, inherited!.sequenceArea);
+  inj.callAllChecked(unmaps);
   let trampoline = trampolineAt;
-  if (adopted.length) {
-    inj.adoptScratchAndTrampoline(inherited!.scratch!, trampolineAt);
-  } else {
+  if (!adopted.length) {
     inj.relocateScratch(scratch);
     trampoline = inj.useTrampoline(trampolineAt);
   }
@@ -317,6 +319,9 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   const tighten: VmaEntry[] = [];
   /** Per advice, the range of adjacent VMAs it is yet to be given to. */
   const advised = new Map<number, { start: bigint; end: bigint }>();
+  // The mmaps and madvises go out together (one stop per dozen where the task has a code area);
+  // what needs a result first (a file opened, a SysV segment attached) is made on its own.
+  const calls: SyscallSpec[] = [];
   try {
     for (const v of wanted) {
       if (v.status & (VMA.VDSO | VMA.VVAR) || kept.includes(v)) continue;
@@ -337,9 +342,9 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
           fds.set(v.shmid, fd);
         }
         const shared = v.status & VMA.FILE_SHARED ? MAP.SHARED : MAP.PRIVATE;
-        inj.mmap(v.start, len, prot, shared | MAP.FIXED | extra, fd, v.pgoff);
+        calls.push([SYS.mmap, v.start, len, prot, shared | MAP.FIXED | extra, fd, v.pgoff]);
       } else if (v.status & VMA.ANON_PRIVATE) {
-        inj.mmap(v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra);
+        calls.push([SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0]);
       } else if (v.status & VMA.SYSVIPC) {
         // The segment exists again in the task's ipc namespace (sysv-ipc.ts), under its old id.
         const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
@@ -357,13 +362,14 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
         if (run && run.end === v.start) {
           run.end = v.end;
         } else {
-          if (run) inj.callChecked(SYS.madvise, run.start, Number(run.end - run.start), advice);
+          if (run) calls.push([SYS.madvise, run.start, Number(run.end - run.start), advice]);
           advised.set(advice, { start: v.start, end: v.end });
         }
       }
       if (prot !== v.prot) tighten.push(v);
     }
-    for (const [advice, run] of advised) inj.callChecked(SYS.madvise, run.start, Number(run.end - run.start), advice);
+    for (const [advice, run] of advised) calls.push([SYS.madvise, run.start, Number(run.end - run.start), advice]);
+    inj.callAllChecked(calls);
   } finally {
     for (const fd of fds.values()) inj.call(SYS.close, fd);
   }
@@ -389,6 +395,8 @@ export interface InheritedSpace {
   /** The parent's scratch memory and trampoline when the child was cloned (the fork copied them). */
   scratch?: { addr: bigint; len: number };
   trampoline?: bigint;
+  /** callAll's code area in that trampoline's page, if it has one. */
+  sequenceArea?: bigint;
   /** The parent's address space besides those (its MappedSpace.layout): the child's, not read again. */
   layout?: readonly VmaRange[];
 }

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import { ImageDir, PE_PRESENT, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
-import { PAGE_SIZE, SYS, setCpuidSource } from '../sys/arch.js';
+import { PAGE_SIZE, SYS, setCpuidSource, type SyscallSpec } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { kill, rawSyscall, tgkill } from '../sys/native.js';
 import { SIGCHLD, SIGKILL, SIGSTOP, cont, detach, waitTask } from '../sys/ptrace.js';
@@ -625,8 +625,10 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       for (const tid of t.p.threads.slice(1)) {
         const htid = cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
         created.push(htid);
+        // Calls go to the process's trampoline, by turns (one stop each, several calls in one).
         t.threads.set(tid, new Injector(htid, t.hpid, {
           pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange, sigIgn: ignoredBy(t.p),
+          sharedTrampoline: t.inj.trampolineAddress, sharedSequenceArea: t.inj.sequenceAreaAddress,
         }));
       }
     }
@@ -733,12 +735,14 @@ function inheritedFds(mine: readonly FdinfoEntry[], parents: readonly FdinfoEntr
 
 /** Close every descriptor of the task but `kept`: one close_range per gap between them. */
 function closeAllBut(inj: Injector, kept: ReadonlyMap<number, number>): void {
+  const calls: SyscallSpec[] = [];
   let from = 0;
   for (const fd of [...kept.keys()].sort((a, b) => a - b)) {
-    if (fd > from) inj.callChecked(SYS.close_range, from, fd - 1, 0);
+    if (fd > from) calls.push([SYS.close_range, from, fd - 1, 0]);
     from = fd + 1;
   }
-  inj.callChecked(SYS.close_range, from, CLOSE_RANGE_ALL, 0);
+  calls.push([SYS.close_range, from, CLOSE_RANGE_ALL, 0]);
+  inj.callAllChecked(calls);
 }
 
 /** Where a restored process's vDSO is: where its image had it. */
@@ -786,7 +790,8 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   // Kept VMAs keep their final protections: only stasis's own writes can fill them.
   const inherited = direct && parent?.mm ? {
     vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
-    scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, layout: from!.layout,
+    scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, sequenceArea: from!.inj.sequenceAreaAddress,
+    layout: from!.layout,
   } : undefined;
   const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited);
   t.layout = space.layout;

@@ -1,7 +1,7 @@
 // Signal dispositions (core.tc.sigactions): handler, flags, restorer and mask of every signal
 // but SIGKILL and SIGSTOP, in signal order — 62 entries, as CRIU writes them.
 
-import { SYS } from '../sys/arch.js';
+import { SYS, type SyscallSpec } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { SIGKILL, SIGSTOP, SIGTRAP } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
@@ -93,7 +93,7 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], op
     throw new Error(`the image has ${entries.length} signal actions, ${signals.length} expected`);
   }
   let inherited: bigint | undefined; // read when first needed (not at all when `current` says all)
-  const b = Buffer.alloc(KSIGACTION_SIZE);
+  const set: { sig: number; e: SaEntry }[] = [];
   entries.forEach((e, i) => {
     const sig = signals[i]!;
     if (opts.only && !opts.only(sig)) return;
@@ -101,12 +101,27 @@ export function restoreSigactions(inj: Injector, entries: readonly SaEntry[], op
     if (!opts.unconditionally
       && (now ? same(now, e) : isDefault(e) && !((inherited ??= nonDefault(inj.tgid)) & (1n << BigInt(sig - 1))))) return;
     if (e.compat_sigaction) throw new Error('32-bit signal handlers cannot be restored');
-    b.writeBigUInt64LE(BigInt(e.sigaction), 0);
-    b.writeBigUInt64LE(BigInt(e.flags), 8);
-    b.writeBigUInt64LE(BigInt(e.restorer), 16);
-    b.writeBigUInt64LE(BigInt(e.mask), 24);
-    const at = inj.writeScratch(b);
-    if (sig === SIGTRAP && BigInt(e.sigaction) === SIG_IGN) inj.noTraps();
-    inj.callChecked(SYS.rt_sigaction, sig, at, 0, SIGSET_SIZE);
+    set.push({ sig, e });
   });
+  if (!set.length) return;
+  // Every action's struct in scratch memory at once, the calls made together.
+  const b = Buffer.alloc(KSIGACTION_SIZE * set.length);
+  set.forEach(({ e }, i) => {
+    b.writeBigUInt64LE(BigInt(e.sigaction), i * KSIGACTION_SIZE);
+    b.writeBigUInt64LE(BigInt(e.flags), i * KSIGACTION_SIZE + 8);
+    b.writeBigUInt64LE(BigInt(e.restorer), i * KSIGACTION_SIZE + 16);
+    b.writeBigUInt64LE(BigInt(e.mask), i * KSIGACTION_SIZE + 24);
+  });
+  const at = inj.writeScratch(b);
+  let calls: SyscallSpec[] = [];
+  set.forEach(({ sig, e }, i) => {
+    if (sig === SIGTRAP && BigInt(e.sigaction) === SIG_IGN) {
+      // The calls before it may still end in the trampoline's int3; from this one on, none.
+      inj.callAllChecked(calls);
+      calls = [];
+      inj.noTraps();
+    }
+    calls.push([SYS.rt_sigaction, sig, at + BigInt(i * KSIGACTION_SIZE), 0, SIGSET_SIZE]);
+  });
+  inj.callAllChecked(calls);
 }

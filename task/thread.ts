@@ -2,7 +2,7 @@
 // nice value, alternate signal stack, parent-death signal, name, rseq area, blocked mask,
 // credentials. Dump and restore side by side.
 
-import { SYS } from '../sys/arch.js';
+import { SYS, type SyscallSpec } from '../sys/arch.js';
 import type { Injector, Questions } from '../sys/inject.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
@@ -108,20 +108,23 @@ export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAdd
   const tid = inj.pid;
   restoreCreds(inj, t.creds, credsNow);
   if (t.comm !== undefined && t.comm !== commNow) setComm(inj, t.comm);
-  if (t.futex_rla) inj.callChecked(SYS.set_robust_list, t.futex_rla, t.futex_rla_len);
-  inj.callChecked(SYS.set_tid_address, clearTidAddr);
+  // The thread's own attributes in one go (one stop where the task has a code area).
+  const calls: SyscallSpec[] = [];
+  if (t.futex_rla) calls.push([SYS.set_robust_list, t.futex_rla, t.futex_rla_len]);
+  calls.push([SYS.set_tid_address, clearTidAddr]);
   if (t.sas && !(t.sas.ss_flags & SS_DISABLE)) {
     const ss = Buffer.alloc(24);
     ss.writeBigUInt64LE(BigInt(t.sas.ss_sp), 0);
     ss.writeInt32LE(t.sas.ss_flags, 8);
     ss.writeBigUInt64LE(BigInt(t.sas.ss_size), 16);
-    inj.callChecked(SYS.sigaltstack, inj.writeScratch(ss), 0);
+    calls.push([SYS.sigaltstack, inj.writeScratch(ss), 0]);
   }
-  if (t.pdeath_sig) inj.callChecked(SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig);
+  if (t.pdeath_sig) calls.push([SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig]);
   if (t.rseq_entry) {
     const r = t.rseq_entry;
-    inj.callChecked(SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature);
+    calls.push([SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature]);
   }
+  inj.callAllChecked(calls);
   if (t.sched_policy !== undefined && t.sched_policy !== 0) {
     const p = nativeBuffer(8);
     p.writeInt32LE(t.sched_prio ?? 0, 0);

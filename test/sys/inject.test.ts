@@ -165,10 +165,15 @@ test('syscalls run through a trampoline page, which finish() removes again', asy
   const page = inj.useTrampoline();
   t.is(inj.syscallSite, page);
   t.not(page, vdsoSite);
-  t.regex(mapsLayout(w.pid), new RegExp(`^${page.toString(16)}-\\S+ r-xp`, 'm'));
+  // Writable as well (the task may map such memory): it holds callAll's code too.
+  t.regex(mapsLayout(w.pid), new RegExp(`^${page.toString(16)}-\\S+ rwxp`, 'm'));
+  t.is(inj.sequenceAreaAddress, page + 16n);
   const started = performance.now();
   for (let i = 0; i < 200; i++) t.is(inj.call(SYS.getpid), BigInt(w.pid));
   t.log(`${((performance.now() - started) * 1000 / 200).toFixed(1)} µs per injected syscall`);
+  const before = inj.count;
+  t.deepEqual(inj.callAll(Array.from({ length: 20 }, () => [SYS.getpid] as const)), Array(20).fill(BigInt(w.pid)));
+  t.is(inj.count, before + 20);
   inj.finish();
   await countsOn(t, w, layoutBefore);
 });

@@ -6,10 +6,10 @@
 // with PTRACE_O_EXITKILL, so it dies with stasis should stasis die before the restore ends.
 
 import fs from 'node:fs';
-import { SYS } from '../sys/arch.js';
+import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { Injector, ownVdsoStart } from '../sys/inject.js';
-import { kill, nativeBuffer, spawnPausedSeed } from '../sys/native.js';
+import { kill, nativeBuffer, rawSyscall, seedGone, spawnPausedSeed } from '../sys/native.js';
 import {
   PTRACE_EVENT, PTRACE_O, SIGCHLD, SIGKILL, describeWaitStatus, seizeAndStop, waitTask,
 } from '../sys/ptrace.js';
@@ -90,11 +90,13 @@ export function createTask(pid: number | undefined, opts: {
   /** Runs in the seed before the clone: what it opens, the new task inherits. */
   beforeClone?: (seed: Injector) => void;
 } = {}): number {
-  const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0);
+  // The seed runs in stasis's own memory: the task it clones gets the one copy of it.
+  const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0, true);
+  let inj: Injector | undefined;
   try {
     seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
-    // The seed is a copy of stasis: its vDSO is where stasis's is.
-    const inj = new Injector(seed, seed, { pin: false, vdsoStart: ownVdsoStart() });
+    // The seed's vDSO is stasis's.
+    inj = new Injector(seed, seed, { pin: false, vdsoStart: ownVdsoStart() });
     opts.beforeClone?.(inj);
     return cloneInto(inj, { setTid: pid === undefined ? [] : [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
   } finally {
@@ -104,5 +106,11 @@ export function createTask(pid: number | undefined, opts: {
     } catch {
       // already reaped
     }
+    seedGone(seed);
+    // What was mapped in the seed is mapped in stasis: unmapped here.
+    const scratch = inj?.ownScratch;
+    if (scratch) rawSyscall(SYS.munmap, scratch.addr, scratch.len);
+    const trampoline = inj?.trampolineAddress;
+    if (trampoline !== undefined) rawSyscall(SYS.munmap, trampoline, PAGE_SIZE);
   }
 }

@@ -6,6 +6,9 @@ const path = require('node:path');
 const vm = require('node:vm');
 const Module = require('node:module');
 
+/** How stasis was loaded (for tests): the file run, and whether V8 took the code cache. */
+exports.loaded = { file: '', cache: 'none' };
+
 function loadBundle(file) {
   let cachedData;
   try {
@@ -14,6 +17,7 @@ function loadBundle(file) {
     // no cache: compiled as it runs
   }
   const script = new vm.Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
+  exports.loaded = { file, cache: !cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'used' };
   const mod = new Module(file, module);
   mod.filename = file;
   mod.paths = Module._nodeModulePaths(path.dirname(file));
@@ -36,5 +40,7 @@ function bundleFile(dist) {
 
 exports.loadStasis = async function loadStasis() {
   const file = bundleFile(path.join(__dirname, '..', 'dist'));
-  return file ? loadBundle(file) : import('../dist/runtime-hook/entry.js');
+  if (file) return loadBundle(file);
+  exports.loaded = { file: path.join(__dirname, '..', 'dist', 'runtime-hook', 'entry.js'), cache: 'none' };
+  return import('../dist/runtime-hook/entry.js');
 };

@@ -1,5 +1,6 @@
 /* shm: memory shared between processes, checked after restore (once DIR/check appears): a
- * MAP_SHARED|MAP_ANONYMOUS area, a memfd mapped shared, a file mapped shared, and a private
+ * MAP_SHARED|MAP_ANONYMOUS area, a memfd mapped shared (and mapped again, read-only, by the root
+ * through a second open file description of it), a file mapped shared, and a private
  * area inherited across fork that each process has changed on its own, and an anonymous and a
  * file-backed private area only the root writes after the fork (the child must still see zeroes
  * and the file's bytes there). The child writes into
@@ -26,6 +27,12 @@ int main(int argc, char **argv) {
   int mfd = memfd_create("shared-buf", 0);
   if (ftruncate(mfd, 16384)) return 2;
   char *m = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  /* The same memfd through a second, read-only open file description, mapped again: one object. */
+  char again[64]; snprintf(again, sizeof again, "/proc/self/fd/%d", mfd);
+  int mfd2 = open(again, O_RDONLY);
+  char *m2 = mmap(NULL, 8192, PROT_READ, MAP_SHARED, mfd2, 4096);
+  if (mfd2 < 0 || m2 == MAP_FAILED) return 2;
+  close(mfd2);
   close(mfd);
   memset(m, 'm', 16384);
   int ffd = open("sharedfile", O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -65,6 +72,8 @@ int main(int argc, char **argv) {
   char x; (void)!read(toroot[0], &x, 1);
   report(a[100] == 'C' && a[0] == 'a', "shared-anon-child-to-root", "a[100]=%c", a[100]);
   report(m[200] == 'C' && m[0] == 'm', "memfd-child-to-root", "m[200]=%c", m[200]);
+  m[4096 + 7] = 'T';
+  report(m2[7] == 'T' && m2[0] == 'm', "memfd-mapped-twice", "m2[7]=%c", m2[7]);
   report(f[300] == 'C', "shared-file-child-to-root", "f[300]=%c", f[300]);
   char disk[4096] = {0};
   int rf = open("sharedfile", O_RDONLY); (void)!read(rf, disk, sizeof disk); close(rf);

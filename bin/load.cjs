@@ -31,11 +31,16 @@ function loadBundle(file) {
 /** The bundle, unless tsc has compiled the modules since it was made (it would be stale). */
 function bundleFile(dist) {
   const file = path.join(dist, 'bundle', 'stasis.cjs');
-  try {
-    return fs.statSync(file).mtimeMs >= fs.statSync(path.join(dist, 'runtime-hook', 'entry.js')).mtimeMs ? file : undefined;
-  } catch {
-    return undefined;
-  }
+  const mtime = (f) => {
+    try {
+      return fs.statSync(f).mtimeMs;
+    } catch {
+      return undefined;
+    }
+  };
+  const bundled = mtime(file);
+  const compiled = mtime(path.join(dist, 'runtime-hook', 'entry.js'));
+  return bundled !== undefined && (compiled === undefined || bundled >= compiled) ? file : undefined;
 }
 
 exports.loadStasis = async function loadStasis() {

@@ -460,6 +460,21 @@ export class Injector {
   }
 
   /**
+   * A read-write-execute page mapped at `at` (mmap `flags`) as the trampoline, `syscall; int3`
+   * at its start and callAll's code area after it; undefined where the task may not map such
+   * memory (memory-deny-write-execute) or cannot take our int3 (SIGTRAP ignored).
+   */
+  private codePage(at: bigint, flags: number): bigint | undefined {
+    if (!this.trapUsable) return undefined;
+    const page = this.call(SYS.mmap, at, PAGE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0);
+    if (isErrorResult(page)) return undefined;
+    writeMemory(this.tgid, page, SYSCALL_TRAP_INSNS);
+    this.takeTrampoline(page, true);
+    this.sequenceArea = page + BigInt(SEQUENCE_AT);
+    return page;
+  }
+
+  /**
    * Map a page holding `syscall; int3` (at `at` if given, without replacing anything) and send
    * later syscalls there: for when the vDSO is about to be moved or unmapped (a restore's
    * address-space rebuild). The page is writable too where the task may map such memory, and
@@ -469,13 +484,8 @@ export class Injector {
   useTrampoline(at = 0n): bigint {
     if (this.trampoline !== undefined) return this.trampoline;
     const flags = MAP.PRIVATE | MAP.ANONYMOUS | (at ? MAP.FIXED_NOREPLACE : 0);
-    const rwx = this.trapUsable ? this.call(SYS.mmap, at, PAGE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, flags, -1, 0) : -1n;
-    if (!isErrorResult(rwx)) {
-      writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
-      this.takeTrampoline(rwx, true);
-      this.sequenceArea = rwx + BigInt(SEQUENCE_AT);
-      return rwx;
-    }
+    const rwx = this.codePage(at, flags);
+    if (rwx !== undefined) return rwx;
     const page = this.mmap(at, PAGE_SIZE, PROT.READ | PROT.EXEC, flags);
     const mem = new ProcMem(this.tgid);
     try {
@@ -496,16 +506,11 @@ export class Injector {
    */
   scratchWithTrampoline(): void {
     if (this.scratchAddr !== undefined || this.trampoline !== undefined) return;
-    const rwx = this.trapUsable
-      ? this.call(SYS.mmap, 0, PAGE_SIZE, PROT.READ | PROT.WRITE | PROT.EXEC, MAP.PRIVATE | MAP.ANONYMOUS, -1, 0)
-      : -1n;
-    if (isErrorResult(rwx)) {
+    const rwx = this.codePage(0n, MAP.PRIVATE | MAP.ANONYMOUS);
+    if (rwx === undefined) {
       this.scratch(PAGE_SIZE);
       return;
     }
-    writeMemory(this.tgid, rwx, SYSCALL_TRAP_INSNS);
-    this.takeTrampoline(rwx, true);
-    this.sequenceArea = rwx + BigInt(SEQUENCE_AT);
     // The page is unmapped as the trampoline; the scratch view of it is never unmapped alone.
     this.takeScratch({ addr: rwx + BigInt(CODE_BYTES), len: PAGE_SIZE - CODE_BYTES }, false);
   }

@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   else pid = (await restore({ imagesDir: a!, workDir: a! })).pid;
   const ms = performance.now() - t0;
   process.stdout.write(`${JSON.stringify({ ms, maxRssKiB: process.resourceUsage().maxRSS, pid })}\n`);
+  process.exit(); // as bin/stasis does
 }
 
 main().catch((e) => {

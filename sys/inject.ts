@@ -118,7 +118,7 @@ export interface InjectorOptions {
  */
 const SEQUENCE_AT = 16;
 /** Calls in one sequence; a longer list is run as several. */
-const SEQUENCE_CALLS = 12;
+const SEQUENCE_CALLS = 20;
 const SEQUENCE_CODE_BYTES = SEQUENCE_CALLS * SEQUENCE_CALL_MAX + 1;
 const CODE_BYTES = Math.ceil((SEQUENCE_AT + SEQUENCE_CODE_BYTES + 8 * SEQUENCE_CALLS) / 64) * 64;
 
@@ -342,10 +342,13 @@ export class Injector {
     return new Questions(this);
   }
 
-  /** callAll(), throwing a SysError for the first call that failed (all of them were made). */
-  callAllChecked(calls: readonly SyscallSpec[]): bigint[] {
+  /**
+   * callAll(), throwing a SysError for the first call that failed (all of them were made), but
+   * for those numbered in `mayFail`.
+   */
+  callAllChecked(calls: readonly SyscallSpec[], mayFail?: ReadonlySet<number>): bigint[] {
     const results = this.callAll(calls);
-    const bad = results.findIndex(isErrorResult);
+    const bad = results.findIndex((r, i) => isErrorResult(r) && !mayFail?.has(i));
     if (bad >= 0) throw this.failed(results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
     return results;
   }
@@ -688,7 +691,7 @@ export class Injector {
 }
 
 /** Scratch memory the answers of one set of questions may take. */
-const QUESTION_BYTES = 1024;
+const QUESTION_BYTES = 2048;
 
 /**
  * Syscalls that ask a task about itself, gathered from several modules and made together: one
@@ -697,6 +700,8 @@ const QUESTION_BYTES = 1024;
  */
 export class Questions {
   private readonly calls: SyscallSpec[] = [];
+  /** Calls whose failure is an answer, not an error (askMay). */
+  private readonly mayFail = new Set<number>();
   private size = 0;
   private results: bigint[] | undefined;
   private memory: Buffer | undefined;
@@ -721,9 +726,16 @@ export class Questions {
     return this.calls.length - 1;
   }
 
-  /** Makes every call, then reads the answers' memory; throws the first call's failure. */
+  /** ask(), for a call that may fail: its negative errno is then its result(), not an error of run(). */
+  askMay(nr: number, ...args: Arg[]): number {
+    const i = this.ask(nr, ...args);
+    this.mayFail.add(i);
+    return i;
+  }
+
+  /** Makes every call, then reads the answers' memory; throws the first failure not allowed by askMay(). */
   run(): void {
-    this.results = this.inj.callAllChecked(this.calls);
+    this.results = this.inj.callAllChecked(this.calls, this.mayFail);
     this.memory = this.size ? this.inj.readScratch(this.size) : Buffer.alloc(0);
   }
 

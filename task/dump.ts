@@ -15,7 +15,7 @@ import { SYS } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
-  ProcError, readNamespaces, readTimers, readAuxv, readLoginuid, readOomScoreAdj, readPersonality, readSmaps, readStat, readStatus,
+  ProcError, readNamespaces, readTimers, readLoginuid, readOomScoreAdj, readSmaps, readStat, readStatus,
 } from '../sys/proc/index.js';
 import { dumpFdTable } from '../files/fdtable.js';
 import { FileTable } from '../files/table.js';
@@ -91,6 +91,8 @@ export interface DumpResult {
 }
 
 const PR_GET_CHILD_SUBREAPER = 37;
+/** personality()'s argument that changes nothing and returns the current value. */
+const PERSONALITY_QUERY = 0xffffffff;
 const MARCH_X86_64 = 1;
 const NO_LSM = 0;
 const NETWORK_LOCK_SKIP = 2;
@@ -186,7 +188,6 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const stat = readStat(pid);
   const status = readStatus(pid);
   const smaps = readSmaps(pid);
-  const auxv = readAuxv(pid);
   const ids = st.ids.idsFor(pid);
   const out: ProcessImages = { cores: new Map(), ids };
 
@@ -216,15 +217,16 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const questions = inj.questions();
   const askedThread = askThreadCore(questions, pid, pid, masks.get(pid)!, status);
   const askedTimers = askItimers(questions);
-  const askedMm = askMm(questions, status);
+  const askedMm = askMm(questions, pid, status);
   const subreaperRoom = questions.room(4);
   questions.ask(SYS.prctl, PR_GET_CHILD_SUBREAPER, subreaperRoom.addr);
+  const persona = questions.ask(SYS.personality, PERSONALITY_QUERY);
   questions.run();
   threadCores.set(pid, askedThread());
   const subreaper = questions.answer(subreaperRoom.offset, 4).readInt32LE(0) !== 0;
 
   const vmas = dumpVmas(pid, smaps, st.files, st.segments);
-  const mm = dumpMm(pid, askedMm(), stat, auxv, vmas, st.files);
+  const mm = dumpMm(pid, askedMm(), stat, vmas, st.files);
   const sigactions = dumpSigactions(inj, status);
   const timers = askedTimers();
   const posix = dumpPosixTimers(inj, readTimers(pid));
@@ -257,7 +259,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     };
     if (tid === pid) {
       core.tc = {
-        task_state: p.state, exit_code: 0, personality: readPersonality(pid), flags: stat.flags,
+        task_state: p.state, exit_code: 0, personality: Number(questions.result(persona)), flags: stat.flags,
         blk_sigset: masks.get(pid)!, comm: status.name, timers, rlimits: dumpRlimits(pid),
         signals_s: dumpPendingSignals(pid, true), loginuid: readLoginuid(pid),
         oom_score_adj: readOomScoreAdj(pid), sigactions, child_subreaper: subreaper,

@@ -1,9 +1,8 @@
 // The task's filesystem context (fs-PID.img): working directory, root, umask.
 
-import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
-import { readStatus } from '../sys/proc/index.js';
+import { readCwd, readRoot, readStatus } from '../sys/proc/index.js';
 import { FD_TYPE_REG, openInTask, regFileEntry } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
 import { O_DIRECTORY, O_PATH, O_RDONLY } from '../sys/fcntl.js';
@@ -14,7 +13,7 @@ export interface FsEntry { cwd_id: number; root_id: number; umask?: number }
 /** `umask`: the task's, when the caller has read its status already. */
 export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).umask): FsEntry {
   const dir = (which: 'cwd' | 'root') => {
-    const p = fs.readlinkSync(`/proc/${pid}/${which}`);
+    const p = which === 'cwd' ? readCwd(pid) : readRoot(pid);
     if (p.endsWith(' (deleted)')) throw new Error(`the ${which} of task ${pid} was deleted`);
     return files.add({ type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(p, `/proc/${pid}/${which}`, O_RDONLY, 0n) });
   };

@@ -13,7 +13,7 @@ import { Injector, MAP, PROT, type Questions } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
   MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
-  vmFlagsMapFlags, madvAdvices,
+  vmFlagsMapFlags, madvAdvices, parseAuxv, readAuxv, readExe,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
@@ -39,6 +39,10 @@ const PR_GET_DUMPABLE = 3;
 const PR_SET_DUMPABLE = 4;
 const PR_GET_THP_DISABLE = 42;
 const PR_SET_THP_DISABLE = 41;
+/** Linux 6.4: the auxv the task was started with (mm->saved_auxv), as /proc/PID/auxv shows it. */
+const PR_GET_AUXV = 0x41555856;
+/** Room for mm->saved_auxv (AT_VECTOR_SIZE words on x86-64 is 52; the call says if more). */
+const AUXV_BYTES = 64 * 8;
 const RSEQ_FLAG_UNREGISTER = 1;
 const MREMAP_MAYMOVE = 1;
 const MREMAP_FIXED = 2;
@@ -185,28 +189,40 @@ function savedAuxv(words: readonly bigint[]): bigint[] {
   return out;
 }
 
-/** What only the task can tell of its mm (brk, dumpable, THP), asked through `questions` of its injector. */
-export function askMm(questions: Questions, status: Pick<ProcStatus, 'thpEnabled'>): () => MmAnswers {
+/**
+ * What only the task can tell of its mm (brk, dumpable, THP, auxv), asked through `questions`
+ * of its injector. The auxv is read from /proc where the kernel has no PR_GET_AUXV.
+ */
+export function askMm(questions: Questions, pid: number, status: Pick<ProcStatus, 'thpEnabled'>): () => MmAnswers {
   const brk = questions.ask(SYS.brk, 0);
   const dumpable = questions.ask(SYS.prctl, PR_GET_DUMPABLE);
   // status says whether THP is disabled (THP_enabled: 0 once PR_SET_THP_DISABLE is set), where printed.
   const thp = status.thpEnabled === undefined ? questions.ask(SYS.prctl, PR_GET_THP_DISABLE) : undefined;
-  return () => ({
-    brk: BigInt.asUintN(64, questions.result(brk)),
-    dumpable: Number(questions.result(dumpable)),
-    thpDisabled: thp === undefined ? !status.thpEnabled : questions.result(thp) !== 0n,
-  });
+  const auxvRoom = questions.room(AUXV_BYTES);
+  const auxv = questions.askMay(SYS.prctl, PR_GET_AUXV, auxvRoom.addr, AUXV_BYTES, 0, 0);
+  return () => {
+    const size = questions.result(auxv);
+    return {
+      brk: BigInt.asUintN(64, questions.result(brk)),
+      dumpable: Number(questions.result(dumpable)),
+      thpDisabled: thp === undefined ? !status.thpEnabled : questions.result(thp) !== 0n,
+      auxv: size > 0n && size <= BigInt(AUXV_BYTES)
+        ? parseAuxv(questions.answer(auxvRoom.offset, Number(size)))
+        : readAuxv(pid),
+    };
+  };
 }
 
 export interface MmAnswers {
   brk: bigint;
   dumpable: number;
   thpDisabled: boolean;
+  /** The auxv's words as saved by the kernel (zeros after the AT_NULL pair). */
+  auxv: bigint[];
 }
 
-export function dumpMm(pid: number, asked: MmAnswers, stat: ProcStat,
-  auxv: readonly bigint[], vmas: VmaEntry[], files: FileTable): MmEntry {
-  const exe = fs.readlinkSync(`/proc/${pid}/exe`);
+export function dumpMm(pid: number, asked: MmAnswers, stat: ProcStat, vmas: VmaEntry[], files: FileTable): MmEntry {
+  const exe = readExe(pid);
   const exeId = files.once(`exe:${exe}`, () => ({
     type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(exe, `/proc/${pid}/exe`, O_RDONLY, 0n),
   }));
@@ -218,7 +234,7 @@ export function dumpMm(pid: number, asked: MmAnswers, stat: ProcStat,
     mm_arg_start: stat.argStart, mm_arg_end: stat.argEnd,
     mm_env_start: stat.envStart, mm_env_end: stat.envEnd,
     exe_file_id: exeId,
-    mm_saved_auxv: savedAuxv(auxv),
+    mm_saved_auxv: savedAuxv(asked.auxv),
     vmas,
     dumpable: asked.dumpable,
     thp_disabled: asked.thpDisabled,

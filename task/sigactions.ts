@@ -35,27 +35,27 @@ function nonDefault(pid: number): bigint {
 }
 
 /**
- * Each signal's action. Only signals that are caught or ignored are asked about (one injected
- * rt_sigaction each); the others are SIG_DFL and recorded as such — what a default action's
- * flags or mask might still say has no effect. A typical process asks about a handful, not 62.
+ * Each signal's action. Only signals that are caught or ignored are asked about (rt_sigaction
+ * injected for each, all in one sequence); the others are SIG_DFL and recorded as such — what a
+ * default action's flags or mask might still say has no effect. A typical process asks about a
+ * handful, not 62.
  */
 export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt' | 'sigIgn'>): SaEntry[] {
-  const old = inj.scratch(KSIGACTION_SIZE);
-  const out: SaEntry[] = [];
   const set = status ? status.sigCgt | status.sigIgn : nonDefault(inj.tgid);
-  for (const sig of catchableSignals()) {
-    if (!(set & (1n << BigInt(sig - 1)))) {
-      out.push(DEFAULT);
-      continue;
-    }
-    inj.callChecked(SYS.rt_sigaction, sig, 0, old, SIGSET_SIZE);
-    const b = inj.readScratch(KSIGACTION_SIZE);
-    out.push({
-      sigaction: b.readBigUInt64LE(0), flags: b.readBigUInt64LE(8),
-      restorer: b.readBigUInt64LE(16), mask: b.readBigUInt64LE(24), compat_sigaction: false,
-    });
-  }
-  return out;
+  const asked = [...catchableSignals()].filter((sig) => set & (1n << BigInt(sig - 1)));
+  if (!asked.length) return [...catchableSignals()].map(() => DEFAULT);
+  // The old actions side by side in scratch memory.
+  const at = inj.scratch(KSIGACTION_SIZE * asked.length);
+  inj.callAllChecked(asked.map((sig, i) => [SYS.rt_sigaction, sig, 0, at + BigInt(i * KSIGACTION_SIZE), SIGSET_SIZE]));
+  const b = inj.readScratch(KSIGACTION_SIZE * asked.length);
+  const found = new Map(asked.map((sig, i) => {
+    const o = i * KSIGACTION_SIZE;
+    return [sig, {
+      sigaction: b.readBigUInt64LE(o), flags: b.readBigUInt64LE(o + 8),
+      restorer: b.readBigUInt64LE(o + 16), mask: b.readBigUInt64LE(o + 24), compat_sigaction: false,
+    }];
+  }));
+  return [...catchableSignals()].map((sig) => found.get(sig) ?? DEFAULT);
 }
 
 function isDefault(e: SaEntry): boolean {

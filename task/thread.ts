@@ -6,7 +6,7 @@ import { SYS, type SyscallSpec } from '../sys/arch.js';
 import type { Injector, Questions } from '../sys/inject.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
-import { readComm, readStatus, type ProcStatus } from '../sys/proc/index.js';
+import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 import { askCreds, restoreCreds, type CredsEntry } from './creds.js';
 import { dumpPendingSignals, type SignalQueueEntry } from './signals.js';
 
@@ -21,6 +21,9 @@ export interface ThreadCoreEntry {
 const PR_SET_PDEATHSIG = 1;
 const PR_GET_PDEATHSIG = 2;
 const PR_SET_NAME = 15;
+const PR_GET_NAME = 16;
+/** TASK_COMM_LEN: a thread's name, with its NUL. */
+const COMM_BYTES = 16;
 const PR_GET_TID_ADDRESS = 40;
 const PRIO_PROCESS = 0;
 const SS_DISABLE = 2;
@@ -43,16 +46,19 @@ export function askThreadCore(questions: Questions, tgid: number, tid: number, b
   const sas = questions.room(24);
   const pdeath = questions.room(4);
   const tidAddr = questions.room(8);
+  const name = questions.room(COMM_BYTES);
   questions.ask(SYS.sigaltstack, 0, sas.addr);
   questions.ask(SYS.prctl, PR_GET_PDEATHSIG, pdeath.addr);
   questions.ask(SYS.prctl, PR_GET_TID_ADDRESS, tidAddr.addr);
+  questions.ask(SYS.prctl, PR_GET_NAME, name.addr);
   const creds = askCreds(questions, st);
   return () => {
     const ss = questions.answer(sas.offset, 24);
-    return threadCore(tgid, tid, blocked, st, {
+    return threadCore(tid, blocked, st, {
       sas: { ss_sp: ss.readBigUInt64LE(0), ss_size: ss.readBigUInt64LE(16), ss_flags: ss.readInt32LE(8) },
       pdeathSig: questions.answer(pdeath.offset, 4).readInt32LE(0),
       clearTidAddr: questions.answer(tidAddr.offset, 8).readBigUInt64LE(0),
+      comm: cString(questions.answer(name.offset, COMM_BYTES)),
       creds: creds(),
     });
   };
@@ -67,8 +73,8 @@ export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked
 }
 
 /** The rest of a thread's state: read through ptrace, /proc and syscalls about it. */
-function threadCore(tgid: number, tid: number, blocked: bigint, st: ProcStatus,
-  asked: { sas: NonNullable<ThreadCoreEntry['sas']>; pdeathSig: number; clearTidAddr: bigint; creds: CredsEntry }): DumpedThreadCore {
+function threadCore(tid: number, blocked: bigint, st: ProcStatus,
+  asked: { sas: NonNullable<ThreadCoreEntry['sas']>; pdeathSig: number; clearTidAddr: bigint; comm: string; creds: CredsEntry }): DumpedThreadCore {
   const head = nativeBuffer(16);
   syscall(`get_robust_list(${tid})`, SYS.get_robust_list, tid, addressOf(head), addressOf(head) + 8n);
   const param = nativeBuffer(8);
@@ -86,12 +92,18 @@ function threadCore(tgid: number, tid: number, blocked: bigint, st: ProcStatus,
     pdeath_sig: asked.pdeathSig,
     signals_p: dumpPendingSignals(tid, false),
     creds: asked.creds,
-    comm: readComm(tgid, tid),
+    comm: asked.comm,
   };
   if (rseq.rseqAbiSize) {
     core.rseq_entry = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
   }
   return { core, clearTidAddr: asked.clearTidAddr, seccompMode: st.seccomp };
+}
+
+/** The bytes before the first NUL, as text. */
+function cString(b: Buffer): string {
+  const end = b.indexOf(0);
+  return b.toString('utf8', 0, end < 0 ? b.length : end);
 }
 
 /** The thread's name (comm, at most 15 bytes). */

@@ -202,6 +202,13 @@ test('several syscalls run in one stop from the combined page: results in order,
   t.deepEqual(results.slice(0, 2), [BigInt(w.pid), -EBADF]);
   t.is(seq.readScratch(32).readBigInt64LE(16), 0n); // ITIMER_REAL not armed
   t.throws(() => seq.callAllChecked(calls(scratch)), { message: /^EBADF: fcntl\(-1, 1\) in task \d+/ });
+  // A failure allowed (a call asked with askMay) is an answer, the others are still errors.
+  t.deepEqual(seq.callAllChecked(calls(scratch), new Set([1])), oneByOne);
+  const questions = seq.questions();
+  const pid = questions.ask(SYS.getpid);
+  const bad = questions.askMay(SYS.fcntl, -1, F_GETFD);
+  questions.run();
+  t.deepEqual([questions.result(pid), questions.result(bad)], [BigInt(w.pid), -EBADF]);
   // Longer than one sequence holds: run as several, still in order.
   const many = seq.callAll(Array.from({ length: 30 }, () => [SYS.getpid] as const));
   t.deepEqual(many, Array(30).fill(BigInt(w.pid)));

@@ -20,12 +20,14 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
+
+/** node:child_process, loaded when first needed: most commands never start a program. */
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 export interface MntEntry {
   fstype: number;
@@ -155,7 +157,7 @@ function tarOfMount(pid: number, mountPoint: string): Buffer {
   const dir = `/proc/${pid}/root${mountPoint}`;
   // Most of a container's tmpfs mounts are empty: no tar process for those.
   if (fs.readdirSync(dir).length === 0) return zlib.gzipSync(rootOnlyTar(fs.statSync(dir)));
-  const r = spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
+  const r = childProcess().spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
     '--directory', `/proc/${pid}/root${mountPoint}`, '.'], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${String(r.stderr).trim() || r.error?.message}`);
   return r.stdout;
@@ -340,7 +342,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     if (tar && !isRootOnlyTar(tar)) {
-      const res = spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
+      const res = childProcess().spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
         '--file', tar, '--directory', `/proc/${hostPid}/root${t}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
     }

@@ -11,10 +11,12 @@
 // The tools run inside the namespace through nsenter; a restore replays the saved messages,
 // where "already exists" (the addresses and routes a link gets by itself) is no error.
 
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { listLinks, type LinkInfo } from '../sys/netlink.js';
 import type { Message } from '../images/index.js';
+
+/** node:child_process, loaded when first needed: most commands never start a program. */
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 const ND_TYPE = { LOOPBACK: 1, VETH: 2 } as const;
 const ND_NAME: Record<number, string> = { 1: 'LOOPBACK', 2: 'VETH' };
@@ -55,7 +57,7 @@ function hasTool(name: string): boolean {
 function inNetns(pid: number, argv: string[], inputFile?: string): Buffer {
   const stdin = inputFile === undefined ? 'ignore' : fs.openSync(inputFile, 'r');
   try {
-    return execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, '--', ...argv],
+    return childProcess().execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, '--', ...argv],
       { stdio: [stdin, 'pipe', 'pipe'], maxBuffer: 256 << 20 });
   } catch (e) {
     const err = e as { status?: number; stderr?: Buffer; message: string };

@@ -20,14 +20,14 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
 
-/** node:child_process, loaded when first needed: most commands never start a program. */
+/** node:child_process and node:zlib, loaded when first needed: most dumps have no tmpfs to save. */
 const childProcess = () => process.getBuiltinModule('node:child_process');
+const zlib = () => process.getBuiltinModule('node:zlib');
 
 export interface MntEntry {
   fstype: number;
@@ -156,7 +156,7 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
 function tarOfMount(pid: number, mountPoint: string): Buffer {
   const dir = `/proc/${pid}/root${mountPoint}`;
   // Most of a container's tmpfs mounts are empty: no tar process for those.
-  if (fs.readdirSync(dir).length === 0) return zlib.gzipSync(rootOnlyTar(fs.statSync(dir)));
+  if (fs.readdirSync(dir).length === 0) return zlib().gzipSync(rootOnlyTar(fs.statSync(dir)));
   const r = childProcess().spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
     '--directory', `/proc/${pid}/root${mountPoint}`, '.'], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${String(r.stderr).trim() || r.error?.message}`);
@@ -188,7 +188,7 @@ function rootOnlyTar(st: fs.Stats): Buffer {
 function isRootOnlyTar(file: string): boolean {
   let tar: Buffer;
   try {
-    tar = zlib.gunzipSync(fs.readFileSync(file));
+    tar = zlib().gunzipSync(fs.readFileSync(file));
   } catch {
     return false; // let tar say what is wrong with it
   }

@@ -106,11 +106,12 @@ function emptyNs(p: ReturnType<typeof parseArgs>): number {
 /**
  * `stasis swrk FD`. The first request is read here with a plain read(2) (one record of the
  * SOCK_SEQPACKET socket): a lone VERSION request is answered at once; anything else goes to the
- * RPC server with the record it starts with.
+ * RPC server with the record it starts with. bin/stasis does the same before loading stasis and
+ * hands over what it read (`first`: the record, or undefined when it could not read one).
  */
-async function swrkCommand(fdArg: string): Promise<number> {
-  let first: Buffer | undefined;
-  if (/^\d+$/.test(fdArg)) {
+async function swrkCommand(fdArg: string, pre?: { first: Buffer | undefined }): Promise<number> {
+  let first = pre?.first;
+  if (!pre && /^\d+$/.test(fdArg)) {
     const buf = Buffer.alloc(64 * 1024);
     try {
       const n = fs.readSync(Number(fdArg), buf, 0, buf.length, null);
@@ -134,7 +135,7 @@ function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined)
   return path.join(p.values.get('work-dir')?.[0] ?? imagesDir ?? '.', f);
 }
 
-async function run(argv: string[]): Promise<number> {
+async function run(argv: string[], launch: Launch): Promise<number> {
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
   const p = parseArgs(argv, OPTIONS);
   if (p.flags.has('version')) {
@@ -196,7 +197,7 @@ async function run(argv: string[]): Promise<number> {
         return (await import('./check.js')).checkKernel(process.stdout);
       case 'swrk':
         if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
-        return await swrkCommand(p.positional[0]!);
+        return await swrkCommand(p.positional[0]!, 'swrkFirst' in launch ? { first: launch.swrkFirst } : undefined);
       case 'demo':
         return (await import('./demo.js')).demo(process.stdout);
       default:
@@ -207,14 +208,20 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** What bin/stasis did before loading stasis. */
+export interface Launch {
+  /** `swrk FD`: the first record it read from FD (see swrkCommand), present only if it tried. */
+  swrkFirst?: Buffer;
+}
+
+export async function main(argv: string[], launch: Launch = {}): Promise<void> {
   // A reader that goes away (`stasis show ... | head`) ends the output, not with a stack trace.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
   });
   try {
-    process.exitCode = await run(argv);
+    process.exitCode = await run(argv, launch);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`stasis: ${msg.split('\n')[0]}\n`);

@@ -1,0 +1,31 @@
+// `stasis swrk FD` started only to ask the version, as runc and Podman do once per command: the
+// first record on the socket is read before stasis itself is loaded (some 20 ms), and a version
+// request is answered from here. The two records are runtime-hook/version.ts's, byte for byte
+// (test/runtime-hook/swrk.test.ts compares them); anything else goes to the server.
+const fs = require('node:fs');
+
+const VERSION_REQUEST = Buffer.from('080a', 'hex');
+const VERSION_RESPONSE = Buffer.from('080a1001520408041002', 'hex');
+exports.VERSION_REQUEST = VERSION_REQUEST;
+exports.VERSION_RESPONSE = VERSION_RESPONSE;
+
+/**
+ * Reads one record of the SOCK_SEQPACKET socket `fdArg`. Returns 'answered' for a version
+ * request (the answer written), 'gone' when the client closed it, the record otherwise, or
+ * undefined when it cannot be read this way (non-blocking, not a socket...: the server reads it).
+ */
+exports.firstRecord = function firstRecord(fdArg) {
+  if (!/^\d+$/.test(fdArg)) return undefined;
+  const buf = Buffer.alloc(64 * 1024);
+  let n;
+  try {
+    n = fs.readSync(Number(fdArg), buf, 0, buf.length, null);
+  } catch {
+    return undefined;
+  }
+  if (n === 0) return 'gone';
+  const first = buf.subarray(0, n);
+  if (!first.equals(VERSION_REQUEST)) return first;
+  fs.writeSync(Number(fdArg), VERSION_RESPONSE);
+  return 'answered';
+};

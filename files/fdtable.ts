@@ -3,12 +3,12 @@
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
-import { listFds, readFdFlags, readFdLink, readFdinfo } from '../sys/proc/index.js';
+import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
-import { F_DUPFD_CLOEXEC, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
+import { F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
 
 const FD_CLOEXEC = 1;
 
@@ -47,12 +47,20 @@ export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
     allocPagesId: () => table.allocPagesId(),
     atEnd: (check) => table.atEnd(check),
   };
+  const unread: FdinfoEntry[] = [];
   for (const fd of listFds(pid)) {
     const known: FdKnown = (parent === undefined ? undefined : table.inherited(pid, parent, fd)) ?? dumpFd(pid, fd, table, ctx);
     const { id, link, type, flags } = known;
     table.recordFd(pid, fd, id, link, type);
-    // A description dumped already has only the fd's close-on-exec left to read.
-    out.push({ id, flags: (flags ?? readFdFlags(pid, fd)) & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd });
+    const entry = { id, flags: flags !== undefined && flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd };
+    if (flags === undefined) unread.push(entry);
+    out.push(entry);
+  }
+  // A description dumped already has only the fd's close-on-exec left to know: asked of the
+  // task for all such fds at once (F_GETFD), rather than an fdinfo file read for each.
+  if (unread.length) {
+    const got = inj.callAllChecked(unread.map((e) => [SYS.fcntl, e.fd, F_GETFD] as const));
+    unread.forEach((e, i) => { e.flags = Number(got[i]!) & FD_CLOEXEC; });
   }
   return out;
 }

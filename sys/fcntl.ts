@@ -2,6 +2,7 @@
 
 export const F_ADD_SEALS = 1033;
 export const F_DUPFD_CLOEXEC = 1030;
+export const F_GETFD = 1;
 export const F_GETFL = 3;
 export const F_GETPIPE_SZ = 1032;
 export const F_GET_SEALS = 1034;

@@ -295,19 +295,6 @@ export function parseFdinfo(text: string, path = 'fdinfo'): FdInfo {
   return out;
 }
 
-/**
- * Only the `flags:` of `/proc/PID/fdinfo/FD` (with O_CLOEXEC when the fd has close-on-exec): for
- * an fd whose description is known already, where the rest would be parsed for nothing.
- */
-export function readFdFlags(pid: ProcPid, fd: number): number {
-  const path = procPath(pid, 'fdinfo', fd);
-  const text = readProcText(path);
-  const at = text.indexOf('\nflags:');
-  if (at < 0) throw malformed(path, undefined, 'no flags: line');
-  const eol = text.indexOf('\n', at + 1);
-  return oct(text.slice(at + '\nflags:'.length, eol < 0 ? text.length : eol).trim(), 'flags', [path, undefined, text]);
-}
-
 /** `/proc/PID/fdinfo/FD`. */
 export function readFdinfo(pid: ProcPid, fd: number): FdInfo {
   const path = procPath(pid, 'fdinfo', fd);

@@ -1,9 +1,13 @@
 // `stasis swrk FD` started only to ask the version, as runc and Podman do once per command: the
-// first record on the socket is read before stasis itself is loaded (some 20 ms), and a version
-// request is answered from here. The two records are runtime-hook/version.ts's, byte for byte
-// (test/runtime-hook/swrk.test.ts compares them); anything else goes to the server.
+// first record on the socket is read here, by bin/stasis before stasis itself is loaded (some
+// 20 ms), and a version request is answered from here; anything else goes to the server.
 const fs = require('node:fs');
 
+/**
+ * The whole conversation: the request record (criu_req{type: VERSION}) and stasis's answer
+ * (criu_resp{type: VERSION, success, version{4, 2}} — runtime-hook/version.ts's VERSION), kept
+ * as bytes so that no codec is needed. test/runtime-hook/swrk.test.ts checks them against it.
+ */
 const VERSION_REQUEST = Buffer.from('080a', 'hex');
 const VERSION_RESPONSE = Buffer.from('080a1001520408041002', 'hex');
 exports.VERSION_REQUEST = VERSION_REQUEST;

@@ -2,12 +2,13 @@
 // `criu` can call stasis instead. Every failure is one line on stderr and a non-zero exit.
 
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 // Each action loads its own modules when it runs: runc starts `stasis swrk` twice per command
 // (a VERSION check, then the work), and a small module graph is a fast start.
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
-import { VERSION, VERSION_REQUEST, VERSION_RESPONSE, versionText } from './version.js';
+import { VERSION, versionText } from './version.js';
 import { UsageError, joinNsFile, parseArgs, parseExternalNet, parseInheritFd, type OptionSpec } from './options.js';
 import type { JoinNs } from '../task/restore.js';
 
@@ -103,28 +104,24 @@ function emptyNs(p: ReturnType<typeof parseArgs>): number {
   return 0x40000000;
 }
 
+/** bin/swrk-version.cjs (two levels up from dist/runtime-hook/ and from dist/bundle/ alike). */
+interface SwrkVersion {
+  firstRecord(fdArg: string): Buffer | 'answered' | 'gone' | undefined;
+}
+
 /**
- * `stasis swrk FD`. The first request is read here with a plain read(2) (one record of the
- * SOCK_SEQPACKET socket): a lone VERSION request is answered at once; anything else goes to the
- * RPC server with the record it starts with. bin/stasis does the same before loading stasis and
- * hands over what it read (`first`: the record, or undefined when it could not read one).
+ * `stasis swrk FD`. The first request is read with a plain read(2) (one record of the
+ * SOCK_SEQPACKET socket) and a lone VERSION request answered at once, by bin/swrk-version.cjs:
+ * bin/stasis does it before loading stasis when started as `swrk FD` alone and hands over the
+ * record (`launch.swrkFirst`), otherwise it is done here. Anything else goes to the RPC server
+ * with the record it starts with (undefined: it could not be read this way, the server reads).
  */
-async function swrkCommand(fdArg: string, pre?: { first: Buffer | undefined }): Promise<number> {
-  let first = pre?.first;
-  if (!pre && /^\d+$/.test(fdArg)) {
-    const buf = Buffer.alloc(64 * 1024);
-    try {
-      const n = fs.readSync(Number(fdArg), buf, 0, buf.length, null);
-      if (n === 0) return 1; // the client is gone
-      first = buf.subarray(0, n);
-    } catch {
-      // not readable this way (non-blocking, not a socket...): the server reads it itself
-    }
-    if (first?.equals(VERSION_REQUEST)) {
-      fs.writeSync(Number(fdArg), VERSION_RESPONSE);
-      return 0;
-    }
-  }
+async function swrkCommand(fdArg: string, launch: Launch): Promise<number> {
+  const first = 'swrkFirst' in launch
+    ? launch.swrkFirst
+    : (createRequire(import.meta.url)('../../bin/swrk-version.cjs') as SwrkVersion).firstRecord(fdArg);
+  if (first === 'answered') return 0;
+  if (first === 'gone') return 1; // the client is gone
   return (await import('./swrk.js')).swrk(fdArg, first);
 }
 
@@ -197,7 +194,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         return (await import('./check.js')).checkKernel(process.stdout);
       case 'swrk':
         if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
-        return await swrkCommand(p.positional[0]!, 'swrkFirst' in launch ? { first: launch.swrkFirst } : undefined);
+        return await swrkCommand(p.positional[0]!, launch);
       case 'demo':
         return (await import('./demo.js')).demo(process.stdout);
       default:

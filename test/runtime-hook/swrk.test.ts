@@ -4,7 +4,6 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { cgroupHierarchyMount } from '../../cgroup/cgroups.js';
 import { decodeMessage, encodeMessage, type Message } from '../../images/wire.js';
-import { VERSION_REQUEST, VERSION_RESPONSE } from '../../runtime-hook/version.js';
 import { SysError } from '../../sys/errno.js';
 import { recvRecord, sendRecord, seqpacketPair, setBlocking } from '../../sys/seqpacket.js';
 import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
@@ -85,10 +84,10 @@ test('VERSION is answered as CRIU 4.2 without a gitid, byte for byte what CRIU 4
   t.false('gitid' in m!.version, 'a gitid would make clients read 4.3');
   t.deepEqual([...encodeMessage('criu_resp', m!)], [0x08, 0x0a, 0x10, 0x01, 0x52, 0x04, 0x08, 0x04, 0x10, 0x02]);
   t.is(await c.exitCode(), 0);
-  // bin/stasis answers it before loading stasis, with its own copy of the two records.
-  const launcher = createRequire(import.meta.url)(path.join(path.dirname(stasisBin), 'swrk-version.cjs')) as Record<string, Buffer>;
-  t.deepEqual([launcher.VERSION_REQUEST, launcher.VERSION_RESPONSE], [VERSION_REQUEST, VERSION_RESPONSE]);
-  t.deepEqual([...VERSION_RESPONSE], [...encodeMessage('criu_resp', m!)]);
+  // bin/stasis answers it before loading stasis, with the two records kept as bytes: the codec's.
+  const records = createRequire(import.meta.url)(path.join(path.dirname(stasisBin), 'swrk-version.cjs')) as Record<string, Buffer>;
+  t.deepEqual([...records.VERSION_REQUEST!], [...encodeMessage('criu_req', { type: REQ.VERSION })]);
+  t.deepEqual([...records.VERSION_RESPONSE!], [...encodeMessage('criu_resp', m!)]);
 });
 
 test('FEATURE_CHECK says no memory tracking and no lazy pages, pidfd_store as the kernel has it; keep_open serves a second request', async (t) => {

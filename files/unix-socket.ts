@@ -16,6 +16,7 @@ import path from 'node:path';
 import { SYS } from '../sys/arch.js';
 import { errnoName, isErrorResult } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
+import { cString } from '../sys/native.js';
 import { unixDiag, type UnixDiag } from '../sys/netlink.js';
 import {
   AF, MSG, SCM, SHUT, SO, SOCK, SOL_SOCKET, TCP_STATE, msghdrBlock, msghdrResult, parseCmsgs,
@@ -44,14 +45,7 @@ function describe(ino: number, pid: number, fd: number): string {
 /** The printable form of a bound name: a path, or @name for an abstract one. */
 function printable(name: Uint8Array): string {
   const b = Buffer.from(name);
-  return b[0] === 0 ? `@${b.subarray(1).toString('latin1')}` : pathOf(b);
-}
-
-/** A path name without the NUL the kernel keeps after it. */
-function pathOf(name: Uint8Array): string {
-  const b = Buffer.from(name);
-  const end = b.indexOf(0);
-  return b.subarray(0, end < 0 ? b.length : end).toString('utf8');
+  return b[0] === 0 ? `@${b.subarray(1).toString('latin1')}` : cString(b);
 }
 
 /** unix_sk_entry.uflags: the socket is outside the dump (a peer named only to be connected to). */
@@ -80,7 +74,7 @@ function requirePeerInDump(ctx: DumpFilesContext, f: OpenFd, d: UnixDiag, what: 
     dumped.add(peer);
     const p = unixDiag(peer) ?? unixDiag(peer, f.pid);
     const name = p?.name;
-    if (!p || !name?.length || (name[0] !== 0 && !pathOf(name).startsWith('/'))) {
+    if (!p || !name?.length || (name[0] !== 0 && !cString(name).startsWith('/'))) {
       throw new Error(`${outside}, which has no absolute or abstract name to connect to again`);
     }
     ctx.addFile({
@@ -101,7 +95,7 @@ const EXTERNAL_SK_OPTS = {
 /** The bound path's place on disk: name_dir for a relative name, file_perms, deleted. */
 function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const text = pathOf(name);
+  const text = cString(name);
   let full = text;
   if (!text.startsWith('/')) {
     const cwd = fs.readlinkSync(`/proc/${f.pid}/cwd`);
@@ -213,7 +207,7 @@ function bindName(task: RestoreFilesTask, fd: number, e: Usk): void {
   if (!name.length || (Number(e.type) === SOCK.STREAM && Number(e.state) === TCP_STATE.ESTABLISHED)) return;
   const what = `unix socket:[${e.ino}] in task ${task.pid}`;
   const abstract = name[0] === 0;
-  const full = abstract ? '' : path.resolve(e.name_dir ?? '/', pathOf(name));
+  const full = abstract ? '' : path.resolve(e.name_dir ?? '/', cString(name));
   if (!abstract) {
     // The dumped process's socket file outlives it; a new bind() needs the name free.
     const st = fs.lstatSync(full, { throwIfNoEntry: false });

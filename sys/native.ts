@@ -42,6 +42,13 @@ export function nativeBuffer(size: number, zeroed = true): Buffer {
   return zeroed ? buf.fill(0) : buf;
 }
 
+/** A NUL-terminated string the kernel wrote (a name, a path): the bytes before the NUL, as UTF-8. */
+export function cString(b: Uint8Array): string {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const end = buf.indexOf(0);
+  return buf.toString('utf8', 0, end < 0 ? buf.length : end);
+}
+
 /** The address of a buffer's first byte, to pass as a pointer argument. */
 export function addressOf(buf: Buffer): bigint {
   return koffi.address(buf) as bigint;

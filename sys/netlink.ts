@@ -6,7 +6,7 @@
 
 import { SYS } from './arch.js';
 import { SysError } from './errno.js';
-import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
+import { addressOf, cString, nativeBuffer, rawSyscall, syscall } from './native.js';
 import { AF, SOCK } from './socket.js';
 import { inNamespaceOf } from './setns.js';
 
@@ -209,11 +209,6 @@ export interface LinkInfo {
 
 const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, LINKINFO: 18, LINK_NETNSID: 37 } as const;
 const IFLA_INFO_KIND = 1;
-
-function cString(b: Buffer): string {
-  const nul = b.indexOf(0);
-  return b.subarray(0, nul < 0 ? b.length : nul).toString('utf8');
-}
 
 /** Every link of the network namespace of process `pid`. */
 export function listLinks(pid: number): LinkInfo[] {

@@ -4,7 +4,7 @@
 
 import { SYS, type SyscallSpec } from '../sys/arch.js';
 import type { Injector, Questions } from '../sys/inject.js';
-import { addressOf, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
+import { addressOf, cString, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 import { askCreds, restoreCreds, type CredsEntry } from './creds.js';
@@ -98,12 +98,6 @@ function threadCore(tid: number, blocked: bigint, st: ProcStatus,
     core.rseq_entry = { rseq_abi_pointer: rseq.rseqAbiPointer, rseq_abi_size: rseq.rseqAbiSize, signature: rseq.signature };
   }
   return { core, clearTidAddr: asked.clearTidAddr, seccompMode: st.seccomp };
-}
-
-/** The bytes before the first NUL, as text. */
-function cString(b: Buffer): string {
-  const end = b.indexOf(0);
-  return b.toString('utf8', 0, end < 0 ? b.length : end);
 }
 
 /** The thread's name (comm, at most 15 bytes). */

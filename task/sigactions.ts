@@ -42,8 +42,9 @@ function nonDefault(pid: number): bigint {
  */
 export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt' | 'sigIgn'>): SaEntry[] {
   const set = status ? status.sigCgt | status.sigIgn : nonDefault(inj.tgid);
-  const asked = [...catchableSignals()].filter((sig) => set & (1n << BigInt(sig - 1)));
-  if (!asked.length) return [...catchableSignals()].map(() => DEFAULT);
+  const signals = [...catchableSignals()];
+  const asked = signals.filter((sig) => set & (1n << BigInt(sig - 1)));
+  if (!asked.length) return signals.map(() => DEFAULT);
   // The old actions side by side in scratch memory.
   const at = inj.scratch(KSIGACTION_SIZE * asked.length);
   inj.callAllChecked(asked.map((sig, i) => [SYS.rt_sigaction, sig, 0, at + BigInt(i * KSIGACTION_SIZE), SIGSET_SIZE]));
@@ -55,7 +56,7 @@ export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt'
       restorer: b.readBigUInt64LE(o + 16), mask: b.readBigUInt64LE(o + 24), compat_sigaction: false,
     }];
   }));
-  return [...catchableSignals()].map((sig) => found.get(sig) ?? DEFAULT);
+  return signals.map((sig) => found.get(sig) ?? DEFAULT);
 }
 
 function isDefault(e: SaEntry): boolean {

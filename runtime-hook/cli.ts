@@ -4,8 +4,9 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-// Each action loads its own modules when it runs: runc starts `stasis swrk` twice per command
-// (a VERSION check, then the work), and a small module graph is a fast start.
+// Each action loads its own modules when it runs, which spares loading the rest where stasis runs
+// as ES modules (the one-file build loads all at once). runc's VERSION check, the first of the
+// two `stasis swrk` it starts per command, is answered before any of this (bin/swrk-version.cjs).
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';

@@ -26,7 +26,9 @@ export class ProcError extends Error {
 
 /** `/proc/PID/parts...` */
 export function procPath(pid: ProcPid, ...parts: (string | number)[]): string {
-  return ['/proc', String(pid), ...parts.map(String)].join('/');
+  let path = `/proc/${pid}`;
+  for (let i = 0; i < parts.length; i++) path += `/${parts[i]}`;
+  return path;
 }
 
 /** The task directories a path lies under (`/proc/PID`, `/proc/PID/task/TID`). */

@@ -80,6 +80,11 @@ const FIELDS: ReadonlyArray<readonly [keyof ProcStat, 'n' | 'b']> = [
   ['envStart', 'b'], ['envEnd', 'b'], ['exitCode', 'n'],
 ];
 
+const FIELD_NAMES = FIELDS.map(([name]) => name);
+const FIELD_IS_BIG = FIELDS.map(([, kind]) => kind === 'b');
+/** The fields after the state: decimal integers, one space apart. */
+const ALL_DECIMAL = /^-?\d+(?: -?\d+)*$/;
+
 /** Parses the text of a stat file; `path` names it in errors. */
 export function parseStat(text: string, path = 'stat'): ProcStat {
   const body = text.endsWith('\n') ? text.slice(0, -1) : text;
@@ -87,7 +92,8 @@ export function parseStat(text: string, path = 'stat'): ProcStat {
   const close = body.lastIndexOf(')');
   if (open <= 0 || close < open) throw malformed(path, 1, 'no "(comm)" field', body);
   const where = [path, 1, body] as const;
-  const rest = body.slice(close + 1).trim().split(' ');
+  const tail = body.slice(close + 1).trim();
+  const rest = tail.split(' ');
   // Kernels before 3.5 stop after cguest_time; everything CRIU needs is in the full line.
   if (rest.length < FIELDS.length + 1) {
     throw malformed(path, 1, `expected ${FIELDS.length + 3} fields, found ${rest.length + 2}`, body);
@@ -97,10 +103,17 @@ export function parseStat(text: string, path = 'stat'): ProcStat {
     comm: body.slice(open + 2, close),
     state: rest[0]!,
   };
-  FIELDS.forEach(([name, kind], i) => {
+  // Checked at once, then converted with no check each (a dump reads this file twice per task,
+  // in code that runs cold); a field that fails is named by the checking conversions below.
+  const numbers = tail.slice(rest[0]!.length + 1);
+  const checked = ALL_DECIMAL.test(numbers);
+  for (let i = 0; i < FIELD_NAMES.length; i++) {
     const s = rest[i + 1]!;
-    out[name] = kind === 'b' ? decBig(s, name, where) : dec(s, name, where);
-  });
+    const name = FIELD_NAMES[i]!;
+    if (!checked) out[name] = FIELD_IS_BIG[i] ? decBig(s, name, where) : dec(s, name, where);
+    else if (!FIELD_IS_BIG[i]) out[name] = s.length < 16 ? Number(s) : dec(s, name, where);
+    else out[name] = s.length < 16 ? BigInt(Number(s)) : BigInt(s);
+  }
   return out as unknown as ProcStat;
 }
 

@@ -7,7 +7,7 @@
 import { PTRACE_O, SIGTRAP, detach, interrupt, seize, waitForInterrupt, waitTask } from '../sys/ptrace.js';
 import { freezeCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
-import { listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
+import { type ProcStat, ProcError, listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
 
 /** Injected calls in a task under seccomp must not meet its filters while stasis works in it. */
 const SEIZE_OPTIONS = PTRACE_O.TRACESYSGOOD | PTRACE_O.SUSPEND_SECCOMP;
@@ -32,6 +32,29 @@ export interface TreeProcess {
   children: TreeProcess[];
 }
 
+export interface SeizeOptions {
+  /**
+   * The tree's cgroup, frozen while its tasks are seized (so none can fork meanwhile); every
+   * task in it must belong to the tree.
+   */
+  freezeCgroup?: string;
+  /**
+   * For tests: called with a process's children once they are listed and looked at, before
+   * they are seized (the window in which a child may exit).
+   */
+  beforeChildSeize?: (children: readonly number[]) => void;
+}
+
+/** A task's stat, or undefined once it is gone (reaped). */
+function statIfThere(pid: number): ProcStat | undefined {
+  try {
+    return readStat(pid);
+  } catch (e) {
+    if (e instanceof ProcError && e.code === 'ESRCH') return undefined;
+    throw e;
+  }
+}
+
 export class SeizedTree {
   /** Parents before children (the order of pstree.img). */
   readonly processes: TreeProcess[] = [];
@@ -46,13 +69,17 @@ export class SeizedTree {
   /** Tasks seized through the freezer, with the signal of their interrupt stop. */
   private preStopped = new Map<number, number>();
 
+  private beforeChildSeize: SeizeOptions['beforeChildSeize'];
+
   /**
-   * Freeze the tree rooted at `pid`. On failure everything seized so far is released.
-   * `freezeCgroup`: the tree's cgroup, frozen while its tasks are seized (so none can fork
-   * meanwhile); every task in it must belong to the tree.
+   * Freeze the tree rooted at `pid`. On failure everything seized so far is released. A
+   * process below the root that exits while it is being seized is taken as the zombie it
+   * became (its parent is stopped already and cannot have reaped it), or left out where its
+   * parent lets the kernel reap its children.
    */
-  static seize(pid: number, opts: { freezeCgroup?: string } = {}): SeizedTree {
+  static seize(pid: number, opts: SeizeOptions = {}): SeizedTree {
     const tree = new SeizedTree(pid);
+    tree.beforeChildSeize = opts.beforeChildSeize;
     try {
       if (opts.freezeCgroup) tree.seizeFrozen(opts.freezeCgroup);
       tree.visit(pid, 0);
@@ -90,8 +117,11 @@ export class SeizedTree {
     return this.processes[0]!;
   }
 
-  /** `stat`: the process's stat as read just before it was interrupted (read here for the root). */
-  private visit(pid: number, ppid: number, stat = readStat(pid)): TreeProcess {
+  /**
+   * `stat`: the process's stat as read just before it was interrupted (read here for the root).
+   * Undefined when the process exited while being seized and is gone (see exitedWhileSeized).
+   */
+  private visit(pid: number, ppid: number, stat = readStat(pid)): TreeProcess | undefined {
     const proc: TreeProcess = {
       pid, ppid, pgid: stat.pgrp, sid: stat.session, threads: [], state: TASK_ALIVE,
       exitCode: 0, children: [],
@@ -106,15 +136,18 @@ export class SeizedTree {
     // Whether it was stopped (job control) before stasis came: a child was looked at before it
     // was interrupted, when its parent was visited; an interrupted task shows as traced, 't'.
     const stoppedBefore = this.stoppedAtSeize.get(pid) ?? readStatus(pid).state === 'T';
-    for (;;) {
-      const fresh = listThreads(pid).filter((t) => !proc.threads.includes(t));
+    const tried = new Set<number>();
+    let leaderExited = false;
+    while (!leaderExited) {
+      const fresh = listThreads(pid).filter((t) => !tried.has(t));
       if (!fresh.length) break;
+      for (const tid of fresh) tried.add(tid);
       // Every new thread is interrupted before any is waited for: they reach their stops
       // together instead of one after another.
       const gone = new Set<number>();
       for (const tid of fresh) {
         if (this.startSeize(tid)) continue;
-        if (tid === pid) throw new Error(`process ${pid} exited while being seized`);
+        if (tid === pid) leaderExited = true;
         gone.add(tid); // the thread just exited
       }
       for (const tid of fresh) {
@@ -123,26 +156,60 @@ export class SeizedTree {
         try {
           sig = this.preStopped.get(tid) ?? waitForInterrupt(tid);
         } catch (e) {
-          if (e instanceof Error && /exited|killed/.test(e.message) && tid !== pid) continue;
-          throw e;
+          if (!(e instanceof Error && /exited|killed/.test(e.message))) throw e;
+          if (tid === pid) leaderExited = true;
+          continue;
         }
         proc.threads.push(tid);
         if (stoppedBefore && sig !== SIGTRAP) proc.stopSigno = sig;
       }
     }
+    if (leaderExited) return this.exitedWhileSeized(proc);
     proc.threads.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
     if (stoppedBefore) proc.state = TASK_STOPPED;
     const children = readChildren(pid, proc.threads); // all stopped: no thread comes or goes
     // The children's leaders are interrupted all at once too (a child that is a zombie is not).
-    const stats = children.map((child) => readStat(child));
+    const stats: (ProcStat | undefined)[] = children.map((child) => readStat(child));
+    this.beforeChildSeize?.(children);
     children.forEach((child, i) => {
       const { state } = stats[i]!;
       if (state === 'Z' || this.stoppedAtSeize.has(child)) return; // seized through the freezer
       this.stoppedAtSeize.set(child, state === 'T');
-      this.startSeize(child);
+      // It exited since it was looked at: a zombie now, or gone (reaped by the kernel).
+      if (!this.startSeize(child)) stats[i] = statIfThere(child);
     });
-    children.forEach((child, i) => proc.children.push(this.visit(child, pid, stats[i])));
+    children.forEach((child, i) => {
+      const stat = stats[i];
+      const visited = stat && this.visit(child, pid, stat);
+      if (visited) proc.children.push(visited);
+    });
     return proc;
+  }
+
+  /**
+   * A process whose leader exited while it was being seized: the root is an error; a process
+   * below it is the zombie it became, its other threads seized already gone with it (each
+   * reported to us, as tracer, before the leader can be), or left out when already reaped.
+   */
+  private exitedWhileSeized(proc: TreeProcess): TreeProcess | undefined {
+    const { pid } = proc;
+    if (pid === this.rootPid) throw new Error(`process ${pid} exited while being seized`);
+    for (const tid of proc.threads.splice(0)) {
+      let w;
+      try {
+        w = waitTask(tid, { timeoutMs: 1000 });
+      } catch {
+        w = undefined;
+      }
+      if (w?.kind !== 'exited' && w?.kind !== 'killed') {
+        throw new Error(`the main thread of process ${pid} exited while it was being seized, but thread ${tid} lives on`);
+      }
+    }
+    this.processes.splice(this.processes.indexOf(proc), 1);
+    const stat = statIfThere(pid);
+    if (!stat) return undefined;
+    if (stat.state !== 'Z') throw new Error(`process ${pid} exited while being seized, but is ${stat.state}, not a zombie`);
+    return this.visit(pid, proc.ppid, stat);
   }
 
   /**
@@ -156,6 +223,11 @@ export class SeizedTree {
       seize(tid, SEIZE_OPTIONS);
     } catch (e) {
       if (e instanceof Error && /ESRCH/.test(e.message)) return false;
+      // A task that has exited cannot be attached to (EPERM) until its parent reaps it.
+      if (e instanceof Error && /EPERM/.test(e.message)) {
+        const now = statIfThere(tid);
+        if (!now || now.state === 'Z' || now.state === 'X') return false;
+      }
       throw e;
     }
     this.seized.push(tid);

@@ -1,5 +1,8 @@
 import test from 'ava';
 import { killPid, selfCheckRoundTrip } from '../helpers/stasis.js';
+import { SeizedTree, TASK_DEAD } from '../../task/tree.js';
+import { buildWorkload, underReaper } from '../../test-containers/launch.js';
+import { readStat, readStatus } from '../../sys/proc/index.js';
 
 test.serial('a three-level tree with threads, a shared pipe, file, eventfd and unix sockets across processes, a zombie and a stopped child is restored whole', async (t) => {
   const { r } = await selfCheckRoundTrip(t, 'family', {
@@ -20,4 +23,42 @@ test.serial('a three-level tree with threads, a shared pipe, file, eventfd and u
 
 test.serial('groups and sessions whose leader has exited are restored with their ids', async (t) => {
   await selfCheckRoundTrip(t, 'orphans');
+});
+
+test.serial('a child that exits between being listed and being seized is taken as the zombie it became, and release resumes the rest', async (t) => {
+  const w = await underReaper([buildWorkload('many'), 'procs', '3']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/, 30_000);
+  let victim = 0;
+  const tree = SeizedTree.seize(w.pid, {
+    beforeChildSeize: (children) => {
+      if (victim || !children.length) return;
+      victim = children[0]!;
+      process.kill(victim, 'SIGKILL');
+      // Its parent is stopped already: it stays a zombie.
+      const until = Date.now() + 5000;
+      while (readStat(victim).state !== 'Z') {
+        if (Date.now() > until) throw new Error(`${victim} did not die`);
+      }
+    },
+  });
+  try {
+    t.not(victim, 0);
+    const dead = tree.processes.find((p) => p.pid === victim);
+    t.truthy(dead, 'the child is still in the tree');
+    t.is(dead!.state, TASK_DEAD);
+    t.is(dead!.exitCode, 9, 'its wait status: killed by SIGKILL');
+    t.is(tree.processes.length, 3);
+    t.true(tree.root.children.some((c) => c.pid === victim));
+  } finally {
+    tree.release();
+    t.teardown(() => tree.processes.forEach((p) => killPid(p.pid))); // before w.kill(): last added, first run
+  }
+  // Everyone else runs on, untraced.
+  for (const p of tree.processes.filter((q) => q.pid !== victim)) {
+    const st = readStatus(p.pid);
+    t.is(st.tracerPid, 0, `${p.pid} is not traced`);
+    t.not(st.state, 't');
+    t.not(st.state, 'T');
+  }
 });

@@ -43,6 +43,33 @@ export interface Workload {
   kill(): Promise<void>;
 }
 
+/** Every process below `pid`, by the children files of its threads (parents first). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number) => {
+    let tids: string[];
+    try {
+      tids = fs.readdirSync(`/proc/${p}/task`);
+    } catch {
+      return; // gone
+    }
+    for (const tid of tids) {
+      let text = '';
+      try {
+        text = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const c of text.split(' ').filter(Boolean).map(Number)) {
+        out.push(c);
+        visit(c);
+      }
+    }
+  };
+  visit(pid);
+  return out;
+}
+
 /** Start a workload binary (built from workloads/) under the reaper. */
 export async function startWorkload(name: string, args: string[] = []): Promise<Workload> {
   return underReaper([buildWorkload(name), ...args]);
@@ -107,7 +134,11 @@ export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extra
   return {
     pid, reaper, lines, waitForLine, exitOf, finished,
     async kill() {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      // The workload and everything under the reaper: a tree a failed dump let go on (or a test
+      // left running) would otherwise outlive the reaper, adopted by init.
+      for (const p of [pid, ...descendants(reaper.pid!)]) {
+        try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
+      }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
       if (reaper.exitCode === null) reaper.kill('SIGKILL');
     },

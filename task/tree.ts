@@ -39,10 +39,12 @@ export interface SeizeOptions {
    */
   freezeCgroup?: string;
   /**
-   * For tests: called with a process's children once they are listed and looked at, before
-   * they are seized (the window in which a child may exit).
+   * For tests, the windows in which a task may exit: called with a process's children once
+   * they are listed and looked at, before they are seized; and with each task once it is
+   * seized, before it is interrupted.
    */
   beforeChildSeize?: (children: readonly number[]) => void;
+  beforeInterrupt?: (tid: number) => void;
 }
 
 /** A task's stat, or undefined once it is gone (reaped). */
@@ -69,7 +71,7 @@ export class SeizedTree {
   /** Tasks seized through the freezer, with the signal of their interrupt stop. */
   private preStopped = new Map<number, number>();
 
-  private beforeChildSeize: SeizeOptions['beforeChildSeize'];
+  private hooks: Pick<SeizeOptions, 'beforeChildSeize' | 'beforeInterrupt'> = {};
 
   /**
    * Freeze the tree rooted at `pid`. On failure everything seized so far is released. A
@@ -79,7 +81,7 @@ export class SeizedTree {
    */
   static seize(pid: number, opts: SeizeOptions = {}): SeizedTree {
     const tree = new SeizedTree(pid);
-    tree.beforeChildSeize = opts.beforeChildSeize;
+    tree.hooks = opts;
     try {
       if (opts.freezeCgroup) tree.seizeFrozen(opts.freezeCgroup);
       tree.visit(pid, 0);
@@ -170,7 +172,7 @@ export class SeizedTree {
     const children = readChildren(pid, proc.threads); // all stopped: no thread comes or goes
     // The children's leaders are interrupted all at once too (a child that is a zombie is not).
     const stats: (ProcStat | undefined)[] = children.map((child) => readStat(child));
-    this.beforeChildSeize?.(children);
+    this.hooks.beforeChildSeize?.(children);
     children.forEach((child, i) => {
       const { state } = stats[i]!;
       if (state === 'Z' || this.stoppedAtSeize.has(child)) return; // seized through the freezer
@@ -231,7 +233,13 @@ export class SeizedTree {
       throw e;
     }
     this.seized.push(tid);
-    interrupt(tid);
+    this.hooks.beforeInterrupt?.(tid);
+    try {
+      interrupt(tid);
+    } catch (e) {
+      // Exiting since it was seized: its exit comes to us (its tracer) instead of a stop.
+      if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
+    }
     return true;
   }
 

@@ -62,3 +62,42 @@ test.serial('a child that exits between being listed and being seized is taken a
     t.not(st.state, 'T');
   }
 });
+
+test.serial('a child that exits once seized, before its stop, is taken as the zombie it became', async (t) => {
+  const w = await underReaper([buildWorkload('many'), 'procs', '3']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/, 30_000);
+  let victim = 0;
+  const tree = SeizedTree.seize(w.pid, {
+    beforeChildSeize: (children) => {
+      if (!victim && children.length) victim = children[1] ?? children[0]!;
+    },
+    beforeInterrupt: (tid) => {
+      if (tid !== victim) return;
+      process.kill(victim, 'SIGKILL');
+      // Traced by us, it waits for us to collect its exit before its parent sees a zombie.
+      const until = Date.now() + 5000;
+      while (!['Z', 'X'].includes(readStat(victim).state)) {
+        if (Date.now() > until) throw new Error(`${victim} did not die`);
+      }
+    },
+  });
+  try {
+    t.not(victim, 0);
+    const dead = tree.processes.find((p) => p.pid === victim);
+    t.truthy(dead, 'the child is still in the tree');
+    t.is(dead!.state, TASK_DEAD);
+    t.is(dead!.exitCode, 9, 'its wait status: killed by SIGKILL');
+    t.deepEqual(tree.processes.map((p) => p.pid).sort(), [w.pid, ...tree.root.children.map((c) => c.pid)].sort());
+    t.is(tree.processes.length, 3);
+  } finally {
+    tree.release();
+    t.teardown(() => tree.processes.forEach((p) => killPid(p.pid)));
+  }
+  for (const p of tree.processes.filter((q) => q.pid !== victim)) {
+    const st = readStatus(p.pid);
+    t.is(st.tracerPid, 0, `${p.pid} is not traced`);
+    t.not(st.state, 't');
+  }
+  t.is(readStat(victim).state, 'Z', 'its parent can still reap it');
+});

@@ -178,7 +178,10 @@ export class SeizedTree {
       if (state === 'Z' || this.stoppedAtSeize.has(child)) return; // seized through the freezer
       this.stoppedAtSeize.set(child, state === 'T');
       // It exited since it was looked at: a zombie now, or gone (reaped by the kernel).
-      if (!this.startSeize(child)) stats[i] = statIfThere(child);
+      if (!this.startSeize(child)) {
+        const now = statIfThere(child);
+        stats[i] = now?.state === 'X' ? undefined : now; // X: being reaped as we look
+      }
     });
     children.forEach((child, i) => {
       const stat = stats[i];

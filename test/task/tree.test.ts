@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { killPid, selfCheckRoundTrip } from '../helpers/stasis.js';
 import { SeizedTree, TASK_DEAD } from '../../task/tree.js';
 import { buildWorkload, underReaper } from '../../test-containers/launch.js';
@@ -25,21 +25,31 @@ test.serial('groups and sessions whose leader has exited are restored with their
   await selfCheckRoundTrip(t, 'orphans');
 });
 
-test.serial('a child that exits between being listed and being seized is taken as the zombie it became, and release resumes the rest', async (t) => {
+/**
+ * A three-process tree whose first child is SIGKILLed while the tree is seized: once the
+ * children are listed (`listed`), or once it is seized and not yet interrupted (`seized`).
+ */
+async function childExitsWhileSeized(t: ExecutionContext, when: 'listed' | 'seized'): Promise<void> {
   const w = await underReaper([buildWorkload('many'), 'procs', '3']);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready$/, 30_000);
   let victim = 0;
+  const killVictim = () => {
+    process.kill(victim, 'SIGKILL');
+    // Its parent is stopped already: it stays a zombie (traced, until we collect its exit).
+    const until = Date.now() + 5000;
+    while (!['Z', 'X'].includes(readStat(victim).state)) {
+      if (Date.now() > until) throw new Error(`${victim} did not die`);
+    }
+  };
   const tree = SeizedTree.seize(w.pid, {
     beforeChildSeize: (children) => {
       if (victim || !children.length) return;
       victim = children[0]!;
-      process.kill(victim, 'SIGKILL');
-      // Its parent is stopped already: it stays a zombie.
-      const until = Date.now() + 5000;
-      while (readStat(victim).state !== 'Z') {
-        if (Date.now() > until) throw new Error(`${victim} did not die`);
-      }
+      if (when === 'listed') killVictim();
+    },
+    beforeInterrupt: (tid) => {
+      if (when === 'seized' && tid === victim) killVictim();
     },
   });
   try {
@@ -54,50 +64,19 @@ test.serial('a child that exits between being listed and being seized is taken a
     tree.release();
     t.teardown(() => tree.processes.forEach((p) => killPid(p.pid))); // before w.kill(): last added, first run
   }
-  // Everyone else runs on, untraced.
+  // Everyone else runs on, untraced; the child is still a zombie its parent can reap.
   for (const p of tree.processes.filter((q) => q.pid !== victim)) {
     const st = readStatus(p.pid);
     t.is(st.tracerPid, 0, `${p.pid} is not traced`);
-    t.not(st.state, 't');
-    t.not(st.state, 'T');
+    t.false(['t', 'T'].includes(st.state), `${p.pid} runs`);
   }
+  t.is(readStat(victim).state, 'Z');
+}
+
+test.serial('a child that exits between being listed and being seized is taken as the zombie it became, and release resumes the rest', async (t) => {
+  await childExitsWhileSeized(t, 'listed');
 });
 
 test.serial('a child that exits once seized, before its stop, is taken as the zombie it became', async (t) => {
-  const w = await underReaper([buildWorkload('many'), 'procs', '3']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready$/, 30_000);
-  let victim = 0;
-  const tree = SeizedTree.seize(w.pid, {
-    beforeChildSeize: (children) => {
-      if (!victim && children.length) victim = children[1] ?? children[0]!;
-    },
-    beforeInterrupt: (tid) => {
-      if (tid !== victim) return;
-      process.kill(victim, 'SIGKILL');
-      // Traced by us, it waits for us to collect its exit before its parent sees a zombie.
-      const until = Date.now() + 5000;
-      while (!['Z', 'X'].includes(readStat(victim).state)) {
-        if (Date.now() > until) throw new Error(`${victim} did not die`);
-      }
-    },
-  });
-  try {
-    t.not(victim, 0);
-    const dead = tree.processes.find((p) => p.pid === victim);
-    t.truthy(dead, 'the child is still in the tree');
-    t.is(dead!.state, TASK_DEAD);
-    t.is(dead!.exitCode, 9, 'its wait status: killed by SIGKILL');
-    t.deepEqual(tree.processes.map((p) => p.pid).sort(), [w.pid, ...tree.root.children.map((c) => c.pid)].sort());
-    t.is(tree.processes.length, 3);
-  } finally {
-    tree.release();
-    t.teardown(() => tree.processes.forEach((p) => killPid(p.pid)));
-  }
-  for (const p of tree.processes.filter((q) => q.pid !== victim)) {
-    const st = readStatus(p.pid);
-    t.is(st.tracerPid, 0, `${p.pid} is not traced`);
-    t.not(st.state, 't');
-  }
-  t.is(readStat(victim).state, 'Z', 'its parent can still reap it');
+  await childExitsWhileSeized(t, 'seized');
 });

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { ProcError, readChildren } from '../sys/proc/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test-containers
 const sourceDir = path.resolve(here, '../../test-containers/workloads');
@@ -43,31 +44,16 @@ export interface Workload {
   kill(): Promise<void>;
 }
 
-/** Every process below `pid`, by the children files of its threads (parents first). */
+/** Every process below `pid`, parents first (none below one that is gone). */
 function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const visit = (p: number) => {
-    let tids: string[];
-    try {
-      tids = fs.readdirSync(`/proc/${p}/task`);
-    } catch {
-      return; // gone
-    }
-    for (const tid of tids) {
-      let text = '';
-      try {
-        text = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const c of text.split(' ').filter(Boolean).map(Number)) {
-        out.push(c);
-        visit(c);
-      }
-    }
-  };
-  visit(pid);
-  return out;
+  let children: number[];
+  try {
+    children = readChildren(pid);
+  } catch (e) {
+    if (e instanceof ProcError) return [];
+    throw e;
+  }
+  return children.flatMap((c) => [c, ...descendants(c)]);
 }
 
 /** Start a workload binary (built from workloads/) under the reaper. */

@@ -80,8 +80,11 @@ const REG_OFFSET = Object.fromEntries(USER_REGS.map((n, i) => [n, i * 8])) as Re
 
 export class Regs {
   readonly raw: Buffer;
+  /** `raw` as 32-bit words (its own, aligned memory), for reading without BigInts. */
+  private readonly words: Uint32Array;
   constructor(raw?: Buffer) {
     this.raw = nativeBuffer(USER_REGS_SIZE);
+    this.words = new Uint32Array(this.raw.buffer, this.raw.byteOffset, USER_REGS_SIZE / 4);
     if (raw) raw.copy(this.raw, 0, 0, USER_REGS_SIZE);
   }
   get(name: RegName): bigint {
@@ -90,8 +93,8 @@ export class Regs {
   /** The register as a number where it fits 53 bits (most do: no BigInt made), else a bigint. */
   getValue(name: RegName): number | bigint {
     const at = REG_OFFSET[name];
-    const high = this.raw.readUInt32LE(at + 4);
-    return high < 0x200000 ? high * 0x100000000 + this.raw.readUInt32LE(at) : this.raw.readBigUInt64LE(at);
+    const high = this.words[(at >> 2) + 1]!;
+    return high < 0x200000 ? high * 0x100000000 + this.words[at >> 2]! : this.raw.readBigUInt64LE(at);
   }
   /** The register as a signed value (results, orig_rax = -1). */
   getSigned(name: RegName): bigint {
@@ -126,19 +129,22 @@ export function setRegs(pid: number, regs: Regs): void {
 const NT_NAME: Record<number, string> = { [NT.PRSTATUS]: 'NT_PRSTATUS', [NT.PRFPREG]: 'NT_PRFPREG',
   [NT.X86_XSTATE]: 'NT_X86_XSTATE' };
 
+const regsetBuf = nativeBuffer(XSAVE_MAX_SIZE);
+const regsetIov = nativeBuffer(16);
 /**
  * PTRACE_GETREGSET: the kernel trims iov_len to the regset's real size, so the returned buffer is
- * exactly as large as this CPU's state (the XSAVE area's size is never assumed).
+ * exactly as large as this CPU's state (the XSAVE area's size is never assumed). It is a view of
+ * stasis's one regset buffer, valid until the next read: for converting at once.
  */
-const regsetBuf = nativeBuffer(XSAVE_MAX_SIZE);
-export function getRegset(pid: number, nt: number, maxSize = XSAVE_MAX_SIZE): Buffer {
-  const data = maxSize <= XSAVE_MAX_SIZE ? regsetBuf.subarray(0, maxSize) : nativeBuffer(maxSize);
-  const iov = nativeBuffer(16);
-  iov.writeBigUInt64LE(addressOf(data), 0);
-  iov.writeBigUInt64LE(BigInt(maxSize), 8);
-  ptrace('GETREGSET', pid, nt, addressOf(iov), `, ${NT_NAME[nt] ?? nt}`);
-  const len = Number(iov.readBigUInt64LE(8));
-  return Buffer.from(data.subarray(0, len));
+export function readRegset(pid: number, nt: number): Buffer {
+  regsetIov.writeBigUInt64LE(addressOf(regsetBuf), 0);
+  regsetIov.writeBigUInt64LE(BigInt(XSAVE_MAX_SIZE), 8);
+  ptrace('GETREGSET', pid, nt, addressOf(regsetIov), `, ${NT_NAME[nt] ?? nt}`);
+  return regsetBuf.subarray(0, Number(regsetIov.readBigUInt64LE(8)));
+}
+/** The same, as a buffer of its own. */
+export function getRegset(pid: number, nt: number): Buffer {
+  return Buffer.from(readRegset(pid, nt));
 }
 export function setRegset(pid: number, nt: number, value: Buffer): void {
   const data = nativeBuffer(value.length);

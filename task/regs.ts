@@ -5,7 +5,7 @@ import {
   CRIU_GPREG_NAMES, FXSAVE, IP_REG, NT, RESTART_CODES, SYSCALL_INSN_LEN, SYSCALL_ORIG_REG,
   SYSCALL_RET_REG, USER_REGS, XSAVE_COMPONENT_FIELDS, xstateLayout,
 } from '../sys/arch.js';
-import { Regs, getRegset, setRegset } from '../sys/ptrace.js';
+import { Regs, readRegset, setRegset } from '../sys/ptrace.js';
 
 export type GpRegsEntry = Record<string, bigint | number>;
 export interface XsaveEntry {
@@ -49,33 +49,40 @@ export function rewindInterruptedSyscall(regs: Regs): boolean {
   return true;
 }
 
-function u32Words(buf: Buffer, off: number, n: number): number[] {
+/** The area as 32-bit words: a view where it is aligned (the regset buffer is), else a copy. */
+function wordsOf(area: Buffer): Uint32Array {
+  if (area.byteOffset % 4 === 0) return new Uint32Array(area.buffer, area.byteOffset, area.length >> 2);
+  return new Uint32Array(Uint8Array.from(area).buffer, 0, area.length >> 2);
+}
+
+function u32Words(words: Uint32Array, off: number, n: number): number[] {
   const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) out[i] = buf.readUInt32LE(off + i * 4);
+  const first = off >> 2;
+  for (let i = 0; i < n; i++) out[i] = words[first + i]!;
   return out;
 }
 /**
  * 64-bit words, as numbers where the high half is zero: mostly zeros (the AVX-512 state of a
  * program that never used it), which the encoder then writes without BigInt work.
  */
-function u64Words(buf: Buffer, off: number, n: number): (number | bigint)[] {
+function u64Words(area: Buffer, words: Uint32Array, off: number, n: number): (number | bigint)[] {
   const out = new Array<number | bigint>(n);
-  for (let i = 0; i < n; i++) {
-    const at = off + i * 8;
-    out[i] = buf.readUInt32LE(at + 4) === 0 ? buf.readUInt32LE(at) : buf.readBigUInt64LE(at);
+  for (let i = 0, w = off >> 2; i < n; i++, w += 2) {
+    out[i] = words[w + 1] === 0 ? words[w]! : area.readBigUInt64LE(off + i * 8);
   }
   return out;
 }
 
 /** The XSAVE area (standard format, as NT_X86_XSTATE gives it) → CRIU's fpregs message. */
 export function fpregsFromXsave(area: Buffer): FpRegsEntry {
+  const words = wordsOf(area);
   const fp: FpRegsEntry = {
     cwd: area.readUInt16LE(FXSAVE.cwd), swd: area.readUInt16LE(FXSAVE.swd),
     twd: area.readUInt16LE(FXSAVE.twd), fop: area.readUInt16LE(FXSAVE.fop),
     rip: area.readBigUInt64LE(FXSAVE.rip), rdp: area.readBigUInt64LE(FXSAVE.rdp),
     mxcsr: area.readUInt32LE(FXSAVE.mxcsr), mxcsr_mask: area.readUInt32LE(FXSAVE.mxcsr_mask),
-    st_space: u32Words(area, FXSAVE.st_space, FXSAVE.st_space_words),
-    xmm_space: u32Words(area, FXSAVE.xmm_space, FXSAVE.xmm_space_words),
+    st_space: u32Words(words, FXSAVE.st_space, FXSAVE.st_space_words),
+    xmm_space: u32Words(words, FXSAVE.xmm_space, FXSAVE.xmm_space_words),
   };
   if (area.length > FXSAVE.xstate_bv) {
     const layout = xstateLayout();
@@ -83,7 +90,7 @@ export function fpregsFromXsave(area: Buffer): FpRegsEntry {
     for (const { feature, field, word } of XSAVE_COMPONENT_FIELDS) {
       const c = layout.components.get(feature);
       if (!c || c.offset + c.size > area.length) continue;
-      xsave[field] = word === 4 ? u32Words(area, c.offset, c.size / 4) : u64Words(area, c.offset, c.size / 8);
+      xsave[field] = word === 4 ? u32Words(words, c.offset, c.size / 4) : u64Words(area, words, c.offset, c.size / 8);
     }
     fp.xsave = xsave;
   }
@@ -178,7 +185,7 @@ export function dumpThreadInfo(tid: number, regs: Regs, clearTidAddr: bigint): T
   return {
     clear_tid_addr: clearTidAddr,
     gpregs: gpregsFromRegs(r),
-    fpregs: fpregsFromXsave(getRegset(tid, NT.X86_XSTATE)),
+    fpregs: fpregsFromXsave(readRegset(tid, NT.X86_XSTATE)),
     tls: emptyTls(),
   };
 }

@@ -13,20 +13,39 @@ export const RLIM_NLIMITS = 16;
 export const RLIMIT_NAMES = ['CPU', 'FSIZE', 'DATA', 'STACK', 'CORE', 'RSS', 'NPROC', 'NOFILE',
   'MEMLOCK', 'AS', 'LOCKS', 'SIGPENDING', 'MSGQUEUE', 'NICE', 'RTPRIO', 'RTTIME'];
 
-/** Limits seen so far, by their values: processes that have the same share one frozen entry. */
+/** Limits seen so far, by their bytes: processes that have the same share one frozen entry. */
 const seen = new Map<string, TaskRlimitsEntry>();
+/** Every limit's (cur, max) pair side by side, as prlimit64 writes them. */
+const got = nativeBuffer(RLIM_NLIMITS * 16);
+const gotAt = addressOf(got);
 
 /**
- * From /proc/PID/limits: prlimit() would need the task's credentials or CAP_SYS_RESOURCE. The
- * entry is frozen and shared with every process whose limits are the same (encoded once).
+ * Each limit with prlimit64 on the task (16 calls cost less than having /proc/PID/limits
+ * formatted and parsing it); from /proc/PID/limits when prlimit64 is refused (it wants the
+ * task's uids and gids, or CAP_SYS_RESOURCE, where /proc needs only ptrace access). The entry is
+ * frozen and shared with every process whose limits are the same (encoded once).
  */
 export function dumpRlimits(pid: number): TaskRlimitsEntry {
-  const rlimits = readLimits(pid);
-  if (rlimits.length !== RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${rlimits.length} limits, ${RLIM_NLIMITS} expected`);
-  const key = rlimits.map((l) => `${l.cur}/${l.max}`).join(' ');
+  for (let r = 0; r < RLIM_NLIMITS; r++) {
+    const ret = rawSyscall(SYS.prlimit64, pid, r, 0, gotAt + BigInt(r * 16));
+    if (ret === 0n) continue;
+    if (ret !== -1n) throw new SysError(Number(-ret), `prlimit64(${pid}, RLIMIT_${RLIMIT_NAMES[r]})`);
+    const listed = readLimits(pid); // EPERM
+    if (listed.length !== RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${listed.length} limits, ${RLIM_NLIMITS} expected`);
+    listed.forEach((l, i) => {
+      got.writeBigUInt64LE(l.cur, i * 16);
+      got.writeBigUInt64LE(l.max, i * 16 + 8);
+    });
+    break;
+  }
+  const key = got.toString('latin1');
   let entry = seen.get(key);
   if (!entry) {
-    entry = Object.freeze({ rlimits: Object.freeze(rlimits.map((l) => Object.freeze(l))) as RlimitEntry[] });
+    const rlimits: RlimitEntry[] = [];
+    for (let r = 0; r < RLIM_NLIMITS; r++) {
+      rlimits.push(Object.freeze({ cur: got.readBigUInt64LE(r * 16), max: got.readBigUInt64LE(r * 16 + 8) }));
+    }
+    entry = Object.freeze({ rlimits: Object.freeze(rlimits) as RlimitEntry[] });
     seen.set(key, entry);
   }
   return entry;

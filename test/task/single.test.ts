@@ -6,6 +6,8 @@ import { startWorkload, underReaper } from '../../test-containers/launch.js';
 import {
   alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
 } from '../helpers/stasis.js';
+import { repoRoot } from '../helpers/paths.js';
+import { SYS } from '../../sys/arch.js';
 
 test.serial('a restored counter continues from where it stopped, with the same PID and no error', async (t) => {
   const dir = tmpDir(t);
@@ -190,3 +192,23 @@ async function tickerRoundTrip(t: ExecutionContext, argv: string[],
   t.true(alive(w.pid), 'running under its old PID');
   return r;
 }
+
+test.serial('limits are read from /proc/PID/limits where prlimit64 on the task is refused', async (t) => {
+  // A task of another user, read by a stasis without CAP_SYS_RESOURCE: prlimit64 says EPERM.
+  const w = await underReaper(['/usr/bin/prlimit', '--nofile=77:88', '--', '/usr/bin/setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '60']);
+  t.teardown(() => w.kill());
+  for (let i = 0; i < 200 && !fs.readFileSync(`/proc/${w.pid}/status`, 'utf8').includes('Uid:\t65534\t'); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const dist = path.join(repoRoot, 'dist');
+  const script = `
+    import { dumpRlimits } from '${dist}/task/rlimits.js';
+    import { rawSyscall, nativeBuffer, addressOf } from '${dist}/sys/native.js';
+    const refused = rawSyscall(${SYS.prlimit64}, ${w.pid}, 7, 0, addressOf(nativeBuffer(16))) === -1n;
+    const nofile = dumpRlimits(${w.pid}).rlimits[7];
+    console.log(JSON.stringify({ refused, cur: String(nofile.cur), max: String(nofile.max) }));`;
+  const r = await execa('setpriv', ['--bounding-set', '-sys_resource', '--inh-caps', '-sys_resource', process.execPath,
+    '--input-type=module', '-e', script], { reject: false, all: true });
+  t.is(r.exitCode, 0, r.all);
+  t.deepEqual(JSON.parse(r.stdout), { refused: true, cur: '77', max: '88' });
+});

@@ -131,9 +131,12 @@ export function vmFlagsMadv(flags: VmFlags): number {
 
 /** The advice numbers set in an madv bitmask, ascending (for replaying them one madvise at a time). */
 export function madvAdvices(madv: number | bigint): number[] {
-  const m = BigInt(madv);
+  const m = BigInt.asUintN(64, BigInt(madv));
   const out: number[] = [];
-  for (let n = 0; n < 64; n++) if ((m >> BigInt(n)) & 1n) out.push(n);
+  // By 32-bit halves, in numbers: no BigInt made per bit.
+  for (const [half, base] of [[Number(m & 0xffffffffn), 0], [Number(m >> 32n), 32]] as const) {
+    for (let n = 0; n < 32; n++) if (half & (1 << n)) out.push(base + n);
+  }
   return out;
 }
 

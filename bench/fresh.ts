@@ -10,7 +10,9 @@ const childJs = path.join(here, 'child.js');
 const cliEnv = createRequire(import.meta.url)(path.join(here, '..', '..', 'bin', 'cli-env.cjs')) as Record<string, string>;
 
 export async function freshStasis(args: string[]): Promise<{ ms: number; maxRssKiB: number; pid: number; processMs: number }> {
+  const env: NodeJS.ProcessEnv = { ...cliEnv, ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS; // as bin/stasis's first line drops it
   const t0 = performance.now();
-  const r = await execa(process.execPath, [childJs, ...args], { env: { ...cliEnv, ...process.env } });
+  const r = await execa(process.execPath, [childJs, ...args], { env, extendEnv: false });
   return { ...JSON.parse(r.stdout), processMs: performance.now() - t0 };
 }

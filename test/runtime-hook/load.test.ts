@@ -19,3 +19,15 @@ test('bin/stasis runs the one-file build, and V8 takes the code cache made with 
   t.is(v.exitCode, 0);
   t.regex(v.stdout, /^Version: /);
 });
+
+// Node 20 reads every certificate NODE_EXTRA_CA_CERTS names before any script runs (70 ms for a
+// system bundle); bin/stasis, started as runc and Podman start it (by its path), drops it.
+test('bin/stasis started by its path does not load the certificates NODE_EXTRA_CA_CERTS names', async (t) => {
+  const env = { ...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent/extra-ca.pem' };
+  const direct = await execa(process.execPath, ['-e', '0'], { env, reject: false });
+  t.regex(direct.stderr, /extra certs/, 'node itself tries to load them');
+  const v = await execa(path.join(repoRoot, 'bin', 'stasis'), ['--version'], { env, reject: false });
+  t.is(v.exitCode, 0, v.stderr);
+  t.regex(v.stdout, /^Version: /);
+  t.notRegex(v.stderr, /extra certs/);
+});

@@ -296,9 +296,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
   const tFrozen = performance.now();
   // The clocks of a time namespace of its own, as they stand when the tree stops.
-  const timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
+  let timens: ReturnType<typeof dumpTimens> | undefined;
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
+    timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
     opts.afterSeize?.();
   } catch (e) {
     tree.release();

@@ -47,14 +47,6 @@ const SCALAR_CODEC: Record<string, [number, number]> = {
   string: [CODEC.STRING, 2], bytes: [CODEC.BYTES, 2],
 };
 
-function setCodec(field: FieldInfo): void {
-  const [codec, wire] = field.resolvedType?.kind === 'message' ? [CODEC.MESSAGE, 2]
-    : field.resolvedType?.kind === 'enum' ? [CODEC.ENUM, 0]
-      : SCALAR_CODEC[field.type] ?? [0, 0];
-  field.codec = codec;
-  field.wire = wire;
-}
-
 export interface MessageType {
   kind: 'message';
   name: string;
@@ -66,8 +58,7 @@ export interface MessageType {
 interface JsonNamespace { nested?: Record<string, JsonNode> }
 type JsonFields = Record<string, { type: string; id: number; rule?: string; options?: Record<string, unknown> }>;
 interface JsonNode extends JsonNamespace {
-  /** A message's fields; in the build's bundle, their JSON text (see schemaJson). */
-  fields?: JsonFields | string;
+  fields?: JsonFields;
   values?: Record<string, number>;
 }
 
@@ -76,69 +67,99 @@ interface Schema {
   lookup(name: string): MessageType | EnumType | undefined;
 }
 
-/** A named type of the JSON schema, made into a MessageType or EnumType when first looked up. */
-interface Entry {
-  node: JsonNode;
-  name: string;
-  /** The scopes its fields' types are looked up in, innermost first (its own nested types first). */
-  chain: Map<string, Entry>[];
-  made?: MessageType | EnumType;
-}
-
 /**
- * The model of a protobufjs JSON schema; field types resolve from the innermost scope out. Only
- * the names are indexed up front: a type is built when first looked up (with the types its
- * fields name), so a command pays for the few dozen messages it uses, not for all of them.
+ * The schema compiled into this model's own data, with every field's type resolved: written
+ * at build time (bundlePath), so that making a type at run time is parsing its fields and
+ * linking them, with nothing looked up or worked out per field.
  */
-function buildSchema(json: JsonNamespace): Schema {
-  const top = new Map<string, Entry>();
-  const index = (ns: JsonNamespace, scopes: Map<string, Entry>[]) => {
-    const here = scopes[0]!;
+interface CompiledSchema {
+  /** Every type under a key of its own (its scopes' names and its own, joined by dots). */
+  types: Record<string, CompiledType>;
+  /** The keys of the types visible by simple name (the top level). */
+  top: Record<string, string>;
+}
+type CompiledType =
+  | { kind: 'enum'; name: string; values: Record<string, number> }
+  | {
+    kind: 'message'; name: string;
+    /** JSON text of its FieldInfos (resolvedType null): parsed when the message is first made. */
+    fields: string;
+    /** The key of the type each message or enum field (by its index in `fields`) names. */
+    refs: Record<number, string>;
+  };
+
+/** protobufjs's JSON schema → CompiledSchema; field types resolve from the innermost scope out. */
+function compile(json: JsonNamespace): CompiledSchema {
+  const types: Record<string, CompiledType> = {};
+  const top: Record<string, string> = {};
+  const kinds = new Map<string, 'message' | 'enum'>();
+  const pending: { key: string; name: string; fields: JsonFields; chain: Record<string, string>[] }[] = [];
+  const index = (ns: JsonNamespace, prefix: string, scopes: Record<string, string>[]) => {
     for (const [name, node] of Object.entries(ns.nested ?? {})) {
-      if (node.values || node.fields) {
-        const inner = new Map<string, Entry>();
-        const chain = node.fields ? [inner, ...scopes] : scopes; // one per message, shared by its fields
-        here.set(name, { node, name, chain });
-        if (node.fields && node.nested) index(node, chain);
+      const key = prefix + name;
+      if (node.values) {
+        scopes[0]![name] = key;
+        kinds.set(key, 'enum');
+        types[key] = { kind: 'enum', name, values: node.values };
+      } else if (node.fields) {
+        scopes[0]![name] = key;
+        kinds.set(key, 'message');
+        const chain = [{}, ...scopes]; // its own nested types first
+        pending.push({ key, name, fields: node.fields, chain });
+        index(node, `${key}.`, chain);
       } else if (node.nested) {
-        index(node, [new Map(), ...scopes]); // a package (google.protobuf): not visible by simple name
+        index(node, `${key}.`, [{}, ...scopes]); // a package (google.protobuf): not visible by simple name
       }
     }
   };
-  index(json, [top]);
-  const make = (e: Entry): MessageType | EnumType => {
-    if (e.made) return e.made;
-    const { node, name } = e;
-    if (node.values) {
-      const valuesById: Record<number, string> = {};
-      for (const [k, v] of Object.entries(node.values)) valuesById[v] ??= k;
-      return (e.made = { kind: 'enum', name, values: node.values, valuesById });
-    }
-    const t: MessageType = { kind: 'message', name, fieldsArray: [], fieldsById: {}, fields: {} };
-    e.made = t; // before its fields: a message may name itself
-    const fields = typeof node.fields === 'string' ? JSON.parse(node.fields) as JsonFields : node.fields!;
+  index(json, '', [top]);
+  for (const { key, name, fields, chain } of pending) {
+    const infos: FieldInfo[] = [];
+    const refs: Record<number, string> = {};
     for (const [fname, f] of Object.entries(fields)) {
-      const field: FieldInfo = {
-        name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
-        packed: f.options?.packed === true, resolvedType: null, codec: 0, wire: 0,
-      };
-      if (f.options) field.options = f.options;
-      t.fieldsArray.push(field);
-      t.fieldsById[f.id] = field;
-      t.fields[fname] = field;
       const typeName = f.type.split('.').pop()!;
-      for (const scope of e.chain) {
-        const named = scope.get(typeName);
-        if (named) {
-          field.resolvedType = make(named);
-          break;
-        }
-      }
-      setCodec(field);
+      const ref = chain.find((scope) => Object.hasOwn(scope, typeName))?.[typeName];
+      const kind = ref === undefined ? undefined : kinds.get(ref);
+      const [codec, wire] = kind === 'message' ? [CODEC.MESSAGE, 2] : kind === 'enum' ? [CODEC.ENUM, 0]
+        : SCALAR_CODEC[f.type] ?? [0, 0];
+      if (ref !== undefined) refs[infos.length] = ref;
+      infos.push({
+        name: fname, id: f.id, type: f.type, repeated: f.rule === 'repeated', required: f.rule === 'required',
+        packed: f.options?.packed === true, resolvedType: null, codec, wire, ...(f.options ? { options: f.options } : {}),
+      });
+    }
+    types[key] = { kind: 'message', name, fields: JSON.stringify(infos), refs };
+  }
+  return { types, top };
+}
+
+/** The model of a compiled schema: a type is made when first looked up (with the types its fields name). */
+function buildSchema(c: CompiledSchema): Schema {
+  const made = new Map<string, MessageType | EnumType>();
+  const make = (key: string): MessageType | EnumType => {
+    const had = made.get(key);
+    if (had) return had;
+    const e = c.types[key]!;
+    if (e.kind === 'enum') {
+      const valuesById: Record<number, string> = {};
+      for (const [k, v] of Object.entries(e.values)) valuesById[v] ??= k;
+      const t: EnumType = { kind: 'enum', name: e.name, values: e.values, valuesById };
+      made.set(key, t);
+      return t;
+    }
+    const fieldsArray = JSON.parse(e.fields) as FieldInfo[];
+    const t: MessageType = { kind: 'message', name: e.name, fieldsArray, fieldsById: {}, fields: {} };
+    made.set(key, t); // before its fields: a message may name itself
+    for (let i = 0; i < fieldsArray.length; i++) {
+      const field = fieldsArray[i]!;
+      t.fieldsById[field.id] = field;
+      t.fields[field.name] = field;
+      const ref = e.refs[i];
+      if (ref !== undefined) field.resolvedType = make(ref);
     }
     return t;
   };
-  return { lookup: (name) => { const e = top.get(name); return e && make(e); } };
+  return { lookup: (name) => (Object.hasOwn(c.top, name) ? make(c.top[name]!) : undefined) };
 }
 
 /** proto/ at the repository root (this module runs from dist/images/). */
@@ -175,34 +196,26 @@ function parseProtos(): JsonNamespace {
  */
 export const bundlePath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'proto-bundle.json');
 
-function loadBundle(): JsonNamespace | undefined {
+function loadBundle(): CompiledSchema | undefined {
   try {
-    return JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as JsonNamespace;
+    return JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as CompiledSchema;
   } catch {
     return undefined;
   }
 }
 
 /**
- * The schema parsed from the .proto files, as JSON for bundlePath, each message's fields as a
- * string of their own JSON: parsed when the message is first used, and the whole file parses
- * in a third of the time (a command uses a few dozen of its ~200 messages).
+ * The schema parsed from the .proto files and compiled, as JSON for bundlePath. Each message's
+ * fields are a string of their own JSON, parsed when the message is first used: the whole file
+ * parses in a third of the time (a command uses a few dozen of its ~200 messages).
  */
 export function schemaJson(): string {
-  const lazy = (ns: JsonNamespace) => {
-    for (const node of Object.values(ns.nested ?? {})) {
-      if (node.fields) node.fields = JSON.stringify(node.fields);
-      lazy(node);
-    }
-  };
-  const json = parseProtos();
-  lazy(json);
-  return JSON.stringify(json);
+  return JSON.stringify(compile(parseProtos()));
 }
 
 /** The loaded schema (CRIU's message names are global, there is no package). */
 export function schema(): Schema {
-  root ??= buildSchema(loadBundle() ?? parseProtos());
+  root ??= buildSchema(loadBundle() ?? compile(parseProtos()));
   return root;
 }
 

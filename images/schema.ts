@@ -130,7 +130,16 @@ function compile(json: JsonNamespace): CompiledSchema {
     }
     types[key] = { kind: 'message', name, fields: JSON.stringify(infos), refs };
   }
-  return { types, top };
+  // Only what a lookup can reach (not descriptor.proto's types, there for the field options).
+  const reached: Record<string, CompiledType> = {};
+  const reach = (key: string) => {
+    if (Object.hasOwn(reached, key)) return;
+    const t = types[key]!;
+    reached[key] = t;
+    if (t.kind === 'message') Object.values(t.refs).forEach(reach);
+  };
+  Object.values(top).forEach(reach);
+  return { types: reached, top };
 }
 
 /** The model of a compiled schema: a type is made when first looked up (with the types its fields name). */

@@ -504,7 +504,9 @@ function encodeFields(type: MessageType, msg: Message, depth: number): Uint8Arra
   for (let f = 0; f < fields.length; f++) {
     const field = fields[f]!;
     while (u < unknown.length && unknown[u].id < field.id) w.bytes(unknown[u++].raw);
-    const value = Object.hasOwn(msg, field.name) ? msg[field.name] : undefined;
+    // Most of a message's fields are absent: read, then checked to be its own only when there.
+    let value = msg[field.name];
+    if (value !== undefined && !Object.hasOwn(msg, field.name)) value = undefined; // Object.prototype's
     if (value === undefined || value === null) {
       if (field.required) throw new TypeError(`${where(type, field)} is required`);
       continue;

@@ -65,16 +65,23 @@ export function readMemory(pid: number, addr: bigint, len: number): Buffer {
 }
 
 /** Write `data` at `addr` with process_vm_writev (the pages must be writable). */
+/** writeMemory's own memory: the bytes (grown as needed) and the two iovecs, at known addresses. */
+let writeSrc = nativeBuffer(16384, false);
+let writeSrcAt = addressOf(writeSrc);
+const writeIovs = nativeBuffer(32);
+const writeIovsAt = addressOf(writeIovs);
+
 export function writeMemory(pid: number, addr: bigint, data: Buffer): void {
-  const src = nativeBuffer(data.length);
-  data.copy(src);
-  const local = nativeBuffer(16);
-  const remote = nativeBuffer(16);
-  local.writeBigUInt64LE(addressOf(src), 0);
-  local.writeBigUInt64LE(BigInt(data.length), 8);
-  remote.writeBigUInt64LE(addr, 0);
-  remote.writeBigUInt64LE(BigInt(data.length), 8);
-  const r = rawSyscall(SYS.process_vm_writev, pid, addressOf(local), 1, addressOf(remote), 1, 0);
+  if (data.length > writeSrc.length) {
+    writeSrc = nativeBuffer(data.length, false);
+    writeSrcAt = addressOf(writeSrc);
+  }
+  data.copy(writeSrc);
+  writeIovs.writeBigUInt64LE(writeSrcAt, 0);
+  writeIovs.writeBigUInt64LE(BigInt(data.length), 8);
+  writeIovs.writeBigUInt64LE(addr, 16);
+  writeIovs.writeBigUInt64LE(BigInt(data.length), 24);
+  const r = rawSyscall(SYS.process_vm_writev, pid, writeIovsAt, 1, writeIovsAt + 16n, 1, 0);
   if (isErrorResult(r)) throw new SysError(Number(-r), `process_vm_writev(${pid}, 0x${addr.toString(16)})`);
   if (Number(r) !== data.length) {
     throw new Error(`process ${pid}: wrote ${r} of ${data.length} bytes at 0x${addr.toString(16)}`);

@@ -80,10 +80,13 @@ const REG_OFFSET = Object.fromEntries(USER_REGS.map((n, i) => [n, i * 8])) as Re
 
 export class Regs {
   readonly raw: Buffer;
-  /** `raw` as 32-bit words (its own, aligned memory), for reading without BigInts. */
+  /** Where `raw` is, for GETREGS and SETREGS. */
+  readonly address: bigint;
+  /** `raw` as 32-bit words (its own, aligned memory), for reading and writing without BigInts. */
   private readonly words: Uint32Array;
   constructor(raw?: Buffer) {
     this.raw = nativeBuffer(USER_REGS_SIZE);
+    this.address = addressOf(this.raw);
     this.words = new Uint32Array(this.raw.buffer, this.raw.byteOffset, USER_REGS_SIZE / 4);
     if (raw) raw.copy(this.raw, 0, 0, USER_REGS_SIZE);
   }
@@ -101,7 +104,13 @@ export class Regs {
     return this.raw.readBigInt64LE(REG_OFFSET[name]);
   }
   set(name: RegName, v: bigint | number): this {
-    this.raw.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), REG_OFFSET[name]);
+    const at = REG_OFFSET[name];
+    if (typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)) {
+      this.words[at >> 2] = v % 0x100000000;
+      this.words[(at >> 2) + 1] = Math.floor(v / 0x100000000);
+    } else {
+      this.raw.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), at);
+    }
     return this;
   }
   clone(): Regs {
@@ -119,27 +128,29 @@ export class Regs {
 
 /** The registers of a stopped tracee, into `into` when given (no new buffer). */
 export function getRegs(pid: number, into = new Regs()): Regs {
-  ptrace('GETREGS', pid, 0, addressOf(into.raw));
+  ptrace('GETREGS', pid, 0, into.address);
   return into;
 }
 export function setRegs(pid: number, regs: Regs): void {
-  ptrace('SETREGS', pid, 0, addressOf(regs.raw));
+  ptrace('SETREGS', pid, 0, regs.address);
 }
 
 const NT_NAME: Record<number, string> = { [NT.PRSTATUS]: 'NT_PRSTATUS', [NT.PRFPREG]: 'NT_PRFPREG',
   [NT.X86_XSTATE]: 'NT_X86_XSTATE' };
 
 const regsetBuf = nativeBuffer(XSAVE_MAX_SIZE);
+const regsetBufAt = addressOf(regsetBuf);
 const regsetIov = nativeBuffer(16);
+const regsetIovAt = addressOf(regsetIov);
 /**
  * PTRACE_GETREGSET: the kernel trims iov_len to the regset's real size, so the returned buffer is
  * exactly as large as this CPU's state (the XSAVE area's size is never assumed). It is a view of
  * stasis's one regset buffer, valid until the next read: for converting at once.
  */
 export function readRegset(pid: number, nt: number): Buffer {
-  regsetIov.writeBigUInt64LE(addressOf(regsetBuf), 0);
+  regsetIov.writeBigUInt64LE(regsetBufAt, 0);
   regsetIov.writeBigUInt64LE(BigInt(XSAVE_MAX_SIZE), 8);
-  ptrace('GETREGSET', pid, nt, addressOf(regsetIov), `, ${NT_NAME[nt] ?? nt}`);
+  ptrace('GETREGSET', pid, nt, regsetIovAt, `, ${NT_NAME[nt] ?? nt}`);
   return regsetBuf.subarray(0, Number(regsetIov.readBigUInt64LE(8)));
 }
 /** The same, as a buffer of its own. */
@@ -253,6 +264,7 @@ export function describeWaitStatus(w: WaitStatus): string {
 }
 
 const statusBuf = nativeBuffer(4);
+const statusAt = addressOf(statusBuf);
 /**
  * wait4(pid, __WALL). Blocking by default; with `timeoutMs` it polls (WNOHANG) and throws when the
  * task has not changed state in time, so a tracee stuck in the kernel cannot hang stasis.
@@ -263,7 +275,7 @@ export function waitTask(pid: number, opts: { timeoutMs?: number; nohang?: boole
   const deadline = opts.timeoutMs !== undefined ? performance.now() + opts.timeoutMs : 0;
   let pause = 20;
   for (;;) {
-    const r = rawSyscall(SYS.wait4, pid, addressOf(statusBuf), flags, 0);
+    const r = rawSyscall(SYS.wait4, pid, statusAt, flags, 0);
     if (r === -4n) continue; // EINTR
     if (isErrorResult(r)) throw new SysError(Number(-r), `wait4(${pid})`);
     if (r > 0n) return decodeWaitStatus(Number(r), statusBuf.readInt32LE(0));

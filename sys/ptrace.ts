@@ -82,26 +82,33 @@ export class Regs {
   readonly raw: Buffer;
   /** Where `raw` is, for GETREGS and SETREGS. */
   readonly address: bigint;
-  /** `raw` as 32-bit words (its own, aligned memory), for reading and writing without BigInts. */
+  /**
+   * `raw` (its own, aligned memory) as 32-bit words, for numbers without BigInts, and as 64-bit
+   * registers, unsigned and signed: typed-array loads and stores, no call per register.
+   */
   private readonly words: Uint32Array;
+  private readonly u64: BigUint64Array;
+  private readonly s64: BigInt64Array;
   constructor(raw?: Buffer) {
     this.raw = nativeBuffer(USER_REGS_SIZE);
     this.address = addressOf(this.raw);
     this.words = new Uint32Array(this.raw.buffer, this.raw.byteOffset, USER_REGS_SIZE / 4);
+    this.u64 = new BigUint64Array(this.raw.buffer, this.raw.byteOffset, USER_REGS_SIZE / 8);
+    this.s64 = new BigInt64Array(this.raw.buffer, this.raw.byteOffset, USER_REGS_SIZE / 8);
     if (raw) raw.copy(this.raw, 0, 0, USER_REGS_SIZE);
   }
   get(name: RegName): bigint {
-    return this.raw.readBigUInt64LE(REG_OFFSET[name]);
+    return this.u64[REG_OFFSET[name] >> 3]!;
   }
   /** The register as a number where it fits 53 bits (most do: no BigInt made), else a bigint. */
   getValue(name: RegName): number | bigint {
     const at = REG_OFFSET[name];
     const high = this.words[(at >> 2) + 1]!;
-    return high < 0x200000 ? high * 0x100000000 + this.words[at >> 2]! : this.raw.readBigUInt64LE(at);
+    return high < 0x200000 ? high * 0x100000000 + this.words[at >> 2]! : this.u64[at >> 3]!;
   }
   /** The register as a signed value (results, orig_rax = -1). */
   getSigned(name: RegName): bigint {
-    return this.raw.readBigInt64LE(REG_OFFSET[name]);
+    return this.s64[REG_OFFSET[name] >> 3]!;
   }
   set(name: RegName, v: bigint | number): this {
     const at = REG_OFFSET[name];
@@ -109,7 +116,7 @@ export class Regs {
       this.words[at >> 2] = v % 0x100000000;
       this.words[(at >> 2) + 1] = Math.floor(v / 0x100000000);
     } else {
-      this.raw.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), at);
+      this.u64[at >> 3] = typeof v === 'bigint' ? v : BigInt(v); // stored modulo 2^64
     }
     return this;
   }

@@ -98,14 +98,19 @@ export function fpregsFromXsave(area: Buffer): FpRegsEntry {
 }
 
 /**
- * `n` register words of `size` bytes into the (zeroed) area at `offset`; the zeros, most of an
- * AVX-512 state, are left as they are.
+ * `n` register words of `size` bytes into the (zeroed, 8-aligned) area at `offset`; the zeros,
+ * most of an AVX-512 state, are left as they are. Stored through word views of the area.
  */
 function writeWords(area: Buffer, offset: number, size: 4 | 8, values: readonly (number | bigint)[], n: number): void {
+  const aligned = (area.byteOffset + offset) % size === 0;
+  const u32 = size === 4 && aligned ? new Uint32Array(area.buffer, area.byteOffset + offset, n) : undefined;
+  const u64 = size === 8 && aligned ? new BigUint64Array(area.buffer, area.byteOffset + offset, n) : undefined;
   for (let i = 0; i < n; i++) {
     const v = values[i]!;
     if (v === 0 || v === 0n) continue;
-    if (size === 4) area.writeUInt32LE(Number(v), offset + i * 4);
+    if (u32) u32[i] = Number(v);
+    else if (u64) u64[i] = typeof v === 'bigint' ? v : BigInt(v);
+    else if (size === 4) area.writeUInt32LE(Number(v), offset + i * 4);
     else area.writeBigUInt64LE(BigInt(v), offset + i * 8);
   }
 }

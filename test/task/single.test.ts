@@ -18,6 +18,7 @@ test.serial('a restored counter continues from where it stopped, with the same P
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 0, d.all);
   t.regex(await w.exitOf(w.pid), /^signal \d+ 9$/, 'the dumped process was killed');
+  await w.finished; // every line it printed relayed (the reaper reports the kill as soon as it reaps)
   const stoppedAt = lastTick(w.lines);
 
   const r = await restoreUnderReaper(t, dir, key, w.pid);
@@ -184,6 +185,7 @@ async function tickerRoundTrip(t: ExecutionContext, argv: string[],
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
+  await w.finished; // every line it printed relayed (the reaper reports the kill as soon as it reaps)
   const at = lastTick(w.lines);
   const r = await restoreUnderReaper(t, dir, key, w.pid);
   t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));

@@ -207,7 +207,8 @@ export const bundlePath = path.resolve(path.dirname(fileURLToPath(import.meta.ur
 
 function loadBundle(): CompiledSchema | undefined {
   try {
-    return JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as CompiledSchema;
+    const c = JSON.parse(fs.readFileSync(bundlePath, 'utf8')) as Partial<CompiledSchema>;
+    return c.types && c.top ? c as CompiledSchema : undefined; // not one an older build wrote
   } catch {
     return undefined;
   }

@@ -18,6 +18,7 @@ const seen = new Map<string, TaskRlimitsEntry>();
 /** Every limit's (cur, max) pair side by side, as prlimit64 writes them. */
 const got = nativeBuffer(RLIM_NLIMITS * 16);
 const gotAt = addressOf(got);
+const EPERM = 1n;
 
 /**
  * Each limit with prlimit64 on the task (16 calls cost less than having /proc/PID/limits
@@ -29,8 +30,8 @@ export function dumpRlimits(pid: number): TaskRlimitsEntry {
   for (let r = 0; r < RLIM_NLIMITS; r++) {
     const ret = rawSyscall(SYS.prlimit64, pid, r, 0, gotAt + BigInt(r * 16));
     if (ret === 0n) continue;
-    if (ret !== -1n) throw new SysError(Number(-ret), `prlimit64(${pid}, RLIMIT_${RLIMIT_NAMES[r]})`);
-    const listed = readLimits(pid); // EPERM
+    if (ret !== -EPERM) throw new SysError(Number(-ret), `prlimit64(${pid}, RLIMIT_${RLIMIT_NAMES[r]})`);
+    const listed = readLimits(pid);
     if (listed.length !== RLIM_NLIMITS) throw new Error(`/proc/${pid}/limits lists ${listed.length} limits, ${RLIM_NLIMITS} expected`);
     listed.forEach((l, i) => {
       got.writeBigUInt64LE(l.cur, i * 16);

@@ -64,13 +64,13 @@ export function readMemory(pid: number, addr: bigint, len: number): Buffer {
   return buf;
 }
 
-/** Write `data` at `addr` with process_vm_writev (the pages must be writable). */
 /** writeMemory's own memory: the bytes (grown as needed) and the two iovecs, at known addresses. */
 let writeSrc = nativeBuffer(16384, false);
 let writeSrcAt = addressOf(writeSrc);
 const writeIovs = nativeBuffer(32);
 const writeIovsAt = addressOf(writeIovs);
 
+/** Write `data` at `addr` with process_vm_writev (the pages must be writable). */
 export function writeMemory(pid: number, addr: bigint, data: Buffer): void {
   if (data.length > writeSrc.length) {
     writeSrc = nativeBuffer(data.length, false);

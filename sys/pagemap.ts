@@ -56,6 +56,8 @@ const vec = nativeBuffer(REGIONS * PAGE_REGION_SIZE);
 // writeBigUInt64LE is a JavaScript function, in code that runs cold once per process.
 const argWords = new BigUint64Array(arg.buffer, arg.byteOffset, PM_SCAN_ARG_SIZE / 8);
 const vecWords = new BigUint64Array(vec.buffer, vec.byteOffset, (REGIONS * PAGE_REGION_SIZE) / 8);
+const argAt = addressOf(arg);
+const vecAt = addressOf(vec);
 
 export function scanPagesFd(fd: number, pid: number, start: bigint, end: bigint, q: ScanQuery): PageRun[] {
   const out: PageRun[] = [];
@@ -65,13 +67,13 @@ export function scanPagesFd(fd: number, pid: number, start: bigint, end: bigint,
     argWords[0] = BigInt(PM_SCAN_ARG_SIZE); // size
     argWords[2] = from;
     argWords[3] = end;
-    argWords[5] = addressOf(vec);
+    argWords[5] = vecAt;
     argWords[6] = BigInt(REGIONS);
     argWords[8] = BigInt(q.inverted ?? 0);
     argWords[9] = BigInt(q.required ?? 0);
     argWords[10] = BigInt(q.anyOf ?? 0);
     argWords[11] = BigInt(q.report ?? 0);
-    const n = rawSyscall(SYS.ioctl, fd, PAGEMAP_SCAN, addressOf(arg));
+    const n = rawSyscall(SYS.ioctl, fd, PAGEMAP_SCAN, argAt);
     if (n < 0n) {
       throw new SysError(Number(-n), `ioctl(/proc/${pid}/pagemap, PAGEMAP_SCAN, 0x${from.toString(16)})`);
     }

@@ -2,7 +2,7 @@
 // close-on-exec. The descriptions themselves are dumped and opened by the kinds in index.ts.
 
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
@@ -35,7 +35,7 @@ export interface DumpFdTableOptions {
  * The task's descriptors as fdinfo entries; new descriptions go into `table`. `parent`: the
  * task's parent, dumped before it (its fds are compared with the task's first).
  */
-export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
+export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {

@@ -2,7 +2,7 @@
 // descriptors and dispatches here without knowing any kind; adding a kind means one module that
 // implements FileKind and one line in index.ts.
 
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
 
@@ -36,7 +36,7 @@ export interface DumpFilesContext {
   shellJob?: boolean;
   /** criu's orphan_pts_master: a pseudo-terminal whose master is outside the tree may be dumped. */
   orphanPts?: boolean;
-  inj: Injector;
+  inj: TaskCalls;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
   /** Appends an entry (with its payload) to a shared image: pipes-data.img, sk-queues.img, ... */

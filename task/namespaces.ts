@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { CLOCK, clockNs } from '../sys/clock.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import { O_RDONLY, O_WRONLY } from '../sys/fcntl.js';
 import { openInTask, writeAllInTask } from '../files/reg.js';
 import type { NsKind } from '../sys/proc/index.js';
@@ -65,7 +65,7 @@ export function utsnsImageName(nsId: number): string {
 }
 
 /** Host and domain name of the task's uts namespace. */
-export function dumpUts(inj: Injector): UtsEntry {
+export function dumpUts(inj: TaskCalls): UtsEntry {
   const at = inj.scratch(UTS_LEN * 6);
   inj.callChecked(SYS.uname, at);
   const b = inj.readScratch(UTS_LEN * 6);
@@ -103,7 +103,7 @@ export function ipcVarImageName(nsId: number): string {
   return `ipcns-var-${nsId}.img`;
 }
 
-function readInTask(inj: Injector, file: string): string {
+function readInTask(inj: TaskCalls, file: string): string {
   const fd = openInTask(inj, file, O_RDONLY);
   try {
     const at = inj.scratch(65536);
@@ -115,7 +115,7 @@ function readInTask(inj: Injector, file: string): string {
 }
 
 /** The ipc namespace's sysctls, read in the task. */
-export function dumpIpc(inj: Injector): IpcVarEntry {
+export function dumpIpc(inj: TaskCalls): IpcVarEntry {
   const e: IpcVarEntry = {
     sem_ctls: readInTask(inj, '/proc/sys/kernel/sem').trim().split(/\s+/).map(Number),
     auto_msgmni: 0,

@@ -3,7 +3,7 @@
 // credentials. Dump and restore side by side.
 
 import { SYS, type SyscallSpec } from '../sys/arch.js';
-import type { Injector, Questions } from '../sys/inject.js';
+import type { Injector, Questions, TaskCalls } from '../sys/inject.js';
 import { addressOf, cString, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
@@ -65,7 +65,7 @@ export function askThreadCore(questions: Questions, tgid: number, tid: number, b
 }
 
 /** askThreadCore() with questions of its own. */
-export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): DumpedThreadCore {
+export function dumpThreadCore(inj: TaskCalls, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): DumpedThreadCore {
   const questions = inj.questions();
   const result = askThreadCore(questions, tgid, tid, blocked, status);
   questions.run();

@@ -432,16 +432,29 @@ export interface EpilogueSpec {
   affinity?: Buffer;
   /** Memory stasis may have mapped in the task, unmapped first (nothing happens if it is not mapped). */
   unmap?: { addr: bigint; len: number };
+  /**
+   * A signal the task ignores by default and does not catch: with it, the slot has a call stub
+   * that ends by raising it (a stop for the tracer, nothing without one) and then falls into the
+   * epilogue.
+   */
+  marker?: number;
 }
 
 /** A task's syscall site and the epilogue right after it (restoreEpilogue). */
 export interface Epilogue {
-  /** Data, then `syscall`, then the epilogue: written at EpilogueSpec.at. */
+  /** Data, `syscall`, the epilogue, then the stub and tail: written at EpilogueSpec.at. */
   bytes: Buffer;
-  /** The `syscall` instruction injected calls are made at: once it returns, the epilogue runs. */
+  /** A `syscall` instruction whose return falls into the epilogue (for syscall-stop stepping). */
   site: bigint;
   /** The epilogue's first instruction (site + 2). */
   entry: bigint;
+  /**
+   * With a marker: `syscall; mov r12, rax`, then the tail: a call made here stops (the marker's
+   * signal-delivery stop) with its result in r12, just after the marker's syscall (tailEnd).
+   */
+  stub?: bigint;
+  tail?: bigint;
+  tailEnd?: bigint;
 }
 
 /**
@@ -470,11 +483,21 @@ export function restoreEpilogue(spec: EpilogueSpec): Epilogue {
   for (const r of EPILOGUE_GPRS) k.mov(r, spec.regs[r]);
   k.mov('rax', rax);
   k.jmpThrough(spec.at);
-  return { bytes: k.done(), site, entry };
+  if (spec.marker === undefined) return { bytes: k.done(), site, entry };
+  const stub = k.here;
+  k.syscall().movReg('r12', 'rax');
+  const tail = k.here;
+  // tgkill(getpid(), gettid(), marker): the ids as the task's own pid namespace numbers them.
+  k.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
+  k.mov('rdx', spec.marker).call(SYS.tgkill);
+  const tailEnd = k.here;
+  k.jmp(entry);
+  return { bytes: k.done(), site, entry, stub, tail, tailEnd };
 }
 
 /** Bytes restoreEpilogue() takes at most, with an affinity of `affinityBytes`. */
 export function epilogueMaxBytes(affinityBytes: number): number {
-  // data; syscall; three calls of up to 5 loads of 10 and a syscall; flags; 16 loads; jmp
-  return 16 + affinityBytes + 2 + 3 * 52 + 10 + 16 * 10 + 6;
+  // data; syscall; three calls of up to 5 loads of 10 and a syscall; flags; 16 loads; jmp;
+  // stub (syscall, mov) and tail (four loads, three syscalls, two movs, jmp)
+  return 16 + affinityBytes + 2 + 3 * 52 + 10 + 16 * 10 + 6 + 5 + 4 * 10 + 6 + 6 + 5;
 }

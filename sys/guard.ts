@@ -125,8 +125,6 @@ export class GuardedProcess {
   private closed = false;
   /** Slots in the padding: 0 for the main task, 1 for the thread being dumped. */
   private readonly slotUsed = [false, false];
-  /** The tail of a sequence: raise the marker signal, then jump to the main task's epilogue. */
-  private tailEnd?: bigint;
 
   private constructor(readonly tgid: number, private readonly padStart: bigint, private readonly padEnd: bigint,
     private readonly original: Buffer, readonly scratchAt: bigint, readonly marker: number | undefined) {
@@ -184,24 +182,6 @@ export class GuardedProcess {
   /** Scratch memory the main task has mapped so far (other threads use it too). */
   scratchBytes = 0;
 
-  /**
-   * The sequence tail for the main task, written once: `tgkill(getpid(), gettid(), marker)`, then
-   * a jump to `entry`. Returns where sequence code starts and the address after the marker's syscall.
-   */
-  tail(entry: bigint): { codeAt: bigint; tailAt: bigint; tailEnd: bigint } {
-    const area = this.sequenceArea!;
-    const code = new MachineCode(area.start);
-    code.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
-    code.mov('rdx', this.marker!).call(SYS.tgkill);
-    const tailEnd = code.here;
-    code.jmp(entry);
-    if (this.tailEnd === undefined) {
-      this.write(area.start, code.done());
-      this.tailEnd = tailEnd;
-    }
-    return { codeAt: area.start + BigInt(code.length), tailAt: area.start, tailEnd };
-  }
-
   /** Put the padding back as it was; every task must be back in its own state. */
   close(): void {
     if (this.closed) return;
@@ -223,6 +203,10 @@ export class GuardedTask implements TaskCalls {
   private readonly slot: number;
   private readonly site: bigint;
   private readonly entry: bigint;
+  /** With a marker signal: the call stub, the marker tail and the address after its syscall. */
+  private readonly stub?: bigint;
+  private readonly tail?: bigint;
+  private readonly tailEnd?: bigint;
   private affinity?: Buffer;
   /** Bytes of scratch memory mapped so far (by the main task). */
   private scratchMapped = 0;
@@ -248,9 +232,13 @@ export class GuardedTask implements TaskCalls {
       at, regs: this.savedRegs.toObject(), sigmask,
       affinity: this.affinity?.subarray(0, AFFINITY_BYTES),
       unmap: main ? { addr: proc.scratchAt, len: SCRATCH_RESERVE } : undefined,
+      marker: proc.marker,
     });
     this.site = epi.site;
     this.entry = epi.entry;
+    this.stub = epi.stub;
+    this.tail = epi.tail;
+    this.tailEnd = epi.tailEnd;
     try {
       proc.write(at, epi.bytes);
       // From now on the task runs into its epilogue if left alone.
@@ -258,8 +246,7 @@ export class GuardedTask implements TaskCalls {
       r.set(IP_REG, this.entry);
       r.set(SYSCALL_ORIG_REG, -1n);
       setRegs(pid, r);
-      const sequences = main && proc.sequenceArea !== undefined;
-      setSigmask(pid, sequences ? ALL_SIGNALS & ~bit(proc.marker!) : ALL_SIGNALS);
+      setSigmask(pid, proc.marker !== undefined ? ALL_SIGNALS & ~bit(proc.marker) : ALL_SIGNALS);
       if (pinTo && this.affinity) setAffinity(pid, pinTo);
     } catch (e) {
       this.abandon();
@@ -274,6 +261,16 @@ export class GuardedTask implements TaskCalls {
   call(nr: number, ...args: Arg[]): bigint {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
     const regs = this.callRegs.copyFrom(this.savedRegs);
+    if (this.stub !== undefined) {
+      // One stop: the marker after the call, its result kept in r12.
+      regs.set(IP_REG, this.stub);
+      regs.set(SYSCALL_NR_REG, nr);
+      regs.set(SYSCALL_ORIG_REG, -1n);
+      SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
+      setRegs(this.pid, regs);
+      this.count++;
+      return this.runToMarker(SYSCALL_NAME.get(nr) ?? String(nr)).getSigned('r12');
+    }
     regs.set(IP_REG, this.site);
     regs.set(SYSCALL_NR_REG, nr);
     regs.set(SYSCALL_ORIG_REG, -1n);
@@ -299,9 +296,9 @@ export class GuardedTask implements TaskCalls {
 
   callAll(calls: readonly SyscallSpec[]): bigint[] {
     const area = this.main ? this.proc.sequenceArea : undefined;
-    if (!area || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
+    if (!area || this.tail === undefined || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
     this.ensureScratch();
-    const { codeAt, tailAt, tailEnd } = this.proc.tail(this.entry);
+    const codeAt = area.start;
     const out: bigint[] = [];
     let i = 0;
     while (i < calls.length) {
@@ -322,8 +319,8 @@ export class GuardedTask implements TaskCalls {
         }
         n++;
       }
-      k.jmp(tailAt);
-      this.runSequence(k.done(), codeAt, tailEnd, calls[i]![0], n);
+      k.jmp(this.tail);
+      this.runSequence(k.done(), codeAt, calls[i]![0], n);
       const r = readMemory(this.tgid, results, 8 * n);
       for (let j = 0; j < n; j++) out.push(r.readBigInt64LE(8 * j));
       i += n;
@@ -338,21 +335,28 @@ export class GuardedTask implements TaskCalls {
     return results;
   }
 
-  private runSequence(code: Buffer, codeAt: bigint, tailEnd: bigint, first: number, n: number): void {
+  private runSequence(code: Buffer, codeAt: bigint, first: number, n: number): void {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
-    // The task sits at its epilogue or just past the marker (before the fixed jump): rewriting the
-    // code area cannot change what it would run.
+    // The task sits in its slot (epilogue, or just past the marker): rewriting the sequence
+    // area cannot change what it would run.
     this.proc.write(codeAt, code);
     const regs = this.callRegs.copyFrom(this.savedRegs);
     regs.set(IP_REG, codeAt);
     regs.set(SYSCALL_ORIG_REG, -1n);
     setRegs(this.pid, regs);
     this.count += n;
-    const doing = `${SYSCALL_NAME.get(first) ?? first} and ${n - 1} more calls`;
+    this.runToMarker(`${SYSCALL_NAME.get(first) ?? first} and ${n - 1} more calls`);
+  }
+
+  /** Let the task run until it raises the marker at the end of its tail; its registers there. */
+  private runToMarker(doing: string): Regs {
     cont(this.pid, 0);
     for (;;) {
       const w = this.expectStopped(waitTask(this.pid)!, doing);
-      if (w.event === 0 && w.signal === this.proc.marker && getRegs(this.pid, this.resultRegs).get(IP_REG) === tailEnd) return;
+      if (w.event === 0 && w.signal === this.proc.marker) {
+        const regs = getRegs(this.pid, this.resultRegs);
+        if (regs.get(IP_REG) === this.tailEnd) return regs;
+      }
       this.holdSignal(w);
       cont(this.pid, 0);
     }

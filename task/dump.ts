@@ -266,7 +266,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const posix = dumpPosixTimers(inj, readTimers(pid));
   if (posix.length) timers.posix = posix;
   if (st.utsOf === pid) st.uts = dumpUts(inj);
-  if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
+  if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
   }, p.ppid || undefined) as unknown as Record<string, unknown>[];

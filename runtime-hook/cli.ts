@@ -99,7 +99,7 @@ function emptyNs(p: ReturnType<typeof parseArgs>): number {
 
 /** bin/swrk-version.cjs (two levels up from dist/runtime-hook/ and from dist/bundle/ alike). */
 interface SwrkVersion {
-  firstRecord(fdArg: string): Buffer | 'answered' | 'gone' | undefined;
+  firstRecord(fdArg: string): Buffer | 'answered' | 'gone' | 'too-large' | undefined;
 }
 
 /**
@@ -213,8 +213,11 @@ async function run(argv: string[], launch: Launch): Promise<number> {
 
 /** What bin/stasis did before loading stasis. */
 export interface Launch {
-  /** `swrk FD`: the first record it read from FD (see swrkCommand), present only if it tried. */
-  swrkFirst?: Buffer;
+  /**
+   * `swrk FD`: the first record it read from FD (see swrkCommand), or 'too-large' when the record
+   * did not fit its buffer; present only if it tried.
+   */
+  swrkFirst?: Buffer | 'too-large';
 }
 
 export async function main(argv: string[], launch: Launch = {}): Promise<void> {

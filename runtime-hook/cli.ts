@@ -8,6 +8,7 @@ import path from 'node:path';
 // as ES modules (the one-file build loads all at once). runc's VERSION check, the first of the
 // two `stasis swrk` it starts per command, is answered before any of this (bin/swrk-version.cjs).
 import { hasHelp, helpText } from './help.js';
+import { makePrivateDirs } from '../images/private-file.js';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';
@@ -151,7 +152,16 @@ async function run(argv: string[], launch: Launch): Promise<number> {
   if (!p.action) throw new UsageError('no action given (stasis --help lists them)');
   const imagesDir = p.values.get('images-dir')?.[0];
   const workDir = p.values.get('work-dir')?.[0];
-  const logger = new Logger(p.verbosity, logPath(p, imagesDir));
+  const log = logPath(p, imagesDir);
+  // A dump's images directory is made (0700) before the log that goes into it by default.
+  if (p.action === 'dump' && imagesDir && log) {
+    try {
+      makePrivateDirs(imagesDir);
+    } catch (e) {
+      throw new Error(`cannot create the images directory ${imagesDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const logger = new Logger(p.verbosity, log);
   try {
     switch (p.action) {
       case 'dump': {

@@ -74,7 +74,7 @@ function messageOf(e: unknown): string {
  * `text` cut to at most `max` bytes of UTF-8 by an ellipsis in its middle: a message's beginning
  * (what failed) and its end (the errno, the reason) are kept, a long name quoted between is not.
  */
-export function boundedText(text: string, max = MAX_ERRMSG): string {
+function boundedText(text: string, max = MAX_ERRMSG): string {
   const bytes = Buffer.from(text);
   if (bytes.length <= max) return text;
   const ellipsis = ' … ';

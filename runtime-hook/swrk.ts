@@ -162,8 +162,11 @@ export async function swrk(fdArg: string, first?: Buffer | 'too-large'): Promise
     }
     if (!req) return 1; // "Client exited unexpectedly"
     const type = Number(req.type);
-    // keep_open on a type that does not allow it: criu gives up without answering.
-    if (req.keep_open && !KEEP_OPEN_ALLOWED.has(type)) return 1;
+    // keep_open on a type that does not allow it: criu gives up without answering; stasis says why.
+    if (req.keep_open && !KEEP_OPEN_ALLOWED.has(type)) {
+      reply(client, { type, success: false, cr_errno: EBADRQC, cr_errmsg: `keep_open is not allowed for request type ${type}` });
+      return 1;
+    }
     const ok = await serve(client, type, req);
     if (!ok || !req.keep_open) return ok ? 0 : 1;
   }

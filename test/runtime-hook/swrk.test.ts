@@ -285,3 +285,12 @@ test('a record that is no criu_req gets an EMPTY failure naming it, and a failed
   t.regex(m!.cr_errmsg, /a record of 5 bytes is not a criu_req/);
   t.is(await c.exitCode(), 1);
 });
+
+test('a DUMP asking keep_open (which only some request types allow) is answered with a failure saying so', async (t) => {
+  const c = await startSwrk(t);
+  c.send({ type: REQ.DUMP, keep_open: true, opts: { images_dir_fd: -1, images_dir: '/nonexistent' } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: false, cr_errno: 56 });
+  t.regex(m!.cr_errmsg, /keep_open is not allowed/);
+  t.is(await c.exitCode(), 1);
+});

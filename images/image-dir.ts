@@ -4,6 +4,9 @@
 // and the raw writers refuse it, commit() writes it once everything else is
 // in place, under a temporary name renamed into place, so an unfinished or
 // half-written dump never has an inventory.img.
+//
+// Every file is created as private-file.ts says (0600, a new inode, never through a link), and
+// read only when it is a regular file.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -11,6 +14,10 @@ import { ImageError } from './errors.js';
 import { decodeImage, encodeImage, type Image, type ImageEntry } from './image.js';
 import { imageTypeByName, imageTypeForFile } from './magic.js';
 import { PAGE_SIZE, pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
+import {
+  checkImageDirEntries, createPrivateFile, makePrivateDirs, openImageFile, readImageFile, readImageFileSync,
+  writePrivateFile, writePrivateFileSync,
+} from './private-file.js';
 import type { Message } from './wire.js';
 
 export const INVENTORY_FILE = 'inventory.img';
@@ -33,8 +40,8 @@ function isMissing(e: unknown): boolean {
 function writeAtomically(dir: string, name: string, data: Uint8Array): void {
   const tmp = tmpName(dir, name);
   try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, path.join(dir, name));
+    writePrivateFileSync(tmp, data);
+    fs.renameSync(tmp, path.join(dir, name)); // a link at the name is replaced, not followed
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
@@ -76,7 +83,7 @@ export class RawWriter {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close();
-    await fsp.rename(this.tmp, path.join(this.owner.path, this.name));
+    await fsp.rename(this.tmp, path.join(this.owner.path, this.name)); // a link at the name is replaced, not followed
     this.owner.writerDone(this);
   }
 
@@ -98,22 +105,23 @@ export class ImageDir {
 
   private constructor(readonly path: string) {}
 
-  /** An existing directory, to read (or add to). */
+  /** An existing directory, to read (or add to); refused if an image file in it is not a regular file. */
   static async open(dir: string): Promise<ImageDir> {
     // Synchronously, as image() reads: a round trip through the thread pool costs more.
     const st = fs.statSync(dir);
     if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
+    checkImageDirEntries(dir);
     return new ImageDir(dir);
   }
 
   /**
-   * A directory to dump into, created if needed. A stale inventory.img from
+   * A directory to dump into, created if needed (0700). A stale inventory.img from
    * an earlier dump is removed first: until commit() the directory must not
    * look like a complete dump.
    */
   static async create(dir: string): Promise<ImageDir> {
     // Synchronously: two quick calls, where a round trip through the thread pool each costs more.
-    if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true });
+    makePrivateDirs(dir);
     fs.rmSync(path.join(dir, INVENTORY_FILE), { force: true });
     return new ImageDir(dir);
   }
@@ -143,7 +151,7 @@ export class ImageDir {
     if (cached) return cached;
     // Read synchronously: image files are small, and a restore reads hundreds of them one after
     // another, where a round trip through the thread pool each costs more than the read.
-    const bytes = fs.readFileSync(this.file(name));
+    const bytes = readImageFileSync(this.file(name));
     const image = decodeImage(bytes, name);
     this.cache.set(name, image);
     return image;
@@ -186,7 +194,7 @@ export class ImageDir {
   /** `length` bytes at `offset` of pages-<pagesId>.img. */
   async readPages(pagesId: number, offset: number, length: number): Promise<Buffer> {
     const name = pagesFileName(pagesId);
-    const handle = await fsp.open(this.file(name), 'r');
+    const handle = await openImageFile(this.file(name));
     try {
       const { size } = await handle.stat();
       if (offset < 0 || length < 0 || offset + length > size) {
@@ -229,7 +237,7 @@ export class ImageDir {
 
   /** The raw bytes of a file (pages, tarballs, ip dumps, descriptors.json...). */
   async readRaw(name: string): Promise<Buffer> {
-    return fsp.readFile(this.file(name));
+    return readImageFile(this.file(name));
   }
 
   private checkWritable(name: string): void {
@@ -247,11 +255,11 @@ export class ImageDir {
   private async writeFile(name: string, data: Uint8Array): Promise<void> {
     const file = path.join(this.path, name);
     if (this.slowWrites >= SLOW_WRITES) {
-      await new Promise<void>((resolve, reject) => fs.writeFile(file, data, (e) => (e ? reject(e) : resolve())));
+      await writePrivateFile(file, data);
       return;
     }
     const t0 = performance.now();
-    fs.writeFileSync(file, data);
+    writePrivateFileSync(file, data);
     if (performance.now() - t0 > SLOW_WRITE_MS) this.slowWrites++;
   }
 
@@ -281,7 +289,7 @@ export class ImageDir {
   async rawWriter(name: string): Promise<RawWriter> {
     this.checkWritable(name);
     const tmp = tmpName(this.path, name);
-    const writer = new RawWriter(this, name, tmp, await fsp.open(tmp, 'wx'));
+    const writer = new RawWriter(this, name, tmp, await createPrivateFile(tmp));
     this.writers.add(writer);
     return writer;
   }

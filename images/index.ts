@@ -43,6 +43,10 @@ export {
   type Pagemap,
 } from './pagemap.js';
 export { ImageDir, RawWriter, INVENTORY_FILE } from './image-dir.js';
+export {
+  PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, createPrivateFileSync, makePrivateDirs, openImageFileSync, readImageFileSync,
+  writePrivateFileSync,
+} from './private-file.js';
 export { critJsonText, imageToCrit, messageToCrit, pythonJson, type CritValue } from './crit-json.js';
 export { showImageFile, describeImageDir, showCommand } from './show.js';
 export * from './vma.js';

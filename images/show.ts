@@ -1,13 +1,13 @@
 // `stasis show`: crit's JSON for one image file, or a summary of a whole
 // image directory.
-import fsp from 'node:fs/promises';
 import { critJsonText } from './crit-json.js';
 import { decodeImage } from './image.js';
+import { readImageFile } from './private-file.js';
 import { describeImageDir } from './summary.js';
 
 /** What `crit decode --pretty -i FILE` prints for the image file at `path`. */
 export async function showImageFile(path: string): Promise<string> {
-  return critJsonText(decodeImage(await fsp.readFile(path), path));
+  return critJsonText(decodeImage(await readImageFile(path), path));
 }
 
 export { describeImageDir };

@@ -9,7 +9,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImageDir, imageFileName, pagemapImage, pagesFileName, schema } from '../images/index.js';
+import { ImageDir, createPrivateFileSync, imageFileName, makePrivateDirs, pagemapImage, pagesFileName, schema } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
 import { Injector, getAffinity, pinSelf, type TaskCalls } from '../sys/inject.js';
 import { GuardedProcess, GuardedTask } from '../sys/guard.js';
@@ -120,20 +120,12 @@ function precheck(pid: number): void {
   if (status.state === 'Z') throw new Error(`process ${pid} is a zombie`);
 }
 
-/** mkdir -p without Node's recursive mkdir, which spins forever on some procfs paths. */
-function makeDirs(dir: string): void {
-  const abs = path.resolve(dir);
-  if (fs.existsSync(abs)) return;
-  makeDirs(path.dirname(abs));
-  fs.mkdirSync(abs);
-}
-
 function checkWritable(dir: string): void {
   try {
-    makeDirs(dir);
+    makePrivateDirs(dir); // 0700: images are secrets (images/private-file.ts)
     fs.accessSync(dir, fs.constants.W_OK);
     const probe = path.join(dir, `.stasis-probe-${process.pid}`);
-    fs.writeFileSync(probe, '');
+    fs.closeSync(createPrivateFileSync(probe));
     fs.rmSync(probe);
   } catch (e) {
     throw new Error(`cannot write images into ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);

@@ -13,7 +13,7 @@ import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { ProcMem, readRanges } from '../sys/mem.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
-import { PE_PARENT, PE_PRESENT, type PageRun } from '../images/index.js';
+import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
 import { hasDumpablePages, type VmaEntry } from './mm.js';
 import { O_WRONLY } from '../sys/fcntl.js';
 
@@ -92,7 +92,7 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
       return total / PAGE_SIZE;
     }
   }
-  const out = fs.openSync(pagesFile, 'w');
+  const out = createPrivateFileSync(pagesFile); // 0600, a new inode: see images/private-file.ts
   let written = 0;
   let taskFd = -1;
   try {
@@ -204,7 +204,7 @@ export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile
   const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
   const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
   const bytes = Buffer.allocUnsafe(to - from);
-  const fd = fs.openSync(pagesFile, 'r');
+  const fd = openImageFileSync(pagesFile);
   try {
     if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
   } finally {

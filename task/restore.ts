@@ -160,8 +160,9 @@ async function load(dir: string): Promise<LoadedImages> {
   let images: ImageDir;
   try {
     images = await ImageDir.open(dir);
-  } catch {
-    throw new Error(`${dir}: no such image directory`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${dir}: no such image directory`);
+    throw e; // not a directory, or an image in it that is not a regular file: said as it is
   }
   if (!(await images.isComplete())) throw new Error(`${dir} holds no complete dump (no ${INVENTORY_FILE})`);
   const inventory = await images.inventory();

@@ -231,6 +231,9 @@ test.serial('the container\'s ipc namespace keeps its sysctls and its SysV objec
   const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
   t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
   const pid = c.state()!.pid;
+  // The restored container ticks on before it is checkpointed again: the second restore's count
+  // goes on from its last tick (waited for, not assumed: a loaded machine may take seconds).
+  await rst.out.waitForLine(/^tick \d+$/, 60_000);
   t.is(inIpc(pid, 'cat', '/proc/sys/kernel/msgmax').trim(), '12345');
   t.is(inIpc(pid, 'cat', '/proc/sys/fs/mqueue/msg_max').trim(), '77');
   t.is(execFileSync('cat', ['/proc/sys/kernel/msgmax'], { encoding: 'utf8' }).trim() === '12345', false, 'the host\'s own value is untouched');
@@ -251,7 +254,7 @@ test.serial('the container\'s ipc namespace keeps its sysctls and its SysV objec
   const pid2 = c.state()!.pid;
   t.is(listing(pid2), before, 'the same keys, ids, owners, modes and sizes');
   t.is(inIpc(pid2, 'cat', '/proc/sys/kernel/msgmax').trim(), '12345');
-  await rst2.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  await rst2.out.waitForLine(new RegExp(`^tick ${at + 2}$`), 60_000);
 });
 
 test.serial('a container with its own cgroup namespace comes back in a new one, rooted at its cgroup', async (t) => {

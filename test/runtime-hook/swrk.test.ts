@@ -242,3 +242,55 @@ test.serial('config_file settings fill in what the request leaves out; an option
   t.is(await c2.exitCode(), 1);
   t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/);
 });
+
+test.serial('a 70 KB DUMP request (1300 external mounts) is read whole and answered', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  // external mounts are matched against the tree's mount namespace: a tree in ours has none.
+  const external = Array.from({ length: 1300 }, (_, i) => `mnt[/stasis-test/not-mounted/mountpoint-${String(i).padStart(4, '0')}]:key-${i}`);
+  const req = { type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: w.pid, leave_running: true, log_file: 'dump.log', external } };
+  const bytes = encodeMessage('criu_req', req);
+  t.true(bytes.length > 70_000, `${bytes.length} bytes`);
+  const c = await startSwrk(t);
+  c.sendRaw(bytes);
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: true }, m?.cr_errmsg);
+  t.is(await c.exitCode(), 0);
+  t.true(fs.existsSync(path.join(dir, 'inventory.img')));
+  t.true(alive(w.pid), 'left running');
+});
+
+test('an error quoting a 65 KB log_file name is cut to 4 KiB by an ellipsis, keeping its beginning and its reason', async (t) => {
+  const dir = tmpDir(t);
+  const c = await startSwrk(t);
+  const name = 'l'.repeat(65 * 1024);
+  c.send({ type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: 1, log_file: name } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: false });
+  const msg = m!.cr_errmsg as string;
+  t.true(Buffer.byteLength(msg) <= 4096, `${Buffer.byteLength(msg)} bytes`);
+  t.regex(msg, /^\S.* … .*\S$/, 'an ellipsis in its middle');
+  t.regex(msg, /log/i, 'it still says what failed');
+  t.regex(msg, /ENAMETOOLONG|too long/, 'and why');
+  t.is(await c.exitCode(), 1);
+});
+
+test('a record that is no criu_req gets an EMPTY failure naming it, and a failed exit', async (t) => {
+  const c = await startSwrk(t);
+  c.sendRaw(Uint8Array.from([0x08, 0x01, 0x12, 0x40, 0x00])); // opts of 64 bytes, 1 given
+  const m = await c.recv();
+  t.like(m, { type: REQ.EMPTY, success: false, cr_errno: 56 });
+  t.regex(m!.cr_errmsg, /a record of 5 bytes is not a criu_req/);
+  t.is(await c.exitCode(), 1);
+});
+
+test('a DUMP asking keep_open (which only some request types allow) is answered with a failure saying so', async (t) => {
+  const c = await startSwrk(t);
+  c.send({ type: REQ.DUMP, keep_open: true, opts: { images_dir_fd: -1, images_dir: '/nonexistent' } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: false, cr_errno: 56 });
+  t.regex(m!.cr_errmsg, /keep_open is not allowed/);
+  t.is(await c.exitCode(), 1);
+});

@@ -57,10 +57,14 @@ static void check_own(int extra, sigset_t *want) {
   if (!sigismember(&pend, SIGUSR2)) fail("pending SIGUSR2 lost", 0);
 }
 
+/* Threads whose mask is set up: "ready" waits for all of them. */
+static int settled_threads;
+
 static void own_mask(int extra, sigset_t *out) {
   block_own(extra);
   sigemptyset(out);
   pthread_sigmask(SIG_BLOCK, NULL, out);
+  __atomic_add_fetch(&settled_threads, 1, __ATOMIC_SEQ_CST);
 }
 
 static void *registers(void *a) {
@@ -127,6 +131,7 @@ static void *reader(void *a) {
 
 static void run(int depth) __attribute__((noreturn));
 static void run(int depth) {
+  settled_threads = 0; /* a forked child counts its own threads */
   if (pipe(pipefd)) { perror("pipe"); exit(1); }
   sigset_t mine;
   own_mask(SIGRTMIN + 4, &mine);
@@ -135,6 +140,7 @@ static void run(int depth) {
   pthread_create(&t, NULL, registers, NULL);
   pthread_create(&t, NULL, sleeper, NULL);
   pthread_create(&t, NULL, reader, NULL);
+  while (__atomic_load_n(&settled_threads, __ATOMIC_SEQ_CST) < 4) sched_yield();
   if (depth + 1 < procs) {
     pid_t c = fork();
     if (c == 0) { run(depth + 1); _exit(0); }

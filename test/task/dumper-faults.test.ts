@@ -13,6 +13,8 @@ import path from 'node:path';
 import { startWorkload } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { readChildren } from '../../sys/proc/index.js';
+import { execa } from 'execa';
+import { repoRoot } from '../helpers/paths.js';
 import { stasisBin, tmpDir } from '../helpers/stasis.js';
 
 /** Every process of the tree under `root`, parents first. */
@@ -233,3 +235,22 @@ test.serial('SIGKILL of stasis at random moments of runc checkpoint --leave-runn
   await out.waitForLine(new RegExp(`^tick ${ticks + 3}$`));
   t.is(c.state()?.status, 'running');
 });
+
+const guardPhase = path.join(repoRoot, 'dist', 'test', 'helpers', 'guard-phase.js');
+
+for (const phase of ['entered', 'call', 'scratch', 'sequence', 'running', 'thread']) {
+  test.serial(`a tracer that dies at a known point of guarded injection (${phase}) leaves the task exactly as it was`, async (t) => {
+    const w = await startWorkload('steady', ['1']);
+    t.teardown(() => w.kill());
+    await w.waitForLine(/^ready$/);
+    const pids = [w.pid];
+    const before = snapshot(pids);
+    const r = await execa(process.execPath, [guardPhase, String(w.pid), phase], { reject: false });
+    t.is(r.stdout, 'ready', r.stderr);
+    t.is(r.signal, 'SIGKILL');
+    const now = await settled(pids, before);
+    t.is(now, before, firstDifference(before, now));
+    await new Promise((res) => setTimeout(res, 100));
+    t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+  });
+}

@@ -497,7 +497,10 @@ export function restoreEpilogue(spec: EpilogueSpec): Epilogue {
 
 /** Bytes restoreEpilogue() takes at most, with an affinity of `affinityBytes`. */
 export function epilogueMaxBytes(affinityBytes: number): number {
-  // data; syscall; three calls of up to 5 loads of 10 and a syscall; flags; 16 loads; jmp;
-  // stub (syscall, mov) and tail (four loads, three syscalls, two movs, jmp)
-  return 16 + affinityBytes + 2 + 3 * 52 + 10 + 16 * 10 + 6 + 5 + 4 * 10 + 6 + 6 + 5;
+  const data = 16 + affinityBytes;
+  const calls = (3 * 10 + 2) + (4 * 10 + 2) + (5 * 10 + 2); // munmap, sched_setaffinity, rt_sigprocmask
+  const flags = 4 + 5 + 1 + 1;
+  const loads = (EPILOGUE_GPRS.length + 1) * 10;
+  const stubAndTail = (2 + 3) + (5 + 2 + 3) * 2 + 5 + 5 + 2 + 5; // syscall, mov; getpid, gettid; tgkill; jmp
+  return data + 2 + calls + flags + loads + 6 + stubAndTail;
 }

@@ -32,7 +32,7 @@
 import fs from 'node:fs';
 import {
   IP_REG, MachineCode, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_NAME, SYSCALL_NR_REG, SYSCALL_ORIG_REG,
-  SYSCALL_RET_REG, USER_REGS, epilogueMaxBytes, restoreEpilogue, type SyscallSpec,
+  SYSCALL_RET_REG, epilogueMaxBytes, restoreEpilogue, type SyscallSpec,
 } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { readMemory, readRanges, writeMemory } from './mem.js';
@@ -181,6 +181,13 @@ export class GuardedProcess {
 
   /** Scratch memory the main task has mapped so far (other threads use it too). */
   scratchBytes = 0;
+
+  /** Let go of the process without touching it (it was killed at the end of the dump). */
+  forget(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.mem);
+  }
 
   /** Put the padding back as it was; every task must be back in its own state. */
   close(): void {
@@ -488,6 +495,3 @@ export class GuardedTask implements TaskCalls {
     return w;
   }
 }
-
-/** The registers guarded code may change, for tests: every one of them is put back. */
-export const GUARDED_REGS = USER_REGS;

@@ -171,6 +171,8 @@ interface DumpState {
    * that is killed at the end is spared that work.
    */
   handBack: HandBack[];
+  /** Processes injected into the guarded way (let go of once the dump is over). */
+  guarded: GuardedProcess[];
   /** The CPU stasis runs on: each task is pinned there while stasis works in it. */
   pinTo: Buffer;
 }
@@ -209,6 +211,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const guarded = GuardedProcess.open(pid, { vmas: smaps, sigCgt: status.sigCgt, sigPnd: status.sigPnd, shdPnd: status.shdPnd });
   let inj: TaskCalls;
   if (guarded) {
+    st.guarded.push(guarded);
     // Guarded: whenever stasis vanishes, every task puts itself back (sys/guard.ts). Threads are
     // handed back one by one: the guard has room for the main task and one other at a time.
     const main = new GuardedTask(guarded, pid, true, regs.get(pid)!, masks.get(pid)!, st.pinTo);
@@ -337,6 +340,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     unpinSelf();
   };
   const handBack: HandBack[] = [];
+  const guarded: GuardedProcess[] = [];
   const handBackAll = () => {
     // Threads before their process's main thread, whose finish() unmaps the page they share.
     for (const inj of handBack.splice(0).reverse()) {
@@ -361,7 +365,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write, handBack, pinTo,
+      write, handBack, pinTo, guarded,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -453,5 +457,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     handBackAll();
     unpin();
     tree.release();
+    for (const g of guarded) g.forget();
   }
 }

@@ -3,6 +3,7 @@
 // checkpoint). stasis dumps the frozen container and leaves it frozen, as it found it.
 
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RuncContainer } from '../../test-containers/runc.js';
@@ -50,4 +51,45 @@ test.serial('a paused runc container is checkpointed with --leave-running --file
   const next = await rst.out.waitForLine(/^tick \d+$/);
   t.is(Number(next.split(' ')[1]), atPause + 1, 'the restored counter goes on from the paused one');
   t.is(c.state()?.status, 'running');
+});
+
+function tracerOf(pid: number): number {
+  try {
+    return Number(/^TracerPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+test.serial('a stasis killed while it checkpoints a paused container leaves it paused (its guardian freezes the cgroup again)', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir, '0.1');
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const init = c.state()!.pid;
+  t.is(c.runc(['pause', c.id]).code, 0);
+  const freezer = c.cgroupDirs().map((d) => path.join(d, 'freezer.state')).find((f) => fs.existsSync(f));
+  if (!freezer) {
+    t.pass('no v1 freezer on this host');
+    return;
+  }
+  const atPause = Math.max(...ticks(out.lines));
+  const runc = spawn('runc', ['--root', c.stateRoot, '--criu', stasisBin, 'checkpoint', '--leave-running',
+    '--image-path', path.join(dir, 'img'), '--work-path', path.join(dir, 'work'), c.id], { stdio: 'ignore' });
+  const until = performance.now() + 10_000;
+  while (!tracerOf(init) && performance.now() < until) { /* wait for the seize */ }
+  const tracer = tracerOf(init);
+  t.not(tracer, 0, 'stasis seized the container');
+  process.kill(tracer, 'SIGKILL');
+  await new Promise((r) => runc.on('exit', r));
+  const deadline = performance.now() + 2000;
+  while (fs.readFileSync(freezer, 'utf8').trim() !== 'FROZEN' && performance.now() < deadline) await sleep(10);
+  t.is(fs.readFileSync(freezer, 'utf8').trim(), 'FROZEN', 'frozen again, as it was found');
+  await sleep(300);
+  t.true(Math.max(...ticks(out.lines)) <= atPause + 1, 'at most the tick under way when it was thawed for the seize');
+  t.is(c.runc(['resume', c.id]).code, 0);
+  const now = Math.max(...ticks(out.lines));
+  await out.waitForLine(new RegExp(`^tick ${now + 2}$`));
+  t.is(tracerOf(init), 0);
 });

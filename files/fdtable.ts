@@ -172,7 +172,9 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     if (tmp === undefined) tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
     for (const f of fds) {
       if (f.fd !== tmp) inj.callChecked(SYS.dup3, tmp, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
-      else if (f.flags & FD_CLOEXEC) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, FD_CLOEXEC);
+      // Opened (or copied in) right on its number: set close-on-exec either way, for what made
+      // it may have set it (pidfd_getfd always does, helpers open with O_CLOEXEC).
+      else inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
     }
     if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
     placed.set(id, fds[0]!.fd);

@@ -41,6 +41,7 @@ import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { F_SETFD, O_RDONLY, O_RDWR } from '../sys/fcntl.js';
+import { keepApartFromStdio } from '../sys/stdio.js';
 import {
   checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
 } from '../mount-ns/mounts.js';
@@ -327,6 +328,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
     }
   }
+  // Pipes handed over that are stasis's stdio too: the tree gets them apart from what Node
+  // does to its stdio (sys/stdio.ts).
+  const given = keepApartFromStdio(opts.inheritFds ?? new Map());
   const mountSetup = img.mounts && {
     root: opts.root ?? '', extMnt: opts.extMnt ?? new Map(),
     imagePath: (name: string) => (fs.existsSync(img.file(name)) ? img.file(name) : undefined),
@@ -339,7 +343,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // which the seed inherits and enters before it clones the root).
   let netnsFd: number | undefined;
   if (img.externalNet !== undefined && !opts.joinNs?.some((j) => j.kind === 'net')) {
-    netnsFd = opts.inheritFds?.get(img.externalNet);
+    netnsFd = given.fds.get(img.externalNet);
     if (netnsFd === undefined) {
       throw new Error(`the network namespace was left external at dump (${img.externalNet}): give one with --inherit-fd fd[N]:${img.externalNet}`);
     }
@@ -478,7 +482,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         return pfd;
       };
       const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
-        inherited: (key) => opts.inheritFds?.get(key),
+        inherited: (key) => given.fds.get(key),
         shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
@@ -693,6 +697,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     unpin();
     for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
     for (const j of joined) fs.closeSync(j.fd);
+    given.close();
   }
   const tDone = performance.now();
   try {

@@ -89,6 +89,8 @@ export interface RestoreOptions {
    */
   beforeResume?: (rootPid: number) => void;
   log?: (msg: string) => void;
+  /** Something coped with that the user should know of (criu's "Warn" lines). */
+  warn?: (msg: string) => void;
   /** Memory filled so far, per process (for a progress line on a terminal). */
   progress?: (what: string, done: number, total: number) => void;
 }
@@ -431,7 +433,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       });
       // Into the runtime's cgroups before anything is forked or charged (a new cgroup
       // namespace made by the clone stays rooted where the seed was).
-      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots, opts.warn);
       if (ns) nsOwner = pid;
       return pid;
     };

@@ -82,16 +82,19 @@ export function snapshotFds(rootPid: number): TreeFds {
   return { root, tasks };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Wait `ms` without returning to the event loop (the container helpers run their tools synchronously). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
 
 /**
  * A snapshot of a tree at rest: taken until two in a row agree (a shell caught in the middle
- * of a redirection, or between fork and exec, is not at rest), at most a second long.
+ * of a redirection, or between fork and exec, is not at rest), at most a fifth of a second long.
  */
-export async function settledSnapshot(rootPid: number): Promise<TreeFds> {
+export function settledSnapshot(rootPid: number): TreeFds {
   let last = snapshotFds(rootPid);
   for (let i = 0; i < 10; i++) {
-    await sleep(20);
+    sleepSync(20);
     const now = snapshotFds(rootPid);
     if (fdDifferences(last, now, { sameTasks: true }).length === 0) return now;
     last = now;
@@ -139,13 +142,19 @@ export function fdDifferences(before: TreeFds, after: TreeFds, opts: CompareOpti
  * Compare the restored tree under `rootPid` with `before`; a difference seen is looked at again
  * for up to a second (a restored shell may be resumed in the middle of what it was doing).
  */
-export async function restoredFdDifferences(before: TreeFds, rootPid: number | (() => number),
-  opts: CompareOptions = {}): Promise<string[]> {
+export function restoredFdDifferences(before: TreeFds, rootPid: number | (() => number),
+  opts: CompareOptions = {}): string[] {
   let diffs: string[] = [];
   for (let i = 0; i < 10; i++) {
-    if (i) await sleep(100);
+    if (i) sleepSync(100);
     diffs = fdDifferences(before, snapshotFds(typeof rootPid === 'number' ? rootPid : rootPid()), opts);
     if (!diffs.length) return [];
   }
   return diffs;
+}
+
+/** Throw, naming every difference, unless the restored tree has the descriptors of `before`. */
+export function expectFdsKept(what: string, before: TreeFds, rootPid: number | (() => number), opts: CompareOptions = {}): void {
+  const diffs = restoredFdDifferences(before, rootPid, opts);
+  if (diffs.length) throw new Error(`${what}: the restored tree's descriptors differ from the dumped one's: ${diffs.join('; ')}`);
 }

@@ -27,11 +27,11 @@ function optionValue(args: readonly string[], ...names: string[]): string | unde
 const dumpedFds = new Map<string, TreeFds>();
 
 /** Snapshot the tree `stasis ARGS` is about to dump, if ARGS is a dump. */
-async function beforeDump(args: readonly string[]): Promise<TreeFds | undefined> {
+function beforeDump(args: readonly string[]): TreeFds | undefined {
   const pid = args[0] === 'dump' ? optionValue(args, '-t', '--tree') : undefined;
   if (pid === undefined) return undefined;
   try {
-    return await settledSnapshot(Number(pid));
+    return settledSnapshot(Number(pid));
   } catch {
     return undefined; // no such process: the dump fails, as the test may want
   }
@@ -47,7 +47,7 @@ function afterDump(args: readonly string[], before: TreeFds | undefined, ok: boo
  * `pidfile`) from before its dump; [] when they are the same, or when the dump was not made
  * through these helpers.
  */
-export async function fdsChangedByRestore(dir: string, rootPid: number, opts: CompareOptions = {}): Promise<string[]> {
+export function fdsChangedByRestore(dir: string, rootPid: number, opts: CompareOptions = {}): string[] {
   const before = dumpedFds.get(path.resolve(dir));
   return before ? restoredFdDifferences(before, rootPid, opts) : [];
 }
@@ -58,7 +58,7 @@ export async function fdsChangedByRestore(dir: string, rootPid: number, opts: Co
  */
 export async function assertFdsKept(t: ExecutionContext, dir: string, rootPid: number, opts: CompareOptions = {}): Promise<void> {
   t.true(dumpedFds.has(path.resolve(dir)), `the dump into ${dir} was made through stasis() (its descriptors known)`);
-  t.deepEqual(await fdsChangedByRestore(dir, rootPid, opts), [], 'every task has its descriptors back with their flags and positions');
+  t.deepEqual(fdsChangedByRestore(dir, rootPid, opts), [], 'every task has its descriptors back with their flags and positions');
 }
 
 /**
@@ -67,7 +67,7 @@ export async function assertFdsKept(t: ExecutionContext, dir: string, rootPid: n
  * through a --pidfile added when ARGS have none.
  */
 export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
-  const before = await beforeDump(args);
+  const before = beforeDump(args);
   let pidfile = optionValue(args, '--pidfile');
   const restoreD = args[0] === 'restore' && (args.includes('-d') || args.includes('--restore-detached'));
   let temp: string | undefined;
@@ -81,7 +81,7 @@ export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } =
     afterDump(args, before, r.exitCode === 0);
     const dir = optionValue(args, '-D', '--images-dir');
     if (restoreD && r.exitCode === 0 && dir) {
-      const diffs = await fdsChangedByRestore(dir, Number(fs.readFileSync(pidfile!, 'utf8')));
+      const diffs = fdsChangedByRestore(dir, Number(fs.readFileSync(pidfile!, 'utf8')));
       if (diffs.length) throw new Error(`the restored tree's descriptors differ from the dumped one's: ${diffs.join('; ')}`);
     }
     return r;

@@ -77,10 +77,16 @@ export class Podman {
       // It prints the restored container's ID.
       const id = r.stdout.trim().split('\n').pop()!;
       const dumped = this.dumpedFds.get(this.inspect(id, '{{.Name}}'));
-      if (dumped) expectFdsKept(`podman restore of ${id}`, dumped, () => this.pidOf(id));
+      if (dumped) {
+        expectFdsKept(`podman restore of ${id}`, dumped, () => this.pidOf(id));
+        this.fdChecks++;
+      }
     }
     return { code: r.code, out: r.out };
   }
+
+  /** How many restores had their descriptors compared with the checkpointed ones. */
+  fdChecks = 0;
 
   /** Descriptors of each container's tasks just before its last checkpoint, by container name. */
   private readonly dumpedFds = new Map<string, TreeFds>();

@@ -105,9 +105,15 @@ export class RuncContainer {
       '--work-path', workPath, '--bundle', this.bundle, ...extra, this.id]);
     const code = await out.exited();
     const before = this.dumpedFds.get(path.resolve(imagePath));
-    if (code === 0 && before) expectFdsKept(`runc restore of ${this.id}`, before, () => this.state()!.pid, fdOpts);
+    if (code === 0 && before) {
+      expectFdsKept(`runc restore of ${this.id}`, before, () => this.state()!.pid, fdOpts);
+      this.fdChecks++;
+    }
     return { code, out };
   }
+
+  /** How many restores had their descriptors compared with the checkpointed ones. */
+  fdChecks = 0;
 
   /** Descriptors of the container's tasks just before each checkpoint, by image path. */
   private readonly dumpedFds = new Map<string, TreeFds>();

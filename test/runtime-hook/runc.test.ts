@@ -112,6 +112,7 @@ test.serial('programs the restored container\'s shell starts write to its stdout
   await rst.out.waitForLine(new RegExp(`^child ${at + 2}$`));
   await rst.out.waitForLine(new RegExp(`^err ${at + 2}$`));
   t.false(rst.out.lines.some((l) => /Bad file descriptor/.test(l)), rst.out.lines.join(' | '));
+  t.is(c.fdChecks, 1, 'the restored container\'s descriptors were compared with the checkpointed ones');
 });
 
 test.serial('a named cgroup v1 hierarchy mounted nowhere (left by some tool) does not stop a restore: a warning in the log', async (t) => {

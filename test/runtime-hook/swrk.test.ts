@@ -7,6 +7,7 @@ import { decodeMessage, encodeMessage, type Message } from '../../images/wire.js
 import { SysError } from '../../sys/errno.js';
 import { recvRecord, sendRecord, seqpacketPair, setBlocking } from '../../sys/seqpacket.js';
 import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { restoredFdDifferences, settledSnapshot } from '../../test-containers/fds.js';
 import { alive, fdKey, killPid, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
 
 const REQ = { EMPTY: 0, DUMP: 1, RESTORE: 2, PRE_DUMP: 4, NOTIFY: 6, FEATURE_CHECK: 9, VERSION: 10 } as const;
@@ -128,6 +129,7 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   await w.waitForLine(/^tick 3$/);
   const key = fdKey(w.pid, 1);
 
+  const fdsBefore = settledSnapshot(w.pid);
   const d = await startSwrk(t);
   // Unknown fields (72 = image_io_mode of newer clients) and container options that mean
   // nothing for a process in the host's namespaces are accepted.
@@ -177,6 +179,7 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   t.deepEqual(restored, ['pre-restore', 'post-restore', 'pre-resume', 'post-resume']);
   t.deepEqual(pids, [undefined, w.pid, undefined, undefined], 'only post-restore carries the pid');
   t.is(await r.exitCode(), 0);
+  t.deepEqual(restoredFdDifferences(fdsBefore, w.pid), [], 'the counter has its descriptors back with their flags and positions');
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 1}$`));
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 5}$`));
   t.true(alive(w.pid), 'running under its old PID, adopted by the reaper once stasis exited');

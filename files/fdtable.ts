@@ -8,7 +8,7 @@ import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
-import { F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
+import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
 
 const FD_CLOEXEC = 1;
 
@@ -142,7 +142,8 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const provided = new Map<number, number>();
   const placed = new Map<number, number>();
   const task: RestoreFilesTask = {
-    pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
+    pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
+    imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
     shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later,
     file: (id) => files.get(id),
@@ -172,7 +173,9 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     if (tmp === undefined) tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
     for (const f of fds) {
       if (f.fd !== tmp) inj.callChecked(SYS.dup3, tmp, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
-      else if (f.flags & FD_CLOEXEC) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, FD_CLOEXEC);
+      // Opened (or copied in) right on its number: set close-on-exec either way, for what made
+      // it may have set it (pidfd_getfd always does, helpers open with O_CLOEXEC).
+      else inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
     }
     if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
     placed.set(id, fds[0]!.fd);
@@ -192,4 +195,14 @@ export function moveAbove(inj: Injector, fd: number, floor: number): number {
   const moved = Number(inj.callChecked(SYS.fcntl, fd, F_DUPFD_CLOEXEC, floor));
   inj.callChecked(SYS.close, fd);
   return moved;
+}
+
+/**
+ * A handed-over description copied into the task (`fd`): the status flags F_SETFL can change
+ * set to the image's where they differ (the access mode and the rest are the giver's).
+ */
+function importGiven(inj: Injector, fd: number, flags: number): number {
+  const have = Number(inj.callChecked(SYS.fcntl, fd, F_GETFL));
+  if ((have ^ flags) & SETFL_MASK) inj.callChecked(SYS.fcntl, fd, F_SETFL, (have & ~SETFL_MASK) | (flags & SETFL_MASK));
+  return fd;
 }

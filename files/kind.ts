@@ -77,6 +77,12 @@ export interface RestoreFilesTask {
   orphanPts?: OrphanPts;
   /** Copy descriptor `fd` of stasis into the task; returns its number there. */
   importFd(fd: number): number;
+  /**
+   * Copy descriptor `fd` of stasis, handed over for a description of the dump (--inherit-fd),
+   * into the task, with the status flags (O_NONBLOCK, O_APPEND...) the image gives it: the
+   * description is the task's from now on, as it was when dumped.
+   */
+  importGiven(fd: number, flags: number): number;
   /** The entries (and payloads) of an image of the dump; [] when it does not exist. */
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
   /** The full path of a file of the dump (raw pages files are read from there). */

@@ -194,7 +194,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
           root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p),
-          log: (m) => logger.log(3, m), progress: progress.callback,
+          log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];
         if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);

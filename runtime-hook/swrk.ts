@@ -488,7 +488,7 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
     const { restore } = await import('../task/restore.js');
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
-      log: (m) => s.logger.log(3, m),
+      log: (m) => s.logger.log(3, m), warn: (m) => s.logger.log(2, `Warn: ${m}`),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
       joinNs: ((o.join_ns ?? []) as { ns: string; ns_file: string }[])
         .map((j) => ({ kind: j.ns as JoinNs['kind'], file: joinNsFile(j.ns, j.ns_file) })),

@@ -41,6 +41,7 @@ import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { F_SETFD, O_RDONLY, O_RDWR } from '../sys/fcntl.js';
+import { keepApartFromStdio } from '../sys/stdio.js';
 import {
   checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
 } from '../mount-ns/mounts.js';
@@ -88,6 +89,8 @@ export interface RestoreOptions {
    */
   beforeResume?: (rootPid: number) => void;
   log?: (msg: string) => void;
+  /** Something coped with that the user should know of (criu's "Warn" lines). */
+  warn?: (msg: string) => void;
   /** Memory filled so far, per process (for a progress line on a terminal). */
   progress?: (what: string, done: number, total: number) => void;
 }
@@ -328,6 +331,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
     }
   }
+  // Pipes handed over that are stasis's stdio too: the tree gets them apart from what Node
+  // does to its stdio (sys/stdio.ts).
+  const given = keepApartFromStdio(opts.inheritFds ?? new Map());
   const mountSetup = img.mounts && {
     root: opts.root ?? '', extMnt: opts.extMnt ?? new Map(),
     imagePath: (name: string) => (fs.existsSync(img.file(name)) ? img.file(name) : undefined),
@@ -340,7 +346,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // which the seed inherits and enters before it clones the root).
   let netnsFd: number | undefined;
   if (img.externalNet !== undefined && !opts.joinNs?.some((j) => j.kind === 'net')) {
-    netnsFd = opts.inheritFds?.get(img.externalNet);
+    netnsFd = given.fds.get(img.externalNet);
     if (netnsFd === undefined) {
       throw new Error(`the network namespace was left external at dump (${img.externalNet}): give one with --inherit-fd fd[N]:${img.externalNet}`);
     }
@@ -428,7 +434,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       });
       // Into the runtime's cgroups before anything is forked or charged (a new cgroup
       // namespace made by the clone stays rooted where the seed was).
-      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots, opts.warn);
       if (ns) nsOwner = pid;
       return pid;
     };
@@ -479,7 +485,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         return pfd;
       };
       const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
-        inherited: (key) => opts.inheritFds?.get(key),
+        inherited: (key) => given.fds.get(key),
         shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
@@ -694,6 +700,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     unpin();
     for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
     for (const j of joined) fs.closeSync(j.fd);
+    given.close();
   }
   const tDone = performance.now();
   try {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { RuncContainer } from '../../test-containers/runc.js';
+import { LeftoverHierarchy } from '../../test-containers/cgroup-leftover.js';
 import { underReaper } from '../../test-containers/launch.js';
 import { repoRoot } from '../helpers/paths.js';
 import { alive, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
@@ -85,6 +86,51 @@ test.serial('runc --criu stasis: a busybox container is checkpointed and restore
     t.true(count > at, 'the container still writes /data/count');
     outNow = rst.out;
   }
+});
+
+const O_CLOEXEC = 0o2000000;
+
+/** fdinfo `flags` of a descriptor (octal). */
+function fdFlags(pid: number, fd: number): number {
+  return parseInt(/^flags:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+}
+
+test.serial('programs the restored container\'s shell starts write to its stdout: descriptors 1 and 2 come back without close-on-exec', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir)
+    .withArgs(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; echo child $i | cat; echo err $i | cat >&2; sleep 0.2; done']);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^child 3$/);
+  const before = c.state()!.pid;
+  const flags = [1, 2].map((fd) => fdFlags(before, fd));
+  // (The helper compares every descriptor of every task with the snapshot taken before the dump.)
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const pid = c.state()!.pid;
+  t.deepEqual([1, 2].map((fd) => fdFlags(pid, fd)), flags, 'fdinfo flags of 1 and 2 as before');
+  t.deepEqual([1, 2].map((fd) => fdFlags(pid, fd) & O_CLOEXEC), [0, 0]);
+  await rst.out.waitForLine(new RegExp(`^child ${at + 2}$`));
+  await rst.out.waitForLine(new RegExp(`^err ${at + 2}$`));
+  t.false(rst.out.lines.some((l) => /Bad file descriptor/.test(l)), rst.out.lines.join(' | '));
+  t.is(c.fdChecks, 1, 'the restored container\'s descriptors were compared with the checkpointed ones');
+});
+
+test.serial('a named cgroup v1 hierarchy mounted nowhere (left by some tool) does not stop a restore: a warning in the log', async (t) => {
+  const { dir, c, out } = await started(t);
+  // Made just before the checkpoint, removed with the container (whose tasks keep it): every
+  // process on the host sees it meanwhile.
+  const h = LeftoverHierarchy.create(`stasistest${process.pid}`);
+  t.teardown(async () => {
+    c.destroy();
+    await h.destroy();
+  });
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
+  t.regex(log, new RegExp(`Warn: cg_root name=${h.name}:/: the hierarchy is mounted nowhere`));
+  t.regex(fs.readFileSync(`/proc/${c.state()!.pid}/cgroup`, 'utf8'), new RegExp(`^\\d+:name=${h.name}:/$`, 'm'));
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  c.destroy();
+  await h.destroy();
 });
 
 test.serial('runc checkpoint --leave-running leaves the container running; its image restores from the checkpoint', async (t) => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
 import {
-  alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
+  alive, assertFdsKept, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
 } from '../helpers/stasis.js';
 import { repoRoot } from '../helpers/paths.js';
 import { SYS } from '../../sys/arch.js';
@@ -158,6 +158,7 @@ test.serial('without -d stasis stays the parent of the restored process and exit
   });
   const at = lastTick(w.lines);
   await r.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  await assertFdsKept(t, dir, w.pid);
   t.is(fs.readFileSync(pidfile, 'utf8'), String(w.pid));
   t.is(Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'))![1]), r.pid, 'stasis is the parent');
   process.kill(w.pid, 'SIGTERM');

@@ -363,14 +363,6 @@ export class MachineCode {
     args.forEach((a, i) => this.mov(SYSCALL_ARG_REGS[i]!, a));
     return this.syscall();
   }
-  /** `mov [addr], rax` with a 64-bit absolute address. */
-  storeRax(addr: bigint): this {
-    this.bytes(0x48, 0xa3);
-    this.room(8);
-    this.buf.writeBigUInt64LE(addr, this.n);
-    this.n += 8;
-    return this;
-  }
   /** `jmp target` (rel32: the target must lie within 2 GiB). */
   jmp(target: bigint): this {
     const rel = target - (this.here + 5n);

@@ -21,10 +21,13 @@
 // - The order of changes keeps that true: the epilogue is written, then rip is pointed at it,
 //   then the mask and affinity are changed; at the end affinity and mask go back first and the
 //   registers last.
+// - A call costs one stop: a per-task stub makes it and falls into the marker; several calls go
+//   into a sequence area after the slots (one task at a time uses it; a task stopped elsewhere
+//   sits in its own slot), their results kept in registers the epilogue reloads anyway.
 // - Scratch memory for arguments and answers is one mapping at an address chosen beforehand, so
-//   the main thread's epilogue can unmap it whether or not the mmap has happened yet. Other
-//   threads never touch it from user space (their syscalls may only fail with EFAULT once it is
-//   gone), so the main thread may unmap it while they run their own epilogues.
+//   the main thread's epilogue can unmap it whether or not the mmap has happened yet. Nothing
+//   writes it from user space (only syscalls do, and they fail with EFAULT once it is gone), so
+//   the main thread may unmap it while other threads run their own way back.
 //
 // A task whose vDSO differs from stasis's own, or that has none, cannot be guarded this way; the
 // dump then uses the plain injector (sys/inject.ts) for it.
@@ -51,14 +54,19 @@ const bit = (sig: number) => 1n << BigInt(sig - 1);
 const MARKER_SIGNALS = [23 /* SIGURG */, 28 /* SIGWINCH */, 17 /* SIGCHLD */];
 
 /**
- * Scratch memory: results of sequences first, then room for arguments and answers (a socket's
- * or pipe's queue peeked at can take megabytes). Address space for all of it is set aside in
+ * Scratch memory: room for arguments and answers (a socket's or pipe's queue peeked at can
+ * take megabytes). Address space for all of it is set aside in
  * the middle of the task's largest gap, where neither its heap nor its top-down mmaps reach;
  * what is needed is mapped there, growing in place.
  */
 const SCRATCH_RESERVE = 256 << 20;
 const SCRATCH_FIRST = 2 * PAGE_SIZE;
-const RESULTS_BYTES = 256;
+/**
+ * Where a sequence keeps its calls' results: registers the calls neither take nor clobber, read
+ * at the stop that ends it. No memory is written from user space, so a thread running on through
+ * a sequence when stasis is gone cannot fault on scratch memory its main thread has unmapped.
+ */
+const RESULT_REGS = ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15'] as const;
 
 /** Bytes of a CPU mask the epilogue gives back (a cpu_set_t prefix covering every possible CPU). */
 function cpumaskBytes(): number {
@@ -218,6 +226,12 @@ export class GuardedTask implements TaskCalls {
   /** Bytes of scratch memory mapped so far (by the main task). */
   private scratchMapped = 0;
   private finished = false;
+  /**
+   * The task sits in a stop inside the kernel's signal delivery (the seize's event stop, or a
+   * marker's signal-delivery stop): registers set there go through the syscall restart logic
+   * on the way out, so it can be handed back from there. After syscall-stop stepping it cannot.
+   */
+  private inSignalStop = true;
   private deferred: number[] = [];
   private readonly callRegs = new Regs();
   private readonly resultRegs = new Regs();
@@ -278,6 +292,7 @@ export class GuardedTask implements TaskCalls {
       this.count++;
       return this.runToMarker(SYSCALL_NAME.get(nr) ?? String(nr)).getSigned('r12');
     }
+    this.inSignalStop = false;
     regs.set(IP_REG, this.site);
     regs.set(SYSCALL_NR_REG, nr);
     regs.set(SYSCALL_ORIG_REG, -1n);
@@ -301,24 +316,26 @@ export class GuardedTask implements TaskCalls {
     return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
   }
 
+  /**
+   * Several calls with one stop per RESULT_REGS.length of them: their code goes into the
+   * sequence area and ends in the task's marker tail.
+   */
   callAll(calls: readonly SyscallSpec[]): bigint[] {
-    const area = this.main ? this.proc.sequenceArea : undefined;
+    const area = this.proc.sequenceArea;
     if (!area || this.tail === undefined || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
-    this.ensureScratch();
     const codeAt = area.start;
     const out: bigint[] = [];
     let i = 0;
     while (i < calls.length) {
       const k = new MachineCode(codeAt);
-      const results = this.proc.scratchAt;
       let n = 0;
       // As many calls as fit, leaving room for the final jump.
-      while (i + n < calls.length && n < RESULTS_BYTES / 8) {
+      while (i + n < calls.length && n < RESULT_REGS.length) {
         const before = k.length;
         const [nr, ...args] = calls[i + n]!;
         k.mov('rax', nr);
         for (let a = 0; a < 6; a++) k.mov(SYSCALL_ARG_REGS[a]!, args[a] ?? 0);
-        k.syscall().storeRax(results + BigInt(8 * n));
+        k.syscall().movReg(RESULT_REGS[n]!, 'rax');
         if (codeAt + BigInt(k.length + 5) > area.end) {
           if (n === 0) throw new Error('a syscall sequence does not fit the vDSO padding');
           k.truncate(before);
@@ -327,9 +344,8 @@ export class GuardedTask implements TaskCalls {
         n++;
       }
       k.jmp(this.tail);
-      this.runSequence(k.done(), codeAt, calls[i]![0], n);
-      const r = readMemory(this.tgid, results, 8 * n);
-      for (let j = 0; j < n; j++) out.push(r.readBigInt64LE(8 * j));
+      const r = this.runSequence(k.done(), codeAt, calls[i]![0], n);
+      for (let j = 0; j < n; j++) out.push(r.getSigned(RESULT_REGS[j]!));
       i += n;
     }
     return out;
@@ -342,7 +358,7 @@ export class GuardedTask implements TaskCalls {
     return results;
   }
 
-  private runSequence(code: Buffer, codeAt: bigint, first: number, n: number): void {
+  private runSequence(code: Buffer, codeAt: bigint, first: number, n: number): Regs {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
     // The task sits in its slot (epilogue, or just past the marker): rewriting the sequence
     // area cannot change what it would run.
@@ -352,7 +368,7 @@ export class GuardedTask implements TaskCalls {
     regs.set(SYSCALL_ORIG_REG, -1n);
     setRegs(this.pid, regs);
     this.count += n;
-    this.runToMarker(`${SYSCALL_NAME.get(first) ?? first} and ${n - 1} more calls`);
+    return this.runToMarker(`${SYSCALL_NAME.get(first) ?? first} and ${n - 1} more calls`);
   }
 
   /** Let the task run until it raises the marker at the end of its tail; its registers there. */
@@ -362,7 +378,10 @@ export class GuardedTask implements TaskCalls {
       const w = this.expectStopped(waitTask(this.pid)!, doing);
       if (w.event === 0 && w.signal === this.proc.marker) {
         const regs = getRegs(this.pid, this.resultRegs);
-        if (regs.get(IP_REG) === this.tailEnd) return regs;
+        if (regs.get(IP_REG) === this.tailEnd) {
+          this.inSignalStop = true;
+          return regs;
+        }
       }
       this.holdSignal(w);
       cont(this.pid, 0);
@@ -396,14 +415,14 @@ export class GuardedTask implements TaskCalls {
   }
 
   scratch(size: number): bigint {
-    if (this.main) this.ensureScratch(RESULTS_BYTES + size);
-    else if (RESULTS_BYTES + size > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: ${size} bytes of scratch memory asked, ${this.proc.scratchBytes - RESULTS_BYTES} there`);
-    return this.proc.scratchAt + BigInt(RESULTS_BYTES);
+    if (this.main) this.ensureScratch(size);
+    else if (size > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: ${size} bytes of scratch memory asked, ${this.proc.scratchBytes} there`);
+    return this.proc.scratchAt;
   }
 
   readScratch(len: number, offset = 0): Buffer {
-    if (RESULTS_BYTES + offset + len > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: scratch read beyond its end`);
-    return readMemory(this.tgid, this.proc.scratchAt + BigInt(RESULTS_BYTES + offset), len);
+    if (offset + len > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: scratch read beyond its end`);
+    return readMemory(this.tgid, this.proc.scratchAt + BigInt(offset), len);
   }
 
   writeScratch(data: Buffer, offset = 0): bigint {
@@ -445,7 +464,7 @@ export class GuardedTask implements TaskCalls {
   private restore(): void {
     this.finished = true;
     try {
-      this.parkInEventStop();
+      if (!this.inSignalStop) this.parkInEventStop();
       if (this.affinity) setAffinity(this.pid, this.affinity);
       setSigmask(this.pid, this.savedSigmask);
       setRegs(this.pid, this.savedRegs);

@@ -7,6 +7,7 @@ import path from 'node:path';
 // Each action loads its own modules when it runs, which spares loading the rest where stasis runs
 // as ES modules (the one-file build loads all at once). runc's VERSION check, the first of the
 // two `stasis swrk` it starts per command, is answered before any of this (bin/swrk-version.cjs).
+import { printable } from '../images/errors.js';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';
@@ -222,7 +223,7 @@ export async function main(argv: string[], launch: Launch = {}): Promise<void> {
     process.exitCode = await run(argv, launch);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`stasis: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`stasis: ${printable(msg.split('\n')[0]!)}\n`);
     process.exitCode = 1;
   }
 }

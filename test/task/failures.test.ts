@@ -82,7 +82,7 @@ test.serial('restore from an incomplete dump (no inventory.img) is refused', asy
   fs.rmSync(path.join(dir, 'inventory.img'));
   const r = await stasis(['restore', '-d', '-D', dir]);
   t.is(r.exitCode, 1);
-  t.is(r.stderr, `stasis: ${dir} holds no complete dump (no inventory.img)`);
+  t.is(r.stderr, `stasis: inventory.img: missing: ${dir} holds no complete dump`);
 });
 
 test.serial('restore from a truncated pages image fails before creating any process', async (t) => {

@@ -44,7 +44,7 @@ test('an unfinished image directory never has inventory.img', async (t) => {
 
     await dir.commit(inventory);
     t.true(await dir.isComplete());
-    t.deepEqual(await (await ImageDir.open(tmp)).names(), ['inventory.img', 'pages-1.img', 'pstree.img']);
+    t.deepEqual(await (await ImageDir.open(tmp)).names(), ['inventory.img', 'pages-1.img', 'pstree.img', 'stasis-manifest.json']);
     t.is((await (await ImageDir.open(tmp)).inventory()).img_version, 2);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -54,6 +54,8 @@ function writeAtomically(dir: string, name: string, data: Uint8Array): void {
 const SLOW_WRITE_MS = 0.25;
 /** Slow writes after which the rest go through the thread pool. */
 const SLOW_WRITES = 4;
+/** Bytes of raw files checkDump() keeps for their reader. */
+const KEEP_RAW = 64 << 20;
 
 /** Streams a large raw file (pages-N.img) into place. */
 export class RawWriter {
@@ -330,7 +332,7 @@ export class ImageDir {
     const bytes = encodeImage(image);
     const files: Record<string, FileDigest> = {};
     for (const name of await this.names()) {
-      if (isListedImage(name) && name !== INVENTORY_FILE) files[name] = this.digests.get(name) ?? digestOfFile(this.file(name));
+      if (isListedImage(name) && name !== INVENTORY_FILE) files[name] = this.digests.get(name) ?? digestOfFile(this.file(name)).digest;
     }
     files[INVENTORY_FILE] = digestOf(bytes);
     writeAtomically(this.path, MANIFEST_FILE,
@@ -343,15 +345,29 @@ export class ImageDir {
    * Checks that the directory holds one dump, as written: when it has a manifest (stasis wrote
    * it), every image it lists is there with its size and hash, no other image is, and
    * inventory.img has its run id. A dump without one (CRIU's) passes. Throws naming the first
-   * file that does not belong. Reads every listed file: the protobuf images are kept for image().
+   * file that does not belong. Reads every listed file: the protobuf images are kept for image(),
+   * raw files (the pages of small processes) for checkedRaw(), up to KEEP_RAW bytes of them.
    */
   async checkDump(): Promise<void> {
     const manifest = readManifest(this.path);
     if (!manifest) return;
     const runId = (await this.inventory()).dump_criu_run_id;
+    let rawKept = 0;
     checkManifest(this.path, manifest, runId, await this.names(), (name, data) => {
       const type = imageTypeForFile(name);
-      if (type && type.head !== 'raw' && !this.cache.has(name)) this.checked.set(name, data);
+      if (type && type.head !== 'raw') {
+        if (!this.cache.has(name)) this.checked.set(name, data);
+      } else if (rawKept + data.length <= KEEP_RAW) {
+        this.checked.set(name, data);
+        rawKept += data.length;
+      }
     });
+  }
+
+  /** The bytes of raw file `name` as checkDump() read them, once; undefined if not kept. */
+  checkedRaw(name: string): Buffer | undefined {
+    const data = this.checked.get(name);
+    this.checked.delete(name);
+    return data;
   }
 }

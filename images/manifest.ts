@@ -49,14 +49,26 @@ export function digestOf(data: Uint8Array): FileDigest {
   return { size: data.length, sha256: crypto().createHash('sha256').update(data).digest('hex') };
 }
 
-/** The digest of a file on disk. */
-export function digestOfFile(file: string): FileDigest {
-  const size = fs.statSync(file).size;
-  if (size <= WHOLE_LIMIT) return digestOf(fs.readFileSync(file));
+/**
+ * The digest of a file on disk, and its bytes when it was read whole (one open, fstat, read and
+ * close, as fs.readFileSync makes them).
+ */
+export function digestOfFile(file: string): { digest: FileDigest; data?: Buffer } {
   const fd = fs.openSync(file, 'r');
   try {
+    const size = fs.fstatSync(fd).size;
+    if (size <= WHOLE_LIMIT) {
+      const data = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = fs.readSync(fd, data, done, size - done, done);
+        if (n === 0) break;
+        done += n;
+      }
+      return { digest: digestOf(data.subarray(0, done)), data: data.subarray(0, done) };
+    }
     const buf = Buffer.alloc(SAMPLE);
-    return sampledDigest(size, (at, len) => buf.subarray(0, fs.readSync(fd, buf, 0, len, at)));
+    return { digest: sampledDigest(size, (at, len) => buf.subarray(0, fs.readSync(fd, buf, 0, len, at))) };
   } finally {
     fs.closeSync(fd);
   }
@@ -127,13 +139,9 @@ export function checkManifest(dir: string, m: Manifest, runId: unknown, present:
     const file = path.join(dir, name);
     let have: FileDigest;
     try {
-      if (fs.statSync(file).size <= WHOLE_LIMIT) {
-        const data = fs.readFileSync(file);
-        have = digestOf(data);
-        read(name, data);
-      } else {
-        have = digestOfFile(file);
-      }
+      const { digest, data } = digestOfFile(file);
+      have = digest;
+      if (data) read(name, data);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') throw new Error(`${printable(name)}: missing (dump ${dump} wrote it)`);

@@ -233,18 +233,25 @@ function checkRun(r: PageRun): boolean {
  * as it had). The VMAs need no write access for it.
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean): number {
+  skip: (vaddr: bigint) => boolean, whole?: Buffer): number {
   const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
   if (!wanted.length) return 0;
-  // The runs' bytes lie back to back in the file: one read for all of them.
+  // The runs' bytes lie back to back in the file: one read for all of them (none where the
+  // caller has the whole file already).
   const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
   const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
-  const bytes = Buffer.allocUnsafe(to - from);
-  const fd = fs.openSync(pagesFile, 'r');
-  try {
-    if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
-  } finally {
-    fs.closeSync(fd);
+  let bytes: Buffer;
+  if (whole) {
+    if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
+    bytes = whole.subarray(from, to);
+  } else {
+    bytes = Buffer.allocUnsafe(to - from);
+    const fd = fs.openSync(pagesFile, 'r');
+    try {
+      if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
   const mem = new ProcMem(pid);
   let pages = 0;

@@ -129,6 +129,8 @@ interface ProcessImages {
   mm?: MmEntry;
   pagemap?: Awaited<ReturnType<ImageDir['pagemap']>>;
   pagesFile?: string;
+  /** The pages file's bytes, when checking the dump read them already. */
+  pagesBytes?: Buffer;
   fdinfos?: FdinfoEntry[];
   /** fdinfo-N.img, where its descriptors are. */
   fdinfoFile?: string;
@@ -229,6 +231,7 @@ async function load(dir: string): Promise<LoadedImages> {
       p.pagemap = await applyingAsync(pagemapFile, `task ${pid}`, () => images.pagemap(pagemapFile));
       applying(pagemapFile, `task ${pid}`, () => checkPageRuns(p.pagemap!.runs, p.mm!.vmas));
       p.pagesFile = images.file(pagesFileName(p.pagemap.pagesId));
+      p.pagesBytes = images.checkedRaw(pagesFileName(p.pagemap.pagesId));
       const need = p.pagemap.runs.reduce((n, r) => (r.offset !== undefined ? Math.max(n, r.offset + r.nrPages * 4096) : n), 0);
       const have = fs.existsSync(p.pagesFile) ? fs.statSync(p.pagesFile).size : -1;
       if (have < need) {
@@ -860,7 +863,7 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
     () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited));
   t.layout = space.layout;
   const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
-    ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)
+    ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)
     : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
       progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage)));
   applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));

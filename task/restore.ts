@@ -168,10 +168,11 @@ const PID_MAX = 4194304;
 /** Refuses a core image a thread cannot be given (a damaged one), before any task exists. */
 function checkCore(core: Message, main: boolean): void {
   if (core.mtype !== MARCH_X86_64) throw new Error('not an x86_64 task');
+  if (main && !core.tc) throw new Error('no task part (tc)');
+  if (Number(core.tc?.task_state) === TASK_DEAD) return; // a zombie: it only exits
   const ti = core.thread_info as ThreadInfoX86 | undefined;
   if (!ti?.gpregs || !ti.fpregs) throw new Error('no registers (thread_info)');
   restoredRegs(ti); // refuses a 32-bit task
-  if (main && !core.tc) throw new Error('no task part (tc)');
 }
 
 /** Read and check every image before any process is created. */

@@ -86,8 +86,10 @@ function sampledDigest(size: number, read: (at: number, len: number) => Uint8Arr
   return { size, sha256: hash.digest('hex'), sampled: true };
 }
 
+/** The manifest as JSON, one file a line. */
 export function encodeManifest(m: Manifest): string {
-  return `${JSON.stringify(m, null, 1)}\n`;
+  const files = Object.entries(m.files).map(([name, d]) => `  ${JSON.stringify(name)}: ${JSON.stringify(d)}`);
+  return `{\n "dump_criu_run_id": ${JSON.stringify(m.dump_criu_run_id)},\n "files": {\n${files.join(',\n')}\n }\n}\n`;
 }
 
 /** The manifest of directory `dir`, or undefined when it has none. Throws when it is not one. */

@@ -529,7 +529,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         openedElsewhere: (id) => openedElsewhere.get(id),
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
-        later: (fn) => afterTables.push(fn),
+        later: (fn) => afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         kept,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
@@ -673,7 +673,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     }
     for (const fn of afterTables) fn();
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
-    if (laterMounts.length) finishMounts(tasks.get(root.pid)!.inj, laterMounts);
+    if (laterMounts.length) {
+      applying(mountsImageName(img.rootIds!.mnt_ns_id!), `namespaces of task ${root.pid}`, () => finishMounts(tasks.get(root.pid)!.inj, laterMounts));
+    }
     for (const { master } of orphanPts.values()) opts.orphanPtsMaster!(master);
     for (const t of tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
 

@@ -154,7 +154,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     fdOf: (id) => placed.get(id) ?? provided.get(id),
   };
   const keptIds = new Set(opts.kept?.values() ?? []);
-  for (const [id, fds] of byId) {
+  for (const [id, fds] of byId) forFds(id, fds, () => {
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
     const have = fds.find((f) => opts.kept?.get(f.fd) === id);
@@ -164,7 +164,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
         if (f !== have && opts.kept?.get(f.fd) !== id) inj.callChecked(SYS.dup3, have.fd, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
       }
       placed.set(id, have.fd);
-      continue;
+      return;
     }
     const elsewhere = opts.openedElsewhere?.(id);
     let tmp = provided.get(id);
@@ -177,17 +177,26 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
       // it may have set it (pidfd_getfd always does, helpers open with O_CLOEXEC).
       else inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
     }
-    if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
+    if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp!);
     placed.set(id, fds[0]!.fd);
-  }
+  });
   for (const [id, fds] of byId) {
     if (keptIds.has(id)) continue; // the parent finished it
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
-    kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);
+    forFds(id, fds, () => kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task));
   }
   restoreFileLocks(pid, inj, opts.imageEntries);
   return { placed, spare: provided };
+}
+
+/** Runs `fn` for the descriptors `fds` of file `id`, naming them in what it throws. */
+function forFds(id: number, fds: readonly FdinfoEntry[], fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    throw new Error(`fd ${fds.map((f) => f.fd).join(', ')} (file ${id}): ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Move a helper descriptor in the task to `floor` or above (close-on-exec). */

@@ -3,16 +3,21 @@
 // Writing follows CRIU's rule that inventory.img is written last: write()
 // and the raw writers refuse it, commit() writes it once everything else is
 // in place, under a temporary name renamed into place, so an unfinished or
-// half-written dump never has an inventory.img.
+// half-written dump never has an inventory.img. Just before it, commit() writes
+// stasis-manifest.json (images/manifest.ts): the size and hash of every image, under the dump's
+// run id, which checkDump() checks before a restore.
 //
 // Every file is created as private-file.ts says (0600, a new inode, never through a link), and
 // read only when it is a regular file.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ImageError } from './errors.js';
+import { ImageError, MissingImageError } from './errors.js';
 import { decodeImage, encodeImage, type Image, type ImageEntry } from './image.js';
 import { imageTypeByName, imageTypeForFile } from './magic.js';
+import {
+  MANIFEST_FILE, checkManifest, digestOf, digestOfFile, encodeManifest, isListedImage, readManifest, type FileDigest,
+} from './manifest.js';
 import { PAGE_SIZE, pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
 import {
   checkImageDirEntries, createPrivateFile, makePrivateDirs, openImageFile, readImageFile, readImageFileSync,
@@ -21,6 +26,7 @@ import {
 import type { Message } from './wire.js';
 
 export const INVENTORY_FILE = 'inventory.img';
+export { MANIFEST_FILE };
 
 let tmpCounter = 0;
 
@@ -55,6 +61,8 @@ function writeAtomically(dir: string, name: string, data: Uint8Array): void {
 const SLOW_WRITE_MS = 0.25;
 /** Slow writes after which the rest go through the thread pool. */
 const SLOW_WRITES = 4;
+/** Bytes of raw files checkDump() keeps for their reader. */
+const KEEP_RAW = 64 << 20;
 
 /** Streams a large raw file (pages-N.img) into place. */
 export class RawWriter {
@@ -100,6 +108,10 @@ export class RawWriter {
 export class ImageDir {
   private readonly cache = new Map<string, Image>();
   private readonly writers = new Set<RawWriter>();
+  /** Digests of the files written whole here (the others are hashed at commit). */
+  private readonly digests = new Map<string, FileDigest>();
+  /** Bytes checkDump() read, kept until image() decodes them. */
+  private readonly checked = new Map<string, Buffer>();
   /** Writes that were slow so far (see writeFile). */
   private slowWrites = 0;
 
@@ -123,6 +135,7 @@ export class ImageDir {
     // Synchronously: two quick calls, where a round trip through the thread pool each costs more.
     makePrivateDirs(dir);
     fs.rmSync(path.join(dir, INVENTORY_FILE), { force: true });
+    fs.rmSync(path.join(dir, MANIFEST_FILE), { force: true });
     return new ImageDir(dir);
   }
 
@@ -151,7 +164,14 @@ export class ImageDir {
     if (cached) return cached;
     // Read synchronously: image files are small, and a restore reads hundreds of them one after
     // another, where a round trip through the thread pool each costs more than the read.
-    const bytes = readImageFileSync(this.file(name));
+    let bytes = this.checked.get(name);
+    this.checked.delete(name);
+    try {
+      bytes ??= readImageFileSync(this.file(name));
+    } catch (e) {
+      if (isMissing(e)) throw new MissingImageError(name);
+      throw e;
+    }
     const image = decodeImage(bytes, name);
     this.cache.set(name, image);
     return image;
@@ -263,6 +283,13 @@ export class ImageDir {
     if (performance.now() - t0 > SLOW_WRITE_MS) this.slowWrites++;
   }
 
+  /** writeFile(), remembering the digest for the manifest. */
+  private async writeImageFile(name: string, data: Uint8Array): Promise<void> {
+    this.digests.delete(name);
+    await this.writeFile(name, data);
+    this.digests.set(name, digestOf(data));
+  }
+
   /** Writes protobuf image `name` (its type comes from the name) in one go. */
   async write(name: string, entries: ImageEntry[]): Promise<void> {
     this.checkWritable(name);
@@ -270,7 +297,7 @@ export class ImageDir {
     if (!type) throw new Error(`${name}: not a CRIU image file name`);
     if (type.head === 'raw') throw new Error(`${name}: ${type.name} files are raw, use writeRaw()`);
     const image: Image = { type, entries };
-    await this.writeFile(name, encodeImage(image));
+    await this.writeImageFile(name, encodeImage(image));
     this.cache.set(name, image);
   }
 
@@ -282,13 +309,14 @@ export class ImageDir {
   /** Writes a raw file in one go. */
   async writeRaw(name: string, data: Uint8Array): Promise<void> {
     this.checkWritable(name);
-    await this.writeFile(name, data);
+    await this.writeImageFile(name, data);
   }
 
   /** Starts streaming a raw file; it appears under its name on close(). */
   async rawWriter(name: string): Promise<RawWriter> {
     this.checkWritable(name);
     const tmp = tmpName(this.path, name);
+    this.digests.delete(name);
     const writer = new RawWriter(this, name, tmp, await createPrivateFile(tmp));
     this.writers.add(writer);
     return writer;
@@ -299,13 +327,55 @@ export class ImageDir {
     this.writers.delete(writer);
   }
 
-  /** Marks the dump complete by writing inventory.img, last. */
+  /**
+   * Marks the dump complete: the manifest of every image in the directory under the inventory's
+   * run id, then inventory.img, last. Files written here are hashed as written; the others (the
+   * pages the tasks wrote, files written by path) are read back.
+   */
   async commit(inventory: Message): Promise<void> {
     if (this.writers.size) {
       throw new Error(`cannot commit: still writing ${[...this.writers].map((w) => w.name).join(', ')}`);
     }
     const image: Image = { type: imageTypeByName('INVENTORY'), entries: [{ message: inventory }] };
-    writeAtomically(this.path, INVENTORY_FILE, encodeImage(image));
+    const bytes = encodeImage(image);
+    const files: Record<string, FileDigest> = {};
+    for (const name of await this.names()) {
+      if (isListedImage(name) && name !== INVENTORY_FILE) files[name] = this.digests.get(name) ?? digestOfFile(this.file(name)).digest;
+    }
+    files[INVENTORY_FILE] = digestOf(bytes);
+    writeAtomically(this.path, MANIFEST_FILE,
+      Buffer.from(encodeManifest({ dump_criu_run_id: String(inventory.dump_criu_run_id ?? ''), files })));
+    writeAtomically(this.path, INVENTORY_FILE, bytes);
     this.cache.set(INVENTORY_FILE, image);
+  }
+
+  /**
+   * Checks that the directory holds one dump, as written: when it has a manifest (stasis wrote
+   * it), every image it lists is there with its size and hash, no other image is, and
+   * inventory.img has its run id. A dump without one (CRIU's) passes. Throws naming the first
+   * file that does not belong. Reads every listed file: the protobuf images are kept for image(),
+   * raw files (the pages of small processes) for checkedRaw(), up to KEEP_RAW bytes of them.
+   */
+  async checkDump(): Promise<void> {
+    const manifest = readManifest(this.path);
+    if (!manifest) return;
+    const runId = (await this.inventory()).dump_criu_run_id;
+    let rawKept = 0;
+    checkManifest(this.path, manifest, runId, await this.names(), (name, data) => {
+      const type = imageTypeForFile(name);
+      if (type && type.head !== 'raw') {
+        if (!this.cache.has(name)) this.checked.set(name, data);
+      } else if (rawKept + data.length <= KEEP_RAW) {
+        this.checked.set(name, data);
+        rawKept += data.length;
+      }
+    });
+  }
+
+  /** The bytes of raw file `name` as checkDump() read them, once; undefined if not kept. */
+  checkedRaw(name: string): Buffer | undefined {
+    const data = this.checked.get(name);
+    this.checked.delete(name);
+    return data;
   }
 }

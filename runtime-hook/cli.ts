@@ -9,6 +9,7 @@ import path from 'node:path';
 // two `stasis swrk` it starts per command, is answered before any of this (bin/swrk-version.cjs).
 import { hasHelp, helpText } from './help.js';
 import { makePrivateDirs } from '../images/private-file.js';
+import { printable } from '../images/errors.js';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';
@@ -240,7 +241,7 @@ export async function main(argv: string[], launch: Launch = {}): Promise<void> {
     process.exitCode = await run(argv, launch);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`stasis: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`stasis: ${printable(msg.split('\n')[0]!)}\n`);
     process.exitCode = 1;
   }
 }

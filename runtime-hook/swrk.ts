@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { decodeMessage, encodeMessage, type Message } from '../images/wire.js';
+import { printable } from '../images/errors.js';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
@@ -67,7 +68,7 @@ function errnoOf(e: unknown): number | undefined {
 }
 
 function messageOf(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  return printable((e instanceof Error ? e.message : String(e)).split('\n')[0]!);
 }
 
 /**

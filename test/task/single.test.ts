@@ -124,7 +124,7 @@ test.serial('--leave-running leaves the original running and unharmed; restoring
   // The PID is taken by the original: restoring now must fail cleanly.
   const r = await stasis(['restore', '-d', '-D', dir]);
   t.is(r.exitCode, 1);
-  t.is(r.stderr, `stasis: PID ${w.pid} is already in use`);
+  t.is(r.stderr, `stasis: pstree.img: PID ${w.pid} is already in use`);
 });
 
 test.serial('every image stasis writes decodes with Debian\'s crit', async (t) => {

@@ -175,7 +175,8 @@ async function load(dir: string): Promise<LoadedImages> {
   if (!pstree.length) throw new Error('pstree.img lists no process');
   for (const e of pstree) {
     const pid = Number(e.pid);
-    const threads = ((e.threads ?? []) as number[]).map(Number);
+    // CRIU lists a zombie's one thread as 0 (it has no threads left to read): its core is core-PID.
+    const threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
     if (!threads.length) threads.push(pid);
     const cores = new Map<number, Message>();
     for (const tid of threads) {

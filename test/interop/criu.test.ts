@@ -6,7 +6,9 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { ImageDir } from '../../images/index.js';
+import { ImageDir, imageFileName, pagesFileName } from '../../images/index.js';
+import { VMA, type MmEntry } from '../../task/mm.js';
+import { readMemory } from '../../sys/mem.js';
 import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
@@ -91,6 +93,31 @@ async function selfCheckThrough(t: ExecutionContext, workload: string, hops: [To
   t.is(await current.exitOf(root), `exit ${root} 0`, 'the restored root checked itself and exited 0');
   return current.lines;
 }
+
+test.serial('stasis saves the vDSO\'s pages whole, byte for byte the kernel\'s (what CRIU\'s restore reads its symbols from), and no vvar page', async (t) => {
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--leave-running']);
+  t.is(d.exitCode, 0, d.all);
+  const images = await ImageDir.open(dir);
+  const mm = (await images.message(imageFileName('MM', w.pid))) as unknown as MmEntry;
+  const vdso = mm.vmas.find((v) => v.status & VMA.VDSO)!;
+  const vvar = mm.vmas.find((v) => v.status & VMA.VVAR)!;
+  t.truthy(vdso && vvar);
+  const pagemap = await images.pagemap(imageFileName('PAGEMAP', w.pid));
+  const run = pagemap.runs.find((r) => r.vaddr === vdso.start);
+  t.is(run?.nrPages, Number(vdso.end - vdso.start) / 4096, 'one run: the whole vDSO');
+  t.false(pagemap.runs.some((r) => r.vaddr < vvar.end && r.vaddr + BigInt(r.nrPages * 4096) > vvar.start), 'no vvar page');
+  const saved = Buffer.alloc(run!.nrPages * 4096);
+  const fd = fs.openSync(images.file(pagesFileName(pagemap.pagesId)), 'r');
+  fs.readSync(fd, saved, 0, saved.length, run!.offset!);
+  fs.closeSync(fd);
+  t.is(saved.subarray(0, 4).toString('latin1'), '\x7fELF');
+  // The process runs on (--leave-running): its vDSO as it is now, after the dump, is the same.
+  t.true(saved.equals(readMemory(w.pid, vdso.start, saved.length)), 'the saved pages are the task\'s vDSO');
+});
 
 test.serial('CRIU 4.2 restores stasis\'s dump of a single process (heap, signals, files, mappings, credentials, limits...), which checks itself and passes', async (t) => {
   // CRIU 4.2 does not restore a personality (not even from its own dumps): the workload keeps

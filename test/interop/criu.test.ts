@@ -165,6 +165,8 @@ test.serial('stasis restores CRIU\'s dump of a tree holding a zombie (pstree lis
   const pstree = await (await ImageDir.open(dir)).messages('pstree.img');
   t.deepEqual(pstree.find((e) => Number(e.pid) === zombie)?.threads?.map(Number), [0]);
   t.false(fs.existsSync(path.join(dir, `ids-${zombie}.img`)));
+  const show = await stasis(['show', '-D', dir]);
+  t.regex(show.stdout, new RegExp(`Process ${zombie} "family": dead, 1 thread\n  thread ${zombie} "family"`), 'stasis show finds its core');
   const r = await restoreWith(t, 'stasis', dir, key);
   t.is(fs.readFileSync(`/proc/${zombie}/stat`, 'utf8').split(') ')[1]![0], 'Z', 'the zombie is a zombie again');
   fs.writeFileSync(path.join(work, 'check'), '');

@@ -14,13 +14,23 @@ exports.VERSION_REQUEST = VERSION_REQUEST;
 exports.VERSION_RESPONSE = VERSION_RESPONSE;
 
 /**
+ * The largest record read here. A read(2) takes one record and drops whatever of it does not fit
+ * the buffer, so the buffer must hold any request: the kernel refuses to send a record larger than
+ * the sender's SO_SNDBUF (at most twice net.core.wmem_max, 4 MiB by default, without
+ * SO_SNDBUFFORCE). Untouched, its pages cost nothing.
+ */
+const MAX_RECORD = 8 * 1024 * 1024;
+exports.MAX_RECORD = MAX_RECORD;
+
+/**
  * Reads one record of the SOCK_SEQPACKET socket `fdArg`. Returns 'answered' for a version
- * request (the answer written), 'gone' when the client closed it, the record otherwise, or
- * undefined when it cannot be read this way (non-blocking, not a socket...: the server reads it).
+ * request (the answer written), 'gone' when the client closed it, 'too-large' for a record that
+ * filled MAX_RECORD (its end lost), the record otherwise, or undefined when it cannot be read this
+ * way (non-blocking, not a socket...: the server reads it).
  */
 exports.firstRecord = function firstRecord(fdArg) {
   if (!/^\d+$/.test(fdArg)) return undefined;
-  const buf = Buffer.alloc(64 * 1024);
+  const buf = Buffer.allocUnsafe(MAX_RECORD);
   let n;
   try {
     n = fs.readSync(Number(fdArg), buf, 0, buf.length, null);
@@ -28,7 +38,8 @@ exports.firstRecord = function firstRecord(fdArg) {
     return undefined;
   }
   if (n === 0) return 'gone';
-  const first = buf.subarray(0, n);
+  if (n === MAX_RECORD) return 'too-large';
+  const first = Buffer.from(buf.subarray(0, n)); // not the whole 8 MiB kept alive for it
   if (!first.equals(VERSION_REQUEST)) return first;
   fs.writeSync(Number(fdArg), VERSION_RESPONSE);
   return 'answered';

@@ -4,6 +4,9 @@
 // (runc moves the restoring criu into them, and the restored tasks are born there).
 
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MNT_DETACH, mount, umount2 } from '../sys/mount.js';
 import { readMountinfo } from '../sys/proc/index.js';
 
 interface Membership { name: string; path: string }
@@ -54,18 +57,66 @@ export function cgroupHierarchyMount(ctrl: string): string | undefined {
 
 /**
  * Put a task (and so the tree it will fork) into the cgroup each cg_root names, before its
- * memory is restored so that the pages are charged there. A hierarchy that is not mounted, or
- * a cgroup that does not exist, fails the restore by name.
+ * memory is restored so that the pages are charged there. A cgroup that does not exist fails
+ * the restore by name. A v1 hierarchy mounted nowhere (a named one a tool left behind, which
+ * runc passes on from its own /proc/self/cgroup) is coped with as criu does, with a warning:
+ * where stasis is in it already the task is too (it was born there); elsewhere the hierarchy
+ * is mounted for the move on a directory of stasis's own, and unmounted again.
  */
-export function placeInCgroups(pid: number, roots: readonly CgRoot[]): void {
+export function placeInCgroups(pid: number, roots: readonly CgRoot[], warn: (msg: string) => void = () => {}): void {
   for (const r of roots) {
-    const mount = cgroupHierarchyMount(r.ctrl);
-    if (!mount) throw new Error(`cg_root ${r.ctrl || '(unified)'}:${r.path}: no such cgroup hierarchy is mounted`);
-    const procs = `${mount}${r.path === '/' ? '' : r.path}/cgroup.procs`;
-    try {
-      fs.writeFileSync(procs, String(pid));
-    } catch (e) {
-      throw new Error(`cg_root ${r.ctrl || '(unified)'}:${r.path}: cannot move task ${pid} into it: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    const what = `cg_root ${r.ctrl || '(unified)'}:${r.path}`;
+    const mountPoint = cgroupHierarchyMount(r.ctrl);
+    if (mountPoint) {
+      moveInto(what, pid, mountPoint, r.path);
+      continue;
     }
+    const own = readCgroupMembership('self').find((m) => sameControllers(m.name, r.ctrl));
+    if (!r.ctrl || !own) throw new Error(`${what}: no such cgroup hierarchy is mounted, nor is stasis in one`);
+    if (own.path === r.path) {
+      warn(`${what}: the hierarchy is mounted nowhere; the restored tree is in that cgroup already (stasis's own)`);
+      continue;
+    }
+    warn(`${what}: the hierarchy is mounted nowhere; mounted for the restore to move the tree there`);
+    withHierarchyMounted(what, r.ctrl, (dir) => moveInto(what, pid, dir, r.path));
+  }
+}
+
+function moveInto(what: string, pid: number, mountPoint: string, cgPath: string): void {
+  const procs = `${mountPoint}${cgPath === '/' ? '' : cgPath}/cgroup.procs`;
+  try {
+    fs.writeFileSync(procs, String(pid));
+  } catch (e) {
+    throw new Error(`${what}: cannot move task ${pid} into it: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+}
+
+/** "cpu,cpuacct" names the same hierarchy as "cpuacct,cpu". */
+function sameControllers(a: string, b: string): boolean {
+  const x = a.split(',').sort();
+  const y = b.split(',').sort();
+  return x.length === y.length && x.every((c, i) => c === y[i]);
+}
+
+/** Run `fn` with v1 hierarchy `ctrl` mounted on a new directory (removed afterwards). */
+function withHierarchyMounted(what: string, ctrl: string, fn: (dir: string) => void): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-cgroup-'));
+  try {
+    const named = ctrl.split(',').filter((c) => c.startsWith('name='));
+    // A named hierarchy without controllers is mounted with "none"; the options must name the
+    // hierarchy exactly as it is, or the kernel refuses (EBUSY) or makes a new one.
+    const opts = named.length && named.length === ctrl.split(',').length ? `none,${ctrl}` : ctrl;
+    try {
+      mount('cgroup', dir, 'cgroup', 0, opts);
+    } catch (e) {
+      throw new Error(`${what}: the hierarchy is mounted nowhere and cannot be mounted: ${(e as Error).message}`);
+    }
+    try {
+      fn(dir);
+    } finally {
+      umount2(dir, MNT_DETACH);
+    }
+  } finally {
+    fs.rmdirSync(dir);
   }
 }

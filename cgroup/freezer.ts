@@ -6,9 +6,20 @@
 // cgroup v1: `freezer.state` (write FROZEN / THAWED, read until FROZEN); v2: `cgroup.freeze`
 // (write 1 / 0) and `cgroup.events` ("frozen 1"). The state is read again every 0.2 ms rather than
 // criu's 100 ms step: freezing a handful of tasks takes well under a millisecond.
+//
+// A cgroup that was frozen already (`runc pause`; CRI-O freezes it itself before a checkpoint)
+// is seized the same way, thawed only for its tasks to reach their ptrace stops, and frozen
+// again before they are let go: it is left frozen, as it was found.
+//
+// A guardian keeps that promise if stasis dies in between (SIGKILL, the OOM killer, a crash):
+// a small shell started before the first change, reading a pipe whose other end only stasis
+// holds. When the pipe closes without stasis having said it is done, the guardian writes the
+// state the cgroup had back into it.
 
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pipe } from '../sys/native.js';
 import { readStat } from '../sys/proc/index.js';
 
 const POLL_MS = 0.2;
@@ -22,8 +33,46 @@ export interface FrozenCgroup {
    * before the freeze too: a v1 freezer shows every frozen task as 'D', hiding it.
    */
   stopped: Set<number>;
-  /** Let the cgroup run again (idempotent). */
+  /** The cgroup was frozen before stasis came: it is frozen again by restore(). */
+  wasFrozen: boolean;
+  /** Let the cgroup run (idempotent); its tasks must be seized first if it was frozen before. */
   thaw(): void;
+  /**
+   * Put the cgroup back as it was found and dismiss the guardian: frozen again if it was frozen
+   * (its tasks, ptrace-stopped, freeze where they stand), else thawed. Idempotent.
+   */
+  restore(): void;
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * The guardian (see the top of this file): `sh` reading its standard input, a pipe. Lines are
+ * "VALUE FILE" (write VALUE into FILE if stasis vanishes) or "done" (nothing to do); at the end of
+ * the input the last line is acted on. Returns how to tell it.
+ */
+function startGuardian(): { say(line: string): void; close(): void } {
+  const [r, w] = pipe(O_CLOEXEC);
+  const script = 'last=; while IFS= read -r l; do last=$l; done; ' +
+    'case $last in ""|done) ;; *) printf %s "${last%% *}" > "${last#* }";; esac';
+  try {
+    const child = spawn('/bin/sh', ['-c', script], { stdio: [r, 'ignore', 'ignore'], detached: true });
+    child.on('error', () => {});
+    child.unref();
+  } finally {
+    fs.closeSync(r);
+  }
+  let open = true;
+  return {
+    say(line: string) {
+      if (open) fs.writeSync(w, `${line}\n`);
+    },
+    close() {
+      if (!open) return;
+      open = false;
+      fs.closeSync(w);
+    },
+  };
 }
 
 function sleepMs(ms: number): void {
@@ -62,32 +111,74 @@ function inJobStop(tid: number): boolean {
   }
 }
 
-/** Freeze the cgroup at `dir` (a v1 freezer or v2 cgroup directory). */
+/**
+ * Freeze the cgroup at `dir` (a v1 freezer or v2 cgroup directory), or take it as it is when it
+ * is frozen already.
+ */
 export function freezeCgroup(dir: string): FrozenCgroup {
   if (!fs.existsSync(dir)) throw new Error(`freeze cgroup ${dir}: no such cgroup`);
   const v1 = isV1(dir);
   if (!v1 && !fs.existsSync(path.join(dir, 'cgroup.freeze'))) throw new Error(`freeze cgroup ${dir}: neither a v1 freezer nor a v2 cgroup`);
   const state = v1 ? path.join(dir, 'freezer.state') : path.join(dir, 'cgroup.freeze');
   const before = fs.readFileSync(state, 'utf8').trim();
-  if (before === 'FROZEN' || before === '1') throw new Error(`freeze cgroup ${dir}: already frozen (stasis would not know when to thaw it)`);
+  const wasFrozen = before === 'FROZEN' || before === 'FREEZING' || before === '1';
+  const FROZEN = v1 ? 'FROZEN' : '1';
+  const THAWED = v1 ? 'THAWED' : '0';
+  const waitFrozen = () => {
+    if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN');
+    else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')));
+  };
+  const guardian = startGuardian();
+  // What the cgroup must be if stasis vanishes from here on: as it was found.
+  guardian.say(`${wasFrozen ? FROZEN : THAWED} ${state}`);
   let frozen = true;
+  /** The guardian is dismissed: the cgroup is as it was found. */
+  let restored = false;
+  const dismiss = () => {
+    restored = true;
+    try {
+      guardian.say('done');
+    } finally {
+      guardian.close();
+    }
+  };
   const thaw = () => {
     if (!frozen) return;
     frozen = false;
-    fs.writeFileSync(state, v1 ? 'THAWED' : '0');
+    fs.writeFileSync(state, THAWED);
+    if (!wasFrozen && !restored) dismiss(); // as it was found: nothing left to guard
+  };
+  const restore = () => {
+    if (restored) return;
+    try {
+      if (wasFrozen) {
+        fs.writeFileSync(state, FROZEN);
+        frozen = true;
+        waitFrozen();
+      } else {
+        thaw();
+      }
+    } finally {
+      if (!restored) dismiss();
+    }
   };
   const file = v1 ? 'tasks' : 'cgroup.threads';
-  const stopped = new Set(listTasks(dir, file).filter(inJobStop));
   try {
-    fs.writeFileSync(state, v1 ? 'FROZEN' : '1');
-    if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN');
-    else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')));
+    // A frozen v1 task shows as 'D', hiding a job-control stop: read before freezing (a cgroup
+    // found frozen cannot be told; its tasks count as running).
+    const stopped = new Set(wasFrozen ? [] : listTasks(dir, file).filter(inJobStop));
+    if (wasFrozen) {
+      waitFrozen(); // FREEZING: let it finish
+    } else {
+      fs.writeFileSync(state, FROZEN);
+      waitFrozen();
+    }
     const tasks = listTasks(dir, file);
     // A v2-frozen task still shows its job-control stop: one that stopped just before the freeze.
     if (!v1) for (const tid of tasks) if (inJobStop(tid)) stopped.add(tid);
-    return { tasks, stopped, thaw };
+    return { tasks, stopped, wasFrozen, thaw, restore };
   } catch (e) {
-    thaw();
+    restore();
     throw e;
   }
 }

@@ -2,13 +2,13 @@
 // close-on-exec. The descriptions themselves are dumped and opened by the kinds in index.ts.
 
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
-import { F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, O_CLOEXEC } from '../sys/fcntl.js';
+import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
 
 const FD_CLOEXEC = 1;
 
@@ -35,7 +35,7 @@ export interface DumpFdTableOptions {
  * The task's descriptors as fdinfo entries; new descriptions go into `table`. `parent`: the
  * task's parent, dumped before it (its fds are compared with the task's first).
  */
-export function dumpFdTable(pid: number, inj: Injector, table: FileTable,
+export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
@@ -142,7 +142,8 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   const provided = new Map<number, number>();
   const placed = new Map<number, number>();
   const task: RestoreFilesTask = {
-    pid, inj, inherited: opts.inherited, importFd: opts.importFd, imageEntries: opts.imageEntries,
+    pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
+    imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
     shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later,
     file: (id) => files.get(id),
@@ -153,7 +154,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     fdOf: (id) => placed.get(id) ?? provided.get(id),
   };
   const keptIds = new Set(opts.kept?.values() ?? []);
-  for (const [id, fds] of byId) {
+  for (const [id, fds] of byId) forFds(id, fds, () => {
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
     const have = fds.find((f) => opts.kept?.get(f.fd) === id);
@@ -163,7 +164,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
         if (f !== have && opts.kept?.get(f.fd) !== id) inj.callChecked(SYS.dup3, have.fd, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
       }
       placed.set(id, have.fd);
-      continue;
+      return;
     }
     const elsewhere = opts.openedElsewhere?.(id);
     let tmp = provided.get(id);
@@ -172,19 +173,30 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     if (tmp === undefined) tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
     for (const f of fds) {
       if (f.fd !== tmp) inj.callChecked(SYS.dup3, tmp, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
-      else if (f.flags & FD_CLOEXEC) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, FD_CLOEXEC);
+      // Opened (or copied in) right on its number: set close-on-exec either way, for what made
+      // it may have set it (pidfd_getfd always does, helpers open with O_CLOEXEC).
+      else inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
     }
-    if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp);
+    if (!fds.some((f) => f.fd === tmp)) inj.callChecked(SYS.close, tmp!);
     placed.set(id, fds[0]!.fd);
-  }
+  });
   for (const [id, fds] of byId) {
     if (keptIds.has(id)) continue; // the parent finished it
     const file = files.get(id)!;
     const kind = kindForType(file.type)!;
-    kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task);
+    forFds(id, fds, () => kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task));
   }
   restoreFileLocks(pid, inj, opts.imageEntries);
   return { placed, spare: provided };
+}
+
+/** Runs `fn` for the descriptors `fds` of file `id`, naming them in what it throws. */
+function forFds(id: number, fds: readonly FdinfoEntry[], fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    throw new Error(`fd ${fds.map((f) => f.fd).join(', ')} (file ${id}): ${(e as Error).message}`, { cause: e });
+  }
 }
 
 /** Move a helper descriptor in the task to `floor` or above (close-on-exec). */
@@ -192,4 +204,14 @@ export function moveAbove(inj: Injector, fd: number, floor: number): number {
   const moved = Number(inj.callChecked(SYS.fcntl, fd, F_DUPFD_CLOEXEC, floor));
   inj.callChecked(SYS.close, fd);
   return moved;
+}
+
+/**
+ * A handed-over description copied into the task (`fd`): the status flags F_SETFL can change
+ * set to the image's where they differ (the access mode and the rest are the giver's).
+ */
+function importGiven(inj: Injector, fd: number, flags: number): number {
+  const have = Number(inj.callChecked(SYS.fcntl, fd, F_GETFL));
+  if ((have ^ flags) & SETFL_MASK) inj.callChecked(SYS.fcntl, fd, F_SETFL, (have & ~SETFL_MASK) | (flags & SETFL_MASK));
+  return fd;
 }

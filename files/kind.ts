@@ -2,7 +2,7 @@
 // descriptors and dispatches here without knowing any kind; adding a kind means one module that
 // implements FileKind and one line in index.ts.
 
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
 
@@ -36,7 +36,7 @@ export interface DumpFilesContext {
   shellJob?: boolean;
   /** criu's orphan_pts_master: a pseudo-terminal whose master is outside the tree may be dumped. */
   orphanPts?: boolean;
-  inj: Injector;
+  inj: TaskCalls;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
   /** Appends an entry (with its payload) to a shared image: pipes-data.img, sk-queues.img, ... */
@@ -77,6 +77,12 @@ export interface RestoreFilesTask {
   orphanPts?: OrphanPts;
   /** Copy descriptor `fd` of stasis into the task; returns its number there. */
   importFd(fd: number): number;
+  /**
+   * Copy descriptor `fd` of stasis, handed over for a description of the dump (--inherit-fd),
+   * into the task, with the status flags (O_NONBLOCK, O_APPEND...) the image gives it: the
+   * description is the task's from now on, as it was when dumped.
+   */
+  importGiven(fd: number, flags: number): number;
   /** The entries (and payloads) of an image of the dump; [] when it does not exist. */
   imageEntries(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
   /** The full path of a file of the dump (raw pages files are read from there). */

@@ -59,7 +59,7 @@ export const pipeFile: FileKind = {
   inheritKey: (e) => `pipe:[${Number(e.pipe_id)}]`,
   open(e, task: RestoreFilesTask): number {
     const given = task.inherited(pipeFile.inheritKey(e));
-    if (given !== undefined) return task.importFd(given);
+    if (given !== undefined) return task.importGiven(given, Number(e.flags));
     const pipeId = Number(e.pipe_id);
     const flags = Number(e.flags);
     const fds = task.inj.scratch(8);

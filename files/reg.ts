@@ -9,7 +9,7 @@
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { TaskCalls } from '../sys/inject.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 
@@ -40,7 +40,7 @@ export function regFileEntry(path: string, statPath: string, flags: number, pos:
 }
 
 /** Open `path` with `flags` inside the task (through the scratch page); returns the fd there. */
-export function openInTask(inj: Injector, path: string, flags: number, mode = 0): number {
+export function openInTask(inj: TaskCalls, path: string, flags: number, mode = 0): number {
   const name = Buffer.from(`${path}\0`);
   const at = inj.writeScratch(name, 0);
   const r = inj.call(SYS.openat, AT_FDCWD, at, flags, mode);
@@ -54,7 +54,7 @@ export function openInTask(inj: Injector, path: string, flags: number, mode = 0)
 }
 
 /** write(2) all of `data` to `fd` inside the task, through the scratch area. */
-export function writeAllInTask(inj: Injector, fd: number, data: Uint8Array, what: string): void {
+export function writeAllInTask(inj: TaskCalls, fd: number, data: Uint8Array, what: string): void {
   const CHUNK = 1 << 20;
   for (let off = 0; off < data.length;) {
     const chunk = Buffer.from(data.buffer, data.byteOffset + off, Math.min(CHUNK, data.length - off));

@@ -4,7 +4,7 @@
 
 import { SYS } from '../sys/arch.js';
 import { SysError, isErrorResult } from '../sys/errno.js';
-import type { Injector } from '../sys/inject.js';
+import type { TaskCalls } from '../sys/inject.js';
 import {
   SO, SOCKADDR_MAX, SOL_SOCKET, linger, parseLinger, parseSockaddr, parseTimeval, timeval,
 } from '../sys/socket.js';
@@ -14,7 +14,7 @@ const OPTVAL_MAX = 256;
 const OPTLEN = OPTVAL_MAX;
 
 /** getsockopt inside the task; the value's bytes (throws SysError naming the option). */
-export function getsockopt(inj: Injector, fd: number, level: number, name: number, size = 4): Buffer {
+export function getsockopt(inj: TaskCalls, fd: number, level: number, name: number, size = 4): Buffer {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(size);
   inj.writeScratch(Buffer.alloc(size), 0);
@@ -25,12 +25,12 @@ export function getsockopt(inj: Injector, fd: number, level: number, name: numbe
   return inj.readScratch(Math.min(got, size), 0);
 }
 
-export function getsockoptInt(inj: Injector, fd: number, level: number, name: number): number {
+export function getsockoptInt(inj: TaskCalls, fd: number, level: number, name: number): number {
   return getsockopt(inj, fd, level, name, 4).readInt32LE(0);
 }
 
 /** setsockopt inside the task (throws SysError naming the option). */
-export function setsockopt(inj: Injector, fd: number, level: number, name: number, value: Buffer | number): void {
+export function setsockopt(inj: TaskCalls, fd: number, level: number, name: number, value: Buffer | number): void {
   const v = typeof value === 'number' ? int32(value) : value;
   const at = inj.writeScratch(v, 0);
   const r = inj.call(SYS.setsockopt, fd, level, name, at, v.length);
@@ -44,7 +44,7 @@ function int32(v: number): Buffer {
 }
 
 /** getsockname/getpeername inside the task; undefined on ENOTCONN. */
-export function sockName(inj: Injector, fd: number, peer = false): ReturnType<typeof parseSockaddr> | undefined {
+export function sockName(inj: TaskCalls, fd: number, peer = false): ReturnType<typeof parseSockaddr> | undefined {
   const len = Buffer.alloc(4);
   len.writeUInt32LE(SOCKADDR_MAX);
   const lenAt = inj.writeScratch(len, SOCKADDR_MAX);
@@ -56,17 +56,17 @@ export function sockName(inj: Injector, fd: number, peer = false): ReturnType<ty
 }
 
 /** bind or connect inside the task; the raw result (negative errno), for the caller to explain. */
-export function sockAddrCall(inj: Injector, nr: typeof SYS.bind | typeof SYS.connect, fd: number, addr: { addr: Buffer; len: number }): bigint {
+export function sockAddrCall(inj: TaskCalls, nr: typeof SYS.bind | typeof SYS.connect, fd: number, addr: { addr: Buffer; len: number }): bigint {
   return inj.call(nr, fd, inj.writeScratch(addr.addr, 0), addr.len);
 }
 
 /** Create a socket inside the task; returns its fd. */
-export function socketIn(inj: Injector, family: number, type: number, protocol = 0): number {
+export function socketIn(inj: TaskCalls, family: number, type: number, protocol = 0): number {
   return Number(inj.callChecked(SYS.socket, family, type, protocol));
 }
 
 /** A socketpair inside the task. */
-export function socketpairIn(inj: Injector, family: number, type: number): [number, number] {
+export function socketpairIn(inj: TaskCalls, family: number, type: number): [number, number] {
   const at = inj.scratch(8);
   inj.callChecked(SYS.socketpair, family, type, 0, at);
   const fds = inj.readScratch(8);
@@ -77,7 +77,7 @@ export function socketpairIn(inj: Injector, family: number, type: number): [numb
  * SOL_SOCKET options as CRIU's dump_socket_opts records them (the same fields, set the same way,
  * so `stasis show` and crit print what criu would).
  */
-export function dumpSkOpts(inj: Injector, fd: number, what: string): Record<string, unknown> {
+export function dumpSkOpts(inj: TaskCalls, fd: number, what: string): Record<string, unknown> {
   const int = (name: number) => getsockoptInt(inj, fd, SOL_SOCKET, name);
   const bool = (name: number) => int(name) !== 0;
   // Options a family does not have (SO_PASSCRED on inet sockets in newer kernels) are left out.
@@ -121,7 +121,7 @@ export function dumpSkOpts(inj: Injector, fd: number, what: string): Record<stri
   return opts;
 }
 
-function filterLength(inj: Injector, fd: number): number {
+function filterLength(inj: TaskCalls, fd: number): number {
   const lenAt = inj.writeScratch(Buffer.alloc(4), OPTLEN);
   const r = inj.call(SYS.getsockopt, fd, SOL_SOCKET, SO.GET_FILTER, inj.scratch(OPTVAL_MAX + 4), lenAt);
   return isErrorResult(r) ? 0 : inj.readScratch(4, OPTLEN).readUInt32LE(0);
@@ -131,7 +131,7 @@ function filterLength(inj: Injector, fd: number): number {
  * Set the options of a dumped sk_opts_entry on a socket of the task. Options that still have the
  * kernel's default are left alone; the buffer sizes are always set, and then their locks put back.
  */
-export function restoreSkOpts(inj: Injector, fd: number, opts: Record<string, any>): void {
+export function restoreSkOpts(inj: TaskCalls, fd: number, opts: Record<string, any>): void {
   const set = (name: number, v: Buffer | number) => setsockopt(inj, fd, SOL_SOCKET, name, v);
   // getsockopt shows the doubled value the kernel keeps; setsockopt doubles what it is given.
   // The FORCE variants pass net.core.[rw]mem_max (stasis runs as root).
@@ -157,7 +157,7 @@ export function restoreSkOpts(inj: Injector, fd: number, opts: Record<string, an
   if (opts.so_bound_dev) set(SO.BINDTODEVICE, Buffer.from(`${opts.so_bound_dev}\0`));
 }
 
-function setBuf(inj: Injector, fd: number, force: number, plain: number, value: number): void {
+function setBuf(inj: TaskCalls, fd: number, force: number, plain: number, value: number): void {
   if (!value) return;
   try {
     setsockopt(inj, fd, SOL_SOCKET, force, value);

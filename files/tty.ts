@@ -165,7 +165,7 @@ export const ttyFile: FileKind = {
     if (info) {
       const key = `tty[${Number(info.rdev).toString(16)}:${Number(info.dev ?? 0).toString(16)}]`;
       const given = task.inherited(key);
-      if (given !== undefined) return task.importFd(given);
+      if (given !== undefined) return task.importGiven(given, Number(e.flags ?? 0));
     }
     if (info?.pty && task.orphanPts) return openOrphanPts(task, info, Number(e.flags ?? 0));
     if (!task.shellJob) throw new Error('the dump holds a terminal: restore with --shell-job (or hand one over with --inherit-fd)');

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SYS } from '../sys/arch.js';
 import { errnoName, isErrorResult } from '../sys/errno.js';
-import type { Injector } from '../sys/inject.js';
+import type { TaskCalls } from '../sys/inject.js';
 import { cString } from '../sys/native.js';
 import { unixDiag, type UnixDiag } from '../sys/netlink.js';
 import {
@@ -123,7 +123,7 @@ function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string): Reco
  * with MSG_PEEK from inside the task. SO_PEEK_OFF moves past what was peeked, so each call sees the
  * next packet; the task's own peek offset is put back afterwards.
  */
-function peekQueue(inj: Injector, fd: number, d: UnixDiag, what: string): Buffer[] {
+function peekQueue(inj: TaskCalls, fd: number, d: UnixDiag, what: string): Buffer[] {
   const stream = d.type === SOCK.STREAM;
   const saved = getsockoptInt(inj, fd, SOL_SOCKET, SO.PEEK_OFF);
   setsockopt(inj, fd, SOL_SOCKET, SO.PEEK_OFF, 0);
@@ -176,7 +176,7 @@ function queueOf(task: RestoreFilesTask, id: number): Uint8Array[] {
 }
 
 /** Send packets from `fd` (to its peer, or to `to`), keeping their boundaries. */
-function sendPackets(inj: Injector, fd: number, packets: Uint8Array[], what: string, to?: { addr: Buffer; len: number }): void {
+function sendPackets(inj: TaskCalls, fd: number, packets: Uint8Array[], what: string, to?: { addr: Buffer; len: number }): void {
   for (const p of packets) {
     const dataAt = inj.writeScratch(Buffer.from(p), 256); // first: a larger scratch moves it
     const toAt = to ? inj.writeScratch(to.addr, 0) : 0n;
@@ -187,7 +187,7 @@ function sendPackets(inj: Injector, fd: number, packets: Uint8Array[], what: str
 }
 
 /** Run `fn` with the task's cwd at `dir` (a relative name is bound where it was), then go back. */
-function inDir<T>(inj: Injector, dir: string | undefined, fn: () => T): T {
+function inDir<T>(inj: TaskCalls, dir: string | undefined, fn: () => T): T {
   if (!dir) return fn();
   const at = inj.writeScratch(Buffer.from(`.\0`), 0);
   const here = Number(inj.callChecked(SYS.openat, AT_FDCWD, at, O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -230,7 +230,7 @@ function bindName(task: RestoreFilesTask, fd: number, e: Usk): void {
 }
 
 /** What a socket gets once it exists and holds its data: shutdown, options, file flags. */
-function settle(inj: Injector, fd: number, e: Usk): void {
+function settle(inj: TaskCalls, fd: number, e: Usk): void {
   const shut = Number(e.shutdown ?? 0);
   if (shut) inj.callChecked(SYS.shutdown, fd, shut === 3 ? SHUT.RDWR : shut === 1 ? SHUT.RD : SHUT.WR);
   restoreSkOpts(inj, fd, e.opts ?? {});

@@ -1,6 +1,18 @@
 // Errors of the image layer. Every message names the file and the byte
 // offset, so a user can look at the spot with a hex viewer.
 
+/**
+ * A name or path from an image or a directory, safe to print on one line: control characters
+ * (a newline in a file name would end the error line early, an escape sequence would drive the
+ * terminal) are shown as C escapes.
+ */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r' };
+    return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
 /** A malformed protobuf message; `offset` is relative to the decoded buffer. */
 export class WireError extends Error {
   constructor(
@@ -20,7 +32,16 @@ export class ImageError extends Error {
     readonly reason: string,
     readonly detail?: string,
   ) {
-    super(`${file}: ${reason} at offset ${offset}${detail ? `: ${detail}` : ''}`);
+    super(`${printable(file)}: ${reason} at offset ${offset}${detail ? `: ${detail}` : ''}`);
     this.name = 'ImageError';
+  }
+}
+
+/** An image file the dump should have and does not (`code` as fs's, so ENOENT checks hold). */
+export class MissingImageError extends Error {
+  readonly code = 'ENOENT';
+  constructor(readonly file: string) {
+    super(`${printable(file)}: missing`);
+    this.name = 'MissingImageError';
   }
 }

@@ -3,17 +3,30 @@
 // Writing follows CRIU's rule that inventory.img is written last: write()
 // and the raw writers refuse it, commit() writes it once everything else is
 // in place, under a temporary name renamed into place, so an unfinished or
-// half-written dump never has an inventory.img.
+// half-written dump never has an inventory.img. Just before it, commit() writes
+// stasis-manifest.json (images/manifest.ts): the size and hash of every image, under the dump's
+// run id, which checkDump() checks before a restore.
+//
+// Every file is created as private-file.ts says (0600, a new inode, never through a link), and
+// read only when it is a regular file.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { ImageError } from './errors.js';
+import { ImageError, MissingImageError } from './errors.js';
 import { decodeImage, encodeImage, type Image, type ImageEntry } from './image.js';
 import { imageTypeByName, imageTypeForFile } from './magic.js';
+import {
+  MANIFEST_FILE, checkManifest, digestOf, digestOfFile, encodeManifest, isListedImage, readManifest, type FileDigest,
+} from './manifest.js';
 import { PAGE_SIZE, pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
+import {
+  checkImageDirEntries, createPrivateFile, makePrivateDirs, openImageFile, readImageFile, readImageFileSync,
+  writePrivateFile, writePrivateFileSync,
+} from './private-file.js';
 import type { Message } from './wire.js';
 
 export const INVENTORY_FILE = 'inventory.img';
+export { MANIFEST_FILE };
 
 let tmpCounter = 0;
 
@@ -33,8 +46,8 @@ function isMissing(e: unknown): boolean {
 function writeAtomically(dir: string, name: string, data: Uint8Array): void {
   const tmp = tmpName(dir, name);
   try {
-    fs.writeFileSync(tmp, data);
-    fs.renameSync(tmp, path.join(dir, name));
+    writePrivateFileSync(tmp, data);
+    fs.renameSync(tmp, path.join(dir, name)); // a link at the name is replaced, not followed
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
@@ -48,6 +61,8 @@ function writeAtomically(dir: string, name: string, data: Uint8Array): void {
 const SLOW_WRITE_MS = 0.25;
 /** Slow writes after which the rest go through the thread pool. */
 const SLOW_WRITES = 4;
+/** Bytes of raw files checkDump() keeps for their reader. */
+const KEEP_RAW = 64 << 20;
 
 /** Streams a large raw file (pages-N.img) into place. */
 export class RawWriter {
@@ -76,7 +91,7 @@ export class RawWriter {
     if (this.closed) return;
     this.closed = true;
     await this.handle.close();
-    await fsp.rename(this.tmp, path.join(this.owner.path, this.name));
+    await fsp.rename(this.tmp, path.join(this.owner.path, this.name)); // a link at the name is replaced, not followed
     this.owner.writerDone(this);
   }
 
@@ -93,28 +108,34 @@ export class RawWriter {
 export class ImageDir {
   private readonly cache = new Map<string, Image>();
   private readonly writers = new Set<RawWriter>();
+  /** Digests of the files written whole here (the others are hashed at commit). */
+  private readonly digests = new Map<string, FileDigest>();
+  /** Bytes checkDump() read, kept until image() decodes them. */
+  private readonly checked = new Map<string, Buffer>();
   /** Writes that were slow so far (see writeFile). */
   private slowWrites = 0;
 
   private constructor(readonly path: string) {}
 
-  /** An existing directory, to read (or add to). */
+  /** An existing directory, to read (or add to); refused if an image file in it is not a regular file. */
   static async open(dir: string): Promise<ImageDir> {
     // Synchronously, as image() reads: a round trip through the thread pool costs more.
     const st = fs.statSync(dir);
     if (!st.isDirectory()) throw new Error(`${dir}: not a directory`);
+    checkImageDirEntries(dir);
     return new ImageDir(dir);
   }
 
   /**
-   * A directory to dump into, created if needed. A stale inventory.img from
+   * A directory to dump into, created if needed (0700). A stale inventory.img from
    * an earlier dump is removed first: until commit() the directory must not
    * look like a complete dump.
    */
   static async create(dir: string): Promise<ImageDir> {
     // Synchronously: two quick calls, where a round trip through the thread pool each costs more.
-    if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true });
+    makePrivateDirs(dir);
     fs.rmSync(path.join(dir, INVENTORY_FILE), { force: true });
+    fs.rmSync(path.join(dir, MANIFEST_FILE), { force: true });
     return new ImageDir(dir);
   }
 
@@ -143,7 +164,14 @@ export class ImageDir {
     if (cached) return cached;
     // Read synchronously: image files are small, and a restore reads hundreds of them one after
     // another, where a round trip through the thread pool each costs more than the read.
-    const bytes = fs.readFileSync(this.file(name));
+    let bytes = this.checked.get(name);
+    this.checked.delete(name);
+    try {
+      bytes ??= readImageFileSync(this.file(name));
+    } catch (e) {
+      if (isMissing(e)) throw new MissingImageError(name);
+      throw e;
+    }
     const image = decodeImage(bytes, name);
     this.cache.set(name, image);
     return image;
@@ -186,7 +214,7 @@ export class ImageDir {
   /** `length` bytes at `offset` of pages-<pagesId>.img. */
   async readPages(pagesId: number, offset: number, length: number): Promise<Buffer> {
     const name = pagesFileName(pagesId);
-    const handle = await fsp.open(this.file(name), 'r');
+    const handle = await openImageFile(this.file(name));
     try {
       const { size } = await handle.stat();
       if (offset < 0 || length < 0 || offset + length > size) {
@@ -229,7 +257,7 @@ export class ImageDir {
 
   /** The raw bytes of a file (pages, tarballs, ip dumps, descriptors.json...). */
   async readRaw(name: string): Promise<Buffer> {
-    return fsp.readFile(this.file(name));
+    return readImageFile(this.file(name));
   }
 
   private checkWritable(name: string): void {
@@ -247,12 +275,19 @@ export class ImageDir {
   private async writeFile(name: string, data: Uint8Array): Promise<void> {
     const file = path.join(this.path, name);
     if (this.slowWrites >= SLOW_WRITES) {
-      await new Promise<void>((resolve, reject) => fs.writeFile(file, data, (e) => (e ? reject(e) : resolve())));
+      await writePrivateFile(file, data);
       return;
     }
     const t0 = performance.now();
-    fs.writeFileSync(file, data);
+    writePrivateFileSync(file, data);
     if (performance.now() - t0 > SLOW_WRITE_MS) this.slowWrites++;
+  }
+
+  /** writeFile(), remembering the digest for the manifest. */
+  private async writeImageFile(name: string, data: Uint8Array): Promise<void> {
+    this.digests.delete(name);
+    await this.writeFile(name, data);
+    this.digests.set(name, digestOf(data));
   }
 
   /** Writes protobuf image `name` (its type comes from the name) in one go. */
@@ -262,7 +297,7 @@ export class ImageDir {
     if (!type) throw new Error(`${name}: not a CRIU image file name`);
     if (type.head === 'raw') throw new Error(`${name}: ${type.name} files are raw, use writeRaw()`);
     const image: Image = { type, entries };
-    await this.writeFile(name, encodeImage(image));
+    await this.writeImageFile(name, encodeImage(image));
     this.cache.set(name, image);
   }
 
@@ -274,14 +309,15 @@ export class ImageDir {
   /** Writes a raw file in one go. */
   async writeRaw(name: string, data: Uint8Array): Promise<void> {
     this.checkWritable(name);
-    await this.writeFile(name, data);
+    await this.writeImageFile(name, data);
   }
 
   /** Starts streaming a raw file; it appears under its name on close(). */
   async rawWriter(name: string): Promise<RawWriter> {
     this.checkWritable(name);
     const tmp = tmpName(this.path, name);
-    const writer = new RawWriter(this, name, tmp, await fsp.open(tmp, 'wx'));
+    this.digests.delete(name);
+    const writer = new RawWriter(this, name, tmp, await createPrivateFile(tmp));
     this.writers.add(writer);
     return writer;
   }
@@ -291,13 +327,55 @@ export class ImageDir {
     this.writers.delete(writer);
   }
 
-  /** Marks the dump complete by writing inventory.img, last. */
+  /**
+   * Marks the dump complete: the manifest of every image in the directory under the inventory's
+   * run id, then inventory.img, last. Files written here are hashed as written; the others (the
+   * pages the tasks wrote, files written by path) are read back.
+   */
   async commit(inventory: Message): Promise<void> {
     if (this.writers.size) {
       throw new Error(`cannot commit: still writing ${[...this.writers].map((w) => w.name).join(', ')}`);
     }
     const image: Image = { type: imageTypeByName('INVENTORY'), entries: [{ message: inventory }] };
-    writeAtomically(this.path, INVENTORY_FILE, encodeImage(image));
+    const bytes = encodeImage(image);
+    const files: Record<string, FileDigest> = {};
+    for (const name of await this.names()) {
+      if (isListedImage(name) && name !== INVENTORY_FILE) files[name] = this.digests.get(name) ?? digestOfFile(this.file(name)).digest;
+    }
+    files[INVENTORY_FILE] = digestOf(bytes);
+    writeAtomically(this.path, MANIFEST_FILE,
+      Buffer.from(encodeManifest({ dump_criu_run_id: String(inventory.dump_criu_run_id ?? ''), files })));
+    writeAtomically(this.path, INVENTORY_FILE, bytes);
     this.cache.set(INVENTORY_FILE, image);
+  }
+
+  /**
+   * Checks that the directory holds one dump, as written: when it has a manifest (stasis wrote
+   * it), every image it lists is there with its size and hash, no other image is, and
+   * inventory.img has its run id. A dump without one (CRIU's) passes. Throws naming the first
+   * file that does not belong. Reads every listed file: the protobuf images are kept for image(),
+   * raw files (the pages of small processes) for checkedRaw(), up to KEEP_RAW bytes of them.
+   */
+  async checkDump(): Promise<void> {
+    const manifest = readManifest(this.path);
+    if (!manifest) return;
+    const runId = (await this.inventory()).dump_criu_run_id;
+    let rawKept = 0;
+    checkManifest(this.path, manifest, runId, await this.names(), (name, data) => {
+      const type = imageTypeForFile(name);
+      if (type && type.head !== 'raw') {
+        if (!this.cache.has(name)) this.checked.set(name, data);
+      } else if (rawKept + data.length <= KEEP_RAW) {
+        this.checked.set(name, data);
+        rawKept += data.length;
+      }
+    });
+  }
+
+  /** The bytes of raw file `name` as checkDump() read them, once; undefined if not kept. */
+  checkedRaw(name: string): Buffer | undefined {
+    const data = this.checked.get(name);
+    this.checked.delete(name);
+    return data;
   }
 }

@@ -1,6 +1,6 @@
 // The image layer: CRIU's on-disk image format, read and written exactly.
 // It knows files, entries and messages, nothing about processes.
-export { ImageError, WireError } from './errors.js';
+export { ImageError, MissingImageError, WireError, printable } from './errors.js';
 export { schema, messageType, protoDir } from './schema.js';
 export { decodeMessage, encodeMessage, unknownFields, UNKNOWN_FIELDS, type Message } from './wire.js';
 export {
@@ -42,7 +42,11 @@ export {
   type PageRun,
   type Pagemap,
 } from './pagemap.js';
-export { ImageDir, RawWriter, INVENTORY_FILE } from './image-dir.js';
+export { ImageDir, RawWriter, INVENTORY_FILE, MANIFEST_FILE } from './image-dir.js';
+export {
+  PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, createPrivateFileSync, makePrivateDirs, openImageFileSync, readImageFileSync,
+  writePrivateFileSync,
+} from './private-file.js';
 export { critJsonText, imageToCrit, messageToCrit, pythonJson, type CritValue } from './crit-json.js';
 export { showImageFile, describeImageDir, showCommand } from './show.js';
 export * from './vma.js';

@@ -1,13 +1,14 @@
 // `stasis show`: crit's JSON for one image file, or a summary of a whole
 // image directory.
-import fsp from 'node:fs/promises';
 import { critJsonText } from './crit-json.js';
 import { decodeImage } from './image.js';
+import { readImageFile } from './private-file.js';
+import { printable } from './errors.js';
 import { describeImageDir } from './summary.js';
 
 /** What `crit decode --pretty -i FILE` prints for the image file at `path`. */
 export async function showImageFile(path: string): Promise<string> {
-  return critJsonText(decodeImage(await fsp.readFile(path), path));
+  return critJsonText(decodeImage(await readImageFile(path), path));
 }
 
 export { describeImageDir };
@@ -35,7 +36,7 @@ export async function showCommand(args: string[], stdout: Output = process.stdou
     return 0;
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    stderr.write(`stasis show: ${message.split('\n')[0]}\n`);
+    stderr.write(`stasis show: ${printable(message.split('\n')[0]!)}\n`);
     return 1;
   }
 }

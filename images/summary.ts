@@ -342,8 +342,10 @@ async function describeNamespaceImages(dir: ImageDir, lines: string[]): Promise<
 /** The summary text of an image directory. */
 export async function describeImageDir(path: string): Promise<string> {
   const dir = await ImageDir.open(path);
-  const lines: string[] = [`Image directory ${path}`];
   const complete = await dir.isComplete();
+  // A dump, even an unfinished one, has its process tree written before anything that needs it.
+  if (!complete && !(await dir.has('pstree.img'))) throw new Error(`${path}: not a dump (no ${INVENTORY_FILE}, no pstree.img)`);
+  const lines: string[] = [`Image directory ${path}`];
   const inventory = complete ? await dir.inventory() : undefined;
   if (inventory) {
     lines.push(`  complete dump: images version ${inventory.img_version}, lsm ${['none', 'selinux', 'apparmor'][Number(inventory.lsmtype ?? 0)] ?? inventory.lsmtype}`);

@@ -7,13 +7,17 @@ import path from 'node:path';
 // Each action loads its own modules when it runs, which spares loading the rest where stasis runs
 // as ES modules (the one-file build loads all at once). runc's VERSION check, the first of the
 // two `stasis swrk` it starts per command, is answered before any of this (bin/swrk-version.cjs).
+import { hasHelp, helpText } from './help.js';
+import { makePrivateDirs } from '../images/private-file.js';
+import { printable } from '../images/errors.js';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';
 import { UsageError, joinNsFile, parseArgs, parseExternalNet, parseInheritFd, type OptionSpec } from './options.js';
 import type { JoinNs } from '../task/restore.js';
 
-const OPTIONS: OptionSpec[] = [
+/** The options criu takes that stasis accepts (help.ts describes each). */
+export const OPTIONS: OptionSpec[] = [
   { long: 'tree', short: 't', value: true },
   { long: 'images-dir', short: 'D', value: true },
   { long: 'work-dir', short: 'W', value: true },
@@ -42,16 +46,6 @@ const OPTIONS: OptionSpec[] = [
   { long: 'restore-sibling', ignored: true },
 ];
 
-const USAGE = `usage: stasis ACTION [options]
-  dump -t PID -D DIR [--leave-running] [--shell-job] [--file-locks] [--ext-unix-sk] [-o LOG] [-v0..-v4] [--display-stats]
-       [--freeze-cgroup DIR] [--ext-mount-map MOUNTPOINT:KEY]... [--external net[INODE]:KEY]... [--empty-ns net]
-  restore -D DIR [-d] [--pidfile FILE] [--inherit-fd fd[N]:KEY]... [--shell-job] [-o LOG]
-       [--root DIR] [--ext-mount-map KEY:HOSTPATH]... [--join-ns ipc|uts|net|time:NSFILE]...
-  check                 the kernel features stasis relies on
-  swrk FD               serve criu's RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)
-  show FILE | -D DIR    an image as crit's JSON, or a summary of a dump
-  demo                  checkpoint and restore a small counter, showing each step
-  --version`;
 
 function required(p: ReturnType<typeof parseArgs>, name: string, what: string): string {
   const v = p.values.get(name)?.[0];
@@ -107,7 +101,7 @@ function emptyNs(p: ReturnType<typeof parseArgs>): number {
 
 /** bin/swrk-version.cjs (two levels up from dist/runtime-hook/ and from dist/bundle/ alike). */
 interface SwrkVersion {
-  firstRecord(fdArg: string): Buffer | 'answered' | 'gone' | undefined;
+  firstRecord(fdArg: string): Buffer | 'answered' | 'gone' | 'too-large' | undefined;
 }
 
 /**
@@ -133,20 +127,42 @@ function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined)
   return path.join(p.values.get('work-dir')?.[0] ?? imagesDir ?? '.', f);
 }
 
+/**
+ * `--help`, `-h` and `help`, with or without an action (`stasis dump --help`, `stasis help dump`):
+ * the help for that action, or for all. Undefined when `argv` asks for something else.
+ */
+function helpAsked(argv: string[]): string | undefined {
+  const action = argv[0] === 'help' ? argv[1] : argv[0]?.startsWith('-') ? undefined : argv[0];
+  if (argv[0] !== 'help' && !argv.some((a) => a === '--help' || a === '-h')) return undefined;
+  if (action !== undefined && !hasHelp(action)) throw new UsageError(`unknown action '${action}' (stasis --help lists them)`);
+  return helpText(action);
+}
+
 async function run(argv: string[], launch: Launch): Promise<number> {
+  const help = helpAsked(argv);
+  if (help !== undefined) {
+    process.stdout.write(help);
+    return 0;
+  }
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
   const p = parseArgs(argv, OPTIONS);
   if (p.flags.has('version')) {
     process.stdout.write(versionText());
     return 0;
   }
-  if (p.flags.has('help') || !p.action) {
-    process.stdout.write(`${USAGE}\n`);
-    return p.action ? 0 : 1;
-  }
+  if (!p.action) throw new UsageError('no action given (stasis --help lists them)');
   const imagesDir = p.values.get('images-dir')?.[0];
   const workDir = p.values.get('work-dir')?.[0];
-  const logger = new Logger(p.verbosity, logPath(p, imagesDir));
+  const log = logPath(p, imagesDir);
+  // A dump's images directory is made (0700) before the log that goes into it by default.
+  if (p.action === 'dump' && imagesDir && log) {
+    try {
+      makePrivateDirs(imagesDir);
+    } catch (e) {
+      throw new Error(`cannot create the images directory ${imagesDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const logger = new Logger(p.verbosity, log);
   try {
     switch (p.action) {
       case 'dump': {
@@ -179,7 +195,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
           root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p),
-          log: (m) => logger.log(3, m), progress: progress.callback,
+          log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];
         if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);
@@ -208,8 +224,11 @@ async function run(argv: string[], launch: Launch): Promise<number> {
 
 /** What bin/stasis did before loading stasis. */
 export interface Launch {
-  /** `swrk FD`: the first record it read from FD (see swrkCommand), present only if it tried. */
-  swrkFirst?: Buffer;
+  /**
+   * `swrk FD`: the first record it read from FD (see swrkCommand), or 'too-large' when the record
+   * did not fit its buffer; present only if it tried.
+   */
+  swrkFirst?: Buffer | 'too-large';
 }
 
 export async function main(argv: string[], launch: Launch = {}): Promise<void> {
@@ -222,7 +241,7 @@ export async function main(argv: string[], launch: Launch = {}): Promise<void> {
     process.exitCode = await run(argv, launch);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`stasis: ${msg.split('\n')[0]}\n`);
+    process.stderr.write(`stasis: ${printable(msg.split('\n')[0]!)}\n`);
     process.exitCode = 1;
   }
 }

@@ -27,13 +27,21 @@ async function waitFor<T>(what: string, probe: () => T | undefined, ms = 5000): 
   }
 }
 
+/**
+ * The count: the last whole line of the file. The counter appends each number as a line (a
+ * file rewritten in place would be empty for a moment, between bash's truncating open and its
+ * write, and could be read so, or even dumped so).
+ */
 function readCount(file: string): number | undefined {
+  let text: string;
   try {
-    const n = Number(fs.readFileSync(file, 'utf8').trim());
-    return n > 0 ? n : undefined;
+    text = fs.readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
+  const lines = text.slice(0, text.lastIndexOf('\n')).split('\n');
+  const n = Number(lines[lines.length - 1]);
+  return n > 0 ? n : undefined;
 }
 
 export async function demo(out: NodeJS.WritableStream): Promise<number> {
@@ -46,15 +54,15 @@ export async function demo(out: NodeJS.WritableStream): Promise<number> {
   // a child Node's libuv knows about, which would otherwise swallow its ptrace stops.
   prctl('PR_SET_CHILD_SUBREAPER', PR_SET_CHILD_SUBREAPER, 1);
   const [rd, wr] = pipe();
-  const script = `echo $$ > ${pidFile}; n=0; while :; do n=$((n+1)); echo $n > ${countFile}; read -t 0.2 -u 0 _; done`;
+  const script = `echo $$ > ${pidFile}; n=0; while :; do n=$((n+1)); echo $n >> ${countFile}; read -t 0.2 -u 0 _; done`;
   const starter = spawn('setsid', ['-f', 'bash', '-c', script], { stdio: [rd, 'ignore', 'ignore'] });
   await new Promise((r) => starter.on('exit', r));
   const pid = await waitFor('the counter to start', () => readCount(pidFile));
   let restored = 0;
   try {
     say(`1. started a shell counter: bash, PID ${pid}, counting 5 times a second into ${countFile}`);
-    await waitFor('the counter to reach 3', () => ((readCount(countFile) ?? 0) >= 3 ? true : undefined));
-    say(`   count is now ${readCount(countFile)}`);
+    const now = await waitFor('the counter to reach 3', () => ((readCount(countFile) ?? 0) >= 3 ? readCount(countFile) : undefined));
+    say(`   count is now ${now}`);
 
     const d = await dump({ pid, imagesDir });
     const atDump = readCount(countFile)!;

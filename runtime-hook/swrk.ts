@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { decodeMessage, encodeMessage, type Message } from '../images/wire.js';
+import { printable } from '../images/errors.js';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
@@ -39,8 +40,12 @@ const KEEP_OPEN_ALLOWED: ReadonlySet<number> = new Set([
   REQ.PAGE_SERVER, REQ.PAGE_SERVER_CHLD, REQ.CPUINFO_DUMP, REQ.CPUINFO_CHECK, REQ.FEATURE_CHECK, REQ.VERSION,
 ]);
 
-/** go-criu reads responses into 8 KiB and silently truncates; stay under it. */
-const MAX_RESPONSE = 8192;
+/**
+ * The longest cr_errmsg sent, in bytes: go-criu reads responses into 8 KiB and silently
+ * truncates, and an error that quotes what the client sent (a 64 KiB log_file name...) must not
+ * grow with it.
+ */
+const MAX_ERRMSG = 4096;
 const EOPNOTSUPP = 95;
 const EBADRQC = 56;
 const ECONNRESET = 104;
@@ -63,8 +68,28 @@ function errnoOf(e: unknown): number | undefined {
 }
 
 function messageOf(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  return printable((e instanceof Error ? e.message : String(e)).split('\n')[0]!);
 }
+
+/**
+ * `text` cut to at most `max` bytes of UTF-8 by an ellipsis in its middle: a message's beginning
+ * (what failed) and its end (the errno, the reason) are kept, a long name quoted between is not.
+ */
+function boundedText(text: string, max = MAX_ERRMSG): string {
+  const bytes = Buffer.from(text);
+  if (bytes.length <= max) return text;
+  const ellipsis = ' … ';
+  const keep = Math.floor((max - Buffer.byteLength(ellipsis)) / 2);
+  // Cut between characters: a UTF-8 continuation byte (10xxxxxx) never begins a piece.
+  let end = keep;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  let start = bytes.length - keep;
+  while (start < bytes.length && (bytes[start]! & 0xc0) === 0x80) start++;
+  return `${bytes.subarray(0, end).toString()}${ellipsis}${bytes.subarray(start).toString()}`;
+}
+
+/** A record that is no criu_req. */
+class BadRequest extends RpcError {}
 
 /** The connection: records in and out, and the client's identity. */
 class Client {
@@ -73,24 +98,29 @@ class Client {
     this.peer = peerCred(fd).pid;
   }
 
+  /** The next request; undefined when the client has closed the connection. */
   receive(): Message | undefined {
+    let data: Buffer;
     if (this.first) {
-      const data = this.first;
+      data = this.first;
       this.first = undefined;
-      return decodeMessage('criu_req', data);
+    } else {
+      // Any size: recvRecord learns each record's length before reading it.
+      const r = recvRecord(this.fd);
+      if (!r) return undefined;
+      for (const f of r.fds) rawSyscall(SYS.close, f); // criu's requests carry none
+      data = r.data;
     }
-    const r = recvRecord(this.fd);
-    if (!r) return undefined;
-    for (const f of r.fds) rawSyscall(SYS.close, f); // criu's requests carry none
-    return decodeMessage('criu_req', r.data);
+    try {
+      return decodeMessage('criu_req', data);
+    } catch (e) {
+      throw new BadRequest(`a record of ${data.length} bytes is not a criu_req: ${messageOf(e)}`, EBADRQC);
+    }
   }
 
   send(resp: Message, fds: readonly number[] = []): void {
-    let bytes = encodeMessage('criu_resp', resp);
-    if (bytes.length >= MAX_RESPONSE && typeof resp.cr_errmsg === 'string') {
-      bytes = encodeMessage('criu_resp', { ...resp, cr_errmsg: resp.cr_errmsg.slice(0, 1024) });
-    }
-    sendRecord(this.fd, bytes, fds);
+    const bounded = typeof resp.cr_errmsg === 'string' ? { ...resp, cr_errmsg: boundedText(resp.cr_errmsg) } : resp;
+    sendRecord(this.fd, encodeMessage('criu_resp', bounded), fds);
   }
 
   /** A notification, and the client's ack; a negative ack or a closed socket is a failure. */
@@ -111,17 +141,33 @@ class Client {
  * `stasis swrk FD`: serve requests until one is done without keep_open. The exit status.
  * `first`: a request record already read from FD (see swrkFast).
  */
-export async function swrk(fdArg: string, first?: Buffer): Promise<number> {
+export async function swrk(fdArg: string, first?: Buffer | 'too-large'): Promise<number> {
   const fd = Number(fdArg);
   if (!/^\d+$/.test(fdArg)) throw new UsageError(`swrk wants a descriptor number, got '${fdArg}'`);
   setBlocking(fd, true);
-  const client = new Client(fd, first);
+  const client = new Client(fd, first === 'too-large' ? undefined : first);
+  // Every request that arrives is answered, even one that cannot be read whole or decoded: with
+  // criu's "invalid request" (an EMPTY failure), and a failed exit.
+  if (first === 'too-large') {
+    reply(client, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: 'the request is larger than stasis reads (8 MiB)' });
+    return 1;
+  }
   for (;;) {
-    const req = client.receive();
+    let req: Message | undefined;
+    try {
+      req = client.receive();
+    } catch (e) {
+      if (!(e instanceof BadRequest)) throw e;
+      reply(client, { type: REQ.EMPTY, success: false, cr_errno: EBADRQC, cr_errmsg: e.message });
+      return 1;
+    }
     if (!req) return 1; // "Client exited unexpectedly"
     const type = Number(req.type);
-    // keep_open on a type that does not allow it: criu gives up without answering.
-    if (req.keep_open && !KEEP_OPEN_ALLOWED.has(type)) return 1;
+    // keep_open on a type that does not allow it: criu gives up without answering; stasis says why.
+    if (req.keep_open && !KEEP_OPEN_ALLOWED.has(type)) {
+      reply(client, { type, success: false, cr_errno: EBADRQC, cr_errmsg: `keep_open is not allowed for request type ${type}` });
+      return 1;
+    }
     const ok = await serve(client, type, req);
     if (!ok || !req.keep_open) return ok ? 0 : 1;
   }
@@ -443,7 +489,7 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
     const { restore } = await import('../task/restore.js');
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
-      log: (m) => s.logger.log(3, m),
+      log: (m) => s.logger.log(3, m), warn: (m) => s.logger.log(2, `Warn: ${m}`),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
       joinNs: ((o.join_ns ?? []) as { ns: string; ns_file: string }[])
         .map((j) => ({ kind: j.ns as JoinNs['kind'], file: joinNsFile(j.ns, j.ns_file) })),

@@ -282,3 +282,217 @@ export const XSAVE_COMPONENT_FIELDS: { feature: number; field: string; word: 4 |
 
 /** ERESTART* codes a task interrupted inside a syscall carries in rax (negated). */
 export const RESTART_CODES: readonly bigint[] = [-512n, -513n, -514n, -516n];
+
+/** rax after a restart: ERESTART_RESTARTBLOCK resumes through restart_syscall, the others redo the call. */
+const ERESTART_RESTARTBLOCK = -516n;
+
+/**
+ * Where and how a task interrupted inside a syscall goes on when it returns to user space with no
+ * signal handler run — what the kernel's restart logic would do: rip back over the `syscall`
+ * instruction, rax the call again (or restart_syscall). Other registers are returned as they are.
+ */
+export function resumeAfterRestart(regs: { rip: bigint; rax: bigint; orig_rax: bigint }): { rip: bigint; rax: bigint } {
+  const rax = BigInt.asIntN(64, regs.rax);
+  const orig = BigInt.asIntN(64, regs.orig_rax);
+  if (orig < 0n || !RESTART_CODES.includes(rax)) return { rip: regs.rip, rax: regs.rax };
+  return { rip: regs.rip - BigInt(SYSCALL_INSN_LEN), rax: rax === ERESTART_RESTARTBLOCK ? BigInt(SYS.restart_syscall) : regs.orig_rax };
+}
+
+/** Encoding numbers of the general registers. */
+const GPR: Record<string, number> = {
+  rax: 0, rcx: 1, rdx: 2, rbx: 3, rsp: 4, rbp: 5, rsi: 6, rdi: 7,
+  r8: 8, r9: 9, r10: 10, r11: 11, r12: 12, r13: 13, r14: 14, r15: 15,
+};
+
+/** A little x86_64 assembler: just the instructions the guarded injection (sys/guard.ts) emits. */
+export class MachineCode {
+  private buf = Buffer.alloc(512);
+  private n = 0;
+  /** `at`: the address the code will run at (for relative jumps). */
+  constructor(readonly at: bigint) {}
+
+  get length(): number {
+    return this.n;
+  }
+  /** The address of the next instruction. */
+  get here(): bigint {
+    return this.at + BigInt(this.n);
+  }
+  private room(k: number): void {
+    if (this.n + k > this.buf.length) {
+      const b = Buffer.alloc(this.buf.length * 2);
+      this.buf.copy(b);
+      this.buf = b;
+    }
+  }
+  bytes(...b: number[]): this {
+    this.room(b.length);
+    for (const x of b) this.buf[this.n++] = x;
+    return this;
+  }
+  /** `reg = value` in the shortest form that leaves the flags alone (mov, never xor). */
+  mov(reg: string, value: number | bigint): this {
+    const r = GPR[reg]!;
+    const v = BigInt.asUintN(64, BigInt(value));
+    this.room(10);
+    if (v <= 0xffffffffn) {
+      if (r >= 8) this.buf[this.n++] = 0x41;
+      this.buf[this.n++] = 0xb8 + (r & 7); // mov r32, imm32 (zero-extends)
+      this.buf.writeUInt32LE(Number(v), this.n);
+      this.n += 4;
+    } else {
+      this.buf[this.n++] = r >= 8 ? 0x49 : 0x48;
+      this.buf[this.n++] = 0xb8 + (r & 7); // movabs r64, imm64
+      this.buf.writeBigUInt64LE(v, this.n);
+      this.n += 8;
+    }
+    return this;
+  }
+  /** `reg = other` (64-bit). */
+  movReg(reg: string, from: string): this {
+    const d = GPR[reg]!;
+    const s = GPR[from]!;
+    return this.bytes(0x48 | (s >= 8 ? 4 : 0) | (d >= 8 ? 1 : 0), 0x89, 0xc0 | ((s & 7) << 3) | (d & 7));
+  }
+  syscall(): this {
+    return this.bytes(SYSCALL_INSN[0]!, SYSCALL_INSN[1]!);
+  }
+  /** Loads a syscall's number and arguments (absent arguments are left as they are) and makes it. */
+  call(nr: number, ...args: (number | bigint)[]): this {
+    this.mov('rax', nr);
+    args.forEach((a, i) => this.mov(SYSCALL_ARG_REGS[i]!, a));
+    return this.syscall();
+  }
+  /** `jmp target` (rel32: the target must lie within 2 GiB). */
+  jmp(target: bigint): this {
+    const rel = target - (this.here + 5n);
+    if (rel < -0x80000000n || rel > 0x7fffffffn) throw new RangeError('jump target out of rel32 reach');
+    this.bytes(0xe9);
+    this.buf.writeInt32LE(Number(rel), this.n);
+    this.n += 4;
+    return this;
+  }
+  /** `jmp [rip + disp]` to the 8-byte address stored at `slot`. */
+  jmpThrough(slot: bigint): this {
+    const rel = slot - (this.here + 6n);
+    this.bytes(0xff, 0x25);
+    this.buf.writeInt32LE(Number(rel), this.n);
+    this.n += 4;
+    return this;
+  }
+  /**
+   * The arithmetic flags and the direction flag of `eflags`, set without the stack: OF through an
+   * 8-bit increment (0x7f + 1 overflows) or an xor (clears it), the five flags sahf loads from AH,
+   * then cld/std. Clobbers rax.
+   */
+  flags(eflags: bigint): this {
+    if (eflags & 0x800n) this.bytes(0xb0, 0x7f, 0xfe, 0xc0); // mov al, 0x7f; inc al
+    else this.bytes(0x31, 0xc0); // xor eax, eax
+    this.mov('rax', (eflags & 0xffn) << 8n);
+    this.bytes(0x9e); // sahf
+    return this.bytes(eflags & 0x400n ? 0xfd : 0xfc); // std / cld
+  }
+  /** `n` bytes of data (8-byte words written little-endian by the caller). */
+  data(b: Buffer): this {
+    this.room(b.length);
+    b.copy(this.buf, this.n);
+    this.n += b.length;
+    return this;
+  }
+  /** Drop what was emitted after `length` bytes. */
+  truncate(length: number): this {
+    this.n = length;
+    return this;
+  }
+  done(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.n));
+  }
+}
+
+/** The general registers an epilogue loads (all but orig_rax, rip and the segment and base registers). */
+export const EPILOGUE_GPRS = ['r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', 'r10', 'r9', 'r8', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp'] as const;
+
+const SIG_SETMASK = 2;
+
+export interface EpilogueSpec {
+  /** Where the code will sit. */
+  at: bigint;
+  /** The task's own registers, as read when it was seized. */
+  regs: Record<RegName, bigint>;
+  sigmask: bigint;
+  /** The task's CPU affinity (a cpu_set_t prefix), when stasis changes it. */
+  affinity?: Buffer;
+  /** Memory stasis may have mapped in the task, unmapped first (nothing happens if it is not mapped). */
+  unmap?: { addr: bigint; len: number };
+  /**
+   * A signal the task ignores by default and does not catch: with it, the slot has a call stub
+   * that ends by raising it (a stop for the tracer, nothing without one) and then falls into the
+   * epilogue.
+   */
+  marker?: number;
+}
+
+/** A task's syscall site and the epilogue right after it (restoreEpilogue). */
+export interface Epilogue {
+  /** Data, `syscall`, the epilogue, then the stub and tail: written at EpilogueSpec.at. */
+  bytes: Buffer;
+  /** A `syscall` instruction whose return falls into the epilogue (for syscall-stop stepping). */
+  site: bigint;
+  /** The epilogue's first instruction (site + 2). */
+  entry: bigint;
+  /**
+   * With a marker: `syscall; mov r12, rax`, then the tail: a call made here stops (the marker's
+   * signal-delivery stop) with its result in r12, just after the marker's syscall (tailEnd).
+   */
+  stub?: bigint;
+  tail?: bigint;
+  tailEnd?: bigint;
+}
+
+/**
+ * Code that puts a task back exactly as it was, run by the task itself: what it falls into
+ * after any injected syscall when stasis is gone. It unmaps stasis's scratch memory, gives back
+ * the CPU affinity and the blocked mask, loads every register and jumps to where the task was
+ * (resuming an interrupted syscall as the kernel would). It needs no stack and no writable
+ * memory: its data (the address to go back to, the mask, the affinity) comes first, then a
+ * `syscall` instruction (the site injected calls are made at), then the code.
+ */
+export function restoreEpilogue(spec: EpilogueSpec): Epilogue {
+  const { rip, rax } = resumeAfterRestart(spec.regs);
+  const data = Buffer.alloc(16 + (spec.affinity?.length ?? 0));
+  data.writeBigUInt64LE(BigInt.asUintN(64, rip), 0);
+  data.writeBigUInt64LE(BigInt.asUintN(64, spec.sigmask), 8);
+  spec.affinity?.copy(data, 16);
+  const k = new MachineCode(spec.at);
+  k.data(data);
+  const site = k.here;
+  k.syscall();
+  const entry = k.here;
+  if (spec.unmap) k.call(SYS.munmap, spec.unmap.addr, spec.unmap.len);
+  if (spec.affinity) k.call(SYS.sched_setaffinity, 0, spec.affinity.length, spec.at + 16n);
+  k.call(SYS.rt_sigprocmask, SIG_SETMASK, spec.at + 8n, 0, 8);
+  k.flags(spec.regs.eflags);
+  for (const r of EPILOGUE_GPRS) k.mov(r, spec.regs[r]);
+  k.mov('rax', rax);
+  k.jmpThrough(spec.at);
+  if (spec.marker === undefined) return { bytes: k.done(), site, entry };
+  const stub = k.here;
+  k.syscall().movReg('r12', 'rax');
+  const tail = k.here;
+  // tgkill(getpid(), gettid(), marker): the ids as the task's own pid namespace numbers them.
+  k.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
+  k.mov('rdx', spec.marker).call(SYS.tgkill);
+  const tailEnd = k.here;
+  k.jmp(entry);
+  return { bytes: k.done(), site, entry, stub, tail, tailEnd };
+}
+
+/** Bytes restoreEpilogue() takes at most, with an affinity of `affinityBytes`. */
+export function epilogueMaxBytes(affinityBytes: number): number {
+  const data = 16 + affinityBytes;
+  const calls = (3 * 10 + 2) + (4 * 10 + 2) + (5 * 10 + 2); // munmap, sched_setaffinity, rt_sigprocmask
+  const flags = 4 + 5 + 1 + 1;
+  const loads = (EPILOGUE_GPRS.length + 1) * 10;
+  const stubAndTail = (2 + 3) + (5 + 2 + 3) * 2 + 5 + 5 + 2 + 5; // syscall, mov; getpid, gettid; tgkill; jmp
+  return data + 2 + calls + flags + loads + 6 + stubAndTail;
+}

@@ -85,6 +85,23 @@ export function findVdsoSyscall(pid: number, vdsoStart?: bigint): bigint | undef
   return start + vdsoSyscallOffset;
 }
 
+/**
+ * What code that asks a task about itself needs of an injector: the plain one below, or the
+ * guarded one a dump uses (sys/guard.ts).
+ */
+export interface TaskCalls {
+  readonly pid: number;
+  readonly tgid: number;
+  call(nr: number, ...args: Arg[]): bigint;
+  callChecked(nr: number, ...args: Arg[]): bigint;
+  callAll(calls: readonly SyscallSpec[]): bigint[];
+  callAllChecked(calls: readonly SyscallSpec[], mayFail?: ReadonlySet<number>): bigint[];
+  questions(): Questions;
+  scratch(size: number): bigint;
+  readScratch(len: number, offset?: number): Buffer;
+  writeScratch(data: Buffer, offset?: number): bigint;
+}
+
 export interface InjectorOptions {
   /** Bytes of scratch memory to map at once (more can be had later with scratch()). */
   scratchSize?: number;
@@ -188,7 +205,7 @@ function pinTogether(tid: number): () => void {
   };
 }
 
-export class Injector {
+export class Injector implements TaskCalls {
   /** Registers and blocked mask as the task had them when we took over. */
   readonly savedRegs: Regs;
   readonly savedSigmask: bigint;
@@ -707,7 +724,7 @@ export class Questions {
   private memory: Buffer | undefined;
   private readonly base: bigint;
 
-  constructor(private readonly inj: Injector) {
+  constructor(private readonly inj: TaskCalls) {
     this.base = inj.scratch(QUESTION_BYTES);
   }
 

@@ -9,9 +9,10 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { ImageDir, imageFileName, pagemapImage, pagesFileName, schema } from '../images/index.js';
+import { ImageDir, createPrivateFileSync, imageFileName, makePrivateDirs, pagemapImage, pagesFileName, schema } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
-import { Injector, getAffinity, pinSelf, setAffinity } from '../sys/inject.js';
+import { Injector, getAffinity, pinSelf, type TaskCalls } from '../sys/inject.js';
+import { GuardedProcess, GuardedTask } from '../sys/guard.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
   ProcError, readNamespaces, readTimers, readLoginuid, readOomScoreAdj, readSmaps, readStat, readStatus,
@@ -119,20 +120,12 @@ function precheck(pid: number): void {
   if (status.state === 'Z') throw new Error(`process ${pid} is a zombie`);
 }
 
-/** mkdir -p without Node's recursive mkdir, which spins forever on some procfs paths. */
-function makeDirs(dir: string): void {
-  const abs = path.resolve(dir);
-  if (fs.existsSync(abs)) return;
-  makeDirs(path.dirname(abs));
-  fs.mkdirSync(abs);
-}
-
 function checkWritable(dir: string): void {
   try {
-    makeDirs(dir);
+    makePrivateDirs(dir); // 0700: images are secrets (images/private-file.ts)
     fs.accessSync(dir, fs.constants.W_OK);
     const probe = path.join(dir, `.stasis-probe-${process.pid}`);
-    fs.writeFileSync(probe, '');
+    fs.closeSync(createPrivateFileSync(probe));
     fs.rmSync(probe);
   } catch (e) {
     throw new Error(`cannot write images into ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
@@ -177,7 +170,17 @@ interface DumpState {
    * put back) only if the tree is to run on: after a failure, or with --leave-running. A tree
    * that is killed at the end is spared that work.
    */
-  handBack: Injector[];
+  handBack: HandBack[];
+  /** Processes injected into the guarded way (let go of once the dump is over). */
+  guarded: GuardedProcess[];
+  /** The CPU stasis runs on: each task is pinned there while stasis works in it. */
+  pinTo: Buffer;
+}
+
+/** A task stasis works in, to be handed back (or abandoned after a failure). */
+interface HandBack {
+  finish(): void;
+  abandon(): void;
 }
 
 /** A zombie: only its exit status, pids and a minimal core. */
@@ -202,22 +205,41 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const regs = new Map(p.threads.map((t) => [t, getRegs(t)]));
   const masks = new Map(p.threads.map((t) => [t, getSigmask(t)]));
 
-  const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
-  const inj = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(pid), sigmask: masks.get(pid) });
-  st.handBack.push(inj);
-  // One page for the calls' arguments and results that holds the trampoline too: every call
-  // after its mmap takes one stop instead of two.
-  inj.scratchWithTrampoline();
-  // Per-thread state, each thread asked through its own injector, all of them using the
-  // main thread's page (one address space).
+  // Per-thread state, each thread asked through its own injector, all of them using the main
+  // thread's scratch memory (one address space).
   const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
-  for (const tid of p.threads.slice(1)) {
-    const tinj = new Injector(tid, pid, {
-      pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
-      sharedScratch: inj.scratchRange, sharedTrampoline: inj.trampolineAddress, sharedSequenceArea: inj.sequenceAreaAddress,
-    });
-    st.handBack.push(tinj);
-    threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
+  const guarded = GuardedProcess.open(pid, { vmas: smaps, sigCgt: status.sigCgt, sigPnd: status.sigPnd, shdPnd: status.shdPnd });
+  let inj: TaskCalls;
+  if (guarded) {
+    st.guarded.push(guarded);
+    // Guarded: whenever stasis vanishes, every task puts itself back (sys/guard.ts). Threads are
+    // handed back one by one: the guard has room for the main task and one other at a time.
+    const main = new GuardedTask(guarded, pid, true, regs.get(pid)!, masks.get(pid)!, st.pinTo);
+    st.handBack.push(main);
+    main.mapScratch();
+    inj = main;
+    for (const tid of p.threads.slice(1)) {
+      const t = new GuardedTask(guarded, tid, false, regs.get(tid)!, masks.get(tid)!, st.pinTo);
+      st.handBack.push(t);
+      threadCores.set(tid, dumpThreadCore(t, pid, tid, masks.get(tid)!));
+      t.finish();
+    }
+  } else {
+    st.log(`process ${pid}: its vDSO has no room for guarded injection; a stasis killed now would leave it broken`);
+    const vdsoStart = smaps.find((v) => v.kind === 'vdso')?.start;
+    const plain = new Injector(pid, pid, { pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(pid), sigmask: masks.get(pid) });
+    st.handBack.push(plain);
+    // One page for the calls' arguments and results that holds the trampoline too.
+    plain.scratchWithTrampoline();
+    inj = plain;
+    for (const tid of p.threads.slice(1)) {
+      const tinj = new Injector(tid, pid, {
+        pin: false, vdsoStart, sigIgn: status.sigIgn, regs: regs.get(tid), sigmask: masks.get(tid),
+        sharedScratch: plain.scratchRange, sharedTrampoline: plain.trampolineAddress, sharedSequenceArea: plain.sequenceAreaAddress,
+      });
+      st.handBack.push(tinj);
+      threadCores.set(tid, dumpThreadCore(tinj, pid, tid, masks.get(tid)!));
+    }
   }
 
   // What only the process can tell, asked all at once (one stop).
@@ -239,7 +261,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const posix = dumpPosixTimers(inj, readTimers(pid));
   if (posix.length) timers.posix = posix;
   if (st.utsOf === pid) st.uts = dumpUts(inj);
-  if (st.ipcOf === pid) st.ipc = dumpIpc(inj);
+  if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
   }, p.ppid || undefined) as unknown as Record<string, unknown>[];
@@ -247,7 +269,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const t0 = performance.now();
   const { runs, scanned } = findDataPages(pid, mm.vmas);
   const pagesId = st.files.allocPagesId();
-  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
+  // The guarded way makes no descriptor in the task: its pages are copied through stasis.
+  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj instanceof Injector ? inj : undefined,
     st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
     (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
   st.memMs += performance.now() - t0;
@@ -306,31 +329,18 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     throw e;
   }
   // Injected syscalls are round trips between stasis and a task: on one CPU they cost a
-  // quarter. Every task is pinned with stasis while frozen, and gets its own mask back.
+  // quarter. stasis stays on its CPU, and each task is pinned there while stasis works in it
+  // (sys/guard.ts gives its own mask back, also when stasis dies).
   const unpinSelf = pinSelf();
-  const pinned = getAffinity(0);
-  const masks = new Map<number, Buffer>();
-  for (const p of tree.processes) {
-    if (p.state === TASK_DEAD) continue;
-    for (const tid of p.threads) {
-      masks.set(tid, getAffinity(tid));
-      setAffinity(tid, pinned);
-    }
-  }
+  const pinTo = getAffinity(0);
   let unpinned = false;
   const unpin = () => {
     if (unpinned) return;
     unpinned = true;
-    for (const [tid, m] of masks) {
-      try {
-        setAffinity(tid, m);
-      } catch {
-        // gone
-      }
-    }
     unpinSelf();
   };
-  const handBack: Injector[] = [];
+  const handBack: HandBack[] = [];
+  const guarded: GuardedProcess[] = [];
   const handBackAll = () => {
     // Threads before their process's main thread, whose finish() unmaps the page they share.
     for (const inj of handBack.splice(0).reverse()) {
@@ -355,7 +365,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write, handBack,
+      write, handBack, pinTo, guarded,
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
@@ -448,5 +458,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     handBackAll();
     unpin();
     tree.release();
+    for (const g of guarded) g.forget();
   }
 }

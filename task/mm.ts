@@ -79,6 +79,45 @@ export function hasDumpablePages(v: VmaEntry): boolean {
     && (v.status & (VMA.ANON_PRIVATE | VMA.FILE_PRIVATE)) !== 0;
 }
 
+/** How an error names a VMA of an image: `vma 0x7f...-0x7f...`. */
+export function vmaName(v: Pick<VmaEntry, 'start' | 'end'>): string {
+  return `vma 0x${BigInt(v.start).toString(16)}-0x${BigInt(v.end).toString(16)}`;
+}
+
+/** Runs `fn` for VMA `v`, naming the VMA in what it throws. */
+function forVma<T>(v: VmaEntry, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new Error(`${vmaName(v)}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The kinds of VMA a restore can map (or leaves to the kernel: vDSO, vvar, vsyscall). */
+const RESTORABLE = VMA.VSYSCALL | VMA.VDSO | VMA.VVAR | VMA.FILE_PRIVATE | VMA.FILE_SHARED | VMA.ANON_PRIVATE | VMA.SYSVIPC;
+
+/**
+ * Refuses a VMA list no address space can have (a damaged mm image), before any task exists:
+ * mapped as it is, it would fail half-way through a restore with a bare ENOMEM or EINVAL.
+ */
+export function checkVmas(vmas: readonly VmaEntry[]): void {
+  let prevEnd = 0n;
+  for (const v of vmas) {
+    const start = BigInt(v.start);
+    const end = BigInt(v.end);
+    const bad = (why: string) => new Error(`${vmaName(v)}: ${why}`);
+    if (start >= end) throw bad('ends before it starts');
+    if (start % PAGE || end % PAGE) throw bad('not page-aligned');
+    if (!(v.status & RESTORABLE)) throw bad(`status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
+    if (v.prot & ~(PROT.READ | PROT.WRITE | PROT.EXEC)) throw bad(`protection 0x${v.prot.toString(16)} is not one mmap takes`);
+    if (v.status & VMA.VSYSCALL) continue; // the kernel's, above user space
+    if (end > TASK_SIZE) throw bad('beyond the end of user space');
+    if (start < prevEnd) throw bad('overlaps the VMA before it (or the list is out of order)');
+    if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED) && BigInt(v.pgoff) % PAGE) throw bad(`file offset ${v.pgoff} not page-aligned`);
+    prevEnd = end;
+  }
+}
+
 function unsupported(pid: number, v: SmapsVma, what: string): Error {
   return new Error(`task ${pid} maps ${what} at 0x${v.start.toString(16)}-0x${v.end.toString(16)}, which stasis cannot dump yet`);
 }
@@ -348,13 +387,14 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
       if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         let fd = fds.get(v.shmid);
         if (fd === undefined) {
-          if (v.status & VMA.MEMFD) {
-            if (!files.memfdFd) throw new Error(`VMA at 0x${v.start.toString(16)} maps a memfd, which this restore cannot make`);
-            fd = files.memfdFd(inj, Number(v.shmid), v);
-          } else {
+          fd = forVma(v, () => {
+            if (v.status & VMA.MEMFD) {
+              if (!files.memfdFd) throw new Error('maps a memfd, which this restore cannot make');
+              return files.memfdFd(inj, Number(v.shmid), v);
+            }
             const reg = files.regFile(Number(v.shmid));
-            fd = openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
-          }
+            return openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
+          });
           fds.set(v.shmid, fd);
         }
         const shared = v.status & VMA.FILE_SHARED ? MAP.SHARED : MAP.PRIVATE;
@@ -364,12 +404,14 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
       } else if (v.status & VMA.SYSVIPC) {
         // The segment exists again in the task's ipc namespace (sysv-ipc.ts), under its old id.
         const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
-        const at = inj.callChecked(SYS.shmat, v.shmid, v.start, flags);
-        if (at !== v.start) throw new Error(`SysV shared memory ${v.shmid} attached at 0x${at.toString(16)}, not 0x${v.start.toString(16)}`);
-        const given = PROT.READ | (v.prot & (PROT.WRITE | PROT.EXEC));
-        if (given !== v.prot) inj.callChecked(SYS.mprotect, v.start, len, v.prot);
+        forVma(v, () => {
+          const at = inj.callChecked(SYS.shmat, v.shmid, v.start, flags);
+          if (at !== v.start) throw new Error(`SysV shared memory ${v.shmid} attached at 0x${at.toString(16)}`);
+          const given = PROT.READ | (v.prot & (PROT.WRITE | PROT.EXEC));
+          if (given !== v.prot) inj.callChecked(SYS.mprotect, v.start, len, v.prot);
+        });
       } else {
-        throw new Error(`VMA at 0x${v.start.toString(16)} has status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
+        throw new Error(`${vmaName(v)}: status 0x${v.status.toString(16)}, which stasis cannot restore yet`);
       }
       for (const advice of v.madv ? madvAdvices(v.madv) : []) {
         // One call for a run of adjacent VMAs with the same advice (a thread's stack and its

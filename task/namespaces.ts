@@ -8,7 +8,8 @@
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { CLOCK, clockNs } from '../sys/clock.js';
-import type { Injector } from '../sys/inject.js';
+import { syscall } from '../sys/native.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import { O_RDONLY, O_WRONLY } from '../sys/fcntl.js';
 import { openInTask, writeAllInTask } from '../files/reg.js';
 import type { NsKind } from '../sys/proc/index.js';
@@ -65,7 +66,7 @@ export function utsnsImageName(nsId: number): string {
 }
 
 /** Host and domain name of the task's uts namespace. */
-export function dumpUts(inj: Injector): UtsEntry {
+export function dumpUts(inj: TaskCalls): UtsEntry {
   const at = inj.scratch(UTS_LEN * 6);
   inj.callChecked(SYS.uname, at);
   const b = inj.readScratch(UTS_LEN * 6);
@@ -103,32 +104,44 @@ export function ipcVarImageName(nsId: number): string {
   return `ipcns-var-${nsId}.img`;
 }
 
-function readInTask(inj: Injector, file: string): string {
-  const fd = openInTask(inj, file, O_RDONLY);
+/**
+ * Run `fn` with stasis's main thread in the ipc namespace of `pid` (the ipc sysctls under
+ * /proc/sys are those of the reader's namespace), then back in its own.
+ */
+function inIpcNamespaceOf<T>(pid: number, fn: () => T): T {
+  const theirs = fs.openSync(`/proc/${pid}/ns/ipc`, 'r');
+  const mine = fs.openSync('/proc/thread-self/ns/ipc', 'r');
   try {
-    const at = inj.scratch(65536);
-    const n = Number(inj.callChecked(SYS.read, fd, at, 65536));
-    return inj.readScratch(n).toString('utf8');
+    syscall(`setns(ipc of ${pid})`, SYS.setns, theirs, CLONE.NEWIPC);
+    try {
+      return fn();
+    } finally {
+      syscall('setns(back to our ipc namespace)', SYS.setns, mine, CLONE.NEWIPC);
+    }
   } finally {
-    inj.call(SYS.close, fd);
+    fs.closeSync(theirs);
+    fs.closeSync(mine);
   }
 }
 
-/** The ipc namespace's sysctls, read in the task. */
-export function dumpIpc(inj: Injector): IpcVarEntry {
-  const e: IpcVarEntry = {
-    sem_ctls: readInTask(inj, '/proc/sys/kernel/sem').trim().split(/\s+/).map(Number),
-    auto_msgmni: 0,
-  };
-  for (const [field, file, wide] of IPC_VARS) {
-    const text = readInTask(inj, `/proc/sys/${file}`).trim();
-    e[field] = wide ? BigInt(text) : Number(text);
-  }
-  for (const [field, file] of IPC_NEXT_IDS) {
-    const v = Number(readInTask(inj, `/proc/sys/${file}`).trim());
-    if (v >= 0) e[field] = v;
-  }
-  return e;
+/**
+ * The ipc namespace's sysctls, read by stasis from inside the task's namespace (nothing is
+ * opened in the task: a descriptor there would outlive a stasis that dies meanwhile).
+ */
+export function dumpIpc(pid: number): IpcVarEntry {
+  return inIpcNamespaceOf(pid, () => {
+    const read = (file: string) => fs.readFileSync(file, 'utf8').trim();
+    const e: IpcVarEntry = { sem_ctls: read('/proc/sys/kernel/sem').split(/\s+/).map(Number), auto_msgmni: 0 };
+    for (const [field, file, wide] of IPC_VARS) {
+      const text = read(`/proc/sys/${file}`);
+      e[field] = wide ? BigInt(text) : Number(text);
+    }
+    for (const [field, file] of IPC_NEXT_IDS) {
+      const v = Number(read(`/proc/sys/${file}`));
+      if (v >= 0) e[field] = v;
+    }
+    return e;
+  });
 }
 
 /** Put the sysctls back, through the /proc/sys the task sees (before its own /proc is mounted). */

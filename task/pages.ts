@@ -16,7 +16,7 @@ import { ProcMem, readMemory, readRanges } from '../sys/mem.js';
 import { readMapRanges } from '../sys/proc/index.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
-import { PE_PARENT, PE_PRESENT, type PageRun } from '../images/index.js';
+import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
 import { VMA, hasDumpablePages, type VmaEntry } from './mm.js';
 import { O_WRONLY } from '../sys/fcntl.js';
 
@@ -89,6 +89,42 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: D
   return { runs, scanned };
 }
 
+/** How an error names a run of pages: `pages at 0x7f...-0x7f...`. */
+function runName(r: PageRun): string {
+  return `pages at 0x${r.vaddr.toString(16)}-0x${(r.vaddr + BigInt(r.nrPages) * PAGE).toString(16)}`;
+}
+
+/** Runs `fn` for run `r`, naming the run in what it throws. */
+function forRun<T>(r: PageRun, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new Error(`${runName(r)}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Refuses page runs a restore cannot write (a damaged pagemap image), before any task exists:
+ * present pages outside every VMA, or runs out of order (one page written twice).
+ */
+export function checkPageRuns(runs: readonly PageRun[], vmas: readonly VmaEntry[]): void {
+  let prevEnd = 0n;
+  for (const r of runs) {
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    const name = runName(r);
+    if (r.vaddr % PAGE || r.nrPages < 1) throw new Error(`${name}: not a run of whole pages`);
+    if (r.vaddr < prevEnd) throw new Error(`${name}: overlap the run before them (or the runs are out of order)`);
+    prevEnd = end;
+    if (!(r.flags & PE_PRESENT)) continue;
+    // Covered by VMAs, back to back (a run may span adjacent VMAs).
+    for (let at = r.vaddr; at < end;) {
+      const v = vmas.find((x) => x.start <= at && at < x.end);
+      if (!v) throw new Error(`${name}: 0x${at.toString(16)} is in no VMA of the mm image`);
+      at = v.end;
+    }
+  }
+}
+
 /**
  * Copy the runs' bytes from the task into `pagesFile`, in order. The fast way is to have the
  * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
@@ -121,7 +157,7 @@ export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: str
       return total / PAGE_SIZE;
     }
   }
-  const out = fs.openSync(pagesFile, 'w');
+  const out = createPrivateFileSync(pagesFile); // 0600, a new inode: see images/private-file.ts
   let written = 0;
   let taskFd = -1;
   try {
@@ -228,25 +264,32 @@ function checkRun(r: PageRun): boolean {
  * as it had). The VMAs need no write access for it.
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean): number {
+  skip: (vaddr: bigint) => boolean, whole?: Buffer): number {
   const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
   if (!wanted.length) return 0;
-  // The runs' bytes lie back to back in the file: one read for all of them.
+  // The runs' bytes lie back to back in the file: one read for all of them (none where the
+  // caller has the whole file already).
   const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
   const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
-  const bytes = Buffer.allocUnsafe(to - from);
-  const fd = fs.openSync(pagesFile, 'r');
-  try {
-    if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
-  } finally {
-    fs.closeSync(fd);
+  let bytes: Buffer;
+  if (whole) {
+    if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
+    bytes = whole.subarray(from, to);
+  } else {
+    bytes = Buffer.allocUnsafe(to - from);
+    const fd = openImageFileSync(pagesFile);
+    try {
+      if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
   const mem = new ProcMem(pid);
   let pages = 0;
   try {
     for (const r of wanted) {
       const at = r.offset! - from;
-      mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE));
+      forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
       pages += r.nrPages;
     }
   } finally {
@@ -276,7 +319,7 @@ export function fillPages(inj: Injector, runs: readonly PageRun[], pagesFile: st
       let done = 0n;
       while (done < len) {
         const want = len - done < BigInt(STEP) ? len - done : BigInt(STEP);
-        const n = inj.callChecked(SYS.pread64, fd, r.vaddr + done, want, offset + done);
+        const n = forRun(r, () => inj.callChecked(SYS.pread64, fd, r.vaddr + done, want, offset + done));
         if (n === 0n) throw new Error(`${pagesFile} ends before offset ${offset + done}`);
         done += n;
         progress?.(pages * PAGE_SIZE + Number(done), total);

@@ -10,7 +10,8 @@
 // task created is killed: a restore leaves a running tree or nothing.
 
 import fs from 'node:fs';
-import { ImageDir, PE_PRESENT, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, type Message } from '../images/index.js';
+import { ImageDir, PE_PRESENT, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, printable, type Message } from '../images/index.js';
+import { applying, applyingAsync } from './errors.js';
 import { createMemfdInode, memfdInode } from '../files/memfd.js';
 import { openInTask } from '../files/reg.js';
 import { PAGE_SIZE, SYS, setCpuidSource, type SyscallSpec } from '../sys/arch.js';
@@ -25,9 +26,9 @@ import { placeInCgroups, type CgRoot } from '../cgroup/cgroups.js';
 import { CLONE, THREAD_FLAGS, cloneInto, createTask } from './clone.js';
 import { restoreFs, type FsEntry } from './fs.js';
 import {
-  VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
+  VMA, checkVmas, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, vmaName, type MmEntry, type VmaEntry,
 } from './mm.js';
-import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from './pages.js';
+import { DIRECT_FILL_LIMIT, checkPageRuns, fillBytes, fillPages, fillPagesDirect } from './pages.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from './regs.js';
 import { restoreRlimits } from './rlimits.js';
 import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from './sigactions.js';
@@ -41,6 +42,7 @@ import { restoreItimers, restorePosixTimers } from './timers.js';
 import { writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { F_SETFD, O_RDONLY, O_RDWR } from '../sys/fcntl.js';
+import { keepApartFromStdio } from '../sys/stdio.js';
 import {
   checkMounts, finishMounts, restoreMounts, type LaterMount, type MntEntry, mountsImageName,
 } from '../mount-ns/mounts.js';
@@ -88,6 +90,8 @@ export interface RestoreOptions {
    */
   beforeResume?: (rootPid: number) => void;
   log?: (msg: string) => void;
+  /** Something coped with that the user should know of (criu's "Warn" lines). */
+  warn?: (msg: string) => void;
   /** Memory filled so far, per process (for a progress line on a terminal). */
   progress?: (what: string, done: number, total: number) => void;
 }
@@ -128,7 +132,11 @@ interface ProcessImages {
   mm?: MmEntry;
   pagemap?: Awaited<ReturnType<ImageDir['pagemap']>>;
   pagesFile?: string;
+  /** The pages file's bytes, when checking the dump read them already. */
+  pagesBytes?: Buffer;
   fdinfos?: FdinfoEntry[];
+  /** fdinfo-N.img, where its descriptors are. */
+  fdinfoFile?: string;
   fs?: FsEntry;
 }
 
@@ -148,6 +156,8 @@ interface LoadedImages {
    */
   externalNet?: string;
   timens?: TimensEntry;
+  /** The namespace ids of the root task (ids-PID.img), which name the namespace images. */
+  rootIds?: TaskKobjIds;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
   file(name: string): string;
@@ -155,15 +165,30 @@ interface LoadedImages {
   extraImage(name: string): { message: Message; extra?: Uint8Array }[];
 }
 
+/** The largest PID Linux hands out (PID_MAX_LIMIT on 64-bit). */
+const PID_MAX = 4194304;
+
+/** Refuses a core image a thread cannot be given (a damaged one), before any task exists. */
+function checkCore(core: Message, main: boolean): void {
+  if (core.mtype !== MARCH_X86_64) throw new Error('not an x86_64 task');
+  if (main && !core.tc) throw new Error('no task part (tc)');
+  if (Number(core.tc?.task_state) === TASK_DEAD) return; // a zombie: it only exits
+  const ti = core.thread_info as ThreadInfoX86 | undefined;
+  if (!ti?.gpregs || !ti.fpregs) throw new Error('no registers (thread_info)');
+  restoredRegs(ti); // refuses a 32-bit task
+}
+
 /** Read and check every image before any process is created. */
 async function load(dir: string): Promise<LoadedImages> {
   let images: ImageDir;
   try {
     images = await ImageDir.open(dir);
-  } catch {
-    throw new Error(`${dir}: no such image directory`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${printable(dir)}: no such image directory`);
+    throw e; // not a directory, or an image in it that is not a regular file: said as it is
   }
-  if (!(await images.isComplete())) throw new Error(`${dir} holds no complete dump (no ${INVENTORY_FILE})`);
+  if (!(await images.isComplete())) throw new Error(`${INVENTORY_FILE}: missing: ${printable(dir)} holds no complete dump`);
+  await images.checkDump();
   const inventory = await images.inventory();
   if (inventory.img_version !== 2) throw new Error(`${INVENTORY_FILE}: image version ${inventory.img_version} is not supported`);
   const files = new Map<number, FileEntryMessage>();
@@ -171,49 +196,69 @@ async function load(dir: string): Promise<LoadedImages> {
 
   const procs: ProcessImages[] = [];
   let rootIds: TaskKobjIds | undefined;
-  const pstree = await images.messages('pstree.img');
-  if (!pstree.length) throw new Error('pstree.img lists no process');
+  const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
+  if (!pstree.length) throw new Error('pstree.img: no process');
+  const seen = new Set<number>();
   for (const e of pstree) {
     const pid = Number(e.pid);
     // CRIU lists a zombie's one thread as 0 (it has no threads left to read): its core is core-PID.
     const threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
     if (!threads.length) threads.push(pid);
+    applying('pstree.img', `process ${pid}`, () => {
+      if (threads[0] !== pid) throw new Error(`its first thread is ${threads[0]}, not the process itself`);
+      for (const tid of [pid, ...threads.slice(1)]) {
+        if (!Number.isSafeInteger(tid) || tid < 1 || tid > PID_MAX) throw new Error(`PID ${tid} is out of range`);
+        if (seen.has(tid)) throw new Error(`PID ${tid} is listed twice`);
+        seen.add(tid);
+      }
+    });
     const cores = new Map<number, Message>();
     for (const tid of threads) {
-      const core = await images.message(imageFileName('CORE', tid));
-      if (core.mtype !== MARCH_X86_64) throw new Error(`core-${tid}.img is not an x86_64 task`);
+      const name = imageFileName('CORE', tid);
+      const core = await images.message(name);
+      applying(name, `thread ${tid}`, () => checkCore(core, tid === pid));
       cores.set(tid, core);
     }
-    const tc = cores.get(pid)?.tc;
-    if (!tc) throw new Error(`core-${pid}.img has no task part`);
+    const tc = cores.get(pid)!.tc;
     const p: ProcessImages = {
       pid, ppid: Number(e.ppid), pgid: Number(e.pgid), sid: Number(e.sid), threads, cores,
       state: Number(tc.task_state),
     };
-    if (![TASK_ALIVE, TASK_DEAD, TASK_STOPPED].includes(p.state)) throw new Error(`process ${pid} has unknown state ${p.state}`);
-    if (p.ppid && !procs.some((q) => q.pid === p.ppid)) throw new Error(`pstree.img lists ${pid} before its parent ${p.ppid}`);
-    if (!p.ppid && procs.length) throw new Error(`pstree.img has a second root, ${pid}`);
+    if (![TASK_ALIVE, TASK_DEAD, TASK_STOPPED].includes(p.state)) throw new Error(`core-${pid}.img: task ${pid}: unknown state ${p.state}`);
+    if (p.ppid && !procs.some((q) => q.pid === p.ppid)) throw new Error(`pstree.img: process ${pid} comes before its parent ${p.ppid}`);
+    if (!p.ppid && procs.length) throw new Error(`pstree.img: process ${pid} is a second root`);
     if (p.state !== TASK_DEAD) {
       const ids = await images.message(imageFileName('IDS', pid));
       rootIds ??= ids as unknown as TaskKobjIds;
-      p.mm = (await images.message(imageFileName('MM', pid))) as MmEntry;
-      p.pagemap = await images.pagemap(imageFileName('PAGEMAP', pid));
+      const mmFile = imageFileName('MM', pid);
+      p.mm = (await images.message(mmFile)) as MmEntry;
+      applying(mmFile, `task ${pid}`, () => checkVmas(p.mm!.vmas));
+      const pagemapFile = imageFileName('PAGEMAP', pid);
+      p.pagemap = await applyingAsync(pagemapFile, `task ${pid}`, () => images.pagemap(pagemapFile));
+      applying(pagemapFile, `task ${pid}`, () => checkPageRuns(p.pagemap!.runs, p.mm!.vmas));
       p.pagesFile = images.file(pagesFileName(p.pagemap.pagesId));
+      p.pagesBytes = images.checkedRaw(pagesFileName(p.pagemap.pagesId));
       const need = p.pagemap.runs.reduce((n, r) => (r.offset !== undefined ? Math.max(n, r.offset + r.nrPages * 4096) : n), 0);
       const have = fs.existsSync(p.pagesFile) ? fs.statSync(p.pagesFile).size : -1;
       if (have < need) {
         throw new Error(`${pagesFileName(p.pagemap.pagesId)}: ${have < 0 ? 'missing' : `truncated (${have} of ${need} bytes)`}`);
       }
-      p.fdinfos = (await images.messages(imageFileName('FDINFO', ids.files_id))) as FdinfoEntry[];
-      checkFdTable(p.fdinfos, files);
-      p.fs = (await images.message(imageFileName('FS', pid))) as FsEntry;
+      const fdinfoFile = imageFileName('FDINFO', ids.files_id);
+      p.fdinfos = (await images.messages(fdinfoFile)) as FdinfoEntry[];
+      p.fdinfoFile = fdinfoFile;
+      applying(fdinfoFile, `task ${pid}`, () => checkFdTable(p.fdinfos!, files));
+      const fsFile = imageFileName('FS', pid);
+      p.fs = (await images.message(fsFile)) as FsEntry;
       const fileVmas = p.mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED));
-      const regIds = fileVmas.filter((v) => !(v.status & VMA.MEMFD)).map((v) => Number(v.shmid));
-      for (const id of [p.mm.exe_file_id, p.fs.cwd_id, p.fs.root_id, ...regIds]) {
-        if (!files.get(id)?.reg) throw new Error(`files.img has no regular file ${id}, which process ${pid} refers to`);
+      const refs: [string, number][] = [
+        [`${mmFile}: exe_file_id`, p.mm.exe_file_id], [`${fsFile}: cwd_id`, p.fs.cwd_id], [`${fsFile}: root_id`, p.fs.root_id],
+        ...fileVmas.filter((v) => !(v.status & VMA.MEMFD)).map((v): [string, number] => [`${mmFile}: ${vmaName(v)}`, Number(v.shmid)]),
+      ];
+      for (const [by, id] of refs) {
+        if (!files.get(id)?.reg) throw new Error(`${by} refers to regular file ${id}, which files.img does not have`);
       }
       for (const v of fileVmas.filter((x) => x.status & VMA.MEMFD)) {
-        if (!files.get(Number(v.shmid))?.memfd) throw new Error(`files.img has no memfd ${v.shmid}, which process ${pid} maps`);
+        if (!files.get(Number(v.shmid))?.memfd) throw new Error(`${mmFile}: ${vmaName(v)} maps memfd ${v.shmid}, which files.img does not have`);
       }
     }
     procs.push(p);
@@ -229,7 +274,7 @@ async function load(dir: string): Promise<LoadedImages> {
     return e;
   };
   const nsFlags = rootIds ? restoreNamespaceFlags(rootIds, inventory.root_ids as TaskKobjIds) : 0;
-  if ((nsFlags & CLONE.NEWPID) && procs[0]!.pid !== 1) throw new Error(`the dump has its own pid namespace, but its root is ${procs[0]!.pid}, not 1`);
+  if ((nsFlags & CLONE.NEWPID) && procs[0]!.pid !== 1) throw new Error(`ids-${procs[0]!.pid}.img: task ${procs[0]!.pid}: in a pid namespace of the dump's own, but not its init (PID 1)`);
   const mounts = nsFlags & CLONE.NEWNS
     ? (await images.messages(mountsImageName(rootIds!.mnt_ns_id!))) as unknown as MntEntry[] : undefined;
   const uts = nsFlags & CLONE.NEWUTS
@@ -254,7 +299,7 @@ async function load(dir: string): Promise<LoadedImages> {
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
   return {
     procs, files, extraImage, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
-    mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp,
+    mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }
 
@@ -280,10 +325,10 @@ function planHelpers(procs: readonly ProcessImages[], ownSid: number, external: 
   for (const p of procs) {
     if (p.sid === p.pid || p.sid === sidOf(p.ppid) || external.has(p.sid)) continue;
     if (byPid.has(p.sid)) {
-      throw new Error(`process ${p.pid} is in session ${p.sid}, which its parent is not in, led by another process of the dump: stasis cannot restore that yet`);
+      throw new Error(`pstree.img: process ${p.pid} is in session ${p.sid}, which its parent is not in, led by another process of the dump: stasis cannot restore that yet`);
     }
     if (!helpers.some((h) => h.pid === p.sid && h.ppid === p.ppid)) {
-      if (helpers.some((h) => h.pid === p.sid)) throw new Error(`session ${p.sid} spans processes with different parents: stasis cannot restore that yet`);
+      if (helpers.some((h) => h.pid === p.sid)) throw new Error(`pstree.img: session ${p.sid} spans processes with different parents: stasis cannot restore that yet`);
       helpers.push({ pid: p.sid, ppid: p.ppid, sid: p.sid, kind: 'session' });
     }
   }
@@ -325,24 +370,27 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   // In a pid namespace of its own, the tree's PIDs are all free.
   if (!(img.nsFlags & CLONE.NEWPID)) {
     for (const t of [...img.procs.flatMap((p) => p.threads), ...helpers.map((h) => h.pid)]) {
-      if (fs.existsSync(`/proc/${t}`)) throw new Error(`PID ${t} is already in use`);
+      if (fs.existsSync(`/proc/${t}`)) throw new Error(`pstree.img: PID ${t} is already in use`);
     }
   }
+  // Pipes handed over that are stasis's stdio too: the tree gets them apart from what Node
+  // does to its stdio (sys/stdio.ts).
+  const given = keepApartFromStdio(opts.inheritFds ?? new Map());
   const mountSetup = img.mounts && {
     root: opts.root ?? '', extMnt: opts.extMnt ?? new Map(),
     imagePath: (name: string) => (fs.existsSync(img.file(name)) ? img.file(name) : undefined),
   };
   if (img.mounts) {
-    if (!opts.root) throw new Error('the dump has its own mount namespace (a container): restore with --root DIR');
-    checkMounts(img.mounts, mountSetup!);
+    if (!opts.root) throw new Error(`${mountsImageName(img.rootIds!.mnt_ns_id!)}: the dump has its own mount namespace (a container): restore with --root DIR`);
+    applying(mountsImageName(img.rootIds!.mnt_ns_id!), 'mount namespace', () => checkMounts(img.mounts!, mountSetup!));
   }
   // An external network namespace: the descriptor the caller passed for it (stasis's own fd,
   // which the seed inherits and enters before it clones the root).
   let netnsFd: number | undefined;
   if (img.externalNet !== undefined && !opts.joinNs?.some((j) => j.kind === 'net')) {
-    netnsFd = opts.inheritFds?.get(img.externalNet);
+    netnsFd = given.fds.get(img.externalNet);
     if (netnsFd === undefined) {
-      throw new Error(`the network namespace was left external at dump (${img.externalNet}): give one with --inherit-fd fd[N]:${img.externalNet}`);
+      throw new Error(`${netnsImageName(img.rootIds!.net_ns_id!)}: the network namespace was left external at dump (${printable(img.externalNet)}): give one with --inherit-fd fd[N]:${printable(img.externalNet)}`);
     }
   }
   // Namespaces to join: opened now (the seed inherits the descriptors and enters them before
@@ -411,7 +459,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const first = !topMade;
       topMade = true;
       if ((ns & CLONE.NEWPID) && vpid !== 1) {
-        throw new Error(`the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
+        throw new Error(`pstree.img: the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
       }
       const pid = createTask(ns & CLONE.NEWPID ? undefined : vpid, {
         siblingOfStasis: opts.siblingOfStasis, flags: ns & ~NEWTIME,
@@ -428,7 +476,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       });
       // Into the runtime's cgroups before anything is forked or charged (a new cgroup
       // namespace made by the clone stays rooted where the seed was).
-      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots);
+      if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots, opts.warn);
       if (ns) nsOwner = pid;
       return pid;
     };
@@ -436,12 +484,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       // The container's own world, before anything in it is opened: mounts, names, loopback.
       // The sysctls first: the objects' limits (a queue's byte limit above the default) may
       // depend on them.
-      if (img.ipc) restoreIpc(inj, img.ipc); // through the host's /proc/sys, still mounted here
-      if (img.sysv) restoreSysvIpc(pid, img.sysv, img.ipc);
-      if (img.mounts) laterMounts = restoreMounts(inj, pid, img.mounts, mountSetup!);
-      if (img.uts) restoreUts(inj, img.uts);
+      const ids = img.rootIds!;
+      const ns = `namespaces of task ${pid}`;
+      // through the host's /proc/sys, still mounted here
+      if (img.ipc) applying(ipcVarImageName(ids.ipc_ns_id!), ns, () => restoreIpc(inj, img.ipc!));
+      if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc));
+      if (img.mounts) laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, mountSetup!));
+      if (img.uts) applying(utsnsImageName(ids.uts_ns_id!), ns, () => restoreUts(inj, img.uts!));
       if (img.net) {
-        restoreNetns(pid, img.net.devices, img.file, img.net.nsId);
+        applying(netdevImageName(img.net.nsId), ns, () => restoreNetns(pid, img.net!.devices, img.file, img.net!.nsId));
       } else if (img.nsFlags & CLONE.NEWNET) {
         bringUpLoopback(inj);
       }
@@ -454,7 +505,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const openedElsewhere = new Map<number, { pid: number; fd: number }>();
     const spares: { t: Restoring; fd: number }[] = [];
     const afterTables: (() => void)[] = [];
-    const restoreFiles = (t: Restoring, parent?: ProcessImages) => {
+    const restoreFiles = (t: Restoring, parent?: ProcessImages) => applying(t.p.fdinfoFile!, `task ${t.p.pid}`, () => {
       const { inj, p } = t;
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
       const kept = parent ? inheritedFds(p.fdinfos!, parent.fdinfos!) : new Map<number, number>();
@@ -479,45 +530,48 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         return pfd;
       };
       const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
-        inherited: (key) => opts.inheritFds?.get(key),
+        inherited: (key) => given.fds.get(key),
         shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? orphanPts : undefined,
         importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
         openedElsewhere: (id) => openedElsewhere.get(id),
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
-        later: (fn) => afterTables.push(fn),
+        later: (fn) => afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         kept,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) spares.push({ t, fd });
       t.filesDone = true;
-    };
+    });
     const makeHelper = (h: Helper): Injector => {
       let inj = helperInj.get(h.pid);
       if (inj) return inj;
       const viaSession = h.kind === 'group' && h.sid !== (h.ppid ? tasks.get(h.ppid)!.p.sid : ownSid)
         ? makeHelper(helpers.find((x) => x.kind === 'session' && x.pid === h.sid && x.ppid === h.ppid)!) : undefined;
-      const pid = viaSession
+      const what = `${h.kind} ${h.pid} (its leader is not in the dump)`;
+      const pid = applying('pstree.img', what, () => (viaSession
         ? cloneInto(viaSession, { setTid: [h.pid], flags: CLONE.PARENT })
         : h.ppid === 0
           ? createTop(h.pid)
-          : cloneInto(parentInj(h.ppid), { setTid: [h.pid] });
+          : cloneInto(parentInj(h.ppid), { setTid: [h.pid] })));
       created.push(pid);
       inj = new Injector(pid, pid, { pin: false });
       if (pid === nsOwner) setupNamespaces(inj, pid);
       helperInj.set(h.pid, inj);
       helperHpid.set(h.pid, pid);
-      if (h.kind === 'session') inj.callChecked(SYS.setsid);
-      else inj.callChecked(SYS.setpgid, 0, 0);
+      applying('pstree.img', what, () => (h.kind === 'session' ? inj!.callChecked(SYS.setsid) : inj!.callChecked(SYS.setpgid, 0, 0)));
       return inj;
     };
     for (const p of img.procs) {
       const sessionHelper = helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
-      let pid: number;
-      if (sessionHelper) pid = cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
-      else if (p.ppid === 0) pid = createTop(p.pid);
-      else pid = cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+      const core = imageFileName('CORE', p.pid);
+      const task = `task ${p.pid}`;
+      const pid = applying('pstree.img', `process ${p.pid}`, () => {
+        if (sessionHelper) return cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
+        if (p.ppid === 0) return createTop(p.pid);
+        return cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+      });
       created.push(pid);
       // Cloned from its restored parent (not through a helper), it starts as a copy of it: the
       // vDSO where the parent's image puts it, the signals the parent's image ignores (SIGCHLD's
@@ -535,7 +589,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       tasks.set(p.pid, t);
       if (pid === nsOwner) setupNamespaces(inj, pid);
       if (p.sid === p.pid) {
-        inj.callChecked(SYS.setsid);
+        applying('pstree.img', `process ${p.pid}: session`, () => inj.callChecked(SYS.setsid));
         t.pgidNow = p.pid;
       }
       // Its memory now, before it clones its children: they then copy this small address space
@@ -544,21 +598,21 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         pages += restoreMemory(t, img, shared, opts.progress, openImage, from);
         // Signal actions too, for its children to inherit; all but SIGCHLD's, which would
         // change how the zombies and helpers made below are reaped (set in step 3).
-        restoreSigactions(inj, sigactionsOf(p), {
+        applying(core, `${task}: signal actions`, () => restoreSigactions(inj, sigactionsOf(p), {
           only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
-        });
+        }));
         if (stasisPidfd === undefined) restoreFiles(t, live);
         // The cwd too, for the children to inherit (and not set again when it is theirs), where
         // no chroot and no mount yet to come can change what the path names.
         if (!img.mounts && regFile(p.fs!.root_id).name === '/') {
           const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
-          restoreFs(inj, cwd, regFile, live && from?.fsHas);
+          applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, regFile, live && from?.fsHas));
           t.fsHas = cwd;
         }
         // And its name (its children's until they have their own).
         const comm = (p.cores.get(p.pid)!.thread_core as ThreadCoreEntry).comm;
         if (comm !== undefined && comm !== t.commNow) {
-          setComm(inj, comm);
+          applying(core, `${task}: name`, () => setComm(inj, comm));
           t.commNow = comm;
         }
       }
@@ -568,10 +622,14 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // a group led from outside the tree, the root's shell job, is inherited from stasis).
     // Where a fork left a task in its group already, nothing is called.
     for (const t of tasks.values()) {
-      if (t.p.pgid === t.p.pid && t.p.sid !== t.p.pid && t.pgidNow !== t.p.pid) t.inj.callChecked(SYS.setpgid, 0, 0);
+      if (t.p.pgid === t.p.pid && t.p.sid !== t.p.pid && t.pgidNow !== t.p.pid) {
+        applying('pstree.img', `process ${t.p.pid}: group ${t.p.pid}`, () => t.inj.callChecked(SYS.setpgid, 0, 0));
+      }
     }
     for (const { p, inj, pgidNow } of tasks.values()) {
-      if (p.pgid !== p.pid && pgidNow !== p.pgid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) inj.callChecked(SYS.setpgid, 0, p.pgid);
+      if (p.pgid !== p.pid && pgidNow !== p.pgid && (tasks.has(p.pgid) || helperInj.has(p.pgid))) {
+        applying('pstree.img', `process ${p.pid}: group ${p.pgid}`, () => inj.callChecked(SYS.setpgid, 0, p.pgid));
+      }
     }
     // Helpers have done their part: they exit, and their parent reaps them at once.
     for (const h of helpers) {
@@ -590,7 +648,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     // 2. Zombies die now, with the status their parent will collect.
     for (const t of tasks.values()) {
       if (t.p.state !== TASK_DEAD) continue;
-      becomeZombie(t, Number(t.p.cores.get(t.p.pid)!.tc.exit_code));
+      applying(imageFileName('CORE', t.p.pid), `task ${t.p.pid}: exit as a zombie`,
+        () => becomeZombie(t, Number(t.p.cores.get(t.p.pid)!.tc.exit_code)));
       tasks.delete(t.p.pid);
     }
 
@@ -598,25 +657,33 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const t of tasks.values()) {
       const { inj, p } = t;
       if (!t.filesDone) restoreFiles(t);
+      const task = `task ${p.pid}`;
       // The umask last: what the restore creates for the task (a socket's file) is made under
       // stasis's, which every task has until then.
-      restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask });
+      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask }));
       const tc = p.cores.get(p.pid)!.tc;
-      restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD, unconditionally: true });
-      restoreItimers(inj, tc.timers);
-      restorePosixTimers(inj, tc.timers?.posix);
-      restoreRlimits(t.hpid, tc.rlimits);
+      const core = imageFileName('CORE', p.pid);
+      applying(core, `${task}: SIGCHLD action`,
+        () => restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD, unconditionally: true }));
+      applying(core, `${task}: interval timers`, () => restoreItimers(inj, tc.timers));
+      applying(core, `${task}: POSIX timers`, () => restorePosixTimers(inj, tc.timers?.posix));
+      applying(core, `${task}: resource limits`, () => restoreRlimits(t.hpid, tc.rlimits));
       // Personality and OOM score are stasis's (inherited through the seed) until set.
       const personality = Number(tc.personality ?? 0) & PER_LINUX_MASK;
-      if (personality !== own.personality) inj.callChecked(SYS.personality, personality);
-      if (tc.child_subreaper) inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1);
+      if (personality !== own.personality) {
+        applying(core, `${task}: personality 0x${personality.toString(16)}`, () => inj.callChecked(SYS.personality, personality));
+      }
+      if (tc.child_subreaper) applying(core, `${task}: child subreaper`, () => inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1));
       if (tc.oom_score_adj !== undefined && Number(tc.oom_score_adj) !== own.oomScoreAdj) {
-        fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj));
+        applying(core, `${task}: oom_score_adj ${tc.oom_score_adj}`,
+          () => fs.writeFileSync(`/proc/${t.hpid}/oom_score_adj`, String(tc.oom_score_adj)));
       }
     }
     for (const fn of afterTables) fn();
     for (const { t, fd } of spares) t.inj.call(SYS.close, fd);
-    if (laterMounts.length) finishMounts(tasks.get(root.pid)!.inj, laterMounts);
+    if (laterMounts.length) {
+      applying(mountsImageName(img.rootIds!.mnt_ns_id!), `namespaces of task ${root.pid}`, () => finishMounts(tasks.get(root.pid)!.inj, laterMounts));
+    }
     for (const { master } of orphanPts.values()) opts.orphanPtsMaster!(master);
     for (const t of tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
 
@@ -624,7 +691,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     for (const t of tasks.values()) {
       if (t.p.threads.length > 1) t.inj.scratch(PAGE_SIZE); // the threads use it too
       for (const tid of t.p.threads.slice(1)) {
-        const htid = cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS });
+        const htid = applying('pstree.img', `thread ${tid} of process ${t.p.pid}`,
+          () => cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS }));
         created.push(htid);
         // Calls go to the process's trampoline, by turns (one stop each, several calls in one).
         t.threads.set(tid, new Injector(htid, t.hpid, {
@@ -641,24 +709,30 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const { p } = t;
       const tc = p.cores.get(p.pid)!.tc;
       if (sigchldTo.has(p.pid)) drainSigchld(t.inj); // the image says what was really pending
-      restorePendingSignals(t.inj, p.pid, tc.signals_s, true);
+      applying(imageFileName('CORE', p.pid), `task ${p.pid}: pending signals`, () => restorePendingSignals(t.inj, p.pid, tc.signals_s, true));
       for (const [tid, inj] of [...t.threads, [p.pid, t.inj] as const]) {
         const core = p.cores.get(tid)!;
+        const coreFile = imageFileName('CORE', tid);
+        const thread = `${tid === p.pid ? 'task' : 'thread'} ${tid}`;
         const ti = core.thread_info as ThreadInfoX86;
-        const thread = core.thread_core as ThreadCoreEntry;
+        const tcore = core.thread_core as ThreadCoreEntry;
         // Filters first, while the thread still has every capability (creds come next).
-        restoreSeccomp(inj, img.seccomp, thread.seccomp_mode, thread.seccomp_filter);
-        restoreThreadCore(inj, thread, BigInt(ti.clear_tid_addr ?? 0), stasisCreds, t.commNow); // threads are cloned with the main thread's name
-        restorePendingSignals(inj, p.pid, thread.signals_p, false);
+        applying(SECCOMP_IMAGE, `${thread}: seccomp filters`,
+          () => restoreSeccomp(inj, img.seccomp, tcore.seccomp_mode, tcore.seccomp_filter));
+        applying(coreFile, thread, () => {
+          restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), stasisCreds, t.commNow); // threads are cloned with the main thread's name
+          restorePendingSignals(inj, p.pid, tcore.signals_p, false);
+        });
         // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot
         // open the cpuid device, so the task about to get its registers runs the instruction.
         setCpuidSource((leaf, sub) => inj.cpuid(leaf, sub));
         try {
-          restoreFpregs(inj.pid, ti);
+          applying(coreFile, `${thread}: FPU and vector registers`, () => restoreFpregs(inj.pid, ti));
         } finally {
           setCpuidSource(undefined);
         }
-        inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(thread.blk_sigset ?? tc.blk_sigset ?? 0) });
+        applying(coreFile, `${thread}: registers`,
+          () => inj.finish({ regs: restoredRegs(ti), sigmask: BigInt(tcore.blk_sigset ?? tc.blk_sigset ?? 0) }));
       }
     }
     rootPid = tasks.get(root.pid)!.hpid;
@@ -694,6 +768,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     unpin();
     for (const { master } of orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
     for (const j of joined) fs.closeSync(j.fd);
+    given.close();
   }
   const tDone = performance.now();
   try {
@@ -794,15 +869,19 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
     scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, sequenceArea: from!.inj.sequenceAreaAddress,
     layout: from!.layout,
   } : undefined;
-  const space = restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited);
+  const mmFile = imageFileName('MM', p.pid);
+  const task = `task ${p.pid}`;
+  const space = applying(mmFile, task,
+    () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited));
   t.layout = space.layout;
-  const n = direct ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip)
+  const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
+    ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)
     : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
-      progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage);
-  tightenProtections(inj, space);
+      progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), openImage)));
+  applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));
   // A child cloned from its restored parent has the parent's mm fields already (fork copies
   // them): set again only where the images differ.
-  if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) restoreMmFields(inj, p.mm!, { regFile });
+  if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) applying(mmFile, `${task}: mm fields`, () => restoreMmFields(inj, p.mm!, { regFile }));
   return n;
 }
 

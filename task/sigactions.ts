@@ -2,7 +2,7 @@
 // but SIGKILL and SIGSTOP, in signal order — 62 entries, as CRIU writes them.
 
 import { SYS, type SyscallSpec } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import type { Injector, TaskCalls } from '../sys/inject.js';
 import { SIGKILL, SIGSTOP, SIGTRAP } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 
@@ -40,7 +40,7 @@ function nonDefault(pid: number): bigint {
  * default action's flags or mask might still say has no effect. A typical process asks about a
  * handful, not 62.
  */
-export function dumpSigactions(inj: Injector, status?: Pick<ProcStatus, 'sigCgt' | 'sigIgn'>): SaEntry[] {
+export function dumpSigactions(inj: TaskCalls, status?: Pick<ProcStatus, 'sigCgt' | 'sigIgn'>): SaEntry[] {
   const set = status ? status.sigCgt | status.sigIgn : nonDefault(inj.tgid);
   const signals = [...catchableSignals()];
   const asked = signals.filter((sig) => set & (1n << BigInt(sig - 1)));

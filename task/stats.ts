@@ -2,8 +2,7 @@
 // magic, as CRIU writes them (Podman's --print-stats and checkpointctl read these).
 
 import path from 'node:path';
-import fs from 'node:fs';
-import { encodeImage, imageTypeByName } from '../images/index.js';
+import { encodeImage, imageTypeByName, writePrivateFileSync } from '../images/index.js';
 
 export interface DumpStats {
   freezing_time: number; frozen_time: number; memdump_time: number; memwrite_time: number;
@@ -17,10 +16,10 @@ export interface RestoreStats {
   pages_restored: number;
 }
 
-/** Written synchronously: one small file, at the very end. */
+/** Written synchronously: one small file, at the very end; private, as the images are. */
 async function writeStats(dir: string, name: string, entry: Record<string, unknown>): Promise<void> {
   const bytes = encodeImage({ type: imageTypeByName('STATS'), entries: [{ message: entry }] });
-  fs.writeFileSync(path.join(dir, name), bytes);
+  writePrivateFileSync(path.join(dir, name), bytes);
 }
 
 export function writeDumpStats(dir: string, s: DumpStats): Promise<void> {

@@ -3,12 +3,13 @@
 // credentials. Dump and restore side by side.
 
 import { SYS, type SyscallSpec } from '../sys/arch.js';
-import type { Injector, Questions } from '../sys/inject.js';
+import type { Injector, Questions, TaskCalls } from '../sys/inject.js';
 import { addressOf, cString, nativeBuffer, rawSyscall, syscall } from '../sys/native.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import { readStatus, type ProcStatus } from '../sys/proc/index.js';
 import { askCreds, restoreCreds, type CredsEntry } from './creds.js';
 import { dumpPendingSignals, type SignalQueueEntry } from './signals.js';
+import { callAllNamed } from './errors.js';
 
 export interface ThreadCoreEntry {
   futex_rla: bigint; futex_rla_len: number; sched_nice?: number; sched_policy?: number;
@@ -65,7 +66,7 @@ export function askThreadCore(questions: Questions, tgid: number, tid: number, b
 }
 
 /** askThreadCore() with questions of its own. */
-export function dumpThreadCore(inj: Injector, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): DumpedThreadCore {
+export function dumpThreadCore(inj: TaskCalls, tgid: number, tid: number, blocked: bigint, status?: ProcStatus): DumpedThreadCore {
   const questions = inj.questions();
   const result = askThreadCore(questions, tgid, tid, blocked, status);
   questions.run();
@@ -115,30 +116,31 @@ export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAdd
   restoreCreds(inj, t.creds, credsNow);
   if (t.comm !== undefined && t.comm !== commNow) setComm(inj, t.comm);
   // The thread's own attributes in one go (one stop where the task has a code area).
-  const calls: SyscallSpec[] = [];
-  if (t.futex_rla) calls.push([SYS.set_robust_list, t.futex_rla, t.futex_rla_len]);
-  calls.push([SYS.set_tid_address, clearTidAddr]);
+  const calls: [string, SyscallSpec][] = [];
+  if (t.futex_rla) calls.push([`robust futex list 0x${BigInt(t.futex_rla).toString(16)}`, [SYS.set_robust_list, t.futex_rla, t.futex_rla_len]]);
+  calls.push([`clear-tid address 0x${clearTidAddr.toString(16)}`, [SYS.set_tid_address, clearTidAddr]]);
   if (t.sas && !(t.sas.ss_flags & SS_DISABLE)) {
     const ss = Buffer.alloc(24);
     ss.writeBigUInt64LE(BigInt(t.sas.ss_sp), 0);
     ss.writeInt32LE(t.sas.ss_flags, 8);
     ss.writeBigUInt64LE(BigInt(t.sas.ss_size), 16);
-    calls.push([SYS.sigaltstack, inj.writeScratch(ss), 0]);
+    calls.push([`alternate signal stack 0x${BigInt(t.sas.ss_sp).toString(16)}`, [SYS.sigaltstack, inj.writeScratch(ss), 0]]);
   }
-  if (t.pdeath_sig) calls.push([SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig]);
+  if (t.pdeath_sig) calls.push([`parent-death signal ${t.pdeath_sig}`, [SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig]]);
   if (t.rseq_entry) {
     const r = t.rseq_entry;
-    calls.push([SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature]);
+    calls.push([`rseq area 0x${BigInt(r.rseq_abi_pointer).toString(16)} (${r.rseq_abi_size} bytes)`,
+      [SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature]]);
   }
-  inj.callAllChecked(calls);
+  callAllNamed(inj, calls);
   if (t.sched_policy !== undefined && t.sched_policy !== 0) {
     const p = nativeBuffer(8);
     p.writeInt32LE(t.sched_prio ?? 0, 0);
-    syscall(`sched_setscheduler(${tid})`, SYS.sched_setscheduler, tid, t.sched_policy, addressOf(p));
+    syscall(`scheduling policy ${t.sched_policy}: sched_setscheduler(${tid})`, SYS.sched_setscheduler, tid, t.sched_policy, addressOf(p));
   }
   if (t.sched_nice !== undefined && t.sched_nice !== 0) {
     if (rawSyscall(SYS.setpriority, PRIO_PROCESS, tid, t.sched_nice) < 0n) {
-      throw new Error(`cannot restore nice value ${t.sched_nice} of thread ${tid}`);
+      throw new Error(`nice value ${t.sched_nice}: cannot be set`);
     }
   }
 }

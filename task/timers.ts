@@ -2,7 +2,7 @@
 // the time left and its period, and re-armed with them on restore.
 
 import { SYS } from '../sys/arch.js';
-import type { Injector, Questions } from '../sys/inject.js';
+import type { Injector, Questions, TaskCalls } from '../sys/inject.js';
 import type { PosixTimer } from '../sys/proc/index.js';
 
 export interface ItimerEntry { isec: bigint; iusec: bigint; vsec: bigint; vusec: bigint }
@@ -59,7 +59,7 @@ const ITIMERSPEC_SIZE = 32;
 /** struct sigevent is 64 bytes: sigev_value, sigev_signo, sigev_notify, then the tid. */
 const SIGEVENT_SIZE = 64;
 
-export function dumpPosixTimers(inj: Injector, timers: readonly PosixTimer[]): PosixTimerEntry[] {
+export function dumpPosixTimers(inj: TaskCalls, timers: readonly PosixTimer[]): PosixTimerEntry[] {
   const at = inj.scratch(ITIMERSPEC_SIZE);
   return timers.map((t) => {
     inj.callChecked(SYS.timer_gettime, t.id, at);

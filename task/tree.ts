@@ -5,7 +5,7 @@
 // every task as it was (a task that was stopped stays stopped).
 
 import { PTRACE_O, SIGTRAP, detach, interrupt, seize, waitForInterrupt, waitTask } from '../sys/ptrace.js';
-import { freezeCgroup } from '../cgroup/freezer.js';
+import { freezeCgroup, type FrozenCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
 import { type ProcStat, ProcError, listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
 
@@ -73,6 +73,9 @@ export class SeizedTree {
 
   private hooks: Pick<SeizeOptions, 'beforeChildSeize' | 'beforeInterrupt'> = {};
 
+  /** The tree's cgroup, when it was frozen to seize it: put back as it was found at the end. */
+  private cgroup?: FrozenCgroup;
+
   /**
    * Freeze the tree rooted at `pid`. On failure everything seized so far is released. A
    * process below the root that exits while it is being seized is taken as the zombie it
@@ -102,6 +105,7 @@ export class SeizedTree {
     // does (ptrace_attach would wait forever). Stopped, it cannot fork meanwhile either.
     const later: number[] = [];
     const frozen = freezeCgroup(dir);
+    this.cgroup = frozen;
     try {
       for (const tid of frozen.tasks) {
         this.stoppedAtSeize.set(tid, frozen.stopped.has(tid));
@@ -246,10 +250,18 @@ export class SeizedTree {
     return true;
   }
 
-  /** Let every task go on as it was. Idempotent. */
+  /**
+   * Let every task go on as it was. Idempotent. A cgroup found frozen is frozen again first, so
+   * its tasks stay where they are once let go.
+   */
   release(): void {
     if (this.released) return;
     this.released = true;
+    try {
+      this.cgroup?.restore();
+    } catch {
+      // the tasks are let go all the same; the guardian puts the cgroup back
+    }
     for (const tid of this.seized) {
       try {
         detach(tid);
@@ -282,5 +294,6 @@ export class SeizedTree {
         // reaped by someone else already
       }
     }
+    this.cgroup?.restore();
   }
 }

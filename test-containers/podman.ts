@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { cgroupHierarchies } from '../cgroup/cgroups.js';
+import { expectFdsKept, settledSnapshot, type TreeFds } from './fds.js';
 
 /** Podman's cgroupfs parent (libpod_parent) in each hierarchy. */
 function libpodParents(): string[] {
@@ -54,9 +55,56 @@ export class Podman {
     };
   }
 
+  /**
+   * `podman ARGS`. A checkpoint takes a snapshot of the container's descriptors first; a
+   * successful restore of a container checkpointed so must give every task of it the
+   * descriptors it had (test-containers/fds.ts): throws otherwise.
+   */
   run(args: string[]): { code: number; out: string } {
+    const verb = args[0] === 'container' ? args[1] : args[0];
+    const name = args[args.length - 1]!;
+    let before: TreeFds | undefined;
+    if (verb === 'checkpoint') {
+      try {
+        before = settledSnapshot(this.pidOf(name));
+      } catch {
+        // not running: the checkpoint says so
+      }
+    }
+    const r = this.exec(args);
+    if (verb === 'checkpoint' && r.code === 0 && before) this.dumpedFds.set(this.inspect(name, '{{.Name}}'), before);
+    if (verb === 'restore' && r.code === 0) {
+      // It prints the restored container's ID.
+      const id = r.stdout.trim().split('\n').pop()!;
+      const dumped = this.dumpedFds.get(this.inspect(id, '{{.Name}}'));
+      if (dumped) {
+        expectFdsKept(`podman restore of ${id}`, dumped, () => this.pidOf(id));
+        this.fdChecks++;
+      }
+    }
+    return { code: r.code, out: r.out };
+  }
+
+  /** How many restores had their descriptors compared with the checkpointed ones. */
+  fdChecks = 0;
+
+  /** Descriptors of each container's tasks just before its last checkpoint, by container name. */
+  private readonly dumpedFds = new Map<string, TreeFds>();
+
+  private exec(args: string[]): { code: number; out: string; stdout: string } {
     const r = spawnSync('podman', args, { env: this.env, encoding: 'utf8', timeout: 120_000 });
-    return { code: r.status ?? 128, out: `${r.stdout}${r.stderr}` };
+    return { code: r.status ?? 128, out: `${r.stdout}${r.stderr}`, stdout: r.stdout ?? '' };
+  }
+
+  private inspect(name: string, format: string): string {
+    return this.exec(['inspect', '-f', format, name]).stdout.trim();
+  }
+
+  /** The host PID of a running container's first process. */
+  pidOf(name: string): number {
+    const pid = Number(this.inspect(name, '{{.State.Pid}}'));
+    if (!(pid > 0)) throw new Error(`container ${name} is not running`);
+    return pid;
   }
 
   /** Import the busybox rootfs as an image. */

@@ -11,6 +11,7 @@ import { readLines, type LineReader } from './launch.js';
 import { fileURLToPath } from 'node:url';
 import { pipe } from '../sys/native.js';
 import { cgroupHierarchies } from '../cgroup/cgroups.js';
+import { expectFdsKept, settledSnapshot, type CompareOptions, type TreeFds } from './fds.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const makeBundle = path.resolve(here, '..', '..', 'test-containers', 'runc-busybox', 'make-bundle.sh');
@@ -92,15 +93,42 @@ export class RuncContainer {
     return out;
   }
 
-  /** `runc --criu CRIU restore -d`, the restored container's stdio being new pipes. */
-  async restore(criu: string, imagePath: string, workPath: string, extra: string[] = []): Promise<{ code: number; out: Output }> {
+  /**
+   * `runc --criu CRIU restore -d`, the restored container's stdio being new pipes. From images
+   * this container was checkpointed into, a successful restore must give every task of the
+   * container the descriptors it had (test-containers/fds.ts; `fdOpts` names those left out):
+   * throws otherwise.
+   */
+  async restore(criu: string, imagePath: string, workPath: string, extra: string[] = [],
+    fdOpts: CompareOptions = {}): Promise<{ code: number; out: Output }> {
     const out = spawnWithPipes(['--root', this.stateRoot, '--criu', criu, 'restore', '-d', '--image-path', imagePath,
       '--work-path', workPath, '--bundle', this.bundle, ...extra, this.id]);
-    return { code: await out.exited(), out };
+    const code = await out.exited();
+    const before = this.dumpedFds.get(path.resolve(imagePath));
+    if (code === 0 && before) {
+      expectFdsKept(`runc restore of ${this.id}`, before, () => this.state()!.pid, fdOpts);
+      this.fdChecks++;
+    }
+    return { code, out };
   }
 
+  /** How many restores had their descriptors compared with the checkpointed ones. */
+  fdChecks = 0;
+
+  /** Descriptors of the container's tasks just before each checkpoint, by image path. */
+  private readonly dumpedFds = new Map<string, TreeFds>();
+
   checkpoint(criu: string, imagePath: string, workPath: string, extra: string[] = []): RuncResult {
-    return this.runc(['checkpoint', '--image-path', imagePath, '--work-path', workPath, ...extra, this.id], ['--criu', criu]);
+    const st = this.state();
+    let before: TreeFds | undefined;
+    try {
+      before = st?.status === 'running' ? settledSnapshot(st.pid) : undefined;
+    } catch {
+      // gone meanwhile: the checkpoint says so
+    }
+    const r = this.runc(['checkpoint', '--image-path', imagePath, '--work-path', workPath, ...extra, this.id], ['--criu', criu]);
+    if (r.code === 0 && before) this.dumpedFds.set(path.resolve(imagePath), before);
+    return r;
   }
 
   /** Give the container a terminal (config.json process.terminal), for --console-socket. */

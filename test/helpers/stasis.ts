@@ -6,11 +6,88 @@ import { execa } from 'execa';
 import type { ExecutionContext } from 'ava';
 import { repoRoot } from './paths.js';
 import { startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { restoredFdDifferences, settledSnapshot, type CompareOptions, type TreeFds } from '../../test-containers/fds.js';
 
 export const stasisBin = path.join(repoRoot, 'bin/stasis');
 
+/** The value of option `names` in a command line (`-D DIR`, `--images-dir=DIR`). */
+function optionValue(args: readonly string[], ...names: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (names.includes(args[i]!)) return args[i + 1];
+    const eq = names.find((n) => n.startsWith('--') && args[i]!.startsWith(`${n}=`));
+    if (eq) return args[i]!.slice(eq.length + 1);
+  }
+  return undefined;
+}
+
+/**
+ * The descriptors of every tree dumped successfully through these helpers, by images directory
+ * (taken just before the dump): a restore from there is compared with them (test-containers/fds.ts).
+ */
+const dumpedFds = new Map<string, TreeFds>();
+
+/** Snapshot the tree `stasis ARGS` is about to dump, if ARGS is a dump. */
+function beforeDump(args: readonly string[]): TreeFds | undefined {
+  const pid = args[0] === 'dump' ? optionValue(args, '-t', '--tree') : undefined;
+  if (pid === undefined) return undefined;
+  try {
+    return settledSnapshot(Number(pid));
+  } catch {
+    return undefined; // no such process: the dump fails, as the test may want
+  }
+}
+
+function afterDump(args: readonly string[], before: TreeFds | undefined, ok: boolean): void {
+  const dir = optionValue(args, '-D', '--images-dir');
+  if (before && ok && dir) dumpedFds.set(path.resolve(dir), before);
+}
+
+/**
+ * What differs in the descriptors of the tree restored from `dir` (its root's PID in
+ * `pidfile`) from before its dump; [] when they are the same, or when the dump was not made
+ * through these helpers.
+ */
+export function fdsChangedByRestore(dir: string, rootPid: number, opts: CompareOptions = {}): string[] {
+  const before = dumpedFds.get(path.resolve(dir));
+  return before ? restoredFdDifferences(before, rootPid, opts) : [];
+}
+
+/**
+ * Assert the descriptor invariant on the tree restored from `dir` whose root is `rootPid` now:
+ * every task dumped has the descriptors it had, with their flags and positions.
+ */
+export async function assertFdsKept(t: ExecutionContext, dir: string, rootPid: number, opts: CompareOptions = {}): Promise<void> {
+  t.true(dumpedFds.has(path.resolve(dir)), `the dump into ${dir} was made through stasis() (its descriptors known)`);
+  t.deepEqual(fdsChangedByRestore(dir, rootPid, opts), [], 'every task has its descriptors back with their flags and positions');
+}
+
+/**
+ * `bin/stasis ARGS`. A dump (-t) takes a snapshot of the tree's descriptors first; a successful
+ * `restore -d` from a directory dumped so is checked against it (throws on a difference) —
+ * through a --pidfile added when ARGS have none.
+ */
 export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
-  return execa(process.execPath, [stasisBin, ...args], { reject: false, all: true, env: opts.env });
+  const before = beforeDump(args);
+  let pidfile = optionValue(args, '--pidfile');
+  const restoreD = args[0] === 'restore' && (args.includes('-d') || args.includes('--restore-detached'));
+  let temp: string | undefined;
+  if (restoreD && pidfile === undefined) {
+    temp = fs.mkdtempSync(path.join(os.tmpdir(), 'stasis-pidfile-'));
+    pidfile = path.join(temp, 'pid');
+    args = [...args, '--pidfile', pidfile];
+  }
+  try {
+    const r = await execa(process.execPath, [stasisBin, ...args], { reject: false, all: true, env: opts.env });
+    afterDump(args, before, r.exitCode === 0);
+    const dir = optionValue(args, '-D', '--images-dir');
+    if (restoreD && r.exitCode === 0 && dir) {
+      const diffs = fdsChangedByRestore(dir, Number(fs.readFileSync(pidfile!, 'utf8')));
+      if (diffs.length) throw new Error(`the restored tree's descriptors differ from the dumped one's: ${diffs.join('; ')}`);
+    }
+    return r;
+  } finally {
+    if (temp) fs.rmSync(temp, { recursive: true, force: true });
+  }
 }
 
 /** A temporary directory removed when the test ends. */
@@ -48,13 +125,18 @@ export function alive(pid: number): boolean {
  * killed (by PID) when the test ends.
  */
 export async function restoreUnderReaper(t: ExecutionContext, dir: string, key: string, restoredPid: number,
-  extra: string[] = []): Promise<Workload> {
+  extra: string[] = [], fdOpts: CompareOptions = {}): Promise<Workload> {
+  const pidfile = path.join(tmpDir(t, 'stasis-pidfile-'), 'pid');
   const w = await underReaper([process.execPath, stasisBin, 'restore', '-d', '-D', dir,
-    '--inherit-fd', `fd[1]:${key}`, ...extra]);
+    '--inherit-fd', `fd[1]:${key}`, '--pidfile', pidfile, ...extra]);
   t.teardown(async () => {
     killPid(restoredPid);
     await w.kill();
   });
+  // The descriptor invariant, once the restore is done (a failed one is the test's to report).
+  if (await w.exitOf(w.pid, 60_000).then((l) => l === `exit ${w.pid} 0`, () => false)) {
+    await assertFdsKept(t, dir, Number(fs.readFileSync(pidfile, 'utf8')), fdOpts);
+  }
   return w;
 }
 

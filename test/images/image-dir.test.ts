@@ -44,7 +44,7 @@ test('an unfinished image directory never has inventory.img', async (t) => {
 
     await dir.commit(inventory);
     t.true(await dir.isComplete());
-    t.deepEqual(await (await ImageDir.open(tmp)).names(), ['inventory.img', 'pages-1.img', 'pstree.img']);
+    t.deepEqual(await (await ImageDir.open(tmp)).names(), ['inventory.img', 'pages-1.img', 'pstree.img', 'stasis-manifest.json']);
     t.is((await (await ImageDir.open(tmp)).inventory()).img_version, 2);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -121,4 +121,50 @@ test('shared memory is dumped once, in its own pagemap-shmem image', async (t) =
   const shm = await dir.pagemap(`pagemap-shmem-${memfd.shmid}.img`);
   t.deepEqual(shm.runs, [{ vaddr: 0n, nrPages: 16, flags: PE_PRESENT, offset: 0 }]);
   t.is((await dir.readRaw(`pages-${shm.pagesId}.img`)).length, 16 * PAGE_SIZE);
+});
+
+test('commit() lists every image in stasis-manifest.json; checkDump() refuses a file changed, missing or not listed', async (t) => {
+  const tmp = tmpDir();
+  try {
+    const dir = await ImageDir.create(tmp);
+    await dir.writeMessages('pstree.img', [{ pid: 1, ppid: 0, pgid: 1, sid: 1, threads: [1] }]);
+    // Pages above 4 MiB are hashed on their size and a 4 KiB block every MiB, not whole.
+    const pages = await dir.rawWriter('pages-1.img');
+    await pages.write(new Uint8Array(5 << 20).fill(7));
+    await pages.close();
+    await dir.commit({ ...inventory, dump_criu_run_id: 'run-1' });
+    const manifest = JSON.parse(fs.readFileSync(path.join(tmp, 'stasis-manifest.json'), 'utf8'));
+    t.is(manifest.dump_criu_run_id, 'run-1');
+    t.deepEqual(Object.keys(manifest.files).sort(), ['inventory.img', 'pages-1.img', 'pstree.img']);
+    t.deepEqual(manifest.files['pages-1.img'].sampled, true);
+    t.is(manifest.files['pstree.img'].size, fs.statSync(path.join(tmp, 'pstree.img')).size);
+    await t.notThrowsAsync((await ImageDir.open(tmp)).checkDump());
+
+    const file = path.join(tmp, 'pages-1.img');
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, Buffer.from([8]), 0, 1, (2 << 20) + 100); // inside the block sampled at 2 MiB
+    await t.throwsAsync((await ImageDir.open(tmp)).checkDump(),
+      { message: 'pages-1.img: its SHA-256 is not the one dump run-1 wrote: damaged, or from another dump' });
+    fs.writeSync(fd, Buffer.from([7]), 0, 1, (2 << 20) + 100);
+    fs.closeSync(fd);
+
+    fs.writeFileSync(path.join(tmp, 'fdinfo-9.img'), fs.readFileSync(path.join(tmp, 'pstree.img')));
+    await t.throwsAsync((await ImageDir.open(tmp)).checkDump(),
+      { message: 'fdinfo-9.img: not an image of dump run-1 (not in stasis-manifest.json): from another dump?' });
+    fs.rmSync(path.join(tmp, 'fdinfo-9.img'));
+    fs.writeFileSync(path.join(tmp, 'stats-restore'), 'written by a restore, not an image');
+
+    const pstree = fs.readFileSync(path.join(tmp, 'pstree.img'));
+    fs.rmSync(path.join(tmp, 'pstree.img'));
+    await t.throwsAsync((await ImageDir.open(tmp)).checkDump(), { message: 'pstree.img: missing (dump run-1 wrote it)' });
+    fs.writeFileSync(path.join(tmp, 'pstree.img'), pstree.subarray(1));
+    await t.throwsAsync((await ImageDir.open(tmp)).checkDump(),
+      { message: `pstree.img: ${pstree.length - 1} bytes, but dump run-1 wrote ${pstree.length}: damaged, or from another dump` });
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('a CRIU image set (no manifest) passes checkDump()', async (t) => {
+  await t.notThrowsAsync((await ImageDir.open(setDir('tree'))).checkDump());
 });

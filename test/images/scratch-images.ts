@@ -1,7 +1,7 @@
 // A small image set built from nothing, covering every framing feature:
 // plain entries, payloads of each kind, ghost files with and without chunks,
 // a pagemap with its pages file and the service-headed stats file.
-import { ImageDir } from '../../images/image-dir.js';
+import { ImageDir, MANIFEST_FILE } from '../../images/image-dir.js';
 import { queuedMessagesPayload, semPayload, shmPayload } from '../../images/extra.js';
 import { PAGE_SIZE, PE_LAZY, PE_PRESENT, pagemapImage } from '../../images/pagemap.js';
 import type { Message } from '../../images/wire.js';
@@ -117,5 +117,5 @@ export async function writeScratchImages(dir: ImageDir): Promise<string[]> {
     plugins_entry: {},
     dump_criu_run_id: 'scratch-run',
   });
-  return (await dir.names()).filter((n) => !n.startsWith('pages-'));
+  return (await dir.names()).filter((n) => !n.startsWith('pages-') && n !== MANIFEST_FILE);
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Podman } from '../../test-containers/podman.js';
+import { LeftoverHierarchy } from '../../test-containers/cgroup-leftover.js';
 import { stasisBin, tmpDir } from '../helpers/stasis.js';
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done';
@@ -97,4 +98,53 @@ test.serial('Podman with a bridge network: the restored container is back in the
   t.is(fs.statSync(`/proc/${inspect('{{.State.Pid}}')}/ns/net`).ino, fs.statSync(inspect('{{.NetworkSettings.SandboxKey}}')).ino,
     'in the network namespace Podman names for it');
   t.is(await get(`http://${ip}:8080/index.html`), 'served\n', 'the restored server answers');
+});
+
+test.serial('Podman: programs the restored container\'s shell starts write to its stdout, and it shows in podman logs', async (t) => {
+  const dir = tmpDir(t);
+  const pm = new Podman(dir, stasisBin);
+  t.teardown(() => pm.destroy());
+  pm.importBusybox();
+  const name = `stasis-test-child-${process.pid}`;
+  const run = pm.run(['run', '-d', '--name', name, pm.image, '/bin/sh', '-c',
+    'i=0; while true; do i=$((i+1)); echo tick $i; echo child $i | cat; sleep 0.2; done']);
+  t.is(run.code, 0, run.out);
+  await pm.waitForLog(name, /^child 3$/);
+  // (Podman's helper compares every descriptor of the container's tasks with a snapshot taken
+  // before the checkpoint.)
+  const ck = pm.run(['container', 'checkpoint', name]);
+  t.is(ck.code, 0, ck.out);
+  const at = Math.max(...ticks(pm.logs(name)));
+  const rst = pm.run(['container', 'restore', name]);
+  t.is(rst.code, 0, rst.out);
+  const lines = await pm.waitForLog(name, new RegExp(`^child ${at + 2}$`));
+  t.true(lines.includes(`child ${at + 1}`), `cat, started after the restore, wrote "child ${at + 1}"`);
+  t.false(lines.some((l) => /Bad file descriptor/.test(l)), lines.slice(-6).join(' | '));
+  t.is(pm.fdChecks, 1, 'the restored container\'s descriptors were compared with the checkpointed ones');
+});
+
+test.serial('Podman restores a container while a named cgroup v1 hierarchy is mounted nowhere on the host', async (t) => {
+  const dir = tmpDir(t);
+  const pm = new Podman(dir, stasisBin);
+  pm.importBusybox();
+  const name = `stasis-test-cg-${process.pid}`;
+  const run = pm.run(['run', '-d', '--name', name, pm.image, '/bin/sh', '-c', COUNTER]);
+  t.is(run.code, 0, run.out);
+  await pm.waitForLog(name, /^tick 3$/);
+  // Made just before the checkpoint, removed with the container (whose tasks keep it).
+  const h = LeftoverHierarchy.create(`stasistest${process.pid}`);
+  t.teardown(async () => {
+    pm.destroy();
+    await h.destroy();
+  });
+  const ck = pm.run(['container', 'checkpoint', name]);
+  t.is(ck.code, 0, ck.out);
+  const at = Math.max(...ticks(pm.logs(name)));
+  const rst = pm.run(['container', 'restore', name]);
+  t.is(rst.code, 0, rst.out);
+  await pm.waitForLog(name, new RegExp(`^tick ${at + 2}$`));
+  const pid = pm.pidOf(name);
+  t.regex(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'), new RegExp(`^\\d+:name=${h.name}:/$`, 'm'));
+  pm.destroy();
+  await h.destroy();
 });

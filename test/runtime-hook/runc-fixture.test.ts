@@ -39,7 +39,8 @@ test.serial('runc --criu stasis restores the CRIU 4.2 runc-busybox fixture with 
       }
     }
   });
-  // The images as CRIU wrote them (a copy: restore writes its stats next to them).
+  // The images as CRIU wrote them (a copy: restore writes its stats next to them). No descriptor
+  // invariant here: CRIU dumped the container elsewhere, there is no "before" to compare with.
   const img = path.join(dir, 'images');
   fs.cpSync(path.join(fixturesDir, 'runc-busybox', 'images'), img, { recursive: true });
   const countFile = path.join(c.bundle, 'rootfs', 'data', 'count');

@@ -3,7 +3,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { MANIFEST_FILE } from '../../images/index.js';
 import { RuncContainer } from '../../test-containers/runc.js';
+import { LeftoverHierarchy } from '../../test-containers/cgroup-leftover.js';
 import { underReaper } from '../../test-containers/launch.js';
 import { repoRoot } from '../helpers/paths.js';
 import { alive, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
@@ -87,6 +89,51 @@ test.serial('runc --criu stasis: a busybox container is checkpointed and restore
   }
 });
 
+const O_CLOEXEC = 0o2000000;
+
+/** fdinfo `flags` of a descriptor (octal). */
+function fdFlags(pid: number, fd: number): number {
+  return parseInt(/^flags:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+}
+
+test.serial('programs the restored container\'s shell starts write to its stdout: descriptors 1 and 2 come back without close-on-exec', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir)
+    .withArgs(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo tick $i; echo child $i | cat; echo err $i | cat >&2; sleep 0.2; done']);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^child 3$/);
+  const before = c.state()!.pid;
+  const flags = [1, 2].map((fd) => fdFlags(before, fd));
+  // (The helper compares every descriptor of every task with the snapshot taken before the dump.)
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const pid = c.state()!.pid;
+  t.deepEqual([1, 2].map((fd) => fdFlags(pid, fd)), flags, 'fdinfo flags of 1 and 2 as before');
+  t.deepEqual([1, 2].map((fd) => fdFlags(pid, fd) & O_CLOEXEC), [0, 0]);
+  await rst.out.waitForLine(new RegExp(`^child ${at + 2}$`));
+  await rst.out.waitForLine(new RegExp(`^err ${at + 2}$`));
+  t.false(rst.out.lines.some((l) => /Bad file descriptor/.test(l)), rst.out.lines.join(' | '));
+  t.is(c.fdChecks, 1, 'the restored container\'s descriptors were compared with the checkpointed ones');
+});
+
+test.serial('a named cgroup v1 hierarchy mounted nowhere (left by some tool) does not stop a restore: a warning in the log', async (t) => {
+  const { dir, c, out } = await started(t);
+  // Made just before the checkpoint, removed with the container (whose tasks keep it): every
+  // process on the host sees it meanwhile.
+  const h = LeftoverHierarchy.create(`stasistest${process.pid}`);
+  t.teardown(async () => {
+    c.destroy();
+    await h.destroy();
+  });
+  const { at, rst } = await checkpointAndRestore(t, c, dir, out);
+  const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
+  t.regex(log, new RegExp(`Warn: cg_root name=${h.name}:/: the hierarchy is mounted nowhere`));
+  t.regex(fs.readFileSync(`/proc/${c.state()!.pid}/cgroup`, 'utf8'), new RegExp(`^\\d+:name=${h.name}:/$`, 'm'));
+  await rst.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  c.destroy();
+  await h.destroy();
+});
+
 test.serial('runc checkpoint --leave-running leaves the container running; its image restores from the checkpoint', async (t) => {
   const { dir, c, out } = await started(t);
   const img = path.join(dir, 'img');
@@ -124,6 +171,7 @@ test.serial('restoring a container from corrupted images fails cleanly: no conta
   const tars = fs.readdirSync(img).filter((f) => f.startsWith('tmpfs-dev-'));
   t.true(tars.length > 0);
   for (const f of tars) fs.writeFileSync(path.join(img, f), 'not a tar file');
+  fs.rmSync(path.join(img, MANIFEST_FILE)); // as CRIU's dumps: found late, not by the manifest
   const rst = await c.restore(stasisBin, img, path.join(dir, 'rwork'));
   t.not(rst.code, 0);
   t.regex(rst.out.lines.join('\n'), /criu failed/);
@@ -131,7 +179,7 @@ test.serial('restoring a container from corrupted images fails cleanly: no conta
   t.deepEqual(c.leftoverMounts(), [], 'no mount left');
   t.deepEqual(c.cgroupDirs(), [], `no cgroup left (before: ${cgBefore.join(', ')})`);
   const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
-  t.regex(log, /Error: restoring the tmpfs at \/\S+: tar failed/);
+  t.regex(log, /Error: mountpoints-\d+\.img: namespaces of task \d+: restoring the tmpfs at \/\S+: tar failed/);
   // Nothing of the container runs on: no process has the bundle's busybox as its executable.
   const busybox = fs.statSync(path.join(c.bundle, 'rootfs', 'bin', 'busybox'));
   const running = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
@@ -231,6 +279,9 @@ test.serial('the container\'s ipc namespace keeps its sysctls and its SysV objec
   const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'));
   t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
   const pid = c.state()!.pid;
+  // The restored container ticks on before it is checkpointed again: the second restore's count
+  // goes on from its last tick (waited for, not assumed: a loaded machine may take seconds).
+  await rst.out.waitForLine(/^tick \d+$/, 60_000);
   t.is(inIpc(pid, 'cat', '/proc/sys/kernel/msgmax').trim(), '12345');
   t.is(inIpc(pid, 'cat', '/proc/sys/fs/mqueue/msg_max').trim(), '77');
   t.is(execFileSync('cat', ['/proc/sys/kernel/msgmax'], { encoding: 'utf8' }).trim() === '12345', false, 'the host\'s own value is untouched');
@@ -251,7 +302,7 @@ test.serial('the container\'s ipc namespace keeps its sysctls and its SysV objec
   const pid2 = c.state()!.pid;
   t.is(listing(pid2), before, 'the same keys, ids, owners, modes and sizes');
   t.is(inIpc(pid2, 'cat', '/proc/sys/kernel/msgmax').trim(), '12345');
-  await rst2.out.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  await rst2.out.waitForLine(new RegExp(`^tick ${at + 2}$`), 60_000);
 });
 
 test.serial('a container with its own cgroup namespace comes back in a new one, rooted at its cgroup', async (t) => {

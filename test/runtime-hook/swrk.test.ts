@@ -7,7 +7,9 @@ import { decodeMessage, encodeMessage, type Message } from '../../images/wire.js
 import { SysError } from '../../sys/errno.js';
 import { recvRecord, sendRecord, seqpacketPair, setBlocking } from '../../sys/seqpacket.js';
 import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
-import { alive, fdKey, killPid, lastTick, stasisBin, tmpDir } from '../helpers/stasis.js';
+import { restoredFdDifferences, settledSnapshot } from '../../test-containers/fds.js';
+import { alive, fdKey, killPid, lastTick, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
+import { LeftoverHierarchy } from '../../test-containers/cgroup-leftover.js';
 
 const REQ = { EMPTY: 0, DUMP: 1, RESTORE: 2, PRE_DUMP: 4, NOTIFY: 6, FEATURE_CHECK: 9, VERSION: 10 } as const;
 
@@ -128,6 +130,7 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   await w.waitForLine(/^tick 3$/);
   const key = fdKey(w.pid, 1);
 
+  const fdsBefore = settledSnapshot(w.pid);
   const d = await startSwrk(t);
   // Unknown fields (72 = image_io_mode of newer clients) and container options that mean
   // nothing for a process in the host's namespaces are accepted.
@@ -177,12 +180,50 @@ test.serial('DUMP over RPC notifies pre-dump, query-ext-files, post-dump; RESTOR
   t.deepEqual(restored, ['pre-restore', 'post-restore', 'pre-resume', 'post-resume']);
   t.deepEqual(pids, [undefined, w.pid, undefined, undefined], 'only post-restore carries the pid');
   t.is(await r.exitCode(), 0);
+  t.deepEqual(restoredFdDifferences(fdsBefore, w.pid), [], 'the counter has its descriptors back with their flags and positions');
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 1}$`));
   await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 5}$`));
   t.true(alive(w.pid), 'running under its old PID, adopted by the reaper once stasis exited');
   t.regex(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8'), new RegExp(`:pids:/${cgName}$`, 'm'), 'in the cgroup cg_root names');
   t.deepEqual(r.server.lines.filter((l) => l.startsWith('ERR')), []);
   t.regex(fs.readFileSync(path.join(dir, 'restore.log'), 'utf8'), /Restore finished successfully/);
+});
+
+test.serial('a cg_root in a named v1 hierarchy mounted nowhere, in a cgroup stasis is not in: the hierarchy is mounted for the move, with a warning, and unmounted', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 3$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const stoppedAt = lastTick(w.lines);
+
+  // Its child cgroup is where the tree goes; removed once the restored counter is gone from it.
+  const h = LeftoverHierarchy.create(`stasistest${process.pid}`);
+  t.teardown(async () => {
+    killPid(w.pid);
+    while (alive(w.pid)) await new Promise((r) => setTimeout(r, 20));
+    await h.destroy();
+  });
+  const r = await startSwrk(t);
+  r.send({
+    type: REQ.RESTORE,
+    opts: {
+      images_dir_fd: openDir(t, dir), log_level: 4, log_file: 'restore.log',
+      inherit_fd: [{ key, fd: 1 }], manage_cgroups: true, cg_root: [{ ctrl: `name=${h.name}`, path: `/${h.child}` }],
+    },
+  });
+  const rr = await r.untilResponse([]);
+  t.like(rr, { type: REQ.RESTORE, success: true, restore: { pid: w.pid } }, rr.cr_errmsg);
+  t.is(await r.exitCode(), 0);
+  await r.server.waitForLine(new RegExp(`^tick ${stoppedAt + 2}$`));
+  t.regex(fs.readFileSync(`/proc/${w.pid}/cgroup`, 'utf8'), new RegExp(`^\\d+:name=${h.name}:/${h.child}$`, 'm'), 'in the cgroup cg_root names');
+  t.regex(fs.readFileSync(path.join(dir, 'restore.log'), 'utf8'),
+    new RegExp(`Warn: cg_root name=${h.name}:/${h.child}: the hierarchy is mounted nowhere; mounted for the restore`));
+  t.false(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes('stasis-cgroup-'), 'unmounted again');
+  t.true(h.listed(), 'still mounted nowhere');
 });
 
 test.serial('a client that closes the socket during pre-dump fails the dump and leaves the counter running untraced', async (t) => {
@@ -241,4 +282,56 @@ test.serial('config_file settings fill in what the request leaves out; an option
   t.regex(m!.cr_errmsg, /runc\.conf:1: option 'lazy-pages' is not supported by stasis/);
   t.is(await c2.exitCode(), 1);
   t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/);
+});
+
+test.serial('a 70 KB DUMP request (1300 external mounts) is read whole and answered', async (t) => {
+  const dir = tmpDir(t);
+  const w = await startWorkload('counter', ['nanosleep', '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 2$/);
+  // external mounts are matched against the tree's mount namespace: a tree in ours has none.
+  const external = Array.from({ length: 1300 }, (_, i) => `mnt[/stasis-test/not-mounted/mountpoint-${String(i).padStart(4, '0')}]:key-${i}`);
+  const req = { type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: w.pid, leave_running: true, log_file: 'dump.log', external } };
+  const bytes = encodeMessage('criu_req', req);
+  t.true(bytes.length > 70_000, `${bytes.length} bytes`);
+  const c = await startSwrk(t);
+  c.sendRaw(bytes);
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: true }, m?.cr_errmsg);
+  t.is(await c.exitCode(), 0);
+  t.true(fs.existsSync(path.join(dir, 'inventory.img')));
+  t.true(alive(w.pid), 'left running');
+});
+
+test('an error quoting a 65 KB log_file name is cut to 4 KiB by an ellipsis, keeping its beginning and its reason', async (t) => {
+  const dir = tmpDir(t);
+  const c = await startSwrk(t);
+  const name = 'l'.repeat(65 * 1024);
+  c.send({ type: REQ.DUMP, opts: { images_dir_fd: openDir(t, dir), pid: 1, log_file: name } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: false });
+  const msg = m!.cr_errmsg as string;
+  t.true(Buffer.byteLength(msg) <= 4096, `${Buffer.byteLength(msg)} bytes`);
+  t.regex(msg, /^\S.* … .*\S$/, 'an ellipsis in its middle');
+  t.regex(msg, /log/i, 'it still says what failed');
+  t.regex(msg, /ENAMETOOLONG|too long/, 'and why');
+  t.is(await c.exitCode(), 1);
+});
+
+test('a record that is no criu_req gets an EMPTY failure naming it, and a failed exit', async (t) => {
+  const c = await startSwrk(t);
+  c.sendRaw(Uint8Array.from([0x08, 0x01, 0x12, 0x40, 0x00])); // opts of 64 bytes, 1 given
+  const m = await c.recv();
+  t.like(m, { type: REQ.EMPTY, success: false, cr_errno: 56 });
+  t.regex(m!.cr_errmsg, /a record of 5 bytes is not a criu_req/);
+  t.is(await c.exitCode(), 1);
+});
+
+test('a DUMP asking keep_open (which only some request types allow) is answered with a failure saying so', async (t) => {
+  const c = await startSwrk(t);
+  c.send({ type: REQ.DUMP, keep_open: true, opts: { images_dir_fd: -1, images_dir: '/nonexistent' } });
+  const m = await c.recv();
+  t.like(m, { type: REQ.DUMP, success: false, cr_errno: 56 });
+  t.regex(m!.cr_errmsg, /keep_open is not allowed/);
+  t.is(await c.exitCode(), 1);
 });

@@ -42,7 +42,8 @@ async function restoreFixture(t: ExecutionContext, set: string, pids: number[], 
     'the rebuilt binary is the one that was dumped');
   if (set === 'single') fs.writeFileSync(path.join(HOME, 'data.txt'), 'hello stasis fixture\n');
   // A PID can still be taken between the wait and the restore (which then fails cleanly, saying
-  // so): a few tries.
+  // so): a few tries. (No descriptor invariant here: CRIU dumped the tree elsewhere, there is no
+  // "before" to compare with.)
   let r: Awaited<ReturnType<typeof underReaper>>;
   let exit: string;
   for (let attempt = 1; ; attempt++) {

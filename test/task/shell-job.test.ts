@@ -1,7 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { buildWorkload, onTerminal } from '../../test-containers/launch.js';
-import { alive, killPid, lastTick, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
+import { alive, assertFdsKept, killPid, lastTick, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
 
 test.serial('a job on a terminal needs --shell-job, and with it comes back on the terminal stasis runs on', async (t) => {
   const dir = tmpDir(t);
@@ -33,6 +33,7 @@ test.serial('a job on a terminal needs --shell-job, and with it comes back on th
   const first = back.lines.map((l) => l.trim()).find((l) => l.startsWith('tick'));
   t.is(first, `tick ${at + 1}`, 'the count goes on from where it stopped, on the new terminal');
   t.regex(fs.readlinkSync(`/proc/${pid}/fd/1`), /^\/dev\/pts\/\d+$/);
+  await assertFdsKept(t, dir, pid);
   killPid(pid);
   await back.exitOf(back.pid);
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
 import {
-  alive, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
+  alive, assertFdsKept, fdKey, lastTick, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir,
 } from '../helpers/stasis.js';
 import { repoRoot } from '../helpers/paths.js';
 import { SYS } from '../../sys/arch.js';
@@ -124,7 +124,7 @@ test.serial('--leave-running leaves the original running and unharmed; restoring
   // The PID is taken by the original: restoring now must fail cleanly.
   const r = await stasis(['restore', '-d', '-D', dir]);
   t.is(r.exitCode, 1);
-  t.is(r.stderr, `stasis: PID ${w.pid} is already in use`);
+  t.is(r.stderr, `stasis: pstree.img: PID ${w.pid} is already in use`);
 });
 
 test.serial('every image stasis writes decodes with Debian\'s crit', async (t) => {
@@ -158,6 +158,7 @@ test.serial('without -d stasis stays the parent of the restored process and exit
   });
   const at = lastTick(w.lines);
   await r.waitForLine(new RegExp(`^tick ${at + 2}$`));
+  await assertFdsKept(t, dir, w.pid);
   t.is(fs.readFileSync(pidfile, 'utf8'), String(w.pid));
   t.is(Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'))![1]), r.pid, 'stasis is the parent');
   process.kill(w.pid, 'SIGTERM');

@@ -1,0 +1,98 @@
+// `stasis --help` and `stasis ACTION --help`: each action, and under it its options, one line each.
+// The options are criu's names (cli.ts's OPTIONS parses them); test/runtime-hook/cli.test.ts checks
+// that every option cli.ts accepts is listed here.
+
+interface ActionHelp {
+  name: string;
+  /** What follows the action's name on its usage line. */
+  args: string;
+  summary: string;
+  /** [the option as typed, what it does]. */
+  options: [string, string][];
+}
+
+const IGNORED = 'accepted for criu\'s callers; changes nothing here';
+
+const LOG: [string, string][] = [
+  ['-W, --work-dir DIR', 'where the log and stats files go (default: the images directory)'],
+  ['-o, --log-file FILE', 'write a log (relative to the work directory; - for none)'],
+  ['-v0 .. -v4, -v', 'how much to log'],
+  ['--display-stats', 'print timings and page counts when done'],
+];
+
+const ACTIONS: ActionHelp[] = [
+  {
+    name: 'dump', args: '-t PID -D DIR [options]', summary: 'checkpoint the process tree rooted at PID into DIR (then killed, unless -R)',
+    options: [
+      ['-t, --tree PID', 'the root of the tree to dump'],
+      ['-D, --images-dir DIR', 'where the images go (created 0700 if missing)'],
+      ...LOG,
+      ['-R, --leave-running', 'let the tree run on after the dump'],
+      ['-j, --shell-job', 'the tree is a shell job: its terminal and session are outside'],
+      ['-l, --file-locks', 'dump file locks'],
+      ['--ext-unix-sk', 'allow unix sockets connected to processes outside the tree'],
+      ['--freeze-cgroup DIR', 'freeze the tree through this cgroup instead of stopping each task'],
+      ['-M, --ext-mount-map MOUNTPOINT:KEY', 'a mount from outside the container, saved as KEY'],
+      ['--external mnt[MOUNTPOINT]:KEY', 'the same, in criu\'s other spelling'],
+      ['--external net[INODE]:KEY', 'a network namespace left out of the dump'],
+      ['--empty-ns net', 'leave the network namespace to the runtime'],
+      ['--tcp-established', IGNORED],
+      ['--evasive-devices', IGNORED],
+      ['--manage-cgroups MODE', IGNORED],
+    ],
+  },
+  {
+    name: 'restore', args: '-D DIR [options]', summary: 'bring back the tree dumped in DIR; waits for it unless -d',
+    options: [
+      ['-D, --images-dir DIR', 'the images to restore'],
+      ...LOG,
+      ['-d, --restore-detached', 'return once the tree runs, instead of waiting for it'],
+      ['--pidfile FILE', 'write the restored root\'s PID into FILE'],
+      ['--inherit-fd fd[N]:KEY', 'our descriptor N where the tree had KEY (pipe:[123]...)'],
+      ['-j, --shell-job', 'a tree dumped with -j: it joins our terminal and session'],
+      ['-r, --root DIR', 'the container\'s root filesystem'],
+      ['-M, --ext-mount-map KEY:HOSTPATH', 'what to mount where the dump saved KEY'],
+      ['--external mnt[KEY]:HOSTPATH', 'the same, in criu\'s other spelling'],
+      ['-J, --join-ns ipc|uts|net|time:NSFILE', 'restore into an existing namespace (a file or a PID)'],
+      ['--restore-sibling', IGNORED],
+      ['--tcp-established', IGNORED],
+      ['--manage-cgroups MODE', IGNORED],
+    ],
+  },
+  { name: 'check', args: '', summary: 'test the kernel features stasis relies on', options: [] },
+  {
+    name: 'show', args: 'FILE | -D DIR', summary: 'an image file as crit\'s JSON, or a summary of a dump',
+    options: [['-D, --images-dir DIR', 'summarize the dump in DIR']],
+  },
+  { name: 'swrk', args: 'FD', summary: 'serve criu\'s RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)', options: [] },
+  { name: 'demo', args: '', summary: 'checkpoint and restore a small counter, showing each step', options: [] },
+];
+
+const GENERAL: [string, string][] = [
+  ['-h, --help', 'this text; `stasis ACTION --help` for one action'],
+  ['-V, --version', 'the CRIU version stasis stands in for, and stasis\'s own'],
+];
+
+/** Options longer than this push their text along instead of widening the column. */
+const OPTION_COLUMN = 34;
+
+function table(rows: [string, string][]): string {
+  return rows.map(([o, d]) => `    ${o.padEnd(OPTION_COLUMN)}  ${d}\n`).join('');
+}
+
+function actionText(a: ActionHelp): string {
+  return `  ${[a.name, a.args].filter(Boolean).join(' ')}\n      ${a.summary}\n${table(a.options)}`;
+}
+
+/** Whether `name` is an action with help of its own. */
+export function hasHelp(name: string): boolean {
+  return ACTIONS.some((a) => a.name === name);
+}
+
+/** The help for `action`, or for all of them. */
+export function helpText(action?: string): string {
+  const one = ACTIONS.find((a) => a.name === action);
+  if (one) return `usage: stasis ${[one.name, one.args].filter(Boolean).join(' ')}\n  ${one.summary}\n${table(one.options)}`;
+  return 'usage: stasis ACTION [options]  (criu\'s actions and options: stasis stands in for criu)\n\n' +
+    `actions:\n${ACTIONS.map(actionText).join('')}\noptions of every action:\n${table(GENERAL)}`;
+}

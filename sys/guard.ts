@@ -1,0 +1,516 @@
+// Guarded injection: the syscalls a dump makes a task execute, arranged so that the task can
+// always get back to exactly its own state by itself — if stasis is killed, crashes or is
+// OOM-killed at any instant, the kernel detaches its tracees and each runs on from whatever
+// registers it has at that moment. Every such moment leads into code that restores the task.
+//
+// How:
+// - The code lives in the unused zero tail of the task's vDSO (the vDSO is the same image in
+//   every process, its last page mostly padding): written there through /proc/PID/mem (the
+//   kernel gives the process a private copy of that page), zeroed again when the dump is done.
+//   No mapping is added for code, so nothing is left mapped when the task restores itself.
+// - Per task, a slot holds: the task's own rip, blocked mask and CPU affinity, then a `syscall`
+//   instruction (the site every injected call is made at), then the epilogue (arch.ts's
+//   restoreEpilogue): unmap stasis's scratch memory, put back affinity and mask, load every
+//   register, jump back (an interrupted syscall resumed as the kernel would resume it).
+// - The task's registers are never left pointing anywhere else: from the first change on, rip
+//   is the epilogue, the site (its syscall then falls into the epilogue), or a sequence of calls
+//   that ends by jumping to it. Stops come from syscall-stops (harmless when the tracer vanishes:
+//   PTRACE_O_TRACESYSGOOD's stop signal is no signal) or, at the end of a sequence, from a
+//   signal the task ignores by default (SIGURG, SIGWINCH or SIGCHLD, one it does not catch) raised
+//   by the task itself: without a tracer it is discarded. Never an int3: its SIGTRAP would kill.
+// - The order of changes keeps that true: the epilogue is written, then rip is pointed at it,
+//   then the mask and affinity are changed; at the end affinity and mask go back first and the
+//   registers last.
+// - A call costs one stop: a per-task stub makes it and falls into the marker; several calls go
+//   into a sequence area after the slots (one task at a time uses it; a task stopped elsewhere
+//   sits in its own slot), their results kept in registers the epilogue reloads anyway.
+// - Scratch memory for arguments and answers is one mapping at an address chosen beforehand, so
+//   the main thread's epilogue can unmap it whether or not the mmap has happened yet. Nothing
+//   writes it from user space (only syscalls do, and they fail with EFAULT once it is gone), so
+//   the main thread may unmap it while other threads run their own way back.
+//
+// A task whose vDSO differs from stasis's own, or that has none, cannot be guarded this way; the
+// dump then uses the plain injector (sys/inject.ts) for it.
+
+import fs from 'node:fs';
+import {
+  IP_REG, MachineCode, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_NAME, SYSCALL_NR_REG, SYSCALL_ORIG_REG,
+  SYSCALL_RET_REG, epilogueMaxBytes, restoreEpilogue, type SyscallSpec,
+} from './arch.js';
+import { SysError, isErrorResult } from './errno.js';
+import { readMemory, readRanges, writeMemory } from './mem.js';
+import { nativeBuffer, tgkill, type Arg } from './native.js';
+import type { Vma } from './proc/index.js';
+import {
+  PTRACE_EVENT, Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, interrupt, resumeToSyscall,
+  setRegs, setSigmask, waitTask, type WaitStatus,
+} from './ptrace.js';
+import { Questions, getAffinity, setAffinity, type TaskCalls } from './inject.js';
+
+const ALL_SIGNALS = (1n << 64n) - 1n;
+const bit = (sig: number) => 1n << BigInt(sig - 1);
+
+/** Signals whose default action is to ignore them, in the order they are tried as end markers. */
+const MARKER_SIGNALS = [23 /* SIGURG */, 28 /* SIGWINCH */, 17 /* SIGCHLD */];
+
+/**
+ * Scratch memory: room for arguments and answers (a socket's or pipe's queue peeked at can
+ * take megabytes). Address space for all of it is set aside in
+ * the middle of the task's largest gap, where neither its heap nor its top-down mmaps reach;
+ * what is needed is mapped there, growing in place.
+ */
+const SCRATCH_RESERVE = 256 << 20;
+const SCRATCH_FIRST = 2 * PAGE_SIZE;
+/**
+ * Where a sequence keeps its calls' results: registers the calls neither take nor clobber, read
+ * at the stop that ends it. No memory is written from user space, so a thread running on through
+ * a sequence when stasis is gone cannot fault on scratch memory its main thread has unmapped.
+ */
+const RESULT_REGS = ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15'] as const;
+
+/** Bytes of a CPU mask the epilogue gives back (a cpu_set_t prefix covering every possible CPU). */
+function cpumaskBytes(): number {
+  try {
+    const possible = fs.readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim();
+    const last = Math.max(...possible.split(',').map((r) => Number(r.split('-').pop())));
+    return Math.max(8, Math.ceil((last + 1) / 64) * 8);
+  } catch {
+    return 128;
+  }
+}
+const AFFINITY_BYTES = cpumaskBytes();
+const SLOT_BYTES = Math.ceil(epilogueMaxBytes(AFFINITY_BYTES) / 16) * 16;
+/** Room for sequences below which they are not used (calls are then made one at a time). */
+const MIN_SEQUENCE_AREA = 160;
+
+interface OwnVdso {
+  image: Buffer;
+  /** Offset of the zero tail (16-byte aligned). */
+  tail: number;
+}
+let ownVdso: OwnVdso | null | undefined;
+
+/** stasis's own vDSO image and where its padding starts (read once). */
+function readOwnVdso(): OwnVdso | null {
+  if (ownVdso !== undefined) return ownVdso;
+  ownVdso = null;
+  const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.endsWith('[vdso]'));
+  if (!line) return null;
+  const [a, b] = line.split(' ')[0]!.split('-').map((x) => BigInt(`0x${x}`));
+  const image = readMemory(process.pid, a!, Number(b! - a!));
+  let end = image.length;
+  while (end > 0 && image[end - 1] === 0) end--;
+  ownVdso = { image, tail: Math.ceil(end / 16) * 16 };
+  return ownVdso;
+}
+
+/** Where the scratch memory goes: the middle of the largest gap between mappings (2 MiB aligned). */
+function scratchAddress(vmas: readonly Pick<Vma, 'start' | 'end' | 'kind'>[]): bigint | undefined {
+  const sorted = [...vmas].filter((v) => v.start < 0x800000000000n).sort((x, y) => (x.start < y.start ? -1 : 1));
+  let best: { start: bigint; size: bigint } | undefined;
+  for (let i = 1; i < sorted.length; i++) {
+    const size = sorted[i]!.start - sorted[i - 1]!.end;
+    if (!best || size > best.size) best = { start: sorted[i - 1]!.end, size };
+  }
+  const need = BigInt(SCRATCH_RESERVE) * 4n;
+  if (!best || best.size < need) return undefined;
+  const align = 1n << 21n;
+  return ((best.start + best.size / 2n) / align) * align;
+}
+
+export interface GuardOptions {
+  /** The process's VMAs (to find the vDSO and a place for scratch memory). */
+  vmas: readonly Pick<Vma, 'start' | 'end' | 'kind'>[];
+  /** From /proc/PID/status: caught and pending signals (a marker signal must be neither). */
+  sigCgt: bigint;
+  sigPnd: bigint;
+  shdPnd: bigint;
+}
+
+/** One process whose tasks are injected into the guarded way (see the top of this file). */
+export class GuardedProcess {
+  private readonly mem: number;
+  private closed = false;
+  /** Slots in the padding: 0 for the main task, 1 for the thread being dumped. */
+  private readonly slotUsed = [false, false];
+
+  private constructor(readonly tgid: number, private readonly padStart: bigint, private readonly padEnd: bigint,
+    private readonly original: Buffer, readonly scratchAt: bigint, readonly marker: number | undefined) {
+    this.mem = fs.openSync(`/proc/${tgid}/mem`, 'r+');
+  }
+
+  /** undefined where the process cannot be guarded (no vDSO, another vDSO image, no room). */
+  static open(tgid: number, opts: GuardOptions): GuardedProcess | undefined {
+    const own = readOwnVdso();
+    const vdso = opts.vmas.find((v) => v.kind === 'vdso');
+    if (!own || !vdso || Number(vdso.end - vdso.start) !== own.image.length) return undefined;
+    if (own.image.length - own.tail < 2 * SLOT_BYTES) return undefined;
+    const head = nativeBuffer(own.tail, false);
+    if (readRanges(tgid, [{ addr: vdso.start, len: own.tail }], head) !== own.tail || !head.equals(own.image.subarray(0, own.tail))) return undefined;
+    const scratchAt = scratchAddress(opts.vmas);
+    if (scratchAt === undefined) return undefined;
+    const busy = opts.sigCgt | opts.sigPnd | opts.shdPnd;
+    const marker = MARKER_SIGNALS.find((s) => !(busy & bit(s)));
+    return new GuardedProcess(tgid, vdso.start + BigInt(own.tail), vdso.end, own.image.subarray(own.tail), scratchAt, marker);
+  }
+
+  /** Write code into the padding (the task's vDSO page is read-only: /proc/PID/mem forces it). */
+  write(at: bigint, code: Buffer): void {
+    if (at < this.padStart || at + BigInt(code.length) > this.padEnd) throw new RangeError('code beyond the vDSO padding');
+    let off = 0;
+    while (off < code.length) {
+      const n = fs.writeSync(this.mem, code, off, code.length - off, Number(at) + off);
+      if (n <= 0) throw new Error(`/proc/${this.tgid}/mem: short write`);
+      off += n;
+    }
+  }
+
+  slot(i: number): bigint {
+    return this.padStart + BigInt(i * SLOT_BYTES);
+  }
+
+  takeSlot(main: boolean): number {
+    const i = main ? 0 : 1;
+    if (this.slotUsed[i]) throw new Error(`task slot ${i} of process ${this.tgid} in use`);
+    this.slotUsed[i] = true;
+    return i;
+  }
+
+  freeSlot(i: number): void {
+    this.slotUsed[i] = false;
+  }
+
+  /** Where sequences go, or undefined when there is no room or no marker signal. */
+  get sequenceArea(): { start: bigint; end: bigint } | undefined {
+    const start = this.padStart + BigInt(2 * SLOT_BYTES);
+    if (this.marker === undefined || this.padEnd - start < BigInt(MIN_SEQUENCE_AREA)) return undefined;
+    return { start, end: this.padEnd };
+  }
+
+  /** Scratch memory the main task has mapped so far (other threads use it too). */
+  scratchBytes = 0;
+
+  /** Let go of the process without touching it (it was killed at the end of the dump). */
+  forget(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.mem);
+  }
+
+  /** Put the padding back as it was; every task must be back in its own state. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.write(this.padStart, this.original);
+    } catch {
+      // the process is gone
+    } finally {
+      fs.closeSync(this.mem);
+    }
+  }
+}
+
+/** A task being asked about itself through guarded injection. */
+export class GuardedTask implements TaskCalls {
+  readonly savedRegs: Regs;
+  readonly savedSigmask: bigint;
+  private readonly slot: number;
+  private readonly site: bigint;
+  private readonly entry: bigint;
+  /** With a marker signal: the call stub, the marker tail and the address after its syscall. */
+  private readonly stub?: bigint;
+  private readonly tail?: bigint;
+  private readonly tailEnd?: bigint;
+  private affinity?: Buffer;
+  /** Bytes of scratch memory mapped so far (by the main task). */
+  private scratchMapped = 0;
+  private finished = false;
+  /**
+   * The task sits in a stop inside the kernel's signal delivery (the seize's event stop, or a
+   * marker's signal-delivery stop): registers set there go through the syscall restart logic
+   * on the way out, so it can be handed back from there. After syscall-stop stepping it cannot.
+   */
+  private inSignalStop = true;
+  private deferred: number[] = [];
+  private readonly callRegs = new Regs();
+  private readonly resultRegs = new Regs();
+  /** Injected syscalls so far. */
+  count = 0;
+
+  /**
+   * Take over a seized task in a ptrace-stop: from here on it is guarded. `pinTo`: a CPU mask
+   * the task runs on while stasis works in it (given back by finish(), or by the epilogue).
+   */
+  constructor(readonly proc: GuardedProcess, readonly pid: number, readonly main: boolean,
+    regs: Regs, sigmask: bigint, pinTo?: Buffer) {
+    this.savedRegs = regs.clone();
+    this.savedSigmask = sigmask;
+    this.slot = proc.takeSlot(main);
+    const at = proc.slot(this.slot);
+    if (pinTo) this.affinity = getAffinity(pid);
+    const epi = restoreEpilogue({
+      at, regs: this.savedRegs.toObject(), sigmask,
+      affinity: this.affinity?.subarray(0, AFFINITY_BYTES),
+      unmap: main ? { addr: proc.scratchAt, len: SCRATCH_RESERVE } : undefined,
+      marker: proc.marker,
+    });
+    this.site = epi.site;
+    this.entry = epi.entry;
+    this.stub = epi.stub;
+    this.tail = epi.tail;
+    this.tailEnd = epi.tailEnd;
+    try {
+      proc.write(at, epi.bytes);
+      // From now on the task runs into its epilogue if left alone.
+      const r = this.callRegs.copyFrom(this.savedRegs);
+      r.set(IP_REG, this.entry);
+      r.set(SYSCALL_ORIG_REG, -1n);
+      setRegs(pid, r);
+      setSigmask(pid, proc.marker !== undefined ? ALL_SIGNALS & ~bit(proc.marker) : ALL_SIGNALS);
+      if (pinTo && this.affinity) setAffinity(pid, pinTo);
+    } catch (e) {
+      this.abandon();
+      throw e;
+    }
+  }
+
+  get tgid(): number {
+    return this.proc.tgid;
+  }
+
+  call(nr: number, ...args: Arg[]): bigint {
+    if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
+    const regs = this.callRegs.copyFrom(this.savedRegs);
+    if (this.stub !== undefined) {
+      // One stop: the marker after the call, its result kept in r12.
+      regs.set(IP_REG, this.stub);
+      regs.set(SYSCALL_NR_REG, nr);
+      regs.set(SYSCALL_ORIG_REG, -1n);
+      SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
+      setRegs(this.pid, regs);
+      this.count++;
+      return this.runToMarker(SYSCALL_NAME.get(nr) ?? String(nr)).getSigned('r12');
+    }
+    this.inSignalStop = false;
+    regs.set(IP_REG, this.site);
+    regs.set(SYSCALL_NR_REG, nr);
+    regs.set(SYSCALL_ORIG_REG, -1n);
+    SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
+    setRegs(this.pid, regs);
+    this.count++;
+    const name = SYSCALL_NAME.get(nr) ?? String(nr);
+    this.step(name);
+    this.step(name);
+    return getRegs(this.pid, this.resultRegs).getSigned(SYSCALL_RET_REG);
+  }
+
+  callChecked(nr: number, ...args: Arg[]): bigint {
+    const r = this.call(nr, ...args);
+    if (isErrorResult(r)) throw this.failed(r, nr, args);
+    return r;
+  }
+
+  private failed(r: bigint, nr: number, args: readonly Arg[]): SysError {
+    const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? `0x${a.toString(16)}` : String(a)));
+    return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
+  }
+
+  /**
+   * Several calls with one stop per RESULT_REGS.length of them: their code goes into the
+   * sequence area and ends in the task's marker tail.
+   */
+  callAll(calls: readonly SyscallSpec[]): bigint[] {
+    const area = this.proc.sequenceArea;
+    if (!area || this.tail === undefined || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
+    const codeAt = area.start;
+    const out: bigint[] = [];
+    let i = 0;
+    while (i < calls.length) {
+      const k = new MachineCode(codeAt);
+      let n = 0;
+      // As many calls as fit, leaving room for the final jump.
+      while (i + n < calls.length && n < RESULT_REGS.length) {
+        const before = k.length;
+        const [nr, ...args] = calls[i + n]!;
+        k.mov('rax', nr);
+        for (let a = 0; a < 6; a++) k.mov(SYSCALL_ARG_REGS[a]!, args[a] ?? 0);
+        k.syscall().movReg(RESULT_REGS[n]!, 'rax');
+        if (codeAt + BigInt(k.length + 5) > area.end) {
+          if (n === 0) throw new Error('a syscall sequence does not fit the vDSO padding');
+          k.truncate(before);
+          break;
+        }
+        n++;
+      }
+      k.jmp(this.tail);
+      const r = this.runSequence(k.done(), codeAt, calls[i]![0], n);
+      for (let j = 0; j < n; j++) out.push(r.getSigned(RESULT_REGS[j]!));
+      i += n;
+    }
+    return out;
+  }
+
+  callAllChecked(calls: readonly SyscallSpec[], mayFail?: ReadonlySet<number>): bigint[] {
+    const results = this.callAll(calls);
+    const bad = results.findIndex((r, i) => isErrorResult(r) && !mayFail?.has(i));
+    if (bad >= 0) throw this.failed(results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
+    return results;
+  }
+
+  private runSequence(code: Buffer, codeAt: bigint, first: number, n: number): Regs {
+    if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
+    // The task sits in its slot (epilogue, or just past the marker): rewriting the sequence
+    // area cannot change what it would run.
+    this.proc.write(codeAt, code);
+    const regs = this.callRegs.copyFrom(this.savedRegs);
+    regs.set(IP_REG, codeAt);
+    regs.set(SYSCALL_ORIG_REG, -1n);
+    setRegs(this.pid, regs);
+    this.count += n;
+    return this.runToMarker(`${SYSCALL_NAME.get(first) ?? first} and ${n - 1} more calls`);
+  }
+
+  /** Let the task run until it raises the marker at the end of its tail; its registers there. */
+  private runToMarker(doing: string): Regs {
+    cont(this.pid, 0);
+    for (;;) {
+      const w = this.expectStopped(waitTask(this.pid)!, doing);
+      if (w.event === 0 && w.signal === this.proc.marker) {
+        const regs = getRegs(this.pid, this.resultRegs);
+        if (regs.get(IP_REG) === this.tailEnd) {
+          this.inSignalStop = true;
+          return regs;
+        }
+      }
+      this.holdSignal(w);
+      cont(this.pid, 0);
+    }
+  }
+
+  questions(): Questions {
+    return new Questions(this);
+  }
+
+  /**
+   * At least `bytes` of scratch memory mapped, by the main task, in the range its epilogue
+   * unmaps: more is mapped right after what there is.
+   */
+  private ensureScratch(bytes = SCRATCH_FIRST): void {
+    if (bytes <= this.scratchMapped) return;
+    if (!this.main) throw new Error(`task ${this.pid}: scratch memory is mapped by the process's main task`);
+    if (bytes > SCRATCH_RESERVE) throw new RangeError(`task ${this.pid}: ${bytes} bytes of scratch memory asked, at most ${SCRATCH_RESERVE}`);
+    const MAP_FIXED_NOREPLACE = 0x100000;
+    const len = Math.ceil(Math.max(bytes, SCRATCH_FIRST) / PAGE_SIZE) * PAGE_SIZE - this.scratchMapped;
+    const at = this.proc.scratchAt + BigInt(this.scratchMapped);
+    const r = this.call(SYS.mmap, at, len, 3 /* rw */, 0x22 /* private | anonymous */ | MAP_FIXED_NOREPLACE, -1, 0);
+    if (r !== at) throw isErrorResult(r) ? this.failed(r, SYS.mmap, [at, len]) : new Error(`task ${this.pid}: scratch mapped at 0x${r.toString(16)}`);
+    this.scratchMapped += len;
+    this.proc.scratchBytes = this.scratchMapped;
+  }
+
+  /** Makes sure the main task has mapped the scratch memory (before other threads use it). */
+  mapScratch(): void {
+    this.ensureScratch();
+  }
+
+  scratch(size: number): bigint {
+    if (this.main) this.ensureScratch(size);
+    else if (size > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: ${size} bytes of scratch memory asked, ${this.proc.scratchBytes} there`);
+    return this.proc.scratchAt;
+  }
+
+  readScratch(len: number, offset = 0): Buffer {
+    if (offset + len > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: scratch read beyond its end`);
+    return readMemory(this.tgid, this.proc.scratchAt + BigInt(offset), len);
+  }
+
+  writeScratch(data: Buffer, offset = 0): bigint {
+    const at = this.scratch(offset + data.length) + BigInt(offset);
+    writeMemory(this.tgid, at, data);
+    return at;
+  }
+
+  /**
+   * Hand the task back: scratch memory unmapped (main task), then affinity, mask and registers
+   * as they were, ending in a PTRACE_EVENT_STOP (so an interrupted syscall restarts). Signals
+   * held back meanwhile are sent again.
+   */
+  finish(): void {
+    if (this.finished) return;
+    if (this.scratchMapped) {
+      this.callChecked(SYS.munmap, this.proc.scratchAt, this.scratchMapped);
+      this.scratchMapped = 0;
+    }
+    this.restore();
+  }
+
+  /** finish() after a failure: as much of it as can be done. */
+  abandon(): void {
+    if (this.finished) return;
+    try {
+      if (this.scratchMapped) this.call(SYS.munmap, this.proc.scratchAt, this.scratchMapped);
+    } catch {
+      // gone, or not answering: the registers are still put back below if possible
+    }
+    try {
+      this.restore();
+    } catch {
+      this.finished = true;
+      this.proc.freeSlot(this.slot);
+    }
+  }
+
+  private restore(): void {
+    this.finished = true;
+    try {
+      if (!this.inSignalStop) this.parkInEventStop();
+      if (this.affinity) setAffinity(this.pid, this.affinity);
+      setSigmask(this.pid, this.savedSigmask);
+      setRegs(this.pid, this.savedRegs);
+      for (const sig of this.deferred) tgkill(this.tgid, this.pid, sig);
+      this.deferred = [];
+    } finally {
+      this.proc.freeSlot(this.slot);
+      if (this.main) this.proc.close();
+    }
+  }
+
+  /** From any stop, a PTRACE_EVENT_STOP without running user code. */
+  private parkInEventStop(): void {
+    interrupt(this.pid);
+    cont(this.pid, 0);
+    for (;;) {
+      const w = this.expectStopped(waitTask(this.pid)!, 'parking');
+      if (w.event === PTRACE_EVENT.STOP) return;
+      this.holdSignal(w);
+      cont(this.pid, 0);
+    }
+  }
+
+  private step(name: string): void {
+    resumeToSyscall(this.pid, 0);
+    for (;;) {
+      const w = this.expectStopped(waitTask(this.pid)!, name);
+      if (w.signal === SYSCALL_STOP_SIG && w.event === 0) return;
+      this.holdSignal(w);
+      resumeToSyscall(this.pid, 0);
+    }
+  }
+
+  private holdSignal(w: Extract<WaitStatus, { kind: 'stopped' }>): void {
+    // Only unblockable signals (SIGSTOP) and a marker signal sent by someone else reach us here.
+    if (w.event === 0 && w.signal !== SYSCALL_STOP_SIG) {
+      if (w.signal === SIGSTOP || !this.deferred.includes(w.signal)) this.deferred.push(w.signal);
+    }
+  }
+
+  private expectStopped(w: WaitStatus, doing: string): Extract<WaitStatus, { kind: 'stopped' }> {
+    if (w.kind !== 'stopped') {
+      this.finished = true;
+      this.proc.freeSlot(this.slot);
+      throw new Error(`task ${this.pid} ${describeWaitStatus(w)} during injected ${doing}`);
+    }
+    return w;
+  }
+}

@@ -196,7 +196,11 @@ test.serial('runc --criu CRIU 4.2 restores a container checkpointed with runc --
   await out.closed;
   const at = lastTick(out.lines);
 
-  const rst = await c.restore(criuBin, img, path.join(dir, 'rwork'));
+  // The descriptor invariant (test-containers/fds.ts), but for the stdio pipes runc hands over
+  // (inherit_fd): CRIU 4.2 reopens them with O_LARGEFILE, in its own checkpoints' restores too.
+  const stdio = [0, 1, 2].map((fd) => ({ task: 'root' as const, fd, why: 'CRIU 4.2 reopens inherited pipes with O_LARGEFILE' }));
+  const rst = await c.restore(criuBin, img, path.join(dir, 'rwork'), [], { exclude: stdio });
+  t.is(c.fdChecks, 1, 'the other descriptors were compared');
   t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, 'rwork', 'restore.log'))}`);
   const st = c.state();
   t.is(st?.status, 'running');

@@ -31,9 +31,10 @@ export class FileTable {
     this.endChecks.push(check);
   }
 
-  /** Every process of the tree is dumped: run the kinds' deferred checks. */
+  /** Every process of the tree is dumped: run the kinds' deferred checks, and order the entries. */
   checkAtEnd(): void {
     for (const check of this.endChecks.splice(0)) check();
+    unixPeersFirst(this.entries);
   }
 
   addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void {
@@ -108,4 +109,31 @@ export class FileTable {
     }
     return id;
   }
+}
+
+/**
+ * Puts every unix socket after the socket it is connected to, unless that one is connected back
+ * to it (a pair): CRIU's restore looks a one-way peer (a datagram socket's) up only among the
+ * sockets it has read before, so it must come first. Entries keep their ids; nothing else moves.
+ */
+function unixPeersFirst(entries: FileEntryMessage[]): void {
+  type Usk = { ino: number; peer?: number };
+  const usk = (e: FileEntryMessage) => e.usk as Usk | undefined;
+  const byIno = new Map<number, FileEntryMessage>();
+  for (const e of entries) if (usk(e)) byIno.set(Number(usk(e)!.ino), e);
+  const out: FileEntryMessage[] = [];
+  const placed = new Set<FileEntryMessage>();
+  const place = (e: FileEntryMessage, visiting: Set<FileEntryMessage>) => {
+    if (placed.has(e) || visiting.has(e)) return; // a ring of one-way peers: as it comes
+    const u = usk(e);
+    const peer = u?.peer ? byIno.get(Number(u.peer)) : undefined;
+    if (peer && Number(usk(peer)!.peer ?? 0) !== Number(u!.ino)) {
+      visiting.add(e);
+      place(peer, visiting);
+    }
+    placed.add(e);
+    out.push(e);
+  };
+  for (const e of entries) place(e, new Set());
+  entries.splice(0, entries.length, ...out);
 }

@@ -250,7 +250,9 @@ function nsText(ids: Message, root: Message | undefined): string {
 
 async function describeProcess(ctx: DirContext, entry: Message, root: Message | undefined, lines: string[]): Promise<void> {
   const pid = Number(entry.pid);
-  const threads: number[] = entry.threads ?? [];
+  // A zombie's one thread is listed as 0 by CRIU; its core is core-PID.img.
+  const listed: number[] = (entry.threads ?? []).map(Number);
+  const threads = listed.length === 1 && listed[0] === 0 ? [pid] : listed;
   const coreName = imageFileName('CORE', pid);
   const core = (await ctx.dir.has(coreName)) ? await ctx.dir.message(coreName) : undefined;
   const tc = core?.tc;

@@ -375,7 +375,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
       const vp = v.pid(p.pid);
       for (const [tid, core] of d.cores) write(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
-      write(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
+      // A zombie has no ids image (as with CRIU, whose restore would take its missing namespace ids as new ones).
+      if (p.state !== TASK_DEAD) write(images.writeMessages(imageFileName('IDS', vp), [d.ids]));
       if (d.mm) write(images.writeMessages(imageFileName('MM', vp), [d.mm]));
       if (d.pagemap) write(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
       if (d.fs) write(images.writeMessages(imageFileName('FS', vp), [d.fs]));

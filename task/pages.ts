@@ -3,6 +3,8 @@
 //
 // Dump finds the pages with PAGEMAP_SCAN (present or swapped, privately owned, not the zero
 // page: untouched memory is neither read nor faulted in) and has the task write them out.
+// The vDSO is saved whole, as CRIU does (its restore reads the symbols out of the saved copy),
+// from stasis's own vDSO: the same kernel image, never touched by the dump's injected code.
 // Restore makes the task read its own pages: an injected pread64() from the pages file straight
 // into the mapped range, so the bytes never pass through stasis.
 
@@ -10,17 +12,34 @@ import fs from 'node:fs';
 import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
-import { ProcMem, readRanges } from '../sys/mem.js';
+import { ProcMem, readMemory, readRanges } from '../sys/mem.js';
+import { readMapRanges } from '../sys/proc/index.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
-import { hasDumpablePages, type VmaEntry } from './mm.js';
+import { VMA, hasDumpablePages, type VmaEntry } from './mm.js';
 import { O_WRONLY } from '../sys/fcntl.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** Copy window: bounded, so stasis's memory use does not grow with the target's. */
 const CHUNK = 16 << 20;
 const MADV_POPULATE_WRITE = 23;
+
+/** A run to dump; `bytes`, when set, are its contents (instead of the task's memory). */
+export interface DumpRun extends PageRun {
+  bytes?: Buffer;
+}
+
+let ownVdso: Buffer | null | undefined;
+
+/** The bytes of stasis's own vDSO (read once; null when it has none). */
+export function vdsoImage(): Buffer | null {
+  if (ownVdso === undefined) {
+    const v = readMapRanges('self').find((r) => r.special === '[vdso]');
+    ownVdso = v ? Buffer.from(readMemory(process.pid, v.start, Number(v.end - v.start))) : null;
+  }
+  return ownVdso;
+}
 
 export interface PagesDumpStats {
   pagesScanned: number;
@@ -31,16 +50,21 @@ export interface PagesDumpStats {
  * The runs of private data pages in `vmas`, adjacent runs merged (also across VMA borders).
  * Adjacent VMAs with pages to save are scanned as one span: a handful of PAGEMAP_SCAN calls per
  * process rather than one per VMA. Never across a hole: what stasis maps in the task while it
- * works (its scratch page) lies in one.
+ * works (its scratch page) lies in one. The vDSO is one run of its own, with stasis's vDSO as
+ * its bytes (left out if the two differ in size: the task's is then no image stasis knows).
  */
-export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: PageRun[]; scanned: number } {
+export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: DumpRun[]; scanned: number } {
   const fd = fs.openSync(`/proc/${pid}/pagemap`, 'r');
-  const runs: PageRun[] = [];
+  const runs: DumpRun[] = [];
   let scanned = 0;
   try {
     for (let i = 0; i < vmas.length;) {
       if (!hasDumpablePages(vmas[i]!)) {
-        i++;
+        const v = vmas[i++]!;
+        const vdso = v.status & VMA.VDSO ? vdsoImage() : null;
+        if (vdso && BigInt(vdso.length) === v.end - v.start) {
+          runs.push({ vaddr: v.start, nrPages: vdso.length / PAGE_SIZE, flags: PE_PRESENT, bytes: vdso });
+        }
         continue;
       }
       const start = vmas[i]!.start;
@@ -52,7 +76,7 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: P
       }
       for (const r of scanPagesFd(fd, pid, start, end, PRIVATE_DATA_QUERY)) {
         const prev = runs[runs.length - 1];
-        if (prev && prev.vaddr + BigInt(prev.nrPages) * PAGE === r.start) {
+        if (prev && !prev.bytes && prev.vaddr + BigInt(prev.nrPages) * PAGE === r.start) {
           prev.nrPages += Number((r.end - r.start) / PAGE);
         } else {
           runs.push({ vaddr: r.start, nrPages: Number((r.end - r.start) / PAGE), flags: PE_PRESENT });
@@ -114,7 +138,7 @@ export type PageProgress = (done: number, total: number) => void;
 /** Bytes per injected read or write: small enough for progress to move, big enough to be free. */
 const STEP = 64 << 20;
 
-export function writePages(pid: number, runs: readonly PageRun[], pagesFile: string, inj: Injector | undefined,
+export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | undefined,
   progress: PageProgress | undefined, writeSmall: (data: Buffer) => void): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
   // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
@@ -123,6 +147,11 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
   if (total <= DIRECT_FILL_LIMIT) {
     const buf = nativeBuffer(total, false); // all of it read over, or not used
     if (readRanges(pid, runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })), buf) === total) {
+      let at = 0;
+      for (const r of runs) {
+        r.bytes?.copy(buf, at);
+        at += r.nrPages * PAGE_SIZE;
+      }
       writeSmall(buf);
       progress?.(total, total);
       return total / PAGE_SIZE;
@@ -137,7 +166,9 @@ export function writePages(pid: number, runs: readonly PageRun[], pagesFile: str
     for (const r of runs) {
       const len = r.nrPages * PAGE_SIZE;
       let done = 0;
-      if (taskFd >= 0) done = injectedWrite(inj!, taskFd, r.vaddr, len, offset, (n) => progress?.(written + n, total));
+      if (r.bytes) {
+        while (done < len) done += fs.writeSync(out, r.bytes, done, len - done, offset + done);
+      } else if (taskFd >= 0) done = injectedWrite(inj!, taskFd, r.vaddr, len, offset, (n) => progress?.(written + n, total));
       if (done < len) copyThroughStasis(pid, r.vaddr + BigInt(done), len - done, out, offset + done);
       offset += len;
       written += len;

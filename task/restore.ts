@@ -201,7 +201,8 @@ async function load(dir: string): Promise<LoadedImages> {
   const seen = new Set<number>();
   for (const e of pstree) {
     const pid = Number(e.pid);
-    const threads = ((e.threads ?? []) as number[]).map(Number);
+    // CRIU lists a zombie's one thread as 0 (it has no threads left to read): its core is core-PID.
+    const threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
     if (!threads.length) threads.push(pid);
     applying('pstree.img', `process ${pid}`, () => {
       if (threads[0] !== pid) throw new Error(`its first thread is ${threads[0]}, not the process itself`);

@@ -1,7 +1,7 @@
 /* state: sets up the state a single-process checkpoint must carry, waits, and — once the file
  * DIR/check appears (after restore) — checks every item itself, printing "ok ITEM" or
  * "FAIL ITEM: why" per item and "result PASS" / "result FAIL", then exits 0 / 1.
- *   state DIR
+ *   state DIR [default-personality]
  * Items: a 64 MiB patterned heap; a SIGUSR1 handler (SA_SIGINFO|SA_RESTART, mask {SIGINT}) that
  * still runs; SIGUSR2 blocked with one SIGUSR2 pending; DIR/data open O_RDWR at offset 7 plus a
  * close-on-exec dup sharing that offset; a private mapping of DIR/map changed in memory only;
@@ -9,7 +9,8 @@
  * restorer's (gid 100 for real/effective/saved, supplementary groups 1234 and 5678, CAP_SYS_BOOT
  * dropped from the bounding set); personality ADDR_NO_RANDOMIZE; oom_score_adj 123; transparent
  * huge pages disabled (PR_SET_THP_DISABLE); three adjacent anonymous mappings (rw, r, rw), the first
- * two MADV_DONTDUMP and MADV_DONTFORK, the third neither. */
+ * two MADV_DONTDUMP and MADV_DONTFORK, the third neither. With `default-personality` the
+ * personality is left at 0 and must still be 0 (CRIU 4.2 does not restore a personality). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +54,7 @@ static void vmflags(const void *addr, char *out, size_t n) {
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   const char *dir = argv[1];
+  const int want_pers = argc > 2 && !strcmp(argv[2], "default-personality") ? 0 : ADDR_NO_RANDOMIZE;
   setvbuf(stdout, NULL, _IOLBF, 0);
   char path[4096];
   pid_t pid = getpid();
@@ -95,7 +97,7 @@ int main(int argc, char **argv) {
   struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = 1000; setrlimit(RLIMIT_NOFILE, &rl);
   gid_t groups[2] = { 1234, 5678 };
   if (setgroups(2, groups) || setresgid(100, 100, 100) || prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0)) { perror("creds"); return 2; }
-  if (personality(ADDR_NO_RANDOMIZE) < 0) { perror("personality"); return 2; }
+  if (want_pers && personality(want_pers) < 0) { perror("personality"); return 2; }
   int oom = open("/proc/self/oom_score_adj", O_WRONLY);
   if (oom < 0 || write(oom, "123", 3) != 3) { perror("oom_score_adj"); return 2; }
   close(oom);
@@ -156,7 +158,7 @@ int main(int argc, char **argv) {
   report(prctl(PR_CAPBSET_READ, CAP_SYS_BOOT, 0, 0, 0) == 0 && prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) == 1,
          "capability-bounding-set", "CAP_SYS_BOOT %d", prctl(PR_CAPBSET_READ, CAP_SYS_BOOT, 0, 0, 0));
   int pers = personality(0xffffffff);
-  report(pers >= 0 && (pers & ADDR_NO_RANDOMIZE), "personality", "personality %#x", pers);
+  report(pers == want_pers, "personality", "personality %#x, want %#x", pers, want_pers);
   char ob[16] = {0};
   int of = open("/proc/self/oom_score_adj", O_RDONLY); (void)!read(of, ob, sizeof ob - 1); close(of);
   report(atoi(ob) == 123, "oom-score-adj", "oom_score_adj %s", ob);

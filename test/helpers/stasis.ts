@@ -140,6 +140,23 @@ export async function restoreUnderReaper(t: ExecutionContext, dir: string, key: 
   return w;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits for PIDs a restore needs to be free: a killed tree's processes until their reaper has
+ * reaped them, or (once the machine's PID counter has wrapped) a short-lived process of a test
+ * running beside this one.
+ */
+export async function waitForFreePids(pids: readonly number[], timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const taken = pids.find((pid) => fs.existsSync(`/proc/${pid}`));
+    if (taken === undefined) return;
+    if (Date.now() > deadline) throw new Error(`PID ${taken}, which the restore needs, is taken on this machine`);
+    await sleep(20);
+  }
+}
+
 export function lastTick(lines: readonly string[]): number {
   const ticks = lines.filter((l) => l.startsWith('tick '));
   return ticks.length ? Number(ticks[ticks.length - 1]!.split(' ')[1]) : 0;

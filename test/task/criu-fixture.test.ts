@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { fixturesDir } from '../helpers/paths.js';
-import { alive, killPid, tmpDir } from '../helpers/stasis.js';
+import { alive, killPid, tmpDir, waitForFreePids } from '../helpers/stasis.js';
 import { underReaper } from '../../test-containers/launch.js';
 import { SYS } from '../../sys/arch.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../../sys/native.js';
@@ -30,20 +30,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * name), restore the set under a reaper, and return the address of `symbol` (a .bss variable)
  * in the restored root. Everything is removed / killed when the test ends.
  */
-/**
- * Waits for PIDs the fixture needs to be free: once the machine's PID counter has wrapped, a
- * short-lived process of a test running beside this one may hold one for a moment.
- */
-async function waitForFreePids(pids: number[], timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const taken = pids.find((pid) => fs.existsSync(`/proc/${pid}`));
-    if (taken === undefined) return;
-    if (Date.now() > deadline) throw new Error(`PID ${taken}, which the fixture needs, is taken on this machine`);
-    await sleep(100);
-  }
-}
-
 async function restoreFixture(t: ExecutionContext, set: string, pids: number[], symbol = ''): Promise<bigint> {
   const created = !fs.existsSync(HOME);
   fs.mkdirSync(HOME, { recursive: true });

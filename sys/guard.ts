@@ -42,10 +42,9 @@ import { readMemory, readRanges, writeMemory } from './mem.js';
 import { nativeBuffer, tgkill, type Arg } from './native.js';
 import type { Vma } from './proc/index.js';
 import {
-  PTRACE_EVENT, Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, interrupt, resumeToSyscall,
-  setRegs, setSigmask, waitTask, type WaitStatus,
+  Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, setRegs, setSigmask, waitTask, type WaitStatus,
 } from './ptrace.js';
-import { Questions, getAffinity, setAffinity, type TaskCalls } from './inject.js';
+import { Questions, getAffinity, parkInEventStop, setAffinity, stepToSyscallStop, type TaskCalls } from './inject.js';
 
 const ALL_SIGNALS = (1n << 64n) - 1n;
 const bit = (sig: number) => 1n << BigInt(sig - 1);
@@ -478,24 +477,11 @@ export class GuardedTask implements TaskCalls {
 
   /** From any stop, a PTRACE_EVENT_STOP without running user code. */
   private parkInEventStop(): void {
-    interrupt(this.pid);
-    cont(this.pid, 0);
-    for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, 'parking');
-      if (w.event === PTRACE_EVENT.STOP) return;
-      this.holdSignal(w);
-      cont(this.pid, 0);
-    }
+    parkInEventStop(this.pid, (w, doing) => this.expectStopped(w, doing), (w) => this.holdSignal(w));
   }
 
   private step(name: string): void {
-    resumeToSyscall(this.pid, 0);
-    for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, name);
-      if (w.signal === SYSCALL_STOP_SIG && w.event === 0) return;
-      this.holdSignal(w);
-      resumeToSyscall(this.pid, 0);
-    }
+    stepToSyscallStop(this.pid, name, (w, doing) => this.expectStopped(w, doing), (w) => this.holdSignal(w));
   }
 
   private holdSignal(w: Extract<WaitStatus, { kind: 'stopped' }>): void {

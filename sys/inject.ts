@@ -205,6 +205,36 @@ function pinTogether(tid: number): () => void {
   };
 }
 
+type Stopped = Extract<WaitStatus, { kind: 'stopped' }>;
+
+/**
+ * From a stop, to a PTRACE_EVENT_STOP without running any user code (PTRACE_INTERRUPT, then
+ * PTRACE_CONT: the event stop comes before the return to user space). `expect` turns a wait
+ * status that is no stop into an error; stops on the way are handed to `other`.
+ */
+export function parkInEventStop(pid: number, expect: (w: WaitStatus, doing: string) => Stopped, other: (w: Stopped) => void): void {
+  interrupt(pid);
+  cont(pid, 0);
+  for (;;) {
+    const w = expect(waitTask(pid)!, 'parking');
+    if (w.event === PTRACE_EVENT.STOP) return;
+    other(w);
+    cont(pid, 0);
+  }
+}
+
+/** Resume to the next syscall-stop (entry or exit), handing other stops to `other`. */
+export function stepToSyscallStop(pid: number, doing: string, expect: (w: WaitStatus, doing: string) => Stopped,
+  other: (w: Stopped) => void): void {
+  resumeToSyscall(pid, 0);
+  for (;;) {
+    const w = expect(waitTask(pid)!, doing);
+    if (w.signal === SYSCALL_STOP_SIG && w.event === 0) return;
+    other(w);
+    resumeToSyscall(pid, 0);
+  }
+}
+
 export class Injector implements TaskCalls {
   /** Registers and blocked mask as the task had them when we took over. */
   readonly savedRegs: Regs;
@@ -642,24 +672,11 @@ export class Injector implements TaskCalls {
 
   /** From a syscall-exit stop, go to a PTRACE_EVENT_STOP without running any user code. */
   private parkInEventStop(): void {
-    interrupt(this.pid);
-    cont(this.pid, 0);
-    for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, 'parking');
-      if (w.event === PTRACE_EVENT.STOP) return;
-      this.holdSignal(w);
-      cont(this.pid, 0);
-    }
+    parkInEventStop(this.pid, (w, doing) => this.expectStopped(w, doing), (w) => this.holdSignal(w));
   }
 
   private stepToSyscallStop(nr: number): void {
-    resumeToSyscall(this.pid, 0);
-    for (;;) {
-      const w = this.expectStopped(waitTask(this.pid)!, SYSCALL_NAME.get(nr) ?? String(nr));
-      if (w.signal === SYSCALL_STOP_SIG && w.event === 0) return;
-      this.holdSignal(w);
-      resumeToSyscall(this.pid, 0);
-    }
+    stepToSyscallStop(this.pid, SYSCALL_NAME.get(nr) ?? String(nr), (w, doing) => this.expectStopped(w, doing), (w) => this.holdSignal(w));
   }
 
   /** A SIGTRAP stop raised by our own int3 (the task sits just past it). */

@@ -206,3 +206,16 @@ export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, 
   t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
   return { dir, work, w, r };
 }
+
+/** A counter workload (workloads/counter.c, `mode` its way of sleeping) dumped, and so killed, into a fresh directory. */
+export async function dumpedCounter(t: ExecutionContext, mode = 'nanosleep'): Promise<{ dir: string; pid: number; key: string }> {
+  const dir = tmpDir(t);
+  const w = await underReaperWorkload('counter', [mode, '20']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^tick 1$/);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  return { dir, pid: w.pid, key };
+}

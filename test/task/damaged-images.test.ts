@@ -4,32 +4,19 @@
 // manifest) either fails with one line naming an image, or restores (damage no reader can see,
 // such as a flipped bit in a page); no process is ever left behind, no descriptor leaks.
 // STASIS_FUZZ_SEED and STASIS_FUZZ_SETS choose the sets (the seed is printed on failure).
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { MANIFEST_FILE } from '../../images/index.js';
-import { startWorkload } from '../../test-containers/launch.js';
 import { repoRoot } from '../helpers/paths.js';
-import { fdKey, stasis, tmpDir } from '../helpers/stasis.js';
-import { makeSet, random, type DamageJob, type DumpedSet, type SetResult } from '../helpers/damaged-restore.js';
+import { dumpedCounter, stasis, tmpDir } from '../helpers/stasis.js';
+import { makeSet, random, type DamageJob, type SetResult } from '../helpers/damaged-restore.js';
 
 const SEED = Number(process.env.STASIS_FUZZ_SEED ?? 15);
 const SETS = Number(process.env.STASIS_FUZZ_SETS ?? 500);
 const driver = path.join(repoRoot, 'dist/test/helpers/damaged-restore.js');
 
-/** A counter dumped (and so killed) into a fresh directory. */
-async function dumpedCounter(t: ExecutionContext, mode: string): Promise<DumpedSet> {
-  const dir = tmpDir(t);
-  const w = await startWorkload('counter', [mode, '20']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 1$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  return { dir, pid: w.pid, key };
-}
 
 /** The file an error line names: what comes before its first colon. */
 function named(stderr: string): string {

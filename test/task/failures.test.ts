@@ -4,7 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { ImageDir, MANIFEST_FILE, imageFileName } from '../../images/index.js';
 import { startWorkload } from '../../test-containers/launch.js';
-import { alive, fdKey, lastTick, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, dumpedCounter, lastTick, stasis, tmpDir } from '../helpers/stasis.js';
 
 function freePid(): number {
   for (let pid = 30000; pid < 32000; pid++) if (!fs.existsSync(`/proc/${pid}`)) return pid;
@@ -64,18 +64,6 @@ test('dump into a directory that cannot be created fails before touching the tar
   await w.waitForLine(new RegExp(`^tick ${at + 2}$`));
 });
 
-/** A fresh dump of a counter (killed after the dump), with what a restore needs. */
-async function dumpedCounter(t: import('ava').ExecutionContext): Promise<{ dir: string; pid: number; key: string }> {
-  const dir = tmpDir(t);
-  const w = await startWorkload('counter', ['nanosleep', '20']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 1$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  return { dir, pid: w.pid, key };
-}
 
 test.serial('restore from an incomplete dump (no inventory.img) is refused', async (t) => {
   const { dir } = await dumpedCounter(t);

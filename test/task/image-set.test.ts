@@ -7,23 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ImageDir, MANIFEST_FILE, imageFileName } from '../../images/index.js';
-import { startWorkload } from '../../test-containers/launch.js';
-import { fdKey, killPid, restoreUnderReaper, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
+import { dumpedCounter, killPid, restoreUnderReaper, stasis, stasisBin } from '../helpers/stasis.js';
 
 interface Dumped { dir: string; pid: number; key: string }
 
-/** A counter dumped (and so killed) into a fresh directory. */
-async function dumpedCounter(t: ExecutionContext, mode = 'nanosleep'): Promise<Dumped> {
-  const dir = tmpDir(t);
-  const w = await startWorkload('counter', [mode, '20']);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^tick 1$/);
-  const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  return { dir, pid: w.pid, key };
-}
 
 /** A restore that must fail: its one error line (checked to be one), and no process left. */
 async function refused(t: ExecutionContext, a: Dumped, ...others: Dumped[]): Promise<string> {

@@ -122,27 +122,39 @@ interface Interruptions {
 }
 
 /**
- * Runs `dump --leave-running` of the tree `count` times, sending `signal` to stasis at a random
- * moment of the time it holds the tree, and checks the tree after each.
+ * How long stasis holds `pid` (from its seize to its release) in an undisturbed run of `start`,
+ * which must succeed.
  */
-async function interruptDumps(t: ExecutionContext, root: number, signals: NodeJS.Signals[], count: number,
+async function holdTime(t: ExecutionContext, pid: number, start: () => ReturnType<typeof spawn>): Promise<number> {
+  const full = start();
+  t.true(untilTraced(pid, 10_000), 'stasis seized the tree');
+  const t0 = performance.now();
+  while (tracerOf(pid)) await new Promise((r) => setImmediate(r));
+  const held = performance.now() - t0;
+  await exited(full);
+  t.is(full.exitCode, 0, 'an undisturbed run succeeds');
+  return held;
+}
+
+/**
+ * Runs `dump --leave-running` of the tree again and again, sending one of `signals` to stasis at
+ * a random moment of the time it holds the tree, and checks the tree after each — until `want`
+ * signals landed while the tree was held (how many do depends on this machine's load), or `max`
+ * were sent.
+ */
+async function interruptDumps(t: ExecutionContext, root: number, signals: NodeJS.Signals[], want: number, max: number,
   lines: readonly string[]): Promise<Interruptions> {
   const dir = tmpDir(t);
   const pids = treePids(root);
   const before = snapshot(pids);
-  // How long stasis holds the tree in an undisturbed dump.
-  const full = spawn(process.execPath, [stasisBin, 'dump', '-t', String(root), '-D', path.join(dir, 'full'), '--leave-running'], { stdio: 'ignore' });
-  t.true(untilTraced(root, 10_000), 'stasis seized the tree');
-  const t0 = performance.now();
-  await exited(full);
-  const held = performance.now() - t0;
-  t.is(full.exitCode, 0, 'an undisturbed dump succeeds');
+  const dump = (images: string) => spawn(process.execPath, [stasisBin, 'dump', '-t', String(root), '-D', images, '--leave-running'], { stdio: 'ignore' });
+  const held = await holdTime(t, root, () => dump(path.join(dir, 'full')));
   t.is(await settled(pids, before), before);
   const result: Interruptions = { sent: 0, whileSeized: 0, whole: 0 };
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; result.whileSeized < want && i < max; i++) {
     const signal = signals[i % signals.length]!;
     const images = path.join(dir, `d${i}`);
-    const child = spawn(process.execPath, [stasisBin, 'dump', '-t', String(root), '-D', images, '--leave-running'], { stdio: 'ignore' });
+    const child = dump(images);
     if (untilTraced(root, 10_000)) {
       spin(Math.random() * held);
       if (tracerOf(root) === child.pid) result.whileSeized++;
@@ -168,7 +180,7 @@ test.serial('SIGKILL of stasis at random moments of dump --leave-running: every 
   const w = await startWorkload('steady', ['4']);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready$/);
-  const r = await interruptDumps(t, w.pid, ['SIGKILL'], 60, w.lines);
+  const r = await interruptDumps(t, w.pid, ['SIGKILL'], 50, 120, w.lines);
   t.log(`${r.sent} SIGKILLs, ${r.whileSeized} while stasis held the tree, ${r.whole} after the last image`);
   t.true(r.whileSeized >= 50, `at least 50 kills landed while the tree was held (${r.whileSeized})`);
   t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
@@ -178,9 +190,9 @@ test.serial('SIGTERM, SIGINT and SIGHUP at random moments of dump --leave-runnin
   const w = await startWorkload('steady', ['4']);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready$/);
-  const r = await interruptDumps(t, w.pid, ['SIGTERM', 'SIGINT', 'SIGHUP'], 30, w.lines);
+  const r = await interruptDumps(t, w.pid, ['SIGTERM', 'SIGINT', 'SIGHUP'], 24, 60, w.lines);
   t.log(`${r.sent} signals, ${r.whileSeized} while stasis held the tree, ${r.whole} after the last image`);
-  t.true(r.whileSeized >= 24, `most signals landed while the tree was held (${r.whileSeized})`);
+  t.true(r.whileSeized >= 24, `at least 24 signals landed while the tree was held (${r.whileSeized})`);
 });
 
 test.serial('SIGKILL of stasis at random moments of runc checkpoint --leave-running: the container runs on unchanged, its cgroup not frozen', async (t) => {
@@ -197,17 +209,11 @@ test.serial('SIGKILL of stasis at random moments of runc checkpoint --leave-runn
   const freezerState = () => (freezer ? fs.readFileSync(freezer, 'utf8').trim() : 'THAWED');
   const checkpoint = (i: number) => spawn('runc', ['--root', c.stateRoot, '--criu', stasisBin, 'checkpoint', '--leave-running',
     '--image-path', path.join(dir, `img${i}`), '--work-path', path.join(dir, `work${i}`), c.id], { stdio: 'ignore' });
-  // How long stasis holds the container in an undisturbed checkpoint.
-  const full = checkpoint(-1);
-  t.true(untilTraced(init, 10_000), 'stasis seized the container');
-  const t0 = performance.now();
-  while (tracerOf(init)) await new Promise((r) => setImmediate(r));
-  const held = performance.now() - t0;
-  await exited(full);
-  t.is(full.exitCode, 0, 'an undisturbed checkpoint succeeds');
+  const held = await holdTime(t, init, () => checkpoint(-1));
   let whileSeized = 0;
-  const kills = 24;
-  for (let i = 0; i < kills; i++) {
+  let kills = 0;
+  // Until 20 kills landed while stasis held the container (at most 50).
+  for (let i = 0; whileSeized < 20 && i < 50; i++, kills++) {
     const runc = checkpoint(i);
     if (untilTraced(init, 10_000)) {
       const tracer = tracerOf(init);

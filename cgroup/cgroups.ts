@@ -61,7 +61,8 @@ export function cgroupHierarchyMount(ctrl: string): string | undefined {
  * the restore by name. A v1 hierarchy mounted nowhere (a named one a tool left behind, which
  * runc passes on from its own /proc/self/cgroup) is coped with as criu does, with a warning:
  * where stasis is in it already the task is too (it was born there); elsewhere the hierarchy
- * is mounted for the move on a directory of stasis's own, and unmounted again.
+ * is mounted for the move on a directory of stasis's own, and unmounted again. A named
+ * hierarchy that no longer exists at all is left out, with a warning.
  */
 export function placeInCgroups(pid: number, roots: readonly CgRoot[], warn: (msg: string) => void = () => {}): void {
   for (const r of roots) {
@@ -72,6 +73,12 @@ export function placeInCgroups(pid: number, roots: readonly CgRoot[], warn: (msg
       continue;
     }
     const own = readCgroupMembership('self').find((m) => sameControllers(m.name, r.ctrl));
+    if (r.ctrl && !own && r.ctrl.split(',').every((c) => c.startsWith('name='))) {
+      // Every process is in each hierarchy that exists: this one is gone since the dump named it
+      // (its last cgroup removed). Mounting it would make a new, empty one.
+      warn(`${what}: the named hierarchy no longer exists; left out`);
+      continue;
+    }
     if (!r.ctrl || !own) throw new Error(`${what}: no such cgroup hierarchy is mounted, nor is stasis in one`);
     if (own.path === r.path) {
       warn(`${what}: the hierarchy is mounted nowhere; the restored tree is in that cgroup already (stasis's own)`);

@@ -183,6 +183,36 @@ interface HandBack {
   abandon(): void;
 }
 
+/**
+ * SIGTERM, SIGINT and SIGHUP while a dump holds the tree: the dump stops at its next check and is
+ * rolled back (every task handed back as it was, no inventory.img), then stasis fails in one
+ * line. The dump runs synchronously between checks, which let the event loop run the signal's
+ * handler once every few milliseconds. (A stasis that dies without rolling back — SIGKILL —
+ * leaves the tasks to put themselves back: sys/guard.ts.)
+ */
+class StopSignals {
+  private static readonly SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
+  private got?: NodeJS.Signals;
+  private lastCheck = performance.now();
+  private readonly handler = (sig: NodeJS.Signals) => {
+    this.got ??= sig;
+  };
+  constructor() {
+    for (const s of StopSignals.SIGNALS) process.on(s, this.handler);
+  }
+  /** Throws once a signal came; lets the event loop run when `now` or every few milliseconds. */
+  async check(now = false): Promise<void> {
+    if (now || performance.now() - this.lastCheck > 2) {
+      await new Promise((r) => setImmediate(r));
+      this.lastCheck = performance.now();
+    }
+    if (this.got) throw new Error(`dump stopped by ${this.got}: the tree runs on as it was, and no image set was completed`);
+  }
+  remove(): void {
+    for (const s of StopSignals.SIGNALS) process.off(s, this.handler);
+  }
+}
+
 /** A zombie: only its exit status, pids and a minimal core. */
 function dumpZombie(p: TreeProcess, st: DumpState): ProcessImages {
   const core = {
@@ -315,6 +345,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const netContents = foreign.includes('net') && !((opts.emptyNs ?? 0) & CLONE.NEWNET) && netKey === undefined;
 
   schema(); // parse the protos now, not while the tree is frozen
+  const stop = new StopSignals();
   const t0 = performance.now();
   const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
   const tFrozen = performance.now();
@@ -326,6 +357,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     opts.afterSeize?.();
   } catch (e) {
     tree.release();
+    stop.remove();
     throw e;
   }
   // Injected syscalls are round trips between stasis and a task: on one CPU they cost a
@@ -371,7 +403,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const v = pidNumbering(tree);
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
-    const dumped = tree.processes.map((p) => {
+    const dumped: ProcessImages[] = [];
+    for (const p of tree.processes) {
+      await stop.check();
       const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
       const vp = v.pid(p.pid);
       for (const [tid, core] of d.cores) write(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
@@ -381,8 +415,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       if (d.pagemap) write(images.write(imageFileName('PAGEMAP', vp), d.pagemap.entries));
       if (d.fs) write(images.writeMessages(imageFileName('FS', vp), [d.fs]));
       if (d.fdinfos) write(images.writeMessages(imageFileName('FDINFO', Number(d.ids.files_id)), d.fdinfos));
-      return d;
-    });
+      dumped.push(d);
+    }
     st.files.checkAtEnd();
     const rootIds = dumped[0]!.ids;
     const net = netContents ? dumpNetns(pid, rootIds.net_ns_id!) : undefined;
@@ -425,6 +459,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       irmap_resolve: 0, pages_lazy: 0, page_pipes: 0, page_pipe_bufs: 0,
       shpages_scanned: 0, shpages_skipped_parent: 0, shpages_written: 0,
     };
+    await stop.check(true); // the last moment a dump can still be rolled back
     await images.commit({
       img_version: 2, fdinfo_per_id: true, root_ids: ids.rootIds, ns_per_id: true,
       root_cg_set: 1, lsmtype: NO_LSM, network_lock_method: NETWORK_LOCK_SKIP,
@@ -459,5 +494,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     unpin();
     tree.release();
     for (const g of guarded) g.forget();
+    stop.remove();
   }
 }

@@ -348,6 +348,17 @@ export class MachineCode {
     }
     return this;
   }
+  /** `reg = value` always as a 10-byte movabs; returns where the immediate is (to be filled in later). */
+  movWide(reg: string, value: bigint = 0n): number {
+    const r = GPR[reg]!;
+    this.room(10);
+    this.buf[this.n++] = r >= 8 ? 0x49 : 0x48;
+    this.buf[this.n++] = 0xb8 + (r & 7);
+    const at = this.n;
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, value), at);
+    this.n += 8;
+    return at;
+  }
   /** `reg = other` (64-bit). */
   movReg(reg: string, from: string): this {
     const d = GPR[reg]!;
@@ -380,18 +391,6 @@ export class MachineCode {
     this.n += 4;
     return this;
   }
-  /**
-   * The arithmetic flags and the direction flag of `eflags`, set without the stack: OF through an
-   * 8-bit increment (0x7f + 1 overflows) or an xor (clears it), the five flags sahf loads from AH,
-   * then cld/std. Clobbers rax.
-   */
-  flags(eflags: bigint): this {
-    if (eflags & 0x800n) this.bytes(0xb0, 0x7f, 0xfe, 0xc0); // mov al, 0x7f; inc al
-    else this.bytes(0x31, 0xc0); // xor eax, eax
-    this.mov('rax', (eflags & 0xffn) << 8n);
-    this.bytes(0x9e); // sahf
-    return this.bytes(eflags & 0x400n ? 0xfd : 0xfc); // std / cld
-  }
   /** `n` bytes of data (8-byte words written little-endian by the caller). */
   data(b: Buffer): this {
     this.room(b.length);
@@ -417,11 +416,6 @@ const SIG_SETMASK = 2;
 export interface EpilogueSpec {
   /** Where the code will sit. */
   at: bigint;
-  /** The task's own registers, as read when it was seized. */
-  regs: Record<RegName, bigint>;
-  sigmask: bigint;
-  /** The task's CPU affinity (a cpu_set_t prefix), when stasis changes it. */
-  affinity?: Buffer;
   /** Memory stasis may have mapped in the task, unmapped first (nothing happens if it is not mapped). */
   unmap?: { addr: bigint; len: number };
   /**
@@ -432,7 +426,7 @@ export interface EpilogueSpec {
   marker?: number;
 }
 
-/** A task's syscall site and the epilogue right after it (restoreEpilogue). */
+/** A task's slot: its syscall site, the epilogue right after it, its call stub and marker tail. */
 export interface Epilogue {
   /** Data, `syscall`, the epilogue, then the stub and tail: written at EpilogueSpec.at. */
   bytes: Buffer;
@@ -456,38 +450,81 @@ export interface Epilogue {
  * (resuming an interrupted syscall as the kernel would). It needs no stack and no writable
  * memory: its data (the address to go back to, the mask, the affinity) comes first, then a
  * `syscall` instruction (the site injected calls are made at), then the code.
+ *
+ * The code is laid out once per slot (EpilogueSpec without the task's values) with every value
+ * at a fixed place, and filled in per task: no instruction's length depends on a value.
  */
-export function restoreEpilogue(spec: EpilogueSpec): Epilogue {
-  const { rip, rax } = resumeAfterRestart(spec.regs);
-  const data = Buffer.alloc(16 + (spec.affinity?.length ?? 0));
-  data.writeBigUInt64LE(BigInt.asUintN(64, rip), 0);
-  data.writeBigUInt64LE(BigInt.asUintN(64, spec.sigmask), 8);
-  spec.affinity?.copy(data, 16);
-  const k = new MachineCode(spec.at);
-  k.data(data);
-  const site = k.here;
-  k.syscall();
-  const entry = k.here;
-  if (spec.unmap) k.call(SYS.munmap, spec.unmap.addr, spec.unmap.len);
-  if (spec.affinity) k.call(SYS.sched_setaffinity, 0, spec.affinity.length, spec.at + 16n);
-  k.call(SYS.rt_sigprocmask, SIG_SETMASK, spec.at + 8n, 0, 8);
-  k.flags(spec.regs.eflags);
-  for (const r of EPILOGUE_GPRS) k.mov(r, spec.regs[r]);
-  k.mov('rax', rax);
-  k.jmpThrough(spec.at);
-  if (spec.marker === undefined) return { bytes: k.done(), site, entry };
-  const stub = k.here;
-  k.syscall().movReg('r12', 'rax');
-  const tail = k.here;
-  // tgkill(getpid(), gettid(), marker): the ids as the task's own pid namespace numbers them.
-  k.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
-  k.mov('rdx', spec.marker).call(SYS.tgkill);
-  const tailEnd = k.here;
-  k.jmp(entry);
-  return { bytes: k.done(), site, entry, stub, tail, tailEnd };
+export class EpilogueTemplate implements Omit<Epilogue, 'bytes'> {
+  private readonly code: Buffer;
+  readonly site: bigint;
+  readonly entry: bigint;
+  readonly stub?: bigint;
+  readonly tail?: bigint;
+  readonly tailEnd?: bigint;
+  /** Where each register's immediate is, and the flag-setting bytes. */
+  private readonly regAt = new Map<RegName, number>();
+  private readonly ofAt: number;
+  private readonly ahAt: number;
+  private readonly dfAt: number;
+
+  constructor(readonly spec: Pick<EpilogueSpec, 'at' | 'unmap' | 'marker'> & { affinityBytes?: number }) {
+    const k = new MachineCode(spec.at);
+    k.data(Buffer.alloc(16 + (spec.affinityBytes ?? 0)));
+    this.site = k.here;
+    k.syscall();
+    this.entry = k.here;
+    if (spec.unmap) k.call(SYS.munmap, spec.unmap.addr, spec.unmap.len);
+    if (spec.affinityBytes) k.call(SYS.sched_setaffinity, 0, spec.affinityBytes, spec.at + 16n);
+    k.call(SYS.rt_sigprocmask, SIG_SETMASK, spec.at + 8n, 0, 8);
+    // Flags: `mov al, A; add al, B` (0x7f + 1 overflows, 0 + 0 does not) sets OF; `mov eax,
+    // FLAGS << 8; sahf` the five flags in AH; then cld or std.
+    this.ofAt = k.length;
+    k.bytes(0xb0, 0, 0x04, 0);
+    k.bytes(0xb8);
+    this.ahAt = k.length;
+    k.bytes(0, 0, 0, 0, 0x9e);
+    this.dfAt = k.length;
+    k.bytes(0xfc);
+    for (const r of EPILOGUE_GPRS) this.regAt.set(r, k.movWide(r));
+    this.regAt.set('rax', k.movWide('rax'));
+    k.jmpThrough(spec.at);
+    if (spec.marker !== undefined) {
+      this.stub = k.here;
+      k.syscall().movReg('r12', 'rax');
+      this.tail = k.here;
+      // tgkill(getpid(), gettid(), marker): the ids as the task's own pid namespace numbers them.
+      k.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
+      k.mov('rdx', spec.marker).call(SYS.tgkill);
+      this.tailEnd = k.here;
+      k.jmp(this.entry);
+    }
+    this.code = k.done();
+  }
+
+  /** The template filled with a task's registers (`raw`: a user_regs_struct), mask and affinity. */
+  fill(raw: Buffer, sigmask: bigint, affinity?: Buffer): Buffer {
+    const b = Buffer.from(this.code);
+    const reg = (name: RegName) => raw.readBigUInt64LE(USER_REGS.indexOf(name) * 8);
+    const { rip, rax } = resumeAfterRestart({ rip: reg('rip'), rax: reg('rax'), orig_rax: reg('orig_rax') });
+    b.writeBigUInt64LE(BigInt.asUintN(64, rip), 0);
+    b.writeBigUInt64LE(BigInt.asUintN(64, sigmask), 8);
+    if (affinity) affinity.copy(b, 16, 0, this.spec.affinityBytes);
+    for (const [name, at] of this.regAt) {
+      if (name === 'rax') b.writeBigUInt64LE(BigInt.asUintN(64, rax), at);
+      else raw.copy(b, at, USER_REGS.indexOf(name) * 8, USER_REGS.indexOf(name) * 8 + 8);
+    }
+    const eflags = raw.readUInt32LE(USER_REGS.indexOf('eflags') * 8);
+    if (eflags & 0x800) {
+      b[this.ofAt + 1] = 0x7f;
+      b[this.ofAt + 3] = 1;
+    }
+    b[this.ahAt + 1] = eflags & 0xff;
+    b[this.dfAt] = eflags & 0x400 ? 0xfd : 0xfc;
+    return b;
+  }
 }
 
-/** Bytes restoreEpilogue() takes at most, with an affinity of `affinityBytes`. */
+/** Bytes an EpilogueTemplate takes at most, with an affinity of `affinityBytes`. */
 export function epilogueMaxBytes(affinityBytes: number): number {
   const data = 16 + affinityBytes;
   const calls = (3 * 10 + 2) + (4 * 10 + 2) + (5 * 10 + 2); // munmap, sched_setaffinity, rt_sigprocmask

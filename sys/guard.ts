@@ -35,7 +35,7 @@
 import fs from 'node:fs';
 import {
   IP_REG, MachineCode, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_NAME, SYSCALL_NR_REG, SYSCALL_ORIG_REG,
-  SYSCALL_RET_REG, epilogueMaxBytes, restoreEpilogue, type SyscallSpec,
+  SYSCALL_RET_REG, EpilogueTemplate, epilogueMaxBytes, type SyscallSpec,
 } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { readMemory, readRanges, writeMemory } from './mem.js';
@@ -168,6 +168,16 @@ export class GuardedProcess {
     return this.padStart + BigInt(i * SLOT_BYTES);
   }
 
+  private readonly templates: EpilogueTemplate[] = [];
+
+  /** The epilogue of slot `i` (0: the main task's, which unmaps the scratch reserve), laid out once. */
+  template(i: number): EpilogueTemplate {
+    return this.templates[i] ??= new EpilogueTemplate({
+      at: this.slot(i), affinityBytes: AFFINITY_BYTES, marker: this.marker,
+      unmap: i === 0 ? { addr: this.scratchAt, len: SCRATCH_RESERVE } : undefined,
+    });
+  }
+
   takeSlot(main: boolean): number {
     const i = main ? 0 : 1;
     if (this.slotUsed[i]) throw new Error(`task slot ${i} of process ${this.tgid} in use`);
@@ -247,20 +257,16 @@ export class GuardedTask implements TaskCalls {
     this.savedSigmask = sigmask;
     this.slot = proc.takeSlot(main);
     const at = proc.slot(this.slot);
-    if (pinTo) this.affinity = getAffinity(pid);
-    const epi = restoreEpilogue({
-      at, regs: this.savedRegs.toObject(), sigmask,
-      affinity: this.affinity?.subarray(0, AFFINITY_BYTES),
-      unmap: main ? { addr: proc.scratchAt, len: SCRATCH_RESERVE } : undefined,
-      marker: proc.marker,
-    });
+    const ownAffinity = getAffinity(pid);
+    if (pinTo) this.affinity = ownAffinity;
+    const epi = proc.template(this.slot);
     this.site = epi.site;
     this.entry = epi.entry;
     this.stub = epi.stub;
     this.tail = epi.tail;
     this.tailEnd = epi.tailEnd;
     try {
-      proc.write(at, epi.bytes);
+      proc.write(at, epi.fill(this.savedRegs.raw, sigmask, ownAffinity));
       // From now on the task runs into its epilogue if left alone.
       const r = this.callRegs.copyFrom(this.savedRegs);
       r.set(IP_REG, this.entry);

@@ -359,6 +359,21 @@ export class MachineCode {
     this.n += 8;
     return at;
   }
+  /** `reg = value`, 0 as `xor reg, reg` (shorter; it clears the flags, which a sequence does not need). */
+  load(reg: string, value: number | bigint): this {
+    if (value !== 0 && value !== 0n) return this.mov(reg, value);
+    const r = GPR[reg]!;
+    if (r >= 8) this.bytes(0x45);
+    return this.bytes(0x31, 0xc0 | ((r & 7) << 3) | (r & 7));
+  }
+  /** `mov [addr], rax` with a 64-bit absolute address. */
+  storeRax(addr: bigint): this {
+    this.bytes(0x48, 0xa3);
+    this.room(8);
+    this.buf.writeBigUInt64LE(addr, this.n);
+    this.n += 8;
+    return this;
+  }
   /** `reg = other` (64-bit). */
   movReg(reg: string, from: string): this {
     const d = GPR[reg]!;
@@ -413,36 +428,6 @@ export const EPILOGUE_GPRS = ['r15', 'r14', 'r13', 'r12', 'rbp', 'rbx', 'r11', '
 
 const SIG_SETMASK = 2;
 
-export interface EpilogueSpec {
-  /** Where the code will sit. */
-  at: bigint;
-  /** Memory stasis may have mapped in the task, unmapped first (nothing happens if it is not mapped). */
-  unmap?: { addr: bigint; len: number };
-  /**
-   * A signal the task ignores by default and does not catch: with it, the slot has a call stub
-   * that ends by raising it (a stop for the tracer, nothing without one) and then falls into the
-   * epilogue.
-   */
-  marker?: number;
-}
-
-/** A task's slot: its syscall site, the epilogue right after it, its call stub and marker tail. */
-export interface Epilogue {
-  /** Data, `syscall`, the epilogue, then the stub and tail: written at EpilogueSpec.at. */
-  bytes: Buffer;
-  /** A `syscall` instruction whose return falls into the epilogue (for syscall-stop stepping). */
-  site: bigint;
-  /** The epilogue's first instruction (site + 2). */
-  entry: bigint;
-  /**
-   * With a marker: `syscall; mov r12, rax`, then the tail: a call made here stops (the marker's
-   * signal-delivery stop) with its result in r12, just after the marker's syscall (tailEnd).
-   */
-  stub?: bigint;
-  tail?: bigint;
-  tailEnd?: bigint;
-}
-
 /**
  * Code that puts a task back exactly as it was, run by the task itself: what it falls into
  * after any injected syscall when stasis is gone. It unmaps stasis's scratch memory, gives back
@@ -454,28 +439,48 @@ export interface Epilogue {
  * The code is laid out once per slot (EpilogueSpec without the task's values) with every value
  * at a fixed place, and filled in per task: no instruction's length depends on a value.
  */
-export class EpilogueTemplate implements Omit<Epilogue, 'bytes'> {
+export class EpilogueTemplate {
   private readonly code: Buffer;
-  readonly site: bigint;
-  readonly entry: bigint;
-  readonly stub?: bigint;
-  readonly tail?: bigint;
-  readonly tailEnd?: bigint;
+  /** Offsets of the site, the epilogue, the stub, the tail and the address after its syscall. */
+  readonly site: number;
+  readonly entry: number;
+  readonly stub?: number;
+  readonly tail?: number;
+  readonly tailEnd?: number;
+  /** Where the addresses that depend on the slot's place and the scratch reserve go. */
+  private readonly unmapAt?: number;
+  private readonly affinityPtrAt?: number;
+  private readonly maskPtrAt: number;
   /** Where each register's immediate is, and the flag-setting bytes. */
   private readonly regAt = new Map<RegName, number>();
   private readonly ofAt: number;
   private readonly ahAt: number;
   private readonly dfAt: number;
 
-  constructor(readonly spec: Pick<EpilogueSpec, 'at' | 'unmap' | 'marker'> & { affinityBytes?: number }) {
-    const k = new MachineCode(spec.at);
+  /**
+   * The layout for a slot: `unmapBytes`, the length of the scratch reserve the epilogue unmaps
+   * (the main task's), `affinityBytes` of CPU mask it gives back, `marker` its stop signal. The
+   * same layout serves every process: addresses are filled in per task.
+   */
+  constructor(readonly spec: { unmapBytes?: number; affinityBytes?: number; marker?: number }) {
+    const k = new MachineCode(0n);
     k.data(Buffer.alloc(16 + (spec.affinityBytes ?? 0)));
-    this.site = k.here;
+    this.site = k.length;
     k.syscall();
-    this.entry = k.here;
-    if (spec.unmap) k.call(SYS.munmap, spec.unmap.addr, spec.unmap.len);
-    if (spec.affinityBytes) k.call(SYS.sched_setaffinity, 0, spec.affinityBytes, spec.at + 16n);
-    k.call(SYS.rt_sigprocmask, SIG_SETMASK, spec.at + 8n, 0, 8);
+    this.entry = k.length;
+    if (spec.unmapBytes) {
+      k.mov('rax', SYS.munmap);
+      this.unmapAt = k.movWide('rdi');
+      k.mov('rsi', spec.unmapBytes).syscall();
+    }
+    if (spec.affinityBytes) {
+      k.mov('rax', SYS.sched_setaffinity).mov('rdi', 0).mov('rsi', spec.affinityBytes);
+      this.affinityPtrAt = k.movWide('rdx');
+      k.syscall();
+    }
+    k.mov('rax', SYS.rt_sigprocmask).mov('rdi', SIG_SETMASK);
+    this.maskPtrAt = k.movWide('rsi');
+    k.mov('rdx', 0).mov('r10', 8).syscall();
     // Flags: `mov al, A; add al, B` (0x7f + 1 overflows, 0 + 0 does not) sets OF; `mov eax,
     // FLAGS << 8; sahf` the five flags in AH; then cld or std.
     this.ofAt = k.length;
@@ -487,23 +492,29 @@ export class EpilogueTemplate implements Omit<Epilogue, 'bytes'> {
     k.bytes(0xfc);
     for (const r of EPILOGUE_GPRS) this.regAt.set(r, k.movWide(r));
     this.regAt.set('rax', k.movWide('rax'));
-    k.jmpThrough(spec.at);
+    k.jmpThrough(0n); // rip-relative: to the slot's first word wherever it is
     if (spec.marker !== undefined) {
-      this.stub = k.here;
+      this.stub = k.length;
       k.syscall().movReg('r12', 'rax');
-      this.tail = k.here;
+      this.tail = k.length;
       // tgkill(getpid(), gettid(), marker): the ids as the task's own pid namespace numbers them.
       k.call(SYS.getpid).movReg('rdi', 'rax').call(SYS.gettid).movReg('rsi', 'rax');
       k.mov('rdx', spec.marker).call(SYS.tgkill);
-      this.tailEnd = k.here;
-      k.jmp(this.entry);
+      this.tailEnd = k.length;
+      k.jmp(BigInt(this.entry)); // relative
     }
     this.code = k.done();
   }
 
-  /** The template filled with a task's registers (`raw`: a user_regs_struct), mask and affinity. */
-  fill(raw: Buffer, sigmask: bigint, affinity?: Buffer): Buffer {
+  /**
+   * The slot's bytes for a task at `at`: its registers (`raw`, a user_regs_struct), mask and
+   * affinity, and where the scratch reserve is (when the epilogue unmaps it).
+   */
+  fill(at: bigint, raw: Buffer, sigmask: bigint, affinity?: Buffer, scratchAt = 0n): Buffer {
     const b = Buffer.from(this.code);
+    if (this.unmapAt !== undefined) b.writeBigUInt64LE(scratchAt, this.unmapAt);
+    if (this.affinityPtrAt !== undefined) b.writeBigUInt64LE(at + 16n, this.affinityPtrAt);
+    b.writeBigUInt64LE(at + 8n, this.maskPtrAt);
     const reg = (name: RegName) => raw.readBigUInt64LE(USER_REGS.indexOf(name) * 8);
     const { rip, rax } = resumeAfterRestart({ rip: reg('rip'), rax: reg('rax'), orig_rax: reg('orig_rax') });
     b.writeBigUInt64LE(BigInt.asUintN(64, rip), 0);

@@ -23,11 +23,12 @@
 //   registers last.
 // - A call costs one stop: a per-task stub makes it and falls into the marker; several calls go
 //   into a sequence area after the slots (one task at a time uses it; a task stopped elsewhere
-//   sits in its own slot), their results kept in registers the epilogue reloads anyway.
+//   sits in its own slot), their results stored in scratch memory by the main task, kept in
+//   registers (which the epilogue reloads anyway) by the others.
 // - Scratch memory for arguments and answers is one mapping at an address chosen beforehand, so
-//   the main thread's epilogue can unmap it whether or not the mmap has happened yet. Nothing
-//   writes it from user space (only syscalls do, and they fail with EFAULT once it is gone), so
-//   the main thread may unmap it while other threads run their own way back.
+//   the main thread's epilogue can unmap it whether or not the mmap has happened yet. Only the
+//   main thread writes it from user space (its epilogue runs after); other threads' syscalls
+//   fail with EFAULT once it is gone, so it may be unmapped while they run their own way back.
 //
 // A task whose vDSO differs from stasis's own, or that has none, cannot be guarded this way; the
 // dump then uses the plain injector (sys/inject.ts) for it.
@@ -61,11 +62,15 @@ const MARKER_SIGNALS = [23 /* SIGURG */, 28 /* SIGWINCH */, 17 /* SIGCHLD */];
 const SCRATCH_RESERVE = 256 << 20;
 const SCRATCH_FIRST = 2 * PAGE_SIZE;
 /**
- * Where a sequence keeps its calls' results: registers the calls neither take nor clobber, read
- * at the stop that ends it. No memory is written from user space, so a thread running on through
- * a sequence when stasis is gone cannot fault on scratch memory its main thread has unmapped.
+ * Where a sequence keeps its calls' results. The main task stores them at the start of the
+ * scratch memory (RESULTS_BYTES of it): its own epilogue, the only code that unmaps it, runs
+ * after. Other threads keep them in registers the calls neither take nor clobber, read at the
+ * stop that ends the sequence: a thread running on through a sequence when stasis is gone
+ * writes no memory from user space, so it cannot fault on scratch memory its main thread has
+ * unmapped meanwhile.
  */
 const RESULT_REGS = ['rbx', 'rbp', 'r12', 'r13', 'r14', 'r15'] as const;
+const RESULTS_BYTES = 256;
 
 /** Bytes of a CPU mask the epilogue gives back (a cpu_set_t prefix covering every possible CPU). */
 function cpumaskBytes(): number {
@@ -126,6 +131,19 @@ export interface GuardOptions {
   shdPnd: bigint;
 }
 
+/** Slot layouts, the same for every process: by main or not, and marker signal. */
+const templates = new Map<string, EpilogueTemplate>();
+
+function slotTemplate(main: boolean, marker: number | undefined): EpilogueTemplate {
+  const key = `${main} ${marker}`;
+  let t = templates.get(key);
+  if (!t) {
+    t = new EpilogueTemplate({ unmapBytes: main ? SCRATCH_RESERVE : undefined, affinityBytes: AFFINITY_BYTES, marker });
+    templates.set(key, t);
+  }
+  return t;
+}
+
 /** One process whose tasks are injected into the guarded way (see the top of this file). */
 export class GuardedProcess {
   private readonly mem: number;
@@ -168,14 +186,9 @@ export class GuardedProcess {
     return this.padStart + BigInt(i * SLOT_BYTES);
   }
 
-  private readonly templates: EpilogueTemplate[] = [];
-
-  /** The epilogue of slot `i` (0: the main task's, which unmaps the scratch reserve), laid out once. */
+  /** The layout of slot `i` (0: the main task's, whose epilogue unmaps the scratch reserve). */
   template(i: number): EpilogueTemplate {
-    return this.templates[i] ??= new EpilogueTemplate({
-      at: this.slot(i), affinityBytes: AFFINITY_BYTES, marker: this.marker,
-      unmap: i === 0 ? { addr: this.scratchAt, len: SCRATCH_RESERVE } : undefined,
-    });
+    return slotTemplate(i === 0, this.marker);
   }
 
   takeSlot(main: boolean): number {
@@ -260,13 +273,14 @@ export class GuardedTask implements TaskCalls {
     const ownAffinity = getAffinity(pid);
     if (pinTo) this.affinity = ownAffinity;
     const epi = proc.template(this.slot);
-    this.site = epi.site;
-    this.entry = epi.entry;
-    this.stub = epi.stub;
-    this.tail = epi.tail;
-    this.tailEnd = epi.tailEnd;
+    const rel = (offset: number | undefined) => (offset === undefined ? undefined : at + BigInt(offset));
+    this.site = at + BigInt(epi.site);
+    this.entry = at + BigInt(epi.entry);
+    this.stub = rel(epi.stub);
+    this.tail = rel(epi.tail);
+    this.tailEnd = rel(epi.tailEnd);
     try {
-      proc.write(at, epi.fill(this.savedRegs.raw, sigmask, ownAffinity));
+      proc.write(at, epi.fill(at, this.savedRegs.raw, sigmask, ownAffinity, proc.scratchAt));
       // From now on the task runs into its epilogue if left alone.
       const r = this.callRegs.copyFrom(this.savedRegs);
       r.set(IP_REG, this.entry);
@@ -329,18 +343,24 @@ export class GuardedTask implements TaskCalls {
     const area = this.proc.sequenceArea;
     if (!area || this.tail === undefined || calls.length === 1) return calls.map(([nr, ...args]) => this.call(nr, ...args));
     const codeAt = area.start;
+    const inMemory = this.main;
+    if (inMemory) this.ensureScratch();
+    const results = this.proc.scratchAt;
+    const most = inMemory ? RESULTS_BYTES / 8 : RESULT_REGS.length;
     const out: bigint[] = [];
     let i = 0;
     while (i < calls.length) {
       const k = new MachineCode(codeAt);
       let n = 0;
       // As many calls as fit, leaving room for the final jump.
-      while (i + n < calls.length && n < RESULT_REGS.length) {
+      while (i + n < calls.length && n < most) {
         const before = k.length;
         const [nr, ...args] = calls[i + n]!;
         k.mov('rax', nr);
-        for (let a = 0; a < 6; a++) k.mov(SYSCALL_ARG_REGS[a]!, args[a] ?? 0);
-        k.syscall().movReg(RESULT_REGS[n]!, 'rax');
+        for (let a = 0; a < 6; a++) k.load(SYSCALL_ARG_REGS[a]!, args[a] ?? 0);
+        k.syscall();
+        if (inMemory) k.storeRax(results + BigInt(8 * n));
+        else k.movReg(RESULT_REGS[n]!, 'rax');
         if (codeAt + BigInt(k.length + 5) > area.end) {
           if (n === 0) throw new Error('a syscall sequence does not fit the vDSO padding');
           k.truncate(before);
@@ -350,7 +370,12 @@ export class GuardedTask implements TaskCalls {
       }
       k.jmp(this.tail);
       const r = this.runSequence(k.done(), codeAt, calls[i]![0], n);
-      for (let j = 0; j < n; j++) out.push(r.getSigned(RESULT_REGS[j]!));
+      if (inMemory) {
+        const m = readMemory(this.tgid, results, 8 * n);
+        for (let j = 0; j < n; j++) out.push(m.readBigInt64LE(8 * j));
+      } else {
+        for (let j = 0; j < n; j++) out.push(r.getSigned(RESULT_REGS[j]!));
+      }
       i += n;
     }
     return out;
@@ -420,14 +445,14 @@ export class GuardedTask implements TaskCalls {
   }
 
   scratch(size: number): bigint {
-    if (this.main) this.ensureScratch(size);
-    else if (size > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: ${size} bytes of scratch memory asked, ${this.proc.scratchBytes} there`);
-    return this.proc.scratchAt;
+    if (this.main) this.ensureScratch(RESULTS_BYTES + size);
+    else if (RESULTS_BYTES + size > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: ${size} bytes of scratch memory asked, ${this.proc.scratchBytes - RESULTS_BYTES} there`);
+    return this.proc.scratchAt + BigInt(RESULTS_BYTES);
   }
 
   readScratch(len: number, offset = 0): Buffer {
-    if (offset + len > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: scratch read beyond its end`);
-    return readMemory(this.tgid, this.proc.scratchAt + BigInt(offset), len);
+    if (RESULTS_BYTES + offset + len > this.proc.scratchBytes) throw new RangeError(`task ${this.pid}: scratch read beyond its end`);
+    return readMemory(this.tgid, this.proc.scratchAt + BigInt(RESULTS_BYTES + offset), len);
   }
 
   writeScratch(data: Buffer, offset = 0): bigint {

@@ -449,6 +449,8 @@ export class EpilogueTemplate {
   readonly tailEnd?: number;
   /** Where the addresses that depend on the slot's place and the scratch reserve go. */
   private readonly unmapAt?: number;
+  /** Where the descriptor the main task's epilogue closes goes (-1 when there is none). */
+  private readonly closeAt?: number;
   private readonly affinityPtrAt?: number;
   private readonly maskPtrAt: number;
   /** Where each register's immediate is, and the flag-setting bytes. */
@@ -469,6 +471,11 @@ export class EpilogueTemplate {
     k.syscall();
     this.entry = k.length;
     if (spec.unmapBytes) {
+      // The main task's: close the descriptor stasis may have opened in it (its pages file),
+      // unmap the scratch reserve.
+      k.mov('rax', SYS.close);
+      this.closeAt = k.movWide('rdi', -1n);
+      k.syscall();
       k.mov('rax', SYS.munmap);
       this.unmapAt = k.movWide('rdi');
       k.mov('rsi', spec.unmapBytes).syscall();
@@ -510,9 +517,10 @@ export class EpilogueTemplate {
    * The slot's bytes for a task at `at`: its registers (`raw`, a user_regs_struct), mask and
    * affinity, and where the scratch reserve is (when the epilogue unmaps it).
    */
-  fill(at: bigint, raw: Buffer, sigmask: bigint, affinity?: Buffer, scratchAt = 0n): Buffer {
+  fill(at: bigint, raw: Buffer, sigmask: bigint, affinity?: Buffer, scratchAt = 0n, closeFd = -1): Buffer {
     const b = Buffer.from(this.code);
     if (this.unmapAt !== undefined) b.writeBigUInt64LE(scratchAt, this.unmapAt);
+    if (this.closeAt !== undefined) b.writeBigInt64LE(BigInt(closeFd), this.closeAt);
     if (this.affinityPtrAt !== undefined) b.writeBigUInt64LE(at + 16n, this.affinityPtrAt);
     b.writeBigUInt64LE(at + 8n, this.maskPtrAt);
     const reg = (name: RegName) => raw.readBigUInt64LE(USER_REGS.indexOf(name) * 8);
@@ -538,7 +546,7 @@ export class EpilogueTemplate {
 /** Bytes an EpilogueTemplate takes at most, with an affinity of `affinityBytes`. */
 export function epilogueMaxBytes(affinityBytes: number): number {
   const data = 16 + affinityBytes;
-  const calls = (3 * 10 + 2) + (4 * 10 + 2) + (5 * 10 + 2); // munmap, sched_setaffinity, rt_sigprocmask
+  const calls = (2 * 10 + 2) + (3 * 10 + 2) + (4 * 10 + 2) + (5 * 10 + 2); // close, munmap, sched_setaffinity, rt_sigprocmask
   const flags = 4 + 5 + 1 + 1;
   const loads = (EPILOGUE_GPRS.length + 1) * 10;
   const stubAndTail = (2 + 3) + (5 + 2 + 3) * 2 + 5 + 5 + 2 + 5; // syscall, mov; getpid, gettid; tgkill; jmp

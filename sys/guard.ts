@@ -40,7 +40,7 @@ import {
 } from './arch.js';
 import { SysError, isErrorResult } from './errno.js';
 import { readMemory, readRanges, writeMemory } from './mem.js';
-import { nativeBuffer, tgkill, type Arg } from './native.js';
+import { addressOf, nativeBuffer, rawSyscall, tgkill, type Arg } from './native.js';
 import type { Vma } from './proc/index.js';
 import {
   Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, setRegs, setSigmask, waitTask, type WaitStatus,
@@ -256,6 +256,11 @@ export class GuardedTask implements TaskCalls {
   private inSignalStop = true;
   private deferred: number[] = [];
   private readonly callRegs = new Regs();
+  /** What the slot was filled with, to fill it again (openHigh). */
+  private readonly ownAffinity: Buffer;
+  private readonly slotAt: bigint;
+  /** The descriptor openHigh() made, closed by the epilogue too. */
+  private highFd = -1;
   private readonly resultRegs = new Regs();
   /** Injected syscalls so far. */
   count = 0;
@@ -271,6 +276,8 @@ export class GuardedTask implements TaskCalls {
     this.slot = proc.takeSlot(main);
     const at = proc.slot(this.slot);
     const ownAffinity = getAffinity(pid);
+    this.ownAffinity = ownAffinity;
+    this.slotAt = at;
     if (pinTo) this.affinity = ownAffinity;
     const epi = proc.template(this.slot);
     const rel = (offset: number | undefined) => (offset === undefined ? undefined : at + BigInt(offset));
@@ -420,6 +427,37 @@ export class GuardedTask implements TaskCalls {
 
   questions(): Questions {
     return new Questions(this);
+  }
+
+  /**
+   * Open `path` in the main task on a descriptor of stasis's choosing (close-on-exec), one no
+   * descriptor of the task has, which its epilogue closes first: a stasis that dies while the
+   * task holds it leaves no descriptor behind. openat, dup3 onto that number and close of the
+   * first descriptor run as one sequence, with no stop in between. Returns the descriptor, or a
+   * negative errno.
+   */
+  openHigh(path: string, flags: number): number {
+    if (!this.main || this.tail === undefined || !this.proc.sequenceArea) return -95; // EOPNOTSUPP
+    const fds = new Set(fs.readdirSync(`/proc/${this.tgid}/fd`).map(Number));
+    const limit = nativeBuffer(16);
+    if (rawSyscall(SYS.prlimit64, this.pid, 7 /* RLIMIT_NOFILE */, 0, addressOf(limit)) < 0n) return -1;
+    let fd = Math.min(Number(limit.readBigUInt64LE(0)), 1 << 20) - 1;
+    while (fd >= 0 && fds.has(fd)) fd--;
+    if (fd < 3) return -24; // EMFILE
+    // The epilogue closes it from now on (the slot's code is the same; only that number changes).
+    this.highFd = fd;
+    this.proc.write(this.slotAt, this.proc.template(this.slot).fill(this.slotAt, this.savedRegs.raw, this.savedSigmask,
+      this.ownAffinity, this.proc.scratchAt, fd));
+    const pathAt = this.writeScratch(Buffer.from(`${path}\0`));
+    const area = this.proc.sequenceArea;
+    const k = new MachineCode(area.start);
+    k.call(SYS.openat, -100 /* AT_FDCWD */, pathAt, flags, 0).movReg('rdi', 'rax');
+    k.mov('rax', SYS.dup3).mov('rsi', fd).mov('rdx', 0o2000000 /* O_CLOEXEC */).syscall();
+    k.storeRax(this.proc.scratchAt);
+    k.mov('rax', SYS.close).syscall(); // rdi: openat's descriptor (or its error)
+    k.jmp(this.tail);
+    this.runSequence(k.done(), area.start, SYS.openat, 3);
+    return Number(readMemory(this.tgid, this.proc.scratchAt, 8).readBigInt64LE(0));
   }
 
   /**

@@ -299,8 +299,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const t0 = performance.now();
   const { runs, scanned } = findDataPages(pid, mm.vmas);
   const pagesId = st.files.allocPagesId();
-  // The guarded way makes no descriptor in the task: its pages are copied through stasis.
-  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj instanceof Injector ? inj : undefined,
+  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj as Injector | GuardedTask,
     st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
     (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
   st.memMs += performance.now() - t0;

@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
+import { GuardedTask } from '../sys/guard.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { ProcMem, readMemory, readRanges } from '../sys/mem.js';
 import { readMapRanges } from '../sys/proc/index.js';
@@ -138,7 +139,7 @@ export type PageProgress = (done: number, total: number) => void;
 /** Bytes per injected read or write: small enough for progress to move, big enough to be free. */
 const STEP = 64 << 20;
 
-export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | undefined,
+export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | GuardedTask | undefined,
   progress: PageProgress | undefined, writeSmall: (data: Buffer) => void): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
   // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
@@ -184,15 +185,20 @@ export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: str
 const RLIMIT_FSIZE = 1;
 
 /** The pages file opened inside the task, checked to be the same inode; -1 when not possible. */
-function openPagesInTask(inj: Injector, file: string, ours: number, total: number): number {
+function openPagesInTask(inj: Injector | GuardedTask, file: string, ours: number, total: number): number {
   const limit = nativeBuffer(16);
   if (rawSyscall(SYS.prlimit64, inj.pid, RLIMIT_FSIZE, 0, addressOf(limit)) < 0n) return -1;
   if (limit.readBigUInt64LE(0) < BigInt(total)) return -1; // a write past it would send SIGXFSZ
   let fd: number;
-  try {
-    fd = openInTask(inj, file, O_WRONLY);
-  } catch {
-    return -1;
+  if (inj instanceof GuardedTask) {
+    fd = inj.openHigh(file, O_WRONLY); // closed by the task itself if stasis dies meanwhile
+    if (fd < 0) return -1;
+  } else {
+    try {
+      fd = openInTask(inj, file, O_WRONLY);
+    } catch {
+      return -1;
+    }
   }
   const theirs = fs.statSync(`/proc/${inj.tgid}/fd/${fd}`);
   const mine = fs.fstatSync(ours);
@@ -204,7 +210,7 @@ function openPagesInTask(inj: Injector, file: string, ours: number, total: numbe
 }
 
 /** pwrite64 run by the task; returns how many bytes it wrote before stopping (EFAULT etc.). */
-function injectedWrite(inj: Injector, fd: number, vaddr: bigint, len: number, offset: number,
+function injectedWrite(inj: Injector | GuardedTask, fd: number, vaddr: bigint, len: number, offset: number,
   step: (done: number) => void): number {
   let done = 0;
   while (done < len) {

@@ -8,7 +8,9 @@
 //   sequence  after a sequence of calls (answers in the scratch memory)
 //   running   after a sequence the task is let run on (into its epilogue) as the tracer dies
 //   thread    the second thread guarded and asked something, the main thread too
+//   descriptor  the main task holding a descriptor stasis opened in it (openHigh)
 
+import fs from 'node:fs';
 import { SYS } from '../../sys/arch.js';
 import { GuardedProcess, GuardedTask } from '../../sys/guard.js';
 import { getAffinity } from '../../sys/inject.js';
@@ -62,6 +64,12 @@ switch (phase) {
     const t = new GuardedTask(guarded, tid, false, getRegs(tid), getSigmask(tid), pinTo);
     t.call(SYS.gettid);
     main.call(SYS.getpid);
+    break;
+  }
+  case 'descriptor': {
+    main.mapScratch();
+    const fd = main.openHigh('/dev/null', 1 /* O_WRONLY */);
+    if (fd < 0 || !fs.existsSync(`/proc/${pid}/fd/${fd}`)) throw new Error(`openHigh gave ${fd}`);
     break;
   }
   default:

@@ -34,7 +34,7 @@ function treePids(root: number): number[] {
 
 /**
  * What must not change, per thread: alive and not traced or stopped, blocked and pending
- * signals, CPU affinity; per process, the mappings.
+ * signals, CPU affinity; per process, the mappings and the descriptors.
  */
 function snapshot(pids: readonly number[]): string {
   const lines: string[] = [];
@@ -61,6 +61,7 @@ function snapshot(pids: readonly number[]): string {
     }
     try {
       lines.push(...fs.readFileSync(`/proc/${pid}/maps`, 'utf8').trim().split('\n').map((l) => `${pid} ${l}`));
+      lines.push(`${pid} fds ${fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((x, y) => x - y).join(' ')}`);
     } catch {
       lines.push(`${pid} maps gone`);
     }
@@ -259,7 +260,7 @@ test.serial('SIGKILL of stasis at random moments of runc checkpoint --leave-runn
 
 const guardPhase = path.join(repoRoot, 'dist', 'test', 'helpers', 'guard-phase.js');
 
-for (const phase of ['entered', 'call', 'scratch', 'sequence', 'running', 'thread']) {
+for (const phase of ['entered', 'call', 'scratch', 'sequence', 'running', 'thread', 'descriptor']) {
   test.serial(`a tracer that dies at a known point of guarded injection (${phase}) leaves the task exactly as it was`, async (t) => {
     const w = await startWorkload('steady', ['1']);
     t.teardown(() => w.kill());

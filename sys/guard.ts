@@ -45,7 +45,7 @@ import type { Vma } from './proc/index.js';
 import {
   Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, setRegs, setSigmask, waitTask, type WaitStatus,
 } from './ptrace.js';
-import { Questions, getAffinity, parkInEventStop, setAffinity, stepToSyscallStop, type TaskCalls } from './inject.js';
+import { Questions, getAffinity, loadCall, parkInEventStop, setAffinity, stepToSyscallStop, type TaskCalls } from './inject.js';
 
 const ALL_SIGNALS = (1n << 64n) - 1n;
 const bit = (sig: number) => 1n << BigInt(sig - 1);
@@ -308,23 +308,14 @@ export class GuardedTask implements TaskCalls {
   call(nr: number, ...args: Arg[]): bigint {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
     const regs = this.callRegs.copyFrom(this.savedRegs);
+    this.count++;
     if (this.stub !== undefined) {
       // One stop: the marker after the call, its result kept in r12.
-      regs.set(IP_REG, this.stub);
-      regs.set(SYSCALL_NR_REG, nr);
-      regs.set(SYSCALL_ORIG_REG, -1n);
-      SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
-      setRegs(this.pid, regs);
-      this.count++;
+      setRegs(this.pid, loadCall(regs, this.stub, nr, args));
       return this.runToMarker(SYSCALL_NAME.get(nr) ?? String(nr)).getSigned('r12');
     }
     this.inSignalStop = false;
-    regs.set(IP_REG, this.site);
-    regs.set(SYSCALL_NR_REG, nr);
-    regs.set(SYSCALL_ORIG_REG, -1n);
-    SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
-    setRegs(this.pid, regs);
-    this.count++;
+    setRegs(this.pid, loadCall(regs, this.site, nr, args));
     const name = SYSCALL_NAME.get(nr) ?? String(nr);
     this.step(name);
     this.step(name);

@@ -207,6 +207,15 @@ function pinTogether(tid: number): () => void {
 
 type Stopped = Extract<WaitStatus, { kind: 'stopped' }>;
 
+/** `regs` set up for syscall `nr` with `args` at the instruction at `at` (orig_rax -1: no restart logic). */
+export function loadCall(regs: Regs, at: bigint, nr: number, args: readonly Arg[]): Regs {
+  regs.set(IP_REG, at);
+  regs.set(SYSCALL_NR_REG, nr);
+  regs.set(SYSCALL_ORIG_REG, -1n);
+  SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
+  return regs;
+}
+
 /**
  * From a stop, to a PTRACE_EVENT_STOP without running any user code (PTRACE_INTERRUPT, then
  * PTRACE_CONT: the event stop comes before the return to user space). `expect` turns a wait
@@ -325,12 +334,7 @@ export class Injector implements TaskCalls {
 
   call(nr: number, ...args: Arg[]): bigint {
     if (this.finished) throw new Error(`injector for task ${this.pid} already finished`);
-    const regs = this.callRegs.copyFrom(this.savedRegs);
-    regs.set(IP_REG, this.site);
-    regs.set(SYSCALL_NR_REG, nr);
-    regs.set(SYSCALL_ORIG_REG, -1n);
-    SYSCALL_ARG_REGS.forEach((r, i) => regs.set(r, BigInt(args[i] ?? 0)));
-    setRegs(this.pid, regs);
+    setRegs(this.pid, loadCall(this.callRegs.copyFrom(this.savedRegs), this.site, nr, args));
     this.count++;
     if (this.trapping && this.site === this.trampoline) return this.stepToTrap(nr);
     this.stepToSyscallStop(nr); // entry

@@ -9,7 +9,8 @@
 // the dump; the root is always compared.
 
 import fs from 'node:fs';
-import { ProcError, readChildren, readStatus } from '../sys/proc/index.js';
+import { ProcError, readStatus } from '../sys/proc/index.js';
+import { descendants } from './launch.js';
 
 /** One descriptor: its fdinfo `flags` (octal, as printed) and `pos`, and what it names. */
 export interface FdState { flags: string; pos: string; link: string }
@@ -32,14 +33,7 @@ export interface TreeFds {
 
 /** `pid` and everything below it, parents first (processes that vanish meanwhile are left out). */
 function treeOf(pid: number): number[] {
-  let children: number[];
-  try {
-    children = readChildren(pid);
-  } catch (e) {
-    if (e instanceof ProcError) return [];
-    throw e;
-  }
-  return [pid, ...children.flatMap(treeOf)];
+  return fs.existsSync(`/proc/${pid}`) ? [pid, ...descendants(pid)] : [];
 }
 
 function taskFds(pid: number): TaskFds | undefined {

@@ -45,7 +45,7 @@ export interface Workload {
 }
 
 /** Every process below `pid`, parents first (none below one that is gone). */
-function descendants(pid: number): number[] {
+export function descendants(pid: number): number[] {
   let children: number[];
   try {
     children = readChildren(pid);

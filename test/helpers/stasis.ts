@@ -219,3 +219,12 @@ export async function dumpedCounter(t: ExecutionContext, mode = 'nanosleep'): Pr
   await w.exitOf(w.pid);
   return { dir, pid: w.pid, key };
 }
+
+/** The tracer of `pid` (0 when untraced or gone), as /proc says. */
+export function tracerOf(pid: number): number {
+  try {
+    return Number(/^TracerPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { RuncContainer } from '../../test-containers/runc.js';
-import { stasisBin, tmpDir } from '../helpers/stasis.js';
+import { stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 
 function ticks(lines: readonly string[]): number[] {
   return lines.filter((l) => /^tick \d+$/.test(l)).map((l) => Number(l.split(' ')[1]));
@@ -53,13 +53,6 @@ test.serial('a paused runc container is checkpointed with --leave-running --file
   t.is(c.state()?.status, 'running');
 });
 
-function tracerOf(pid: number): number {
-  try {
-    return Number(/^TracerPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
 
 test.serial('a stasis killed while it checkpoints a paused container leaves it paused (its guardian freezes the cgroup again)', async (t) => {
   const dir = tmpDir(t);

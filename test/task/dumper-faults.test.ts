@@ -15,7 +15,7 @@ import { RuncContainer } from '../../test-containers/runc.js';
 import { readChildren } from '../../sys/proc/index.js';
 import { execa } from 'execa';
 import { repoRoot } from '../helpers/paths.js';
-import { stasisBin, tmpDir } from '../helpers/stasis.js';
+import { stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 
 /** Every process of the tree under `root`, parents first. */
 function treePids(root: number): number[] {
@@ -69,13 +69,6 @@ function snapshot(pids: readonly number[]): string {
   return lines.join('\n');
 }
 
-function tracerOf(pid: number): number {
-  try {
-    return Number(/^TracerPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
 
 function spin(ms: number): void {
   const until = performance.now() + ms;

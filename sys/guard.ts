@@ -9,15 +9,17 @@
 //   kernel gives the process a private copy of that page), zeroed again when the dump is done.
 //   No mapping is added for code, so nothing is left mapped when the task restores itself.
 // - Per task, a slot holds: the task's own rip, blocked mask and CPU affinity, then a `syscall`
-//   instruction (the site every injected call is made at), then the epilogue (arch.ts's
-//   restoreEpilogue): unmap stasis's scratch memory, put back affinity and mask, load every
-//   register, jump back (an interrupted syscall resumed as the kernel would resume it).
+//   instruction, then the epilogue (arch.ts's EpilogueTemplate): for the main task, close the
+//   descriptor stasis may have opened in it and unmap stasis's scratch memory; put back affinity
+//   and mask, load every register, jump back (an interrupted syscall resumed as the kernel
+//   would resume it); then a call stub and the marker tail (below).
 // - The task's registers are never left pointing anywhere else: from the first change on, rip
-//   is the epilogue, the site (its syscall then falls into the epilogue), or a sequence of calls
-//   that ends by jumping to it. Stops come from syscall-stops (harmless when the tracer vanishes:
-//   PTRACE_O_TRACESYSGOOD's stop signal is no signal) or, at the end of a sequence, from a
-//   signal the task ignores by default (SIGURG, SIGWINCH or SIGCHLD, one it does not catch) raised
-//   by the task itself: without a tracer it is discarded. Never an int3: its SIGTRAP would kill.
+//   is the epilogue, a call that falls into it, or a sequence of calls that ends by jumping to
+//   it. Stops come from a signal the task ignores by default (SIGURG, SIGWINCH or SIGCHLD, one
+//   it neither catches nor has pending) that the task raises on itself at the end of each call
+//   or sequence: a signal-delivery stop under the tracer, discarded without one. (Without such a
+//   signal, from syscall-stops, harmless too: PTRACE_O_TRACESYSGOOD's stop signal is no signal.)
+//   Never an int3: its SIGTRAP would kill the task once the tracer is gone.
 // - The order of changes keeps that true: the epilogue is written, then rip is pointed at it,
 //   then the mask and affinity are changed; at the end affinity and mask go back first and the
 //   registers last.
@@ -55,9 +57,9 @@ const MARKER_SIGNALS = [23 /* SIGURG */, 28 /* SIGWINCH */, 17 /* SIGCHLD */];
 
 /**
  * Scratch memory: room for arguments and answers (a socket's or pipe's queue peeked at can
- * take megabytes). Address space for all of it is set aside in
- * the middle of the task's largest gap, where neither its heap nor its top-down mmaps reach;
- * what is needed is mapped there, growing in place.
+ * take megabytes). Address space for all of it is set aside in the middle of the task's largest
+ * gap, where neither its heap nor its top-down mmaps reach; what is needed is mapped there,
+ * growing in place.
  */
 const SCRATCH_RESERVE = 256 << 20;
 const SCRATCH_FIRST = 2 * PAGE_SIZE;

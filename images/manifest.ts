@@ -47,7 +47,9 @@ export function isListedImage(name: string): boolean {
 /** The digest of bytes held in memory (a file written whole). */
 export function digestOf(data: Uint8Array): FileDigest {
   if (data.length > WHOLE_LIMIT) return sampledDigest(data.length, (at, len) => data.subarray(at, at + len));
-  return { size: data.length, sha256: crypto().createHash('sha256').update(data).digest('hex') };
+  const c = crypto();
+  // crypto.hash (Node ≥ 20.12): one call, no Hash object per file.
+  return { size: data.length, sha256: c.hash ? c.hash('sha256', data, 'hex') : c.createHash('sha256').update(data).digest('hex') };
 }
 
 /**

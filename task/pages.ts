@@ -110,17 +110,19 @@ function forRun<T>(r: PageRun, fn: () => T): T {
  */
 export function checkPageRuns(runs: readonly PageRun[], vmas: readonly VmaEntry[]): void {
   let prevEnd = 0n;
+  // Runs and VMAs are both in address order (each checked so): one walk over the VMAs.
+  let vi = 0;
   for (const r of runs) {
     const end = r.vaddr + BigInt(r.nrPages) * PAGE;
-    const name = runName(r);
-    if (r.vaddr % PAGE || r.nrPages < 1) throw new Error(`${name}: not a run of whole pages`);
-    if (r.vaddr < prevEnd) throw new Error(`${name}: overlap the run before them (or the runs are out of order)`);
+    if (r.vaddr % PAGE || r.nrPages < 1) throw new Error(`${runName(r)}: not a run of whole pages`);
+    if (r.vaddr < prevEnd) throw new Error(`${runName(r)}: overlap the run before them (or the runs are out of order)`);
     prevEnd = end;
     if (!(r.flags & PE_PRESENT)) continue;
     // Covered by VMAs, back to back (a run may span adjacent VMAs).
     for (let at = r.vaddr; at < end;) {
-      const v = vmas.find((x) => x.start <= at && at < x.end);
-      if (!v) throw new Error(`${name}: 0x${at.toString(16)} is in no VMA of the mm image`);
+      while (vi < vmas.length && vmas[vi]!.end <= at) vi++;
+      const v = vi < vmas.length && vmas[vi]!.start <= at ? vmas[vi] : vmas.find((x) => x.start <= at && at < x.end);
+      if (!v) throw new Error(`${runName(r)}: 0x${at.toString(16)} is in no VMA of the mm image`);
       at = v.end;
     }
   }

@@ -40,14 +40,17 @@ import {
   IP_REG, MachineCode, PAGE_SIZE, SYS, SYSCALL_ARG_REGS, SYSCALL_NAME, SYSCALL_NR_REG, SYSCALL_ORIG_REG,
   SYSCALL_RET_REG, EpilogueTemplate, epilogueMaxBytes, type SyscallSpec,
 } from './arch.js';
-import { SysError, isErrorResult } from './errno.js';
-import { readMemory, readRanges, writeMemory } from './mem.js';
+import { isErrorResult } from './errno.js';
+import { ProcMem, readMemory, readRanges, writeMemory } from './mem.js';
 import { addressOf, nativeBuffer, rawSyscall, tgkill, type Arg } from './native.js';
 import type { Vma } from './proc/index.js';
 import {
   Regs, SIGSTOP, SYSCALL_STOP_SIG, cont, describeWaitStatus, getRegs, setRegs, setSigmask, waitTask, type WaitStatus,
 } from './ptrace.js';
-import { Questions, getAffinity, loadCall, parkInEventStop, setAffinity, stepToSyscallStop, type TaskCalls } from './inject.js';
+import {
+  Questions, checkedResults, getAffinity, injectedCallError, loadCall, ownVdsoImage, parkInEventStop, setAffinity, stepToSyscallStop,
+  type TaskCalls,
+} from './inject.js';
 
 const ALL_SIGNALS = (1n << 64n) - 1n;
 const bit = (sig: number) => 1n << BigInt(sig - 1);
@@ -89,25 +92,18 @@ const SLOT_BYTES = Math.ceil(epilogueMaxBytes(AFFINITY_BYTES) / 16) * 16;
 /** Room for sequences below which they are not used (calls are then made one at a time). */
 const MIN_SEQUENCE_AREA = 160;
 
-interface OwnVdso {
-  image: Buffer;
-  /** Offset of the zero tail (16-byte aligned). */
-  tail: number;
-}
-let ownVdso: OwnVdso | null | undefined;
+let vdsoTail: number | undefined;
 
-/** stasis's own vDSO image and where its padding starts (read once). */
-function readOwnVdso(): OwnVdso | null {
-  if (ownVdso !== undefined) return ownVdso;
-  ownVdso = null;
-  const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.endsWith('[vdso]'));
-  if (!line) return null;
-  const [a, b] = line.split(' ')[0]!.split('-').map((x) => BigInt(`0x${x}`));
-  const image = readMemory(process.pid, a!, Number(b! - a!));
-  let end = image.length;
-  while (end > 0 && image[end - 1] === 0) end--;
-  ownVdso = { image, tail: Math.ceil(end / 16) * 16 };
-  return ownVdso;
+/** stasis's own vDSO image and where its zero tail starts (16-byte aligned; found once). */
+function ownVdso(): { image: Buffer; tail: number } | null {
+  const image = ownVdsoImage();
+  if (!image) return null;
+  if (vdsoTail === undefined) {
+    let end = image.length;
+    while (end > 0 && image[end - 1] === 0) end--;
+    vdsoTail = Math.ceil(end / 16) * 16;
+  }
+  return { image, tail: vdsoTail };
 }
 
 /** Where the scratch memory goes: the middle of the largest gap between mappings (2 MiB aligned). */
@@ -148,19 +144,20 @@ function slotTemplate(main: boolean, marker: number | undefined): EpilogueTempla
 
 /** One process whose tasks are injected into the guarded way (see the top of this file). */
 export class GuardedProcess {
-  private readonly mem: number;
+  /** The task's memory, written through protections (its vDSO page is read-only). */
+  private readonly mem: ProcMem;
   private closed = false;
   /** Slots in the padding: 0 for the main task, 1 for the thread being dumped. */
   private readonly slotUsed = [false, false];
 
   private constructor(readonly tgid: number, private readonly padStart: bigint, private readonly padEnd: bigint,
     private readonly original: Buffer, readonly scratchAt: bigint, readonly marker: number | undefined) {
-    this.mem = fs.openSync(`/proc/${tgid}/mem`, 'r+');
+    this.mem = new ProcMem(tgid);
   }
 
   /** undefined where the process cannot be guarded (no vDSO, another vDSO image, no room). */
   static open(tgid: number, opts: GuardOptions): GuardedProcess | undefined {
-    const own = readOwnVdso();
+    const own = ownVdso();
     const vdso = opts.vmas.find((v) => v.kind === 'vdso');
     if (!own || !vdso || Number(vdso.end - vdso.start) !== own.image.length) return undefined;
     if (own.image.length - own.tail < 2 * SLOT_BYTES) return undefined;
@@ -176,12 +173,7 @@ export class GuardedProcess {
   /** Write code into the padding (the task's vDSO page is read-only: /proc/PID/mem forces it). */
   write(at: bigint, code: Buffer): void {
     if (at < this.padStart || at + BigInt(code.length) > this.padEnd) throw new RangeError('code beyond the vDSO padding');
-    let off = 0;
-    while (off < code.length) {
-      const n = fs.writeSync(this.mem, code, off, code.length - off, Number(at) + off);
-      if (n <= 0) throw new Error(`/proc/${this.tgid}/mem: short write`);
-      off += n;
-    }
+    this.mem.write(at, code);
   }
 
   slot(i: number): bigint {
@@ -218,7 +210,7 @@ export class GuardedProcess {
   forget(): void {
     if (this.closed) return;
     this.closed = true;
-    fs.closeSync(this.mem);
+    this.mem.close();
   }
 
   /** Put the padding back as it was; every task must be back in its own state. */
@@ -230,7 +222,7 @@ export class GuardedProcess {
     } catch {
       // the process is gone
     } finally {
-      fs.closeSync(this.mem);
+      this.mem.close();
     }
   }
 }
@@ -246,9 +238,9 @@ export class GuardedTask implements TaskCalls {
   private readonly stub?: bigint;
   private readonly tail?: bigint;
   private readonly tailEnd?: bigint;
-  private affinity?: Buffer;
-  /** Bytes of scratch memory mapped so far (by the main task). */
-  private scratchMapped = 0;
+  /** The task's own CPU affinity (also in its slot), and whether stasis pinned it. */
+  private readonly ownAffinity: Buffer;
+  private readonly pinned: boolean;
   private finished = false;
   /**
    * The task sits in a stop inside the kernel's signal delivery (the seize's event stop, or a
@@ -258,11 +250,8 @@ export class GuardedTask implements TaskCalls {
   private inSignalStop = true;
   private deferred: number[] = [];
   private readonly callRegs = new Regs();
-  /** What the slot was filled with, to fill it again (openHigh). */
-  private readonly ownAffinity: Buffer;
+  /** Where the task's slot is (filled again by openHigh). */
   private readonly slotAt: bigint;
-  /** The descriptor openHigh() made, closed by the epilogue too. */
-  private highFd = -1;
   private readonly resultRegs = new Regs();
   /** Injected syscalls so far. */
   count = 0;
@@ -277,10 +266,9 @@ export class GuardedTask implements TaskCalls {
     this.savedSigmask = sigmask;
     this.slot = proc.takeSlot(main);
     const at = proc.slot(this.slot);
-    const ownAffinity = getAffinity(pid);
-    this.ownAffinity = ownAffinity;
+    this.ownAffinity = getAffinity(pid);
+    this.pinned = pinTo !== undefined;
     this.slotAt = at;
-    if (pinTo) this.affinity = ownAffinity;
     const epi = proc.template(this.slot);
     const rel = (offset: number | undefined) => (offset === undefined ? undefined : at + BigInt(offset));
     this.site = at + BigInt(epi.site);
@@ -289,14 +277,14 @@ export class GuardedTask implements TaskCalls {
     this.tail = rel(epi.tail);
     this.tailEnd = rel(epi.tailEnd);
     try {
-      proc.write(at, epi.fill(at, this.savedRegs.raw, sigmask, ownAffinity, proc.scratchAt));
+      proc.write(at, epi.fill(at, this.savedRegs.raw, sigmask, this.ownAffinity, proc.scratchAt));
       // From now on the task runs into its epilogue if left alone.
       const r = this.callRegs.copyFrom(this.savedRegs);
       r.set(IP_REG, this.entry);
       r.set(SYSCALL_ORIG_REG, -1n);
       setRegs(pid, r);
       setSigmask(pid, proc.marker !== undefined ? ALL_SIGNALS & ~bit(proc.marker) : ALL_SIGNALS);
-      if (pinTo && this.affinity) setAffinity(pid, pinTo);
+      if (pinTo) setAffinity(pid, pinTo);
     } catch (e) {
       this.abandon();
       throw e;
@@ -326,13 +314,8 @@ export class GuardedTask implements TaskCalls {
 
   callChecked(nr: number, ...args: Arg[]): bigint {
     const r = this.call(nr, ...args);
-    if (isErrorResult(r)) throw this.failed(r, nr, args);
+    if (isErrorResult(r)) throw injectedCallError(this.pid, r, nr, args);
     return r;
-  }
-
-  private failed(r: bigint, nr: number, args: readonly Arg[]): SysError {
-    const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? `0x${a.toString(16)}` : String(a)));
-    return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
   }
 
   /**
@@ -382,10 +365,7 @@ export class GuardedTask implements TaskCalls {
   }
 
   callAllChecked(calls: readonly SyscallSpec[], mayFail?: ReadonlySet<number>): bigint[] {
-    const results = this.callAll(calls);
-    const bad = results.findIndex((r, i) => isErrorResult(r) && !mayFail?.has(i));
-    if (bad >= 0) throw this.failed(results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
-    return results;
+    return checkedResults(this.pid, calls, this.callAll(calls), mayFail);
   }
 
   private runSequence(code: Buffer, codeAt: bigint, first: number, n: number): Regs {
@@ -438,7 +418,6 @@ export class GuardedTask implements TaskCalls {
     while (fd >= 0 && fds.has(fd)) fd--;
     if (fd < 3) return -24; // EMFILE
     // The epilogue closes it from now on (the slot's code is the same; only that number changes).
-    this.highFd = fd;
     this.proc.write(this.slotAt, this.proc.template(this.slot).fill(this.slotAt, this.savedRegs.raw, this.savedSigmask,
       this.ownAffinity, this.proc.scratchAt, fd));
     const pathAt = this.writeScratch(Buffer.from(`${path}\0`));
@@ -458,16 +437,16 @@ export class GuardedTask implements TaskCalls {
    * unmaps: more is mapped right after what there is.
    */
   private ensureScratch(bytes = SCRATCH_FIRST): void {
-    if (bytes <= this.scratchMapped) return;
+    const mapped = this.proc.scratchBytes;
+    if (bytes <= mapped) return;
     if (!this.main) throw new Error(`task ${this.pid}: scratch memory is mapped by the process's main task`);
     if (bytes > SCRATCH_RESERVE) throw new RangeError(`task ${this.pid}: ${bytes} bytes of scratch memory asked, at most ${SCRATCH_RESERVE}`);
     const MAP_FIXED_NOREPLACE = 0x100000;
-    const len = Math.ceil(Math.max(bytes, SCRATCH_FIRST) / PAGE_SIZE) * PAGE_SIZE - this.scratchMapped;
-    const at = this.proc.scratchAt + BigInt(this.scratchMapped);
+    const len = Math.ceil(Math.max(bytes, SCRATCH_FIRST) / PAGE_SIZE) * PAGE_SIZE - mapped;
+    const at = this.proc.scratchAt + BigInt(mapped);
     const r = this.call(SYS.mmap, at, len, 3 /* rw */, 0x22 /* private | anonymous */ | MAP_FIXED_NOREPLACE, -1, 0);
-    if (r !== at) throw isErrorResult(r) ? this.failed(r, SYS.mmap, [at, len]) : new Error(`task ${this.pid}: scratch mapped at 0x${r.toString(16)}`);
-    this.scratchMapped += len;
-    this.proc.scratchBytes = this.scratchMapped;
+    if (r !== at) throw isErrorResult(r) ? injectedCallError(this.pid, r, SYS.mmap, [at, len]) : new Error(`task ${this.pid}: scratch mapped at 0x${r.toString(16)}`);
+    this.proc.scratchBytes += len;
   }
 
   /** Makes sure the main task has mapped the scratch memory (before other threads use it). */
@@ -499,9 +478,9 @@ export class GuardedTask implements TaskCalls {
    */
   finish(): void {
     if (this.finished) return;
-    if (this.scratchMapped) {
-      this.callChecked(SYS.munmap, this.proc.scratchAt, this.scratchMapped);
-      this.scratchMapped = 0;
+    if (this.main && this.proc.scratchBytes) {
+      this.callChecked(SYS.munmap, this.proc.scratchAt, this.proc.scratchBytes);
+      this.proc.scratchBytes = 0;
     }
     this.restore();
   }
@@ -510,7 +489,7 @@ export class GuardedTask implements TaskCalls {
   abandon(): void {
     if (this.finished) return;
     try {
-      if (this.scratchMapped) this.call(SYS.munmap, this.proc.scratchAt, this.scratchMapped);
+      if (this.main && this.proc.scratchBytes) this.call(SYS.munmap, this.proc.scratchAt, this.proc.scratchBytes);
     } catch {
       // gone, or not answering: the registers are still put back below if possible
     }
@@ -526,7 +505,7 @@ export class GuardedTask implements TaskCalls {
     this.finished = true;
     try {
       if (!this.inSignalStop) this.parkInEventStop();
-      if (this.affinity) setAffinity(this.pid, this.affinity);
+      if (this.pinned) setAffinity(this.pid, this.ownAffinity);
       setSigmask(this.pid, this.savedSigmask);
       setRegs(this.pid, this.savedRegs);
       for (const sig of this.deferred) tgkill(this.tgid, this.pid, sig);

@@ -56,6 +56,33 @@ let vdsoSyscallOffset: bigint | undefined;
 /** What is read of a vDSO whose start alone is known: it is two pages or so (a short read is fine). */
 const VDSO_SEARCH = 2 * PAGE_SIZE;
 
+/**
+ * The error of an injected call that returned `r` (a negative errno), naming the call, its
+ * arguments and the task.
+ */
+export function injectedCallError(pid: number, r: bigint, nr: number, args: readonly Arg[]): SysError {
+  const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? hex(a) : String(a)));
+  return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${pid}`);
+}
+
+/** `results` of `calls` (callAll), or the error of the first that failed, but for those in `mayFail`. */
+export function checkedResults(pid: number, calls: readonly SyscallSpec[], results: bigint[], mayFail?: ReadonlySet<number>): bigint[] {
+  const bad = results.findIndex((r, i) => isErrorResult(r) && !mayFail?.has(i));
+  if (bad >= 0) throw injectedCallError(pid, results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
+  return results;
+}
+
+let ownVdso: Buffer | null | undefined;
+
+/** The bytes of stasis's own vDSO, read once (null when it has none): the kernel's image, the same in every task. */
+export function ownVdsoImage(): Buffer | null {
+  if (ownVdso === undefined) {
+    const v = readMapRanges('self').find((r) => r.special === '[vdso]');
+    ownVdso = v ? Buffer.from(readMemory(process.pid, v.start, Number(v.end - v.start))) : null;
+  }
+  return ownVdso;
+}
+
 /** Where stasis's own vDSO is (a task cloned from stasis has it there too). */
 export function ownVdsoStart(): bigint | undefined {
   return auxvEntries(readAuxv('self')).get(AT.SYSINFO_EHDR);
@@ -365,13 +392,8 @@ export class Injector implements TaskCalls {
   /** Run a syscall and throw a SysError naming the task when it fails. */
   callChecked(nr: number, ...args: Arg[]): bigint {
     const r = this.call(nr, ...args);
-    if (isErrorResult(r)) throw this.failed(r, nr, args);
+    if (isErrorResult(r)) throw injectedCallError(this.pid, r, nr, args);
     return r;
-  }
-
-  private failed(r: bigint, nr: number, args: readonly Arg[]): SysError {
-    const shown = args.map((a) => (typeof a === 'bigint' && a > 0xffffn ? hex(a) : String(a)));
-    return new SysError(Number(-r), `${SYSCALL_NAME.get(nr) ?? `syscall ${nr}`}(${shown.join(', ')}) in task ${this.pid}`);
   }
 
   /**
@@ -398,10 +420,7 @@ export class Injector implements TaskCalls {
    * for those numbered in `mayFail`.
    */
   callAllChecked(calls: readonly SyscallSpec[], mayFail?: ReadonlySet<number>): bigint[] {
-    const results = this.callAll(calls);
-    const bad = results.findIndex((r, i) => isErrorResult(r) && !mayFail?.has(i));
-    if (bad >= 0) throw this.failed(results[bad]!, calls[bad]![0], calls[bad]!.slice(1));
-    return results;
+    return checkedResults(this.pid, calls, this.callAll(calls), mayFail);
   }
 
   private runSequence(area: bigint, calls: readonly SyscallSpec[]): bigint[] {

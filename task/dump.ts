@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ImageDir, createPrivateFileSync, imageFileName, makePrivateDirs, pagemapImage, pagesFileName, schema } from '../images/index.js';
 import { SYS } from '../sys/arch.js';
-import { Injector, getAffinity, pinSelf, type TaskCalls } from '../sys/inject.js';
+import { Injector, getAffinity, pinSelf } from '../sys/inject.js';
 import { GuardedProcess, GuardedTask } from '../sys/guard.js';
 import { getRegs, getSigmask } from '../sys/ptrace.js';
 import {
@@ -239,7 +239,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   // thread's scratch memory (one address space).
   const threadCores = new Map<number, ReturnType<typeof dumpThreadCore>>();
   const guarded = GuardedProcess.open(pid, { vmas: smaps, sigCgt: status.sigCgt, sigPnd: status.sigPnd, shdPnd: status.shdPnd });
-  let inj: TaskCalls;
+  let inj: Injector | GuardedTask;
   if (guarded) {
     st.guarded.push(guarded);
     // Guarded: whenever stasis vanishes, every task puts itself back (sys/guard.ts). Threads are
@@ -299,7 +299,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const t0 = performance.now();
   const { runs, scanned } = findDataPages(pid, mm.vmas);
   const pagesId = st.files.allocPagesId();
-  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj as Injector | GuardedTask,
+  const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
     st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
     (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
   st.memMs += performance.now() - t0;

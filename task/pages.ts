@@ -10,11 +10,10 @@
 
 import fs from 'node:fs';
 import { PAGE_SIZE, SYS } from '../sys/arch.js';
-import type { Injector } from '../sys/inject.js';
+import { ownVdsoImage, type Injector } from '../sys/inject.js';
 import { GuardedTask } from '../sys/guard.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
-import { ProcMem, readMemory, readRanges } from '../sys/mem.js';
-import { readMapRanges } from '../sys/proc/index.js';
+import { ProcMem, readRanges } from '../sys/mem.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
@@ -29,17 +28,6 @@ const MADV_POPULATE_WRITE = 23;
 /** A run to dump; `bytes`, when set, are its contents (instead of the task's memory). */
 export interface DumpRun extends PageRun {
   bytes?: Buffer;
-}
-
-let ownVdso: Buffer | null | undefined;
-
-/** The bytes of stasis's own vDSO (read once; null when it has none). */
-export function vdsoImage(): Buffer | null {
-  if (ownVdso === undefined) {
-    const v = readMapRanges('self').find((r) => r.special === '[vdso]');
-    ownVdso = v ? Buffer.from(readMemory(process.pid, v.start, Number(v.end - v.start))) : null;
-  }
-  return ownVdso;
 }
 
 export interface PagesDumpStats {
@@ -62,7 +50,7 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: D
     for (let i = 0; i < vmas.length;) {
       if (!hasDumpablePages(vmas[i]!)) {
         const v = vmas[i++]!;
-        const vdso = v.status & VMA.VDSO ? vdsoImage() : null;
+        const vdso = v.status & VMA.VDSO ? ownVdsoImage() : null;
         if (vdso && BigInt(vdso.length) === v.end - v.start) {
           runs.push({ vaddr: v.start, nrPages: vdso.length / PAGE_SIZE, flags: PE_PRESENT, bytes: vdso });
         }

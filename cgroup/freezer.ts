@@ -51,7 +51,7 @@ const O_CLOEXEC = 0o2000000;
  * "VALUE FILE" (write VALUE into FILE if stasis vanishes) or "done" (nothing to do); at the end of
  * the input the last line is acted on. Returns how to tell it.
  */
-function startGuardian(): { say(line: string): void; close(): void } {
+function startGuardian(): { say(line: string): void; dismiss(): void; readonly active: boolean } {
   const [r, w] = pipe(O_CLOEXEC);
   const script = 'last=; while IFS= read -r l; do last=$l; done; ' +
     'case $last in ""|done) ;; *) printf %s "${last%% *}" > "${last#* }";; esac';
@@ -67,10 +67,18 @@ function startGuardian(): { say(line: string): void; close(): void } {
     say(line: string) {
       if (open) fs.writeSync(w, `${line}\n`);
     },
-    close() {
+    /** Nothing left to guard: "done", and the pipe closed (idempotent). */
+    dismiss() {
       if (!open) return;
       open = false;
-      fs.closeSync(w);
+      try {
+        fs.writeSync(w, 'done\n');
+      } finally {
+        fs.closeSync(w);
+      }
+    },
+    get active() {
+      return open;
     },
   };
 }
@@ -132,24 +140,15 @@ export function freezeCgroup(dir: string): FrozenCgroup {
   // What the cgroup must be if stasis vanishes from here on: as it was found.
   guardian.say(`${wasFrozen ? FROZEN : THAWED} ${state}`);
   let frozen = true;
-  /** The guardian is dismissed: the cgroup is as it was found. */
-  let restored = false;
-  const dismiss = () => {
-    restored = true;
-    try {
-      guardian.say('done');
-    } finally {
-      guardian.close();
-    }
-  };
   const thaw = () => {
     if (!frozen) return;
     frozen = false;
     fs.writeFileSync(state, THAWED);
-    if (!wasFrozen && !restored) dismiss(); // as it was found: nothing left to guard
+    if (!wasFrozen) guardian.dismiss(); // as it was found: nothing left to guard
   };
+  // Once the guardian is dismissed, the cgroup is as it was found.
   const restore = () => {
-    if (restored) return;
+    if (!guardian.active) return;
     try {
       if (wasFrozen) {
         fs.writeFileSync(state, FROZEN);
@@ -159,7 +158,7 @@ export function freezeCgroup(dir: string): FrozenCgroup {
         thaw();
       }
     } finally {
-      if (!restored) dismiss();
+      guardian.dismiss();
     }
   };
   const file = v1 ? 'tasks' : 'cgroup.threads';
@@ -167,12 +166,8 @@ export function freezeCgroup(dir: string): FrozenCgroup {
     // A frozen v1 task shows as 'D', hiding a job-control stop: read before freezing (a cgroup
     // found frozen cannot be told; its tasks count as running).
     const stopped = new Set(wasFrozen ? [] : listTasks(dir, file).filter(inJobStop));
-    if (wasFrozen) {
-      waitFrozen(); // FREEZING: let it finish
-    } else {
-      fs.writeFileSync(state, FROZEN);
-      waitFrozen();
-    }
+    if (!wasFrozen) fs.writeFileSync(state, FROZEN);
+    waitFrozen(); // (a cgroup found FREEZING: until it is frozen)
     const tasks = listTasks(dir, file);
     // A v2-frozen task still shows its job-control stop: one that stopped just before the freeze.
     if (!v1) for (const tid of tasks) if (inJobStop(tid)) stopped.add(tid);

@@ -283,19 +283,23 @@ export const XSAVE_COMPONENT_FIELDS: { feature: number; field: string; word: 4 |
 /** ERESTART* codes a task interrupted inside a syscall carries in rax (negated). */
 export const RESTART_CODES: readonly bigint[] = [-512n, -513n, -514n, -516n];
 
-/** rax after a restart: ERESTART_RESTARTBLOCK resumes through restart_syscall, the others redo the call. */
 const ERESTART_RESTARTBLOCK = -516n;
 
 /**
  * Where and how a task interrupted inside a syscall goes on when it returns to user space with no
- * signal handler run — what the kernel's restart logic would do: rip back over the `syscall`
- * instruction, rax the call again (or restart_syscall). Other registers are returned as they are.
+ * signal handler run — what the kernel's restart logic does: rip back over the `syscall`
+ * instruction, rax the call again. `restartBlock`: ERESTART_RESTARTBLOCK resumes through
+ * restart_syscall, as the kernel would (its state is the task's in the kernel: right for a task
+ * that never left it); otherwise the original call is made again (right across a checkpoint,
+ * which loses that state). Undefined when the task was not interrupted in a syscall.
  */
-export function resumeAfterRestart(regs: { rip: bigint; rax: bigint; orig_rax: bigint }): { rip: bigint; rax: bigint } {
+export function restartedSyscall(regs: { rip: bigint; rax: bigint; orig_rax: bigint }, restartBlock: boolean):
+  { rip: bigint; rax: bigint } | undefined {
   const rax = BigInt.asIntN(64, regs.rax);
   const orig = BigInt.asIntN(64, regs.orig_rax);
-  if (orig < 0n || !RESTART_CODES.includes(rax)) return { rip: regs.rip, rax: regs.rax };
-  return { rip: regs.rip - BigInt(SYSCALL_INSN_LEN), rax: rax === ERESTART_RESTARTBLOCK ? BigInt(SYS.restart_syscall) : regs.orig_rax };
+  if (orig < 0n || !RESTART_CODES.includes(rax)) return undefined;
+  const again = restartBlock && rax === ERESTART_RESTARTBLOCK ? BigInt(SYS.restart_syscall) : orig;
+  return { rip: regs.rip - BigInt(SYSCALL_INSN_LEN), rax: again };
 }
 
 /** Encoding numbers of the general registers. */
@@ -524,7 +528,8 @@ export class EpilogueTemplate {
     if (this.affinityPtrAt !== undefined) b.writeBigUInt64LE(at + 16n, this.affinityPtrAt);
     b.writeBigUInt64LE(at + 8n, this.maskPtrAt);
     const reg = (name: RegName) => raw.readBigUInt64LE(USER_REGS.indexOf(name) * 8);
-    const { rip, rax } = resumeAfterRestart({ rip: reg('rip'), rax: reg('rax'), orig_rax: reg('orig_rax') });
+    const now = { rip: reg('rip'), rax: reg('rax'), orig_rax: reg('orig_rax') };
+    const { rip, rax } = restartedSyscall(now, true) ?? now;
     b.writeBigUInt64LE(BigInt.asUintN(64, rip), 0);
     b.writeBigUInt64LE(BigInt.asUintN(64, sigmask), 8);
     if (affinity) affinity.copy(b, 16, 0, this.spec.affinityBytes);

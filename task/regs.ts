@@ -2,8 +2,8 @@
 // TLS descriptors, as CRIU's thread_info_x86. Dump and restore side by side.
 
 import {
-  CRIU_GPREG_NAMES, FXSAVE, IP_REG, NT, RESTART_CODES, SYSCALL_INSN_LEN, SYSCALL_ORIG_REG,
-  SYSCALL_RET_REG, USER_REGS, XSAVE_COMPONENT_FIELDS, xstateLayout,
+  CRIU_GPREG_NAMES, FXSAVE, IP_REG, NT, SYSCALL_ORIG_REG,
+  SYSCALL_RET_REG, USER_REGS, XSAVE_COMPONENT_FIELDS, restartedSyscall, xstateLayout,
 } from '../sys/arch.js';
 import { Regs, readRegset, setRegset } from '../sys/ptrace.js';
 
@@ -41,10 +41,10 @@ const GDT_TLS_COUNT = 3;
  * re-issued instead: a sleep sleeps again rather than failing with EINTR.
  */
 export function rewindInterruptedSyscall(regs: Regs): boolean {
-  const orig = regs.getSigned(SYSCALL_ORIG_REG);
-  if (orig < 0n || !RESTART_CODES.includes(regs.getSigned(SYSCALL_RET_REG))) return false;
-  regs.set(SYSCALL_RET_REG, orig);
-  regs.set(IP_REG, regs.get(IP_REG) - BigInt(SYSCALL_INSN_LEN));
+  const again = restartedSyscall({ rip: regs.get(IP_REG), rax: regs.get(SYSCALL_RET_REG), orig_rax: regs.get(SYSCALL_ORIG_REG) }, false);
+  if (!again) return false;
+  regs.set(SYSCALL_RET_REG, again.rax);
+  regs.set(IP_REG, again.rip);
   regs.set(SYSCALL_ORIG_REG, -1n);
   return true;
 }

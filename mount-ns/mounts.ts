@@ -23,6 +23,7 @@ import path from 'node:path';
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
+import { MNT_DETACH } from '../sys/mount.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
 
 /** node:child_process and node:zlib, loaded when first needed: most dumps have no tmpfs to save. */
@@ -65,7 +66,6 @@ const OPTION_FLAGS: Record<string, number> = {
   ro: MS.RDONLY, nosuid: MS.NOSUID, nodev: MS.NODEV, noexec: MS.NOEXEC, nosymfollow: MS.NOSYMFOLLOW,
   noatime: MS.NOATIME, nodiratime: MS.NODIRATIME, relatime: MS.RELATIME,
 };
-const MNT_DETACH = 2;
 const AT_FDCWD = -100;
 
 export function mountsImageName(nsId: number): string {

@@ -43,6 +43,13 @@ export function nativeBuffer(size: number, zeroed = true): Buffer {
 }
 
 /** A NUL-terminated string the kernel wrote (a name, a path): the bytes before the NUL, as UTF-8. */
+/** `text` NUL-terminated in native memory (keep it referenced until the call that takes it returns). */
+export function nativeCString(text: string): Buffer {
+  const b = nativeBuffer(Buffer.byteLength(text) + 1);
+  b.write(text, 0, 'utf8');
+  return b;
+}
+
 export function cString(b: Uint8Array): string {
   const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   const end = buf.indexOf(0);

@@ -3,7 +3,7 @@
 // The kinds in files/ build and read these through the functions here, never by offsets.
 
 import { SYS } from './arch.js';
-import { addressOf, nativeBuffer, rawSyscall } from './native.js';
+import { addressOf, nativeBuffer, nativeCString, rawSyscall } from './native.js';
 
 export const AF = { UNSPEC: 0, UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
@@ -162,8 +162,8 @@ export function parseCmsgs(control: Buffer): { level: number; type: number; data
  * ...: the kernel's system.sockprotoname xattr), or undefined if it is no socket.
  */
 export function sockProtoName(pid: number, fd: number): string | undefined {
-  const path = cString(`/proc/${pid}/fd/${fd}`);
-  const name = cString('system.sockprotoname');
+  const path = nativeCString(`/proc/${pid}/fd/${fd}`);
+  const name = nativeCString('system.sockprotoname');
   const value = nativeBuffer(64);
   const r = rawSyscall(SYS.getxattr, addressOf(path), addressOf(name), addressOf(value), value.length);
   if (r < 0n) return undefined;
@@ -171,8 +171,4 @@ export function sockProtoName(pid: number, fd: number): string | undefined {
   return text.replace(/\0.*$/s, '');
 }
 
-function cString(text: string): Buffer {
-  const b = nativeBuffer(Buffer.byteLength(text) + 1);
-  b.write(text, 0, 'utf8');
-  return b;
-}
+

@@ -709,7 +709,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const { p } = t;
       const tc = p.cores.get(p.pid)!.tc;
       if (sigchldTo.has(p.pid)) drainSigchld(t.inj); // the image says what was really pending
-      applying(imageFileName('CORE', p.pid), `task ${p.pid}: pending signals`, () => restorePendingSignals(t.inj, p.pid, tc.signals_s, true));
+      applying(imageFileName('CORE', p.pid), `task ${p.pid}: pending signals`, () => restorePendingSignals(t.inj, p.pid, tc.signals_s));
       for (const [tid, inj] of [...t.threads, [p.pid, t.inj] as const]) {
         const core = p.cores.get(tid)!;
         const coreFile = imageFileName('CORE', tid);
@@ -721,7 +721,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
           () => restoreSeccomp(inj, img.seccomp, tcore.seccomp_mode, tcore.seccomp_filter));
         applying(coreFile, thread, () => {
           restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), stasisCreds, t.commNow); // threads are cloned with the main thread's name
-          restorePendingSignals(inj, p.pid, tcore.signals_p, false);
+          restorePendingSignals(inj, p.pid, tcore.signals_p, tid);
         });
         // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot
         // open the cpuid device, so the task about to get its registers runs the instruction.

@@ -15,14 +15,18 @@ export function dumpPendingSignals(tid: number, shared: boolean): SignalQueueEnt
   return { signals: peekSiginfo(tid, shared).map((siginfo) => ({ siginfo })) };
 }
 
+/**
+ * Queues `q` in the task `inj` drives: process-wide (`tid` undefined) or to thread `tid`. The
+ * ids are the image's: the task names itself as its own pid namespace numbers it.
+ */
 export function restorePendingSignals(inj: Injector, tgid: number, q: SignalQueueEntry | undefined,
-  shared: boolean): void {
+  tid?: number): void {
   for (const { siginfo } of q?.signals ?? []) {
     if (siginfo.length !== SIGINFO_SIZE) throw new Error(`a pending signal's siginfo has ${siginfo.length} bytes, not ${SIGINFO_SIZE}`);
     const info = Buffer.from(siginfo);
     const sig = info.readInt32LE(0);
     const at = inj.writeScratch(info);
-    if (shared) inj.callChecked(SYS.rt_sigqueueinfo, tgid, sig, at);
-    else inj.callChecked(SYS.rt_tgsigqueueinfo, tgid, inj.pid, sig, at);
+    if (tid === undefined) inj.callChecked(SYS.rt_sigqueueinfo, tgid, sig, at);
+    else inj.callChecked(SYS.rt_tgsigqueueinfo, tgid, tid, sig, at);
   }
 }

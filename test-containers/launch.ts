@@ -13,16 +13,19 @@ const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test-containe
 const sourceDir = path.resolve(here, '../../test-containers/workloads');
 const binDir = path.join(here, 'bin');
 
-/** Compile workloads/NAME.c (once, or again when the source is newer). Returns the binary path. */
-export function buildWorkload(name: string): string {
+/**
+ * Compile workloads/NAME.c (once, or again when the source is newer). Returns the binary path.
+ * `static`: linked statically (NAME.static), to run in a container's root with no libraries.
+ */
+export function buildWorkload(name: string, linking: 'dynamic' | 'static' = 'dynamic'): string {
   const src = path.join(sourceDir, `${name}.c`);
-  const out = path.join(binDir, name);
+  const out = path.join(binDir, linking === 'static' ? `${name}.static` : name);
   fs.mkdirSync(binDir, { recursive: true });
   const newest = Math.max(...[src, path.join(sourceDir, 'selfcheck.h')].map((f) => fs.statSync(f).mtimeMs));
   const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest;
   if (stale) {
     const tmp = `${out}.${process.pid}.tmp`;
-    execFileSync('gcc', ['-O1', '-g', '-Wall', '-o', tmp, src, '-lpthread'], { stdio: 'inherit' });
+    execFileSync('gcc', ['-O1', '-g', '-Wall', ...(linking === 'static' ? ['-static'] : []), '-o', tmp, src, '-lpthread'], { stdio: 'inherit' });
     fs.renameSync(tmp, out);
   }
   return out;

@@ -51,6 +51,14 @@ export class Output {
   }
 }
 
+/** Linux's capabilities, by number (CAP_CHOWN = 0 … CAP_CHECKPOINT_RESTORE = 40). */
+const ALL_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID',
+  'SETPCAP', 'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE'];
+
 export interface RuncResult { code: number; stdout: string; stderr: string }
 
 let counter = 0;
@@ -136,6 +144,23 @@ export class RuncContainer {
     const file = path.join(this.bundle, 'config.json');
     const config = JSON.parse(fs.readFileSync(file, 'utf8'));
     config.process.terminal = true;
+    fs.writeFileSync(file, JSON.stringify(config, null, 2));
+    return this;
+  }
+
+  /**
+   * Privileged, as CRIU's own tests run in namespaces: every capability stasis's own bounding
+   * set holds, in every set (workloads that change credentials or lock memory need more than
+   * runc's default three), and /proc neither masked nor read-only (a workload's sysctls).
+   */
+  privileged(): this {
+    const file = path.join(this.bundle, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]}`);
+    const all = ALL_CAPABILITIES.filter((_, i) => (bounding >> BigInt(i)) & 1n).map((c) => `CAP_${c}`);
+    config.process.capabilities = { bounding: all, effective: all, permitted: all, inheritable: all, ambient: all };
+    delete config.linux.maskedPaths;
+    delete config.linux.readonlyPaths;
     fs.writeFileSync(file, JSON.stringify(config, null, 2));
     return this;
   }

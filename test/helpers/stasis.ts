@@ -5,7 +5,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { ExecutionContext } from 'ava';
 import { repoRoot } from './paths.js';
-import { startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { buildWorkload, startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { RuncContainer, type Output } from '../../test-containers/runc.js';
 import { restoredFdDifferences, settledSnapshot, type CompareOptions, type TreeFds } from '../../test-containers/fds.js';
 
 export const stasisBin = path.join(repoRoot, 'bin/stasis');
@@ -205,6 +206,68 @@ export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, 
   t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
   t.is(await r.exitOf(w.pid), `exit ${w.pid} 0`, 'the restored process checked itself and exited 0');
   return { dir, work, w, r };
+}
+
+/** The last lines of a log stasis wrote, for failure messages. */
+function logTail(file: string, lines = 8): string {
+  try {
+    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join(' | ');
+  } catch {
+    return `(no ${path.basename(file)})`;
+  }
+}
+
+export interface ContainerSelfCheck {
+  /** The bundle's directory of this test (images in DIR/img, runc's work dirs beside). */
+  dir: string;
+  /** The workload's work directory as the host sees it (/data in the container). */
+  work: string;
+  c: RuncContainer;
+  /** What the first container and the restored one printed. */
+  out: Output;
+  restored: Output;
+}
+
+/**
+ * The same cycle as selfCheckRoundTrip, as a container runtime does it: the workload (linked
+ * statically) is a runc container's process — new pid, mount, network, IPC and UTS namespaces,
+ * its root a bundle's rootfs, its work directory /data, privileged — checkpointed with `runc
+ * --criu stasis checkpoint` (which kills it) and restored with `runc --criu stasis restore`
+ * (stasis given --root). Asserts the same as selfCheckRoundTrip. The container is deleted (by
+ * id) at the end.
+ */
+export async function selfCheckInContainer(t: ExecutionContext, workload: string, opts: {
+  args?: string[];
+  ready?: RegExp;
+  /** Called with the bundle's rootfs before the container starts (files the workload needs). */
+  prepare?: (rootfs: string) => void;
+  afterDump?: (imagesDir: string) => Promise<void>;
+} = {}): Promise<ContainerSelfCheck> {
+  const dir = tmpDir(t, `stasis-${workload}-ct-`);
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const rootfs = path.join(c.bundle, 'rootfs');
+  fs.copyFileSync(buildWorkload(workload, 'static'), path.join(rootfs, 'bin', workload));
+  fs.chmodSync(path.join(rootfs, 'bin', workload), 0o755);
+  opts.prepare?.(rootfs);
+  c.withArgs([`/bin/${workload}`, '/data', ...(opts.args ?? [])]).privileged();
+  const out = await c.run();
+  await out.waitForLine(opts.ready ?? /^ready\b/);
+  const images = path.join(dir, 'img');
+  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'));
+  t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
+  await out.closed;
+  await opts.afterDump?.(images);
+  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'));
+  t.is(code, 0, `runc restore: ${restored.lines.join(' | ')} ${logTail(path.join(dir, 'rwork', 'restore.log'))}`);
+  const work = path.join(rootfs, 'data');
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await restored.waitForLine(/^result /, 20_000);
+  t.deepEqual(restored.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(restored.lines.includes('result PASS'), restored.lines.join('\n'));
+  await restored.closed;
+  t.is(c.state()?.status ?? 'stopped', 'stopped', 'the restored workload checked itself and exited');
+  return { dir, work, c, out, restored };
 }
 
 /** A counter workload (workloads/counter.c, `mode` its way of sleeping) dumped, and so killed, into a fresh directory. */

@@ -1,0 +1,51 @@
+// Files whose names are gone while they are open, mapped, or a task's working directory
+// (criu's "ghosts" and link remaps), and file leases: each self-checking workload as a plain
+// process and as a runc container's process (the paths are then the container's).
+import test, { type ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { selfCheckInContainer, selfCheckRoundTrip } from '../helpers/stasis.js';
+
+/**
+ * A container whose checkpoint has criu options beyond runc's (runc reads them from the file
+ * its org.criu.config annotation names, as criu's configuration file).
+ */
+function withCriuConfig(options: string[]): (rootfs: string) => void {
+  return (rootfs) => {
+    const bundle = path.dirname(rootfs);
+    const conf = path.join(bundle, 'criu.conf');
+    fs.writeFileSync(conf, options.map((o) => `${o}\n`).join(''));
+    const file = path.join(bundle, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.annotations = { ...config.annotations, 'org.criu.config': conf };
+    fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  };
+}
+
+async function both(t: ExecutionContext, workload: string, flags: string[], items: string[]): Promise<void> {
+  const plain = await selfCheckRoundTrip(t, workload, { dumpArgs: flags.map((f) => `--${f}`) });
+  for (const item of items) t.true(plain.r.lines.includes(`ok ${item}`), `plain: ${item}`);
+  const ct = await selfCheckInContainer(t, workload, { prepare: flags.length ? withCriuConfig(flags) : undefined });
+  for (const item of items) t.true(ct.restored.lines.includes(`ok ${item}`), `container: ${item}`);
+}
+
+test.serial('FIFOs removed while open come back removed, with their queued bytes, one pipe per FIFO', async (t) => {
+  await both(t, 'ghost-fifo', [], ['queued-bytes', 'one-pipe', 'lone-passes', 'still-deleted', 'no-names-back']);
+});
+
+test.serial('mappings of removed files come back with their contents, shared with the descriptor of the same file', async (t) => {
+  await both(t, 'ghost-mmap', [], ['private-ro', 'private-rw', 'shared-contents', 'shared-one-file', 'reborn', 'no-names-back']);
+});
+
+test.serial('a removed working directory comes back as the same removed directory', async (t) => {
+  await both(t, 'ghost-cwd', [], ['same-cwd', 'removed-dir', 'no-name-back']);
+});
+
+test.serial('--link-remap: a removed file with another name comes back as that inode; inotify watches on a removed file still fire', async (t) => {
+  await both(t, 'link-remap', ['link-remap'], ['linked-contents', 'linked-same-inode', 'linked-path', 'nothing-left',
+    'watch-quiet', 'watch-removed-file', 'watch-dir']);
+});
+
+test.serial('file leases (read and write) are taken again with --file-locks', async (t) => {
+  await both(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
+});

@@ -50,6 +50,8 @@ export interface DumpFilesContext {
   memo: Map<string, unknown>;
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
   fileLocks: boolean;
+  /** criu's --link-remap: a removed file that has other names is linked to a temporary one (reg.ts). */
+  linkRemap?: boolean;
   /**
    * criu's --ext-unix-sk: a datagram socket connected to a bound socket outside the tree may be
    * dumped (it is connected to that name again on restore).

@@ -4,6 +4,7 @@
 import { SYS } from '../sys/arch.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
+import type { RemapDumpContext } from './reg.js';
 
 const KCMP_FILE = 0;
 
@@ -60,10 +61,24 @@ export class FileTable {
     this.images.set(image, entries);
   }
 
+  /** Records a description; its `added` is told the id. */
   add(file: DumpedFile): number {
     const id = this.nextId++;
     this.entries.push({ type: file.type, id, [file.field]: { id, ...file.entry } });
+    file.added?.(id);
     return id;
+  }
+
+  /** criu's --link-remap (reg.ts): removed files with other names may be linked to a temporary one. */
+  linkRemap = false;
+
+  /** What reg.ts needs to remap a removed file that is not a descriptor (a mapping, a cwd). */
+  remapContext(): RemapDumpContext {
+    return {
+      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap,
+      addImageEntry: (image, message, extra) => this.addImageEntry(image, message, extra),
+      writeImage: (image, entries) => this.setImage(image, entries),
+    };
   }
 
   /** Every fd of every task dumped so far: its description's id, its /proc link and fd type. */

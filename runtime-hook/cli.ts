@@ -32,6 +32,7 @@ export const OPTIONS: OptionSpec[] = [
   { long: 'help', short: 'h' },
   { long: 'file-locks', short: 'l' },
   { long: 'ext-unix-sk' },
+  { long: 'link-remap' },
   // Containers: criu's names.
   { long: 'root', short: 'r', value: true },
   { long: 'ext-mount-map', short: 'M', value: true, repeat: true },
@@ -173,7 +174,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const { dump } = await import('../task/dump.js');
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
-          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.flags.has('ext-unix-sk'),
+          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.flags.has('ext-unix-sk'), linkRemap: p.flags.has('link-remap'),
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());

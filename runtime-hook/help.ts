@@ -31,6 +31,7 @@ const ACTIONS: ActionHelp[] = [
       ['-j, --shell-job', 'the tree is a shell job: its terminal and session are outside'],
       ['-l, --file-locks', 'dump file locks'],
       ['--ext-unix-sk', 'allow unix sockets connected to processes outside the tree'],
+      ['--link-remap', 'an open file removed from its directory but linked elsewhere is linked beside it for the restore'],
       ['--freeze-cgroup DIR', 'freeze the tree through this cgroup instead of stopping each task'],
       ['-M, --ext-mount-map MOUNTPOINT:KEY', 'a mount from outside the container, saved as KEY'],
       ['--external mnt[MOUNTPOINT]:KEY', 'the same, in criu\'s other spelling'],

@@ -52,6 +52,8 @@ export interface DumpOptions {
   fileLocks?: boolean;
   /** --ext-unix-sk: datagram sockets connected to a bound socket outside the tree are allowed. */
   extUnixSk?: boolean;
+  /** --link-remap: an open file whose name was removed but which has other names is linked to a temporary name (files/reg.ts). */
+  linkRemap?: boolean;
   /** --shell-job: the tree may use a terminal (restored onto stasis's terminal). */
   shellJob?: boolean;
   /** criu's orphan_pts_master: the tree may use a pseudo-terminal whose master is outside it. */
@@ -391,7 +393,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       writes.push(w);
     };
     const st: DumpState = {
-      files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
+      files: Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false }), ids, images, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,

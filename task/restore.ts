@@ -606,7 +606,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         // no chroot and no mount yet to come can change what the path names.
         if (!img.mounts && regFile(p.fs!.root_id).name === '/') {
           const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
-          applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, regFile, live && from?.fsHas));
+          applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, regFile, live && from?.fsHas, (n) => img.extraImage(n))); // ghosts: a removed cwd
           t.fsHas = cwd;
         }
         // And its name (its children's until they have their own).
@@ -660,7 +660,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       const task = `task ${p.pid}`;
       // The umask last: what the restore creates for the task (a socket's file) is made under
       // stasis's, which every task has until then.
-      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask }));
+      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, p.fs!, regFile, { ...t.fsHas, umask: ownUmask }, (n) => img.extraImage(n))); // ghosts: a removed cwd
       const tc = p.cores.get(p.pid)!.tc;
       const core = imageFileName('CORE', p.pid);
       applying(core, `${task}: SIGCHLD action`,
@@ -872,7 +872,9 @@ function restoreMemory(t: Restoring, img: LoadedImages, shared: SharedMemory,
   const mmFile = imageFileName('MM', p.pid);
   const task = `task ${p.pid}`;
   const space = applying(mmFile, task,
-    () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited));
+    // ghosts: imageEntries and vpid for mappings of removed files (files/reg.ts)
+    () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd, imageEntries: (n) => img.extraImage(n), vpid: p.pid },
+      direct ? () => false : hasDumpablePages, inherited));
   t.layout = space.layout;
   const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
     ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)

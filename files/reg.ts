@@ -23,7 +23,7 @@ const DELETED = ' (deleted)';
 export const REMAP_FPATH_IMAGE = 'remap-fpath.img';
 /** remap_type */
 const REMAP_LINKED = 0;
-const REMAP_GHOST = 1;
+export const REMAP_GHOST = 1;
 /** criu's default --ghost-limit. */
 export const GHOST_LIMIT = 1 << 20;
 

@@ -22,10 +22,27 @@ function withCriuConfig(options: string[]): (rootfs: string) => void {
   };
 }
 
+/**
+ * The workload as a plain process and as a container's, each dumped with criu's options `flags`
+ * (runc's own where it has them, else through criu's configuration file); every item must pass.
+ */
 async function both(t: ExecutionContext, workload: string, flags: string[], items: string[]): Promise<void> {
-  const plain = await selfCheckRoundTrip(t, workload, { dumpArgs: flags.map((f) => `--${f}`) });
-  for (const item of items) t.true(plain.r.lines.includes(`ok ${item}`), `plain: ${item}`);
-  const ct = await selfCheckInContainer(t, workload, { prepare: flags.length ? withCriuConfig(flags) : undefined });
+  await plain(t, workload, flags, items);
+  await inContainer(t, workload, flags, items);
+}
+
+async function plain(t: ExecutionContext, workload: string, flags: string[], items: string[]): Promise<void> {
+  const { r } = await selfCheckRoundTrip(t, workload, { dumpArgs: flags.map((f) => `--${f}`) });
+  for (const item of items) t.true(r.lines.includes(`ok ${item}`), `plain: ${item}`);
+}
+
+async function inContainer(t: ExecutionContext, workload: string, flags: string[], items: string[]): Promise<void> {
+  const runcHas = (f: string) => f === 'file-locks';
+  const viaConfig = flags.filter((f) => !runcHas(f));
+  const ct = await selfCheckInContainer(t, workload, {
+    prepare: viaConfig.length ? withCriuConfig(viaConfig) : undefined,
+    checkpointArgs: flags.filter(runcHas).map((f) => `--${f}`),
+  });
   for (const item of items) t.true(ct.restored.lines.includes(`ok ${item}`), `container: ${item}`);
 }
 
@@ -47,5 +64,12 @@ test.serial('--link-remap: a removed file with another name comes back as that i
 });
 
 test.serial('file leases (read and write) are taken again with --file-locks', async (t) => {
-  await both(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
+  await plain(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
+});
+
+// In a container the leases are dumped, but, as every file lock there, under the task's host PID
+// while the restore looks for its own (issue 16 §4, file locks lost in new namespaces): fixed
+// with the file locks of that item, when this test starts passing (and stops being `failing`).
+test.serial.failing('file leases in a container come back after runc checkpoint and restore (waits on file locks in new pid namespaces)', async (t) => {
+  await inContainer(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
 });

@@ -241,6 +241,8 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   ready?: RegExp;
   /** Called with the bundle's rootfs before the container starts (files the workload needs). */
   prepare?: (rootfs: string) => void;
+  /** More `runc checkpoint` options (e.g. --file-locks). */
+  checkpointArgs?: string[];
   afterDump?: (imagesDir: string) => Promise<void>;
 } = {}): Promise<ContainerSelfCheck> {
   const dir = tmpDir(t, `stasis-${workload}-ct-`);
@@ -254,7 +256,7 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   const out = await c.run();
   await out.waitForLine(opts.ready ?? /^ready\b/);
   const images = path.join(dir, 'img');
-  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'));
+  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.checkpointArgs);
   t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
   await out.closed;
   await opts.afterDump?.(images);

@@ -35,7 +35,7 @@ export const fifoFile: FileKind = {
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const statPath = `/proc/${f.pid}/fd/${f.fd}`;
     const pipeId = Number(fs.statSync(statPath).ino);
-    const regfId = ctx.addFile(dumpPathFile(f.pid, f.link, statPath, f.fdinfo.flags, 0n, ctx));
+    const regfId = ctx.addFile(dumpPathFile(f.pid, f.link, statPath, f.fdinfo.flags, 0n, ctx, `fd ${f.fd} of task ${f.pid}`));
     const key = `fifo-data:${pipeId}`;
     if (!ctx.memo.has(key)) {
       ctx.memo.set(key, true);

@@ -113,12 +113,13 @@ export interface RemapDumpContext {
  * has no name left, to a link made beside it (--link-remap) when it has other names.
  */
 export function dumpPathFile(pid: number, link: string, statPath: string, flags: number, pos: bigint,
-  ctx: RemapDumpContext): DumpedFile {
+  ctx: RemapDumpContext, who = `a file of task ${pid}`): DumpedFile {
   if (!link.endsWith(DELETED)) return { type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(link, statPath, flags, pos) };
   const path = link.slice(0, -DELETED.length);
   const st = fs.statSync(statPath, { bigint: true });
-  const remap = st.nlink === 0n ? { id: dumpGhost(path, statPath, st, ctx), type: REMAP_GHOST }
-    : { id: dumpLinkRemap(pid, path, statPath, st, ctx), type: REMAP_LINKED };
+  const what = `${who} is the deleted file ${path}`;
+  const remap = st.nlink === 0n ? { id: dumpGhost(what, statPath, st, ctx), type: REMAP_GHOST }
+    : { id: dumpLinkRemap(pid, what, path, statPath, st, ctx), type: REMAP_LINKED };
   return {
     type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(path, statPath, flags, pos),
     added: (id) => ctx.addImageEntry(REMAP_FPATH_IMAGE, { orig_id: id, remap_id: remap.id, remap_type: remap.type }),
@@ -133,14 +134,13 @@ const IS = { reg: BigInt(fs.constants.S_IFREG), dir: BigInt(fs.constants.S_IFDIR
  * Save a removed inode as a ghost (once per inode): a regular file with its contents, or a
  * FIFO or directory (made empty again on restore). Returns the ghost's id.
  */
-function dumpGhost(path: string, statPath: string, st: fs.BigIntStats, ctx: RemapDumpContext): number {
-  const what = `the removed file ${path}`;
+function dumpGhost(what: string, statPath: string, st: fs.BigIntStats, ctx: RemapDumpContext): number {
   const type = fileType(st.mode);
   if (type !== IS.reg && type !== IS.dir && type !== IS.fifo) {
-    throw new Error(`${what} is neither a regular file, a directory nor a FIFO; stasis cannot dump it`);
+    throw new Error(`${what}, which is neither a regular file, a directory nor a FIFO; stasis cannot dump it`);
   }
   if (type === IS.reg && st.size > BigInt(GHOST_LIMIT)) {
-    throw new Error(`${what} has ${st.size} bytes; stasis keeps removed files up to ${GHOST_LIMIT} bytes (criu's ghost limit)`);
+    throw new Error(`${what} of ${st.size} bytes; stasis keeps deleted files up to ${GHOST_LIMIT} bytes (criu's ghost limit)`);
   }
   const key = `ghost:${st.dev}:${st.ino}`;
   let ghostId = ctx.memo.get(key) as number | undefined;
@@ -172,9 +172,10 @@ const ENOENT = 2;
  * and recorded as a file of the dump; the restore reopens the inode through it and removes it.
  * Once per inode; returns the file id of the link.
  */
-function dumpLinkRemap(pid: number, path: string, statPath: string, st: fs.BigIntStats, ctx: RemapDumpContext): number {
+function dumpLinkRemap(pid: number, what: string, path: string, statPath: string, st: fs.BigIntStats,
+  ctx: RemapDumpContext): number {
   if (!ctx.linkRemap) {
-    throw new Error(`${path} was removed but its file has ${st.nlink} other name(s); dump with --link-remap to keep it`);
+    throw new Error(`${what}, which has ${st.nlink} other name(s); dump with --link-remap to keep it`);
   }
   const key = `linked:${st.dev}:${st.ino}`;
   const known = ctx.memo.get(key) as number | undefined;
@@ -371,7 +372,7 @@ export const regFile: FileKind = {
   field: 'reg',
   claims: ({ link }) => link.startsWith('/'),
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
-    return dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx);
+    return dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
   },
   inheritKey: (e) => String(e.name).replace(/^\//, ''),
   open(e, task: RestoreFilesTask): number {

@@ -17,7 +17,7 @@ export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).um
   const dir = (which: 'cwd' | 'root') => {
     const p = which === 'cwd' ? readCwd(pid) : readRoot(pid);
     if (which === 'root' && p.endsWith(' (deleted)')) throw new Error(`the root of task ${pid} was deleted`);
-    return files.add(dumpPathFile(pid, p, `/proc/${pid}/${which}`, O_RDONLY, 0n, files.remapContext()));
+    return files.add(dumpPathFile(pid, p, `/proc/${pid}/${which}`, O_RDONLY, 0n, files.remapContext(), `the ${which} of task ${pid}`));
   };
   return { cwd_id: dir('cwd'), root_id: dir('root'), ...(umask !== undefined ? { umask } : {}) };
 }

@@ -165,7 +165,8 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         const fdflags = vmFlagsFdFlags(v.vmFlags);
         // A removed file is remapped (files/reg.ts: a ghost, or a link with --link-remap).
         const id = files.once(`map:${v.devMajor}:${v.devMinor}:${v.inode}:${fdflags}`, () => dumpPathFile(pid,
-          v.deleted ? `${v.path} (deleted)` : v.path, mapFilePath(pid, v), fdflags, 0n, files.remapContext()));
+          v.deleted ? `${v.path} (deleted)` : v.path, mapFilePath(pid, v), fdflags, 0n, files.remapContext(),
+          `the mapping at 0x${v.start.toString(16)} of task ${pid}`));
         add(flags, VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE), v.pgoff, BigInt(id), fdflags);
         continue;
       }

@@ -52,6 +52,8 @@ export interface DumpFilesContext {
   fileLocks: boolean;
   /** criu's --link-remap: a removed file that has other names is linked to a temporary one (reg.ts). */
   linkRemap?: boolean;
+  /** Undo `fn` if the dump fails (what a kind made outside the images). */
+  onRollback?(fn: () => void): void;
   /**
    * criu's --ext-unix-sk: a datagram socket connected to a bound socket outside the tree may be
    * dumped (it is connected to that name again on restore).

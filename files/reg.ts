@@ -2,10 +2,18 @@
 // path, open flags, offset; the file's size and mode are recorded so restore can tell when the
 // file it finds is not the one that was open.
 //
-// A file that is open but unlinked (link `PATH (deleted)`) is a "ghost", as criu calls it: its
-// inode and contents go into ghost-file-ID.img (up to criu's default ghost limit, 1 MiB), and
-// remap-fpath.img says that the description is reopened through that ghost. Restore recreates
-// the file next to where it was, opens it, and unlinks it again.
+// A file reached by a name that was removed (link `PATH (deleted)`: an open descriptor, a FIFO's
+// path, a mapping, a working directory) is remapped, as criu does (remap-fpath.img names the
+// file and its remap):
+// - an inode with no name left is a "ghost": its inode, and a regular file's contents, go into
+//   ghost-file-ID.img (up to criu's default ghost limit, 1 MiB); restore makes it again — file,
+//   FIFO or directory — at its old name if free, else beside it, opens it, and removes the name;
+// - an inode that still has other names is, with --link-remap, linked as link_remap.N beside
+//   where the name was (or in the nearest directory above that exists) and that link recorded as
+//   a file of the dump; restore links it back to the old name, opens it there, removes that name,
+//   and the link once every task has its descriptors. Without --link-remap the dump refuses it.
+// A removed inode is made once per restore where it can be reached again: through an earlier
+// description of the same task, or the mapping that made it (its map_files link).
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -105,6 +113,8 @@ export interface RemapDumpContext {
   writeImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void;
   /** criu's --link-remap: a removed file that has other names is linked to a temporary one. */
   linkRemap?: boolean;
+  /** Undo `fn` if the dump fails. */
+  onRollback?(fn: () => void): void;
 }
 
 /**
@@ -194,6 +204,7 @@ function dumpLinkRemap(pid: number, what: string, path: string, statPath: string
       continue;
     }
     if (r < 0n) throw new Error(`cannot link the removed ${path} back as ${name} (--link-remap): ${errnoName(Number(-r))}`);
+    ctx.onRollback?.(() => fs.unlinkSync(`/proc/${pid}/root${name}`));
     const id = ctx.addFile({ type: FD_TYPE_REG, field: 'reg', entry: { flags: 0, pos: 0n, fown: zeroFown(), name } });
     ctx.memo.set(key, id);
     return id;

@@ -72,10 +72,28 @@ export class FileTable {
   /** criu's --link-remap (reg.ts): removed files with other names may be linked to a temporary one. */
   linkRemap = false;
 
+  /** Undoes what the dump made outside the images, should it fail. */
+  private undo: (() => void)[] = [];
+
+  onRollback(fn: () => void): void {
+    this.undo.push(fn);
+  }
+
+  /** The dump failed: undo what it made outside the images (a link remap's link), newest first. */
+  rollback(): void {
+    for (const fn of this.undo.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // gone already
+      }
+    }
+  }
+
   /** What reg.ts needs to remap a removed file that is not a descriptor (a mapping, a cwd). */
   remapContext(): RemapDumpContext {
     return {
-      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap,
+      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap, onRollback: (fn) => this.onRollback(fn),
       addImageEntry: (image, message, extra) => this.addImageEntry(image, message, extra),
       writeImage: (image, entries) => this.setImage(image, entries),
     };

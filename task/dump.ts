@@ -384,6 +384,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
   };
+  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false });
+  let succeeded = false;
   try {
     // Each process's images are written as soon as it is dumped (in place, or through the thread
     // pool where the filesystem is slow: see ImageDir); a failed write fails the dump below.
@@ -393,7 +395,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       writes.push(w);
     };
     const st: DumpState = {
-      files: Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false }), ids, images, pagesScanned: 0, pagesWritten: 0,
+      files, ids, images, pagesScanned: 0, pagesWritten: 0,
       memMs: 0, log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
@@ -484,6 +486,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       tree.kill();
     }
     const dir = opts.imagesDir;
+    succeeded = true;
     return {
       pid, processes: tree.processes.length, threads, stats,
       get imageBytes() {
@@ -496,5 +499,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     tree.release();
     for (const g of guarded) g.forget();
     stop.remove();
+    if (!succeeded) files.rollback(); // what the dump made outside the images (--link-remap's links)
   }
 }

@@ -1,6 +1,7 @@
 /* link-remap: open files removed from their directory (criu's unlink_regular00, inotify00; dumped
  * with --link-remap).
  *   link-remap WORKDIR
+ *   link-remap WORKDIR flock   (also holds a flock on keep through its last descriptor)
  * `linked`: a file made as WORKDIR/sub/file, linked as WORKDIR/keep, then removed from sub and
  * sub removed, written after. `watched`: WORKDIR/w watched by inotify, and its file w/x open
  * read-write and watched too, then removed (the removal's events read away).
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include "selfcheck.h"
@@ -61,6 +63,8 @@ int main(int argc, char **argv) {
   if (unlink("w/x")) return die("unlink w/x");
   unsigned seen[3] = {0};
   drain(ify, seen);
+  int lk = argc > 2 && !strcmp(argv[2], "flock") ? open("keep", O_RDONLY) : -1;
+  if (lk >= 0 && flock(lk, LOCK_EX)) return die("flock keep");
 
   printf("ready\n");
   wait_check();

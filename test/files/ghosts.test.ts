@@ -4,7 +4,8 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { selfCheckInContainer, selfCheckRoundTrip } from '../helpers/stasis.js';
+import { startWorkload } from '../../test-containers/launch.js';
+import { alive, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 /**
  * A container whose checkpoint has criu options beyond runc's (runc reads them from the file
@@ -61,6 +62,29 @@ test.serial('a removed working directory comes back as the same removed director
 test.serial('--link-remap: a removed file with another name comes back as that inode; inotify watches on a removed file still fire', async (t) => {
   await both(t, 'link-remap', ['link-remap'], ['linked-contents', 'linked-same-inode', 'linked-path', 'nothing-left',
     'watch-quiet', 'watch-removed-file', 'watch-dir']);
+});
+
+test.serial('without --link-remap, a removed file with other names fails the dump with a one-line error naming the option', async (t) => {
+  const work = tmpDir(t, 'stasis-link-remap-');
+  const w = await startWorkload('link-remap', [work]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
+  t.is(d.exitCode, 1);
+  t.regex(d.stderr, /^stasis: fd \d+ of task \d+ is the deleted file .*\/sub\/file, which has 1 other name\(s\); dump with --link-remap to keep it$/);
+  t.true(alive(w.pid));
+});
+
+test.serial('a dump that fails after --link-remap linked a removed file removes the link again', async (t) => {
+  const work = tmpDir(t, 'stasis-link-remap-');
+  const w = await startWorkload('link-remap', [work, 'flock']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--link-remap']);
+  t.is(d.exitCode, 1);
+  t.regex(d.stderr, /holds a FLOCK WRITE lock .*--file-locks/);
+  t.deepEqual(fs.readdirSync(work).sort(), ['keep', 'w'], 'no link_remap.N left in the work directory');
+  t.true(alive(w.pid));
 });
 
 test.serial('file leases (read and write) are taken again with --file-locks', async (t) => {

@@ -52,7 +52,8 @@ test.serial('FIFOs removed while open come back removed, with their queued bytes
 });
 
 test.serial('mappings of removed files come back with their contents, shared with the descriptor of the same file', async (t) => {
-  await both(t, 'ghost-mmap', [], ['private-ro', 'private-rw', 'shared-contents', 'shared-one-file', 'reborn', 'no-names-back']);
+  await both(t, 'ghost-mmap', [], ['private-ro', 'private-rw', 'shared-contents', 'shared-one-file', 'reborn',
+    'names-one-file', 'private-sees-fd', 'no-names-back']);
 });
 
 test.serial('a removed working directory comes back as the same removed directory', async (t) => {

@@ -276,17 +276,14 @@ function atPath(inj: TaskCalls, nr: number, path: string, ...rest: (number | big
 function withParents<T>(inj: TaskCalls, path: string, make: () => bigint, use: () => T, unmake: () => void): T {
   const created: string[] = [];
   let r = make();
-  while (r === -BigInt(ENOENT)) {
-    // Find the deepest existing ancestor, then make the rest down to the parent.
+  if (r === -BigInt(ENOENT)) {
+    // mkdir -p of the directories above, top down, keeping those it made.
     const parts = path.split('/').slice(1, -1);
-    let i = parts.length;
-    while (i > 0 && atPath(inj, SYS.mkdirat, `/${parts.slice(0, i).join('/')}`, 0o700) === -BigInt(ENOENT)) i--;
-    if (i === 0) break;
-    created.push(`/${parts.slice(0, i).join('/')}`);
-    for (let j = i + 1; j <= parts.length; j++) {
-      const dir = `/${parts.slice(0, j).join('/')}`;
-      if (atPath(inj, SYS.mkdirat, dir, 0o700) < 0n) break;
-      created.push(dir);
+    for (let i = 1; i <= parts.length; i++) {
+      const dir = `/${parts.slice(0, i).join('/')}`;
+      const m = atPath(inj, SYS.mkdirat, dir, 0o700);
+      if (m === 0n) created.push(dir);
+      else if (m !== -BigInt(EEXIST)) break;
     }
     r = make();
   }
@@ -324,8 +321,10 @@ function openGhost(ctx: RegOpenContext, name: string, remapId: number, flags: nu
     path = `${name}.cr.${remapId.toString(16)}.ghost`;
     r = make(path);
   }
+  let again = false;
+  const attempt = () => (again ? (r = make(path)) : ((again = true), r));
   const unmake = () => { atPath(inj, SYS.unlinkat, path, type === IS.dir ? AT_REMOVEDIR : 0); };
-  return withParents(inj, path, () => r, () => {
+  return withParents(inj, path, attempt, () => {
     if (type === IS.reg) {
       const wfd = Number(r);
       try {

@@ -57,7 +57,7 @@ test.serial('mappings of removed files come back with their contents, shared wit
 });
 
 test.serial('a removed working directory comes back as the same removed directory', async (t) => {
-  await both(t, 'ghost-cwd', [], ['same-cwd', 'removed-dir', 'no-name-back']);
+  await both(t, 'ghost-cwd', [], ['same-cwd', 'removed-dir', 'no-name-back', 'deep']);
 });
 
 test.serial('--link-remap: a removed file with another name comes back as that inode; inotify watches on a removed file still fire', async (t) => {

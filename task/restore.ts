@@ -39,7 +39,7 @@ import { restoreThreadCore, setComm, type ThreadCoreEntry } from './thread.js';
 import { ownCreds } from './creds.js';
 import { SECCOMP_IMAGE, restoreSeccomp, type SeccompFilterEntry } from './seccomp.js';
 import { restoreItimers, restorePosixTimers } from './timers.js';
-import { writeRestoreStats } from './stats.js';
+import { restoreStats, writeRestoreStats } from './stats.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from './tree.js';
 import { F_SETFD, O_RDONLY, O_RDWR } from '../sys/fcntl.js';
 import { keepApartFromStdio } from '../sys/stdio.js';
@@ -360,6 +360,7 @@ interface Restoring {
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
+  const tStart = performance.now(); // stats-restore: restore_time is the whole restore
   const log = opts.log ?? (() => {});
   const img = await load(opts.imagesDir);
   const ownSid = Number(rawSyscall(SYS.getsid, 0));
@@ -432,6 +433,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const tasks = new Map<number, Restoring>();
   const created: number[] = [];
   let pages = 0;
+  let forkingMs = 0; // stats-restore: forking_time, the process tree made
   // Every injected syscall is a round trip between stasis and a task: with both on one CPU they
   // cost a quarter. Tasks created from now on inherit the pin; they get stasis's own mask back
   // before they go.
@@ -643,7 +645,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
       }
       if (h.ppid !== 0) tasks.get(h.ppid)!.inj.callChecked(SYS.wait4, h.pid, 0, WALL, 0);
     }
-    log(`${tasks.size} processes created in ${(performance.now() - t0).toFixed(1)} ms`);
+    forkingMs = performance.now() - t0;
+    log(`${tasks.size} processes created in ${forkingMs.toFixed(1)} ms`);
 
     // 2. Zombies die now, with the status their parent will collect.
     for (const t of tasks.values()) {
@@ -772,10 +775,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   }
   const tDone = performance.now();
   try {
-    await writeRestoreStats(opts.workDir ?? opts.imagesDir, {
-      pages_compared: 0, pages_skipped_cow: 0, forking_time: 0,
-      restore_time: Math.round((tDone - t0) * 1000), pages_restored: pages,
-    });
+    await writeRestoreStats(opts.workDir ?? opts.imagesDir, restoreStats({ startMs: tStart, forkingMs, doneMs: tDone, pagesRestored: pages }));
   } catch (e) {
     // The tree runs already; a read-only images dir only costs the statistics.
     log(`stats-restore not written: ${(e as Error).message}`);

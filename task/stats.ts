@@ -72,6 +72,20 @@ export function writeDumpStats(dir: string, s: DumpStats): Promise<void> {
   return writeStats(dir, 'stats-dump', { dump: s });
 }
 
+/**
+ * stats-restore's entry. stasis compares no pages: a child keeps the private VMAs it shares with
+ * its restored parent (the fork made them) and has its own pages written over them, so
+ * pages_compared and pages_skipped_cow stay 0 unless a caller counts some.
+ */
+export function restoreStats(t: {
+  startMs: number; forkingMs: number; doneMs: number; pagesRestored: number; pagesCompared?: number; pagesSkippedCow?: number;
+}): RestoreStats {
+  return {
+    pages_compared: t.pagesCompared ?? 0, pages_skipped_cow: t.pagesSkippedCow ?? 0,
+    forking_time: micros(t.forkingMs), restore_time: micros(t.doneMs - t.startMs), pages_restored: t.pagesRestored,
+  };
+}
+
 export function writeRestoreStats(dir: string, s: RestoreStats): Promise<void> {
   return writeStats(dir, 'stats-restore', { restore: s });
 }

@@ -9,9 +9,10 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { ImageDir, PAGE_SIZE, PE_PRESENT, decodeImage, readImageFileSync, type Message } from '../../images/index.js';
 import { VMA, type VmaEntry } from '../../task/mm.js';
-import { startWorkload } from '../../test-containers/launch.js';
+import { buildWorkload, startWorkload } from '../../test-containers/launch.js';
+import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
-import { selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
 
 const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
 const TASK_SIZE = 0x7ffffffff000n;
@@ -98,9 +99,12 @@ async function criuScanCount(dir: string): Promise<number> {
   return n;
 }
 
-/** Asserts what stats-dump says of a dump in `dir` against its files; returns the stats. */
-async function checkDumpStats(t: ExecutionContext, dir: string, kind: Kind): Promise<Record<string, number>> {
-  const s = statsOf(path.join(dir, 'stats-dump'));
+/**
+ * Asserts what stats-dump (in `workDir`, the images directory by default) says of a dump in `dir`
+ * against its files; returns the stats.
+ */
+async function checkDumpStats(t: ExecutionContext, dir: string, kind: Kind, workDir = dir): Promise<Record<string, number>> {
+  const s = statsOf(path.join(workDir, 'stats-dump'));
   const inFiles = pagesInFiles(t, dir);
   const mapped = await pagemapPages(dir);
   t.is(s.pages_written! + s.shpages_written!, inFiles, `${kind}: pages_written + shpages_written = the pages of pages-*.img`);
@@ -123,18 +127,51 @@ for (const kind of ['private', 'anon', 'memfd', 'sysv', 'all'] as const) {
         await checkDumpStats(t, d, kind);
       },
     });
-    const dumped = statsOf(path.join(dir, 'stats-dump'));
-    const r = statsOf(path.join(dir, 'stats-restore'));
-    t.deepEqual(Object.keys(r).sort(), ['forking_time', 'pages_compared', 'pages_restored', 'pages_skipped_cow', 'restore_time']);
-    // One process: nothing shared copy-on-write with a parent, nothing compared.
-    t.is(r.pages_compared, 0);
-    t.is(r.pages_skipped_cow, 0);
-    t.true(r.forking_time! > 0, `forking_time ${r.forking_time}`);
-    t.true(r.restore_time! > r.forking_time!, `restore_time ${r.restore_time} covers forking_time ${r.forking_time}`);
-    // Every private page but the vDSO's (the running kernel's own is kept).
-    t.true(r.pages_restored! > 0 && r.pages_restored! < dumped.pages_written!, `pages_restored ${r.pages_restored} of ${dumped.pages_written}`);
+    checkRestoreStats(t, statsOf(path.join(dir, 'stats-dump')), statsOf(path.join(dir, 'stats-restore')));
   });
 }
+
+/** Asserts stats-restore's entry `r` of a restore of one process whose dump said `dumped`. */
+function checkRestoreStats(t: ExecutionContext, dumped: Record<string, number>, r: Record<string, number>): void {
+  t.deepEqual(Object.keys(r).sort(), ['forking_time', 'pages_compared', 'pages_restored', 'pages_skipped_cow', 'restore_time']);
+  // One process: nothing shared copy-on-write with a parent, nothing compared.
+  t.is(r.pages_compared, 0);
+  t.is(r.pages_skipped_cow, 0);
+  t.true(r.forking_time! > 0, `forking_time ${r.forking_time}`);
+  t.true(r.restore_time! > r.forking_time!, `restore_time ${r.restore_time} covers forking_time ${r.forking_time}`);
+  // Every private page but the vDSO's (the running kernel's own is kept).
+  t.true(r.pages_restored! > 0 && r.pages_restored! < dumped.pages_written!, `pages_restored ${r.pages_restored} of ${dumped.pages_written}`);
+}
+
+test.serial('in a container (runc checkpoint and restore through stasis): the stats files in the work directories count every page of the pages files', async (t) => {
+  let dumped: Record<string, number> = {};
+  const { dir } = await selfCheckInContainer(t, 'shared-pages', {
+    args: ['sysv'],
+    afterDump: async (images) => {
+      dumped = await checkDumpStats(t, images, 'sysv', path.join(path.dirname(images), 'work'));
+    },
+  });
+  checkRestoreStats(t, dumped, statsOf(path.join(dir, 'rwork', 'stats-restore')));
+});
+
+// Shared anonymous memory and memfds are not restored in a container yet (their pages file is
+// reopened inside the container's mount namespace): the checkpoint alone.
+test.serial('in a container: runc checkpoint through stasis counts the shared memory objects\' pages too', async (t) => {
+  const dir = tmpDir(t, 'stasis-shared-pages-ct-');
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const rootfs = path.join(c.bundle, 'rootfs');
+  fs.copyFileSync(buildWorkload('shared-pages', 'static'), path.join(rootfs, 'bin', 'shared-pages'));
+  fs.chmodSync(path.join(rootfs, 'bin', 'shared-pages'), 0o755);
+  c.withArgs(['/bin/shared-pages', '/data', 'all']).privileged();
+  const out = await c.run();
+  await out.waitForLine(/^ready /);
+  const images = path.join(dir, 'img');
+  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'));
+  t.is(ck.code, 0, ck.stderr);
+  await out.closed;
+  await checkDumpStats(t, images, 'all', path.join(dir, 'work'));
+});
 
 test.serial('CRIU 4.2 counts the same workload\'s pages as stasis does: pages_scanned by the same rule, shared memory in shpages_*', async (t) => {
   for (const kind of ['anon', 'memfd', 'sysv', 'all'] as const) {

@@ -13,6 +13,11 @@
 //   pages_compared / pages_skipped_cow (restore): pages of a child compared with those it shares
 //                      copy-on-write with its parent, and those left shared because they were equal
 //   forking_time       time to create the process tree; restore_time the whole restore
+// Where stasis differs: SysV shared memory is not among shpages_* (its contents are kept in
+// ipcns-shm-N.img, where CRIU 4.2 puts them in pages files); pages_skipped_parent and
+// pages_lazy stay 0 (no incremental dumps, no lazy pages), as do page_pipes and page_pipe_bufs
+// (CRIU's pipes), irmap_resolve (no inotify path lookup) and the restore's pages_compared and
+// pages_skipped_cow (restoreStats).
 
 import path from 'node:path';
 import { encodeImage, imageTypeByName, writePrivateFileSync } from '../images/index.js';

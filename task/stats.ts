@@ -16,7 +16,7 @@
 // Where stasis differs: SysV shared memory is not among shpages_* (its contents are kept in
 // ipcns-shm-N.img, where CRIU 4.2 puts them in pages files); pages_skipped_parent and
 // pages_lazy stay 0 (no incremental dumps, no lazy pages), as do page_pipes and page_pipe_bufs
-// (CRIU's pipes), irmap_resolve (no inotify path lookup) and the restore's pages_compared and
+// (CRIU's pipes), irmap_resolve (CRIU's inode-to-path cache) and the restore's pages_compared and
 // pages_skipped_cow (restoreStats).
 
 import path from 'node:path';

@@ -17,7 +17,7 @@ import { selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } f
 const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
 const TASK_SIZE = 0x7ffffffff000n;
 
-type Kind = 'private' | 'anon' | 'memfd' | 'sysv' | 'all';
+type Kind = 'private' | 'anon' | 'memfd' | 'memfd-fd' | 'sysv' | 'all';
 
 /**
  * The shared memory objects' pages each kind has in the pages files: the object's size and the
@@ -28,8 +28,9 @@ const SHARED: Record<Kind, { scanned: number; written: number }> = {
   private: { scanned: 0, written: 0 },
   anon: { scanned: 6, written: 3 },
   memfd: { scanned: 7, written: 4 },
+  'memfd-fd': { scanned: 5, written: 2 },
   sysv: { scanned: 0, written: 0 },
-  all: { scanned: 13, written: 7 },
+  all: { scanned: 18, written: 9 },
 };
 
 /** The dump or restore entry of a stats file, its numbers as numbers. */
@@ -119,7 +120,7 @@ async function checkDumpStats(t: ExecutionContext, dir: string, kind: Kind, work
   return s;
 }
 
-for (const kind of ['private', 'anon', 'memfd', 'sysv', 'all'] as const) {
+for (const kind of ['private', 'anon', 'memfd', 'memfd-fd', 'sysv', 'all'] as const) {
   test.serial(`stats-dump counts every page the pages files hold, and stats-restore its timings (${kind} memory)`, async (t) => {
     const { dir } = await selfCheckRoundTrip(t, 'shared-pages', {
       args: (work) => [work, kind],
@@ -174,7 +175,7 @@ test.serial('in a container: runc checkpoint through stasis counts the shared me
 });
 
 test.serial('CRIU 4.2 counts the same workload\'s pages as stasis does: pages_scanned by the same rule, shared memory in shpages_*', async (t) => {
-  for (const kind of ['anon', 'memfd', 'sysv', 'all'] as const) {
+  for (const kind of ['anon', 'memfd', 'memfd-fd', 'sysv', 'all'] as const) {
     const counts: Record<string, Record<string, number>> = {};
     for (const tool of ['stasis', 'criu'] as const) {
       const dir = tmpDir(t);

@@ -31,7 +31,7 @@ import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { askThreadCore, dumpThreadCore } from './thread.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
-import { writeDumpStats, type DumpStats } from './stats.js';
+import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
 import { CLONE } from './clone.js';
@@ -145,9 +145,16 @@ interface DumpState {
   files: FileTable;
   ids: IdAllocator;
   images: ImageDir;
+  /** Private memory: pages scanned and written (stats-dump; shared memory is counted by `files`). */
   pagesScanned: number;
   pagesWritten: number;
-  memMs: number;
+  /**
+   * Time spent on the processes' memory, and time spent writing pages into the images (the
+   * writes stasis makes itself; where the filesystem is slow they go through the thread pool,
+   * and only their start is stasis's: see ImageDir.writeFile).
+   */
+  memdumpMs: number;
+  memwrite: BusyTime;
   fileLocks: boolean;
   extUnixSk: boolean;
   shellJob: boolean;
@@ -301,8 +308,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const pagesId = st.files.allocPagesId();
   const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
     st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
-    (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
-  st.memMs += performance.now() - t0;
+    (data) => st.write(st.memwrite.time(() => st.images.writeRaw(pagesFileName(pagesId), data))), st.memwrite);
+  st.memdumpMs += performance.now() - t0;
   st.pagesScanned += scanned;
   st.pagesWritten += written;
   st.log(`process ${pid}: ${written} pages`);
@@ -392,7 +399,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     };
     const st: DumpState = {
       files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
-      memMs: 0, log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
+      memdumpMs: 0, memwrite: new BusyTime(), log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
@@ -427,7 +434,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }))));
     write(images.writeMessages('files.img', st.files.entries));
     for (const [name, entries] of st.files.images) write(images.write(name, entries));
-    for (const [name, data] of st.files.rawImages) write(images.writeRaw(name, data));
+    for (const [name, data] of st.files.rawImages) write(st.memwrite.time(() => images.writeRaw(name, data))); // pages files
     if (mounts) {
       write(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) write(images.writeRaw(name, data));
@@ -450,13 +457,13 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
 
     const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);
     const stats: DumpStats = {
-      freezing_time: Math.round((tFrozen - t0) * 1000),
-      frozen_time: Math.round((performance.now() - tFrozen) * 1000),
-      memdump_time: Math.round(st.memMs * 1000),
-      memwrite_time: Math.round(st.memMs * 1000),
+      freezing_time: micros(tFrozen - t0),
+      frozen_time: micros(performance.now() - tFrozen),
+      memdump_time: micros(st.memdumpMs),
+      memwrite_time: micros(st.memwrite.ms),
       pages_scanned: st.pagesScanned, pages_skipped_parent: 0, pages_written: st.pagesWritten,
       irmap_resolve: 0, pages_lazy: 0, page_pipes: 0, page_pipe_bufs: 0,
-      shpages_scanned: 0, shpages_skipped_parent: 0, shpages_written: 0,
+      shpages_scanned: st.files.sharedPages.scanned, shpages_skipped_parent: 0, shpages_written: st.files.sharedPages.written,
     };
     await stop.check(true); // the last moment a dump can still be rolled back
     await images.commit({

@@ -274,7 +274,8 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];
-        if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);
+        // Relative to the work directory, which is the images directory unless -W says (as criu).
+        if (pidfile) fs.writeFileSync(path.resolve(workDir ?? imagesDir, pidfile), `${r.pid}`);
         if (p.flags.has('display-stats')) {
           process.stdout.write(`Displaying restore stats:\nPages restored: ${r.pages} (0x${r.pages.toString(16)})\nRestore time: ${Math.round(r.timeMs * 1000)} us\n`);
         }

@@ -86,7 +86,7 @@ export class SeizedTree {
 
   /** How long the next wait may take: what is left before the deadline, or `otherwise`. */
   private waitMs(otherwise?: number): number | undefined {
-    return this.deadline === undefined ? otherwise : Math.max(0, this.deadline - performance.now());
+    return this.deadline === undefined ? otherwise : Math.max(0, Math.round(this.deadline - performance.now()));
   }
 
   /**

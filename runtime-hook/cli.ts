@@ -18,6 +18,7 @@ import { CHOICES, OPTIONS, REFUSED_ACTIONS } from './criu-options.js';
 import { cliConfigFiles, configWords } from './config-file.js';
 import { checkFeatureName } from './features.js';
 import type { JoinNs } from '../task/restore.js';
+import type { CgRoot } from '../cgroup/cgroups.js';
 
 /** criu's options (criu-options.ts says what stasis makes of each; help.ts describes them). */
 export { OPTIONS };
@@ -90,6 +91,7 @@ function logAccepted(p: Parsed, configs: string[], logger: Logger): void {
     if (spec.noEffect && given(p, spec)) logger.log(3, `--${spec.long}: accepted, no effect here: ${spec.noEffect}`);
   }
   if (p.action === 'dump' && p.values.has('pidfile')) logger.log(3, '--pidfile: a dump writes no pidfile (criu writes it on restore)');
+  if (p.action === 'dump' && p.values.has('cgroup-root')) logger.log(3, '--cgroup-root: no effect on a dump (cgroups are not saved)');
   if (p.values.get('ext-unix-sk')?.[0]) logger.log(3, '--ext-unix-sk=INODES: any external unix socket is allowed, not only those');
   if (p.flags.has('link-remap')) logger.log(3, 'Will allow link remaps on FS');
 }
@@ -141,6 +143,22 @@ function netnsMap(p: Parsed): Map<number, string> {
     out.set(...net);
   }
   return out;
+}
+
+/**
+ * --cgroup-root [CTRL:]/PATH on restore: the cgroup of each hierarchy the restored tree goes into
+ * (no CTRL: the v2 hierarchy). As criu, not with --manage-cgroups=none or =ignore.
+ */
+function cgRoots(p: Parsed): CgRoot[] | undefined {
+  const mode = p.values.get('manage-cgroups')?.[0];
+  if (mode === 'none' || mode === 'ignore') return undefined;
+  const roots = (p.values.get('cgroup-root') ?? []).map((v) => {
+    const i = v.indexOf(':');
+    const [ctrl, cgPath] = i < 0 ? ['', v] : [v.slice(0, i), v.slice(i + 1)];
+    if (!cgPath.startsWith('/')) throw new UsageError(`--cgroup-root wants [CONTROLLER:]/PATH, got '${v}'`);
+    return { ctrl, path: cgPath };
+  });
+  return roots.length ? roots : undefined;
 }
 
 /** --join-ns NS:FILE (criu's; NS ipc, uts, net or time; FILE a namespace file or a PID). */
@@ -270,7 +288,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const { restore, waitForExit } = await import('../task/restore.js');
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'), siblingOfStasis: p.flags.has('restore-sibling'),
-          root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p),
+          root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p), cgRoots: cgRoots(p),
           log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];

@@ -53,7 +53,7 @@ export const OPTIONS: OptionSpec[] = [
   { long: 'empty-ns', value: true },
   { long: 'join-ns', short: 'J', value: true, repeat: true },
   { long: 'manage-cgroups', optionalValue: true, noEffect: NO_CGROUP_PROPS },
-  { long: 'cgroup-root', value: true, repeat: true, noEffect: NO_CGROUP_PROPS },
+  { long: 'cgroup-root', value: true, repeat: true },
   { long: 'cgroup-props', value: true, noEffect: NO_CGROUP_PROPS },
   { long: 'cgroup-props-file', value: true, noEffect: NO_CGROUP_PROPS },
   { long: 'cgroup-dump-controller', value: true, repeat: true, noEffect: NO_CGROUP_PROPS },

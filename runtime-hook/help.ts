@@ -59,6 +59,7 @@ const ACTIONS: ActionHelp[] = [
       ['-M, --ext-mount-map KEY:HOSTPATH', 'what to mount where the dump saved KEY'],
       ['--external mnt[KEY]:HOSTPATH', 'the same, in criu\'s other spelling'],
       ['-J, --join-ns ipc|uts|net|time:NSFILE', 'restore into an existing namespace (a file or a PID)'],
+      ['--cgroup-root [CTRL:]/PATH', 'put the restored tree into this cgroup (of CTRL\'s hierarchy; the v2 one without)'],
     ],
   },
   {

@@ -7,6 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
+import { cgroupHierarchyMount } from '../../cgroup/cgroups.js';
 import { CHOICES, OPTIONS } from '../../runtime-hook/criu-options.js';
 import { FEATURES } from '../../runtime-hook/features.js';
 import { parseArgs } from '../../runtime-hook/options.js';
@@ -143,14 +144,16 @@ async function runnerDump(t: ExecutionContext): Promise<{ dir: string; key: stri
  * and the counter goes on from the tick after its last.
  */
 async function runnerRestore(t: ExecutionContext, dumped: { dir: string; key: string; pid: number; last: number },
-  args: (pidfile: string) => string[]): Promise<Workload> {
+  args: (pidfile: string) => string[], opts: { underShell?: boolean } = {}): Promise<{ r: Workload; parentOnRestore?: number }> {
   const pidfile = path.join(tmpDir(t, 'stasis-pidfile-'), 'restored.pid');
   await waitForFreePids([dumped.pid]);
   const [sr, sw] = pipe(O_NONBLOCK | O_CLOEXEC);
   let r: Workload;
   try {
-    r = await underReaper([process.execPath, stasisBin, 'restore', '-o', 'restore.log', '-D', dumped.dir, '-v4', ...args(pidfile),
-      '--inherit-fd', `fd[1]:${dumped.key}`, '--status-fd', '3'], undefined, [sw]);
+    const argv = [process.execPath, stasisBin, 'restore', '-o', 'restore.log', '-D', dumped.dir, '-v4', ...args(pidfile),
+      '--inherit-fd', `fd[1]:${dumped.key}`, '--status-fd', '3'];
+    // underShell: stasis's parent is a shell that stays a while after it, and is no subreaper.
+    r = await underReaper(opts.underShell ? ['/bin/sh', '-c', '"$@" && sleep 2', 'sh', ...argv] : argv, undefined, [sw]);
   } finally {
     fs.closeSync(sw);
   }
@@ -158,6 +161,11 @@ async function runnerRestore(t: ExecutionContext, dumped: { dir: string; key: st
     killPid(dumped.pid);
     await r.kill();
   });
+  let parentOnRestore: number | undefined;
+  if (opts.underShell) {
+    for (let i = 0; i < 1500 && !fs.existsSync(pidfile); i++) await new Promise((res) => setTimeout(res, 20));
+    parentOnRestore = Number(/^PPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${dumped.pid}/status`, 'utf8'))?.[1]);
+  }
   try {
     t.is(await r.exitOf(r.pid, 30_000), `exit ${r.pid} 0`, `${r.lines.join(' | ')} ${fs.existsSync(path.join(dumped.dir, 'restore.log')) ? fs.readFileSync(path.join(dumped.dir, 'restore.log'), 'utf8').split('\n').filter((l) => /Error/.test(l)).join(' | ') : ''}`);
     const b = Buffer.alloc(4);
@@ -172,7 +180,7 @@ async function runnerRestore(t: ExecutionContext, dumped: { dir: string; key: st
   await assertFdsKept(t, dumped.dir, dumped.pid);
   const first = Number((await r.waitForLine(/^tick \d+$/)).split(' ')[1]);
   t.is(first, dumped.last + 1, 'the counter goes on from the tick after its last');
-  return r;
+  return { r, parentOnRestore };
 }
 
 test.serial('a test runner\'s dump and restore -d command lines work on a counter: pidfile written, status descriptor told, the counter goes on', async (t) => {
@@ -180,15 +188,35 @@ test.serial('a test runner\'s dump and restore -d command lines work on a counte
   await runnerRestore(t, dumped, (pidfile) => ['--pidfile', pidfile, '--restore-detached']);
 });
 
-test.serial('restore --restore-detached --restore-sibling: the restored root is a child of stasis\'s parent, and goes on', async (t) => {
-  const dumped = await runnerDump(t);
-  const r = await runnerRestore(t, dumped, (pidfile) => ['--pidfile', pidfile, '--restore-detached', '--restore-sibling']);
-  t.is(Number(/^PPid:\s*(\d+)/m.exec(fs.readFileSync(`/proc/${dumped.pid}/status`, 'utf8'))?.[1]), r.reaper.pid!, 'its parent is the reaper that ran stasis');
+test.serial('restore --restore-detached --restore-sibling: the restored root is a child of stasis\'s parent, and goes on; without it, it is not', async (t) => {
+  for (const sibling of [true, false]) {
+    const dumped = await runnerDump(t);
+    const { r, parentOnRestore } = await runnerRestore(t, dumped,
+      (pidfile) => ['--pidfile', pidfile, '--restore-detached', ...(sibling ? ['--restore-sibling'] : [])], { underShell: true });
+    if (sibling) t.is(parentOnRestore, r.pid, 'its parent is the shell that ran stasis');
+    else t.not(parentOnRestore, r.pid, 'without --restore-sibling, its parent is not the shell that ran stasis');
+  }
 });
 
-test.serial('restore --manage-cgroups --pidfile F: the bare --manage-cgroups leaves --pidfile alone, F is written, the counter goes on', async (t) => {
+test.serial('restore --manage-cgroups --pidfile F --cgroup-root pids:/CG: the bare --manage-cgroups leaves --pidfile alone, F is written, the counter goes on in CG', async (t) => {
   const dumped = await runnerDump(t);
-  await runnerRestore(t, dumped, (pidfile) => ['--manage-cgroups', '--pidfile', pidfile, '--restore-detached', '--manage-cgroups']);
+  // A cgroup of the test's, removed once the restored counter is gone.
+  const hierarchy = cgroupHierarchyMount('pids');
+  if (!hierarchy) throw new Error('no v1 pids cgroup hierarchy on this machine');
+  const cgName = `stasis-opts-${process.pid}-cg`;
+  const cgDir = path.join(hierarchy, cgName);
+  fs.mkdirSync(cgDir);
+  t.teardown(async () => {
+    for (let i = 0; i < 100 && fs.existsSync(cgDir); i++) {
+      try {
+        fs.rmdirSync(cgDir);
+      } catch {
+        await new Promise((res) => setTimeout(res, 20)); // the killed counter is still leaving it
+      }
+    }
+  });
+  await runnerRestore(t, dumped, (pidfile) => ['--manage-cgroups', '--pidfile', pidfile, '--restore-detached', '--cgroup-root', `pids:/${cgName}`, '--manage-cgroups']);
+  t.regex(fs.readFileSync(`/proc/${dumped.pid}/cgroup`, 'utf8'), new RegExp(`:pids:/${cgName}$`, 'm'), 'in the cgroup --cgroup-root names');
 });
 
 test.serial('dump --timeout bounds the wait for a task that cannot stop (a vfork parent): one line, within the timeout, the tree let go', async (t) => {

@@ -7,7 +7,7 @@
 import type { OptionSpec } from './options.js';
 
 const NO_PAGE_SERVER = 'only for a page server, which stasis does not have';
-const NO_CGROUP_PROPS = 'stasis neither saves nor restores cgroup properties; a restored tree goes into the cgroups it is restored in (a runtime\'s)';
+const NO_CGROUP_PROPS = 'stasis neither saves nor restores cgroups or their properties: a restored tree stays in the cgroups it is restored in (a runtime\'s), or goes where --cgroup-root says';
 
 /** The values criu accepts for options that take one of a few words. */
 export const CHOICES: Record<string, readonly string[]> = {
@@ -77,7 +77,7 @@ export const OPTIONS: OptionSpec[] = [
   { long: 'mntns-compat-mode', negatable: true, noEffect: 'stasis has one way of restoring mounts' },
   { long: 'network-lock', value: true, noEffect: 'stasis does not lock the network itself; a runtime does (the value is checked)' },
   { long: 'unprivileged', negatable: true, noEffect: 'stasis needs the same privileges either way' },
-  { long: 'allow-uprobes', negatable: true, noEffect: 'uprobes are not part of what stasis dumps' },
+  { long: 'allow-uprobes', negatable: true, noEffect: 'stasis has no special handling of uprobes mappings to turn on' },
   { long: 'auto-dedup', negatable: true, noEffect: 'stasis makes no incremental dumps, so images have nothing to deduplicate' },
   { long: 'extra', negatable: true, noEffect: 'stasis check tries every feature it relies on' },
   { long: 'experimental', negatable: true, noEffect: 'stasis check tries every feature it relies on' },

@@ -100,11 +100,14 @@ function logAccepted(p: Parsed, configs: string[], logger: Logger): void {
  * criu's --status-fd: a zero byte written to FD, and FD closed, once the action is done — the
  * dump's images written, the restored tree running (before a restore without -d waits for it).
  */
-function statusReady(p: Parsed): void {
+function statusReady(p: Parsed, logger: Logger): void {
   const fd = whole(p, 'status-fd');
   if (fd === undefined) return;
   try {
     fs.writeSync(fd, Buffer.from([0]));
+  } catch (e) {
+    // Nobody reading any more (EPIPE): what was done is done all the same.
+    logger.log(2, `Warn: --status-fd ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   } finally {
     fs.closeSync(fd);
   }
@@ -173,11 +176,11 @@ function joinNs(p: Parsed): JoinNs[] {
 
 /**
  * criu's --timeout, in seconds: a bound on collecting the tree, freezing included (without it,
- * stasis's own: 5 s for each task to stop, 10 s for a cgroup to freeze).
+ * or with 0, stasis's own: 5 s for each task to stop, 10 s for a cgroup to freeze).
  */
 function seizeTimeout(p: Parsed): number | undefined {
   const s = whole(p, 'timeout');
-  return s === undefined ? undefined : s * 1000;
+  return s ? s * 1000 : undefined; // 0: no bound of its own, as criu's alarm(0)
 }
 
 function emptyNs(p: Parsed): number {
@@ -270,7 +273,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           linkRemap: p.flags.has('link-remap'), seizeTimeoutMs: seizeTimeout(p),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
-        statusReady(p);
+        statusReady(p, logger);
         if (p.flags.has('display-stats')) {
           const s = r.stats;
           process.stdout.write(`Displaying dump stats:\nFreezing time: ${s.freezing_time} us\nFrozen time: ${s.frozen_time} us\n` +
@@ -298,7 +301,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           process.stdout.write(`Displaying restore stats:\nPages restored: ${r.pages} (0x${r.pages.toString(16)})\nRestore time: ${Math.round(r.timeMs * 1000)} us\n`);
         }
         logger.log(1, `Restore finished successfully`);
-        statusReady(p);
+        statusReady(p, logger);
         if (p.flags.has('restore-detached')) return 0;
         logger.close();
         return waitForExit(r.pid);

@@ -68,6 +68,16 @@ export interface DumpOptions {
   externalNetns?: ReadonlyMap<number, string>;
   /** A cgroup (v1 freezer or v2) holding the tree, frozen while its tasks are seized. */
   freezeCgroup?: string;
+  /**
+   * criu's --timeout: how long collecting the tree (freezing it, every task reaching its stop)
+   * may take in all, in ms; a task that does not stop by then fails the dump.
+   */
+  seizeTimeoutMs?: number;
+  /**
+   * criu's --link-remap: a file deleted while open may be linked back into its directory for the
+   * restore to open (instead of its contents being saved).
+   */
+  linkRemap?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
   /** Memory copied so far, per process (for a progress line on a terminal). */
@@ -353,7 +363,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   schema(); // parse the protos now, not while the tree is frozen
   const stop = new StopSignals();
   const t0 = performance.now();
-  const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
+  const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup, timeoutMs: opts.seizeTimeoutMs });
   const tFrozen = performance.now();
   // The clocks of a time namespace of its own, as they stand when the tree stops.
   let timens: ReturnType<typeof dumpTimens> | undefined;

@@ -45,6 +45,7 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
     writeImage: (image, entries) => table.setImage(image, entries),
     writeRawImage: (image, data) => table.setRawImage(image, data),
     allocPagesId: () => table.allocPagesId(),
+    writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
     atEnd: (check) => table.atEnd(check),
   };
   const unread: FdinfoEntry[] = [];

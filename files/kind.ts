@@ -5,6 +5,7 @@
 import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
+import type { PageRun } from '../images/index.js';
 
 /** An open descriptor of a task being dumped. */
 export interface OpenFd {
@@ -46,6 +47,8 @@ export interface DumpFilesContext {
   /** Writes a raw file (a pages file), and hands out pages file numbers. */
   writeRawImage(image: string, data: Uint8Array): void;
   allocPagesId(): number;
+  /** Writes a shared memory object's pages (FileTable.writeSharedPages, which counts them). */
+  writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void;
   /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */
   memo: Map<string, unknown>;
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */

@@ -5,6 +5,7 @@ import { SYS } from '../sys/arch.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
 import type { RemapDumpContext } from './reg.js';
+import { PAGE_SIZE, pagemapImage, pagesFileName, type PageRun } from '../images/index.js';
 
 const KCMP_FILE = 0;
 
@@ -51,6 +52,23 @@ export class FileTable {
   /** A fresh pages-<id>.img number (processes and shared memory objects share the counter). */
   allocPagesId(): number {
     return this.nextPagesId++;
+  }
+
+  /** Pages of shared memory objects: those of the objects saved (scanned) and those written. */
+  readonly sharedPages = { scanned: 0, written: 0 };
+
+  /**
+   * The contents of a shared memory object (shared anonymous memory, a memfd) as CRIU keeps
+   * them: pagemap-shmem-<shmid>.img with `runs` at offsets into the object, and a pages file of
+   * `data`, their bytes in order. `objectPages`: the object's size in pages. Counted here, where
+   * they are written, for stats-dump (shpages_*).
+   */
+  writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void {
+    const pagesId = this.allocPagesId();
+    this.setImage(`pagemap-shmem-${shmid}.img`, pagemapImage(pagesId, runs).entries);
+    this.setRawImage(pagesFileName(pagesId), data);
+    this.sharedPages.scanned += objectPages;
+    this.sharedPages.written += data.length / PAGE_SIZE;
   }
 
   setRawImage(image: string, data: Uint8Array): void {

@@ -178,9 +178,7 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         const inodeId = dumpMemfdInode(mapFilePath(pid, v), v.kind === 'shmem' ? '/dev/zero' : v.name ?? '', {
           memo: files.memo,
           addImageEntry: (image, message, extra) => files.addImageEntry(image, message, extra),
-          writeImage: (image, entries) => files.setImage(image, entries),
-          writeRawImage: (image, data) => files.setRawImage(image, data),
-          allocPagesId: () => files.allocPagesId(),
+          writeSharedPages: (shmid, runs, data, objectPages) => files.writeSharedPages(shmid, runs, data, objectPages),
         });
         const id = files.once(`memfd-map:${inodeId}`, () => ({
           type: FD_TYPE_MEMFD, field: 'memfd',

@@ -63,11 +63,11 @@ export async function assertFdsKept(t: ExecutionContext, dir: string, rootPid: n
 }
 
 /**
- * `bin/stasis ARGS`. A dump (-t) takes a snapshot of the tree's descriptors first; a successful
+ * `bin/stasis ARGS` (`extraPipes`: that many more pipes, as its 3, 4, ...). A dump (-t) takes a snapshot of the tree's descriptors first; a successful
  * `restore -d` from a directory dumped so is checked against it (throws on a difference) —
  * through a --pidfile added when ARGS have none.
  */
-export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
+export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv; extraPipes?: number } = {}) {
   const before = beforeDump(args);
   let pidfile = optionValue(args, '--pidfile');
   const restoreD = args[0] === 'restore' && (args.includes('-d') || args.includes('--restore-detached'));
@@ -78,7 +78,11 @@ export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } =
     args = [...args, '--pidfile', pidfile];
   }
   try {
-    const r = await execa(process.execPath, [stasisBin, ...args], { reject: false, all: true, env: opts.env });
+    const r = await execa(process.execPath, [stasisBin, ...args], {
+      reject: false, all: true, env: opts.env,
+      // Descriptors 3, 4, ... of stasis, pipes whose output is collected (r.stdio[3], ...).
+      stdio: ['pipe', 'pipe', 'pipe', ...new Array<'pipe'>(opts.extraPipes ?? 0).fill('pipe')] as ['pipe', 'pipe', 'pipe', ...'pipe'[]],
+    });
     afterDump(args, before, r.exitCode === 0);
     const dir = optionValue(args, '-D', '--images-dir');
     if (restoreD && r.exitCode === 0 && dir) {

@@ -1,0 +1,125 @@
+// Descriptor tables. Outside a pid namespace of the tree's own, each process gets its table
+// right after its memory, before its children are cloned: a child then inherits what it shares
+// with its parent (same number, same description) and only closes and opens the rest. In a pid
+// namespace tasks name stasis through a pidfd, and all tables wait until every process exists.
+// A description shared between processes is opened once and copied to the others (pidfd_getfd);
+// what each kind of file needs is in files/ (files/fdtable.ts dispatches).
+
+import fs from 'node:fs';
+import { applying } from '../errors.js';
+import { SYS, type SyscallSpec } from '../../sys/arch.js';
+import type { Injector } from '../../sys/inject.js';
+import { F_SETFD } from '../../sys/fcntl.js';
+import { moveAbove, restoreFdTable, type FdinfoEntry } from '../../files/fdtable.js';
+import type { OrphanPts } from '../../files/kind.js';
+import type { ProcessImages } from './images.js';
+import type { Plan } from './plan.js';
+import type { RestoreRun, Restoring } from './state.js';
+
+const CLOSE_RANGE_ALL = 0xffffffff;
+const FD_CLOEXEC = 1;
+
+export class TreeFiles {
+  /** Descriptions opened so far: by file id, the task (image PID) holding one and its number. */
+  private readonly openedElsewhere = new Map<number, { pid: number; fd: number }>();
+  /** Descriptors opened only for others to copy, closed once every table is done. */
+  private readonly spares: { t: Restoring; fd: number }[] = [];
+  /** What a kind of file does once every table exists (a socket connecting to another's). */
+  private readonly afterTables: (() => void)[] = [];
+  /** Terminals made anew whose master was outside the dump (criu's orphan_pts_master). */
+  private readonly orphanPts: OrphanPts = new Map();
+
+  constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
+
+  /** Whether tables wait until every process exists (the tree has its own pid namespace). */
+  get deferred(): boolean {
+    return this.run.stasisPidfd !== undefined;
+  }
+
+  /** Process `t`'s descriptor table; `parent`, the restored process it was cloned from. */
+  restore(t: Restoring, parent?: ProcessImages): void {
+    const { opts, img } = this.run;
+    const stasisPidfd = this.run.stasisPidfd;
+    applying(t.p.fdinfoFile!, `task ${t.p.pid}`, () => {
+      const { inj, p } = t;
+      const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
+      const kept = parent ? inheritedFds(p.fdinfos!, parent.fdinfos!) : new Map<number, number>();
+      if (stasisPidfd === undefined) {
+        closeAllBut(inj, kept);
+        // fdinfo flags hold FD_CLOEXEC (1), which a fork copies with each descriptor.
+        for (const f of p.fdinfos!) {
+          const theirs = kept.has(f.fd) && parent!.fdinfos!.find((x) => x.fd === f.fd)!;
+          if (theirs && (theirs.flags & FD_CLOEXEC) !== (f.flags & FD_CLOEXEC)) inj.callChecked(SYS.fcntl, f.fd, F_SETFD, f.flags & FD_CLOEXEC);
+        }
+      } else {
+        if (stasisPidfd > 0) inj.callChecked(SYS.close_range, 0, stasisPidfd - 1, 0);
+        inj.callChecked(SYS.close_range, stasisPidfd + 1, CLOSE_RANGE_ALL, 0);
+        t.pidfds.set(process.pid, moveAbove(inj, stasisPidfd, floor));
+      }
+      const pidfdOf = (pid: number) => {
+        let pfd = t.pidfds.get(pid);
+        if (pfd === undefined) {
+          pfd = moveAbove(inj, Number(inj.callChecked(SYS.pidfd_open, pid, 0)), floor);
+          t.pidfds.set(pid, pfd);
+        }
+        return pfd;
+      };
+      const { placed, spare } = restoreFdTable(t.hpid, inj, p.fdinfos!, img.files, {
+        inherited: (key) => this.plan.given.fds.get(key),
+        shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? this.orphanPts : undefined,
+        importFd: (fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0)),
+        importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
+        openedElsewhere: (id) => this.openedElsewhere.get(id),
+        imageEntries: (name) => img.extraImage(name),
+        imagePath: (name) => img.file(name),
+        later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
+        kept,
+      });
+      for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
+      for (const fd of spare.values()) this.spares.push({ t, fd });
+      t.filesDone = true;
+    });
+  }
+
+  /** Once every table exists: what waited for them, spares closed. */
+  finish(): void {
+    for (const fn of this.afterTables) fn();
+    for (const { t, fd } of this.spares) t.inj.call(SYS.close, fd);
+  }
+
+  /** Hands the masters of terminals made anew to the caller (or not: see release). */
+  handOverOrphanPts(): void {
+    for (const { master } of this.orphanPts.values()) this.run.opts.orphanPtsMaster!(master);
+  }
+
+  /** Each task's pidfds (of stasis and of other tasks), closed once nothing more is copied. */
+  closePidfds(): void {
+    for (const t of this.run.tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
+  }
+
+  /** Stasis's own descriptors of this restore, whether it succeeded or not. */
+  release(): void {
+    for (const { master } of this.orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
+  }
+}
+
+/**
+ * The descriptors a child cloned from its restored parent keeps: those at a number where the
+ * parent has the same description (fd → file id).
+ */
+function inheritedFds(mine: readonly FdinfoEntry[], parents: readonly FdinfoEntry[]): Map<number, number> {
+  const theirs = new Map(parents.map((f) => [f.fd, f.id]));
+  return new Map(mine.filter((f) => theirs.get(f.fd) === f.id).map((f) => [f.fd, f.id]));
+}
+
+/** Close every descriptor of the task but `kept`: one close_range per gap between them. */
+function closeAllBut(inj: Injector, kept: ReadonlyMap<number, number>): void {
+  const calls: SyscallSpec[] = [];
+  let from = 0;
+  for (const fd of [...kept.keys()].sort((a, b) => a - b)) {
+    if (fd > from) calls.push([SYS.close_range, from, fd - 1, 0]);
+    from = fd + 1;
+  }
+  calls.push([SYS.close_range, from, CLOSE_RANGE_ALL, 0]);
+  inj.callAllChecked(calls);
+}

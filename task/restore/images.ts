@@ -1,0 +1,207 @@
+// Reading a dump for restore: every image read and checked before any process exists, into
+// one ProcessImages per process and what the tree's namespaces hold (LoadedImages).
+
+import fs from 'node:fs';
+import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, printable, type Message } from '../../images/index.js';
+import { applying, applyingAsync } from '../errors.js';
+import { checkFdTable, type FdinfoEntry } from '../../files/fdtable.js';
+import type { FileEntryMessage } from '../../files/table.js';
+import { CLONE } from '../clone.js';
+import type { FsEntry } from '../fs.js';
+import { VMA, checkVmas, vmaName, type MmEntry } from '../mm.js';
+import { checkPageRuns } from '../pages.js';
+import { restoredRegs, type ThreadInfoX86 } from '../regs.js';
+import { type SysvImages, sysvImageName } from '../sysv-ipc.js';
+import { netdevImageName, netnsImageName } from '../../net-ns/netns.js';
+import { SECCOMP_IMAGE, type SeccompFilterEntry } from '../seccomp.js';
+import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from '../tree.js';
+import { type MntEntry, mountsImageName } from '../../mount-ns/mounts.js';
+import type { TaskKobjIds } from '../ids.js';
+import {
+  NEWTIME, ipcVarImageName, restoreNamespaceFlags, timensImageName, utsnsImageName, type IpcVarEntry, type TimensEntry,
+  type UtsEntry,
+} from '../namespaces.js';
+
+const MARCH_X86_64 = 1;
+
+export interface ProcessImages {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  sid: number;
+  threads: number[];
+  state: number;
+  cores: Map<number, Message>;
+  mm?: MmEntry;
+  pagemap?: Awaited<ReturnType<ImageDir['pagemap']>>;
+  pagesFile?: string;
+  /** The pages file's bytes, when checking the dump read them already. */
+  pagesBytes?: Buffer;
+  fdinfos?: FdinfoEntry[];
+  /** fdinfo-N.img, where its descriptors are. */
+  fdinfoFile?: string;
+  fs?: FsEntry;
+}
+
+export interface LoadedImages {
+  procs: ProcessImages[];
+  /** CLONE_NEW* flags of the namespaces the dumped tree had of its own. */
+  nsFlags: number;
+  mounts?: MntEntry[];
+  uts?: UtsEntry;
+  ipc?: IpcVarEntry;
+  sysv?: SysvImages;
+  /** The network namespace's links (netdev-N.img), when it was dumped with its contents. */
+  net?: { nsId: number; devices: Message[] };
+  /**
+   * The name of the network namespace when it was left external at dump (netns-N.img's
+   * ext_key): the restore is given it (--inherit-fd fd[N]:NAME) and puts the tree into it.
+   */
+  externalNet?: string;
+  timens?: TimensEntry;
+  /** The namespace ids of the root task (ids-PID.img), which name the namespace images. */
+  rootIds?: TaskKobjIds;
+  seccomp: SeccompFilterEntry[];
+  /** Full path of a file of the dump. */
+  file(name: string): string;
+  files: Map<number, FileEntryMessage>;
+  extraImage(name: string): { message: Message; extra?: Uint8Array }[];
+}
+
+/** The largest PID Linux hands out (PID_MAX_LIMIT on 64-bit). */
+const PID_MAX = 4194304;
+
+/** Refuses a core image a thread cannot be given (a damaged one), before any task exists. */
+function checkCore(core: Message, main: boolean): void {
+  if (core.mtype !== MARCH_X86_64) throw new Error('not an x86_64 task');
+  if (main && !core.tc) throw new Error('no task part (tc)');
+  if (Number(core.tc?.task_state) === TASK_DEAD) return; // a zombie: it only exits
+  const ti = core.thread_info as ThreadInfoX86 | undefined;
+  if (!ti?.gpregs || !ti.fpregs) throw new Error('no registers (thread_info)');
+  restoredRegs(ti); // refuses a 32-bit task
+}
+
+/** Read and check every image before any process is created. */
+export async function load(dir: string): Promise<LoadedImages> {
+  let images: ImageDir;
+  try {
+    images = await ImageDir.open(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${printable(dir)}: no such image directory`);
+    throw e; // not a directory, or an image in it that is not a regular file: said as it is
+  }
+  if (!(await images.isComplete())) throw new Error(`${INVENTORY_FILE}: missing: ${printable(dir)} holds no complete dump`);
+  await images.checkDump();
+  const inventory = await images.inventory();
+  if (inventory.img_version !== 2) throw new Error(`${INVENTORY_FILE}: image version ${inventory.img_version} is not supported`);
+  const files = new Map<number, FileEntryMessage>();
+  for (const f of await images.messages('files.img')) files.set(Number(f.id), f as FileEntryMessage);
+
+  const procs: ProcessImages[] = [];
+  let rootIds: TaskKobjIds | undefined;
+  const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
+  if (!pstree.length) throw new Error('pstree.img: no process');
+  const seen = new Set<number>();
+  for (const e of pstree) {
+    const pid = Number(e.pid);
+    // CRIU lists a zombie's one thread as 0 (it has no threads left to read): its core is core-PID.
+    const threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
+    if (!threads.length) threads.push(pid);
+    applying('pstree.img', `process ${pid}`, () => {
+      if (threads[0] !== pid) throw new Error(`its first thread is ${threads[0]}, not the process itself`);
+      for (const tid of [pid, ...threads.slice(1)]) {
+        if (!Number.isSafeInteger(tid) || tid < 1 || tid > PID_MAX) throw new Error(`PID ${tid} is out of range`);
+        if (seen.has(tid)) throw new Error(`PID ${tid} is listed twice`);
+        seen.add(tid);
+      }
+    });
+    const cores = new Map<number, Message>();
+    for (const tid of threads) {
+      const name = imageFileName('CORE', tid);
+      const core = await images.message(name);
+      applying(name, `thread ${tid}`, () => checkCore(core, tid === pid));
+      cores.set(tid, core);
+    }
+    const tc = cores.get(pid)!.tc;
+    const p: ProcessImages = {
+      pid, ppid: Number(e.ppid), pgid: Number(e.pgid), sid: Number(e.sid), threads, cores,
+      state: Number(tc.task_state),
+    };
+    if (![TASK_ALIVE, TASK_DEAD, TASK_STOPPED].includes(p.state)) throw new Error(`core-${pid}.img: task ${pid}: unknown state ${p.state}`);
+    if (p.ppid && !procs.some((q) => q.pid === p.ppid)) throw new Error(`pstree.img: process ${pid} comes before its parent ${p.ppid}`);
+    if (!p.ppid && procs.length) throw new Error(`pstree.img: process ${pid} is a second root`);
+    if (p.state !== TASK_DEAD) {
+      const ids = await images.message(imageFileName('IDS', pid));
+      rootIds ??= ids as unknown as TaskKobjIds;
+      const mmFile = imageFileName('MM', pid);
+      p.mm = (await images.message(mmFile)) as MmEntry;
+      applying(mmFile, `task ${pid}`, () => checkVmas(p.mm!.vmas));
+      const pagemapFile = imageFileName('PAGEMAP', pid);
+      p.pagemap = await applyingAsync(pagemapFile, `task ${pid}`, () => images.pagemap(pagemapFile));
+      applying(pagemapFile, `task ${pid}`, () => checkPageRuns(p.pagemap!.runs, p.mm!.vmas));
+      p.pagesFile = images.file(pagesFileName(p.pagemap.pagesId));
+      p.pagesBytes = images.checkedRaw(pagesFileName(p.pagemap.pagesId));
+      const need = p.pagemap.runs.reduce((n, r) => (r.offset !== undefined ? Math.max(n, r.offset + r.nrPages * 4096) : n), 0);
+      const have = fs.existsSync(p.pagesFile) ? fs.statSync(p.pagesFile).size : -1;
+      if (have < need) {
+        throw new Error(`${pagesFileName(p.pagemap.pagesId)}: ${have < 0 ? 'missing' : `truncated (${have} of ${need} bytes)`}`);
+      }
+      const fdinfoFile = imageFileName('FDINFO', ids.files_id);
+      p.fdinfos = (await images.messages(fdinfoFile)) as FdinfoEntry[];
+      p.fdinfoFile = fdinfoFile;
+      applying(fdinfoFile, `task ${pid}`, () => checkFdTable(p.fdinfos!, files));
+      const fsFile = imageFileName('FS', pid);
+      p.fs = (await images.message(fsFile)) as FsEntry;
+      const fileVmas = p.mm.vmas.filter((v) => v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED));
+      const refs: [string, number][] = [
+        [`${mmFile}: exe_file_id`, p.mm.exe_file_id], [`${fsFile}: cwd_id`, p.fs.cwd_id], [`${fsFile}: root_id`, p.fs.root_id],
+        ...fileVmas.filter((v) => !(v.status & VMA.MEMFD)).map((v): [string, number] => [`${mmFile}: ${vmaName(v)}`, Number(v.shmid)]),
+      ];
+      for (const [by, id] of refs) {
+        if (!files.get(id)?.reg) throw new Error(`${by} refers to regular file ${id}, which files.img does not have`);
+      }
+      for (const v of fileVmas.filter((x) => x.status & VMA.MEMFD)) {
+        if (!files.get(Number(v.shmid))?.memfd) throw new Error(`${mmFile}: ${vmaName(v)} maps memfd ${v.shmid}, which files.img does not have`);
+      }
+    }
+    procs.push(p);
+  }
+  const extras = new Map<string, { message: Message; extra?: Uint8Array }[]>();
+  const extraImage = (name: string) => {
+    let e = extras.get(name);
+    if (!e) {
+      const file = images.file(name);
+      e = fs.existsSync(file) ? decodeImage(fs.readFileSync(file), name).entries : [];
+      extras.set(name, e);
+    }
+    return e;
+  };
+  const nsFlags = rootIds ? restoreNamespaceFlags(rootIds, inventory.root_ids as TaskKobjIds) : 0;
+  if ((nsFlags & CLONE.NEWPID) && procs[0]!.pid !== 1) throw new Error(`ids-${procs[0]!.pid}.img: task ${procs[0]!.pid}: in a pid namespace of the dump's own, but not its init (PID 1)`);
+  const mounts = nsFlags & CLONE.NEWNS
+    ? (await images.messages(mountsImageName(rootIds!.mnt_ns_id!))) as unknown as MntEntry[] : undefined;
+  const uts = nsFlags & CLONE.NEWUTS
+    ? (await images.message(utsnsImageName(rootIds!.uts_ns_id!))) as unknown as UtsEntry : undefined;
+  const ipcFile = nsFlags & CLONE.NEWIPC ? ipcVarImageName(rootIds!.ipc_ns_id!) : undefined;
+  const ipc = ipcFile && fs.existsSync(images.file(ipcFile))
+    ? (await images.message(ipcFile)) as unknown as IpcVarEntry : undefined;
+  const sysv = nsFlags & CLONE.NEWIPC ? {
+    shm: extraImage(sysvImageName('shm', rootIds!.ipc_ns_id!)),
+    sem: extraImage(sysvImageName('sem', rootIds!.ipc_ns_id!)),
+    msg: extraImage(sysvImageName('msg', rootIds!.ipc_ns_id!)),
+  } : undefined;
+  const netdev = nsFlags & CLONE.NEWNET ? netdevImageName(rootIds!.net_ns_id!) : undefined;
+  const netnsFile = nsFlags & CLONE.NEWNET ? netnsImageName(rootIds!.net_ns_id!) : undefined;
+  const externalNet = netnsFile && fs.existsSync(images.file(netnsFile))
+    ? (await images.message(netnsFile)).ext_key as string | undefined : undefined;
+  const net = netdev && fs.existsSync(images.file(netdev))
+    ? { nsId: rootIds!.net_ns_id!, devices: await images.messages(netdev) } : undefined;
+  const timens = nsFlags & NEWTIME
+    ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
+  const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
+    ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
+  return {
+    procs, files, extraImage, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
+  };
+}

@@ -1,0 +1,106 @@
+// Each process's address space: its VMAs mapped as the image has them, their pages filled,
+// protections tightened, and the mm fields (brk, arg and env areas, auxv, exe file). Shared
+// memory (memfd) is made by the first task that maps it and reached by the others through it.
+// A process cloned from its restored parent keeps what it shares with the parent.
+
+import { PE_PRESENT, imageFileName, pagesFileName } from '../../images/index.js';
+import { applying } from '../errors.js';
+import { createMemfdInode, memfdInode } from '../../files/memfd.js';
+import { openInTask } from '../../files/reg.js';
+import { PAGE_SIZE } from '../../sys/arch.js';
+import type { Injector } from '../../sys/inject.js';
+import { O_RDWR } from '../../sys/fcntl.js';
+import {
+  VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
+} from '../mm.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from '../pages.js';
+import type { ProcessImages } from './images.js';
+import type { RestoreRun, Restoring } from './state.js';
+
+/** Where a restored process's vDSO is: where its image had it. */
+export function vdsoOf(p: ProcessImages): bigint | undefined {
+  return p.mm?.vmas.find((v) => v.status & VMA.VDSO)?.start;
+}
+
+/** Whether an address is in the vDSO or vvar of an image (pages other dumpers save there are not filled). */
+function kernelAreaOf(p: ProcessImages): (a: bigint) => boolean {
+  const kernelArea = p.mm!.vmas.filter((v) => v.status & (VMA.VDSO | VMA.VVAR));
+  return (a: bigint) => kernelArea.some((v) => a >= v.start && a < v.end);
+}
+
+/** The pages an image fills (present runs outside the kernel's areas). */
+function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
+  const skip = kernelAreaOf(p);
+  return p.pagemap!.runs.filter((r) => r.flags & PE_PRESENT && !skip(r.vaddr))
+    .map((r) => ({ vaddr: r.vaddr, len: r.nrPages * PAGE_SIZE }));
+}
+
+
+/** Where each shared memory object lives once made: the first task mapping it, and where. */
+type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
+
+export class TreeMemory {
+  private readonly shared: SharedMemory = new Map();
+
+  constructor(private readonly run: RestoreRun) {}
+
+  /**
+   * Address space and its contents, and the mm fields. A task cloned from its restored parent
+   * (`from`) keeps what it shares with it. The number of pages filled.
+   */
+  restore(t: Restoring, from?: Restoring): number {
+    const { img, opts } = this.run;
+    const parent = from?.p;
+    const { inj, p } = t;
+    const regFile = (id: number) => this.run.regFile(id);
+    const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
+      const inodeId = Number((img.files.get(id)!.memfd as Record<string, unknown>).inode_id);
+      const made = this.shared.get(inodeId);
+      if (made) {
+        // The object exists: reach it through the mapping of the task that made it.
+        const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
+        return openInTask(tinj, path, O_RDWR);
+      }
+      const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId));
+      this.shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
+      return fd;
+    };
+    const skip = kernelAreaOf(p);
+    const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
+    // Kept VMAs keep their final protections: only stasis's own writes can fill them.
+    const inherited = direct && parent?.mm ? {
+      vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
+      scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, sequenceArea: from!.inj.sequenceAreaAddress,
+      layout: from!.layout,
+    } : undefined;
+    const mmFile = imageFileName('MM', p.pid);
+    const task = `task ${p.pid}`;
+    const space = applying(mmFile, task,
+      // Mappings of removed files are reopened through their remaps (files/reg.ts): the images,
+      // and the PID the tasks' /proc gives this one (where a later opener reaches such a file).
+      () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd, imageEntries: (n) => img.extraImage(n), vpid: p.pid },
+        direct ? () => false : hasDumpablePages, inherited));
+    t.layout = space.layout;
+    const progress = opts.progress;
+    const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
+      ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)
+      : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
+        progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file))));
+    applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));
+    // A child cloned from its restored parent has the parent's mm fields already (fork copies
+    // them): set again only where the images differ.
+    if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) applying(mmFile, `${task}: mm fields`, () => restoreMmFields(inj, p.mm!, { regFile }));
+    this.run.pages += n;
+    return n;
+  }
+}
+
+function sameMmFields(a: MmEntry, b: MmEntry): boolean {
+  const same = (x: unknown, y: unknown): boolean => (Array.isArray(x) && Array.isArray(y)
+    ? x.length === y.length && x.every((v, i) => v === y[i]) : x === y);
+  const fields = (m: MmEntry) => Object.keys(m).filter((k) => k !== 'vmas');
+  const mine = fields(a);
+  return mine.length === fields(b).length
+    && mine.every((k) => same((a as unknown as Record<string, unknown>)[k], (b as unknown as Record<string, unknown>)[k]));
+}
+

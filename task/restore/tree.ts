@@ -1,0 +1,211 @@
+// The tree of processes, made top-down: each process cloned with its PID by its restored parent
+// (the root by a seed, task/clone.ts), taking its session at birth so that its children inherit
+// it. Before it clones its children a process gets its memory, signal actions, descriptors, cwd
+// and name, so that they start as copies of what they share with it. Helpers stand in for
+// session and group leaders that are gone (plan.ts); once all exist, groups are joined, helpers
+// exit, and zombies die with the status their parent will collect.
+
+import { imageFileName } from '../../images/index.js';
+import { applying } from '../errors.js';
+import { SYS } from '../../sys/arch.js';
+import { Injector } from '../../sys/inject.js';
+import { tgkill } from '../../sys/native.js';
+import { SIGCHLD, cont, waitTask } from '../../sys/ptrace.js';
+import { CLONE, cloneInto, createTask } from '../clone.js';
+import { restoreFs } from '../fs.js';
+import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../sigactions.js';
+import { setComm, type ThreadCoreEntry } from '../thread.js';
+import { TASK_DEAD } from '../tree.js';
+import { placeInCgroups } from '../../cgroup/cgroups.js';
+import type { ProcessImages } from './images.js';
+import type { TreeFiles } from './files.js';
+import { TreeMemory, vdsoOf } from './memory.js';
+import type { TreeNamespaces } from './namespaces.js';
+import type { Helper, Plan } from './plan.js';
+import type { RestoreRun, Restoring } from './state.js';
+
+const WALL = 0x40000000;
+
+export function sigactionsOf(p: ProcessImages): SaEntry[] {
+  return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
+}
+
+/** The signals a restored process ignores once its actions are set (SigIgn bits), SIGCHLD aside. */
+export function ignoredBy(p: ProcessImages): bigint {
+  let bits = 0n;
+  const entries = sigactionsOf(p);
+  [...catchableSignals()].forEach((sig, i) => {
+    if (sig !== SIGCHLD && entries[i] && BigInt(entries[i]!.sigaction) === SIG_IGN) bits |= 1n << BigInt(sig - 1);
+  });
+  return bits;
+}
+
+/** Every process of the image created, with its memory (and, where it can be, its files). */
+export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, files: TreeFiles): void {
+  const { img, opts, tasks } = run;
+  const memory = new TreeMemory(run);
+  const helperInj = new Map<number, Injector>();
+  const helperHpid = new Map<number, number>();
+  const parentInj = (ppid: number) => tasks.get(ppid)!.inj;
+  // The first task created at the top gets the tree's own namespaces and cgroups; once stasis
+  // has an injector on it, it sets the namespaces up (nsOwner).
+  let topMade = false;
+  let nsOwner: number | undefined;
+  const createTop = (vpid: number): number => {
+    const first = !topMade;
+    topMade = true;
+    const flags = first ? ns.cloneFlags : 0;
+    if ((flags & CLONE.NEWPID) && vpid !== 1) {
+      throw new Error(`pstree.img: the dump has its own pid namespace, but its first task would be ${vpid}, not 1 (a session led from outside it)`);
+    }
+    const pid = createTask(flags & CLONE.NEWPID ? undefined : vpid, {
+      siblingOfStasis: opts.siblingOfStasis, flags,
+      beforeClone: (seed) => {
+        if (first) ns.beforeFirstClone(seed);
+      },
+    });
+    // Into the runtime's cgroups before anything is forked or charged (a new cgroup namespace
+    // made by the clone stays rooted where the seed was).
+    if (first && opts.cgRoots?.length) placeInCgroups(pid, opts.cgRoots, opts.warn);
+    if (first && img.nsFlags) nsOwner = pid;
+    return pid;
+  };
+  const makeHelper = (h: Helper): Injector => {
+    let inj = helperInj.get(h.pid);
+    if (inj) return inj;
+    const viaSession = h.kind === 'group' && h.sid !== (h.ppid ? tasks.get(h.ppid)!.p.sid : run.ownSid)
+      ? makeHelper(plan.helpers.find((x) => x.kind === 'session' && x.pid === h.sid && x.ppid === h.ppid)!) : undefined;
+    const what = `${h.kind} ${h.pid} (its leader is not in the dump)`;
+    const pid = applying('pstree.img', what, () => (viaSession
+      ? cloneInto(viaSession, { setTid: [h.pid], flags: CLONE.PARENT })
+      : h.ppid === 0
+        ? createTop(h.pid)
+        : cloneInto(parentInj(h.ppid), { setTid: [h.pid] })));
+    run.created.push(pid);
+    inj = new Injector(pid, pid, { pin: false });
+    if (pid === nsOwner) ns.setUp(inj, pid);
+    helperInj.set(h.pid, inj);
+    helperHpid.set(h.pid, pid);
+    applying('pstree.img', what, () => (h.kind === 'session' ? inj!.callChecked(SYS.setsid) : inj!.callChecked(SYS.setpgid, 0, 0)));
+    return inj;
+  };
+  for (const p of img.procs) {
+    const sessionHelper = plan.helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
+    const core = imageFileName('CORE', p.pid);
+    const task = `task ${p.pid}`;
+    const pid = applying('pstree.img', `process ${p.pid}`, () => {
+      if (sessionHelper) return cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
+      if (p.ppid === 0) return createTop(p.pid);
+      return cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
+    });
+    run.created.push(pid);
+    // Cloned from its restored parent (not through a helper), it starts as a copy of it: the
+    // vDSO where the parent's image puts it, the signals the parent's image ignores (SIGCHLD's
+    // action aside, which is stasis's still), and below, its VMAs, actions and descriptors.
+    const parent = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+    const live = parent && parent.state !== TASK_DEAD ? parent : undefined;
+    const inj = new Injector(pid, pid, {
+      pin: false, vdsoStart: parent && vdsoOf(parent), sigIgn: live && ignoredBy(live),
+    });
+    const from = parent && tasks.get(parent.pid);
+    // A fork's group and name are its parent's.
+    const t: Restoring = {
+      p, hpid: pid, inj, threads: new Map(), pidfds: new Map(), fsHas: {}, pgidNow: from?.pgidNow, commNow: from?.commNow,
+    };
+    tasks.set(p.pid, t);
+    if (pid === nsOwner) ns.setUp(inj, pid);
+    if (p.sid === p.pid) {
+      applying('pstree.img', `process ${p.pid}: session`, () => inj.callChecked(SYS.setsid));
+      t.pgidNow = p.pid;
+    }
+    // Its memory now, before it clones its children: they then copy this small address space
+    // rather than the seed's copy of stasis, and have little to tear down.
+    if (p.state === TASK_DEAD) continue;
+    memory.restore(t, from);
+    // Signal actions too, for its children to inherit; all but SIGCHLD's, which would change
+    // how the zombies and helpers made below are reaped (set with the attributes).
+    applying(core, `${task}: signal actions`, () => restoreSigactions(inj, sigactionsOf(p), {
+      only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
+    }));
+    if (!files.deferred) files.restore(t, live);
+    // The cwd too, for the children to inherit (and not set again when it is theirs), where
+    // no chroot and no mount yet to come can change what the path names.
+    if (!img.mounts && run.regFile(p.fs!.root_id).name === '/') {
+      const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
+      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, (id) => run.regFile(id), live && from?.fsHas,
+        (n) => img.extraImage(n)));
+      t.fsHas = cwd;
+    }
+    // And its name (its children's until they have their own).
+    const comm = (p.cores.get(p.pid)!.thread_core as ThreadCoreEntry).comm;
+    if (comm !== undefined && comm !== t.commNow) {
+      applying(core, `${task}: name`, () => setComm(inj, comm));
+      t.commNow = comm;
+    }
+  }
+  for (const h of plan.helpers) makeHelper(h);
+  joinGroups(run, helperInj);
+  // Helpers have done their part: they exit, and their parent reaps them at once.
+  for (const h of plan.helpers) {
+    const inj = helperInj.get(h.pid)!;
+    inj.callAndRelease(SYS.exit_group, 0);
+    const hp = helperHpid.get(h.pid)!;
+    for (;;) {
+      const w = waitTask(hp, { timeoutMs: 5000 })!;
+      if (w.kind !== 'stopped') break;
+      cont(hp, 0);
+    }
+    if (h.ppid !== 0) tasks.get(h.ppid)!.inj.callChecked(SYS.wait4, h.pid, 0, WALL, 0);
+  }
+  run.treeMadeAt = performance.now();
+  run.log(`${tasks.size} processes created in ${(run.treeMadeAt - run.t0).toFixed(1)} ms`);
+}
+
+/**
+ * Groups: leaders first, then members join (a session leader already leads its group; a group
+ * led from outside the tree, the root's shell job, is inherited from stasis). Where a fork left
+ * a task in its group already, nothing is called.
+ */
+function joinGroups(run: RestoreRun, helperInj: ReadonlyMap<number, Injector>): void {
+  for (const t of run.tasks.values()) {
+    if (t.p.pgid === t.p.pid && t.p.sid !== t.p.pid && t.pgidNow !== t.p.pid) {
+      applying('pstree.img', `process ${t.p.pid}: group ${t.p.pid}`, () => t.inj.callChecked(SYS.setpgid, 0, 0));
+    }
+  }
+  for (const { p, inj, pgidNow } of run.tasks.values()) {
+    if (p.pgid !== p.pid && pgidNow !== p.pgid && (run.tasks.has(p.pgid) || helperInj.has(p.pgid))) {
+      applying('pstree.img', `process ${p.pid}: group ${p.pgid}`, () => inj.callChecked(SYS.setpgid, 0, p.pgid));
+    }
+  }
+}
+
+/** Zombies die now, with the status their parent will collect; they leave the tree's tasks. */
+export function zombiesDie(run: RestoreRun): void {
+  for (const t of run.tasks.values()) {
+    if (t.p.state !== TASK_DEAD) continue;
+    applying(imageFileName('CORE', t.p.pid), `task ${t.p.pid}: exit as a zombie`,
+      () => becomeZombie(t, Number(t.p.cores.get(t.p.pid)!.tc.exit_code)));
+    run.tasks.delete(t.p.pid);
+  }
+}
+
+/** Make a freshly cloned task exit the way the dumped zombie did; its parent will reap it. */
+function becomeZombie(t: Restoring, status: number): void {
+  const { inj } = t;
+  const sig = status & 0x7f;
+  if (sig) {
+    // Killed by a signal: die of it, with its default action, unblocked.
+    inj.callChecked(SYS.rt_sigaction, sig, inj.writeScratch(Buffer.alloc(32)), 0, 8);
+    inj.finish({ sigmask: 0n });
+    tgkill(t.hpid, t.hpid, sig);
+    cont(t.hpid, 0);
+  } else {
+    inj.callAndRelease(SYS.exit_group, (status >> 8) & 0xff);
+  }
+  // Collect the exit as its tracer only: the zombie stays for its (restored) parent to reap.
+  for (;;) {
+    const w = waitTask(t.hpid, { timeoutMs: 5000 })!;
+    if (w.kind !== 'stopped') return;
+    cont(t.hpid, w.event ? 0 : w.signal);
+  }
+}

@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import type { TaskCalls } from '../sys/inject.js';
+import { zeroFown } from './fown.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 
@@ -24,9 +25,7 @@ const REMAP_GHOST = 1;
 /** criu's default --ghost-limit. */
 export const GHOST_LIMIT = 1 << 20;
 
-export function zeroFown(): Record<string, number> {
-  return { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
-}
+export { zeroFown };
 
 /** A reg_file_entry for `path` as seen through `statPath` (a /proc link that reaches the inode). */
 export function regFileEntry(path: string, statPath: string, flags: number, pos: bigint): Record<string, unknown> {
@@ -160,8 +159,18 @@ function openGhost(e: Record<string, unknown>, remapId: number, task: RestoreFil
   let fd: number;
   try {
     writeAllInTask(inj, wfd, ghost.extra ?? new Uint8Array(), tmp);
-    inj.callChecked(SYS.fchmod, wfd, Number(g.mode) & 0o7777);
+    // Owner before mode (chown clears the setuid and setgid bits), times last (both change ctime
+    // and nothing else).
     inj.call(SYS.fchown, wfd, Number(g.uid), Number(g.gid)); // best effort, as for any restored file
+    inj.callChecked(SYS.fchmod, wfd, Number(g.mode) & 0o7777);
+    if (g.atim && g.mtim) {
+      const times = Buffer.alloc(32); // struct timespec[2]: atime, mtime
+      times.writeBigInt64LE(BigInt(g.atim.tv_sec), 0);
+      times.writeBigInt64LE(BigInt(g.atim.tv_usec) * 1000n, 8);
+      times.writeBigInt64LE(BigInt(g.mtim.tv_sec), 16);
+      times.writeBigInt64LE(BigInt(g.mtim.tv_usec) * 1000n, 24);
+      inj.callChecked(SYS.utimensat, wfd, 0, inj.writeScratch(times, 0), 0);
+    }
     fd = (flags & O_ACCMODE) === O_RDWR && !(flags & ~(O_ACCMODE | O_CLOEXEC))
       ? Number(inj.callChecked(SYS.dup, wfd)) : openInTask(inj, tmp, flags);
   } finally {

@@ -39,7 +39,8 @@ export const SYS = {
   membarrier: 324, statx: 332, getcpu: 309, tee: 276, rt_sigtimedwait: 128, copy_file_range: 326, sendfile: 40, rseq: 334, open_tree: 428, move_mount: 429, pidfd_open: 434, seccomp: 317,
   clone3: 435, close_range: 436, pidfd_getfd: 438, process_madvise: 440,
   timerfd_settime: 286, timerfd_gettime: 287, getxattr: 191,
-  inotify_rm_watch: 255, name_to_handle_at: 303, open_by_handle_at: 304,
+  inotify_rm_watch: 255, name_to_handle_at: 303, open_by_handle_at: 304, utimensat: 280,
+  fanotify_init: 300, fanotify_mark: 301,
   shmget: 29, shmat: 30, shmctl: 31, shmdt: 67, semget: 64, semctl: 66, msgget: 68, msgsnd: 69,
   msgrcv: 70, msgctl: 71,
 } as const;

@@ -505,6 +505,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const openedElsewhere = new Map<number, { pid: number; fd: number }>();
     const spares: { t: Restoring; fd: number }[] = [];
     const afterTables: (() => void)[] = [];
+    const afterThreads: (() => void)[] = []; // [kinds] what names a thread (an fd's F_OWNER_TID owner)
     const restoreFiles = (t: Restoring, parent?: ProcessImages) => applying(t.p.fdinfoFile!, `task ${t.p.pid}`, () => {
       const { inj, p } = t;
       const floor = p.fdinfos!.reduce((m, f) => Math.max(m, f.fd + 1), 3);
@@ -538,6 +539,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
         later: (fn) => afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
+        afterThreads: (fn) => afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)), // [kinds]
         kept,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!openedElsewhere.has(id)) openedElsewhere.set(id, { pid: p.pid, fd });
@@ -701,6 +703,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
         }));
       }
     }
+
+    for (const fn of afterThreads) fn(); // [kinds]
 
     // 5. Per-thread state, pending signals, registers; then everyone goes at once. The restore
     // itself sent SIGCHLD only to the parents of zombies and of helpers.

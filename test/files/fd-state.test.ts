@@ -1,0 +1,46 @@
+// Per-description state beyond the kind (status flags, F_SETOWN owners, a deleted file's
+// attributes, a UDP socket's shutdown) and the less common kinds (packet sockets, epoll watches
+// through closed fds, fanotify, strict seccomp): the fdstate workload sets each up, is dumped
+// and restored, and checks every item itself.
+import test, { type ExecutionContext } from 'ava';
+import { selfCheckInContainer, selfCheckRoundTrip } from '../helpers/stasis.js';
+
+async function roundTrip(t: ExecutionContext, mode: string): Promise<void> {
+  await selfCheckRoundTrip(t, 'fdstate', { args: (work) => [work, mode] });
+}
+
+test.serial('a pipe end keeps O_NONBLOCK apart from the other end and from a reopen of it, and its queued data', async (t) => {
+  await roundTrip(t, 'pipe-flags');
+});
+
+test.serial('F_SETOWN/F_SETSIG owners (process, process group, thread) and O_ASYNC survive, and SIGIO is delivered', async (t) => {
+  await roundTrip(t, 'fown');
+});
+
+test.serial('a deleted open file keeps its mode (setuid/setgid bits), owner and mtime', async (t) => {
+  await roundTrip(t, 'file-attr');
+});
+
+test.serial('a UDP socket shut down for writing still refuses sends; its peer shut down for reading polls RDHUP', async (t) => {
+  await roundTrip(t, 'udp-shutdown');
+});
+
+test.serial('packet sockets keep their binding, version, options, ring, membership and fanout, and see traffic', async (t) => {
+  await roundTrip(t, 'packet');
+});
+
+test.serial('packet sockets in a container keep their binding to its own loopback', async (t) => {
+  await selfCheckInContainer(t, 'fdstate', { args: ['packet'] });
+});
+
+test.serial('an epoll watch added through an fd since closed (now reused) still fires', async (t) => {
+  await roundTrip(t, 'epoll-closed');
+});
+
+test.serial('a fanotify group keeps its flags, inode mark, mount mark and ignored mask', async (t) => {
+  await roundTrip(t, 'fanotify');
+});
+
+test.serial('a child in strict seccomp mode is restored in strict mode, runs on, and is killed by a forbidden call', async (t) => {
+  await roundTrip(t, 'seccomp-strict');
+});

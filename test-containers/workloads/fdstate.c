@@ -21,7 +21,8 @@
  *                 at another fd); fd 200 now holds an eventfd
  *   fanotify      a fanotify group (FAN_CLASS_NOTIF, O_NONBLOCK) with an inode mark on DIR/fa
  *                 (FAN_MODIFY) and a mount mark on DIR's mount (FAN_OPEN) with DIR/fq ignored
- *   seccomp-strict a child in strict seccomp mode, blocked in read() */
+ *   seccomp-strict a child in strict seccomp mode, blocked in read(); a thread of the process in
+ *                 strict mode, blocked in read() too */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -431,7 +432,33 @@ static int seccomp_of(pid_t pid) {
   return mode;
 }
 
+static int st_in[2], st_out[2];
+static volatile pid_t st_tid;
+
+static void *strict_thread(void *arg) {
+  (void)arg;
+  st_tid = gettid();
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT)) return NULL;
+  char c;
+  if (read(st_in[0], &c, 1) == 1) { c++; if (write(st_out[1], &c, 1) != 1) syscall(SYS_exit, 1); }
+  syscall(SYS_exit, 0);
+  return NULL;
+}
+
 static void setup_seccomp_strict(void) {
+  if (pipe(st_in) || pipe(st_out)) die("pipe");
+  pthread_t th;
+  pthread_create(&th, NULL, strict_thread, NULL);
+  pthread_detach(th);
+  while (!st_tid) nap(1);
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", st_tid);
+  for (int mode = -1; mode != SECCOMP_MODE_STRICT; nap(1)) {
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f)) if (sscanf(line, "Seccomp:\t%d", &mode) == 1) break;
+    if (f) fclose(f);
+  }
+
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp)) die("socketpair");
   sc_child = fork();
@@ -454,6 +481,17 @@ static void setup_seccomp_strict(void) {
 }
 
 static void check_seccomp_strict(void) {
+  char path[64], line[256];
+  int tmode = -1;
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", st_tid);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof line, f)) if (sscanf(line, "Seccomp:\t%d", &tmode) == 1) break;
+  if (f) fclose(f);
+  report(tmode == SECCOMP_MODE_STRICT, "seccomp-strict-thread-mode", "the thread's Seccomp: %d", tmode);
+  char t = 'a';
+  struct pollfd tp = { st_out[0], POLLIN, 0 };
+  int tok = write(st_in[1], &t, 1) == 1 && poll(&tp, 1, 2000) == 1 && read(st_out[0], &t, 1) == 1 && t == 'b';
+  report(tok, "seccomp-strict-thread-runs", "the strict thread did not answer");
   int mode = seccomp_of(sc_child);
   report(mode == SECCOMP_MODE_STRICT, "seccomp-strict-mode", "the child's Seccomp: %d, want %d", mode, SECCOMP_MODE_STRICT);
   char c = 'k';

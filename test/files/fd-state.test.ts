@@ -41,6 +41,6 @@ test.serial('a fanotify group keeps its flags, inode mark, mount mark and ignore
   await roundTrip(t, 'fanotify');
 });
 
-test.serial('a child in strict seccomp mode is restored in strict mode, runs on, and is killed by a forbidden call', async (t) => {
+test.serial('a child and a thread in strict seccomp mode are restored in strict mode, run on, and a forbidden call kills', async (t) => {
   await roundTrip(t, 'seccomp-strict');
 });

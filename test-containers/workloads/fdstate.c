@@ -17,8 +17,8 @@
  *                 membership on lo; SOCK_DGRAM ETH_P_IP bound to lo with reserve 8, origdev and a
  *                 fanout group; SOCK_DGRAM ETH_P_IP bound to lo that sees a UDP datagram sent after
  *                 restore
- *   epoll-closed  an epoll set watching a pipe through fd 200, since closed (the pipe is still open
- *                 at another fd); fd 200 now holds an eventfd
+ *   epoll-closed  an epoll set watching two pipes, both through fd 200, each closed since (the pipes
+ *                 are still open at other fds); fd 200 now holds an eventfd
  *   fanotify      a fanotify group (FAN_CLASS_NOTIF, O_NONBLOCK) with an inode mark on DIR/fa
  *                 (FAN_MODIFY) and a mount mark on DIR's mount (FAN_OPEN) with DIR/fq ignored
  *   seccomp-strict a child in strict seccomp mode, blocked in read(); a thread of the process in
@@ -335,7 +335,7 @@ static void check_packet(void) {
 }
 
 /* ---- epoll-closed ---- */
-static int ec_ep, ec_pipe[2], ec_efd;
+static int ec_ep, ec_pipe[2], ec_pipe2[2], ec_efd;
 #define EC_FD 200
 
 static void setup_epoll_closed(void) {
@@ -344,6 +344,11 @@ static void setup_epoll_closed(void) {
   if (dup2(ec_pipe[0], EC_FD) != EC_FD) die("dup2");
   struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0x5eed0000beefULL };
   if (epoll_ctl(ec_ep, EPOLL_CTL_ADD, EC_FD, &ev)) die("epoll_ctl");
+  close(EC_FD);
+  if (pipe(ec_pipe2)) die("pipe");
+  if (dup2(ec_pipe2[0], EC_FD) != EC_FD) die("dup2");
+  ev.data.u64 = 0x2222;
+  if (epoll_ctl(ec_ep, EPOLL_CTL_ADD, EC_FD, &ev)) die("epoll_ctl 2");
   close(EC_FD);
   ec_efd = eventfd(9, 0);
   if (dup2(ec_efd, EC_FD) != EC_FD) die("dup2 eventfd");
@@ -358,6 +363,10 @@ static void check_epoll_closed(void) {
   n = epoll_wait(ec_ep, &ev, 1, 1000);
   report(n == 1 && ev.data.u64 == 0x5eed0000beefULL && (ev.events & EPOLLIN), "epoll-closed-watch-fires",
          "%d events, data %#llx events %#x", n, (unsigned long long)ev.data.u64, ev.events);
+  char c;
+  if (read(ec_pipe[0], &c, 1) != 1 || write(ec_pipe2[1], "y", 1) != 1) die("pipe io");
+  n = epoll_wait(ec_ep, &ev, 1, 1000);
+  report(n == 1 && ev.data.u64 == 0x2222, "epoll-closed-second-watch-fires", "%d events, data %#llx", n, (unsigned long long)ev.data.u64);
   uint64_t v = 0;
   report(read(EC_FD, &v, sizeof v) == sizeof v && v == 9, "epoll-closed-fd-reused", "fd %d reads %llu, want the eventfd's 9", EC_FD, (unsigned long long)v);
 }

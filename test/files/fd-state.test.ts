@@ -33,7 +33,7 @@ test.serial('packet sockets in a container keep their binding to its own loopbac
   await selfCheckInContainer(t, 'fdstate', { args: ['packet'] });
 });
 
-test.serial('an epoll watch added through an fd since closed (now reused) still fires', async (t) => {
+test.serial('epoll watches added through an fd since closed (twice, the number now reused) still fire', async (t) => {
   await roundTrip(t, 'epoll-closed');
 });
 

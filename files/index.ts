@@ -13,12 +13,13 @@ import { memfdFile } from './memfd.js';
 import { fifoFile } from './fifo.js';
 import { unixSocketFile } from './unix-socket.js';
 import { inetSocketFile } from './inet-socket.js';
+import { packetSocketFile } from './packet-socket.js';
 import { ttyFile } from './tty.js';
 
 export const fileKinds: readonly FileKind[] = [
   pipeFile,
   eventfdFile, signalfdFile, timerfdFile, inotifyFile, epollFile, memfdFile, fifoFile,
-  unixSocketFile, inetSocketFile, ttyFile,
+  unixSocketFile, inetSocketFile, packetSocketFile, ttyFile,
   regFile,
 ];
 

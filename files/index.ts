@@ -8,6 +8,7 @@ import { eventfdFile } from './eventfd.js';
 import { signalfdFile } from './signalfd.js';
 import { timerfdFile } from './timerfd.js';
 import { inotifyFile } from './inotify.js';
+import { fanotifyFile } from './fanotify.js';
 import { epollFile } from './epoll.js';
 import { memfdFile } from './memfd.js';
 import { fifoFile } from './fifo.js';
@@ -18,7 +19,7 @@ import { ttyFile } from './tty.js';
 
 export const fileKinds: readonly FileKind[] = [
   pipeFile,
-  eventfdFile, signalfdFile, timerfdFile, inotifyFile, epollFile, memfdFile, fifoFile,
+  eventfdFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, epollFile, memfdFile, fifoFile,
   unixSocketFile, inetSocketFile, packetSocketFile, ttyFile,
   regFile,
 ];

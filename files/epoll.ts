@@ -4,12 +4,13 @@
 // long as the file does: the number may since have been closed, or now name another file.
 //
 // Dump: a target still open at its number is the usual case. Otherwise the task's descriptors
-// with the target's inode are compared with the watched file by kcmp(KCMP_EPOLL_TFD); the
-// image names the target by dev/inode/pos only (as criu's does), so it must be the first
-// descriptor of the task, in fd order, with that inode and position: restore picks that one
+// with the target's inode are compared with the watched file by kcmp(KCMP_EPOLL_TFD), and the
+// watch is written as criu writes it, naming the fd that holds the file. Where the set already
+// watches the file through that fd, the old number stays, and the target is known by inode and
+// position only: it must then be the first descriptor of the task, in fd order, with those
 // (a description's inode as dumped is its pipe's or socket's in the image, else its file's).
 // Restore adds the targets in finish(), once every descriptor exists; a target whose number is
-// gone or taken is put at that number for the epoll_ctl() only, and the number given back.
+// gone or taken is lent that number for the epoll_ctl() only, and the number given back.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -82,16 +83,20 @@ export const epollFile: FileKind = {
       const toff = seen.get(t.tfd) ?? 0;
       seen.set(t.tfd, toff + 1);
       const open = fileKey(f.pid, t.tfd);
+      let tfdNow = t.tfd;
       if (open?.ino !== BigInt(t.ino) || open.dev !== t.sdev) {
         const what = `epoll fd ${f.fd} of task ${f.pid} watches a file through fd ${t.tfd}, since closed`;
         const held = heldTarget(f.pid, f.fd, t, toff);
         if (held === undefined) throw new Error(`${what}, that no descriptor of the task holds; stasis cannot dump it`);
-        const first = candidates(f.pid, BigInt(t.ino), t.pos)[0];
-        if (first !== held) {
-          throw new Error(`${what}, held at fd ${held}; fd ${first} has the same inode and position, and a restore could not tell them apart`);
+        // As criu writes it: the watch names the fd that holds the file (criu's restore adds it
+        // through that number), unless the set watches the file through that number already.
+        if (!f.fdinfo.epoll.some((o) => o.tfd === held && o.ino === t.ino && o.sdev === t.sdev)) {
+          tfdNow = held;
+        } else if (candidates(f.pid, BigInt(t.ino), t.pos)[0] !== held) {
+          throw new Error(`${what}, held at fd ${held}, which another fd with the same inode and position precedes; a restore could not tell them apart`);
         }
       }
-      return { id: 0, tfd: t.tfd, events: t.events, data: t.data, dev: t.sdev, inode: BigInt(t.ino), pos: t.pos };
+      return { id: 0, tfd: tfdNow, events: t.events, data: t.data, dev: t.sdev, inode: BigInt(t.ino), pos: t.pos };
     });
     return {
       type: FD_TYPE_EVENTPOLL, field: 'epfd',

@@ -25,6 +25,11 @@ export const FD_TYPE_PACKETSK = 10;
 /** packet_sock_entry.fanout when the socket is in no group (the field's default). */
 const NO_FANOUT = 0xffffffff;
 
+/** A 16-bit value's bytes swapped: the image keeps the protocol in network order, as socket() takes it. */
+function swap16(v: number): number {
+  return ((v & 0xff) << 8) | ((v >> 8) & 0xff);
+}
+
 function dumpPacket(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   const ino = socketInode(f.link);
   const where = `packet socket:[${ino}] (fd ${f.fd} of task ${f.pid})`;
@@ -32,7 +37,7 @@ function dumpPacket(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   if (!d) throw new Error(`${where} is not visible to sock_diag in the task's network namespace; stasis cannot dump it`);
   const fanout = getsockoptInt(ctx.inj, f.fd, SOL_PACKET, PACKET_OPT.FANOUT);
   const entry: Record<string, unknown> = {
-    type: d.type, protocol: d.protocol, flags: f.fdinfo.flags & ~O_CLOEXEC, ifindex: d.index, fown: zeroFown(),
+    type: d.type, protocol: swap16(d.protocol), flags: f.fdinfo.flags & ~O_CLOEXEC, ifindex: d.index, fown: zeroFown(),
     opts: dumpSkOpts(ctx.inj, f.fd, where), version: d.version, reserve: d.reserve,
     aux_data: !!(d.flags & PDI.AUXDATA), orig_dev: !!(d.flags & PDI.ORIGDEV), vnet_hdr: !!(d.flags & PDI.VNETHDR),
     loss: !!(d.flags & PDI.LOSS), timestamp: d.tstamp, copy_thresh: d.copyThresh,
@@ -46,10 +51,9 @@ function dumpPacket(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
 
 function openPacket(e: Record<string, any>, task: RestoreFilesTask): number {
   const inj = task.inj;
-  const protocol = Number(e.protocol);
+  const protocol = swap16(Number(e.protocol));
   const what = `packet socket (type ${e.type}, protocol 0x${protocol.toString(16)}) in task ${task.pid}`;
-  // The protocol in network order, as socket() takes it.
-  const fd = socketIn(inj, AF.PACKET, Number(e.type), ((protocol & 0xff) << 8) | (protocol >> 8));
+  const fd = socketIn(inj, AF.PACKET, Number(e.type), Number(e.protocol));
   const set = (name: number, value: Buffer | number, label: string) => {
     try {
       setsockopt(inj, fd, SOL_PACKET, name, value);

@@ -8,7 +8,8 @@
  *                 blocking)
  *   fown          a pipe whose ends send SIGIO to the process (F_SETOWN, F_SETSIG, O_ASYNC; set
  *                 while the euid was 1 when run as root), a pipe owned by the process group with
- *                 SIGURG, a pipe owned by a thread (F_OWNER_TID)
+ *                 SIGURG
+ *   fown-thread   a pipe owned by a thread (F_OWNER_TID) that is not the main one
  *   file-attr     DIR/attr (200000 bytes, mode 06604, owner 1:2 as root, mtime 123456) open, then
  *                 unlinked
  *   udp-shutdown  two connected UDP sockets on 127.0.0.1: one shut down for writing, the other
@@ -131,7 +132,7 @@ static void setup_fown(void) {
   sigaction(SIGIO, &sa, NULL);
   sa.sa_handler = on_sigurg;
   sigaction(SIGURG, &sa, NULL);
-  if (pipe(fo) || pipe(fo_grp) || pipe(fo_tid)) die("pipe");
+  if (pipe(fo) || pipe(fo_grp)) die("pipe");
   uid_t ruid, euid, suid;
   getresuid(&ruid, &euid, &suid);
   if (euid == 0 && setresuid(-1, 1, -1)) die("setresuid");
@@ -144,11 +145,21 @@ static void setup_fown(void) {
   if (setpgid(0, 0) && errno != EPERM) die("setpgid");
   if (fcntl(fo_grp[0], F_SETOWN, -getpgrp()) || fcntl(fo_grp[0], F_SETSIG, SIGURG)
       || fcntl(fo_grp[0], F_SETFL, fcntl(fo_grp[0], F_GETFL) | O_ASYNC)) die("fcntl group owner");
+}
+
+static void setup_fown_thread(void) {
+  if (pipe(fo_tid)) die("pipe");
   pthread_t th;
   pthread_create(&th, NULL, owner_thread, NULL);
   while (!owner_tid) nap(1);
   struct f_owner_ex ex = { F_OWNER_TID, owner_tid };
   if (fcntl(fo_tid[0], F_SETOWN_EX, &ex)) die("F_SETOWN_EX");
+}
+
+static void check_fown_thread(void) {
+  struct f_owner_ex ex = { 0, 0 };
+  fcntl(fo_tid[0], F_GETOWN_EX, &ex);
+  report(ex.type == F_OWNER_TID && ex.pid == owner_tid, "fown-tid", "owner type %d pid %d (want %d %d)", ex.type, ex.pid, F_OWNER_TID, owner_tid);
 }
 
 static void check_fown(void) {
@@ -161,9 +172,6 @@ static void check_fown(void) {
   }
   int own = fcntl(fo_grp[0], F_GETOWN), sig = fcntl(fo_grp[0], F_GETSIG);
   report(own == -getpgrp() && sig == SIGURG, "fown-pgrp", "owner %d (want %d), signal %d (want %d)", own, -getpgrp(), sig, SIGURG);
-  struct f_owner_ex ex = { 0, 0 };
-  fcntl(fo_tid[0], F_GETOWN_EX, &ex);
-  report(ex.type == F_OWNER_TID && ex.pid == owner_tid, "fown-tid", "owner type %d pid %d (want %d %d)", ex.type, ex.pid, F_OWNER_TID, owner_tid);
   sigio_count = 0;
   sigurg_count = 0;
   if (write(fo[1], "a", 1) != 1 || write(fo_grp[1], "b", 1) != 1) die("write");
@@ -522,6 +530,7 @@ int main(int argc, char **argv) {
   struct { const char *name; void (*setup)(void), (*check)(void); } modes[] = {
     { "pipe-flags", setup_pipe_flags, check_pipe_flags },
     { "fown", setup_fown, check_fown },
+    { "fown-thread", setup_fown_thread, check_fown_thread },
     { "file-attr", setup_file_attr, check_file_attr },
     { "udp-shutdown", setup_udp_shutdown, check_udp_shutdown },
     { "packet", setup_packet, check_packet },

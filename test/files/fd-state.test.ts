@@ -13,8 +13,12 @@ test.serial('a pipe end keeps O_NONBLOCK apart from the other end and from a reo
   await roundTrip(t, 'pipe-flags');
 });
 
-test.serial('F_SETOWN/F_SETSIG owners (process, process group, thread) and O_ASYNC survive, and SIGIO is delivered', async (t) => {
+test.serial('F_SETOWN/F_SETSIG owners (process, process group) and O_ASYNC survive, and the signals are delivered', async (t) => {
   await roundTrip(t, 'fown');
+});
+
+test.serial('an F_SETOWN_EX owner that is a thread (not the main one) survives', async (t) => {
+  await roundTrip(t, 'fown-thread');
 });
 
 test.serial('a deleted open file keeps its mode (setuid/setgid bits), owner and mtime', async (t) => {

@@ -5,7 +5,8 @@
 // A file that is open but unlinked (link `PATH (deleted)`) is a "ghost", as criu calls it: its
 // inode and contents go into ghost-file-ID.img (up to criu's default ghost limit, 1 MiB), and
 // remap-fpath.img says that the description is reopened through that ghost. Restore recreates
-// the file next to where it was, opens it, and unlinks it again.
+// the file next to where it was (contents whole, or in criu's sparse chunks; then owner, mode
+// and times), opens it, and unlinks it again.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -144,7 +145,7 @@ function openGhost(e: Record<string, unknown>, remapId: number, task: RestoreFil
   const firstFd = first === undefined ? undefined : task.fdOf(first);
   if (firstFd !== undefined) return openInTask(task.inj, `/proc/self/fd/${firstFd}`, flags);
   const image = ghostImageName(remapId);
-  const [ghost] = task.imageEntries(image);
+  const [ghost, ...chunks] = task.imageEntries(image);
   if (!ghost) throw new Error(`${name} was deleted when dumped, and ${image} that holds it is missing`);
   const g = ghost.message;
   // At its old name if that is free (so the restored link reads the same), else next to it.
@@ -158,7 +159,17 @@ function openGhost(e: Record<string, unknown>, remapId: number, task: RestoreFil
   }
   let fd: number;
   try {
-    writeAllInTask(inj, wfd, ghost.extra ?? new Uint8Array(), tmp);
+    if (g.chunks) {
+      // criu's sparse form: the data runs (ghost_chunk_entry: off, len, then the bytes), the
+      // holes left unwritten, the size set last.
+      for (const c of chunks) {
+        inj.callChecked(SYS.lseek, wfd, BigInt(c.message.off ?? 0), SEEK_SET);
+        writeAllInTask(inj, wfd, c.extra ?? new Uint8Array(), tmp);
+      }
+      inj.callChecked(SYS.ftruncate, wfd, BigInt(g.size ?? 0));
+    } else {
+      writeAllInTask(inj, wfd, ghost.extra ?? new Uint8Array(), tmp);
+    }
     // Owner before mode (chown clears the setuid and setgid bits), times last (both change ctime
     // and nothing else).
     inj.call(SYS.fchown, wfd, Number(g.uid), Number(g.gid)); // best effort, as for any restored file

@@ -33,9 +33,13 @@ test.serial('packet sockets keep their binding, version, options, ring, membersh
   await roundTrip(t, 'packet');
 });
 
-test.serial('packet sockets in a container keep their binding to its own loopback', async (t) => {
-  await selfCheckInContainer(t, 'fdstate', { args: ['packet'] });
-});
+// In a container (its own pid, mount and network namespaces, restored under --root): owners by
+// the pids the container knows, sockets in its network namespace, marks on its paths.
+for (const mode of ['packet', 'fown', 'fown-thread', 'udp-shutdown', 'epoll-closed', 'fanotify', 'seccomp-strict', 'pipe-flags', 'file-attr']) {
+  test.serial(`in a container: fdstate ${mode} checks itself after runc checkpoint and restore through stasis`, async (t) => {
+    await selfCheckInContainer(t, 'fdstate', { args: [mode] });
+  });
+}
 
 test.serial('epoll watches added through an fd since closed (twice, the number now reused) still fire', async (t) => {
   await roundTrip(t, 'epoll-closed');

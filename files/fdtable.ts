@@ -7,8 +7,9 @@ import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
+import { dumpFown, restoreFown, type Fown } from './fown.js';
 import type { FileEntryMessage, FileTable } from './table.js';
-import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
+import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_ASYNC, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
 
 const FD_CLOEXEC = 1;
 
@@ -81,6 +82,7 @@ function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext
   if (shared !== undefined) return { id: shared, link, type: kind.type };
   const fdinfo = readFdinfo(pid, fd);
   const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
+  if (dumped.entry.fown) dumped.entry.fown = dumpFown(ctx.inj, fd);
   const id = table.add(dumped);
   table.remember(pid, fd, link, id);
   dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
@@ -111,6 +113,8 @@ export interface RestoreFdTableOptions {
   imagePath(image: string): string;
   /** Keeps work for after every task's table (RestoreFilesTask.later). */
   later(fn: () => void): void;
+  /** Keeps work for once every task and thread of the tree exists (default: later). */
+  afterThreads?(fn: () => void): void;
   /**
    * Descriptors the task already holds as they should be (fd → file id), inherited from a
    * restored parent: their descriptions are not opened again nor finished a second time.
@@ -169,8 +173,18 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     const elsewhere = opts.openedElsewhere?.(id);
     let tmp = provided.get(id);
     provided.delete(id);
-    if (tmp === undefined && elsewhere && opts.importFromTask) tmp = opts.importFromTask(elsewhere.pid, elsewhere.fd);
-    if (tmp === undefined) tmp = kind.open(file[kind.field] as Record<string, unknown>, task);
+    if (tmp === undefined && elsewhere && opts.importFromTask) {
+      tmp = opts.importFromTask(elsewhere.pid, elsewhere.fd); // as the other task has it, owner and all
+    } else {
+      const entry = file[kind.field] as Record<string, unknown>;
+      if (tmp === undefined) tmp = kind.open(entry, task);
+      restoreAsync(inj, tmp, entry);
+      // The owner may be another process, a process group or a thread of the tree: set once
+      // all of them exist.
+      const fown = entry.fown as Partial<Fown> | undefined;
+      const at = fds[0]!.fd;
+      if (fown?.pid) (opts.afterThreads ?? opts.later)(() => restoreFown(inj, at, fown));
+    }
     for (const f of fds) {
       if (f.fd !== tmp) inj.callChecked(SYS.dup3, tmp, f.fd, f.flags & FD_CLOEXEC ? O_CLOEXEC : 0);
       // Opened (or copied in) right on its number: set close-on-exec either way, for what made
@@ -188,6 +202,15 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
   }
   restoreFileLocks(pid, inj, opts.imageEntries);
   return { placed, spare: provided };
+}
+
+/**
+ * O_ASYNC, which no kind's open() gives a description: only F_SETFL sets it (with the other
+ * status flags F_SETFL changes, as the image has them).
+ */
+function restoreAsync(inj: Injector, fd: number, entry: Record<string, unknown>): void {
+  const flags = Number(entry.flags ?? 0);
+  if (flags & O_ASYNC) inj.callChecked(SYS.fcntl, fd, F_SETFL, flags & SETFL_MASK);
 }
 
 /** Runs `fn` for the descriptors `fds` of file `id`, naming them in what it throws. */

@@ -8,17 +8,19 @@ import { eventfdFile } from './eventfd.js';
 import { signalfdFile } from './signalfd.js';
 import { timerfdFile } from './timerfd.js';
 import { inotifyFile } from './inotify.js';
+import { fanotifyFile } from './fanotify.js';
 import { epollFile } from './epoll.js';
 import { memfdFile } from './memfd.js';
 import { fifoFile } from './fifo.js';
 import { unixSocketFile } from './unix-socket.js';
 import { inetSocketFile } from './inet-socket.js';
+import { packetSocketFile } from './packet-socket.js';
 import { ttyFile } from './tty.js';
 
 export const fileKinds: readonly FileKind[] = [
   pipeFile,
-  eventfdFile, signalfdFile, timerfdFile, inotifyFile, epollFile, memfdFile, fifoFile,
-  unixSocketFile, inetSocketFile, ttyFile,
+  eventfdFile, signalfdFile, timerfdFile, inotifyFile, fanotifyFile, epollFile, memfdFile, fifoFile,
+  unixSocketFile, inetSocketFile, packetSocketFile, ttyFile,
   regFile,
 ];
 

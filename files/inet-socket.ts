@@ -5,14 +5,15 @@
 // An established TCP connection needs TCP_REPAIR (tcp-stream-INO.img) and is refused for now.
 //
 // Restore: socket, the options that matter before bind (SO_REUSEADDR/REUSEPORT, IPV6_V6ONLY,
-// freebind), bind, listen; a connected UDP socket connects again.
+// freebind), bind, listen; a connected UDP socket connects again; a UDP socket shut down (sock_diag
+// tells) is shut down again.
 
 import { SYS } from '../sys/arch.js';
 import { errnoName, isErrorResult } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
 import { inetDiag } from '../sys/netlink.js';
 import {
-  AF, IPPROTO, IPV6_FREEBIND, IPV6_V6ONLY, IP_FREEBIND, SO, SOCK, SOL_SOCKET, TCP_OPT, TCP_STATE,
+  AF, IPPROTO, IPV6_FREEBIND, IPV6_V6ONLY, IP_FREEBIND, SHUT, SO, SOCK, SOL_SOCKET, TCP_OPT, TCP_STATE,
   sockaddrInet, sockProtoName,
 } from '../sys/socket.js';
 import type { DumpedFile, DumpFilesContext, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
@@ -68,6 +69,7 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   let state: number;
   let dst: { address: Buffer; port: number } = { address: zero, port: 0 };
   let backlog = 0;
+  let shutdown = 0;
   if (tcp) {
     state = getsockopt(inj, f.fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
     if (state === TCP_STATE.ESTABLISHED) {
@@ -87,12 +89,17 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const peer = sockName(inj, f.fd, true);
     state = peer ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
     if (peer) dst = peer;
+    // shutdown() of a UDP socket only shows in its sk_shutdown, which sock_diag reports.
+    const anyState = (1 << (TCP_STATE_NAMES.length + 1)) - 1;
+    const d = inetDiag(family, IPPROTO.UDP, anyState, ino) ?? inetDiag(family, IPPROTO.UDP, anyState, ino, f.pid);
+    if (d?.shutdown) shutdown = d.shutdown;
   }
   const entry: Record<string, unknown> = {
     ino, family, type, proto, state, src_port: src.port, dst_port: dst.port,
     flags: f.fdinfo.flags & ~O_CLOEXEC, backlog, src_addr: addrWords(src.address),
     dst_addr: addrWords(dst.address), fown: zeroFown(), opts: dumpSkOpts(inj, f.fd, what),
   };
+  if (shutdown) entry.shutdown = shutdown;
   if (family === AF.INET6) entry.v6only = int(IPPROTO.IPV6, IPV6_V6ONLY) !== 0;
   entry.ip_opts = {
     freebind: (family === AF.INET ? int(IPPROTO.IP, IP_FREEBIND) : int(IPPROTO.IPV6, IPV6_FREEBIND)) !== 0,
@@ -151,6 +158,13 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
     if (isErrorResult(r)) throw new Error(`${what}: connect to ${endpoint(family, dst, Number(e.dst_port))} failed with ${errnoName(Number(-r))}`);
   } else if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
     throw new Error(`${what} was in state ${TCP_STATE_NAMES[state] ?? state}, which stasis cannot restore yet`);
+  }
+  // sk_shutdown bits (1 receive, 2 send) as shutdown()'s `how`; an unconnected socket takes
+  // them too, though the call says ENOTCONN.
+  const shut = Number(e.shutdown ?? 0);
+  if (shut) {
+    const r = inj.call(SYS.shutdown, fd, shut === 3 ? SHUT.RDWR : shut === 1 ? SHUT.RD : SHUT.WR);
+    if (isErrorResult(r) && errnoName(Number(-r)) !== 'ENOTCONN') throw new Error(`${what}: shutdown failed with ${errnoName(Number(-r))}`);
   }
   if (Number(e.flags) & O_NONBLOCK) inj.callChecked(SYS.fcntl, fd, F_SETFL, O_NONBLOCK);
   return fd;

@@ -106,7 +106,7 @@ export const inotifyFile: FileKind = {
     for (const w of watches) {
       const want = Number(w.wd);
       const removed = w.f_handle?.path ? undefined : removedFileFd(task, w);
-      const path = removed !== undefined ? `/proc/self/fd/${removed}` : watchPath(task.pid, w);
+      const path = removed !== undefined ? `/proc/self/fd/${removed}` : watchedPath(task.pid, BigInt(w.i_ino), Number(w.s_dev), w.f_handle as Record<string, any>, `inotify watch ${w.wd}`);
       const at = inj.writeScratch(Buffer.from(`${path}\0`), 0);
       // Through /proc/self/fd the link must be followed; any other path is the watched file's own.
       const mask = removed !== undefined ? Number(w.mask) & ~IN_DONT_FOLLOW : Number(w.mask) | IN_DONT_FOLLOW;
@@ -149,10 +149,11 @@ function removedFileFd(task: RestoreFilesTask, w: Record<string, any>): number |
   return task.fdOf(id);
 }
 
-/** The path to watch: the dumped one if it still names the inode, else what the handle opens to. */
-function watchPath(pid: number, w: Record<string, any>): string {
-  const fh = w.f_handle as Record<string, any>;
-  const ino = BigInt(w.i_ino);
+/**
+ * The path to watch (inotify's watch, fanotify's inode mark): the dumped one (fh_entry.path) if
+ * it still names inode `ino`, else what the handle opens to. `what` names the watch in errors.
+ */
+export function watchedPath(pid: number, ino: bigint, sdev: number, fh: Record<string, any>, what: string): string {
   if (fh.path) {
     try {
       if (fs.lstatSync(String(fh.path), { bigint: true }).ino === ino) return String(fh.path);
@@ -160,7 +161,7 @@ function watchPath(pid: number, w: Record<string, any>): string {
       // gone or moved: try the handle
     }
   }
-  const path = pathOfHandle(pid, Number(w.s_dev), Number(fh.type), handleBytes(fh.handle ?? [], Number(fh.bytes)));
-  if (path === undefined) throw new Error(`the file inotify watch ${w.wd} was on (inode ${ino}) no longer exists`);
+  const path = pathOfHandle(pid, sdev, Number(fh.type), handleBytes(fh.handle ?? [], Number(fh.bytes)));
+  if (path === undefined) throw new Error(`the file ${what} was on (inode ${ino}) no longer exists`);
   return path;
 }

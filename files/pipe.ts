@@ -9,8 +9,10 @@ import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { addressOf, nativeBuffer, pipe, rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
-import { zeroFown } from './reg.js';
-import { F_GETPIPE_SZ, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, O_WRONLY } from '../sys/fcntl.js';
+import { openInTask, zeroFown } from './reg.js';
+import {
+  F_GETPIPE_SZ, F_SETFL, F_SETPIPE_SZ, O_ACCMODE, O_CLOEXEC, O_DIRECT, O_LARGEFILE, O_NONBLOCK, O_WRONLY, SETFL_MASK,
+} from '../sys/fcntl.js';
 
 export const FD_TYPE_PIPE = 2;
 const SPLICE_F_NONBLOCK = 2;
@@ -62,8 +64,16 @@ export const pipeFile: FileKind = {
     if (given !== undefined) return task.importGiven(given, Number(e.flags));
     const pipeId = Number(e.pipe_id);
     const flags = Number(e.flags);
+    const ends = [...task.allFiles()].filter((f) => f.type === FD_TYPE_PIPE && f.pipe
+      && Number((f.pipe as Record<string, unknown>).pipe_id) === pipeId && f.id !== Number(e.id));
+    // Another description of a pipe this task has already made (a reopen of /proc/PID/fd/N, with
+    // flags of its own): opened the same way, through an end the task holds.
+    for (const f of ends) {
+      const have = task.fdOf(f.id);
+      if (have !== undefined) return openInTask(task.inj, `/proc/self/fd/${have}`, flags & ~O_CLOEXEC);
+    }
     const fds = task.inj.scratch(8);
-    task.inj.callChecked(SYS.pipe2, fds, flags & O_NONBLOCK);
+    task.inj.callChecked(SYS.pipe2, fds, flags & (O_NONBLOCK | O_DIRECT));
     const pair = task.inj.readScratch(8);
     const [rd, wr] = [pair.readInt32LE(0), pair.readInt32LE(4)];
     const queued = task.imageEntries(PIPES_DATA).find((d) => Number(d.message.pipe_id) === pipeId);
@@ -76,12 +86,18 @@ export const pipeFile: FileKind = {
     const keep = (flags & O_ACCMODE) === O_WRONLY ? wr : rd;
     const other = keep === rd ? wr : rd;
     // The other end belongs to another description of the dump (here or in another process),
-    // or to nobody in the dump (the far end was outside): then it is closed.
-    const peer = [...task.allFiles()].find((f) => f.type === FD_TYPE_PIPE && f.pipe
-      && Number((f.pipe as Record<string, unknown>).pipe_id) === pipeId
-      && (Number((f.pipe as Record<string, unknown>).flags) & O_ACCMODE) !== (flags & O_ACCMODE));
-    if (peer) task.provide(peer.id, other);
-    else task.inj.callChecked(SYS.close, other);
+    // with status flags of its own (O_NONBLOCK is per description), or to nobody in the dump (the
+    // far end was outside): then it is closed.
+    // An end pipe() made (no O_LARGEFILE, which a reopen through /proc gets) is preferred.
+    const others = ends.filter((f) => (Number((f.pipe as Record<string, unknown>).flags) & O_ACCMODE) !== (flags & O_ACCMODE));
+    const peer = others.find((f) => !(Number((f.pipe as Record<string, unknown>).flags) & O_LARGEFILE)) ?? others[0];
+    if (peer) {
+      const peerFlags = Number((peer.pipe as Record<string, unknown>).flags);
+      if ((peerFlags ^ flags) & SETFL_MASK) task.inj.callChecked(SYS.fcntl, other, F_SETFL, peerFlags & SETFL_MASK);
+      task.provide(peer.id, other);
+    } else {
+      task.inj.callChecked(SYS.close, other);
+    }
     return keep;
   },
 };

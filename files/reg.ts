@@ -13,11 +13,14 @@
 //   a file of the dump; restore links it back to the old name, opens it there, removes that name,
 //   and the link once every task has its descriptors. Without --link-remap the dump refuses it.
 // A removed inode is made once per restore where it can be reached again: through an earlier
-// description of the same task, or the mapping that made it (its map_files link).
+// description of the same task, or the mapping that made it (its map_files link). A ghost file's
+// contents are whole, or in criu's sparse chunks; its owner is set before its mode (chown clears
+// the setuid and setgid bits), its times last.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import type { TaskCalls } from '../sys/inject.js';
+import { zeroFown } from './fown.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 import { errnoName } from '../sys/errno.js';
@@ -35,9 +38,7 @@ export const REMAP_GHOST = 1;
 /** criu's default --ghost-limit. */
 export const GHOST_LIMIT = 1 << 20;
 
-export function zeroFown(): Record<string, number> {
-  return { uid: 0, euid: 0, signum: 0, pid_type: 0, pid: 0 };
-}
+export { zeroFown };
 
 /** A reg_file_entry for `path` as seen through `statPath` (a /proc link that reaches the inode). */
 export function regFileEntry(path: string, statPath: string, flags: number, pos: bigint): Record<string, unknown> {
@@ -306,7 +307,7 @@ function withParents<T>(inj: TaskCalls, path: string, make: () => bigint, use: (
  */
 function openGhost(ctx: RegOpenContext, name: string, remapId: number, flags: number): number {
   const image = ghostImageName(remapId);
-  const [ghost] = ctx.imageEntries(image);
+  const [ghost, ...chunks] = ctx.imageEntries(image);
   if (!ghost) throw new Error(`${name} was removed when dumped, and ${image} that holds it is missing`);
   const g = ghost.message;
   const inj = ctx.inj;
@@ -328,19 +329,41 @@ function openGhost(ctx: RegOpenContext, name: string, remapId: number, flags: nu
     if (type === IS.reg) {
       const wfd = Number(r);
       try {
-        writeAllInTask(inj, wfd, ghost.extra ?? new Uint8Array(), path);
-        inj.callChecked(SYS.fchmod, wfd, perm);
+        if (g.chunks) {
+          // criu's sparse form: the data runs (ghost_chunk_entry: off, len, then the bytes), the
+          // holes left unwritten, the size set last.
+          for (const c of chunks) {
+            inj.callChecked(SYS.lseek, wfd, BigInt(c.message.off ?? 0), SEEK_SET);
+            writeAllInTask(inj, wfd, c.extra ?? new Uint8Array(), path);
+          }
+          inj.callChecked(SYS.ftruncate, wfd, BigInt(g.size ?? 0));
+        } else {
+          writeAllInTask(inj, wfd, ghost.extra ?? new Uint8Array(), path);
+        }
         inj.call(SYS.fchown, wfd, Number(g.uid), Number(g.gid)); // best effort, as for any restored file
+        inj.callChecked(SYS.fchmod, wfd, perm);
+        setGhostTimes(inj, wfd, g);
         return (flags & O_ACCMODE) === O_RDWR && !(flags & ~(O_ACCMODE | O_CLOEXEC))
           ? Number(inj.callChecked(SYS.dup, wfd)) : openInTask(inj, path, flags);
       } finally {
         inj.call(SYS.close, wfd);
       }
     }
-    atPath(inj, SYS.fchmodat, path, perm); // past the umask
     atPath(inj, SYS.fchownat, path, Number(g.uid), Number(g.gid), 0);
+    atPath(inj, SYS.fchmodat, path, perm); // past the umask
     return openInTask(inj, path, flags);
   }, unmake);
+}
+
+/** A ghost file's access and modification times, as dumped (both change nothing but ctime). */
+function setGhostTimes(inj: TaskCalls, fd: number, g: Record<string, any>): void {
+  if (!g.atim || !g.mtim) return;
+  const times = Buffer.alloc(32); // struct timespec[2]: atime, mtime
+  times.writeBigInt64LE(BigInt(g.atim.tv_sec), 0);
+  times.writeBigInt64LE(BigInt(g.atim.tv_usec) * 1000n, 8);
+  times.writeBigInt64LE(BigInt(g.mtim.tv_sec), 16);
+  times.writeBigInt64LE(BigInt(g.mtim.tv_usec) * 1000n, 24);
+  inj.callChecked(SYS.utimensat, fd, 0, inj.writeScratch(times, 0), 0);
 }
 
 /**

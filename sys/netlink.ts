@@ -1,7 +1,8 @@
 // Netlink requests stasis makes itself.
 // - NETLINK_SOCK_DIAG: what the kernel knows about a socket that its owner cannot tell through
 //   getsockopt — a unix socket's peer (by inode), bound name, pending connections and queue
-//   lengths; an inet listener's backlog. Asked in the network namespace stasis runs in.
+//   lengths; an inet listener's backlog; a packet socket's memberships and rings. Asked in the
+//   network namespace stasis runs in, or a task's.
 // - NETLINK_ROUTE: the links of a network namespace, asked through a socket opened inside it.
 
 import { SYS } from './arch.js';
@@ -44,6 +45,31 @@ export interface UnixDiag {
   wqueue: number;
   /** sk_shutdown bits: 1 receive, 2 send. */
   shutdown: number;
+}
+
+const PACKET_SHOW = { INFO: 0x1, MCLIST: 0x2, RING_CFG: 0x4 } as const;
+const PACKET_DIAG = { INFO: 0, MCLIST: 1, RX_RING: 2, TX_RING: 3 } as const;
+/** packet_diag_info.pdi_flags */
+export const PDI = { RUNNING: 0x1, AUXDATA: 0x2, ORIGDEV: 0x4, VNETHDR: 0x8, LOSS: 0x10 } as const;
+
+/** A ring's geometry (packet_diag_ring, laid out as tpacket_req3). */
+export interface PacketRing {
+  block_size: number; block_nr: number; frame_size: number; frame_nr: number;
+  retire_tmo: number; sizeof_priv: number; features: number;
+}
+
+/** What sock_diag reports about a packet socket (packet_diag_msg and its attributes). */
+export interface PacketDiag {
+  ino: number;
+  type: number;
+  /** The protocol it receives (host order; 0: none). */
+  protocol: number;
+  /** packet_diag_info: bound interface (0: any), TPACKET version, reserve, copy_thresh, timestamp, PDI flags. */
+  index: number; version: number; reserve: number; copyThresh: number; tstamp: number; flags: number;
+  /** Memberships (PACKET_ADD_MEMBERSHIP): interface, times added, type, address. */
+  mclist: { index: number; count: number; type: number; addr: Buffer }[];
+  rxRing?: PacketRing;
+  txRing?: PacketRing;
 }
 
 /** What sock_diag reports about an inet socket (inet_diag_msg). */
@@ -184,6 +210,42 @@ export function inetDiag(family: number, protocol: number, stateMask: number, in
       src: Buffer.from(m.subarray(8, 8 + alen)), dst: Buffer.from(m.subarray(24, 24 + alen)),
       rqueue: m.readUInt32LE(56), wqueue: m.readUInt32LE(60), ino,
       shutdown: attrs(m, 72, m.length).get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0,
+    };
+  }
+  return undefined;
+}
+
+function packetRing(b: Buffer | undefined): PacketRing | undefined {
+  if (!b || b.length < 28) return undefined;
+  const [block_size, block_nr, frame_size, frame_nr, retire_tmo, sizeof_priv, features] =
+    Array.from({ length: 7 }, (_, i) => b.readUInt32LE(4 * i)) as [number, number, number, number, number, number, number];
+  return { block_size, block_nr, frame_size, frame_nr, retire_tmo, sizeof_priv, features };
+}
+
+/** The packet socket with inode `ino` in the network namespace of task `netnsOf`; undefined when not listed. */
+export function packetDiag(ino: number, netnsOf: number): PacketDiag | undefined {
+  // packet_diag_req: family, protocol, pad, ino, show, cookie[2] (sockets are only dumped, all of them)
+  const body = Buffer.alloc(20);
+  body.writeUInt8(AF.PACKET, 0);
+  body.writeUInt32LE(ino, 4);
+  body.writeUInt32LE(PACKET_SHOW.INFO | PACKET_SHOW.MCLIST | PACKET_SHOW.RING_CFG, 8);
+  for (const m of diagIn(netnsOf, body, true, `packet socket:[${ino}]`)) {
+    // packet_diag_msg: family u8, type u8, num u16 (host order), ino u32, cookie[2]
+    if (m.readUInt32LE(4) !== ino) continue;
+    const a = attrs(m, 16, m.length);
+    const info = a.get(PACKET_DIAG.INFO);
+    const mc = a.get(PACKET_DIAG.MCLIST) ?? Buffer.alloc(0);
+    const mclist = [];
+    // packet_diag_mclist: index u32, count u32, type u16, alen u16, addr[32]
+    for (let at = 0; at + 44 <= mc.length; at += 44) {
+      const alen = Math.min(mc.readUInt16LE(at + 10), 32);
+      mclist.push({ index: mc.readUInt32LE(at), count: mc.readUInt32LE(at + 4), type: mc.readUInt16LE(at + 8), addr: Buffer.from(mc.subarray(at + 12, at + 12 + alen)) });
+    }
+    return {
+      ino, type: m.readUInt8(1), protocol: m.readUInt16LE(2),
+      index: info?.readUInt32LE(0) ?? 0, version: info?.readUInt32LE(4) ?? 0, reserve: info?.readUInt32LE(8) ?? 0,
+      copyThresh: info?.readUInt32LE(12) ?? 0, tstamp: info?.readUInt32LE(16) ?? 0, flags: info?.readUInt32LE(20) ?? 0,
+      mclist, rxRing: packetRing(a.get(PACKET_DIAG.RX_RING)), txRing: packetRing(a.get(PACKET_DIAG.TX_RING)),
     };
   }
   return undefined;

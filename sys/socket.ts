@@ -5,7 +5,7 @@
 import { SYS } from './arch.js';
 import { addressOf, nativeBuffer, nativeCString, rawSyscall } from './native.js';
 
-export const AF = { UNSPEC: 0, UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
+export const AF = { UNSPEC: 0, UNIX: 1, INET: 2, INET6: 10, NETLINK: 16, PACKET: 17 } as const;
 export const SOCK = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
 export const IPPROTO = { IP: 0, TCP: 6, UDP: 17, IPV6: 41 } as const;
 export const SOL_SOCKET = 1;
@@ -155,6 +155,41 @@ export function parseCmsgs(control: Buffer): { level: number; type: number; data
     at += Math.ceil(len / 8) * 8;
   }
   return out;
+}
+
+export const SOL_PACKET = 263;
+/** SOL_PACKET option names (linux/if_packet.h). */
+export const PACKET_OPT = {
+  ADD_MEMBERSHIP: 1, RX_RING: 5, COPY_THRESH: 7, AUXDATA: 8, ORIGDEV: 9, VERSION: 10, RESERVE: 12,
+  TX_RING: 13, LOSS: 14, VNET_HDR: 15, TIMESTAMP: 17, FANOUT: 18,
+} as const;
+
+/** struct sockaddr_ll: a packet socket bound to interface `ifindex` for `protocol` (host order). */
+export function sockaddrLl(protocol: number, ifindex: number): { addr: Buffer; len: number } {
+  const b = Buffer.alloc(20);
+  b.writeUInt16LE(AF.PACKET, 0);
+  b.writeUInt16BE(protocol, 2);
+  b.writeInt32LE(ifindex, 4);
+  return { addr: b, len: b.length };
+}
+
+/** struct packet_mreq with room for the longest hardware address (packet_mreq_max, 32 bytes). */
+export function packetMreq(ifindex: number, type: number, address: Uint8Array): Buffer {
+  const b = Buffer.alloc(8 + 32);
+  b.writeInt32LE(ifindex, 0);
+  b.writeUInt16LE(type, 4);
+  b.writeUInt16LE(address.length, 6);
+  Buffer.from(address).copy(b, 8);
+  return b;
+}
+
+/** struct tpacket_req3 (a ring's geometry; the first four fields are tpacket_req). */
+export function tpacketReq3(r: { block_size: number; block_nr: number; frame_size: number; frame_nr: number;
+  retire_tmo: number; sizeof_priv: number; features: number }): Buffer {
+  const b = Buffer.alloc(28);
+  [r.block_size, r.block_nr, r.frame_size, r.frame_nr, r.retire_tmo, r.sizeof_priv, r.features]
+    .forEach((v, i) => b.writeUInt32LE(Number(v) >>> 0, 4 * i));
+  return b;
 }
 
 /**

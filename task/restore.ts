@@ -103,6 +103,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     if (opts.orphanPtsMaster) files.handOverOrphanPts();
     files.closePidfds();
     cloneThreads(run);
+    files.threadsMade();
     restoreThreads(run, plan);
     rootPid = root.hpid;
     opts.beforeResume?.(rootPid);

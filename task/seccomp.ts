@@ -6,6 +6,12 @@
 // oldest first, with injected seccomp() calls made while the task still has every capability;
 // the restored tasks are traced with PTRACE_O_SUSPEND_SECCOMP, so the filters bind only once
 // stasis lets them go (and the dump's injected calls are never filtered either).
+//
+// Strict mode (read, write, exit and sigreturn only; thread_core.seccomp_mode 1, no filter) is
+// entered the same way, by an injected prctl(PR_SET_SECCOMP): every call the restore still makes
+// in the thread afterwards (credentials, signals, unmapping stasis's pages) would kill it, but
+// under PTRACE_O_SUSPEND_SECCOMP none is checked. The mode binds at the detach, so the first
+// call it judges is the thread's own: the read() or write() it was in, made again.
 
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
@@ -16,6 +22,7 @@ export const SECCOMP_IMAGE = 'seccomp.img';
 const MODE_STRICT = 1;
 const MODE_FILTER = 2;
 const SECCOMP_SET_MODE_FILTER = 1;
+const PR_SET_SECCOMP = 22;
 /** Install-time flags that make no sense again on restore: TSYNC, NEW_LISTENER, TSYNC_ESRCH. */
 const ONE_TIME_FLAGS = 0x1 | 0x8 | 0x10;
 
@@ -29,7 +36,7 @@ export class SeccompTable {
   dumpThread(tid: number, knownMode?: number): { seccomp_mode?: number; seccomp_filter?: number } {
     const mode = knownMode ?? readStatus(tid).seccomp;
     if (mode === 0) return {};
-    if (mode === MODE_STRICT) throw new Error(`thread ${tid} runs in strict seccomp mode, which stasis cannot restore`);
+    if (mode === MODE_STRICT) return { seccomp_mode: MODE_STRICT };
     let prev: number | undefined;
     for (const f of getSeccompFilters(tid).reverse()) {
       const key = `${prev ?? '-'}:${f.flags}:${f.insns.toString('base64')}`;
@@ -45,9 +52,13 @@ export class SeccompTable {
   }
 }
 
-/** Install a thread's filter chain (newest at `top`), oldest first. */
+/** Put a thread in strict mode, or install its filter chain (newest at `top`), oldest first. */
 export function restoreSeccomp(inj: Injector, filters: readonly SeccompFilterEntry[], mode: number | undefined, top: number | undefined): void {
   if (!mode) return;
+  if (mode === MODE_STRICT) {
+    inj.callChecked(SYS.prctl, PR_SET_SECCOMP, MODE_STRICT);
+    return;
+  }
   if (mode !== MODE_FILTER || top === undefined) throw new Error(`seccomp mode ${mode} cannot be restored`);
   const chain: SeccompFilterEntry[] = [];
   for (let i: number | undefined = top; i !== undefined; i = filters[i]?.prev) {

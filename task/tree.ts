@@ -299,11 +299,13 @@ export class SeizedTree {
         if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
       }
     }
-    // Non-leader threads first: a killed thread-group leader is reported only after the rest;
-    // then processes children first: a pid namespace's init dies only after all the others.
-    const leaders = this.processes.map((p) => p.pid).reverse();
+    // Processes children first: a pid namespace's init dies only after all the others (its last
+    // thread to exit waits for them to be reaped, and stasis, their tracer, reaps them first).
+    // In each, non-leader threads first: a killed thread-group leader is reported after the rest.
     const seized = new Set(this.seized);
-    const order = [...this.seized.filter((t) => !leaders.includes(t)), ...leaders.filter((t) => seized.has(t))];
+    const order = [...this.processes].reverse()
+      .flatMap((p) => [...p.threads.filter((t) => t !== p.pid), p.pid])
+      .filter((t) => seized.has(t));
     for (const tid of order) {
       try {
         waitTask(tid); // SIGKILL always ends a task; blocking is the fastest wait

@@ -26,6 +26,8 @@ export class TreeFiles {
   private readonly spares: { t: Restoring; fd: number }[] = [];
   /** What a kind of file does once every table exists (a socket connecting to another's). */
   private readonly afterTables: (() => void)[] = [];
+  /** What names a thread (an fd's F_OWNER_TID owner): done once the threads exist. */
+  private readonly afterThreads: (() => void)[] = [];
   /** Terminals made anew whose master was outside the dump (criu's orphan_pts_master). */
   private readonly orphanPts: OrphanPts = new Map();
 
@@ -73,6 +75,7 @@ export class TreeFiles {
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
+        afterThreads: (fn) => this.afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         kept,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
@@ -85,6 +88,11 @@ export class TreeFiles {
   finish(): void {
     for (const fn of this.afterTables) fn();
     for (const { t, fd } of this.spares) t.inj.call(SYS.close, fd);
+  }
+
+  /** Once every thread exists: what names one. */
+  threadsMade(): void {
+    for (const fn of this.afterThreads) fn();
   }
 
   /** Hands the masters of terminals made anew to the caller (or not: see release). */

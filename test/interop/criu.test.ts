@@ -236,3 +236,14 @@ test.serial('runc --criu CRIU 4.2 restores a container checkpointed with runc --
   const count = Number(fs.readFileSync(path.join(c.bundle, 'rootfs', 'data', 'count'), 'utf8'));
   t.true(count > at, 'the container still writes /data/count');
 });
+
+// The fdstate workload's modes (file flags and owners, a deleted file's attributes, UDP
+// shutdown, packet sockets, epoll watches through closed fds, fanotify, strict seccomp) both
+// ways: CRIU restores stasis's dump, stasis restores CRIU's.
+for (const mode of ['pipe-flags', 'fown', 'file-attr', 'udp-shutdown', 'packet', 'epoll-closed', 'fanotify', 'seccomp-strict']) {
+  for (const hop of [['stasis', 'criu'], ['criu', 'stasis']] as [Tool, Tool][]) {
+    test.serial(`fdstate ${mode}: ${hop[0]} dumps, ${hop[1]} restores, and the workload's checks pass`, async (t) => {
+      await selfCheckThrough(t, 'fdstate', [hop], (d) => [d, mode]);
+    });
+  }
+}

@@ -10,7 +10,7 @@ import { applying } from '../errors.js';
 import { SYS } from '../../sys/arch.js';
 import { Injector } from '../../sys/inject.js';
 import { tgkill } from '../../sys/native.js';
-import { SIGCHLD, cont, waitTask } from '../../sys/ptrace.js';
+import { SIGCHLD, SIGKILL, cont, waitTask } from '../../sys/ptrace.js';
 import { CLONE, cloneInto, createTask } from '../clone.js';
 import { restoreFs } from '../fs.js';
 import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../sigactions.js';
@@ -192,8 +192,11 @@ export function zombiesDie(run: RestoreRun): void {
 function becomeZombie(t: Restoring, status: number): void {
   const { inj } = t;
   const sig = status & 0x7f;
-  if (sig) {
-    // Killed by a signal: die of it, with its default action, unblocked.
+  if (sig === SIGKILL) {
+    // Its action cannot be set, nor is it needed: it kills a stopped task as it is.
+    tgkill(t.hpid, t.hpid, sig);
+  } else if (sig) {
+    // Killed by another signal: die of it, with its default action, unblocked.
     inj.callChecked(SYS.rt_sigaction, sig, inj.writeScratch(Buffer.alloc(32)), 0, 8);
     inj.finish({ sigmask: 0n });
     tgkill(t.hpid, t.hpid, sig);

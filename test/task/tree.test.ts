@@ -25,6 +25,16 @@ test.serial('groups and sessions whose leader has exited are restored with their
   await selfCheckRoundTrip(t, 'orphans');
 });
 
+test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSEGV, SIGTERM) are collected after restore with their exact wait status', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'zombies', {
+    afterReady: (_w, ready) => {
+      const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+      t.teardown(() => pids.forEach(killPid));
+    },
+  });
+  for (const item of ['exit-0', 'exit-3', 'sigkill', 'sigsegv', 'sigterm', 'no-other-children']) t.true(r.lines.includes(`ok ${item}`), item);
+});
+
 /**
  * A three-process tree whose first child is SIGKILLed while the tree is seized: once the
  * children are listed (`listed`), or once it is seized and not yet interrupted (`seized`).

@@ -2,7 +2,8 @@
  * parent collects them once DIR/check appears (after restore) and checks what wait reports.
  *   zombies DIR
  * Children: exit(0); exit(3); killed by SIGKILL, by SIGSEGV (a write through NULL; no core
- * dump: RLIMIT_CORE 0) and by SIGTERM, each its own doing. Prints "ready PID child=PID,...". */
+ * dump: RLIMIT_CORE 0) and by SIGTERM, each its own doing. None leaves a core file in DIR, the
+ * cwd they share with the parent. Prints "ready PID child=PID,...". */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -56,5 +57,6 @@ int main(int argc, char **argv) {
     report(ok, d->name, "waitpid %d, status %#x", got, st);
   }
   report(waitpid(-1, NULL, WNOHANG) == -1, "no-other-children", "a child is left");
+  report(access("core", F_OK) != 0, "no-core-file", "DIR/core exists");
   return result();
 }

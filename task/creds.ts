@@ -1,7 +1,8 @@
 // Credentials of a thread (thread_core.creds): uids, gids, groups, capability sets, securebits,
 // no_new_privs. Read from /proc/PID/status and prctl; restored only where they differ from what
-// the new task inherited from stasis, in the order the kernel allows (groups and gids while still
-// privileged, uids with KEEPCAPS, then the capability sets).
+// the new task inherited from stasis, in the order the kernel allows (groups, then the ids with
+// the NO_SETUID_FIXUP securebit so that no capability goes yet, then what needs CAP_SETPCAP,
+// then the capability sets).
 
 import { SYS } from '../sys/arch.js';
 import type { Injector, Questions } from '../sys/inject.js';
@@ -20,7 +21,7 @@ const PR_SET_NO_NEW_PRIVS = 38;
 const PR_CAPBSET_DROP = 24;
 const PR_CAP_AMBIENT = 47;
 const PR_CAP_AMBIENT_RAISE = 2;
-const SECBIT_KEEP_CAPS = 1 << 4;
+const SECBIT_NO_SETUID_FIXUP = 1 << 2;
 const LINUX_CAPABILITY_VERSION_3 = 0x20080522;
 
 const words = (v: bigint): number[] => [Number(v & 0xffffffffn), Number(v >> 32n)];
@@ -64,42 +65,58 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   if (!c) return;
   now ??= credsFromStatus(readStatus(inj.pid), Number(inj.callChecked(SYS.prctl, PR_GET_SECUREBITS)));
   if (same(now, c)) return;
-  // Bounding set first, while we still hold CAP_SETPCAP.
+  // The thread starts with stasis's credentials (root, every capability, no securebits). Each
+  // step below needs a capability that a later one may take away, hence their order: whatever
+  // needs CAP_SETPCAP (securebits, the bounding set, inheritable bits beyond the bounding set)
+  // comes before the capability sets are set for good, last.
+  const cgroups = c.groups ?? [];
+  const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
+  cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+  inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
+  // Leaving uid 0 (or fsuid 0) clears capabilities, even the permitted ones without KEEP_CAPS;
+  // with NO_SETUID_FIXUP the ids change and the capabilities stay as they are.
+  const uidsChange = c.uid !== now.uid || c.euid !== now.euid || c.suid !== now.suid || c.fsuid !== now.fsuid;
+  let secbits = now.secbits;
+  if (uidsChange && !(secbits & SECBIT_NO_SETUID_FIXUP)) {
+    secbits |= SECBIT_NO_SETUID_FIXUP;
+    inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, secbits);
+  }
+  inj.callChecked(SYS.setresgid, c.gid, c.egid, c.sgid);
+  inj.call(SYS.setfsgid, c.fsgid);
+  inj.callChecked(SYS.setresuid, c.uid, c.euid, c.suid);
+  inj.call(SYS.setfsuid, c.fsuid);
+  // The inheritable set first, while the bounding set is whole: a bit the image has there and
+  // not in its bounding set (a container's process that dropped one) can only be added now.
+  const inh = join(c.cap_inh);
+  if (inh !== join(now.cap_inh)) capset(inj, { eff: join(now.cap_eff), prm: join(now.cap_prm), inh });
+  // Ambient capabilities need theirs permitted and inheritable (both are, still) and no
+  // NO_CAP_AMBIENT_RAISE securebit (set below, if the image has it).
+  const amb = join(c.cap_amb);
+  for (let cap = 0; cap < 64; cap++) {
+    if (amb & (1n << BigInt(cap))) inj.callChecked(SYS.prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+  }
   const bnd = join(c.cap_bnd);
   for (let cap = 0; cap < 64; cap++) {
     if (!(bnd & (1n << BigInt(cap))) && join(now.cap_bnd) & (1n << BigInt(cap))) {
       inj.call(SYS.prctl, PR_CAPBSET_DROP, cap);
     }
   }
-  const cgroups = c.groups ?? [];
-  const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
-  cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
-  // Securebits need CAP_SETPCAP, which capset() below may drop: set them now, with keep-caps
-  // added only while the uids change (and cleared after, if the image has it clear).
-  const uidsChange = c.uid !== now.uid || c.euid !== now.euid || c.suid !== now.suid;
-  const secbits = uidsChange ? c.secbits | SECBIT_KEEP_CAPS : c.secbits;
-  if (secbits !== now.secbits) inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, secbits);
-  inj.callChecked(SYS.setresgid, c.gid, c.egid, c.sgid);
-  inj.call(SYS.setfsgid, c.fsgid);
-  inj.callChecked(SYS.setresuid, c.uid, c.euid, c.suid);
-  inj.call(SYS.setfsuid, c.fsuid);
-  // capset(header{version, pid}, data[2]{effective, permitted, inheritable})
+  if (c.secbits !== secbits) inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, c.secbits);
+  // Last: the sets only shrink (the ambient set with them, to what stays permitted and inheritable).
+  capset(inj, { eff: join(c.cap_eff), prm: join(c.cap_prm), inh });
+  if (c.no_new_privs) inj.callChecked(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/** capset(header{version, pid}, data[2]{effective, permitted, inheritable}) for the thread itself. */
+function capset(inj: Injector, sets: { eff: bigint; prm: bigint; inh: bigint }): void {
   const hdr = Buffer.alloc(8);
   hdr.writeUInt32LE(LINUX_CAPABILITY_VERSION_3, 0);
   const data = Buffer.alloc(24);
+  const [eff, prm, inh] = [words(sets.eff), words(sets.prm), words(sets.inh)];
   for (let i = 0; i < 2; i++) {
-    data.writeUInt32LE(c.cap_eff[i] ?? 0, i * 12);
-    data.writeUInt32LE(c.cap_prm[i] ?? 0, i * 12 + 4);
-    data.writeUInt32LE(c.cap_inh[i] ?? 0, i * 12 + 8);
+    data.writeUInt32LE(eff[i]!, i * 12);
+    data.writeUInt32LE(prm[i]!, i * 12 + 4);
+    data.writeUInt32LE(inh[i]!, i * 12 + 8);
   }
-  const h = inj.writeScratch(hdr, 0);
-  const d = inj.writeScratch(data, 64);
-  inj.callChecked(SYS.capset, h, d);
-  const amb = join(c.cap_amb);
-  for (let cap = 0; cap < 64; cap++) {
-    if (amb & (1n << BigInt(cap))) inj.callChecked(SYS.prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
-  }
-  if (secbits !== c.secbits) inj.callChecked(SYS.prctl, PR_SET_SECUREBITS, c.secbits);
-  if (c.no_new_privs) inj.callChecked(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  inj.callChecked(SYS.capset, inj.writeScratch(hdr, 0), inj.writeScratch(data, 64));
 }

@@ -38,7 +38,7 @@ import { CLONE } from './clone.js';
 import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
-import { pidNumbering } from './pidns.js';
+import { pidNumbering, type PidNumbering } from './pidns.js';
 import { SECCOMP_IMAGE, SeccompTable } from './seccomp.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
 
@@ -180,6 +180,8 @@ interface DumpState {
   /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
   segments?: ReadonlyMap<number, number>;
   seccomp: SeccompTable;
+  /** Pids as the tree's own pid namespace numbers them (the same as ours on the host). */
+  pids: PidNumbering;
   /** Hands over an image write; the dump checks all of them before inventory.img. */
   write: (pending: Promise<void>) => void;
   /**
@@ -305,7 +307,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const mm = dumpMm(pid, askedMm(), stat, vmas, st.files);
   const sigactions = dumpSigactions(inj, status);
   const timers = askedTimers();
-  const posix = dumpPosixTimers(inj, readTimers(pid));
+  const posix = dumpPosixTimers(inj, readTimers(pid), st.pids.pid);
   if (posix.length) timers.posix = posix;
   if (st.utsOf === pid) st.uts = dumpUts(inj);
   if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
@@ -415,10 +417,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write, handBack, pinTo, guarded,
+      write, handBack, pinTo, guarded, pids: pidNumbering(tree),
     };
-    // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
-    const v = pidNumbering(tree);
+    const v = st.pids;
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
     const dumped: ProcessImages[] = [];

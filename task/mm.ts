@@ -12,7 +12,7 @@ import { PAGE_SIZE, SYS, type SyscallSpec } from '../sys/arch.js';
 import { Injector, MAP, PROT, type Questions } from '../sys/inject.js';
 import { getRseqConfiguration } from '../sys/ptrace.js';
 import {
-  MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
+  MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_DROPPABLE, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices, parseAuxv, readAuxv, readExe,
 } from '../sys/proc/index.js';
 import { regFileEntry, openInTask, dumpPathFile, openRegEntry, noteReachable, type RegOpenContext } from '../files/reg.js';
@@ -69,8 +69,18 @@ export interface MmEntry {
   mm_saved_auxv: bigint[]; vmas: VmaEntry[]; dumpable?: number; thp_disabled?: boolean;
 }
 
+/** A private mapping, or a droppable one (a private mapping whose pages the kernel may free). */
 export function isPrivate(v: VmaEntry): boolean {
-  return (v.flags & MAP.PRIVATE) !== 0;
+  return (v.flags & (MAP.PRIVATE | MAP_DROPPABLE)) !== 0;
+}
+
+/**
+ * The mapping type mmap takes for a VMA: MAP_SHARED, MAP_PRIVATE, or MAP_DROPPABLE, which is a
+ * type of its own (never or-ed with MAP_PRIVATE: mmap says EINVAL to that).
+ */
+function mapType(shared: boolean, flags: number): number {
+  if (shared) return MAP.SHARED;
+  return flags & MAP_DROPPABLE ? MAP_DROPPABLE : MAP.PRIVATE;
 }
 
 /** VMAs whose page contents belong in the image (private memory; not the kernel's vDSO/vvar). */
@@ -131,7 +141,8 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
   segments?: ReadonlyMap<number, number>): VmaEntry[] {
   const out: VmaEntry[] = [];
   for (const v of smaps) {
-    const flags = (v.shared ? MAP.SHARED : MAP.PRIVATE) | vmFlagsMapFlags(v.vmFlags);
+    const mapFlags = vmFlagsMapFlags(v.vmFlags);
+    const flags = mapType(v.shared, mapFlags) | mapFlags;
     const add = (flags: number, status: number, pgoff = 0n, shmid = 0n, fdflags?: number) => {
       out.push(vmaEntry(v, flags, status, pgoff, shmid, fdflags));
     };
@@ -391,7 +402,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
       const len = Number(v.end - v.start);
       const fill = willFill(v);
       const prot = v.prot | (fill ? PROT.WRITE : 0);
-      const extra = v.flags & ~(MAP.SHARED | MAP.PRIVATE | MAP.ANONYMOUS);
+      const extra = v.flags & ~(MAP.SHARED | MAP.PRIVATE | MAP_DROPPABLE | MAP.ANONYMOUS);
       if (v.status & (VMA.FILE_PRIVATE | VMA.FILE_SHARED)) {
         let fd = fds.get(v.shmid);
         if (fd === undefined) {
@@ -409,7 +420,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
         const shared = v.status & VMA.FILE_SHARED ? MAP.SHARED : MAP.PRIVATE;
         calls.push([SYS.mmap, v.start, len, prot, shared | MAP.FIXED | extra, fd, v.pgoff]);
       } else if (v.status & VMA.ANON_PRIVATE) {
-        calls.push([SYS.mmap, v.start, len, prot, MAP.PRIVATE | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0]);
+        calls.push([SYS.mmap, v.start, len, prot, mapType(false, v.flags) | MAP.ANONYMOUS | MAP.FIXED | extra, -1, 0]);
       } else if (v.status & VMA.SYSVIPC) {
         // The segment exists again in the task's ipc namespace (sysv-ipc.ts), under its old id.
         const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);

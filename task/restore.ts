@@ -6,8 +6,9 @@
 //                  leaders that are gone, zombies; each process's memory (memory.ts), files
 //                  (files.ts), signal actions, cwd and name before its children are cloned
 //   namespaces.ts  the tree's own namespaces, made with the first task and set up in it
-//   attributes.ts  each process's fs context, timers, limits and the like
-//   threads.ts     threads cloned, per-thread state, pending signals, registers; all let go
+//   attributes.ts  each process's fs context, interval timers, limits and the like
+//   threads.ts     threads cloned, POSIX timers (which may signal one thread), per-thread state,
+//                  pending signals, registers; all let go
 // If anything fails, every task created is killed: a restore leaves a running tree or nothing.
 
 import { restoreStats, writeRestoreStats } from './stats.js';

@@ -127,7 +127,8 @@ export function restoreThreadCore(inj: Injector, t: ThreadCoreEntry, clearTidAdd
     calls.push([`alternate signal stack 0x${BigInt(t.sas.ss_sp).toString(16)}`, [SYS.sigaltstack, inj.writeScratch(ss), 0]]);
   }
   if (t.pdeath_sig) calls.push([`parent-death signal ${t.pdeath_sig}`, [SYS.prctl, PR_SET_PDEATHSIG, t.pdeath_sig]]);
-  if (t.rseq_entry) {
+  // CRIU writes an entry of zeros for a thread without an rseq area.
+  if (t.rseq_entry && BigInt(t.rseq_entry.rseq_abi_pointer)) {
     const r = t.rseq_entry;
     calls.push([`rseq area 0x${BigInt(r.rseq_abi_pointer).toString(16)} (${r.rseq_abi_size} bytes)`,
       [SYS.rseq, r.rseq_abi_pointer, r.rseq_abi_size, 0, r.signature]]);

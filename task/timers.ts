@@ -59,7 +59,8 @@ const ITIMERSPEC_SIZE = 32;
 /** struct sigevent is 64 bytes: sigev_value, sigev_signo, sigev_notify, then the tid. */
 const SIGEVENT_SIZE = 64;
 
-export function dumpPosixTimers(inj: TaskCalls, timers: readonly PosixTimer[]): PosixTimerEntry[] {
+/** `tidOf`: a thread's id in the dumped tree's pid namespace, from stasis's (the signal's target). */
+export function dumpPosixTimers(inj: TaskCalls, timers: readonly PosixTimer[], tidOf: (host: number) => number): PosixTimerEntry[] {
   const at = inj.scratch(ITIMERSPEC_SIZE);
   return timers.map((t) => {
     inj.callChecked(SYS.timer_gettime, t.id, at);
@@ -73,12 +74,17 @@ export function dumpPosixTimers(inj: TaskCalls, timers: readonly PosixTimer[]): 
       overrun, isec: b.readBigInt64LE(0), insec: b.readBigInt64LE(8), vsec: b.readBigInt64LE(16),
       vnsec: b.readBigInt64LE(24),
     };
-    if (t.notifyTarget === 'tid') entry.notify_thread_id = t.notifyPid;
+    if (t.notifyTarget === 'tid') entry.notify_thread_id = tidOf(t.notifyPid);
     return entry;
   });
 }
 
-export function restorePosixTimers(inj: Injector, timers: readonly PosixTimerEntry[] | undefined): void {
+/**
+ * A process's timers, made by its main thread (`inj`; `pid`, its id in its pid namespace). A
+ * timer that signals one thread names it by its id in the process's pid namespace, and that
+ * thread must exist: the process's threads are restored first.
+ */
+export function restorePosixTimers(inj: Injector, pid: number, timers: readonly PosixTimerEntry[] | undefined): void {
   if (!timers?.length) return;
   const byId = [...timers].sort((a, b) => a.it_id - b.it_id);
   const withIds = inj.call(SYS.prctl, PR_TIMER_CREATE_RESTORE_IDS, 1, 0, 0, 0) === 0n;
@@ -88,7 +94,7 @@ export function restorePosixTimers(inj: Injector, timers: readonly PosixTimerEnt
       ev.writeBigUInt64LE(BigInt(t.sival_ptr), 0);
       ev.writeInt32LE(t.si_signo, 8);
       ev.writeInt32LE(t.it_sigev_notify, 12);
-      if (t.it_sigev_notify & SIGEV_THREAD_ID) ev.writeInt32LE(t.notify_thread_id ?? inj.pid, 16);
+      if (t.it_sigev_notify & SIGEV_THREAD_ID) ev.writeInt32LE(t.notify_thread_id ?? pid, 16);
       const evAt = inj.writeScratch(ev, 0);
       const idAt = evAt + BigInt(SIGEVENT_SIZE);
       for (;;) {

@@ -1,6 +1,7 @@
 // Each live process's own attributes, once every process exists: fs context (cwd, root, umask),
-// SIGCHLD's action, interval and POSIX timers, resource limits, personality, child-subreaper
-// flag and OOM score. Credentials, seccomp and the rest of what is per thread: threads.ts.
+// SIGCHLD's action, interval timers, resource limits, personality, child-subreaper flag and OOM
+// score. POSIX timers (which may signal one thread), credentials, seccomp and the rest of what is
+// per thread: threads.ts.
 
 import fs from 'node:fs';
 import { imageFileName } from '../../images/index.js';
@@ -10,7 +11,7 @@ import { SIGCHLD } from '../../sys/ptrace.js';
 import { restoreFs } from '../fs.js';
 import { restoreRlimits } from '../rlimits.js';
 import { restoreSigactions } from '../sigactions.js';
-import { restoreItimers, restorePosixTimers } from '../timers.js';
+import { restoreItimers } from '../timers.js';
 import type { RestoreRun, Restoring } from './state.js';
 import { sigactionsOf } from './tree.js';
 
@@ -29,7 +30,6 @@ export function restoreAttributes(run: RestoreRun, t: Restoring): void {
   applying(core, `${task}: SIGCHLD action`,
     () => restoreSigactions(inj, sigactionsOf(p), { only: (sig) => sig === SIGCHLD, unconditionally: true }));
   applying(core, `${task}: interval timers`, () => restoreItimers(inj, tc.timers));
-  applying(core, `${task}: POSIX timers`, () => restorePosixTimers(inj, tc.timers?.posix));
   applying(core, `${task}: resource limits`, () => restoreRlimits(t.hpid, tc.rlimits));
   // Personality and OOM score are stasis's (inherited through the seed) until set.
   const personality = Number(tc.personality ?? 0) & PER_LINUX_MASK;

@@ -81,6 +81,13 @@ function checkCore(core: Message, main: boolean): void {
   restoredRegs(ti); // refuses a 32-bit task
 }
 
+/** Whether core-PID.img is there and says the process is dead (a zombie). */
+async function deadProcess(images: ImageDir, pid: number): Promise<boolean> {
+  const name = imageFileName('CORE', pid);
+  if (!fs.existsSync(images.file(name))) return false;
+  return Number((await images.message(name)).tc?.task_state) === TASK_DEAD;
+}
+
 /** Read and check every image before any process is created. */
 export async function load(dir: string): Promise<LoadedImages> {
   let images: ImageDir;
@@ -104,8 +111,10 @@ export async function load(dir: string): Promise<LoadedImages> {
   const seen = new Set<number>();
   for (const e of pstree) {
     const pid = Number(e.pid);
-    // CRIU lists a zombie's one thread as 0 (it has no threads left to read): its core is core-PID.
-    const threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
+    // CRIU lists a zombie's one thread as 0, or as whatever number its memory held (it has no
+    // threads left to read): its core is core-PID, which says it is dead.
+    let threads = ((e.threads ?? []) as number[]).map(Number).filter((tid) => tid !== 0);
+    if (threads.length === 1 && threads[0] !== pid && await deadProcess(images, pid)) threads = [];
     if (!threads.length) threads.push(pid);
     applying('pstree.img', `process ${pid}`, () => {
       if (threads[0] !== pid) throw new Error(`its first thread is ${threads[0]}, not the process itself`);

@@ -1,7 +1,8 @@
 // Threads and what is per thread. Threads are cloned into their process once its memory and
-// files exist; then each thread gets its seccomp filters, credentials and the rest of its core
-// (thread.ts), its own pending signals, FPU state and, last, registers and blocked mask. The
-// process-wide pending signals are queued first. Then the whole tree is let go at once.
+// files exist; then the process's POSIX timers are made (one may signal a thread of its own),
+// and each thread gets its seccomp filters, credentials and the rest of its core (thread.ts),
+// its own pending signals, FPU state and, last, registers and blocked mask. The process-wide
+// pending signals are queued first. Then the whole tree is let go at once.
 
 import { imageFileName } from '../../images/index.js';
 import { applying } from '../errors.js';
@@ -13,6 +14,7 @@ import { THREAD_FLAGS, cloneInto } from '../clone.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from '../regs.js';
 import { SECCOMP_IMAGE, restoreSeccomp } from '../seccomp.js';
 import { restorePendingSignals } from '../signals.js';
+import { restorePosixTimers } from '../timers.js';
 import { restoreThreadCore, type ThreadCoreEntry } from '../thread.js';
 import { TASK_DEAD, TASK_STOPPED } from '../tree.js';
 import { vdsoOf } from './memory.js';
@@ -48,6 +50,7 @@ export function restoreThreads(run: RestoreRun, plan: Plan): void {
     const { p } = t;
     const tc = p.cores.get(p.pid)!.tc;
     if (sigchldTo.has(p.pid)) drainSigchld(t.inj); // the image says what was really pending
+    applying(imageFileName('CORE', p.pid), `task ${p.pid}: POSIX timers`, () => restorePosixTimers(t.inj, p.pid, tc.timers?.posix));
     applying(imageFileName('CORE', p.pid), `task ${p.pid}: pending signals`, () => restorePendingSignals(t.inj, p.pid, tc.signals_s));
     for (const [tid, inj] of [...t.threads, [p.pid, t.inj] as const]) {
       const core = p.cores.get(tid)!;

@@ -10,7 +10,7 @@ import { applying } from '../errors.js';
 import { SYS } from '../../sys/arch.js';
 import { Injector } from '../../sys/inject.js';
 import { tgkill } from '../../sys/native.js';
-import { SIGCHLD, cont, waitTask } from '../../sys/ptrace.js';
+import { SIGCHLD, SIGKILL, cont, waitTask } from '../../sys/ptrace.js';
 import { CLONE, cloneInto, createTask } from '../clone.js';
 import { restoreFs } from '../fs.js';
 import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../sigactions.js';
@@ -25,6 +25,9 @@ import type { Helper, Plan } from './plan.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 const WALL = 0x40000000;
+const PR_SET_DUMPABLE = 4;
+/** The wait status bit of a process that dumped core. */
+const WCOREFLAG = 0x80;
 
 export function sigactionsOf(p: ProcessImages): SaEntry[] {
   return (p.cores.get(p.pid)!.tc.sigactions ?? []) as SaEntry[];
@@ -193,9 +196,14 @@ export function zombiesDie(run: RestoreRun): void {
 function becomeZombie(t: Restoring, status: number): void {
   const { inj } = t;
   const sig = status & 0x7f;
-  if (sig) {
-    // Killed by a signal: die of it, with its default action, unblocked.
+  if (sig === SIGKILL) {
+    // Its action cannot be set, nor is it needed: it kills a stopped task as it is.
+    tgkill(t.hpid, t.hpid, sig);
+  } else if (sig) {
+    // Killed by another signal: die of it, with its default action, unblocked. Not dumpable
+    // unless its status says it dumped core: no core file of the stand-in, no core flag.
     inj.callChecked(SYS.rt_sigaction, sig, inj.writeScratch(Buffer.alloc(32)), 0, 8);
+    if (!(status & WCOREFLAG)) inj.callChecked(SYS.prctl, PR_SET_DUMPABLE, 0);
     inj.finish({ sigmask: 0n });
     tgkill(t.hpid, t.hpid, sig);
     cont(t.hpid, 0);

@@ -272,6 +272,9 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   t.deepEqual(restored.lines.filter((l) => l.startsWith('FAIL')), []);
   t.true(restored.lines.includes('result PASS'), restored.lines.join('\n'));
   await restored.closed;
+  // runc may see it running a moment longer than its output lasts.
+  const until = Date.now() + 5000;
+  while ((c.state()?.status ?? 'stopped') !== 'stopped' && Date.now() < until) await sleep(20);
   t.is(c.state()?.status ?? 'stopped', 'stopped', 'the restored workload checked itself and exited');
   return { dir, work, c, out, restored };
 }

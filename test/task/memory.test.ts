@@ -9,3 +9,10 @@ test.serial('shared anonymous memory, a shared memfd (mapped again read-only by 
     },
   });
 });
+
+const VMA_FLAG_ITEMS = ['noreserve-dontdump', 'locked-sequential', 'dontfork', 'hugepage', 'mergeable', 'noreserve-random-wipeonfork', 'growsdown', 'droppable'];
+
+test.serial('anonymous mappings made MAP_NORESERVE, MAP_LOCKED, MAP_GROWSDOWN or MAP_DROPPABLE and advised (DONTDUMP, SEQUENTIAL, DONTFORK, HUGEPAGE, MERGEABLE, RANDOM, WIPEONFORK) come back with the same VmFlags and bytes', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'vma-flags');
+  for (const item of VMA_FLAG_ITEMS) t.true(r.lines.includes(`ok ${item}`), `${item}: ${r.lines.join(' | ')}`);
+});

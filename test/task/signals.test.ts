@@ -10,3 +10,10 @@ test.serial('POSIX timers keep their ids and times, itimers run on, and queued s
     },
   });
 });
+
+test.serial('a POSIX timer that signals one thread (SIGEV_THREAD_ID) still signals that thread alone, and a glibc SIGEV_THREAD timer still runs its function', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'thread-timers');
+  for (const item of ['thread-timer-interval', 'thread-timer-not-for-main', 'thread-timer-fires-in-worker', 'sigev-thread-interval', 'sigev-thread-fires']) {
+    t.true(r.lines.includes(`ok ${item}`), item);
+  }
+});

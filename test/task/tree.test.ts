@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import { killPid, selfCheckRoundTrip } from '../helpers/stasis.js';
 import { SeizedTree, TASK_DEAD } from '../../task/tree.js';
 import { buildWorkload, underReaper } from '../../test-containers/launch.js';
@@ -23,6 +24,24 @@ test.serial('a three-level tree with threads, a shared pipe, file, eventfd and u
 
 test.serial('groups and sessions whose leader has exited are restored with their ids', async (t) => {
   await selfCheckRoundTrip(t, 'orphans');
+});
+
+test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSEGV, SIGTERM) are collected after restore with their exact wait status, and none dumps core on the way even where stasis may', async (t) => {
+  // Core files allowed for this test's processes, stasis among them; put back at the end.
+  const core = () => execFileSync('prlimit', ['--pid', String(process.pid), '--core', '--raw', '--noheadings', '-o', 'SOFT,HARD'], { encoding: 'utf8' }).trim().split(/\s+/);
+  const [soft, hard] = core();
+  t.teardown(() => {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--core=${soft}:${hard}`]);
+  });
+  execFileSync('prlimit', ['--pid', String(process.pid), `--core=${hard}:${hard}`]);
+  t.is(core()[0], hard);
+  const { r } = await selfCheckRoundTrip(t, 'zombies', {
+    afterReady: (_w, ready) => {
+      const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+      t.teardown(() => pids.forEach(killPid));
+    },
+  });
+  for (const item of ['exit-0', 'exit-3', 'sigkill', 'sigsegv', 'sigterm', 'no-other-children', 'no-core-file']) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
 /**

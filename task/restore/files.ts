@@ -73,7 +73,7 @@ export class TreeFiles {
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
-        kept,
+        kept, imagePid: p.pid,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) this.spares.push({ t, fd });

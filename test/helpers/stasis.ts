@@ -242,6 +242,8 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   /** Called with the bundle's rootfs before the container starts (files the workload needs). */
   prepare?: (rootfs: string) => void;
   afterDump?: (imagesDir: string) => Promise<void>;
+  /** More arguments for `runc checkpoint` and `runc restore` (`--file-locks`). */
+  runcArgs?: string[];
 } = {}): Promise<ContainerSelfCheck> {
   const dir = tmpDir(t, `stasis-${workload}-ct-`);
   const c = RuncContainer.create(dir);
@@ -254,11 +256,11 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   const out = await c.run();
   await out.waitForLine(opts.ready ?? /^ready\b/);
   const images = path.join(dir, 'img');
-  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'));
+  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.runcArgs);
   t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
   await out.closed;
   await opts.afterDump?.(images);
-  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'));
+  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'), opts.runcArgs);
   t.is(code, 0, `runc restore: ${restored.lines.join(' | ')} ${logTail(path.join(dir, 'rwork', 'restore.log'))}`);
   const work = path.join(rootfs, 'data');
   fs.writeFileSync(path.join(work, 'check'), '');

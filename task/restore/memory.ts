@@ -14,6 +14,7 @@ import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
 import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from '../pages.js';
+import { shmPageSize, type SysvImages } from '../sysv-ipc.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
 
@@ -77,7 +78,7 @@ export class TreeMemory {
     const mmFile = imageFileName('MM', p.pid);
     const task = `task ${p.pid}`;
     const space = applying(mmFile, task,
-      () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited));
+      () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd, sysvSegment: (id) => sysvSegment(img.sysv, id) }, direct ? () => false : hasDumpablePages, inherited));
     t.layout = space.layout;
     const progress = opts.progress;
     const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
@@ -91,6 +92,12 @@ export class TreeMemory {
     this.run.pages += n;
     return n;
   }
+}
+
+/** A SysV segment of the dump's ipc namespace: its size and the size of its pages. */
+function sysvSegment(sysv: SysvImages | undefined, shmid: number): { size: bigint; pageSize: bigint } | undefined {
+  const e = sysv?.shm.find((x) => Number((x.message.desc as Record<string, unknown>).id) === shmid);
+  return e && { size: BigInt(e.message.size as bigint), pageSize: shmPageSize(e.message) };
 }
 
 function sameMmFields(a: MmEntry, b: MmEntry): boolean {

@@ -8,6 +8,7 @@ import { selfCheckInContainer, selfCheckRoundTrip } from '../helpers/stasis.js';
 const workloads: { name: string; what: string; dumpArgs?: string[] }[] = [
   { name: 'locks', what: 'POSIX, flock and OFD locks, of the root and of children, come back held by their owners', dumpArgs: ['--file-locks'] },
   { name: 'sessions', what: 'sessions left behind by a parent that started its own, and a session led by a zombie, come back' },
+  { name: 'pending', what: 'signals queued to the process and to a thread come back with their siginfo' },
   { name: 'shmparts', what: 'SysV shared memory attached in parts (split by mprotect, cut by munmap) comes back in its parts, shared' },
 ];
 

@@ -1,6 +1,6 @@
 /* shmparts: SysV shared memory attached in parts, in an ipc namespace of the process's own
- * (it unshares one).
- *   shmparts DIR [hugetlb]
+ * (with `unshare-ipc` it makes one: in a container it has one).
+ *   shmparts DIR [hugetlb] [unshare-ipc]
  * Segment "split" (3 pages) attached whole, its first page made read-only (two VMAs: read at
  * offset 0, read-write at offset 1 page); segment "middle" (4 pages) attached whole, then its
  * first and last pages unmapped (one VMA of 2 pages at offset 1 page). With `hugetlb`, segment
@@ -91,8 +91,12 @@ static void check_shared(const char *item, int id, unsigned char *mapped, size_t
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2 || chdir(argv[1])) return die("chdir");
-  int huge = argc > 2 && !strcmp(argv[2], "hugetlb");
-  if (unshare(CLONE_NEWIPC)) return die("unshare ipc");
+  int huge = 0, own = 0;
+  for (int i = 2; i < argc; i++) {
+    huge |= !strcmp(argv[i], "hugetlb");
+    own |= !strcmp(argv[i], "unshare-ipc");
+  }
+  if (own && unshare(CLONE_NEWIPC)) return die("unshare ipc");
 
   int split = shmget(IPC_PRIVATE, 3 * PAGE, IPC_CREAT | 0600);
   if (split < 0) return die("shmget split");

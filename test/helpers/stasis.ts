@@ -268,6 +268,8 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   t.deepEqual(restored.lines.filter((l) => l.startsWith('FAIL')), []);
   t.true(restored.lines.includes('result PASS'), restored.lines.join('\n'));
   await restored.closed;
+  // Its stdout closes as it exits; runc's state says so a moment later.
+  for (let i = 0; i < 50 && (c.state()?.status ?? 'stopped') !== 'stopped'; i++) await sleep(100);
   t.is(c.state()?.status ?? 'stopped', 'stopped', 'the restored workload checked itself and exited');
   return { dir, work, c, out, restored };
 }

@@ -8,6 +8,7 @@ import { applying } from '../errors.js';
 import { keepApartFromStdio } from '../../sys/stdio.js';
 import { CLONE } from '../clone.js';
 import { NEWTIME } from '../namespaces.js';
+import { TASK_DEAD } from '../tree.js';
 import { checkMounts, mountsImageName } from '../../mount-ns/mounts.js';
 import { netnsImageName } from '../../net-ns/netns.js';
 import type { JoinNs, RestoreOptions } from '../restore.js';
@@ -34,18 +35,33 @@ export interface Helper {
  * from further up: each parent on the way did so). fork() gives a child its parent's session as
  * it is then; such a parent calls setsid() only once the children that stay in its old session
  * exist. And a process in the session of a leader that is its parent's child too (an orphan of
- * the leader, which may be a zombie): the leader clones it with CLONE_PARENT once it leads.
+ * the leader, which may be a zombie): the leader clones it with CLONE_PARENT once it leads. An
+ * orphan of a zombie leader whose parent is not the leader's is the child of the one that reaps
+ * orphans there (the pid namespace's init, or a child subreaper): the leader clones it as its
+ * own child, and it goes to that reaper when the leader dies as a zombie again.
  */
 export interface Sessions {
   /** Leaders that call setsid() after cloning the children that stay where they were born: pid → that session. */
   bornIn: Map<number, number>;
   /** Processes cloned by the leader of their session with CLONE_PARENT: pid → leader. */
   byLeader: Map<number, number>;
+  /** Processes cloned by their (zombie) session leader as its child, orphaned when it dies: pid → leader. */
+  orphanOf: Map<number, number>;
+  /** Child subreapers that must be so before the zombies die (their orphans come to them then). */
+  reapers: Set<number>;
 }
 
-function planSessions(procs: readonly ProcessImages[], ownSid: number, external: ReadonlySet<number>): Sessions {
+function planSessions(procs: readonly ProcessImages[], ownSid: number, external: ReadonlySet<number>, ownPidNs: boolean): Sessions {
   const byPid = new Map(procs.map((p) => [p.pid, p]));
-  const sessions: Sessions = { bornIn: new Map(), byLeader: new Map() };
+  const sessions: Sessions = { bornIn: new Map(), byLeader: new Map(), orphanOf: new Map(), reapers: new Set() };
+  const subreaper = (p: ProcessImages) => Boolean(p.cores.get(p.pid)!.tc.child_subreaper);
+  // Where the orphans of `p` go: the nearest child subreaper above it, or the pid namespace's init.
+  const reaperOf = (p: ProcessImages): ProcessImages | undefined => {
+    for (let up = byPid.get(p.ppid); up; up = byPid.get(up.ppid)) {
+      if (subreaper(up) || (ownPidNs && up.pid === 1)) return up;
+    }
+    return undefined;
+  };
   const sidOf = (pid: number) => (pid === 0 ? ownSid : byPid.get(pid)!.sid);
   for (const p of procs) {
     if (p.sid === p.pid || p.sid === sidOf(p.ppid) || external.has(p.sid)) continue;
@@ -63,7 +79,13 @@ function planSessions(procs: readonly ProcessImages[], ownSid: number, external:
       continue;
     }
     const leader = byPid.get(p.sid);
-    if (leader && leader.ppid === p.ppid && leader.sid === leader.pid) sessions.byLeader.set(p.pid, leader.pid);
+    if (!leader || leader.sid !== leader.pid) continue;
+    if (leader.ppid === p.ppid) {
+      sessions.byLeader.set(p.pid, leader.pid);
+    } else if (leader.state === TASK_DEAD && reaperOf(leader)?.pid === p.ppid) {
+      sessions.orphanOf.set(p.pid, leader.pid);
+      if (subreaper(byPid.get(p.ppid)!)) sessions.reapers.add(p.ppid);
+    }
   }
   return sessions;
 }
@@ -72,7 +94,7 @@ function planHelpers(procs: readonly ProcessImages[], ownSid: number, external: 
   const byPid = new Map(procs.map((p) => [p.pid, p]));
   const helpers: Helper[] = [];
   const sidOf = (pid: number) => (pid === 0 ? ownSid : byPid.get(pid)!.sid);
-  const inherits = (p: ProcessImages) => sessions.byLeader.has(p.pid) || sessions.bornIn.get(p.ppid) === p.sid;
+  const inherits = (p: ProcessImages) => sessions.byLeader.has(p.pid) || sessions.orphanOf.has(p.pid) || sessions.bornIn.get(p.ppid) === p.sid;
   for (const p of procs) {
     if (p.sid === p.pid || p.sid === sidOf(p.ppid) || external.has(p.sid) || inherits(p)) continue;
     if (byPid.has(p.sid)) {
@@ -119,7 +141,7 @@ export function makePlan(opts: RestoreOptions, img: LoadedImages, ownSid: number
   // A shell job's session and group belong to the shell: the restored job joins stasis's.
   const first = img.procs[0]!;
   const external = new Set(opts.shellJob ? [first.sid, first.pgid].filter((x) => x !== first.pid) : []);
-  const sessions = planSessions(img.procs, ownSid, external);
+  const sessions = planSessions(img.procs, ownSid, external, (img.nsFlags & CLONE.NEWPID) !== 0);
   const helpers = planHelpers(img.procs, ownSid, external, sessions);
   // In a pid namespace of its own, the tree's PIDs are all free.
   if (!(img.nsFlags & CLONE.NEWPID)) {

@@ -3,7 +3,8 @@
 // it. Before it clones its children a process gets its memory, signal actions, descriptors, cwd
 // and name, so that they start as copies of what they share with it. A leader born in a session
 // some of its children stay in clones those first and starts its own after them; a leader's
-// orphan in its session is cloned by the leader with CLONE_PARENT (plan.ts Sessions). Helpers
+// orphan in its session is cloned by the leader, with CLONE_PARENT or as its own child to be
+// orphaned again when the (zombie) leader dies (plan.ts Sessions). Helpers
 // stand in for session and group leaders that are gone (plan.ts); once all exist, groups are
 // joined, helpers exit, and zombies die with the status their parent will collect.
 
@@ -19,6 +20,7 @@ import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../s
 import { setComm, type ThreadCoreEntry } from '../thread.js';
 import { TASK_DEAD } from '../tree.js';
 import { placeInCgroups } from '../../cgroup/cgroups.js';
+import { PR_SET_CHILD_SUBREAPER } from './attributes.js';
 import type { ProcessImages } from './images.js';
 import type { TreeFiles } from './files.js';
 import { TreeMemory, vdsoOf } from './memory.js';
@@ -48,8 +50,8 @@ export function ignoredBy(p: ProcessImages): bigint {
  * The image's order where no session asks otherwise.
  */
 function creationOrder(procs: readonly ProcessImages[], sessions: Plan['sessions']): ProcessImages[] {
-  if (!sessions.bornIn.size && !sessions.byLeader.size) return [...procs];
-  const cloner = (p: ProcessImages) => sessions.byLeader.get(p.pid) ?? p.ppid;
+  if (!sessions.bornIn.size && !sessions.byLeader.size && !sessions.orphanOf.size) return [...procs];
+  const cloner = (p: ProcessImages) => sessions.byLeader.get(p.pid) ?? sessions.orphanOf.get(p.pid) ?? p.ppid;
   const clonedBy = new Map<number, ProcessImages[]>();
   for (const p of procs) clonedBy.set(cloner(p), [...(clonedBy.get(cloner(p)) ?? []), p]);
   const order: ProcessImages[] = [];
@@ -129,7 +131,8 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
   };
   for (const p of creationOrder(img.procs, plan.sessions)) {
     const sessionHelper = plan.helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
-    const leader = plan.sessions.byLeader.get(p.pid);
+    const orphanOf = plan.sessions.orphanOf.get(p.pid);
+    const leader = plan.sessions.byLeader.get(p.pid) ?? orphanOf;
     // The cloner in its old session only for the children born there.
     const cloner = leader ?? p.ppid;
     if (setsidLater.has(cloner) && birthSession(p, plan.sessions) !== plan.sessions.bornIn.get(cloner)) startSession(tasks.get(cloner)!);
@@ -137,7 +140,7 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     const task = `task ${p.pid}`;
     const pid = applying('pstree.img', `process ${p.pid}`, () => {
       if (sessionHelper) return cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
-      if (leader !== undefined) return cloneInto(tasks.get(leader)!.inj, { setTid: [p.pid], flags: CLONE.PARENT });
+      if (leader !== undefined) return cloneInto(tasks.get(leader)!.inj, { setTid: [p.pid], flags: orphanOf === undefined ? CLONE.PARENT : 0 });
       if (p.ppid === 0) return createTop(p.pid);
       return cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
     });
@@ -162,6 +165,11 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     if (p.sid === p.pid) {
       if (plan.sessions.bornIn.has(p.pid)) setsidLater.add(p.pid);
       else startSession(t);
+    }
+    // A child subreaper whose orphans come to it when the zombies die (below, before the
+    // attributes are set).
+    if (plan.sessions.reapers.has(p.pid)) {
+      applying(core, `${task}: child subreaper`, () => inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1));
     }
     // Its memory now, before it clones its children: they then copy this small address space
     // rather than the seed's copy of stasis, and have little to tear down.

@@ -8,7 +8,9 @@
  *     too: the grandchild leads a session, the great-grandchild is in the root's session;
  *   - "own": a child that calls setsid() first, then forks: the grandchild is in its session;
  *   - "zombie": a child that calls setsid(), forks, and exits; the root leaves it a zombie
- *     (waitid WNOWAIT), its child (now the root's) stays in the zombie's session and group.
+ *     (waitid WNOWAIT), its child (now the root's) stays in the zombie's session and group;
+ *   - "deep": the same one level down: a grandchild leads a session, forks, and exits, left a
+ *     zombie by its parent; its child comes to the root (the orphans' reaper), not to that parent.
  * Prints "ready", waits for DIR/check, then checks that every process has the session, group and
  * parent it had, the zombie is still a zombie with its exit status, and ends them all. */
 #define _GNU_SOURCE
@@ -147,10 +149,32 @@ int main(int argc, char **argv) {
     while (!__atomic_load_n(&procs[orphan].name, __ATOMIC_ACQUIRE)) nap(2);
     exit(7);
   }
+  /* deep: the zombie leader's parent is not its orphan's */
+  int middle = nprocs, deep = nprocs + 1, deep_orphan = nprocs + 2;
+  nprocs += 3;
+  pid_t m = fork();
+  if (!m) {
+    pid_t dz = fork();
+    if (!dz) {
+      if (setsid() < 0) exit(1);
+      record(deep, "deep-zombie-leader");
+      if (!fork()) {
+        record(deep_orphan, "deep-zombie-leader-orphan");
+        reparented(deep_orphan, root);
+        sleep_forever();
+      }
+      while (!__atomic_load_n(&procs[deep_orphan].name, __ATOMIC_ACQUIRE)) nap(2);
+      exit(9);
+    }
+    siginfo_t dsi;
+    if (waitid(P_PID, dz, &dsi, WEXITED | WNOWAIT)) exit(1);
+    record(middle, "deep-zombie-parent");
+    sleep_forever();
+  }
   siginfo_t si;
   if (waitid(P_PID, z, &si, WEXITED | WNOWAIT)) return die("waitid zombie");
   wait_rows(nprocs);
-  while (procs[orphan].ppid != root) nap(2);
+  while (procs[orphan].ppid != root || procs[deep_orphan].ppid != root) nap(2);
 
   printf("ready\n");
   wait_check();
@@ -174,7 +198,8 @@ int main(int argc, char **argv) {
   pid_t got = waitpid(z, &status, WNOHANG);
   report(got == z && WIFEXITED(status) && WEXITSTATUS(status) == 7, "zombie-leader-status",
          "waitpid gave %d, status 0x%x", got, status);
-  for (int i = 1; i < nprocs; i++) if (procs[i].pid != z) kill(procs[i].pid, SIGKILL);
+  report(state_of(procs[deep].pid) == 'Z', "deep-zombie-leader-state", "pid %d is in state %c, not Z", procs[deep].pid, state_of(procs[deep].pid));
+  for (int i = 1; i < nprocs; i++) if (procs[i].pid != z && i != deep) kill(procs[i].pid, SIGKILL);
   while (wait(NULL) > 0 || errno == EINTR) {}
   return result();
 }

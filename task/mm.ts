@@ -211,7 +211,7 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
 }
 
 /** The address space shmat() gives a segment of `size` bytes: whole pages of `unit` bytes. */
-export function attachedLength(size: number | bigint, unit = PAGE): bigint {
+function attachedLength(size: number | bigint, unit = PAGE): bigint {
   return (BigInt(size) + unit - 1n) / unit * unit;
 }
 

@@ -7,7 +7,9 @@
  *   - flock: the root holds flock(LOCK_EX) through a description a child inherited too;
  *   - shared: the root and a child hold flock(LOCK_SH), each through its own description;
  *   - ofd: the root holds an OFD write lock on bytes 0-4 through one description and an OFD
- *     read lock on bytes 10-19 through another.
+ *     read lock on bytes 10-19 through another;
+ *   - overlap: OFD read locks that overlap, each through a description of its own (bytes 0-19,
+ *     10-39, 0-99), each still shown on its own descriptor (fdinfo) after restore.
  * Prints "ready", waits for DIR/check, then checks each lock from a new process (F_GETLK gives
  * the owner, as this pid namespace numbers it; flock/OFD conflicts), then that the POSIX locks
  * are each child's own (gone when it is), and ends the children. */
@@ -48,6 +50,23 @@ static int try_flock(const char *file, int how) {
   int r = flock(fd, how | LOCK_NB) ? errno : 0;
   close(fd);
   return r;
+}
+
+/* The OFD lock fdinfo shows on `fd`: its start and end (-1: none). */
+static void ofd_lock_of(int fd, long long *start, long long *end) {
+  char path[64], line[256];
+  *start = *end = -1;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof line, f)) {
+    char kind[16], e[32];
+    long long st;
+    if (sscanf(line, "lock: %*d: %15s %*s %*s %*d %*x:%*x:%*d %lld %31s", kind, &st, e) == 3 && !strcmp(kind, "OFDLCK")) {
+      *start = st;
+      *end = strcmp(e, "EOF") ? atoll(e) : -2;
+    }
+  }
+  if (f) fclose(f);
 }
 
 static const char *type_name(short t) {
@@ -96,8 +115,8 @@ static int shared_holder(void *arg) {
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2 || chdir(argv[1])) return die("chdir");
-  const char *files[] = { "posix", "flock", "shared", "ofd" };
-  for (int i = 0; i < 4; i++) {
+  const char *files[] = { "posix", "flock", "shared", "ofd", "overlap" };
+  for (int i = 0; i < 5; i++) {
     int fd = open(files[i], O_RDWR | O_CREAT | O_TRUNC, 0644);
     if (fd < 0 || ftruncate(fd, 100)) return die(files[i]);
     close(fd);
@@ -125,8 +144,24 @@ int main(int argc, char **argv) {
   int o1 = open("ofd", O_RDWR), o2 = open("ofd", O_RDWR);
   if (o1 < 0 || o2 < 0 || lock(o1, F_OFD_SETLK, F_WRLCK, 0, 5) || lock(o2, F_OFD_SETLK, F_RDLCK, 10, 10)) return die("ofd");
 
+  static const long long ov_start[3] = { 0, 10, 0 }, ov_len[3] = { 20, 30, 100 };
+  int ov[3];
+  for (int i = 0; i < 3; i++) {
+    ov[i] = open("overlap", O_RDWR);
+    if (ov[i] < 0 || lock(ov[i], F_OFD_SETLK, F_RDLCK, ov_start[i], ov_len[i])) return die("overlapping ofd read locks");
+  }
+
   printf("ready\n");
   wait_check();
+
+  for (int i = 0; i < 3; i++) {
+    long long st, end;
+    char item[32];
+    snprintf(item, sizeof item, "ofd-overlap-%d", i);
+    ofd_lock_of(ov[i], &st, &end);
+    report(st == ov_start[i] && end == ov_start[i] + ov_len[i] - 1, item, "fdinfo shows an OFD lock on %lld-%lld, not %lld-%lld",
+           st, end, ov_start[i], ov_start[i] + ov_len[i] - 1);
+  }
 
   /* Checked from a new process: the root's own POSIX locks never conflict with itself. */
   int p[2];

@@ -91,10 +91,10 @@ function isV1(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'freezer.state'));
 }
 
-function waitUntil(what: string, done: () => boolean): void {
+function waitUntil(what: string, done: () => boolean, timeoutMs = TIMEOUT_MS): void {
   const t0 = performance.now();
   while (!done()) {
-    if (performance.now() - t0 > TIMEOUT_MS) throw new Error(`${what}: not frozen after ${TIMEOUT_MS / 1000} s`);
+    if (performance.now() - t0 > timeoutMs) throw new Error(`${what}: not frozen after ${timeoutMs / 1000} s`);
     sleepMs(POLL_MS);
   }
 }
@@ -121,9 +121,9 @@ function inJobStop(tid: number): boolean {
 
 /**
  * Freeze the cgroup at `dir` (a v1 freezer or v2 cgroup directory), or take it as it is when it
- * is frozen already.
+ * is frozen already; waiting for it to freeze at most `timeoutMs` (10 s by default).
  */
-export function freezeCgroup(dir: string): FrozenCgroup {
+export function freezeCgroup(dir: string, timeoutMs = TIMEOUT_MS): FrozenCgroup {
   if (!fs.existsSync(dir)) throw new Error(`freeze cgroup ${dir}: no such cgroup`);
   const v1 = isV1(dir);
   if (!v1 && !fs.existsSync(path.join(dir, 'cgroup.freeze'))) throw new Error(`freeze cgroup ${dir}: neither a v1 freezer nor a v2 cgroup`);
@@ -133,8 +133,8 @@ export function freezeCgroup(dir: string): FrozenCgroup {
   const FROZEN = v1 ? 'FROZEN' : '1';
   const THAWED = v1 ? 'THAWED' : '0';
   const waitFrozen = () => {
-    if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN');
-    else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')));
+    if (v1) waitUntil(dir, () => fs.readFileSync(state, 'utf8').trim() === 'FROZEN', timeoutMs);
+    else waitUntil(dir, () => /^frozen 1$/m.test(fs.readFileSync(path.join(dir, 'cgroup.events'), 'utf8')), timeoutMs);
   };
   const guardian = startGuardian();
   // What the cgroup must be if stasis vanishes from here on: as it was found.

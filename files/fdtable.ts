@@ -41,12 +41,13 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
-    pid, inj, addFile: (f) => table.add(f), memo: table.memo, fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
     writeRawImage: (image, data) => table.setRawImage(image, data),
     allocPagesId: () => table.allocPagesId(),
+    writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
     atEnd: (check) => table.atEnd(check),
   };
   const unread: FdinfoEntry[] = [];
@@ -86,7 +87,6 @@ function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext
   const fdinfo = readFdinfo(pid, fd);
   const dumped = kind.dump({ pid, fd, link, fdinfo }, ctx);
   const id = table.add(dumped);
-  dumped.added?.(id);
   table.remember(pid, fd, link, id);
   dumpFileLocks({ pid, fd, link, fdinfo }, ctx, imagePid, true);
   return { id, link, type: kind.type, flags: fdinfo.flags };

@@ -7,6 +7,9 @@
 // added again until the number comes up — in wd order, as criu's restore_one_inotify. The
 // IN_IGNORED events those removals queue are read away before the task sees the descriptor.
 // Events queued at dump time are not kept (criu does not keep them either).
+// A watch on a removed file that is still open (so its handle opens to no path) is kept without
+// a path, as criu keeps it: restore finds the ghost of the same inode (reg.ts), opens the
+// description that holds it (handing it to the task's table) and watches through that.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -14,7 +17,7 @@ import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { fdKind, kernelDev, readMountinfo } from '../sys/proc/index.js';
 import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
-import { zeroFown } from './reg.js';
+import { FD_TYPE_REG, REMAP_FPATH_IMAGE, REMAP_GHOST, ghostImageName, regFile, zeroFown } from './reg.js';
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK, O_PATH } from '../sys/fcntl.js';
 
 export const FD_TYPE_INOTIFY = 8;
@@ -41,7 +44,8 @@ function handleBytes(words: readonly (bigint | number)[], bytes: number): Buffer
  * through open_by_handle_at on each mount of that device that task `pid` sees; undefined when
  * no mount opens it.
  */
-export function pathOfHandle(pid: number, sdev: number, type: number, handle: Buffer): string | undefined {
+export function pathOfHandle(pid: number, sdev: number, type: number, handle: Buffer,
+  seen: { removed?: boolean } = {}): string | undefined {
   const { major, minor } = kernelDev(sdev);
   const fh = nativeBuffer(8 + handle.length);
   fh.writeUInt32LE(handle.length, 0);
@@ -60,6 +64,7 @@ export function pathOfHandle(pid: number, sdev: number, type: number, handle: Bu
       try {
         const p = fs.readlinkSync(`/proc/self/fd/${r}`);
         if (p.startsWith('/') && !p.endsWith(' (deleted)')) return p;
+        if (p.endsWith(' (deleted)')) seen.removed = true;
       } finally {
         fs.closeSync(Number(r));
       }
@@ -77,13 +82,14 @@ export const inotifyFile: FileKind = {
   dump(f: OpenFd): DumpedFile {
     const wd = f.fdinfo.inotify.map((w) => {
       if (!w.fhandle) throw new Error(`inotify fd ${f.fd} of task ${f.pid}: watch ${w.wd} has no file handle (inode ${w.ino}), which stasis cannot dump`);
-      const path = pathOfHandle(f.pid, w.sdev, w.fhandle.type, w.fhandle.handle);
-      if (path === undefined) {
+      const seen: { removed?: boolean } = {};
+      const path = pathOfHandle(f.pid, w.sdev, w.fhandle.type, w.fhandle.handle, seen);
+      if (path === undefined && !seen.removed) {
         throw new Error(`inotify fd ${f.fd} of task ${f.pid}: the file watch ${w.wd} is on (inode ${w.ino}) cannot be opened by its handle`);
       }
       return {
         id: 0, i_ino: BigInt(w.ino), mask: w.mask >>> 0, ignored_mask: w.ignoredMask >>> 0, s_dev: w.sdev, wd: w.wd,
-        f_handle: { bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), path },
+        f_handle: { bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), ...(path !== undefined ? { path } : {}) },
       };
     });
     return {
@@ -99,10 +105,13 @@ export const inotifyFile: FileKind = {
     const watches = [...((e.wd ?? []) as Record<string, any>[])].sort((a, b) => Number(a.wd) - Number(b.wd));
     for (const w of watches) {
       const want = Number(w.wd);
-      const path = watchPath(task.pid, w);
+      const removed = w.f_handle?.path ? undefined : removedFileFd(task, w);
+      const path = removed !== undefined ? `/proc/self/fd/${removed}` : watchPath(task.pid, w);
       const at = inj.writeScratch(Buffer.from(`${path}\0`), 0);
+      // Through /proc/self/fd the link must be followed; any other path is the watched file's own.
+      const mask = removed !== undefined ? Number(w.mask) & ~IN_DONT_FOLLOW : Number(w.mask) | IN_DONT_FOLLOW;
       for (;;) {
-        const r = inj.call(SYS.inotify_add_watch, fd, at, (Number(w.mask) | IN_DONT_FOLLOW) >>> 0);
+        const r = inj.call(SYS.inotify_add_watch, fd, at, mask >>> 0);
         if (r < 0n) throw new Error(`cannot watch ${path} with inotify in task ${task.pid} again: ${errnoName(Number(-r))}`);
         if (Number(r) === want) break;
         if (Number(r) > want) throw new Error(`inotify watch on ${path} came back as wd ${r}, not ${want}: the watches are out of order`);
@@ -118,6 +127,27 @@ export const inotifyFile: FileKind = {
     return fd;
   },
 };
+
+/**
+ * The descriptor, in the task, of the removed file watch `w` is on, when the dump kept that file
+ * as a ghost (same device and inode): the description holding it is opened now (if the table
+ * has not yet) and handed to the table for its turn.
+ */
+function removedFileFd(task: RestoreFilesTask, w: Record<string, any>): number | undefined {
+  const remaps = task.imageEntries(REMAP_FPATH_IMAGE).filter((r) => Number(r.message.remap_type ?? 0) === REMAP_GHOST);
+  const holder = remaps.find((r) => {
+    const [g] = task.imageEntries(ghostImageName(Number(r.message.remap_id)));
+    return g && Number(g.message.dev) === Number(w.s_dev) && BigInt(g.message.ino ?? -1) === BigInt(w.i_ino)
+      && task.file(Number(r.message.orig_id))?.type === FD_TYPE_REG;
+  });
+  if (!holder) return undefined;
+  const id = Number(holder.message.orig_id);
+  const have = task.fdOf(id);
+  if (have !== undefined) return have;
+  const fd = regFile.open(task.file(id)!.reg as Record<string, unknown>, task);
+  task.provide(id, fd);
+  return task.fdOf(id);
+}
 
 /** The path to watch: the dumped one if it still names the inode, else what the handle opens to. */
 function watchPath(pid: number, w: Record<string, any>): string {

@@ -5,6 +5,7 @@
 import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
+import type { PageRun } from '../images/index.js';
 
 /** An open descriptor of a task being dumped. */
 export interface OpenFd {
@@ -46,10 +47,16 @@ export interface DumpFilesContext {
   /** Writes a raw file (a pages file), and hands out pages file numbers. */
   writeRawImage(image: string, data: Uint8Array): void;
   allocPagesId(): number;
+  /** Writes a shared memory object's pages (FileTable.writeSharedPages, which counts them). */
+  writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void;
   /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */
   memo: Map<string, unknown>;
   /** criu's --file-locks: dump the locks a task holds (without it, a held lock fails the dump). */
   fileLocks: boolean;
+  /** criu's --link-remap: a removed file that has other names is linked to a temporary one (reg.ts). */
+  linkRemap?: boolean;
+  /** Undo `fn` if the dump fails (what a kind made outside the images). */
+  onRollback?(fn: () => void): void;
   /**
    * criu's --ext-unix-sk: a datagram socket connected to a bound socket outside the tree may be
    * dumped (it is connected to that name again on restore).

@@ -1,5 +1,5 @@
 // File locks a task holds: flock(2), POSIX (fcntl F_SETLK) and open-file-description (F_OFD_SETLK)
-// locks, from the `lock:` lines of the fdinfo of the descriptor they were taken through, into
+// locks, and leases (F_SETLEASE, read or write; not one being broken), from the `lock:` lines of the fdinfo of the descriptor they were taken through, into
 // filelocks.img (file_lock_entry: kind, type, owner pid, fd, start, len — as criu's file-lock.c).
 // criu dumps them only with --file-locks and refuses a task holding one otherwise; so does stasis.
 // The kernel shows a flock or OFD lock on every descriptor of its description, a POSIX lock
@@ -22,6 +22,8 @@ export const FILE_LOCKS_IMAGE = 'filelocks.img';
 export const FL_POSIX = 1;
 export const FL_FLOCK = 2;
 export const FL_OFD = 4;
+export const FL_LEASE = 8;
+const F_SETLEASE = 1024;
 /** file_lock_entry.type: F_RDLCK / F_WRLCK as fcntl has them (flock locks too, as criu). */
 
 const LOCK_SH = 1;
@@ -29,7 +31,7 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 const SEEK_SET = 0;
 
-const KIND_FLAG: Record<string, number> = { POSIX: FL_POSIX, FLOCK: FL_FLOCK, OFDLCK: FL_OFD };
+const KIND_FLAG: Record<string, number> = { POSIX: FL_POSIX, FLOCK: FL_FLOCK, OFDLCK: FL_OFD, LEASE: FL_LEASE };
 
 function describe(l: FileLock): string {
   return `${l.type} ${l.access} lock`;
@@ -48,6 +50,9 @@ export function dumpFileLocks(f: OpenFd, ctx: DumpFilesContext, imagePid: number
     }
     const flag = KIND_FLAG[l.type];
     if (flag === undefined) throw new Error(`task ${f.pid} holds a ${describe(l)} on ${f.link} (fd ${f.fd}), which stasis cannot dump`);
+    if (flag === FL_LEASE && l.mode !== 'ACTIVE') {
+      throw new Error(`task ${f.pid} holds a lease on ${f.link} (fd ${f.fd}) that is being broken (${l.mode}), which stasis cannot dump`);
+    }
     if (l.access !== 'READ' && l.access !== 'WRITE') {
       throw new Error(`task ${f.pid} holds a ${describe(l)} on ${f.link} (fd ${f.fd}), which stasis cannot dump`);
     }
@@ -79,9 +84,12 @@ export function restoreFileLocks(pid: number, inj: Injector,
     const fd = Number(l.fd);
     const type = Number(l.type);
     const flag = Number(l.flag);
-    const what = `the ${flag === FL_FLOCK ? 'flock' : flag === FL_OFD ? 'OFD' : 'POSIX'} ${type === F_RDLCK ? 'read' : 'write'} lock on fd ${fd} of task ${pid}`;
+    const kind = flag === FL_FLOCK ? 'flock' : flag === FL_OFD ? 'OFD' : flag === FL_LEASE ? 'lease' : 'POSIX';
+    const what = `the ${kind} ${type === F_RDLCK ? 'read' : 'write'} ${flag === FL_LEASE ? 'lease' : 'lock'} on fd ${fd} of task ${pid}`;
     let r: bigint;
-    if (flag & FL_FLOCK) {
+    if (flag & FL_LEASE) {
+      r = inj.call(SYS.fcntl, fd, F_SETLEASE, type);
+    } else if (flag & FL_FLOCK) {
       r = inj.call(SYS.flock, fd, (type === F_RDLCK ? LOCK_SH : LOCK_EX) | LOCK_NB);
     } else if (flag & (FL_POSIX | FL_OFD)) {
       const at = inj.writeScratch(flockStruct(type, BigInt(l.start), BigInt(l.len)));

@@ -13,7 +13,7 @@ import { errnoName } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
-import { PAGE_SIZE, PE_PRESENT, imageTypeByName, pagemapImage, pagesFileName, readPagemap } from '../images/index.js';
+import { PAGE_SIZE, PE_PRESENT, imageTypeByName, pagesFileName, readPagemap } from '../images/index.js';
 import { ghostImageName, openInTask, writeAllInTask, zeroFown } from './reg.js';
 import { F_ADD_SEALS, F_GET_SEALS, O_CLOEXEC, O_LARGEFILE, O_RDWR } from '../sys/fcntl.js';
 
@@ -40,7 +40,7 @@ export function memfdName(link: string): string | undefined {
  * mapping costs what it holds. Returns its inode_id.
  */
 export function dumpMemfdInode(statPath: string, name: string,
-  ctx: Pick<DumpFilesContext, 'memo' | 'addImageEntry' | 'writeImage' | 'writeRawImage' | 'allocPagesId'>): number {
+  ctx: Pick<DumpFilesContext, 'memo' | 'addImageEntry' | 'writeSharedPages'>): number {
   const st = fs.statSync(statPath, { bigint: true });
   const key = `memfd:${st.dev}:${st.ino}`;
   const known = ctx.memo.get(key) as number | undefined;
@@ -72,9 +72,7 @@ export function dumpMemfdInode(statPath: string, name: string,
     fs.closeSync(fd);
   }
   const shmid = st.ino;
-  const pagesId = ctx.allocPagesId();
-  ctx.writeImage(`pagemap-shmem-${shmid}.img`, pagemapImage(pagesId, runs).entries);
-  ctx.writeRawImage(pagesFileName(pagesId), Buffer.concat(chunks));
+  ctx.writeSharedPages(shmid, runs, Buffer.concat(chunks), Math.ceil(Number(st.size) / PAGE_SIZE));
   ctx.addImageEntry(MEMFD_INODE_IMAGE, {
     name, uid: Number(st.uid), gid: Number(st.gid), size: st.size, shmid, seals: Number(seals),
     inode_id: BigInt(inodeId), mode: Number(st.mode),

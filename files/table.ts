@@ -4,6 +4,8 @@
 import { SYS } from '../sys/arch.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
+import type { RemapDumpContext } from './reg.js';
+import { PAGE_SIZE, pagemapImage, pagesFileName, type PageRun } from '../images/index.js';
 
 const KCMP_FILE = 0;
 
@@ -52,6 +54,23 @@ export class FileTable {
     return this.nextPagesId++;
   }
 
+  /** Pages of shared memory objects: those of the objects saved (scanned) and those written. */
+  readonly sharedPages = { scanned: 0, written: 0 };
+
+  /**
+   * The contents of a shared memory object (shared anonymous memory, a memfd) as CRIU keeps
+   * them: pagemap-shmem-<shmid>.img with `runs` at offsets into the object, and a pages file of
+   * `data`, their bytes in order. `objectPages`: the object's size in pages. Counted here, where
+   * they are written, for stats-dump (shpages_*).
+   */
+  writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void {
+    const pagesId = this.allocPagesId();
+    this.setImage(`pagemap-shmem-${shmid}.img`, pagemapImage(pagesId, runs).entries);
+    this.setRawImage(pagesFileName(pagesId), data);
+    this.sharedPages.scanned += objectPages;
+    this.sharedPages.written += data.length / PAGE_SIZE;
+  }
+
   setRawImage(image: string, data: Uint8Array): void {
     this.rawImages.set(image, data);
   }
@@ -60,10 +79,42 @@ export class FileTable {
     this.images.set(image, entries);
   }
 
+  /** Records a description; its `added` is told the id. */
   add(file: DumpedFile): number {
     const id = this.nextId++;
     this.entries.push({ type: file.type, id, [file.field]: { id, ...file.entry } });
+    file.added?.(id);
     return id;
+  }
+
+  /** criu's --link-remap (reg.ts): removed files with other names may be linked to a temporary one. */
+  linkRemap = false;
+
+  /** Undoes what the dump made outside the images, should it fail. */
+  private undo: (() => void)[] = [];
+
+  onRollback(fn: () => void): void {
+    this.undo.push(fn);
+  }
+
+  /** The dump failed: undo what it made outside the images (a link remap's link), newest first. */
+  rollback(): void {
+    for (const fn of this.undo.splice(0).reverse()) {
+      try {
+        fn();
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /** What reg.ts needs to remap a removed file that is not a descriptor (a mapping, a cwd). */
+  remapContext(): RemapDumpContext {
+    return {
+      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap, onRollback: (fn) => this.onRollback(fn),
+      addImageEntry: (image, message, extra) => this.addImageEntry(image, message, extra),
+      writeImage: (image, entries) => this.setImage(image, entries),
+    };
   }
 
   /** Every fd of every task dumped so far: its description's id, its /proc link and fd type. */

@@ -13,48 +13,114 @@ import { printable } from '../images/errors.js';
 import { Logger } from './log.js';
 import { Progress } from './progress.js';
 import { VERSION, versionText } from './version.js';
-import { UsageError, joinNsFile, parseArgs, parseExternalNet, parseInheritFd, type OptionSpec } from './options.js';
+import { UsageError, emptyParsed, joinNsFile, parseArgs, parseExternalNet, parseInheritFd, type OptionSpec, type Parsed } from './options.js';
+import { CHOICES, OPTIONS, REFUSED_ACTIONS } from './criu-options.js';
+import { cliConfigFiles, configWords } from './config-file.js';
+import { checkFeatureName } from './features.js';
 import type { JoinNs } from '../task/restore.js';
+import type { CgRoot } from '../cgroup/cgroups.js';
 
-/** The options criu takes that stasis accepts (help.ts describes each). */
-export const OPTIONS: OptionSpec[] = [
-  { long: 'tree', short: 't', value: true },
-  { long: 'images-dir', short: 'D', value: true },
-  { long: 'work-dir', short: 'W', value: true },
-  { long: 'log-file', short: 'o', value: true },
-  { long: 'leave-running', short: 'R' },
-  { long: 'shell-job', short: 'j' },
-  { long: 'inherit-fd', value: true, repeat: true },
-  { long: 'restore-detached', short: 'd' },
-  { long: 'pidfile', value: true },
-  { long: 'display-stats' },
-  { long: 'version', short: 'V' },
-  { long: 'help', short: 'h' },
-  { long: 'file-locks', short: 'l' },
-  { long: 'ext-unix-sk' },
-  // Containers: criu's names.
-  { long: 'root', short: 'r', value: true },
-  { long: 'ext-mount-map', short: 'M', value: true, repeat: true },
-  { long: 'external', value: true, repeat: true },
-  { long: 'freeze-cgroup', value: true },
-  { long: 'empty-ns', value: true },
-  { long: 'join-ns', short: 'J', value: true, repeat: true },
-  // Accepted as criu accepts them; what they ask for is what stasis does anyway, or not yet needed.
-  { long: 'tcp-established', ignored: true },
-  { long: 'manage-cgroups', value: true, ignored: true },
-  { long: 'evasive-devices', ignored: true },
-  { long: 'restore-sibling', ignored: true },
-];
+/** criu's options (criu-options.ts says what stasis makes of each; help.ts describes them). */
+export { OPTIONS };
 
+/**
+ * The command line with criu's configuration files before it (config-file.ts): each file's
+ * settings, then the command line's, a later one overriding an earlier. Returns what was read.
+ */
+function parseCommandLine(argv: string[]): { p: Parsed; configs: string[] } {
+  const p = emptyParsed();
+  const configs: string[] = [];
+  for (const file of cliConfigFiles(argv)) {
+    const words = configWords(file);
+    if (!words) continue;
+    parseArgs(words, OPTIONS, p, file);
+    configs.push(file);
+  }
+  return { p: parseArgs(argv, OPTIONS, p), configs };
+}
 
-function required(p: ReturnType<typeof parseArgs>, name: string, what: string): string {
+/** A whole number option's value. */
+function whole(p: Parsed, name: string): number | undefined {
+  const v = p.values.get(name)?.[0];
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} wants a whole number, got '${v}'`);
+  return Number(v);
+}
+
+function given(p: Parsed, spec: OptionSpec): boolean {
+  return p.flags.has(spec.long) || p.values.has(spec.long);
+}
+
+/**
+ * Refuse what stasis cannot do and values criu would not take, before anything is touched (as
+ * criu checks its options): one line naming the option.
+ */
+function checkOptions(p: Parsed): void {
+  for (const spec of OPTIONS) {
+    if (spec.refused && given(p, spec)) throw new UsageError(`--${spec.long} is not supported: ${spec.refused}`);
+  }
+  for (const [name, choices] of Object.entries(CHOICES)) {
+    for (const v of p.values.get(name) ?? []) {
+      if (v === '' && OPTIONS.find((s) => s.long === name)?.optionalValue) continue;
+      if (!choices.includes(v)) throw new UsageError(`--${name}: '${v}' is not one of ${choices.join(', ')}`);
+    }
+  }
+  for (const name of ['timeout', 'status-fd', 'port', 'ps-socket']) whole(p, name);
+  for (const v of p.values.get('close') ?? []) if (!/^\d+$/.test(v)) throw new UsageError(`--close wants a descriptor number, got '${v}'`);
+  const ghost = p.values.get('ghost-limit')?.[0];
+  if (ghost !== undefined && !/^\d+[KMG]?$/.test(ghost)) throw new UsageError(`--ghost-limit wants a size (N, NK, NM or NG), got '${ghost}'`);
+  const feature = p.values.get('feature')?.[0];
+  if (feature !== undefined) checkFeatureName(feature);
+  const statusFd = whole(p, 'status-fd');
+  if (statusFd !== undefined) {
+    try {
+      fs.fstatSync(statusFd);
+    } catch {
+      throw new UsageError(`--status-fd ${statusFd}: no such open descriptor`);
+    }
+  }
+  if (p.flags.has('restore-sibling') && !p.flags.has('restore-detached')) {
+    throw new UsageError('--restore-sibling only makes sense with --restore-detached (-d)');
+  }
+}
+
+/** Say in the log what was read and what was accepted without effect (criu's "Will ..." lines). */
+function logAccepted(p: Parsed, configs: string[], logger: Logger): void {
+  for (const f of configs) logger.log(3, `Read the configuration file ${f}`);
+  for (const spec of OPTIONS) {
+    if (spec.noEffect && given(p, spec)) logger.log(3, `--${spec.long}: accepted, no effect here: ${spec.noEffect}`);
+  }
+  if (p.action === 'dump' && p.values.has('pidfile')) logger.log(3, '--pidfile: a dump writes no pidfile (criu writes it on restore)');
+  if (p.action === 'dump' && p.values.has('cgroup-root')) logger.log(3, '--cgroup-root: no effect on a dump (cgroups are not saved)');
+  if (p.values.get('ext-unix-sk')?.[0]) logger.log(3, '--ext-unix-sk=INODES: any external unix socket is allowed, not only those');
+  if (p.flags.has('link-remap')) logger.log(3, 'Will allow link remaps on FS');
+}
+
+/**
+ * criu's --status-fd: a zero byte written to FD, and FD closed, once the action is done — the
+ * dump's images written, the restored tree running (before a restore without -d waits for it).
+ */
+function statusReady(p: Parsed, logger: Logger): void {
+  const fd = whole(p, 'status-fd');
+  if (fd === undefined) return;
+  try {
+    fs.writeSync(fd, Buffer.from([0]));
+  } catch (e) {
+    // Nobody reading any more (EPIPE): what was done is done all the same.
+    logger.log(2, `Warn: --status-fd ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function required(p: Parsed, name: string, what: string): string {
   const v = p.values.get(name)?.[0];
   if (v === undefined) throw new UsageError(`${what} is needed (--${name})`);
   return v;
 }
 
 /** --ext-mount-map A:B and --external mnt[A]:B, as A → B. */
-function mountMap(p: ReturnType<typeof parseArgs>): Map<string, string> {
+function mountMap(p: Parsed): Map<string, string> {
   const out = new Map<string, string>();
   for (const v of p.values.get('ext-mount-map') ?? []) {
     const i = v.indexOf(':');
@@ -71,7 +137,7 @@ function mountMap(p: ReturnType<typeof parseArgs>): Map<string, string> {
 }
 
 /** --external net[INODE]:NAME (a network namespace left out of the dump), as INODE → NAME. */
-function netnsMap(p: ReturnType<typeof parseArgs>): Map<number, string> {
+function netnsMap(p: Parsed): Map<number, string> {
   const out = new Map<number, string>();
   for (const v of p.values.get('external') ?? []) {
     if (!/^net\[/.test(v)) continue;
@@ -82,8 +148,24 @@ function netnsMap(p: ReturnType<typeof parseArgs>): Map<number, string> {
   return out;
 }
 
+/**
+ * --cgroup-root [CTRL:]/PATH on restore: the cgroup of each hierarchy the restored tree goes into
+ * (no CTRL: the v2 hierarchy). As criu, not with --manage-cgroups=none or =ignore.
+ */
+function cgRoots(p: Parsed): CgRoot[] | undefined {
+  const mode = p.values.get('manage-cgroups')?.[0];
+  if (mode === 'none' || mode === 'ignore') return undefined;
+  const roots = (p.values.get('cgroup-root') ?? []).map((v) => {
+    const i = v.indexOf(':');
+    const [ctrl, cgPath] = i < 0 ? ['', v] : [v.slice(0, i), v.slice(i + 1)];
+    if (!cgPath.startsWith('/')) throw new UsageError(`--cgroup-root wants [CONTROLLER:]/PATH, got '${v}'`);
+    return { ctrl, path: cgPath };
+  });
+  return roots.length ? roots : undefined;
+}
+
 /** --join-ns NS:FILE (criu's; NS ipc, uts, net or time; FILE a namespace file or a PID). */
-function joinNs(p: ReturnType<typeof parseArgs>): JoinNs[] {
+function joinNs(p: Parsed): JoinNs[] {
   return (p.values.get('join-ns') ?? []).map((v) => {
     const m = /^(ipc|uts|net|time):([^,]+)$/.exec(v);
     if (!m) throw new UsageError(`--join-ns wants ipc|uts|net|time:NSFILE, got '${v}'`);
@@ -92,7 +174,16 @@ function joinNs(p: ReturnType<typeof parseArgs>): JoinNs[] {
   });
 }
 
-function emptyNs(p: ReturnType<typeof parseArgs>): number {
+/**
+ * criu's --timeout, in seconds: a bound on collecting the tree, freezing included (without it,
+ * or with 0, stasis's own: 5 s for each task to stop, 10 s for a cgroup to freeze).
+ */
+function seizeTimeout(p: Parsed): number | undefined {
+  const s = whole(p, 'timeout');
+  return s ? s * 1000 : undefined; // 0: no bound of its own, as criu's alarm(0)
+}
+
+function emptyNs(p: Parsed): number {
   const v = p.values.get('empty-ns')?.[0];
   if (v === undefined) return 0;
   if (v !== 'net') throw new UsageError(`--empty-ns: only 'net' is supported, got '${v}'`);
@@ -120,7 +211,7 @@ async function swrkCommand(fdArg: string, launch: Launch): Promise<number> {
   return (await import('./swrk.js')).swrk(fdArg, first);
 }
 
-function logPath(p: ReturnType<typeof parseArgs>, imagesDir: string | undefined): string | undefined {
+function logPath(p: Parsed, imagesDir: string | undefined): string | undefined {
   const f = p.values.get('log-file')?.[0];
   if (!f) return undefined;
   if (f === '-' || path.isAbsolute(f)) return f === '-' ? undefined : f;
@@ -145,12 +236,15 @@ async function run(argv: string[], launch: Launch): Promise<number> {
     return 0;
   }
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
-  const p = parseArgs(argv, OPTIONS);
+  const { p, configs } = parseCommandLine(argv);
   if (p.flags.has('version')) {
     process.stdout.write(versionText());
     return 0;
   }
   if (!p.action) throw new UsageError('no action given (stasis --help lists them)');
+  const refusedAction = REFUSED_ACTIONS[p.action];
+  if (refusedAction) throw new UsageError(`${p.action} is not supported: ${refusedAction}`);
+  checkOptions(p);
   const imagesDir = p.values.get('images-dir')?.[0];
   const workDir = p.values.get('work-dir')?.[0];
   const log = logPath(p, imagesDir);
@@ -164,6 +258,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
   }
   const logger = new Logger(p.verbosity, log);
   try {
+    logAccepted(p, configs, logger);
     switch (p.action) {
       case 'dump': {
         const pid = Number(required(p, 'tree', 'the PID to dump'));
@@ -175,8 +270,10 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
           fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.flags.has('ext-unix-sk'),
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
+          linkRemap: p.flags.has('link-remap'), seizeTimeoutMs: seizeTimeout(p),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
+        statusReady(p, logger);
         if (p.flags.has('display-stats')) {
           const s = r.stats;
           process.stdout.write(`Displaying dump stats:\nFreezing time: ${s.freezing_time} us\nFrozen time: ${s.frozen_time} us\n` +
@@ -193,22 +290,27 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const progress = new Progress('restore');
         const { restore, waitForExit } = await import('../task/restore.js');
         const r = await restore({
-          imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'),
-          root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p),
+          imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'), siblingOfStasis: p.flags.has('restore-sibling'),
+          root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p), cgRoots: cgRoots(p),
           log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];
-        if (pidfile) fs.writeFileSync(path.resolve(workDir ?? '.', pidfile), `${r.pid}`);
+        // Relative to the work directory, which is the images directory unless -W says (as criu).
+        if (pidfile) fs.writeFileSync(path.resolve(workDir ?? imagesDir, pidfile), `${r.pid}`);
         if (p.flags.has('display-stats')) {
           process.stdout.write(`Displaying restore stats:\nPages restored: ${r.pages} (0x${r.pages.toString(16)})\nRestore time: ${Math.round(r.timeMs * 1000)} us\n`);
         }
         logger.log(1, `Restore finished successfully`);
+        statusReady(p, logger);
         if (p.flags.has('restore-detached')) return 0;
         logger.close();
         return waitForExit(r.pid);
       }
-      case 'check':
+      case 'check': {
+        const feature = p.values.get('feature')?.[0];
+        if (feature !== undefined) return (await import('./features.js')).checkFeature(feature, process.stdout, process.stderr);
         return (await import('./check.js')).checkKernel(process.stdout);
+      }
       case 'swrk':
         if (p.positional.length !== 1) throw new UsageError('swrk wants one argument: the socket descriptor');
         return await swrkCommand(p.positional[0]!, launch);

@@ -1,6 +1,10 @@
 // `stasis --help` and `stasis ACTION --help`: each action, and under it its options, one line each.
-// The options are criu's names (cli.ts's OPTIONS parses them); test/runtime-hook/cli.test.ts checks
-// that every option cli.ts accepts is listed here.
+// The options are criu's names (criu-options.ts lists them all); those stasis accepts without
+// effect, and those it refuses, are listed from there with the reason. test/runtime-hook/cli.test.ts
+// checks that every option is described here.
+
+import { CHOICES, OPTIONS } from './criu-options.js';
+import type { OptionSpec } from './options.js';
 
 interface ActionHelp {
   name: string;
@@ -11,12 +15,10 @@ interface ActionHelp {
   options: [string, string][];
 }
 
-const IGNORED = 'accepted for criu\'s callers; changes nothing here';
-
 const LOG: [string, string][] = [
   ['-W, --work-dir DIR', 'where the log and stats files go (default: the images directory)'],
   ['-o, --log-file FILE', 'write a log (relative to the work directory; - for none)'],
-  ['-v0 .. -v4, -v', 'how much to log'],
+  ['-v, --verbosity[=N], -vN, -vv..', 'how much to log: 0 .. 4 (default 2); each v one more'],
   ['--display-stats', 'print timings and page counts when done'],
 ];
 
@@ -30,15 +32,15 @@ const ACTIONS: ActionHelp[] = [
       ['-R, --leave-running', 'let the tree run on after the dump'],
       ['-j, --shell-job', 'the tree is a shell job: its terminal and session are outside'],
       ['-l, --file-locks', 'dump file locks'],
-      ['--ext-unix-sk', 'allow unix sockets connected to processes outside the tree'],
+      ['-x, --ext-unix-sk', 'allow unix sockets connected to processes outside the tree'],
+      ['--link-remap', 'a file deleted while open may be linked back in place for the restore'],
+      ['--timeout SECONDS', 'give up if the tree is not frozen within this time'],
+      ['--status-fd FD', 'write a zero byte to FD and close it once the images are written'],
       ['--freeze-cgroup DIR', 'freeze the tree through this cgroup instead of stopping each task'],
       ['-M, --ext-mount-map MOUNTPOINT:KEY', 'a mount from outside the container, saved as KEY'],
       ['--external mnt[MOUNTPOINT]:KEY', 'the same, in criu\'s other spelling'],
       ['--external net[INODE]:KEY', 'a network namespace left out of the dump'],
       ['--empty-ns net', 'leave the network namespace to the runtime'],
-      ['--tcp-established', IGNORED],
-      ['--evasive-devices', IGNORED],
-      ['--manage-cgroups MODE', IGNORED],
     ],
   },
   {
@@ -47,6 +49,9 @@ const ACTIONS: ActionHelp[] = [
       ['-D, --images-dir DIR', 'the images to restore'],
       ...LOG,
       ['-d, --restore-detached', 'return once the tree runs, instead of waiting for it'],
+      ['--daemon', 'the same as -d'],
+      ['-S, --restore-sibling', 'with -d: the restored root becomes a child of stasis\'s parent'],
+      ['--status-fd FD', 'write a zero byte to FD and close it once the tree runs'],
       ['--pidfile FILE', 'write the restored root\'s PID into FILE'],
       ['--inherit-fd fd[N]:KEY', 'our descriptor N where the tree had KEY (pipe:[123]...)'],
       ['-j, --shell-job', 'a tree dumped with -j: it joins our terminal and session'],
@@ -54,12 +59,13 @@ const ACTIONS: ActionHelp[] = [
       ['-M, --ext-mount-map KEY:HOSTPATH', 'what to mount where the dump saved KEY'],
       ['--external mnt[KEY]:HOSTPATH', 'the same, in criu\'s other spelling'],
       ['-J, --join-ns ipc|uts|net|time:NSFILE', 'restore into an existing namespace (a file or a PID)'],
-      ['--restore-sibling', IGNORED],
-      ['--tcp-established', IGNORED],
-      ['--manage-cgroups MODE', IGNORED],
+      ['--cgroup-root [CTRL:]/PATH', 'put the restored tree into this cgroup (of CTRL\'s hierarchy; the v2 one without)'],
     ],
   },
-  { name: 'check', args: '', summary: 'test the kernel features stasis relies on', options: [] },
+  {
+    name: 'check', args: '[--feature NAME]', summary: 'test the kernel features stasis relies on',
+    options: [['--feature NAME', 'only whether criu\'s feature NAME is supported by stasis here (exit 0 or 1)']],
+  },
   {
     name: 'show', args: 'FILE | -D DIR', summary: 'an image file as crit\'s JSON, or a summary of a dump',
     options: [['-D, --images-dir DIR', 'summarize the dump in DIR']],
@@ -71,7 +77,23 @@ const ACTIONS: ActionHelp[] = [
 const GENERAL: [string, string][] = [
   ['-h, --help', 'this text; `stasis ACTION --help` for one action'],
   ['-V, --version', 'the CRIU version stasis stands in for, and stasis\'s own'],
+  ['--config FILE', 'read options from FILE too (one a line, without dashes)'],
+  ['--no-default-config', 'skip /etc/criu/default.conf and ~/.criu/default.conf'],
 ];
+
+/** How an option is typed: `-x, --long VALUE` or `--long[=VALUE]`. */
+function usage(o: OptionSpec): string {
+  const arg = CHOICES[o.long]?.join('|') ?? 'VALUE';
+  return `${o.short ? `-${o.short}, ` : ''}--${o.long}${o.value ? ` ${arg}` : o.optionalValue ? `[=${arg}]` : ''}`;
+}
+
+/** criu's options that stasis accepts without effect, or refuses, each with why. */
+function otherOptions(): string {
+  const noEffect = OPTIONS.filter((o) => o.noEffect).map((o): [string, string] => [usage(o), o.noEffect!]);
+  const refused = OPTIONS.filter((o) => o.refused).map((o): [string, string] => [usage(o), o.refused!]);
+  return `\ncriu's options accepted with no effect here:\n${table(noEffect)}` +
+    `\ncriu's options refused (exit 1), and why:\n${table(refused)}`;
+}
 
 /** Options longer than this push their text along instead of widening the column. */
 const OPTION_COLUMN = 34;
@@ -94,5 +116,5 @@ export function helpText(action?: string): string {
   const one = ACTIONS.find((a) => a.name === action);
   if (one) return `usage: stasis ${[one.name, one.args].filter(Boolean).join(' ')}\n  ${one.summary}\n${table(one.options)}`;
   return 'usage: stasis ACTION [options]  (criu\'s actions and options: stasis stands in for criu)\n\n' +
-    `actions:\n${ACTIONS.map(actionText).join('')}\noptions of every action:\n${table(GENERAL)}`;
+    `actions:\n${ACTIONS.map(actionText).join('')}\noptions of every action:\n${table(GENERAL)}${otherOptions()}`;
 }

@@ -424,6 +424,7 @@ async function dumpRequest(client: Client, given: Message | undefined): Promise<
       fileLocks: o.file_locks === true, extUnixSk: o.ext_unix_sk === true, log: (m) => s.logger.log(3, m),
       extMnt: externalMounts(o), externalNetns: externalNetns(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
       freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
+      linkRemap: o.link_remap === true, seizeTimeoutMs: o.timeout ? Number(o.timeout) * 1000 : undefined,
       // As criu: asked once the tree is frozen...
       afterSeize: () => {
         if (!notify) return;

@@ -42,6 +42,7 @@ export const SYS = {
   inotify_rm_watch: 255, name_to_handle_at: 303, open_by_handle_at: 304,
   shmget: 29, shmat: 30, shmctl: 31, shmdt: 67, semget: 64, semctl: 66, msgget: 68, msgsnd: 69,
   msgrcv: 70, msgctl: 71,
+  mknodat: 259, fchownat: 260, fchmodat: 268,
 } as const;
 export type SyscallName = keyof typeof SYS;
 

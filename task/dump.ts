@@ -31,7 +31,7 @@ import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { askThreadCore, dumpThreadCore } from './thread.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
-import { writeDumpStats, type DumpStats } from './stats.js';
+import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
 import { CLONE } from './clone.js';
@@ -68,6 +68,16 @@ export interface DumpOptions {
   externalNetns?: ReadonlyMap<number, string>;
   /** A cgroup (v1 freezer or v2) holding the tree, frozen while its tasks are seized. */
   freezeCgroup?: string;
+  /**
+   * criu's --timeout: how long collecting the tree (freezing it, every task reaching its stop)
+   * may take in all, in ms; a task that does not stop by then fails the dump.
+   */
+  seizeTimeoutMs?: number;
+  /**
+   * criu's --link-remap: a file deleted while open may be linked back into its directory for the
+   * restore to open (instead of its contents being saved).
+   */
+  linkRemap?: boolean;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
   /** Memory copied so far, per process (for a progress line on a terminal). */
@@ -145,9 +155,16 @@ interface DumpState {
   files: FileTable;
   ids: IdAllocator;
   images: ImageDir;
+  /** Private memory: pages scanned and written (stats-dump; shared memory is counted by `files`). */
   pagesScanned: number;
   pagesWritten: number;
-  memMs: number;
+  /**
+   * Time spent on the processes' memory, and time spent writing pages into the images (the
+   * writes stasis makes itself; where the filesystem is slow they go through the thread pool,
+   * and only their start is stasis's: see ImageDir.writeFile).
+   */
+  memdumpMs: number;
+  memwrite: BusyTime;
   fileLocks: boolean;
   extUnixSk: boolean;
   shellJob: boolean;
@@ -303,8 +320,8 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   const pagesId = st.files.allocPagesId();
   const written = writePages(pid, runs, st.images.file(pagesFileName(pagesId)), inj,
     st.progress && ((done, total) => st.progress!(`memory of ${pid}`, done, total)),
-    (data) => st.write(st.images.writeRaw(pagesFileName(pagesId), data)));
-  st.memMs += performance.now() - t0;
+    (data) => st.write(st.memwrite.time(() => st.images.writeRaw(pagesFileName(pagesId), data))), st.memwrite);
+  st.memdumpMs += performance.now() - t0;
   st.pagesScanned += scanned;
   st.pagesWritten += written;
   st.log(`process ${pid}: ${written} pages`);
@@ -348,7 +365,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   schema(); // parse the protos now, not while the tree is frozen
   const stop = new StopSignals();
   const t0 = performance.now();
-  const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup });
+  const tree = SeizedTree.seize(pid, { freezeCgroup: opts.freezeCgroup, timeoutMs: opts.seizeTimeoutMs });
   const tFrozen = performance.now();
   // The clocks of a time namespace of its own, as they stand when the tree stops.
   let timens: ReturnType<typeof dumpTimens> | undefined;
@@ -384,6 +401,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
   };
+  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false });
+  let succeeded = false;
   try {
     // Each process's images are written as soon as it is dumped (in place, or through the thread
     // pool where the filesystem is slow: see ImageDir); a failed write fails the dump below.
@@ -395,8 +414,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
     const st: DumpState = {
-      files: new FileTable(), ids, images, pagesScanned: 0, pagesWritten: 0,
-      memMs: 0, log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
+      files, ids, images, pagesScanned: 0, pagesWritten: 0,
+      memdumpMs: 0, memwrite: new BusyTime(), log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
@@ -429,7 +448,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }))));
     write(images.writeMessages('files.img', st.files.entries));
     for (const [name, entries] of st.files.images) write(images.write(name, entries));
-    for (const [name, data] of st.files.rawImages) write(images.writeRaw(name, data));
+    for (const [name, data] of st.files.rawImages) write(st.memwrite.time(() => images.writeRaw(name, data))); // pages files
     if (mounts) {
       write(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) write(images.writeRaw(name, data));
@@ -452,13 +471,13 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
 
     const threads = tree.processes.reduce((n, p) => n + (p.state === TASK_DEAD ? 0 : p.threads.length), 0);
     const stats: DumpStats = {
-      freezing_time: Math.round((tFrozen - t0) * 1000),
-      frozen_time: Math.round((performance.now() - tFrozen) * 1000),
-      memdump_time: Math.round(st.memMs * 1000),
-      memwrite_time: Math.round(st.memMs * 1000),
+      freezing_time: micros(tFrozen - t0),
+      frozen_time: micros(performance.now() - tFrozen),
+      memdump_time: micros(st.memdumpMs),
+      memwrite_time: micros(st.memwrite.ms),
       pages_scanned: st.pagesScanned, pages_skipped_parent: 0, pages_written: st.pagesWritten,
       irmap_resolve: 0, pages_lazy: 0, page_pipes: 0, page_pipe_bufs: 0,
-      shpages_scanned: 0, shpages_skipped_parent: 0, shpages_written: 0,
+      shpages_scanned: st.files.sharedPages.scanned, shpages_skipped_parent: 0, shpages_written: st.files.sharedPages.written,
     };
     await stop.check(true); // the last moment a dump can still be rolled back
     await images.commit({
@@ -484,6 +503,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       tree.kill();
     }
     const dir = opts.imagesDir;
+    succeeded = true;
     return {
       pid, processes: tree.processes.length, threads, stats,
       get imageBytes() {
@@ -496,5 +516,6 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     tree.release();
     for (const g of guarded) g.forget();
     stop.remove();
+    if (!succeeded) files.rollback(); // what the dump made outside the images (--link-remap's links)
   }
 }

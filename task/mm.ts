@@ -15,7 +15,7 @@ import {
   MADV_DONTFORK, MADV_DONTNEED, MADV_WIPEONFORK, MAP_LOCKED, type ProcStat, type ProcStatus, type SmapsVma, type VmaRange, readMapRanges, vmFlagsFdFlags, vmFlagsIoOrPfn, vmFlagsMadv,
   vmFlagsMapFlags, madvAdvices, parseAuxv, readAuxv, readExe,
 } from '../sys/proc/index.js';
-import { regFileEntry, openInTask } from '../files/reg.js';
+import { regFileEntry, openInTask, dumpPathFile, openRegEntry, noteReachable, type RegOpenContext } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
 import { FD_TYPE_REG, zeroFown } from '../files/reg.js';
 import { FD_TYPE_MEMFD, dumpMemfdInode } from '../files/memfd.js';
@@ -163,12 +163,12 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.ANON_PRIVATE | (v.kind === 'heap' ? VMA.HEAP : 0));
         continue;
       case 'file': {
-        if (v.deleted) throw unsupported(pid, v, `the deleted file ${v.path}`);
         if (vmFlagsIoOrPfn(v.vmFlags)) throw unsupported(pid, v, `device memory of ${v.path}`);
         const fdflags = vmFlagsFdFlags(v.vmFlags);
-        const id = files.once(`map:${v.devMajor}:${v.devMinor}:${v.inode}:${fdflags}`, () => ({
-          type: FD_TYPE_REG, field: 'reg', entry: regFileEntry(v.path, mapFilePath(pid, v), fdflags, 0n),
-        }));
+        // A removed file is remapped (files/reg.ts: a ghost, or a link with --link-remap).
+        const id = files.once(`map:${v.devMajor}:${v.devMinor}:${v.inode}:${fdflags}`, () => dumpPathFile(pid,
+          v.deleted ? `${v.path} (deleted)` : v.path, mapFilePath(pid, v), fdflags, 0n, files.remapContext(),
+          `the mapping at 0x${v.start.toString(16)} of task ${pid}`));
         add(flags, VMA.REGULAR | (v.shared ? VMA.FILE_SHARED : VMA.FILE_PRIVATE), v.pgoff, BigInt(id), fdflags);
         continue;
       }
@@ -180,9 +180,7 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         const inodeId = dumpMemfdInode(mapFilePath(pid, v), v.kind === 'shmem' ? '/dev/zero' : v.name ?? '', {
           memo: files.memo,
           addImageEntry: (image, message, extra) => files.addImageEntry(image, message, extra),
-          writeImage: (image, entries) => files.setImage(image, entries),
-          writeRawImage: (image, data) => files.setRawImage(image, data),
-          allocPagesId: () => files.allocPagesId(),
+          writeSharedPages: (shmid, runs, data, objectPages) => files.writeSharedPages(shmid, runs, data, objectPages),
         });
         const id = files.once(`memfd-map:${inodeId}`, () => ({
           type: FD_TYPE_MEMFD, field: 'memfd',
@@ -307,6 +305,12 @@ export interface RestoreMmFiles {
   /** The file_entry (reg) a VMA's shmid names. */
   regFile(id: number): Record<string, unknown>;
   /**
+   * The images of the dump, for files whose names were removed (remap-fpath.img, ghosts), and
+   * the task's PID as its /proc names it (where later openers reach such a file it mapped).
+   */
+  imageEntries?(image: string): { message: Record<string, any>; extra?: Uint8Array }[];
+  vpid?: number;
+  /**
    * A descriptor, in the task, of the memfd / shared memory a VMA maps (file id `id`): made on
    * first use, reached again through the mapping of whoever made it.
    */
@@ -380,6 +384,10 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   const kernelPlaced = placeVdso(inj, wanted, kernelAreas, [...reserved, { start: trampoline, end: trampoline + PAGE }]);
 
   const fds = new Map<bigint, number>();
+  const regCtx: RegOpenContext | undefined = files.imageEntries
+    && { inj, imageEntries: files.imageEntries, regFile: (id) => files.regFile(id) };
+  /** Files opened for mappings, and the first mapping of each (a removed one is reached there later). */
+  const mappedFiles = new Map<bigint, { reg: Record<string, unknown>; v: VmaEntry }>();
   const tighten: VmaEntry[] = [];
   /** Per advice, the range of adjacent VMAs it is yet to be given to. */
   const advised = new Map<number, { start: bigint; end: bigint }>();
@@ -402,7 +410,8 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
               return files.memfdFd(inj, Number(v.shmid), v);
             }
             const reg = files.regFile(Number(v.shmid));
-            return openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
+            mappedFiles.set(v.shmid, { reg, v });
+            return regCtx ? openRegEntry(regCtx, reg, v.fdflags ?? O_RDONLY) : openInTask(inj, String(reg.name), v.fdflags ?? O_RDONLY);
           });
           fds.set(v.shmid, fd);
         }
@@ -449,6 +458,11 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     }
     for (const [advice, run] of advised) calls.push([SYS.madvise, run.start, Number(run.end - run.start), advice]);
     inj.callAllChecked(calls);
+    if (regCtx && files.vpid !== undefined) {
+      for (const { reg, v } of mappedFiles.values()) {
+        noteReachable(regCtx, reg, `/proc/${files.vpid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`);
+      }
+    }
   } finally {
     for (const fd of fds.values()) inj.call(SYS.close, fd);
   }

@@ -19,6 +19,7 @@ import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
 import { VMA, hasDumpablePages, type VmaEntry } from './mm.js';
 import { O_WRONLY } from '../sys/fcntl.js';
+import type { BusyTime } from './stats.js';
 
 const PAGE = BigInt(PAGE_SIZE);
 /** Copy window: bounded, so stasis's memory use does not grow with the target's. */
@@ -41,11 +42,11 @@ export interface PagesDumpStats {
  * process rather than one per VMA. Never across a hole: what stasis maps in the task while it
  * works (its scratch page) lies in one. The vDSO is one run of its own, with stasis's vDSO as
  * its bytes (left out if the two differ in size: the task's is then no image stasis knows).
+ * `scanned` is counted as CRIU counts it (scannedPages).
  */
 export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: DumpRun[]; scanned: number } {
   const fd = fs.openSync(`/proc/${pid}/pagemap`, 'r');
   const runs: DumpRun[] = [];
-  let scanned = 0;
   try {
     for (let i = 0; i < vmas.length;) {
       if (!hasDumpablePages(vmas[i]!)) {
@@ -59,7 +60,6 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: D
       const start = vmas[i]!.start;
       let end = start;
       while (i < vmas.length && hasDumpablePages(vmas[i]!) && vmas[i]!.start === end) {
-        scanned += Number((vmas[i]!.end - vmas[i]!.start) / PAGE);
         end = vmas[i]!.end;
         i++;
       }
@@ -75,7 +75,38 @@ export function findDataPages(pid: number, vmas: readonly VmaEntry[]): { runs: D
   } finally {
     fs.closeSync(fd);
   }
-  return { runs, scanned };
+  return { runs, scanned: scannedPages(vmas, runs) };
+}
+
+/**
+ * stats-dump's pages_scanned, as CRIU 4.2 counts it on a kernel with PAGEMAP_SCAN: its scan
+ * walks each private VMA page by page, jumping over what holds no data in one step. So each
+ * page saved counts one, and so does each stretch of a VMA passed over (a VMA with nothing to
+ * save counts one); the vDSO, saved whole, counts all its pages; the vvar area is not scanned.
+ * `runs` are in address order, as findDataPages makes them.
+ */
+export function scannedPages(vmas: readonly VmaEntry[], runs: readonly PageRun[]): number {
+  let n = 0;
+  let j = 0;
+  for (const v of vmas) {
+    if (v.status & VMA.VDSO) {
+      n += Number((v.end - v.start) / PAGE);
+      continue;
+    }
+    if (!hasDumpablePages(v)) continue;
+    const runEnd = (r: PageRun) => r.vaddr + BigInt(r.nrPages) * PAGE;
+    while (j < runs.length && runEnd(runs[j]!) <= v.start) j++;
+    let at = v.start;
+    for (let k = j; k < runs.length && runs[k]!.vaddr < v.end; k++) {
+      const from = runs[k]!.vaddr > v.start ? runs[k]!.vaddr : v.start;
+      const to = runEnd(runs[k]!) < v.end ? runEnd(runs[k]!) : v.end;
+      if (from > at) n++; // a stretch passed over
+      n += Number((to - from) / PAGE);
+      at = to;
+    }
+    if (at < v.end) n++;
+  }
+  return n;
 }
 
 /** How an error names a run of pages: `pages at 0x7f...-0x7f...`. */
@@ -116,21 +147,22 @@ export function checkPageRuns(runs: readonly PageRun[], vmas: readonly VmaEntry[
   }
 }
 
-/**
- * Copy the runs' bytes from the task into `pagesFile`, in order. The fast way is to have the
- * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
- * cache speed). Where that cannot be done — the file is not reachable or writable from the task,
- * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
- * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
- */
 /** Called as page bytes are copied: bytes done so far and the total, for progress on a terminal. */
 export type PageProgress = (done: number, total: number) => void;
 
 /** Bytes per injected read or write: small enough for progress to move, big enough to be free. */
 const STEP = 64 << 20;
 
+/**
+ * Copy the runs' bytes from the task into `pagesFile`, in order. The fast way is to have the
+ * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
+ * cache speed). Where that cannot be done — the file is not reachable or writable from the task,
+ * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
+ * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
+ * `writing` is told while the file is written here (the caller times what `writeSmall` does).
+ */
 export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | GuardedTask | undefined,
-  progress: PageProgress | undefined, writeSmall: (data: Buffer) => void): number {
+  progress: PageProgress | undefined, writeSmall: (data: Buffer) => void, writing?: BusyTime): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
   // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
   // file off this thread): cheaper than the injected open, writes and close. (Short when some
@@ -151,6 +183,7 @@ export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: str
   const out = createPrivateFileSync(pagesFile); // 0600, a new inode: see images/private-file.ts
   let written = 0;
   let taskFd = -1;
+  writing?.begin(); // the bytes are read and written in one go here
   try {
     if (inj && total > DIRECT_FILL_LIMIT) taskFd = openPagesInTask(inj, pagesFile, out, total);
     let offset = 0;
@@ -168,6 +201,7 @@ export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: str
   } finally {
     if (taskFd >= 0) inj!.call(SYS.close, taskFd);
     fs.closeSync(out);
+    writing?.end();
   }
   return written / PAGE_SIZE;
 }

@@ -10,7 +10,7 @@
 //   threads.ts     threads cloned, per-thread state, pending signals, registers; all let go
 // If anything fails, every task created is killed: a restore leaves a running tree or nothing.
 
-import { writeRestoreStats } from './stats.js';
+import { restoreStats, writeRestoreStats } from './stats.js';
 import { pinSelf } from '../sys/inject.js';
 import type { CgRoot } from '../cgroup/cgroups.js';
 import { restoreAttributes } from './restore/attributes.js';
@@ -81,6 +81,7 @@ export interface RestoreResult {
 }
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
+  const tStart = performance.now(); // stats-restore: restore_time is the whole restore
   const img = await load(opts.imagesDir);
   const run = new RestoreRun(opts, img);
   const plan = makePlan(opts, img, run.ownSid);
@@ -116,10 +117,9 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   }
   const tDone = performance.now();
   try {
-    await writeRestoreStats(opts.workDir ?? opts.imagesDir, {
-      pages_compared: 0, pages_skipped_cow: 0, forking_time: Math.round(((run.treeMadeAt ?? tDone) - run.t0) * 1000),
-      restore_time: Math.round((tDone - run.t0) * 1000), pages_restored: run.pages,
-    });
+    await writeRestoreStats(opts.workDir ?? opts.imagesDir, restoreStats({
+      startMs: tStart, forkingMs: (run.treeMadeAt ?? tDone) - run.t0, doneMs: tDone, pagesRestored: run.pages,
+    }));
   } catch (e) {
     // The tree runs already; a read-only images dir only costs the statistics.
     run.log(`stats-restore not written: ${(e as Error).message}`);

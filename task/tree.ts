@@ -39,6 +39,11 @@ export interface SeizeOptions {
    */
   freezeCgroup?: string;
   /**
+   * A bound on the whole collection (criu's --timeout), in ms: each wait gets what is left of
+   * it. Without it, each task gets 5 s to stop and a cgroup 10 s to freeze.
+   */
+  timeoutMs?: number;
+  /**
    * For tests, the windows in which a task may exit: called with a process's children once
    * they are listed and looked at, before they are seized; and with each task once it is
    * seized, before it is interrupted.
@@ -76,6 +81,14 @@ export class SeizedTree {
   /** The tree's cgroup, when it was frozen to seize it: put back as it was found at the end. */
   private cgroup?: FrozenCgroup;
 
+  /** When the collection must be over (performance.now()), under a timeout. */
+  private deadline?: number;
+
+  /** How long the next wait may take: what is left before the deadline, or `otherwise`. */
+  private waitMs(otherwise?: number): number | undefined {
+    return this.deadline === undefined ? otherwise : Math.max(0, Math.round(this.deadline - performance.now()));
+  }
+
   /**
    * Freeze the tree rooted at `pid`. On failure everything seized so far is released. A
    * process below the root that exits while it is being seized is taken as the zombie it
@@ -85,6 +98,7 @@ export class SeizedTree {
   static seize(pid: number, opts: SeizeOptions = {}): SeizedTree {
     const tree = new SeizedTree(pid);
     tree.hooks = opts;
+    if (opts.timeoutMs !== undefined) tree.deadline = performance.now() + opts.timeoutMs;
     try {
       if (opts.freezeCgroup) tree.seizeFrozen(opts.freezeCgroup);
       tree.visit(pid, 0);
@@ -94,6 +108,9 @@ export class SeizedTree {
       }
     } catch (e) {
       tree.release();
+      if (tree.deadline !== undefined && performance.now() >= tree.deadline && e instanceof Error) {
+        throw new Error(`the tree was not collected within the ${opts.timeoutMs! / 1000} s timeout: ${e.message}`);
+      }
       throw e;
     }
     return tree;
@@ -104,7 +121,7 @@ export class SeizedTree {
     // stopped task waits for it to re-enter its stop as a traced one, which a frozen task never
     // does (ptrace_attach would wait forever). Stopped, it cannot fork meanwhile either.
     const later: number[] = [];
-    const frozen = freezeCgroup(dir);
+    const frozen = freezeCgroup(dir, this.waitMs());
     this.cgroup = frozen;
     try {
       for (const tid of frozen.tasks) {
@@ -116,7 +133,7 @@ export class SeizedTree {
       frozen.thaw();
     }
     for (const tid of later) this.startSeize(tid);
-    for (const tid of this.seized) this.preStopped.set(tid, waitForInterrupt(tid));
+    for (const tid of this.seized) this.preStopped.set(tid, waitForInterrupt(tid, this.waitMs(5000)));
   }
 
   get root(): TreeProcess {
@@ -160,7 +177,7 @@ export class SeizedTree {
         if (gone.has(tid)) continue;
         let sig: number;
         try {
-          sig = this.preStopped.get(tid) ?? waitForInterrupt(tid);
+          sig = this.preStopped.get(tid) ?? waitForInterrupt(tid, this.waitMs(5000));
         } catch (e) {
           if (!(e instanceof Error && /exited|killed/.test(e.message))) throw e;
           if (tid === pid) leaderExited = true;

@@ -22,7 +22,8 @@ export function restoreAttributes(run: RestoreRun, t: Restoring): void {
   const task = `task ${p.pid}`;
   // The umask last: what the restore creates for the task (a socket's file) is made under
   // stasis's, which every task has until then.
-  applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, p.fs!, (id) => run.regFile(id), { ...t.fsHas, umask: run.own.umask }));
+  applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, p.fs!, (id) => run.regFile(id), { ...t.fsHas, umask: run.own.umask },
+    (n) => run.img.extraImage(n)));
   const tc = p.cores.get(p.pid)!.tc;
   const core = imageFileName('CORE', p.pid);
   applying(core, `${task}: SIGCHLD action`,

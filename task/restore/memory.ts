@@ -78,7 +78,11 @@ export class TreeMemory {
     const mmFile = imageFileName('MM', p.pid);
     const task = `task ${p.pid}`;
     const space = applying(mmFile, task,
-      () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd, sysvSegment: (id) => sysvSegment(img.sysv, id) }, direct ? () => false : hasDumpablePages, inherited));
+      // Mappings of removed files are reopened through their remaps (files/reg.ts): the images,
+      // and the PID the tasks' /proc gives this one (where a later opener reaches such a file).
+      () => restoreVmas(inj, p.mm!.vmas, {
+        regFile, memfdFd, imageEntries: (n) => img.extraImage(n), vpid: p.pid, sysvSegment: (id) => sysvSegment(img.sysv, id),
+      }, direct ? () => false : hasDumpablePages, inherited));
     t.layout = space.layout;
     const progress = opts.progress;
     const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct

@@ -185,7 +185,8 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     // no chroot and no mount yet to come can change what the path names.
     if (!img.mounts && run.regFile(p.fs!.root_id).name === '/') {
       const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
-      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, (id) => run.regFile(id), live && from?.fsHas));
+      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, (id) => run.regFile(id), live && from?.fsHas,
+        (n) => img.extraImage(n)));
       t.fsHas = cwd;
     }
     // And its name (its children's until they have their own).

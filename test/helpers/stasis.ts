@@ -63,11 +63,11 @@ export async function assertFdsKept(t: ExecutionContext, dir: string, rootPid: n
 }
 
 /**
- * `bin/stasis ARGS`. A dump (-t) takes a snapshot of the tree's descriptors first; a successful
+ * `bin/stasis ARGS` (`extraPipes`: that many more pipes, as its 3, 4, ...). A dump (-t) takes a snapshot of the tree's descriptors first; a successful
  * `restore -d` from a directory dumped so is checked against it (throws on a difference) —
  * through a --pidfile added when ARGS have none.
  */
-export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
+export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv; extraPipes?: number } = {}) {
   const before = beforeDump(args);
   let pidfile = optionValue(args, '--pidfile');
   const restoreD = args[0] === 'restore' && (args.includes('-d') || args.includes('--restore-detached'));
@@ -78,7 +78,11 @@ export async function stasis(args: string[], opts: { env?: NodeJS.ProcessEnv } =
     args = [...args, '--pidfile', pidfile];
   }
   try {
-    const r = await execa(process.execPath, [stasisBin, ...args], { reject: false, all: true, env: opts.env });
+    const r = await execa(process.execPath, [stasisBin, ...args], {
+      reject: false, all: true, env: opts.env,
+      // Descriptors 3, 4, ... of stasis, pipes whose output is collected (r.stdio[3], ...).
+      stdio: ['pipe', 'pipe', 'pipe', ...new Array<'pipe'>(opts.extraPipes ?? 0).fill('pipe')] as ['pipe', 'pipe', 'pipe', ...'pipe'[]],
+    });
     afterDump(args, before, r.exitCode === 0);
     const dir = optionValue(args, '-D', '--images-dir');
     if (restoreD && r.exitCode === 0 && dir) {
@@ -241,9 +245,9 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   ready?: RegExp;
   /** Called with the bundle's rootfs before the container starts (files the workload needs). */
   prepare?: (rootfs: string) => void;
+  /** More `runc checkpoint` options (e.g. --file-locks). */
+  checkpointArgs?: string[];
   afterDump?: (imagesDir: string) => Promise<void>;
-  /** More arguments for `runc checkpoint` and `runc restore` (`--file-locks`). */
-  runcArgs?: string[];
 } = {}): Promise<ContainerSelfCheck> {
   const dir = tmpDir(t, `stasis-${workload}-ct-`);
   const c = RuncContainer.create(dir);
@@ -256,11 +260,11 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   const out = await c.run();
   await out.waitForLine(opts.ready ?? /^ready\b/);
   const images = path.join(dir, 'img');
-  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.runcArgs);
+  const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.checkpointArgs);
   t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
   await out.closed;
   await opts.afterDump?.(images);
-  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'), opts.runcArgs);
+  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'));
   t.is(code, 0, `runc restore: ${restored.lines.join(' | ')} ${logTail(path.join(dir, 'rwork', 'restore.log'))}`);
   const work = path.join(rootfs, 'data');
   fs.writeFileSync(path.join(work, 'check'), '');

@@ -34,9 +34,9 @@ async function dumpedPids(dir: string): Promise<number[]> {
   return [...new Set(ids)].filter((id) => id !== 0);
 }
 
-/** `TOOL dump -t PID -D DIR` (the tree is killed); asserts it succeeded. */
-async function dumpWith(t: ExecutionContext, tool: Tool, pid: number, dir: string): Promise<void> {
-  const args = ['dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'dump.log'];
+/** `TOOL dump -t PID -D DIR [FLAGS]` (the tree is killed); asserts it succeeded. */
+async function dumpWith(t: ExecutionContext, tool: Tool, pid: number, dir: string, flags: string[] = []): Promise<void> {
+  const args = ['dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'dump.log', ...flags];
   const d = tool === 'stasis' ? await stasis(args)
     : await execa(criuBin, args, { reject: false, all: true });
   t.is(d.exitCode, 0, `${tool} dump: ${d.all} ${logErrors(path.join(dir, 'dump.log'))}`);
@@ -48,10 +48,10 @@ async function dumpWith(t: ExecutionContext, tool: Tool, pid: number, dir: strin
  * dumped tree wrote to). Asserts the restore succeeded; the restored processes are killed (by
  * PID) when the test ends.
  */
-async function restoreWith(t: ExecutionContext, tool: Tool, dir: string, key: string): Promise<Workload> {
+async function restoreWith(t: ExecutionContext, tool: Tool, dir: string, key: string, flags: string[] = []): Promise<Workload> {
   const pids = await dumpedPids(dir);
   await waitForFreePids(pids);
-  const args = ['restore', '-d', '-D', dir, '-v4', '-o', 'restore.log', '--inherit-fd', `fd[1]:${key}`];
+  const args = ['restore', '-d', '-D', dir, '-v4', '-o', 'restore.log', '--inherit-fd', `fd[1]:${key}`, ...flags];
   const r = await underReaper(tool === 'stasis' ? [process.execPath, stasisBin, ...args] : [criuBin, ...args]);
   t.teardown(async () => {
     pids.forEach(killPid);
@@ -68,7 +68,7 @@ async function restoreWith(t: ExecutionContext, tool: Tool, dir: string, key: st
  * Returns the lines of the last restore.
  */
 async function selfCheckThrough(t: ExecutionContext, workload: string, hops: [Tool, Tool][],
-  args: (work: string) => string[] = (d) => [d]): Promise<string[]> {
+  args: (work: string) => string[] = (d) => [d], flags: string[] = [], criuLoses: string[] = []): Promise<string[]> {
   const work = tmpDir(t, `stasis-${workload}-`);
   const w = await startWorkload(workload, args(work));
   t.teardown(() => w.kill());
@@ -82,15 +82,21 @@ async function selfCheckThrough(t: ExecutionContext, workload: string, hops: [To
   for (const [i, [dumper, restorer]] of hops.entries()) {
     const dir = tmpDir(t);
     const key = fdKey(root, 1);
-    await dumpWith(t, dumper, root, dir);
-    current = await restoreWith(t, restorer, dir, key);
+    await dumpWith(t, dumper, root, dir, flags);
+    current = await restoreWith(t, restorer, dir, key, flags);
     t.true(fs.existsSync(`/proc/${root}`), `hop ${i + 1} (${dumper} → ${restorer}): the root runs again under its PID`);
   }
   fs.writeFileSync(path.join(work, 'check'), '');
   await current.waitForLine(/^result /, 20_000);
-  t.deepEqual(current.lines.filter((l) => l.startsWith('FAIL')), []);
-  t.true(current.lines.includes('result PASS'), current.lines.join('\n'));
-  t.is(await current.exitOf(root), `exit ${root} 0`, 'the restored root checked itself and exited 0');
+  const tolerated = hops[hops.length - 1]![1] === 'criu' ? criuLoses : [];
+  const failed = current.lines.filter((l) => l.startsWith('FAIL'));
+  t.deepEqual(failed.filter((l) => !tolerated.some((item) => l.startsWith(`FAIL ${item}:`))), []);
+  if (failed.length) {
+    t.log(`CRIU's restore, as known: ${failed.join('; ')}`);
+  } else {
+    t.true(current.lines.includes('result PASS'), current.lines.join('\n'));
+    t.is(await current.exitOf(root), `exit ${root} 0`, 'the restored root checked itself and exited 0');
+  }
   return current.lines;
 }
 
@@ -150,6 +156,24 @@ test.serial('CRIU 4.2 restores stasis\'s dump of a datagram socket connected to 
   t.true(lines.includes('ok child-received'), lines.join('\n'));
   t.true(lines.includes('ok parent-sent'));
 });
+
+// Files removed while open, mapped or a cwd, --link-remap with an inotify watch on a removed
+// file, and file leases (test/files/ghosts.test.ts): through CRIU 4.2 alone (so the workloads
+// check what CRIU does), and each way between CRIU and stasis (the images are CRIU's). The
+// options go to dump and restore alike (CRIU takes leases again only with --file-locks).
+// CRIU 4.2's restore loses the watch on the removed file itself (it queues IN_DELETE_SELF and
+// IN_IGNORED on it, and IN_DELETE on the directory's watch): those two items are CRIU's own.
+const GHOSTS: [string, string[], string[]][] = [
+  ['ghost-fifo', [], []], ['ghost-mmap', [], []], ['ghost-cwd', [], []],
+  ['link-remap', ['--link-remap'], ['watch-quiet', 'watch-removed-file']], ['leases', ['--file-locks'], []],
+];
+for (const [workload, flags, criuLoses] of GHOSTS) {
+  for (const hop of [['criu', 'criu'], ['stasis', 'criu'], ['criu', 'stasis']] as [Tool, Tool][]) {
+    test.serial(`${workload}${flags.length ? ` (${flags.join(' ')})` : ''}: ${hop[0]} dump → ${hop[1]} restore, and it checks itself`, async (t) => {
+      await selfCheckThrough(t, workload, [hop], (d) => [d], flags, criuLoses);
+    });
+  }
+}
 
 test.serial('a tree goes stasis dump → CRIU restore → CRIU dump → stasis restore and passes its self-checks', async (t) => {
   const lines = await selfCheckThrough(t, 'family', [['stasis', 'criu'], ['criu', 'stasis']]);

@@ -20,7 +20,7 @@ for (const w of workloads) {
     await selfCheckRoundTrip(t, w.name, { dumpArgs: w.dumpArgs, args: (work) => [work, ...(w.plainArgs ?? [])] });
   });
   test.serial(`${w.name}: ${w.what} (runc container)`, async (t) => {
-    await selfCheckInContainer(t, w.name, { runcArgs: w.dumpArgs });
+    await selfCheckInContainer(t, w.name, { checkpointArgs: w.dumpArgs });
   });
 }
 

@@ -30,6 +30,8 @@ export interface DumpFdTableOptions {
   orphanPts?: boolean;
   /** --ext-unix-sk */
   extUnixSk?: boolean;
+  /** The task's pid as the image numbers it (in the tree's pid namespace); `pid` if not given. */
+  imagePid?: number;
 }
 
 /**
@@ -51,8 +53,11 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   };
   const unread: FdinfoEntry[] = [];
   for (const fd of listFds(pid)) {
-    const known: FdKnown = (parent === undefined ? undefined : table.inherited(pid, parent, fd)) ?? dumpFd(pid, fd, table, ctx);
+    const inherited = parent === undefined ? undefined : table.inherited(pid, parent, fd);
+    const known: FdKnown = inherited ?? dumpFd(pid, fd, table, ctx, opts.imagePid ?? pid);
     const { id, link, type, flags } = known;
+    // A description dumped before: the POSIX locks this task took through it are its own.
+    if (flags === undefined && ctx.fileLocks) dumpFileLocks({ pid, fd, link, fdinfo: readFdinfo(pid, fd) }, ctx, opts.imagePid ?? pid, false);
     table.recordFd(pid, fd, id, link, type);
     const entry = { id, flags: flags !== undefined && flags & O_CLOEXEC ? FD_CLOEXEC : 0, type, fd };
     if (flags === undefined) unread.push(entry);
@@ -74,7 +79,7 @@ interface FdKnown { id: number; link: string; type: number; flags?: number }
  * Fd `fd` of `pid`, known by its link: its description's id (dumped now, unless an earlier fd
  * shares it), its type, and its fdinfo flags when fdinfo was read for the dump.
  */
-function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext): FdKnown {
+function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext, imagePid: number): FdKnown {
   const link = readFdLink(pid, fd);
   const kind = kindFor({ pid, fd, link });
   if (!kind) throw new Error(`fd ${fd} of task ${pid} is ${link}, which stasis cannot dump yet`);
@@ -85,7 +90,7 @@ function dumpFd(pid: number, fd: number, table: FileTable, ctx: DumpFilesContext
   if (dumped.entry.fown) dumped.entry.fown = dumpFown(ctx.inj, fd);
   const id = table.add(dumped);
   table.remember(pid, fd, link, id);
-  dumpFileLocks({ pid, fd, link, fdinfo }, ctx);
+  dumpFileLocks({ pid, fd, link, fdinfo }, ctx, imagePid, true);
   return { id, link, type: kind.type, flags: fdinfo.flags };
 }
 
@@ -120,6 +125,8 @@ export interface RestoreFdTableOptions {
    * restored parent: their descriptions are not opened again nor finished a second time.
    */
   kept?: ReadonlyMap<number, number>;
+  /** The task's pid as the image numbers it (its locks are recorded under it); `pid` if not given. */
+  imagePid?: number;
 }
 
 export interface RestoredFdTable {
@@ -200,7 +207,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     const kind = kindForType(file.type)!;
     forFds(id, fds, () => kind.finish?.(file[kind.field] as Record<string, unknown>, fds[0]!.fd, task));
   }
-  restoreFileLocks(pid, inj, opts.imageEntries);
+  restoreFileLocks(opts.imagePid ?? pid, inj, opts.imageEntries);
   return { placed, spare: provided };
 }
 

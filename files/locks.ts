@@ -2,7 +2,12 @@
 // locks, and leases (F_SETLEASE, read or write; not one being broken), from the `lock:` lines of the fdinfo of the descriptor they were taken through, into
 // filelocks.img (file_lock_entry: kind, type, owner pid, fd, start, len — as criu's file-lock.c).
 // criu dumps them only with --file-locks and refuses a task holding one otherwise; so does stasis.
-// On restore they are taken again, by the restored task, once all its descriptors exist.
+// The kernel shows a flock or OFD lock on every descriptor of its description, a POSIX lock
+// only on the descriptor it was taken through and to the process that owns it: so flock and OFD
+// locks are saved with the description (its first descriptor), POSIX locks with each process's
+// own descriptors, shared or not. The owner pid is the image's (the tree's pid namespace
+// numbers it: a container's init is 1), whatever stasis reads on the host. On restore they are
+// taken again, by the restored task, once all its descriptors exist.
 
 import { SYS } from '../sys/arch.js';
 import { errnoName } from '../sys/errno.js';
@@ -32,9 +37,14 @@ function describe(l: FileLock): string {
   return `${l.type} ${l.access} lock`;
 }
 
-/** The file_lock_entry-s of the locks held through a descriptor (appended to filelocks.img). */
-export function dumpFileLocks(f: OpenFd, ctx: DumpFilesContext): void {
+/**
+ * The file_lock_entry-s of the locks held through a descriptor (appended to filelocks.img):
+ * all of them at the first descriptor of a description (`firstOfDescription`), only the task's
+ * POSIX locks at the others. `imagePid`: the task's pid as the image numbers it.
+ */
+export function dumpFileLocks(f: OpenFd, ctx: DumpFilesContext, imagePid: number, firstOfDescription: boolean): void {
   for (const l of f.fdinfo.locks) {
+    if (!firstOfDescription && l.type !== 'POSIX') continue;
     if (!ctx.fileLocks) {
       throw new Error(`task ${f.pid} holds a ${describe(l)} on ${f.link} (fd ${f.fd}); dump with --file-locks to save it`);
     }
@@ -46,10 +56,11 @@ export function dumpFileLocks(f: OpenFd, ctx: DumpFilesContext): void {
     if (l.access !== 'READ' && l.access !== 'WRITE') {
       throw new Error(`task ${f.pid} holds a ${describe(l)} on ${f.link} (fd ${f.fd}), which stasis cannot dump`);
     }
-    // A POSIX lock seen through a shared description may belong to another process.
+    // A POSIX lock of a process sharing the descriptor table is that process's (fdinfo, read
+    // by stasis, gives host pids).
     if (flag === FL_POSIX && l.pid !== f.pid) continue;
     ctx.addImageEntry(FILE_LOCKS_IMAGE, {
-      flag, type: l.access === 'READ' ? F_RDLCK : F_WRLCK, pid: f.pid, fd: f.fd,
+      flag, type: l.access === 'READ' ? F_RDLCK : F_WRLCK, pid: imagePid, fd: f.fd,
       start: l.start, len: l.end === null ? 0n : l.end - l.start + 1n,
     });
   }
@@ -65,7 +76,7 @@ function flockStruct(type: number, start: bigint, len: bigint): Buffer {
   return b;
 }
 
-/** Take again, inside task `pid`, the locks filelocks.img records for it (never waiting). */
+/** Take again, inside the task of image pid `pid`, the locks filelocks.img records for it (never waiting). */
 export function restoreFileLocks(pid: number, inj: Injector,
   imageEntries: (image: string) => { message: Record<string, any> }[]): void {
   for (const { message: l } of imageEntries(FILE_LOCKS_IMAGE)) {

@@ -92,8 +92,13 @@ export interface MemfdContents {
   runs?: { at: number; len: number; fileOffset: number }[];
 }
 
-/** Create a memfd inode inside the task from its contents; returns an O_RDWR fd there. */
-export function createMemfdInode(inj: Injector, c: MemfdContents): number {
+/**
+ * Create a memfd inode inside the task from its contents; returns an O_RDWR fd there. `open`
+ * gives the task a descriptor of the pages file (a task in a container's mount namespace cannot
+ * open the images by their path: stasis opens them and hands the descriptor over).
+ */
+export function createMemfdInode(inj: Injector, c: MemfdContents,
+  open: (inj: Injector, file: string) => number = (i, f) => openInTask(i, f, 0)): number {
   const { inode } = c;
   const name = String(inode.name);
   const fd = Number(inj.callChecked(SYS.memfd_create, inj.writeScratch(Buffer.from(`${name}\0`), 0), MFD_ALLOW_SEALING));
@@ -102,7 +107,7 @@ export function createMemfdInode(inj: Injector, c: MemfdContents): number {
   if (c.pagesFile && c.runs?.length) {
     // The task copies its own contents, file to file, inside the kernel (sendfile: the pages file
     // and the memfd are on different filesystems, which copy_file_range refuses).
-    const src = openInTask(inj, c.pagesFile, 0);
+    const src = open(inj, c.pagesFile);
     try {
       for (const r of c.runs) {
         const off = Buffer.alloc(8);
@@ -173,7 +178,14 @@ export const memfdFile: FileKind = {
     if (firstFd !== undefined) {
       fd = openInTask(inj, `/proc/self/fd/${firstFd}`, flags);
     } else {
-      fd = createMemfdInode(inj, memfdInode(task, inodeId));
+      fd = createMemfdInode(inj, memfdInode(task, inodeId), (_, file) => {
+        const own = fs.openSync(file, 'r');
+        try {
+          return task.importFd(own);
+        } finally {
+          fs.closeSync(own);
+        }
+      });
       if ((flags & ~O_LARGEFILE) !== O_RDWR) { // memfd_create gave O_RDWR | O_LARGEFILE
         const created = fd;
         fd = openInTask(inj, `/proc/self/fd/${created}`, flags);

@@ -155,16 +155,17 @@ function swapActive(): boolean {
 /**
  * The contents of segment `id` (`size` bytes). Pages the segment never had stay zero without
  * being read (reading a hole of shared memory would allocate it); with swap active every page
- * is read, as mincore cannot see swapped-out pages.
+ * is read, as mincore cannot see swapped-out pages, and so is every page of a segment of huge
+ * pages (`hugePages`), whose pages mincore sees only where the attachment touched them.
  */
-export function shmRead(id: number, size: number): Buffer {
+export function shmRead(id: number, size: number, hugePages = false): Buffer {
   const out = nativeBuffer(size);
   if (size === 0) return out;
   const at = attach(id, true);
   try {
     const pages = Math.ceil(size / PAGE_SIZE);
     const vec = nativeBuffer(pages);
-    const all = swapActive() || isErrorResult(rawSyscall(SYS.mincore, at, pages * PAGE_SIZE, addressOf(vec)));
+    const all = hugePages || swapActive() || isErrorResult(rawSyscall(SYS.mincore, at, pages * PAGE_SIZE, addressOf(vec)));
     for (let p = 0; p < pages;) {
       if (!all && !(vec[p]! & 1)) {
         p++;
@@ -186,8 +187,26 @@ export function shmRead(id: number, size: number): Buffer {
 }
 
 /** A new segment; its id is what setNextId() chose. */
-export function shmCreate(key: number, size: number, mode: number): number {
-  return Number(syscall(`shmget(0x${key.toString(16)}, ${size})`, SYS.shmget, key, size, IPC_CREAT | IPC_EXCL | (mode & 0o777)));
+/** A segment made under `key`; `huge`: SHM_HUGETLB and the huge page size bits, for one of huge pages. */
+export function shmCreate(key: number, size: number, mode: number, huge = 0): number {
+  return Number(syscall(`shmget(0x${key.toString(16)}, ${size})`, SYS.shmget, key, size, IPC_CREAT | IPC_EXCL | (mode & 0o777) | huge));
+}
+
+const HUGETLBFS_MAGIC = 0x958458f6;
+
+/** The huge page size of a segment of huge pages (SHM_HUGETLB), undefined for one of ordinary pages. */
+export function shmHugePageSize(id: number): number | undefined {
+  const at = attach(id, true);
+  try {
+    // The attachment's file is on hugetlbfs for such a segment; the filesystem's block size is the page size.
+    const start = `${at.toString(16)}-`;
+    const range = fs.readFileSync('/proc/self/maps', 'utf8').split('\n').find((l) => l.startsWith(start))?.split(' ')[0];
+    if (!range) throw new Error(`SysV shared memory ${id}: its attachment is not in /proc/self/maps`);
+    const st = fs.statfsSync(`/proc/self/map_files/${range}`);
+    return st.type === HUGETLBFS_MAGIC ? st.bsize : undefined;
+  } finally {
+    detach(at);
+  }
 }
 
 /** Fill a segment, writing only the pages that are not all zero (the rest stay holes). */

@@ -194,6 +194,8 @@ interface DumpState {
   guarded: GuardedProcess[];
   /** The CPU stasis runs on: each task is pinned there while stasis works in it. */
   pinTo: Buffer;
+  /** A task's pid as the image numbers it (in the tree's own pid namespace). */
+  imagePid: (host: number) => number;
 }
 
 /** A task stasis works in, to be handed back (or abandoned after a failure). */
@@ -312,7 +314,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   if (st.utsOf === pid) st.uts = dumpUts(inj);
   if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
-    fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk,
+    fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk, imagePid: st.imagePid(pid),
   }, p.ppid || undefined) as unknown as Record<string, unknown>[];
 
   const t0 = performance.now();
@@ -411,15 +413,16 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       w.catch(() => {}); // seen by Promise.all below, or moot once the dump failed
       writes.push(w);
     };
+    // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
+    const v = pidNumbering(tree);
     const st: DumpState = {
       files, ids, images, pagesScanned: 0, pagesWritten: 0,
       memdumpMs: 0, memwrite: new BusyTime(), log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write, handBack, pinTo, guarded, pids: pidNumbering(tree),
+      write, handBack, pinTo, guarded, pids: v, imagePid: v.pid,
     };
-    const v = st.pids;
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
     const dumped: ProcessImages[] = [];

@@ -30,6 +30,8 @@ export const VMA = {
 } as const;
 
 const PAGE = BigInt(PAGE_SIZE);
+/** The huge page size of x86_64 (hugetlb SysV segments are attached in whole ones). */
+const HUGE_PAGE = 2n << 20n;
 const TASK_SIZE = 0x7ffffffff000n;
 /** Room kept for the injector's scratch memory while the address space is rebuilt. */
 const SCRATCH_RESERVE = 16n << 20n;
@@ -200,14 +202,14 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         continue;
       }
       case 'sysv': {
-        // The inode number of an attached segment is its id. Whole attachments only: shmat()
-        // maps a segment from its start, rounded up to pages.
+        // The inode number of an attached segment is its id. An attachment may be in parts
+        // (split by mprotect, cut by munmap): each VMA keeps its offset in the segment.
         const size = segments?.get(v.inode);
         if (size === undefined) throw unsupported(pid, v, `SysV shared memory ${v.inode} of an ipc namespace it does not own`);
-        if (v.pgoff !== 0n || v.end - v.start !== (BigInt(size) + PAGE - 1n) / PAGE * PAGE) {
-          throw unsupported(pid, v, `part of SysV shared memory ${v.inode}`);
+        if (v.pgoff + (v.end - v.start) > attachedLength(size, HUGE_PAGE)) {
+          throw unsupported(pid, v, `SysV shared memory ${v.inode} beyond its ${size} bytes`);
         }
-        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.SYSVIPC, 0n, BigInt(v.inode));
+        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.SYSVIPC, v.pgoff, BigInt(v.inode));
         continue;
       }
       default:
@@ -215,6 +217,11 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
     }
   }
   return out;
+}
+
+/** The address space shmat() gives a segment of `size` bytes: whole pages of `unit` bytes. */
+function attachedLength(size: number | bigint, unit = PAGE): bigint {
+  return (BigInt(size) + unit - 1n) / unit * unit;
 }
 
 function vmaEntry(v: SmapsVma, flags: number, status: number, pgoff: bigint, shmid: bigint, fdflags?: number): VmaEntry {
@@ -319,6 +326,8 @@ export interface RestoreMmFiles {
    * first use, reached again through the mapping of whoever made it.
    */
   memfdFd?(inj: Injector, id: number, vma: VmaEntry): number;
+  /** The SysV segment of id `shmid` as the ipc namespace has it again: its size and page size. */
+  sysvSegment?(shmid: number): { size: bigint; pageSize: bigint } | undefined;
 }
 
 /** What the page filler needs after the VMAs exist. */
@@ -425,8 +434,20 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
         // The segment exists again in the task's ipc namespace (sysv-ipc.ts), under its old id.
         const flags = (v.prot & PROT.WRITE ? 0 : SHM_RDONLY) | (v.prot & PROT.EXEC ? SHM_EXEC : 0);
         forVma(v, () => {
-          const at = inj.callChecked(SYS.shmat, v.shmid, v.start, flags);
-          if (at !== v.start) throw new Error(`SysV shared memory ${v.shmid} attached at 0x${at.toString(16)}`);
+          const seg = files.sysvSegment?.(Number(v.shmid));
+          const total = seg ? attachedLength(seg.size, seg.pageSize) : BigInt(len);
+          if (v.pgoff === 0n && BigInt(len) === total) {
+            const at = inj.callChecked(SYS.shmat, v.shmid, v.start, flags);
+            if (at !== v.start) throw new Error(`SysV shared memory ${v.shmid} attached at 0x${at.toString(16)}`);
+          } else {
+            // A part of an attachment: the segment attached whole where the kernel likes, the
+            // part moved into place (keeping its offset in the segment), the rest detached.
+            const at = inj.callChecked(SYS.shmat, v.shmid, 0, flags);
+            inj.callChecked(SYS.mremap, at + v.pgoff, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, v.start);
+            if (v.pgoff > 0n) inj.callChecked(SYS.munmap, at, v.pgoff);
+            const tail = v.pgoff + BigInt(len);
+            if (tail < total) inj.callChecked(SYS.munmap, at + tail, total - tail);
+          }
           const given = PROT.READ | (v.prot & (PROT.WRITE | PROT.EXEC));
           if (given !== v.prot) inj.callChecked(SYS.mprotect, v.start, len, v.prot);
         });

@@ -9,13 +9,14 @@
 // process are VMAs (mm.ts) that name the segment's id, attached again once it exists.
 
 import fs from 'node:fs';
+import { PAGE_SIZE } from '../sys/arch.js';
 import {
   type ImageEntry, type Message, queuedMessages, queuedMessagesPayload, semPayload, semValues as semImageValues,
   shmContents, shmPayload,
 } from '../images/index.js';
 import {
   SHM_DEST, type IpcPerm, asCreator, inIpcNamespaceOf, listSysv, msgCreate, msgPeekAll, msgSend, msgStat,
-  semCreate, semSetValues, semStat, semValues, setNextId, setOwner, shmCreate, shmRead, shmStat, shmWrite,
+  semCreate, semSetValues, semStat, semValues, setNextId, setOwner, shmCreate, shmHugePageSize, shmRead, shmStat, shmWrite,
   withQueueBytes, type SysvKind,
 } from '../sys/sysv.js';
 
@@ -23,6 +24,25 @@ export interface SysvImages {
   shm: ImageEntry[];
   sem: ImageEntry[];
   msg: ImageEntry[];
+}
+
+/** shmget's SHM_HUGETLB; the log2 of the huge page size goes at SHM_HUGE_SHIFT (as mmap's MAP_HUGE_SHIFT). */
+const SHM_HUGETLB = 0o4000;
+const SHM_HUGE_SHIFT = 26;
+/** mmap's MAP_HUGETLB, which criu sets in ipc_shm_entry.hugetlb_flag too. */
+const MAP_HUGETLB = 0x40000;
+
+/** The page size of a segment as ipc_shm_entry keeps it (hugetlb_flag, as criu writes it). */
+export function shmPageSize(e: Message): bigint {
+  const flag = Number(e.hugetlb_flag ?? 0);
+  if (!(flag & SHM_HUGETLB)) return BigInt(PAGE_SIZE);
+  const log = (flag >>> SHM_HUGE_SHIFT) & 0x3f;
+  return log ? 1n << BigInt(log) : 2n << 20n;
+}
+
+/** hugetlb_flag for a segment of huge pages of `size` bytes. */
+function hugetlbFlag(size: number): number {
+  return (SHM_HUGETLB | MAP_HUGETLB | (Math.log2(size) << SHM_HUGE_SHIFT)) >>> 0;
 }
 
 export const SYSV_KINDS = ['shm', 'sem', 'msg'] as const satisfies readonly SysvKind[];
@@ -44,7 +64,11 @@ export function dumpSysvIpc(pid: number): SysvImages {
       if (st.mode & SHM_DEST) {
         throw new Error(`SysV shared memory ${id} is marked for removal but still attached, which stasis cannot dump yet`);
       }
-      return { message: { desc: desc(id, st), size: BigInt(st.size) }, extra: shmPayload(shmRead(id, st.size)) };
+      const huge = shmHugePageSize(id);
+      return {
+        message: { desc: desc(id, st), size: BigInt(st.size), ...(huge ? { hugetlb_flag: hugetlbFlag(huge) } : {}) },
+        extra: shmPayload(shmRead(id, st.size, huge !== undefined)),
+      };
     });
     const sem = ids('sem', 'semid').map((id): ImageEntry => {
       const st = semStat(id);
@@ -95,7 +119,9 @@ export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<st
       const d = e.message.desc as Message;
       const size = Number(e.message.size);
       if (e.message.in_pagemaps) throw new Error(`SysV shared memory ${d.id} has its pages in a pagemap, which stasis cannot restore yet`);
-      const id = make('shm', d, (p) => shmCreate(p.key, size, p.mode));
+      const huge = shmPageSize(e.message) !== BigInt(PAGE_SIZE)
+        ? (SHM_HUGETLB | (Number(e.message.hugetlb_flag) & (0x3f << SHM_HUGE_SHIFT))) >>> 0 : 0;
+      const id = make('shm', d, (p) => shmCreate(p.key, size, p.mode, huge));
       shmWrite(id, Buffer.from(shmContents(e.message, e.extra ?? new Uint8Array())));
       setOwner('shm', id, perm(d));
     }

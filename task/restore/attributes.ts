@@ -16,7 +16,7 @@ import type { RestoreRun, Restoring } from './state.js';
 import { sigactionsOf } from './tree.js';
 
 const PER_LINUX_MASK = 0xffffffff;
-const PR_SET_CHILD_SUBREAPER = 36;
+export const PR_SET_CHILD_SUBREAPER = 36;
 
 export function restoreAttributes(run: RestoreRun, t: Restoring): void {
   const { inj, p } = t;

@@ -14,6 +14,7 @@ import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
 import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from '../pages.js';
+import { shmPageSize, type SysvImages } from '../sysv-ipc.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
 
@@ -61,7 +62,8 @@ export class TreeMemory {
         const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
         return openInTask(tinj, path, O_RDWR);
       }
-      const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId));
+      const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId),
+        (i, file) => this.run.openImage(i, file));
       this.shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
       return fd;
     };
@@ -78,8 +80,9 @@ export class TreeMemory {
     const space = applying(mmFile, task,
       // Mappings of removed files are reopened through their remaps (files/reg.ts): the images,
       // and the PID the tasks' /proc gives this one (where a later opener reaches such a file).
-      () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd, imageEntries: (n) => img.extraImage(n), vpid: p.pid },
-        direct ? () => false : hasDumpablePages, inherited));
+      () => restoreVmas(inj, p.mm!.vmas, {
+        regFile, memfdFd, imageEntries: (n) => img.extraImage(n), vpid: p.pid, sysvSegment: (id) => sysvSegment(img.sysv, id),
+      }, direct ? () => false : hasDumpablePages, inherited));
     t.layout = space.layout;
     const progress = opts.progress;
     const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
@@ -93,6 +96,12 @@ export class TreeMemory {
     this.run.pages += n;
     return n;
   }
+}
+
+/** A SysV segment of the dump's ipc namespace: its size and the size of its pages. */
+function sysvSegment(sysv: SysvImages | undefined, shmid: number): { size: bigint; pageSize: bigint } | undefined {
+  const e = sysv?.shm.find((x) => Number((x.message.desc as Record<string, unknown>).id) === shmid);
+  return e && { size: BigInt(e.message.size as bigint), pageSize: shmPageSize(e.message) };
 }
 
 function sameMmFields(a: MmEntry, b: MmEntry): boolean {

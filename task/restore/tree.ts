@@ -1,9 +1,12 @@
 // The tree of processes, made top-down: each process cloned with its PID by its restored parent
 // (the root by a seed, task/clone.ts), taking its session at birth so that its children inherit
 // it. Before it clones its children a process gets its memory, signal actions, descriptors, cwd
-// and name, so that they start as copies of what they share with it. Helpers stand in for
-// session and group leaders that are gone (plan.ts); once all exist, groups are joined, helpers
-// exit, and zombies die with the status their parent will collect.
+// and name, so that they start as copies of what they share with it. A leader born in a session
+// some of its children stay in clones those first and starts its own after them; a leader's
+// orphan in its session is cloned by the leader, with CLONE_PARENT or as its own child to be
+// orphaned again when the (zombie) leader dies (plan.ts Sessions). Helpers
+// stand in for session and group leaders that are gone (plan.ts); once all exist, groups are
+// joined, helpers exit, and zombies die with the status their parent will collect.
 
 import { imageFileName } from '../../images/index.js';
 import { applying } from '../errors.js';
@@ -17,6 +20,7 @@ import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../s
 import { setComm, type ThreadCoreEntry } from '../thread.js';
 import { TASK_DEAD } from '../tree.js';
 import { placeInCgroups } from '../../cgroup/cgroups.js';
+import { PR_SET_CHILD_SUBREAPER } from './attributes.js';
 import type { ProcessImages } from './images.js';
 import type { TreeFiles } from './files.js';
 import { TreeMemory, vdsoOf } from './memory.js';
@@ -41,6 +45,35 @@ export function ignoredBy(p: ProcessImages): bigint {
     if (sig !== SIGCHLD && entries[i] && BigInt(entries[i]!.sigaction) === SIG_IGN) bits |= 1n << BigInt(sig - 1);
   });
   return bits;
+}
+
+/**
+ * The order processes are created in: each after the process that clones it (its parent, or its
+ * session's leader), and the children a leader clones before its setsid() before the others.
+ * The image's order where no session asks otherwise.
+ */
+function creationOrder(procs: readonly ProcessImages[], sessions: Plan['sessions']): ProcessImages[] {
+  if (!sessions.bornIn.size && !sessions.byLeader.size && !sessions.orphanOf.size) return [...procs];
+  const cloner = (p: ProcessImages) => sessions.byLeader.get(p.pid) ?? sessions.orphanOf.get(p.pid) ?? p.ppid;
+  const clonedBy = new Map<number, ProcessImages[]>();
+  for (const p of procs) clonedBy.set(cloner(p), [...(clonedBy.get(cloner(p)) ?? []), p]);
+  const order: ProcessImages[] = [];
+  const visit = (pid: number) => {
+    const born = sessions.bornIn.get(pid);
+    const kids = clonedBy.get(pid) ?? [];
+    const first = kids.filter((c) => born !== undefined && birthSession(c, sessions) === born);
+    for (const c of [...first, ...kids.filter((k) => !first.includes(k))]) {
+      order.push(c);
+      visit(c.pid);
+    }
+  };
+  visit(0);
+  return order;
+}
+
+/** The session a process must be born in (undefined: any, it starts its own at once). */
+function birthSession(p: ProcessImages, sessions: Plan['sessions']): number | undefined {
+  return sessions.bornIn.get(p.pid) ?? (p.sid === p.pid ? undefined : p.sid);
 }
 
 /** Every process of the image created, with its memory (and, where it can be, its files). */
@@ -92,34 +125,54 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     applying('pstree.img', what, () => (h.kind === 'session' ? inj!.callChecked(SYS.setsid) : inj!.callChecked(SYS.setpgid, 0, 0)));
     return inj;
   };
-  for (const p of img.procs) {
+  // Leaders whose setsid() waits until the children born in their old session exist.
+  const setsidLater = new Set<number>();
+  const startSession = (t: Restoring) => {
+    applying('pstree.img', `process ${t.p.pid}: session`, () => t.inj.callChecked(SYS.setsid));
+    t.pgidNow = t.p.pid;
+    setsidLater.delete(t.p.pid);
+  };
+  for (const p of creationOrder(img.procs, plan.sessions)) {
     const sessionHelper = plan.helpers.find((h) => h.kind === 'session' && h.pid === p.sid && h.ppid === p.ppid);
+    const orphanOf = plan.sessions.orphanOf.get(p.pid);
+    const leader = plan.sessions.byLeader.get(p.pid) ?? orphanOf;
+    // The cloner in its old session only for the children born there.
+    const cloner = leader ?? p.ppid;
+    if (setsidLater.has(cloner) && birthSession(p, plan.sessions) !== plan.sessions.bornIn.get(cloner)) startSession(tasks.get(cloner)!);
     const core = imageFileName('CORE', p.pid);
     const task = `task ${p.pid}`;
     const pid = applying('pstree.img', `process ${p.pid}`, () => {
       if (sessionHelper) return cloneInto(makeHelper(sessionHelper), { setTid: [p.pid], flags: CLONE.PARENT });
+      if (leader !== undefined) return cloneInto(tasks.get(leader)!.inj, { setTid: [p.pid], flags: orphanOf === undefined ? CLONE.PARENT : 0 });
       if (p.ppid === 0) return createTop(p.pid);
       return cloneInto(parentInj(p.ppid), { setTid: [p.pid] });
     });
     run.created.push(pid);
-    // Cloned from its restored parent (not through a helper), it starts as a copy of it: the
-    // vDSO where the parent's image puts it, the signals the parent's image ignores (SIGCHLD's
-    // action aside, which is stasis's still), and below, its VMAs, actions and descriptors.
-    const parent = p.ppid && !sessionHelper ? tasks.get(p.ppid)!.p : undefined;
+    // Cloned from its restored parent (not through a helper or leader), it starts as a copy of
+    // it: the vDSO where the parent's image puts it, the signals the parent's image ignores
+    // (SIGCHLD's action aside, which is stasis's still), and below, its VMAs, actions and
+    // descriptors.
+    const parent = p.ppid && !sessionHelper && leader === undefined ? tasks.get(p.ppid)!.p : undefined;
     const live = parent && parent.state !== TASK_DEAD ? parent : undefined;
     const inj = new Injector(pid, pid, {
       pin: false, vdsoStart: parent && vdsoOf(parent), sigIgn: live && ignoredBy(live),
     });
     const from = parent && tasks.get(parent.pid);
-    // A fork's group and name are its parent's.
+    // A fork's group and name are its cloner's.
+    const by = from ?? (leader !== undefined ? tasks.get(leader) : undefined);
     const t: Restoring = {
-      p, hpid: pid, inj, threads: new Map(), pidfds: new Map(), fsHas: {}, pgidNow: from?.pgidNow, commNow: from?.commNow,
+      p, hpid: pid, inj, threads: new Map(), pidfds: new Map(), fsHas: {}, pgidNow: by?.pgidNow, commNow: by?.commNow,
     };
     tasks.set(p.pid, t);
     if (pid === nsOwner) ns.setUp(inj, pid);
     if (p.sid === p.pid) {
-      applying('pstree.img', `process ${p.pid}: session`, () => inj.callChecked(SYS.setsid));
-      t.pgidNow = p.pid;
+      if (plan.sessions.bornIn.has(p.pid)) setsidLater.add(p.pid);
+      else startSession(t);
+    }
+    // A child subreaper whose orphans come to it when the zombies die (below, before the
+    // attributes are set).
+    if (plan.sessions.reapers.has(p.pid)) {
+      applying(core, `${task}: child subreaper`, () => inj.callChecked(SYS.prctl, PR_SET_CHILD_SUBREAPER, 1));
     }
     // Its memory now, before it clones its children: they then copy this small address space
     // rather than the seed's copy of stasis, and have little to tear down.
@@ -146,6 +199,7 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
       t.commNow = comm;
     }
   }
+  for (const pid of [...setsidLater]) startSession(tasks.get(pid)!);
   for (const h of plan.helpers) makeHelper(h);
   joinGroups(run, helperInj);
   // Helpers have done their part: they exit, and their parent reaps them at once.

@@ -92,9 +92,7 @@ test.serial('file leases (read and write) are taken again with --file-locks', as
   await plain(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
 });
 
-// In a container the leases are dumped, but, as every file lock there, under the task's host PID
-// while the restore looks for its own (issue 16 §4, file locks lost in new namespaces): fixed
-// with the file locks of that item, when this test starts passing (and stops being `failing`).
-test.serial.failing('file leases in a container come back after runc checkpoint and restore (waits on file locks in new pid namespaces)', async (t) => {
+// In a container, as every file lock there, under the task's pid as the container numbers it.
+test.serial('file leases in a container come back after runc checkpoint and restore', async (t) => {
   await inContainer(t, 'leases', ['file-locks'], ['read-lease', 'write-lease']);
 });

@@ -254,13 +254,31 @@ function checkRun(r: PageRun): boolean {
   return false;
 }
 
+/** What a fill found the task to hold already (CRIU's pages_compared and pages_skipped_cow). */
+export interface CowCounts {
+  /** Pages of the image compared with what the task held. */
+  compared: number;
+  /** Of those, pages equal to it and left as they were: still shared with the parent. */
+  skipped: number;
+}
+
+/**
+ * Ranges a task cloned from its restored parent holds as the parent does, page for page and
+ * copy-on-write since the fork (kept VMAs, where the parent's image filled them), in address
+ * order. A page of the image equal to what is there is not written: it stays shared.
+ */
+export interface SharedWithParent {
+  ranges: readonly { vaddr: bigint; len: number }[];
+  counts: CowCounts;
+}
+
 /**
  * Fill a small task's memory from stasis: each run read from the pages file and written through
  * /proc/PID/mem, which writes through any protection (a private read-only page gets its own copy,
- * as it had). The VMAs need no write access for it.
+ * as it had). The VMAs need no write access for it. Returns the pages written.
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean, whole?: Buffer): number {
+  skip: (vaddr: bigint) => boolean, whole?: Buffer, parent?: SharedWithParent): number {
   const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
   if (!wanted.length) return 0;
   // The runs' bytes lie back to back in the file: one read for all of them (none where the
@@ -281,17 +299,74 @@ export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile
     }
   }
   const mem = new ProcMem(pid);
+  const same = parent ? unchangedPages(mem, wanted, bytes, from, parent) : undefined;
   let pages = 0;
   try {
     for (const r of wanted) {
       const at = r.offset! - from;
-      forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
-      pages += r.nrPages;
+      if (!same) {
+        forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
+        pages += r.nrPages;
+        continue;
+      }
+      // The pages that differ, a stretch of them at a time.
+      for (let i = 0; i < r.nrPages;) {
+        if (same.has(r.vaddr + BigInt(i) * PAGE)) {
+          i++;
+          continue;
+        }
+        let j = i + 1;
+        while (j < r.nrPages && !same.has(r.vaddr + BigInt(j) * PAGE)) j++;
+        forRun(r, () => mem.write(r.vaddr + BigInt(i) * PAGE, bytes.subarray(at + i * PAGE_SIZE, at + j * PAGE_SIZE)));
+        pages += j - i;
+        i = j;
+      }
     }
   } finally {
     mem.close();
   }
   return pages;
+}
+
+/**
+ * The pages of `runs` (their bytes in `bytes`, from file offset `from`) inside the ranges shared
+ * with the parent whose content the task holds already, compared page by page. Read through
+ * /proc/PID/mem: process_vm_readv pins the pages it reads, and the kernel gives a task its own
+ * copy of a shared anonymous page before pinning it, which would undo the sharing looked for.
+ * What cannot be read counts as different.
+ */
+function unchangedPages(mem: ProcMem, runs: readonly PageRun[], bytes: Buffer, from: number, parent: SharedWithParent): Set<bigint> {
+  const same = new Set<bigint>();
+  // Both lists are in address order: where each run meets the shared ranges.
+  const pieces: { addr: bigint; len: number; at: number }[] = [];
+  let k = 0;
+  for (const r of runs) {
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    while (k < parent.ranges.length && parent.ranges[k]!.vaddr + BigInt(parent.ranges[k]!.len) <= r.vaddr) k++;
+    for (let i = k; i < parent.ranges.length && parent.ranges[i]!.vaddr < end; i++) {
+      const s = parent.ranges[i]!;
+      const lo = s.vaddr > r.vaddr ? s.vaddr : r.vaddr;
+      const sEnd = s.vaddr + BigInt(s.len);
+      const hi = sEnd < end ? sEnd : end;
+      if (lo < hi) pieces.push({ addr: lo, len: Number(hi - lo), at: r.offset! - from + Number(lo - r.vaddr) });
+    }
+  }
+  for (const p of pieces) {
+    let held: Buffer;
+    try {
+      held = mem.read(p.addr, p.len);
+    } catch {
+      continue; // unreadable: written
+    }
+    for (let off = 0; off < p.len; off += PAGE_SIZE) {
+      parent.counts.compared++;
+      if (bytes.compare(held, off, off + PAGE_SIZE, p.at + off, p.at + off + PAGE_SIZE) === 0) {
+        same.add(p.addr + BigInt(off));
+        parent.counts.skipped++;
+      }
+    }
+  }
+  return same;
 }
 
 /**

@@ -13,7 +13,7 @@ import { O_RDWR } from '../../sys/fcntl.js';
 import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
-import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from '../pages.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, type CowCounts } from '../pages.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
 
@@ -41,6 +41,8 @@ type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
 
 export class TreeMemory {
   private readonly shared: SharedMemory = new Map();
+  /** Pages compared with what a child held from its parent, and left shared (the whole tree's). */
+  private readonly cow: CowCounts = { compared: 0, skipped: 0 };
 
   constructor(private readonly run: RestoreRun) {}
 
@@ -79,8 +81,11 @@ export class TreeMemory {
       () => restoreVmas(inj, p.mm!.vmas, { regFile, memfdFd }, direct ? () => false : hasDumpablePages, inherited));
     t.layout = space.layout;
     const progress = opts.progress;
+    // In what it kept of its parent, a page equal to the parent's is left shared with it.
+    const shared = inherited && space.kept.length
+      ? { ranges: sharedRanges(space.kept, inherited.filled), counts: this.cow } : undefined;
     const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
-      ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)
+      ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes, shared)
       : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
         progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file))));
     applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));
@@ -88,8 +93,27 @@ export class TreeMemory {
     // them): set again only where the images differ.
     if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) applying(mmFile, `${task}: mm fields`, () => restoreMmFields(inj, p.mm!, { regFile }));
     this.run.pages += n;
+    this.run.pagesCompared = this.cow.compared;
+    this.run.pagesSkippedCow = this.cow.skipped;
     return n;
   }
+}
+
+/** Where kept VMAs hold pages the parent's image filled (both lists in address order). */
+function sharedRanges(kept: readonly VmaEntry[], filled: readonly { vaddr: bigint; len: number }[]): { vaddr: bigint; len: number }[] {
+  const out: { vaddr: bigint; len: number }[] = [];
+  let i = 0;
+  for (const v of kept) {
+    while (i < filled.length && filled[i]!.vaddr + BigInt(filled[i]!.len) <= v.start) i++;
+    for (let j = i; j < filled.length && filled[j]!.vaddr < v.end; j++) {
+      const r = filled[j]!;
+      const lo = r.vaddr > v.start ? r.vaddr : v.start;
+      const rEnd = r.vaddr + BigInt(r.len);
+      const hi = rEnd < v.end ? rEnd : v.end;
+      if (lo < hi) out.push({ vaddr: lo, len: Number(hi - lo) });
+    }
+  }
+  return out;
 }
 
 function sameMmFields(a: MmEntry, b: MmEntry): boolean {

@@ -42,6 +42,13 @@ export class RestoreRun {
   /** Pages filled so far. */
   pages = 0;
   /**
+   * Pages of children compared with what they held from their restored parent, and of those
+   * the ones equal to it, left shared copy-on-write (stats-restore's pages_compared and
+   * pages_skipped_cow).
+   */
+  pagesCompared = 0;
+  pagesSkippedCow = 0;
+  /**
    * A task in another pid namespace cannot name stasis: it inherits a pidfd of stasis instead
    * (the seed opens it; see namespaces.ts).
    */

@@ -8,6 +8,7 @@ import { kindFor, kindForType } from './index.js';
 import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import type { FileEntryMessage, FileTable } from './table.js';
+import type { MemfdInodes } from './memfd.js';
 import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
 
 const FD_CLOEXEC = 1;
@@ -116,6 +117,8 @@ export interface RestoreFdTableOptions {
    * restored parent: their descriptions are not opened again nor finished a second time.
    */
   kept?: ReadonlyMap<number, number>;
+  /** The memfd inodes of the restore (RestoreFilesTask.memfds). */
+  memfds?: MemfdInodes;
 }
 
 export interface RestoredFdTable {
@@ -145,7 +148,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
     imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

@@ -73,7 +73,7 @@ export class TreeFiles {
         imageEntries: (name) => img.extraImage(name),
         imagePath: (name) => img.file(name),
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
-        kept,
+        kept, memfds: this.run.memfds,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) this.spares.push({ t, fd });
@@ -99,6 +99,7 @@ export class TreeFiles {
 
   /** Stasis's own descriptors of this restore, whether it succeeded or not. */
   release(): void {
+    this.run.memfds.close();
     for (const { master } of this.orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
   }
 }

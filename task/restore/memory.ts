@@ -1,12 +1,11 @@
 // Each process's address space: its VMAs mapped as the image has them, their pages filled,
 // protections tightened, and the mm fields (brk, arg and env areas, auxv, exe file). Shared
-// memory (memfd) is made by the first task that maps it and reached by the others through it.
+// memory (memfd) is made once for the tree, by the first task that maps or opens it.
 // A process cloned from its restored parent keeps what it shares with the parent.
 
 import { PE_PRESENT, imageFileName, pagesFileName } from '../../images/index.js';
 import { applying } from '../errors.js';
-import { createMemfdInode, memfdInode } from '../../files/memfd.js';
-import { openInTask } from '../../files/reg.js';
+import { memfdDescription } from '../../files/memfd.js';
 import { PAGE_SIZE } from '../../sys/arch.js';
 import type { Injector } from '../../sys/inject.js';
 import { O_RDWR } from '../../sys/fcntl.js';
@@ -36,11 +35,7 @@ function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
 }
 
 
-/** Where each shared memory object lives once made: the first task mapping it, and where. */
-type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
-
 export class TreeMemory {
-  private readonly shared: SharedMemory = new Map();
   /** Pages compared with what a child held from its parent, and left shared (the whole tree's). */
   private readonly cow: CowCounts = { compared: 0, skipped: 0 };
 
@@ -55,17 +50,11 @@ export class TreeMemory {
     const parent = from?.p;
     const { inj, p } = t;
     const regFile = (id: number) => this.run.regFile(id);
-    const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
+    // Shared memory is a memfd inode of the tree's (MemfdInodes), mapped through a descriptor of its own.
+    const memfdFd = (tinj: Injector, id: number): number => {
       const inodeId = Number((img.files.get(id)!.memfd as Record<string, unknown>).inode_id);
-      const made = this.shared.get(inodeId);
-      if (made) {
-        // The object exists: reach it through the mapping of the task that made it.
-        const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
-        return openInTask(tinj, path, O_RDWR);
-      }
-      const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId));
-      this.shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
-      return fd;
+      const files = { pid: t.hpid, inj: tinj, imageEntries: (n: string) => img.extraImage(n), imagePath: (n: string) => img.file(n) };
+      return memfdDescription(this.run.memfds, files, inodeId, O_RDWR, (own) => this.run.giveFd(tinj, own));
     };
     const skip = kernelAreaOf(p);
     const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;

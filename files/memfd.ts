@@ -147,6 +147,7 @@ export function memfdInode(task: Pick<RestoreFilesTask, 'imageEntries' | 'imageP
   }
   const image = ghostImageName(Number(inode.shmid));
   const ghost = task.imageEntries(image)[0];
+  if (!ghost && BigInt(inode.size ?? 0) === 0n) return { inode }; // empty: CRIU saves no pages for it
   if (!ghost) throw new Error(`memfd ${inode.name}: its contents (pagemap-shmem or ${image}) are missing`);
   return { inode, content: ghost.extra ?? new Uint8Array() };
 }

@@ -212,3 +212,14 @@ test.serial('runc --criu CRIU 4.2 restores a container checkpointed with runc --
   const count = Number(fs.readFileSync(path.join(c.bundle, 'rootfs', 'data', 'count'), 'utf8'));
   t.true(count > at, 'the container still writes /data/count');
 });
+
+// Memory a parent and its child share (workloads/cow.c, memfds.c): CRIU 4.2 passes the
+// workloads itself, and each tool restores the other's dump of them.
+for (const workload of ['cow', 'memfds']) {
+  test.serial(`${workload}: CRIU 4.2 dumps and restores it, and it passes its self-checks`, async (t) => {
+    await selfCheckThrough(t, workload, [['criu', 'criu']]);
+  });
+  test.serial(`${workload}: stasis dump → CRIU restore → CRIU dump → stasis restore, and it passes its self-checks`, async (t) => {
+    await selfCheckThrough(t, workload, [['stasis', 'criu'], ['criu', 'stasis']]);
+  });
+}

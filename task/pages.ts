@@ -273,59 +273,122 @@ export interface SharedWithParent {
 }
 
 /**
- * Fill a small task's memory from stasis: each run read from the pages file and written through
+ * Fill a task's memory from stasis: each run read from the pages file and written through
  * /proc/PID/mem, which writes through any protection (a private read-only page gets its own copy,
- * as it had). The VMAs need no write access for it. Returns the pages written.
+ * as it had). The VMAs need no write access for it. For a small task (all of it), and for what
+ * a child keeps of its parent's address space (`parent`: pages equal to what it holds are left
+ * shared). Returns the pages written.
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
   skip: (vaddr: bigint) => boolean, whole?: Buffer, parent?: SharedWithParent): number {
   const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
   if (!wanted.length) return 0;
-  // The runs' bytes lie back to back in the file: one read for all of them (none where the
-  // caller has the whole file already).
-  const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
-  const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
-  let bytes: Buffer;
-  if (whole) {
-    if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
-    bytes = whole.subarray(from, to);
-  } else {
-    bytes = Buffer.allocUnsafe(to - from);
-    const fd = openImageFileSync(pagesFile);
-    try {
-      if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
   const mem = new ProcMem(pid);
-  const same = parent ? unchangedPages(mem, wanted, bytes, from, parent) : undefined;
+  let fd: number | undefined;
   let pages = 0;
   try {
-    for (const r of wanted) {
-      const at = r.offset! - from;
-      if (!same) {
-        forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
-        pages += r.nrPages;
-        continue;
+    // The runs' bytes lie back to back in the file: one read per batch of them (none where the
+    // caller has the whole file already), batches bounded so stasis's memory use is.
+    for (const batch of whole ? [wanted] : batches(wanted)) {
+      const from = batch[0]!.offset!;
+      const last = batch[batch.length - 1]!;
+      const to = last.offset! + last.nrPages * PAGE_SIZE;
+      let bytes: Buffer;
+      if (whole) {
+        if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
+        bytes = whole.subarray(from, to);
+      } else {
+        bytes = Buffer.allocUnsafe(to - from);
+        fd ??= openImageFileSync(pagesFile);
+        if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
       }
-      // The pages that differ, a stretch of them at a time.
-      for (let i = 0; i < r.nrPages;) {
-        if (same.has(r.vaddr + BigInt(i) * PAGE)) {
-          i++;
-          continue;
-        }
-        let j = i + 1;
-        while (j < r.nrPages && !same.has(r.vaddr + BigInt(j) * PAGE)) j++;
-        forRun(r, () => mem.write(r.vaddr + BigInt(i) * PAGE, bytes.subarray(at + i * PAGE_SIZE, at + j * PAGE_SIZE)));
-        pages += j - i;
-        i = j;
-      }
+      pages += writeRuns(mem, batch, bytes, from, parent && unchangedPages(mem, batch, bytes, from, parent));
     }
   } finally {
     mem.close();
+    if (fd !== undefined) fs.closeSync(fd);
   }
   return pages;
+}
+
+/** Runs in file order, cut into batches of at most CHUNK bytes (a longer run cut in pieces). */
+function* batches(runs: readonly PageRun[]): Generator<PageRun[]> {
+  const most = CHUNK / PAGE_SIZE;
+  let batch: PageRun[] = [];
+  let size = 0;
+  for (const r of runs) {
+    for (let i = 0; i < r.nrPages;) {
+      if (size === most) {
+        yield batch;
+        batch = [];
+        size = 0;
+      }
+      const n = Math.min(r.nrPages - i, most - size);
+      batch.push({ ...r, vaddr: r.vaddr + BigInt(i) * PAGE, nrPages: n, offset: r.offset! + i * PAGE_SIZE });
+      size += n;
+      i += n;
+    }
+  }
+  if (batch.length) yield batch;
+}
+
+/** Writes `runs` (bytes from file offset `from`) but the pages in `same`; the pages written. */
+function writeRuns(mem: ProcMem, runs: readonly PageRun[], bytes: Buffer, from: number, same?: Set<bigint>): number {
+  let pages = 0;
+  for (const r of runs) {
+    const at = r.offset! - from;
+    if (!same?.size) {
+      forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
+      pages += r.nrPages;
+      continue;
+    }
+    // The pages that differ, a stretch of them at a time.
+    for (let i = 0; i < r.nrPages;) {
+      if (same.has(r.vaddr + BigInt(i) * PAGE)) {
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < r.nrPages && !same.has(r.vaddr + BigInt(j) * PAGE)) j++;
+      forRun(r, () => mem.write(r.vaddr + BigInt(i) * PAGE, bytes.subarray(at + i * PAGE_SIZE, at + j * PAGE_SIZE)));
+      pages += j - i;
+      i = j;
+    }
+  }
+  return pages;
+}
+
+/**
+ * Runs cut where `ranges` (in address order) begin and end: the pieces inside them, and the
+ * pieces outside, each piece with its own offset in the pages file.
+ */
+export function splitRuns(runs: readonly PageRun[], ranges: readonly { vaddr: bigint; len: number }[]): { inside: PageRun[]; outside: PageRun[] } {
+  const inside: PageRun[] = [];
+  const outside: PageRun[] = [];
+  let k = 0;
+  for (const r of runs) {
+    if (!(r.flags & PE_PRESENT)) {
+      outside.push(r);
+      continue;
+    }
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    const piece = (lo: bigint, hi: bigint, to: PageRun[]) => {
+      if (lo < hi) to.push({ ...r, vaddr: lo, nrPages: Number((hi - lo) / PAGE), offset: r.offset! + Number(lo - r.vaddr) });
+    };
+    while (k < ranges.length && ranges[k]!.vaddr + BigInt(ranges[k]!.len) <= r.vaddr) k++;
+    let at = r.vaddr;
+    for (let i = k; i < ranges.length && ranges[i]!.vaddr < end; i++) {
+      const s = ranges[i]!;
+      const lo = s.vaddr > at ? s.vaddr : at;
+      const sEnd = s.vaddr + BigInt(s.len);
+      const hi = sEnd < end ? sEnd : end;
+      piece(at, lo, outside);
+      piece(lo, hi, inside);
+      at = hi > at ? hi : at;
+    }
+    piece(at, end, outside);
+  }
+  return { inside, outside };
 }
 
 /**

@@ -12,7 +12,7 @@ import { O_RDWR } from '../../sys/fcntl.js';
 import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
-import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, type CowCounts } from '../pages.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, splitRuns, type CowCounts } from '../pages.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
 
@@ -58,8 +58,7 @@ export class TreeMemory {
     };
     const skip = kernelAreaOf(p);
     const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
-    // Kept VMAs keep their final protections: only stasis's own writes can fill them.
-    const inherited = direct && parent?.mm ? {
+    const inherited = parent?.mm ? {
       vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
       scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, sequenceArea: from!.inj.sequenceAreaAddress,
       layout: from!.layout,
@@ -73,10 +72,13 @@ export class TreeMemory {
     // In what it kept of its parent, a page equal to the parent's is left shared with it.
     const shared = inherited && space.kept.length
       ? { ranges: sharedRanges(space.kept, inherited.filled), counts: this.cow } : undefined;
-    const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
-      ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes, shared)
-      : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
-        progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file))));
+    // Kept VMAs keep their final protections: only stasis's own writes can fill them. The task
+    // copies the rest of a large image itself.
+    const { inside, outside } = direct ? { inside: p.pagemap!.runs, outside: [] }
+      : splitRuns(p.pagemap!.runs, space.kept.map((v) => ({ vaddr: v.start, len: Number(v.end - v.start) })));
+    const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => fillPagesDirect(t.hpid, inside, p.pagesFile!, skip, p.pagesBytes, shared)
+      + (outside.length ? fillPages(inj, outside, p.pagesFile!, skip,
+        progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file)) : 0));
     applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));
     // A child cloned from its restored parent has the parent's mm fields already (fork copies
     // them): set again only where the images differ.

@@ -3,7 +3,8 @@
  * child changes a page of a second area, the root a third page of that area, neither touches the
  * first area. After restore the first area's pages must still be one physical page each for
  * both (equal PFNs in /proc/self/pagemap, which root can read), the pages each changed must be
- * their own, the contents as they were; a write by the child then gives it a copy of its own
+ * their own, the contents as they were (likewise for a 12 MiB area, which makes both processes
+ * too big for stasis to fill from its side); a write by the child then gives it a copy of its own
  * while the root keeps the old bytes. The root prints "ok ITEM" / "FAIL ITEM: why" and
  * "result PASS|FAIL".
  *   cow DIR */
@@ -19,6 +20,9 @@
 
 #define PG 4096
 #define SHARED_PAGES 4
+/* Above what stasis fills from its own side (8 MiB): the task copies such memory itself. */
+#define BIG (12 << 20)
+static char *big;
 
 /* The PFN of the page at `addr` in this process (0: not present, or not visible to us). */
 static uint64_t pfn_of(const void *addr) {
@@ -32,11 +36,12 @@ static uint64_t pfn_of(const void *addr) {
 }
 
 /* The PFNs of the shared area's pages and of the two pages of the second one. */
-struct pfns { uint64_t shared[SHARED_PAGES]; uint64_t mine, theirs; };
+struct pfns { uint64_t shared[SHARED_PAGES]; uint64_t mine, theirs; uint64_t big[3]; };
 
 static void pfns_of(struct pfns *p, char *a, char *b) {
   for (int i = 0; i < SHARED_PAGES; i++) p->shared[i] = pfn_of(a + i * PG);
   p->mine = pfn_of(b); p->theirs = pfn_of(b + PG);
+  p->big[0] = pfn_of(big); p->big[1] = pfn_of(big + BIG / 2); p->big[2] = pfn_of(big + BIG - PG);
 }
 
 static int filled(const char *p, char c, size_t n) {
@@ -52,6 +57,9 @@ int main(int argc, char **argv) {
   if (a == MAP_FAILED || b == MAP_FAILED) return 2;
   for (int i = 0; i < SHARED_PAGES; i++) memset(a + i * PG, 'A' + i, PG);
   memset(b, 'b', 2 * PG);
+  big = mmap(NULL, BIG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (big == MAP_FAILED) return 2;
+  for (size_t i = 0; i < BIG; i += PG) memset(big + i, 1 + (int)(i / PG % 250), PG);
   int up[2], down[2];
   if (pipe(up) || pipe(down)) return 2;
   pid_t c = fork();
@@ -96,6 +104,9 @@ int main(int argc, char **argv) {
   int root_ok = filled(b, 'b', PG) && filled(b + PG, 'r', PG);
   for (int i = 0; i < SHARED_PAGES; i++) root_ok = root_ok && filled(a + i * PG, 'A' + i, PG);
   report(ok && root_ok, "cow-contents", "child %s, root %s", ok ? "right" : "wrong", root_ok ? "right" : "wrong");
+  int big_same = 0;
+  for (int i = 0; i < 3; i++) big_same += mine.big[i] && mine.big[i] == theirs.big[i];
+  report(big_same == 3, "cow-large-area-still-shared", "%d of 3 pages of a 12 MiB area shared", big_same);
   report(mine.mine && theirs.mine && mine.mine != theirs.mine && mine.theirs != theirs.theirs, "cow-changed-pages-apart",
     "pfns root %llx/%llx child %llx/%llx", (unsigned long long)mine.mine, (unsigned long long)mine.theirs,
     (unsigned long long)theirs.mine, (unsigned long long)theirs.theirs);

@@ -4,7 +4,8 @@
 // pagemap-shmem-<shmid>.img (shmid = the inode number) and a raw pages file, so CRIU restores
 // them too; dumps from earlier stasis versions kept them in a ghost-file image, still read.
 // Restore: memfd_create(name, MFD_ALLOW_SEALING), contents written, ftruncate to the size,
-// owner and mode, then F_ADD_SEALS; later opens of the same inode, in any task of the tree, are new descriptions of it (MemfdInodes).
+// owner and mode, then F_ADD_SEALS; every later open or mapping of the same inode, in any task
+// of the tree, is a new description of that one file (MemfdInodes).
 // dumpMemfdInode/createMemfdInode also serve memfd-backed mappings.
 
 import fs from 'node:fs';

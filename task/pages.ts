@@ -13,7 +13,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { ownVdsoImage, type Injector } from '../sys/inject.js';
 import { GuardedTask } from '../sys/guard.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
-import { ProcMem, readRanges } from '../sys/mem.js';
+import { ProcMem } from '../sys/mem.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
@@ -121,7 +121,7 @@ export function checkPageRuns(runs: readonly PageRun[], vmas: readonly VmaEntry[
  * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
  * cache speed). Where that cannot be done — the file is not reachable or writable from the task,
  * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
- * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
+ * through stasis, read from /proc/PID/mem.
  */
 /** Called as page bytes are copied: bytes done so far and the total, for progress on a terminal. */
 export type PageProgress = (done: number, total: number) => void;
@@ -132,20 +132,29 @@ const STEP = 64 << 20;
 export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | GuardedTask | undefined,
   progress: PageProgress | undefined, writeSmall: (data: Buffer) => void): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
-  // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
-  // file off this thread): cheaper than the injected open, writes and close. (Short when some
-  // run is PROT_NONE: then run by run, below.)
+  // A small process's pages read by stasis and handed to `writeSmall` (which writes the file off
+  // this thread): cheaper than the injected open, writes and close. Through /proc/PID/mem, not
+  // process_vm_readv: that pins the pages it reads, and the kernel first gives the task a copy of
+  // its own of every page it shares copy-on-write (with its parent or children): a tree that
+  // runs on after the dump would no longer share them.
   if (total <= DIRECT_FILL_LIMIT) {
     const buf = nativeBuffer(total, false); // all of it read over, or not used
-    if (readRanges(pid, runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })), buf) === total) {
+    const mem = new ProcMem(pid, false);
+    try {
       let at = 0;
       for (const r of runs) {
-        r.bytes?.copy(buf, at);
-        at += r.nrPages * PAGE_SIZE;
+        const len = r.nrPages * PAGE_SIZE;
+        if (r.bytes) r.bytes.copy(buf, at);
+        else mem.readInto(r.vaddr, buf, at, len);
+        at += len;
       }
       writeSmall(buf);
       progress?.(total, total);
       return total / PAGE_SIZE;
+    } catch {
+      // a run not readable after all: run by run, below
+    } finally {
+      mem.close();
     }
   }
   const out = createPrivateFileSync(pagesFile); // 0600, a new inode: see images/private-file.ts
@@ -212,32 +221,26 @@ function injectedWrite(inj: Injector | GuardedTask, fd: number, vaddr: bigint, l
   return done;
 }
 
+/** Through /proc/PID/mem, which reads through protections and leaves shared pages shared (see writePages). */
 function copyThroughStasis(pid: number, vaddr: bigint, len: number, out: number, offset: number): void {
   const buf = nativeBuffer(Math.min(len, CHUNK));
-  let mem: ProcMem | undefined;
+  const mem = new ProcMem(pid, false);
   try {
     for (let done = 0; done < len;) {
       const n = Math.min(len - done, CHUNK);
-      const addr = vaddr + BigInt(done);
-      let got = readRanges(pid, [{ addr, len: n }], buf);
-      if (got < n) {
-        // Unreadable to process_vm_readv (PROT_NONE): /proc/PID/mem reads through protections.
-        mem ??= new ProcMem(pid, false);
-        mem.read(addr + BigInt(got), n - got).copy(buf, got);
-        got = n;
-      }
+      mem.readInto(vaddr + BigInt(done), buf, 0, n);
       let w = 0;
       while (w < n) w += fs.writeSync(out, buf, w, n - w, offset + done + w);
       done += n;
     }
   } finally {
-    mem?.close();
+    mem.close();
   }
 }
 
 /**
- * Up to this many bytes, a task's pages are better copied by stasis itself, on dump (one
- * process_vm_readv) and on restore (fillPagesDirect): two plain syscalls per run instead of the
+ * Up to this many bytes, a task's pages are better copied by stasis itself, on dump (a read of
+ * /proc/PID/mem per run) and on restore (fillPagesDirect): two plain syscalls per run instead of the
  * injected open, madvise, pread and close, and no write access lent to read-only VMAs and taken
  * back. Above it, the task copies its own memory at page cache speed.
  */
@@ -290,9 +293,8 @@ export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile
     // The runs' bytes lie back to back in the file: one read per batch of them (none where the
     // caller has the whole file already), batches bounded so stasis's memory use is.
     for (const batch of whole ? [wanted] : batches(wanted)) {
-      const from = batch[0]!.offset!;
-      const last = batch[batch.length - 1]!;
-      const to = last.offset! + last.nrPages * PAGE_SIZE;
+      const from = batch.reduce((m, r) => Math.min(m, r.offset!), Infinity);
+      const to = batch.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
       let bytes: Buffer;
       if (whole) {
         if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
@@ -311,7 +313,7 @@ export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile
   return pages;
 }
 
-/** Runs in file order, cut into batches of at most CHUNK bytes (a longer run cut in pieces). */
+/** Runs cut into batches of at most CHUNK bytes of pages (a longer run cut in pieces), each read at once. */
 function* batches(runs: readonly PageRun[]): Generator<PageRun[]> {
   const most = CHUNK / PAGE_SIZE;
   let batch: PageRun[] = [];

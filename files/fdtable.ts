@@ -10,6 +10,7 @@ import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import { dumpFown, restoreFown, type Fown } from './fown.js';
 import type { FileEntryMessage, FileTable } from './table.js';
 import { F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_ASYNC, O_CLOEXEC, SETFL_MASK } from '../sys/fcntl.js';
+import type { MemfdInodes } from './memfd.js';
 
 const FD_CLOEXEC = 1;
 
@@ -127,6 +128,8 @@ export interface RestoreFdTableOptions {
   kept?: ReadonlyMap<number, number>;
   /** The task's pid as the image numbers it (its locks are recorded under it); `pid` if not given. */
   imagePid?: number;
+  /** The memfd inodes of the restore (RestoreFilesTask.memfds). */
+  memfds?: MemfdInodes;
 }
 
 export interface RestoredFdTable {
@@ -156,7 +159,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
     imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

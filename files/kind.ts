@@ -6,6 +6,7 @@ import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
 import type { PageRun } from '../images/index.js';
+import type { MemfdInodes } from './memfd.js';
 
 /** An open descriptor of a task being dumped. */
 export interface OpenFd {
@@ -107,6 +108,8 @@ export interface RestoreFilesTask {
   fdOf(fileId: number): number | undefined;
   /** Run `fn` once every task of the tree has its descriptors (e.g. connect to a later one's socket). */
   later(fn: () => void): void;
+  /** The memfd inodes of the restore, made once for the whole tree (files/memfd.ts). */
+  memfds?: MemfdInodes;
 }
 
 /** New pseudo-terminals of one restore, by tty_info id: the pts number and the master (stasis's fd). */

@@ -4,7 +4,8 @@
 // pagemap-shmem-<shmid>.img (shmid = the inode number) and a raw pages file, so CRIU restores
 // them too; dumps from earlier stasis versions kept them in a ghost-file image, still read.
 // Restore: memfd_create(name, MFD_ALLOW_SEALING), contents written, ftruncate to the size,
-// owner and mode, then F_ADD_SEALS; later opens of the same inode reopen /proc/self/fd/N.
+// owner and mode, then F_ADD_SEALS; every later open or mapping of the same inode, in any task
+// of the tree, is a new description of that one file (MemfdInodes).
 // dumpMemfdInode/createMemfdInode also serve memfd-backed mappings.
 
 import fs from 'node:fs';
@@ -13,8 +14,8 @@ import { errnoName } from '../sys/errno.js';
 import type { Injector } from '../sys/inject.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
-import { PAGE_SIZE, PE_PRESENT, imageTypeByName, pagesFileName, readPagemap } from '../images/index.js';
-import { ghostImageName, openInTask, writeAllInTask, zeroFown } from './reg.js';
+import { PAGE_SIZE, PE_PRESENT, imageTypeByName, pagemapImage, pagesFileName, readPagemap } from '../images/index.js';
+import { ghostImageName, writeAllInTask, zeroFown } from './reg.js';
 import { F_ADD_SEALS, F_GET_SEALS, O_CLOEXEC, O_LARGEFILE, O_RDWR } from '../sys/fcntl.js';
 
 export const FD_TYPE_MEMFD = 18;
@@ -93,12 +94,10 @@ export interface MemfdContents {
 }
 
 /**
- * Create a memfd inode inside the task from its contents; returns an O_RDWR fd there. `open`
- * gives the task a descriptor of the pages file (a task in a container's mount namespace cannot
- * open the images by their path: stasis opens them and hands the descriptor over).
+ * Create a memfd inode inside the task from its contents; returns an O_RDWR fd there.
+ * `openImage` opens a file of the dump in the task (which may not see the images' directory).
  */
-export function createMemfdInode(inj: Injector, c: MemfdContents,
-  open: (inj: Injector, file: string) => number = (i, f) => openInTask(i, f, 0)): number {
+export function createMemfdInode(inj: Injector, c: MemfdContents, openImage: (file: string) => number): number {
   const { inode } = c;
   const name = String(inode.name);
   const fd = Number(inj.callChecked(SYS.memfd_create, inj.writeScratch(Buffer.from(`${name}\0`), 0), MFD_ALLOW_SEALING));
@@ -107,7 +106,7 @@ export function createMemfdInode(inj: Injector, c: MemfdContents,
   if (c.pagesFile && c.runs?.length) {
     // The task copies its own contents, file to file, inside the kernel (sendfile: the pages file
     // and the memfd are on different filesystems, which copy_file_range refuses).
-    const src = open(inj, c.pagesFile);
+    const src = openImage(c.pagesFile);
     try {
       for (const r of c.runs) {
         const off = Buffer.alloc(8);
@@ -147,12 +146,65 @@ export function memfdInode(task: Pick<RestoreFilesTask, 'imageEntries' | 'imageP
   }
   const image = ghostImageName(Number(inode.shmid));
   const ghost = task.imageEntries(image)[0];
+  if (!ghost && BigInt(inode.size ?? 0) === 0n) return { inode }; // empty: CRIU saves no pages for it
   if (!ghost) throw new Error(`memfd ${inode.name}: its contents (pagemap-shmem or ${image}) are missing`);
   return { inode, content: ghost.extra ?? new Uint8Array() };
 }
 
-/** Memfd inodes already created in a task: inode_id → file id of the first description. */
-const inodesOpened = new WeakMap<RestoreFilesTask, Map<number, number>>();
+/**
+ * The memfd inodes of one restore (memfd.img's inode_id), each made once for the whole tree —
+ * by the first task that maps or opens it — and reached by every other mapping and description
+ * of it, in whatever task: stasis keeps a descriptor of each, and opens the file again through
+ * it (/proc/self/fd/N) for each new description, which the task then takes over.
+ */
+export class MemfdInodes {
+  private readonly own = new Map<number, number>();
+
+  /** Task `hpid` (as stasis sees it) has just made inode `inodeId` as its descriptor `fd`. */
+  made(inodeId: number, hpid: number, fd: number): void {
+    this.own.set(inodeId, fs.openSync(`/proc/${hpid}/fd/${fd}`, O_RDWR));
+  }
+
+  /** A new description of inode `inodeId` with status flags `flags`, as stasis's descriptor; undefined if not made yet. */
+  reopen(inodeId: number, flags: number): number | undefined {
+    const own = this.own.get(inodeId);
+    return own === undefined ? undefined : fs.openSync(`/proc/self/fd/${own}`, flags & ~O_CLOEXEC);
+  }
+
+  /** Stasis's descriptors, once nothing more is opened. */
+  close(): void {
+    for (const fd of this.own.values()) fs.closeSync(fd);
+    this.own.clear();
+  }
+}
+
+/** Stasis's descriptor `own` handed to the task by `give`, and closed here. */
+function handOver(own: number, give: (fd: number) => number): number {
+  try {
+    return give(own);
+  } finally {
+    fs.closeSync(own);
+  }
+}
+
+/**
+ * A descriptor in the task of memfd inode `inodeId`, with status flags `flags`: a new
+ * description of the inode where the tree has it already, else the inode made here.
+ * `give` copies a descriptor of stasis into the task.
+ */
+export function memfdDescription(inodes: MemfdInodes, task: Pick<RestoreFilesTask, 'pid' | 'inj' | 'imageEntries' | 'imagePath'>,
+  inodeId: number, flags: number, give: (fd: number) => number): number {
+  const again = inodes.reopen(inodeId, flags);
+  if (again !== undefined) return handOver(again, give);
+  const made = createMemfdInode(task.inj, memfdInode(task, inodeId), (file) => handOver(fs.openSync(file, 'r'), give));
+  inodes.made(inodeId, task.pid, made);
+  if ((flags & ~(O_LARGEFILE | O_CLOEXEC)) === O_RDWR) return made; // memfd_create gave O_RDWR | O_LARGEFILE
+  try {
+    return handOver(inodes.reopen(inodeId, flags)!, give);
+  } finally {
+    task.inj.callChecked(SYS.close, made);
+  }
+}
 
 export const memfdFile: FileKind = {
   type: FD_TYPE_MEMFD,
@@ -167,32 +219,9 @@ export const memfdFile: FileKind = {
   },
   inheritKey: (e) => `memfd:${Number(e.inode_id)}`,
   open(e, task: RestoreFilesTask): number {
+    if (!task.memfds) throw new Error('a memfd, which this restore cannot make');
+    const fd = memfdDescription(task.memfds, task, Number(e.inode_id), Number(e.flags), (own) => task.importFd(own));
     const inj = task.inj;
-    const inodeId = Number(e.inode_id);
-    const flags = Number(e.flags);
-    const opened = inodesOpened.get(task) ?? new Map<number, number>();
-    inodesOpened.set(task, opened);
-    const first = opened.get(inodeId);
-    const firstFd = first === undefined ? undefined : task.fdOf(first);
-    let fd: number;
-    if (firstFd !== undefined) {
-      fd = openInTask(inj, `/proc/self/fd/${firstFd}`, flags);
-    } else {
-      fd = createMemfdInode(inj, memfdInode(task, inodeId), (_, file) => {
-        const own = fs.openSync(file, 'r');
-        try {
-          return task.importFd(own);
-        } finally {
-          fs.closeSync(own);
-        }
-      });
-      if ((flags & ~O_LARGEFILE) !== O_RDWR) { // memfd_create gave O_RDWR | O_LARGEFILE
-        const created = fd;
-        fd = openInTask(inj, `/proc/self/fd/${created}`, flags);
-        inj.callChecked(SYS.close, created);
-      }
-      opened.set(inodeId, Number(e.id));
-    }
     const pos = BigInt(e.pos as bigint);
     if (pos !== 0n) inj.callChecked(SYS.lseek, fd, pos, SEEK_SET);
     return fd;

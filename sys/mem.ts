@@ -96,9 +96,16 @@ export class ProcMem {
   }
   read(addr: bigint, len: number): Buffer {
     const buf = Buffer.alloc(len);
-    const n = fs.readSync(this.fd, buf, 0, len, addr);
-    if (n !== len) throw new Error(`/proc/${this.pid}/mem: short read at 0x${addr.toString(16)}`);
+    this.readInto(addr, buf, 0, len);
     return buf;
+  }
+  /** Exactly `len` bytes at `addr` into `buf` at `at` (a read of a large range may come in parts). */
+  readInto(addr: bigint, buf: Buffer, at: number, len: number): void {
+    for (let done = 0; done < len;) {
+      const n = fs.readSync(this.fd, buf, at + done, len - done, addr + BigInt(done));
+      if (n <= 0) throw new Error(`/proc/${this.pid}/mem: short read at 0x${(addr + BigInt(done)).toString(16)}`);
+      done += n;
+    }
   }
   write(addr: bigint, data: Buffer): void {
     let off = 0;

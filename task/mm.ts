@@ -339,6 +339,11 @@ export interface MappedSpace {
    * VMAs mapped, and the kernel's vDSO areas where they were put (named as maps names them).
    */
   layout: VmaRange[];
+  /**
+   * The VMAs a task cloned from its restored parent kept as they were (InheritedSpace): its
+   * pages there are the parent's, shared copy-on-write, until written.
+   */
+  kept: readonly VmaEntry[];
 }
 
 /**
@@ -480,6 +485,7 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
   if (inherited) dropParentPages(inj, kept, inherited.filled, inherited.ownFilled);
   return {
     tightenAfterFill: tighten,
+    kept,
     layout: [...wanted.filter((v) => !(v.status & (VMA.VDSO | VMA.VVAR))).map((v) => ({ start: v.start, end: v.end, special: '' })), ...kernelPlaced],
   };
 }
@@ -534,27 +540,34 @@ function keptVmas(wanted: readonly VmaEntry[], parent: readonly VmaEntry[]): Vma
 
 /**
  * In kept VMAs, pages the parent's image filled and this task's does not are given back to
- * what the mapping holds untouched (zeroes, or the file's page): one MADV_DONTNEED per VMA over
- * the span of such pages.
+ * what the mapping holds untouched (zeroes, or the file's page): one MADV_DONTNEED per stretch
+ * of such pages, all in one go. Pages between them stay the parent's (shared copy-on-write).
  */
 function dropParentPages(inj: Injector, kept: readonly VmaEntry[],
   filled: InheritedSpace['filled'], own: InheritedSpace['ownFilled']): void {
   const mine = new Set<bigint>();
   for (const r of own) for (let a = r.vaddr; a < r.vaddr + BigInt(r.len); a += PAGE) mine.add(a);
+  const calls: SyscallSpec[] = [];
   for (const v of kept) {
     let lo: bigint | undefined;
     let hi = 0n;
+    const drop = () => {
+      if (lo !== undefined) calls.push([SYS.madvise, lo, Number(hi - lo), MADV_DONTNEED]);
+      lo = undefined;
+    };
     for (const r of filled) {
       const end = r.vaddr + BigInt(r.len);
       if (end <= v.start || r.vaddr >= v.end) continue;
       for (let a = r.vaddr > v.start ? r.vaddr : v.start; a < end && a < v.end; a += PAGE) {
+        if (mine.has(a) || (lo !== undefined && a !== hi)) drop();
         if (mine.has(a)) continue;
         if (lo === undefined) lo = a;
         hi = a + PAGE;
       }
     }
-    if (lo !== undefined) inj.callChecked(SYS.madvise, lo, Number(hi - lo), MADV_DONTNEED);
+    drop();
   }
+  if (calls.length) inj.callAllChecked(calls);
 }
 
 /** Give back write access that was lent for filling. */

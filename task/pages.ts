@@ -13,7 +13,7 @@ import { PAGE_SIZE, SYS } from '../sys/arch.js';
 import { ownVdsoImage, type Injector } from '../sys/inject.js';
 import { GuardedTask } from '../sys/guard.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
-import { ProcMem, readRanges } from '../sys/mem.js';
+import { ProcMem } from '../sys/mem.js';
 import { PRIVATE_DATA_QUERY, scanPagesFd } from '../sys/pagemap.js';
 import { openInTask } from '../files/reg.js';
 import { PE_PARENT, PE_PRESENT, createPrivateFileSync, openImageFileSync, type PageRun } from '../images/index.js';
@@ -158,26 +158,36 @@ const STEP = 64 << 20;
  * task write its own memory into the file (an injected pwrite64: one copy, by the kernel, at page
  * cache speed). Where that cannot be done — the file is not reachable or writable from the task,
  * its RLIMIT_FSIZE is too small, or a run is not readable by it (PROT_NONE) — the bytes go
- * through stasis: process_vm_readv, or /proc/PID/mem for pages no protection lets through.
+ * through stasis, read from /proc/PID/mem (not process_vm_readv, which un-shares copy-on-write
+ * pages: see below).
  * `writing` is told while the file is written here (the caller times what `writeSmall` does).
  */
 export function writePages(pid: number, runs: readonly DumpRun[], pagesFile: string, inj: Injector | GuardedTask | undefined,
   progress: PageProgress | undefined, writeSmall: (data: Buffer) => void, writing?: BusyTime): number {
   const total = runs.reduce((n, r) => n + r.nrPages * PAGE_SIZE, 0);
-  // A small process's pages in one process_vm_readv, handed to `writeSmall` (which writes the
-  // file off this thread): cheaper than the injected open, writes and close. (Short when some
-  // run is PROT_NONE: then run by run, below.)
+  // A small process's pages read by stasis and handed to `writeSmall` (which writes the file off
+  // this thread): cheaper than the injected open, writes and close. Through /proc/PID/mem, not
+  // process_vm_readv: that pins the pages it reads, and the kernel first gives the task a copy of
+  // its own of every page it shares copy-on-write (with its parent or children): a tree that
+  // runs on after the dump would no longer share them.
   if (total <= DIRECT_FILL_LIMIT) {
     const buf = nativeBuffer(total, false); // all of it read over, or not used
-    if (readRanges(pid, runs.map((r) => ({ addr: r.vaddr, len: r.nrPages * PAGE_SIZE })), buf) === total) {
+    const mem = new ProcMem(pid, false);
+    try {
       let at = 0;
       for (const r of runs) {
-        r.bytes?.copy(buf, at);
-        at += r.nrPages * PAGE_SIZE;
+        const len = r.nrPages * PAGE_SIZE;
+        if (r.bytes) r.bytes.copy(buf, at);
+        else mem.readInto(r.vaddr, buf, at, len);
+        at += len;
       }
       writeSmall(buf);
       progress?.(total, total);
       return total / PAGE_SIZE;
+    } catch {
+      // a run not readable after all: run by run, below
+    } finally {
+      mem.close();
     }
   }
   const out = createPrivateFileSync(pagesFile); // 0600, a new inode: see images/private-file.ts
@@ -246,32 +256,26 @@ function injectedWrite(inj: Injector | GuardedTask, fd: number, vaddr: bigint, l
   return done;
 }
 
+/** Through /proc/PID/mem, which reads through protections and leaves shared pages shared (see writePages). */
 function copyThroughStasis(pid: number, vaddr: bigint, len: number, out: number, offset: number): void {
   const buf = nativeBuffer(Math.min(len, CHUNK));
-  let mem: ProcMem | undefined;
+  const mem = new ProcMem(pid, false);
   try {
     for (let done = 0; done < len;) {
       const n = Math.min(len - done, CHUNK);
-      const addr = vaddr + BigInt(done);
-      let got = readRanges(pid, [{ addr, len: n }], buf);
-      if (got < n) {
-        // Unreadable to process_vm_readv (PROT_NONE): /proc/PID/mem reads through protections.
-        mem ??= new ProcMem(pid, false);
-        mem.read(addr + BigInt(got), n - got).copy(buf, got);
-        got = n;
-      }
+      mem.readInto(vaddr + BigInt(done), buf, 0, n);
       let w = 0;
       while (w < n) w += fs.writeSync(out, buf, w, n - w, offset + done + w);
       done += n;
     }
   } finally {
-    mem?.close();
+    mem.close();
   }
 }
 
 /**
- * Up to this many bytes, a task's pages are better copied by stasis itself, on dump (one
- * process_vm_readv) and on restore (fillPagesDirect): two plain syscalls per run instead of the
+ * Up to this many bytes, a task's pages are better copied by stasis itself, on dump (a read of
+ * /proc/PID/mem per run) and on restore (fillPagesDirect): two plain syscalls per run instead of the
  * injected open, madvise, pread and close, and no write access lent to read-only VMAs and taken
  * back. Above it, the task copies its own memory at page cache speed.
  */
@@ -288,44 +292,181 @@ function checkRun(r: PageRun): boolean {
   return false;
 }
 
+/** What a fill found the task to hold already (CRIU's pages_compared and pages_skipped_cow). */
+export interface CowCounts {
+  /** Pages of the image compared with what the task held. */
+  compared: number;
+  /** Of those, pages equal to it and left as they were: still shared with the parent. */
+  skipped: number;
+}
+
 /**
- * Fill a small task's memory from stasis: each run read from the pages file and written through
+ * Ranges a task cloned from its restored parent holds as the parent does, page for page and
+ * copy-on-write since the fork (kept VMAs, where the parent's image filled them), in address
+ * order. A page of the image equal to what is there is not written: it stays shared.
+ */
+export interface SharedWithParent {
+  ranges: readonly { vaddr: bigint; len: number }[];
+  counts: CowCounts;
+}
+
+/**
+ * Fill a task's memory from stasis: each run read from the pages file and written through
  * /proc/PID/mem, which writes through any protection (a private read-only page gets its own copy,
- * as it had). The VMAs need no write access for it.
+ * as it had). The VMAs need no write access for it. For a small task (all of it), and for what
+ * a child keeps of its parent's address space (`parent`: pages equal to what it holds are left
+ * shared). Returns the pages written.
  */
 export function fillPagesDirect(pid: number, runs: readonly PageRun[], pagesFile: string,
-  skip: (vaddr: bigint) => boolean, whole?: Buffer): number {
+  skip: (vaddr: bigint) => boolean, whole?: Buffer, parent?: SharedWithParent): number {
   const wanted = runs.filter((r) => checkRun(r) && !skip(r.vaddr));
   if (!wanted.length) return 0;
-  // The runs' bytes lie back to back in the file: one read for all of them (none where the
-  // caller has the whole file already).
-  const from = wanted.reduce((m, r) => Math.min(m, r.offset!), Infinity);
-  const to = wanted.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
-  let bytes: Buffer;
-  if (whole) {
-    if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
-    bytes = whole.subarray(from, to);
-  } else {
-    bytes = Buffer.allocUnsafe(to - from);
-    const fd = openImageFileSync(pagesFile);
-    try {
-      if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
   const mem = new ProcMem(pid);
+  let fd: number | undefined;
   let pages = 0;
   try {
-    for (const r of wanted) {
-      const at = r.offset! - from;
-      forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
-      pages += r.nrPages;
+    // The runs' bytes lie back to back in the file: one read per batch of them (none where the
+    // caller has the whole file already), batches bounded so stasis's memory use is.
+    for (const batch of whole ? [wanted] : batches(wanted)) {
+      const from = batch.reduce((m, r) => Math.min(m, r.offset!), Infinity);
+      const to = batch.reduce((m, r) => Math.max(m, r.offset! + r.nrPages * PAGE_SIZE), 0);
+      let bytes: Buffer;
+      if (whole) {
+        if (whole.length < to) throw new Error(`${pagesFile} ends before offset ${to}`);
+        bytes = whole.subarray(from, to);
+      } else {
+        bytes = Buffer.allocUnsafe(to - from);
+        fd ??= openImageFileSync(pagesFile);
+        if (fs.readSync(fd, bytes, 0, bytes.length, from) !== bytes.length) throw new Error(`${pagesFile} ends before offset ${to}`);
+      }
+      pages += writeRuns(mem, batch, bytes, from, parent && unchangedPages(mem, batch, bytes, from, parent));
     }
   } finally {
     mem.close();
+    if (fd !== undefined) fs.closeSync(fd);
   }
   return pages;
+}
+
+/** Runs cut into batches of at most CHUNK bytes of pages (a longer run cut in pieces), each read at once. */
+function* batches(runs: readonly PageRun[]): Generator<PageRun[]> {
+  const most = CHUNK / PAGE_SIZE;
+  let batch: PageRun[] = [];
+  let size = 0;
+  for (const r of runs) {
+    for (let i = 0; i < r.nrPages;) {
+      if (size === most) {
+        yield batch;
+        batch = [];
+        size = 0;
+      }
+      const n = Math.min(r.nrPages - i, most - size);
+      batch.push({ ...r, vaddr: r.vaddr + BigInt(i) * PAGE, nrPages: n, offset: r.offset! + i * PAGE_SIZE });
+      size += n;
+      i += n;
+    }
+  }
+  if (batch.length) yield batch;
+}
+
+/** Writes `runs` (bytes from file offset `from`) but the pages in `same`; the pages written. */
+function writeRuns(mem: ProcMem, runs: readonly PageRun[], bytes: Buffer, from: number, same?: Set<bigint>): number {
+  let pages = 0;
+  for (const r of runs) {
+    const at = r.offset! - from;
+    if (!same?.size) {
+      forRun(r, () => mem.write(r.vaddr, bytes.subarray(at, at + r.nrPages * PAGE_SIZE)));
+      pages += r.nrPages;
+      continue;
+    }
+    // The pages that differ, a stretch of them at a time.
+    for (let i = 0; i < r.nrPages;) {
+      if (same.has(r.vaddr + BigInt(i) * PAGE)) {
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < r.nrPages && !same.has(r.vaddr + BigInt(j) * PAGE)) j++;
+      forRun(r, () => mem.write(r.vaddr + BigInt(i) * PAGE, bytes.subarray(at + i * PAGE_SIZE, at + j * PAGE_SIZE)));
+      pages += j - i;
+      i = j;
+    }
+  }
+  return pages;
+}
+
+/**
+ * Runs cut where `ranges` (in address order) begin and end: the pieces inside them, and the
+ * pieces outside, each piece with its own offset in the pages file.
+ */
+export function splitRuns(runs: readonly PageRun[], ranges: readonly { vaddr: bigint; len: number }[]): { inside: PageRun[]; outside: PageRun[] } {
+  const inside: PageRun[] = [];
+  const outside: PageRun[] = [];
+  let k = 0;
+  for (const r of runs) {
+    if (!(r.flags & PE_PRESENT)) {
+      outside.push(r);
+      continue;
+    }
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    const piece = (lo: bigint, hi: bigint, to: PageRun[]) => {
+      if (lo < hi) to.push({ ...r, vaddr: lo, nrPages: Number((hi - lo) / PAGE), offset: r.offset! + Number(lo - r.vaddr) });
+    };
+    while (k < ranges.length && ranges[k]!.vaddr + BigInt(ranges[k]!.len) <= r.vaddr) k++;
+    let at = r.vaddr;
+    for (let i = k; i < ranges.length && ranges[i]!.vaddr < end; i++) {
+      const s = ranges[i]!;
+      const lo = s.vaddr > at ? s.vaddr : at;
+      const sEnd = s.vaddr + BigInt(s.len);
+      const hi = sEnd < end ? sEnd : end;
+      piece(at, lo, outside);
+      piece(lo, hi, inside);
+      at = hi > at ? hi : at;
+    }
+    piece(at, end, outside);
+  }
+  return { inside, outside };
+}
+
+/**
+ * The pages of `runs` (their bytes in `bytes`, from file offset `from`) inside the ranges shared
+ * with the parent whose content the task holds already, compared page by page. Read through
+ * /proc/PID/mem: process_vm_readv pins the pages it reads, and the kernel gives a task its own
+ * copy of a shared anonymous page before pinning it, which would undo the sharing looked for.
+ * What cannot be read counts as different.
+ */
+function unchangedPages(mem: ProcMem, runs: readonly PageRun[], bytes: Buffer, from: number, parent: SharedWithParent): Set<bigint> {
+  const same = new Set<bigint>();
+  // Both lists are in address order: where each run meets the shared ranges.
+  const pieces: { addr: bigint; len: number; at: number }[] = [];
+  let k = 0;
+  for (const r of runs) {
+    const end = r.vaddr + BigInt(r.nrPages) * PAGE;
+    while (k < parent.ranges.length && parent.ranges[k]!.vaddr + BigInt(parent.ranges[k]!.len) <= r.vaddr) k++;
+    for (let i = k; i < parent.ranges.length && parent.ranges[i]!.vaddr < end; i++) {
+      const s = parent.ranges[i]!;
+      const lo = s.vaddr > r.vaddr ? s.vaddr : r.vaddr;
+      const sEnd = s.vaddr + BigInt(s.len);
+      const hi = sEnd < end ? sEnd : end;
+      if (lo < hi) pieces.push({ addr: lo, len: Number(hi - lo), at: r.offset! - from + Number(lo - r.vaddr) });
+    }
+  }
+  for (const p of pieces) {
+    let held: Buffer;
+    try {
+      held = mem.read(p.addr, p.len);
+    } catch {
+      continue; // unreadable: written
+    }
+    for (let off = 0; off < p.len; off += PAGE_SIZE) {
+      parent.counts.compared++;
+      if (bytes.compare(held, off, off + PAGE_SIZE, p.at + off, p.at + off + PAGE_SIZE) === 0) {
+        same.add(p.addr + BigInt(off));
+        parent.counts.skipped++;
+      }
+    }
+  }
+  return same;
 }
 
 /**

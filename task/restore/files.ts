@@ -76,7 +76,7 @@ export class TreeFiles {
         imagePath: (name) => img.file(name),
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         afterThreads: (fn) => this.afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
-        kept, imagePid: p.pid,
+        kept, imagePid: p.pid, memfds: this.run.memfds,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) this.spares.push({ t, fd });
@@ -107,6 +107,7 @@ export class TreeFiles {
 
   /** Stasis's own descriptors of this restore, whether it succeeded or not. */
   release(): void {
+    this.run.memfds.close();
     for (const { master } of this.orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
   }
 }

@@ -1,19 +1,18 @@
 // Each process's address space: its VMAs mapped as the image has them, their pages filled,
 // protections tightened, and the mm fields (brk, arg and env areas, auxv, exe file). Shared
-// memory (memfd) is made by the first task that maps it and reached by the others through it.
+// memory (memfd) is made once for the tree, by the first task that maps or opens it.
 // A process cloned from its restored parent keeps what it shares with the parent.
 
 import { PE_PRESENT, imageFileName, pagesFileName } from '../../images/index.js';
 import { applying } from '../errors.js';
-import { createMemfdInode, memfdInode } from '../../files/memfd.js';
-import { openInTask } from '../../files/reg.js';
+import { memfdDescription } from '../../files/memfd.js';
 import { PAGE_SIZE } from '../../sys/arch.js';
 import type { Injector } from '../../sys/inject.js';
 import { O_RDWR } from '../../sys/fcntl.js';
 import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
-import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect } from '../pages.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, splitRuns, type CowCounts } from '../pages.js';
 import { shmPageSize, type SysvImages } from '../sysv-ipc.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
@@ -37,11 +36,9 @@ function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
 }
 
 
-/** Where each shared memory object lives once made: the first task mapping it, and where. */
-type SharedMemory = Map<number, { pid: number; start: bigint; end: bigint }>;
-
 export class TreeMemory {
-  private readonly shared: SharedMemory = new Map();
+  /** Pages compared with what a child held from its parent, and left shared (the whole tree's). */
+  private readonly cow: CowCounts = { compared: 0, skipped: 0 };
 
   constructor(private readonly run: RestoreRun) {}
 
@@ -54,23 +51,15 @@ export class TreeMemory {
     const parent = from?.p;
     const { inj, p } = t;
     const regFile = (id: number) => this.run.regFile(id);
-    const memfdFd = (tinj: Injector, id: number, v: VmaEntry): number => {
+    // Shared memory is a memfd inode of the tree's (MemfdInodes), mapped through a descriptor of its own.
+    const memfdFd = (tinj: Injector, id: number): number => {
       const inodeId = Number((img.files.get(id)!.memfd as Record<string, unknown>).inode_id);
-      const made = this.shared.get(inodeId);
-      if (made) {
-        // The object exists: reach it through the mapping of the task that made it.
-        const path = `/proc/${made.pid}/map_files/${made.start.toString(16)}-${made.end.toString(16)}`;
-        return openInTask(tinj, path, O_RDWR);
-      }
-      const fd = createMemfdInode(tinj, memfdInode({ imageEntries: (n) => img.extraImage(n), imagePath: (n) => img.file(n) }, inodeId),
-        (i, file) => this.run.openImage(i, file));
-      this.shared.set(inodeId, { pid: p.pid, start: v.start, end: v.end }); // as the tasks' /proc names it
-      return fd;
+      const files = { pid: t.hpid, inj: tinj, imageEntries: (n: string) => img.extraImage(n), imagePath: (n: string) => img.file(n) };
+      return memfdDescription(this.run.memfds, files, inodeId, O_RDWR, (own) => this.run.giveFd(tinj, own));
     };
     const skip = kernelAreaOf(p);
     const direct = fillBytes(p.pagemap!.runs, skip) <= DIRECT_FILL_LIMIT;
-    // Kept VMAs keep their final protections: only stasis's own writes can fill them.
-    const inherited = direct && parent?.mm ? {
+    const inherited = parent?.mm ? {
       vmas: parent.mm.vmas, filled: filledRuns(parent), ownFilled: filledRuns(p),
       scratch: from!.inj.ownScratch, trampoline: from!.inj.trampolineAddress, sequenceArea: from!.inj.sequenceAreaAddress,
       layout: from!.layout,
@@ -85,15 +74,23 @@ export class TreeMemory {
       }, direct ? () => false : hasDumpablePages, inherited));
     t.layout = space.layout;
     const progress = opts.progress;
-    const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => (direct
-      ? fillPagesDirect(t.hpid, p.pagemap!.runs, p.pagesFile!, skip, p.pagesBytes)
-      : fillPages(inj, p.pagemap!.runs, p.pagesFile!, skip,
-        progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file))));
+    // In what it kept of its parent, a page equal to the parent's is left shared with it.
+    const shared = inherited && space.kept.length
+      ? { ranges: sharedRanges(space.kept, inherited.filled), counts: this.cow } : undefined;
+    // Kept VMAs keep their final protections: only stasis's own writes can fill them. The task
+    // copies the rest of a large image itself.
+    const { inside, outside } = direct ? { inside: p.pagemap!.runs, outside: [] }
+      : splitRuns(p.pagemap!.runs, space.kept.map((v) => ({ vaddr: v.start, len: Number(v.end - v.start) })));
+    const n = applying(pagesFileName(p.pagemap!.pagesId), task, () => fillPagesDirect(t.hpid, inside, p.pagesFile!, skip, p.pagesBytes, shared)
+      + (outside.length ? fillPages(inj, outside, p.pagesFile!, skip,
+        progress && ((done, total) => progress(`memory of ${p.pid}`, done, total)), (i, file) => this.run.openImage(i, file)) : 0));
     applying(mmFile, `${task}: protections`, () => tightenProtections(inj, space));
     // A child cloned from its restored parent has the parent's mm fields already (fork copies
     // them): set again only where the images differ.
     if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) applying(mmFile, `${task}: mm fields`, () => restoreMmFields(inj, p.mm!, { regFile }));
     this.run.pages += n;
+    this.run.pagesCompared = this.cow.compared;
+    this.run.pagesSkippedCow = this.cow.skipped;
     return n;
   }
 }
@@ -102,6 +99,23 @@ export class TreeMemory {
 function sysvSegment(sysv: SysvImages | undefined, shmid: number): { size: bigint; pageSize: bigint } | undefined {
   const e = sysv?.shm.find((x) => Number((x.message.desc as Record<string, unknown>).id) === shmid);
   return e && { size: BigInt(e.message.size as bigint), pageSize: shmPageSize(e.message) };
+}
+
+/** Where kept VMAs hold pages the parent's image filled (both lists in address order). */
+function sharedRanges(kept: readonly VmaEntry[], filled: readonly { vaddr: bigint; len: number }[]): { vaddr: bigint; len: number }[] {
+  const out: { vaddr: bigint; len: number }[] = [];
+  let i = 0;
+  for (const v of kept) {
+    while (i < filled.length && filled[i]!.vaddr + BigInt(filled[i]!.len) <= v.start) i++;
+    for (let j = i; j < filled.length && filled[j]!.vaddr < v.end; j++) {
+      const r = filled[j]!;
+      const lo = r.vaddr > v.start ? r.vaddr : v.start;
+      const rEnd = r.vaddr + BigInt(r.len);
+      const hi = rEnd < v.end ? rEnd : v.end;
+      if (lo < hi) out.push({ vaddr: lo, len: Number(hi - lo) });
+    }
+  }
+  return out;
 }
 
 function sameMmFields(a: MmEntry, b: MmEntry): boolean {

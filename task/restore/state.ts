@@ -3,6 +3,7 @@
 // restored).
 
 import fs from 'node:fs';
+import { MemfdInodes } from '../../files/memfd.js';
 import { openInTask } from '../../files/reg.js';
 import { SYS } from '../../sys/arch.js';
 import { Injector, getAffinity } from '../../sys/inject.js';
@@ -42,6 +43,15 @@ export class RestoreRun {
   /** Pages filled so far. */
   pages = 0;
   /**
+   * Pages of children compared with what they held from their restored parent, and of those
+   * the ones equal to it, left shared copy-on-write (stats-restore's pages_compared and
+   * pages_skipped_cow).
+   */
+  pagesCompared = 0;
+  pagesSkippedCow = 0;
+  /** The memfd inodes (and shared anonymous memory) of the tree, each made once. */
+  readonly memfds = new MemfdInodes();
+  /**
    * A task in another pid namespace cannot name stasis: it inherits a pidfd of stasis instead
    * (the seed opens it; see namespaces.ts).
    */
@@ -79,9 +89,20 @@ export class RestoreRun {
     if (this.stasisPidfd === undefined) return openInTask(inj, file, O_RDONLY);
     const own = fs.openSync(file, 'r');
     try {
-      return Number(inj.callChecked(SYS.pidfd_getfd, this.stasisPidfd, own, 0));
+      return this.giveFd(inj, own);
     } finally {
       fs.closeSync(own);
+    }
+  }
+
+  /** A copy of stasis's descriptor `fd` in the task (pidfd_getfd); its number there. */
+  giveFd(inj: Injector, fd: number): number {
+    if (this.stasisPidfd !== undefined) return Number(inj.callChecked(SYS.pidfd_getfd, this.stasisPidfd, fd, 0));
+    const pidfd = Number(inj.callChecked(SYS.pidfd_open, process.pid, 0));
+    try {
+      return Number(inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0));
+    } finally {
+      inj.call(SYS.close, pidfd);
     }
   }
 

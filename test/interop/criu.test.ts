@@ -265,3 +265,14 @@ for (const [workload, hops, items] of throughCriu) {
     for (const item of items) t.true(lines.includes(`ok ${item}`), item);
   });
 }
+
+// Memory a parent and its child share (workloads/cow.c, memfds.c): CRIU 4.2 passes the
+// workloads itself, and each tool restores the other's dump of them.
+for (const workload of ['cow', 'memfds']) {
+  test.serial(`${workload}: CRIU 4.2 dumps and restores it, and it passes its self-checks`, async (t) => {
+    await selfCheckThrough(t, workload, [['criu', 'criu']]);
+  });
+  test.serial(`${workload}: stasis dump → CRIU restore → CRIU dump → stasis restore, and it passes its self-checks`, async (t) => {
+    await selfCheckThrough(t, workload, [['stasis', 'criu'], ['criu', 'stasis']]);
+  });
+}

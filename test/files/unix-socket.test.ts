@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
-import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 test.serial('restored unix sockets keep their queued bytes, datagram boundaries, names, listeners, peers and options', async (t) => {
   const { r } = await selfCheckRoundTrip(t, 'unix-sockets', {
@@ -76,3 +76,20 @@ test.serial('with --ext-unix-sk a datagram socket connected to one bound outside
   t.true(r.lines.includes('ok external-dgram-send'), r.lines.join(' | '));
   await server.waitForLine(/^got hello from the restored task$/);
 });
+
+// CRIU's zdtm behaviours of unix sockets (issue 16), as workloads of ours: each as a plain
+// process tree and as a runc container (new pid/mount/net namespaces, restored under --root).
+const zdtmLike: [string, string, string[]][] = [
+  ['unix-pending', 'a listener with a connection not yet accepted, unconnected stream sockets, a relative name', []],
+  ['unix-scm', 'descriptors in flight (SCM_RIGHTS) queued in unix sockets', []],
+  ['unix-dgram', 'datagram sockets bound by path, one path bound in two mount namespaces', ['mntns']],
+  ['unix-gone', 'sockets bound in directories removed since', []],
+];
+for (const [workload, what, args] of zdtmLike) {
+  test.serial(`${workload}: ${what}, restored as a process tree`, async (t) => {
+    await selfCheckRoundTrip(t, workload, { args: (work) => [work, ...args] });
+  });
+  test.serial(`${workload}: ${what}, restored in a container`, async (t) => {
+    await selfCheckInContainer(t, workload, { args });
+  });
+}

@@ -104,6 +104,17 @@ int main(int argc, char **argv) {
   report(stat(a.sun_path, &s) == 0 && S_ISSOCK(s.st_mode), "gone-sole-file", "%s is not there", a.sun_path);
   report(talks(a1, k1, 5) && talks(a2, k2, 7) && talks(k1, a1, 6), "gone-stream", "a connection does not talk");
   report(gone(dg) && gone(st), "gone-dirs", "a removed directory is back");
+  /* Nothing but the socket file left there is in DIR/gone. */
+  DIR *d = opendir(base);
+  char others[512] = "";
+  for (struct dirent *de; d && (de = readdir(d));) {
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "sole")) {
+      strncat(others, " ", sizeof others - strlen(others) - 1);
+      strncat(others, de->d_name, sizeof others - strlen(others) - 1);
+    }
+  }
+  if (d) closedir(d);
+  report(d && !others[0], "gone-nothing-left", "%s holds%s", base, d ? others : " nothing readable");
   unlink(a.sun_path);
   rmdir(base);
   return result();

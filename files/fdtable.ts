@@ -161,6 +161,8 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
       const file = files.get(id);
       const kind = file && kindForType(file.type);
       if (!kind) throw new Error(`file ${id} is not in files.img, or of a type stasis cannot restore`);
+      const elsewhere = opts.openedElsewhere?.(id);
+      if (elsewhere && opts.importFromTask) return opts.importFromTask(elsewhere.pid, elsewhere.fd);
       return kind.open(file[kind.field] as Record<string, unknown>, task);
     },
   };

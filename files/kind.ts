@@ -104,8 +104,9 @@ export interface RestoreFilesTask {
   /** The descriptor (in this task) of a description already opened, if any. */
   fdOf(fileId: number): number | undefined;
   /**
-   * Open another description of the dump in this task by its kind (a file in flight in a
-   * socket's queue); returns the new descriptor, which the caller owns.
+   * Open another description of the dump in this task (a file in flight in a socket's queue):
+   * copied from the task of the tree that has it already, or else opened by its kind. Returns
+   * the new descriptor, which the caller owns.
    */
   openFile(fileId: number): number;
   /** Run `fn` once every task of the tree has its descriptors (e.g. connect to a later one's socket). */

@@ -6,10 +6,13 @@
  *   scm-two        one message carrying two descriptors: a file of DIR opened read-write at
  *                  offset 5, and the write end of the same pipe (which the process also holds)
  *   scm-stream     a stream pair: bytes, then bytes with a descriptor (an eventfd), then bytes
- *   scm-order      the datagrams around them keep their order and contents */
+ *   scm-order      the datagrams around them keep their order and contents
+ *   scm-child      a child's datagram pair carries the read end of a pipe whose write end only
+ *                  the parent holds (the parent writes, the child reads what it receives) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "selfcheck.h"
 
@@ -81,8 +85,29 @@ int main(int argc, char **argv) {
   close(ev);
   write(st[0], "-tail", 5);
 
+  /* A child holds the read end of the parent's pipe only in flight. */
+  int cp[2];
+  if (pipe(cp)) die("pipe for the child");
+  pid_t child = fork();
+  if (child == 0) {
+    int pair[2];
+    close(cp[1]);
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) || send_fds(pair[0], "C", 1, &cp[0], 1)) die("child send");
+    close(cp[0]);
+    wait_check();
+    char cb[16] = {0};
+    int fds[4], n, r = recv_fds(pair[1], cb, sizeof cb, fds, &n);
+    struct pollfd pfd = { n == 1 ? fds[0] : -1, POLLIN, 0 };
+    int ready = r == 1 && n == 1 && poll(&pfd, 1, 2000) == 1;
+    int got = ready ? read(fds[0], cb, sizeof cb - 1) : -1;
+    report(got == 6 && !memcmp(cb, "parent", 6), "scm-child", "received %d bytes with %d descriptors, read %d from it", r, n, got);
+    return result();
+  }
+  close(cp[0]);
+
   printf("ready\n");
   wait_check();
+  write(cp[1], "parent", 6);
 
   char buf[64];
   int fds[4], n, r;
@@ -137,5 +162,8 @@ int main(int argc, char **argv) {
   report(total == 12 && !memcmp(sb, "head-fd-tail", 12) && er == 8 && v == 7, "scm-stream",
          "read %d bytes \"%s\", eventfd %d gave %d (value %llu)", total, sb, got_fd, er, (unsigned long long)v);
   unlink("scm-file");
+  int cst = 0;
+  waitpid(child, &cst, 0);
+  report(WIFEXITED(cst) && WEXITSTATUS(cst) == 0, "scm-child-passed", "child status 0x%x", cst);
   return result();
 }

@@ -336,6 +336,7 @@ function bindName(task: RestoreFilesTask, fd: number, e: Usk): void {
   }
 }
 
+/** bind() inside the task, from the entry's name_dir for a relative name. */
 function bindIn(task: RestoreFilesTask, fd: number, e: Usk, name: Buffer): void {
   const r = inDir(task.inj, e.name_dir, () => sockAddrCall(task.inj, SYS.bind, fd, sockaddrUn(name)));
   if (isErrorResult(r)) {

@@ -7,7 +7,9 @@
  *                 and an unbound one: both listen/connect after restore
  *   relative-*    a listener bound to the relative name rel-listen.sock (SO_REUSEADDR) and an
  *                 unconnected socket that connects to it by that name after restore
- *   dgram-unconn  an unbound, unconnected datagram socket still sends to a bound one */
+ *   dgram-unconn  an unbound, unconnected datagram socket still sends to a bound one
+ * With "pending-data" the waiting client has written into its connection (which CRIU and stasis
+ * refuse to dump: the bytes sit in a socket no descriptor reaches). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -61,6 +63,8 @@ int main(int argc, char **argv) {
   if (connect(c2, (struct sockaddr *)&a, al)) die("connect c2");
   struct stat before;
   if (stat(path, &before)) die("stat");
+  int pending_data = argc > 2 && !strcmp(argv[2], "pending-data");
+  if (pending_data && write(c2, "early", 5) != 5) die("write");
 
   /* Unconnected stream sockets: one bound to an abstract name, one not bound at all. */
   char abs_name[64];
@@ -100,6 +104,10 @@ int main(int argc, char **argv) {
   report(exchange(c1, s1, "to-server-1") && exchange(s1, c1, "to-client-1"), "pending-accepted-connection", "no exchange");
   int s2 = accept4(ls, NULL, NULL, SOCK_NONBLOCK);
   report(s2 >= 0, "pending-accept", "accept: %s", strerror(errno));
+  if (s2 >= 0 && pending_data) {
+    char early[8] = {0};
+    report(recv(s2, early, sizeof early, MSG_DONTWAIT) == 5 && !memcmp(early, "early", 5), "pending-data", "the early bytes are lost");
+  }
   if (s2 >= 0) report(exchange(c2, s2, "to-server-2") && exchange(s2, c2, "to-client-2"), "pending-connection-talks", "no exchange");
   fcntl(ls, F_SETFL, O_NONBLOCK);
   int s3 = accept(ls, NULL, NULL);

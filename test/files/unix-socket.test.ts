@@ -77,6 +77,22 @@ test.serial('with --ext-unix-sk a datagram socket connected to one bound outside
   await server.waitForLine(/^got hello from the restored task$/);
 });
 
+test.serial('a connection not accepted yet that its client wrote into fails the dump clearly, as with CRIU, and the process runs on', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-unix-');
+  const w = await startWorkload('unix-pending', [work, 'pending-data']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 1, d.all);
+  t.regex(d.stderr, /^stasis: unix socket:\[\d+\] \(fd \d+ of task \d+\) has sent \d+ bytes on a connection that socket:\[\d+\] has not accepted yet, which stasis cannot dump$/);
+  t.false(fs.existsSync(path.join(dir, 'inventory.img')), 'no complete dump is left behind');
+  t.true(alive(w.pid));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  t.is(await w.exitOf(w.pid), `exit ${w.pid} 0`, 'the process carried on and checked itself');
+  t.true(w.lines.includes('ok pending-data'), w.lines.join('\n'));
+});
+
 // CRIU's zdtm behaviours of unix sockets (issue 16), as workloads of ours: each as a plain
 // process tree and as a runc container (new pid/mount/net namespaces, restored under --root).
 const zdtmLike: [string, string, string[]][] = [

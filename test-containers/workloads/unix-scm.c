@@ -7,6 +7,8 @@
  *                  offset 5, and the write end of the same pipe (which the process also holds)
  *   scm-stream     a stream pair: bytes, then bytes with a descriptor (an eventfd), then bytes
  *   scm-order      the datagrams around them keep their order and contents
+ *   scm-socket     one end of a stream socketpair in flight (the sender closed it), with bytes
+ *                  queued for it; the other end kept
  *   scm-child      a child's datagram pair carries the read end of a pipe whose write end only
  *                  the parent holds (the parent writes, the child reads what it receives) */
 #define _GNU_SOURCE
@@ -79,6 +81,12 @@ int main(int argc, char **argv) {
   close(file);
   send(dg[0], "after", 5, 0);
 
+  int sp[2], sk[2];
+  if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sk) || socketpair(AF_UNIX, SOCK_STREAM, 0, sp)) die("socket pairs");
+  write(sp[0], "queued", 6);
+  if (send_fds(sk[0], "S", 1, &sp[1], 1)) die("send socket");
+  close(sp[1]);
+
   int ev = eventfd(7, 0);
   write(st[0], "head-", 5);
   if (send_fds(st[0], "fd", 2, &ev, 1)) die("send eventfd");
@@ -147,6 +155,16 @@ int main(int argc, char **argv) {
   order_ok = order_ok && r == 5 && !memcmp(buf, "after", 5) && n == 0;
   r = recv_fds(dg[1], buf, sizeof buf, fds, &n);
   report(order_ok && r < 0, "scm-order", "the datagrams around the descriptors differ, or more follow (%d)", r);
+
+  r = recv_fds(sk[1], buf, sizeof buf, fds, &n);
+  if (r == 1 && n == 1) {
+    char qb[16] = {0};
+    int q = recv(fds[0], qb, sizeof qb, MSG_DONTWAIT);
+    int back = write(fds[0], "back", 4) == 4 && recv(sp[0], qb + 8, 4, MSG_DONTWAIT) == 4 && !memcmp(qb + 8, "back", 4);
+    report(q == 6 && !memcmp(qb, "queued", 6) && back, "scm-socket", "read %d queued bytes, answer %s", q, back ? "arrived" : "lost");
+  } else {
+    report(0, "scm-socket", "received %d bytes with %d descriptors", r, n);
+  }
 
   /* Stream: the bytes up to the descriptor, the descriptor with its bytes, the rest. */
   char sb[64] = {0};

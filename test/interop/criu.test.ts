@@ -155,10 +155,12 @@ test.serial('CRIU 4.2 restores stasis\'s dump of a datagram socket connected to 
 // connection not accepted yet (the client's peer is the listener), files in flight (sk_packet
 // scm rights naming files.img entries), sockets bound in removed directories, a datagram socket
 // connected to itself. (unix-dgram's mount-namespace child is for the container flavour: CRIU
-// restores no sub-task into a new mount namespace outside one.)
-for (const workload of ['unix-pending', 'unix-scm', 'unix-gone', 'unix-dgram']) {
+// restores no sub-task into a new mount namespace outside one. unix-scm's child, whose queue
+// holds a pipe end the parent has the other end of, is left out: CRIU 4.2 restores that queue
+// only now and then, from its own dumps too.)
+for (const [workload, ...args] of [['unix-pending'], ['unix-scm', 'no-child'], ['unix-gone'], ['unix-dgram']]) {
   test.serial(`${workload} goes stasis dump → CRIU restore → CRIU dump → stasis restore and passes its self-checks`, async (t) => {
-    const lines = await selfCheckThrough(t, workload, [['stasis', 'criu'], ['criu', 'stasis']]);
+    const lines = await selfCheckThrough(t, workload!, [['stasis', 'criu'], ['criu', 'stasis']], (d) => [d, ...args]);
     t.true(lines.includes('result PASS'));
   });
 }

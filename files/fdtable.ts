@@ -51,6 +51,11 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
     allocPagesId: () => table.allocPagesId(),
     writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
     atEnd: (check) => table.atEnd(check),
+    dumpFd: (fd) => {
+      const { id, link } = dumpFd(pid, fd, table, ctx);
+      table.rememberInFlight(pid, fd, link, id);
+      return id;
+    },
   };
   const unread: FdinfoEntry[] = [];
   for (const fd of listFds(pid)) {
@@ -166,6 +171,14 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     // dup3() onto a target number can close it before its turn.
     provide: (id, fd) => provided.set(id, fd < floor ? moveAbove(inj, fd, floor) : fd),
     fdOf: (id) => placed.get(id) ?? provided.get(id),
+    openFile: (id) => {
+      const file = files.get(id);
+      const kind = file && kindForType(file.type);
+      if (!kind) throw new Error(`file ${id} is not in files.img, or of a type stasis cannot restore`);
+      const elsewhere = opts.openedElsewhere?.(id);
+      if (elsewhere && opts.importFromTask) return opts.importFromTask(elsewhere.pid, elsewhere.fd);
+      return kind.open(file[kind.field] as Record<string, unknown>, task);
+    },
   };
   const keptIds = new Set(opts.kept?.values() ?? []);
   for (const [id, fds] of byId) forFds(id, fds, () => {

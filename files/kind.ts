@@ -41,6 +41,11 @@ export interface DumpFilesContext {
   inj: TaskCalls;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
+  /**
+   * Dumps descriptor `fd` of the task as any other (a file received in flight, installed there
+   * only for the dump): the id of its description, shared with an fd that has it already.
+   */
+  dumpFd(fd: number): number;
   /** Appends an entry (with its payload) to a shared image: pipes-data.img, sk-queues.img, ... */
   addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void;
   /** Writes a whole image of the kind's own (ghost-file-N.img, ...). */
@@ -106,6 +111,12 @@ export interface RestoreFilesTask {
   provide(fileId: number, fd: number): void;
   /** The descriptor (in this task) of a description already opened, if any. */
   fdOf(fileId: number): number | undefined;
+  /**
+   * Open another description of the dump in this task (a file in flight in a socket's queue):
+   * copied from the task of the tree that has it already, or else opened by its kind. Returns
+   * the new descriptor, which the caller owns.
+   */
+  openFile(fileId: number): number;
   /** Run `fn` once every task of the tree has its descriptors (e.g. connect to a later one's socket). */
   later(fn: () => void): void;
   /** The memfd inodes of the restore, made once for the whole tree (files/memfd.ts). */

@@ -2,6 +2,7 @@
 // entries, VMAs (vma.shmid), fs (cwd/root) and mm (exe) refer to it by.
 
 import { SYS } from '../sys/arch.js';
+import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
 import type { RemapDumpContext } from './reg.js';
@@ -36,6 +37,7 @@ export class FileTable {
   /** Every process of the tree is dumped: run the kinds' deferred checks, and order the entries. */
   checkAtEnd(): void {
     for (const check of this.endChecks.splice(0)) check();
+    this.closeCopies();
     unixPeersFirst(this.entries);
   }
 
@@ -149,6 +151,29 @@ export class FileTable {
     const list = this.seen.get(link) ?? [];
     list.push({ pid, fd, id });
     this.seen.set(link, list);
+  }
+
+  /** stasis's own copies of descriptions seen only in flight, kept to compare fds with until the end. */
+  private copies: number[] = [];
+
+  /**
+   * Fd `fd` of `pid` is a file in flight, in the task only while it is dumped: a copy of it
+   * (pidfd_getfd) is what later fds of the tree are compared with, so that one sharing the
+   * description gets its id.
+   */
+  rememberInFlight(pid: number, fd: number, link: string, id: number): void {
+    const pidfd = rawSyscall(SYS.pidfd_open, pid, 0);
+    if (pidfd < 0n) throw new SysError(Number(-pidfd), `pidfd_open(${pid})`);
+    const copy = rawSyscall(SYS.pidfd_getfd, Number(pidfd), fd, 0);
+    rawSyscall(SYS.close, Number(pidfd));
+    if (copy < 0n) throw new SysError(Number(-copy), `pidfd_getfd(${pid}, ${fd})`);
+    this.copies.push(Number(copy));
+    this.remember(process.pid, Number(copy), link, id);
+  }
+
+  /** Close stasis's copies of files in flight (the dump is over). */
+  closeCopies(): void {
+    for (const fd of this.copies.splice(0)) rawSyscall(SYS.close, fd);
   }
 
   /** One entry per key (e.g. a mapped file's path and open mode), made on first use. */

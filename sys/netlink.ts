@@ -18,6 +18,7 @@ const RTM_GETLINK = 18;
 const SOCK_DIAG_BY_FAMILY = 20;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_DUMP = 0x300;
+const TCP_LISTEN = 10;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLMSG_HDRLEN = 16;
@@ -170,7 +171,23 @@ export function unixDiag(ino: number, netnsOf?: number): UnixDiag | undefined {
     throw e;
   }
   const m = replies[0];
-  if (!m) return undefined;
+  return m && parseUnixDiag(m);
+}
+
+/**
+ * The listening unix socket in whose accept queue the connection of client `ino` waits (its
+ * inode), if any: listeners list their waiting clients in UNIX_DIAG_ICONS.
+ */
+export function unixListenerOf(ino: number, netnsOf?: number): number | undefined {
+  const body = Buffer.alloc(24);
+  body.writeUInt8(AF.UNIX, 0);
+  body.writeUInt32LE(1 << TCP_LISTEN, 4);
+  body.writeUInt32LE(UDIAG_SHOW.ICONS, 12);
+  const replies = diagIn(netnsOf, body, true, `the listener of unix socket:[${ino}]`);
+  return replies.map(parseUnixDiag).find((d) => d.icons.includes(ino))?.ino;
+}
+
+function parseUnixDiag(m: Buffer): UnixDiag {
   // unix_diag_msg: family, type, state, pad, ino, cookie[2]; then attributes
   const a = attrs(m, 16, m.length);
   const vfs = a.get(UNIX_DIAG.VFS);

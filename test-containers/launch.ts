@@ -22,11 +22,14 @@ export function buildWorkload(name: string, linking: 'dynamic' | 'static' = 'dyn
   const out = path.join(binDir, linking === 'static' ? `${name}.static` : name);
   fs.mkdirSync(binDir, { recursive: true });
   const newest = Math.max(...[src, path.join(sourceDir, 'selfcheck.h')].map((f) => fs.statSync(f).mtimeMs));
-  const stale = !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest;
-  if (stale) {
+  const stale = () => !fs.existsSync(out) || fs.statSync(out).mtimeMs < newest;
+  if (stale()) {
     const tmp = `${out}.${process.pid}.tmp`;
     execFileSync('gcc', ['-O1', '-g', '-Wall', ...(linking === 'static' ? ['-static'] : []), '-o', tmp, src, '-lpthread'], { stdio: 'inherit' });
-    fs.renameSync(tmp, out);
+    // Test files run in parallel processes: one that built the same binary meanwhile may already
+    // run a workload from it, which replacing the file would leave mapping a deleted one.
+    if (stale()) fs.renameSync(tmp, out);
+    else fs.rmSync(tmp, { force: true });
   }
   return out;
 }

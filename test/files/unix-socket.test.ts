@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper } from '../../test-containers/launch.js';
-import { alive, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { alive, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 
 test.serial('restored unix sockets keep their queued bytes, datagram boundaries, names, listeners, peers and options', async (t) => {
   const { r } = await selfCheckRoundTrip(t, 'unix-sockets', {
@@ -76,3 +76,36 @@ test.serial('with --ext-unix-sk a datagram socket connected to one bound outside
   t.true(r.lines.includes('ok external-dgram-send'), r.lines.join(' | '));
   await server.waitForLine(/^got hello from the restored task$/);
 });
+
+test.serial('a connection not accepted yet that its client wrote into fails the dump clearly, as with CRIU, and the process runs on', async (t) => {
+  const dir = tmpDir(t);
+  const work = tmpDir(t, 'stasis-unix-');
+  const w = await startWorkload('unix-pending', [work, 'pending-data']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 1, d.all);
+  t.regex(d.stderr, /^stasis: unix socket:\[\d+\] \(fd \d+ of task \d+\) has sent \d+ bytes on a connection that socket:\[\d+\] has not accepted yet, which stasis cannot dump$/);
+  t.false(fs.existsSync(path.join(dir, 'inventory.img')), 'no complete dump is left behind');
+  t.true(alive(w.pid));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  t.is(await w.exitOf(w.pid), `exit ${w.pid} 0`, 'the process carried on and checked itself');
+  t.true(w.lines.includes('ok pending-data'), w.lines.join('\n'));
+});
+
+// CRIU's zdtm behaviours of unix sockets (issue 16), as workloads of ours: each as a plain
+// process tree and as a runc container (new pid/mount/net namespaces, restored under --root).
+const zdtmLike: [string, string, string[]][] = [
+  ['unix-pending', 'a listener with a connection not yet accepted, unconnected stream sockets, a relative name', []],
+  ['unix-scm', 'descriptors in flight (SCM_RIGHTS) queued in unix sockets', []],
+  ['unix-dgram', 'datagram sockets bound by path, one path bound in two mount namespaces', ['mntns']],
+  ['unix-gone', 'sockets bound in directories removed since', []],
+];
+for (const [workload, what, args] of zdtmLike) {
+  test.serial(`${workload}: ${what}, restored as a process tree`, async (t) => {
+    await selfCheckRoundTrip(t, workload, { args: (work) => [work, ...args] });
+  });
+  test.serial(`${workload}: ${what}, restored in a container`, async (t) => {
+    await selfCheckInContainer(t, workload, { args });
+  });
+}

@@ -175,6 +175,20 @@ for (const [workload, flags, criuLoses] of GHOSTS) {
   }
 }
 
+// The unix-socket behaviours of CRIU's zdtm (issue 16) both ways, the images being CRIU's: a
+// connection not accepted yet (the client's peer is the listener), files in flight (sk_packet
+// scm rights naming files.img entries), sockets bound in removed directories, a datagram socket
+// connected to itself. (unix-dgram's mount-namespace child is for the container flavour: CRIU
+// restores no sub-task into a new mount namespace outside one. unix-scm's child, whose queue
+// holds a pipe end the parent has the other end of, is left out: CRIU 4.2 restores that queue
+// only now and then, from its own dumps too.)
+for (const [workload, ...args] of [['unix-pending'], ['unix-scm', 'no-child'], ['unix-gone'], ['unix-dgram']]) {
+  test.serial(`${workload} goes stasis dump → CRIU restore → CRIU dump → stasis restore and passes its self-checks`, async (t) => {
+    const lines = await selfCheckThrough(t, workload!, [['stasis', 'criu'], ['criu', 'stasis']], (d) => [d, ...args]);
+    t.true(lines.includes('result PASS'));
+  });
+}
+
 test.serial('a tree goes stasis dump → CRIU restore → CRIU dump → stasis restore and passes its self-checks', async (t) => {
   const lines = await selfCheckThrough(t, 'family', [['stasis', 'criu'], ['criu', 'stasis']]);
   t.true(lines.includes('ok zombie'));

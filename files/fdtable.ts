@@ -52,7 +52,7 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
     writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
     atEnd: (check) => table.atEnd(check),
     dumpFd: (fd) => {
-      const { id, link } = dumpFd(pid, fd, table, ctx);
+      const { id, link } = dumpFd(pid, fd, table, ctx, opts.imagePid ?? pid);
       table.rememberInFlight(pid, fd, link, id);
       return id;
     },

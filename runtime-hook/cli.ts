@@ -268,7 +268,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const { dump } = await import('../task/dump.js');
         const r = await dump({
           pid, imagesDir, workDir, leaveRunning: p.flags.has('leave-running'),
-          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.flags.has('ext-unix-sk'),
+          fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.values.has('ext-unix-sk') || p.flags.has('ext-unix-sk'),
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           linkRemap: p.flags.has('link-remap'), seizeTimeoutMs: seizeTimeout(p),
           log: (m) => logger.log(3, m), progress: progress.callback,

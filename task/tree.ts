@@ -4,7 +4,7 @@
 // again until no new one appears. Zombies are recorded, not seized. Releasing the tree resumes
 // every task as it was (a task that was stopped stays stopped).
 
-import { PTRACE_O, SIGTRAP, detach, interrupt, seize, waitForInterrupt, waitTask } from '../sys/ptrace.js';
+import { PTRACE_O, SIGTRAP, cont, detach, interrupt, seize, sleepMicros, waitForInterrupt, waitTask } from '../sys/ptrace.js';
 import { freezeCgroup, type FrozenCgroup } from '../cgroup/freezer.js';
 import { kill } from '../sys/native.js';
 import { type ProcStat, ProcError, listThreads, readChildren, readStat, readStatus } from '../sys/proc/index.js';
@@ -299,18 +299,33 @@ export class SeizedTree {
         if (!(e instanceof Error && /ESRCH/.test(e.message))) throw e;
       }
     }
-    // Processes children first: a pid namespace's init dies only after all the others (its last
-    // thread to exit waits for them to be reaped, and stasis, their tracer, reaps them first).
-    // In each, non-leader threads first: a killed thread-group leader is reported after the rest.
-    const seized = new Set(this.seized);
-    const order = [...this.processes].reverse()
-      .flatMap((p) => [...p.threads.filter((t) => t !== p.pid), p.pid])
-      .filter((t) => seized.has(t));
-    for (const tid of order) {
-      try {
-        waitTask(tid); // SIGKILL always ends a task; blocking is the fastest wait
-      } catch {
-        // reaped by someone else already
+    // Every killed task is collected, whichever exits first. Not one by one in a fixed order: a
+    // pid namespace's init dies only after every other task of it is reaped — its own other
+    // threads included, which stasis, their tracer, has to reap — so its last thread to exit
+    // waits for whichever of its siblings is still a zombie (and a killed thread-group leader is
+    // reported after the rest).
+    const pending = new Set(this.seized);
+    let pause = 20;
+    while (pending.size) {
+      let progressed = false;
+      for (const tid of pending) {
+        let w: ReturnType<typeof waitTask>;
+        try {
+          w = waitTask(tid, { nohang: true });
+        } catch {
+          pending.delete(tid); // reaped by someone else already
+          continue;
+        }
+        if (!w) continue;
+        progressed = true;
+        if (w.kind === 'stopped') cont(tid, 0); // an event on its way out
+        else pending.delete(tid);
+      }
+      if (progressed) {
+        pause = 20;
+      } else {
+        sleepMicros(pause);
+        pause = Math.min(pause * 2, 2000);
       }
     }
     this.cgroup?.restore();

@@ -15,29 +15,24 @@
 #include <sys/wait.h>
 #include "selfcheck.h"
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
   int work = open(".", O_PATH | O_DIRECTORY);
-  if (work < 0 || mkdir("gone", 0750) || chdir("gone")) return die("mkdir gone");
+  if (work < 0 || mkdir("gone", 0750) || chdir("gone")) return setup_failed("mkdir gone");
   pid_t pid = fork();
   if (pid == 0) _exit(unlinkat(work, "gone", AT_REMOVEDIR) ? 1 : 0);
   int status;
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) return die("rmdir gone");
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) return setup_failed("rmdir gone");
   int deep;
-  if (mkdirat(work, "d2", 0700) || (deep = openat(work, "d2/f", O_RDWR | O_CREAT, 0600)) < 0) return die("d2/f");
-  if (write(deep, "deep", 4) != 4 || unlinkat(work, "d2/f", 0) || unlinkat(work, "d2", AT_REMOVEDIR)) return die("remove d2/f");
+  if (mkdirat(work, "d2", 0700) || (deep = openat(work, "d2/f", O_RDWR | O_CREAT, 0600)) < 0) return setup_failed("d2/f");
+  if (write(deep, "deep", 4) != 4 || unlinkat(work, "d2/f", 0) || unlinkat(work, "d2", AT_REMOVEDIR)) return setup_failed("remove d2/f");
   char deep_before[4096] = {0}, deep_after[4096] = {0}, p[64];
   snprintf(p, sizeof(p), "/proc/self/fd/%d", deep);
-  if (readlink(p, deep_before, sizeof(deep_before) - 1) < 0) return die("readlink d2/f");
+  if (readlink(p, deep_before, sizeof(deep_before) - 1) < 0) return setup_failed("readlink d2/f");
   char before[4096], after[4096];
   ssize_t n = readlink("/proc/self/cwd", before, sizeof(before) - 1);
-  if (n < 0) return die("readlink cwd");
+  if (n < 0) return setup_failed("readlink cwd");
   before[n] = 0;
 
   printf("ready\n");

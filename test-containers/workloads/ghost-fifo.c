@@ -15,11 +15,6 @@
 
 #define QUEUED 300
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static unsigned char pattern(int i) { return (unsigned char)(i * 13 + 5); }
 
 /* Whether fd still names a deleted FIFO (its link ends in " (deleted)"). */
@@ -35,23 +30,23 @@ static int deleted_fifo(int fd) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
 
-  if (mkfifo("queued", 0640)) return die("mkfifo queued");
+  if (mkfifo("queued", 0640)) return setup_failed("mkfifo queued");
   int w = open("queued", O_RDWR);
   int r = open("queued", O_RDONLY | O_NONBLOCK);
   int w2 = open("queued", O_WRONLY);
-  if (w < 0 || r < 0 || w2 < 0) return die("open queued");
+  if (w < 0 || r < 0 || w2 < 0) return setup_failed("open queued");
   unsigned char buf[QUEUED];
   for (int i = 0; i < QUEUED; i++) buf[i] = pattern(i);
-  if (write(w, buf, QUEUED) != QUEUED) return die("write queued");
-  if (unlink("queued")) return die("unlink queued");
+  if (write(w, buf, QUEUED) != QUEUED) return setup_failed("write queued");
+  if (unlink("queued")) return setup_failed("unlink queued");
   close(w);
 
-  if (mkfifo("lone", 0600)) return die("mkfifo lone");
+  if (mkfifo("lone", 0600)) return setup_failed("mkfifo lone");
   int l = open("lone", O_RDWR | O_NONBLOCK);
-  if (l < 0) return die("open lone");
-  if (unlink("lone")) return die("unlink lone");
+  if (l < 0) return setup_failed("open lone");
+  if (unlink("lone")) return setup_failed("unlink lone");
 
   printf("ready\n");
   wait_check();

@@ -22,11 +22,6 @@
 
 #define PAGE 4096
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static void *map_file(const char *name, const char *text, size_t size, int prot, int flags, int keep, int *fdp) {
   int fd = open(name, O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0 || ftruncate(fd, size) || pwrite(fd, text, strlen(text), 0) < 0) return MAP_FAILED;
@@ -38,43 +33,43 @@ static void *map_file(const char *name, const char *text, size_t size, int prot,
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
 
   int fd = open("two", O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0 || pwrite(fd, "a", 1, 0) != 1 || pwrite(fd, "b", 1, PAGE) != 1 || pwrite(fd, "c", 1, 2 * PAGE - 1) != 1) return die("two");
+  if (fd < 0 || pwrite(fd, "a", 1, 0) != 1 || pwrite(fd, "b", 1, PAGE) != 1 || pwrite(fd, "c", 1, 2 * PAGE - 1) != 1) return setup_failed("two");
   char *a = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, fd, 0);
   char *b = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, PAGE);
-  if (a == MAP_FAILED || b == MAP_FAILED) return die("mmap two");
-  if (unlink("two")) return die("unlink two");
+  if (a == MAP_FAILED || b == MAP_FAILED) return setup_failed("mmap two");
+  if (unlink("two")) return setup_failed("unlink two");
   close(fd);
   b[1] = 'B';
 
   int sfd = -1;
   char *s = map_file("shared", "shared page", PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, 1, &sfd);
-  if (s == MAP_FAILED) return die("shared");
+  if (s == MAP_FAILED) return setup_failed("shared");
   memcpy(s + 100, "written in the map", 18);
-  if (unlink("shared")) return die("unlink shared");
+  if (unlink("shared")) return setup_failed("unlink shared");
 
   char *old = map_file("reborn", "old reborn", PAGE, PROT_READ, MAP_SHARED, 0, NULL);
-  if (old == MAP_FAILED || unlink("reborn")) return die("reborn (old)");
+  if (old == MAP_FAILED || unlink("reborn")) return setup_failed("reborn (old)");
   char *young = map_file("reborn", "new reborn", PAGE, PROT_READ, MAP_SHARED, 0, NULL);
-  if (young == MAP_FAILED) return die("reborn (new)");
+  if (young == MAP_FAILED) return setup_failed("reborn (new)");
 
   int nfd = open("names", O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (nfd < 0 || ftruncate(nfd, PAGE)) return die("names");
+  if (nfd < 0 || ftruncate(nfd, PAGE)) return setup_failed("names");
   char *n1 = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, nfd, 0);
   close(nfd);
-  if (n1 == MAP_FAILED || link("names", "names2") || unlink("names")) return die("names (link)");
+  if (n1 == MAP_FAILED || link("names", "names2") || unlink("names")) return setup_failed("names (link)");
   nfd = open("names2", O_RDWR);
   char *n2 = nfd < 0 ? MAP_FAILED : mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, nfd, 0);
-  if (n2 == MAP_FAILED || unlink("names2")) return die("names (second)");
+  if (n2 == MAP_FAILED || unlink("names2")) return setup_failed("names (second)");
   close(nfd);
   strcpy(n1, "first name");
 
   int vfd = open("seen", O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (vfd < 0 || pwrite(vfd, "c", 1, 2 * PAGE - 1) != 1) return die("seen");
+  if (vfd < 0 || pwrite(vfd, "c", 1, 2 * PAGE - 1) != 1) return setup_failed("seen");
   char *v = mmap(NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE, vfd, 0);
-  if (v == MAP_FAILED || unlink("seen")) return die("seen (map)");
+  if (v == MAP_FAILED || unlink("seen")) return setup_failed("seen (map)");
 
   printf("ready\n");
   wait_check();

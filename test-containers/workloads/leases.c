@@ -9,19 +9,14 @@
 #include <string.h>
 #include "selfcheck.h"
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
   int rd = open("read-leased", O_RDONLY | O_CREAT, 0644);
   int wr = open("write-leased", O_WRONLY | O_CREAT, 0644);
-  if (rd < 0 || wr < 0) return die("open");
-  if (fcntl(rd, F_SETLEASE, F_RDLCK)) return die("read lease");
-  if (fcntl(wr, F_SETLEASE, F_WRLCK)) return die("write lease");
+  if (rd < 0 || wr < 0) return setup_failed("open");
+  if (fcntl(rd, F_SETLEASE, F_RDLCK)) return setup_failed("read lease");
+  if (fcntl(wr, F_SETLEASE, F_WRLCK)) return setup_failed("write lease");
 
   printf("ready\n");
   wait_check();

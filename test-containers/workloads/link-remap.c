@@ -23,11 +23,6 @@
 #define MSG "written after the unlink"
 #define MASK (IN_DELETE | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_CREATE)
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 /* The events queued in ify (non-blocking): OR of the masks seen per wd 1 and 2. */
 static void drain(int ify, unsigned seen[3]) {
   char buf[4096] __attribute__((aligned(8)));
@@ -43,28 +38,28 @@ static void drain(int ify, unsigned seen[3]) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
 
-  if (mkdir("sub", 0755)) return die("mkdir sub");
+  if (mkdir("sub", 0755)) return setup_failed("mkdir sub");
   int fd = open("sub/file", O_RDWR | O_CREAT, 0640);
-  if (fd < 0 || link("sub/file", "keep") || unlink("sub/file") || rmdir("sub")) return die("linked");
-  if (write(fd, MSG, sizeof(MSG)) != sizeof(MSG)) return die("write linked");
+  if (fd < 0 || link("sub/file", "keep") || unlink("sub/file") || rmdir("sub")) return setup_failed("linked");
+  if (write(fd, MSG, sizeof(MSG)) != sizeof(MSG)) return setup_failed("write linked");
   char wanted[4096], p[64];
   snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
   ssize_t n = readlink(p, wanted, sizeof(wanted) - 1);
-  if (n < 0) return die("readlink linked");
+  if (n < 0) return setup_failed("readlink linked");
   wanted[n] = 0;
 
-  if (mkdir("w", 0755)) return die("mkdir w");
+  if (mkdir("w", 0755)) return setup_failed("mkdir w");
   int ify = inotify_init1(IN_NONBLOCK);
   int x = open("w/x", O_RDWR | O_CREAT | O_TRUNC, 0644);
-  if (ify < 0 || x < 0) return die("watched");
-  if (inotify_add_watch(ify, "w", MASK) != 1 || inotify_add_watch(ify, "w/x", MASK) != 2) return die("inotify_add_watch");
-  if (unlink("w/x")) return die("unlink w/x");
+  if (ify < 0 || x < 0) return setup_failed("watched");
+  if (inotify_add_watch(ify, "w", MASK) != 1 || inotify_add_watch(ify, "w/x", MASK) != 2) return setup_failed("inotify_add_watch");
+  if (unlink("w/x")) return setup_failed("unlink w/x");
   unsigned seen[3] = {0};
   drain(ify, seen);
   int lk = argc > 2 && !strcmp(argv[2], "flock") ? open("keep", O_RDONLY) : -1;
-  if (lk >= 0 && flock(lk, LOCK_EX)) return die("flock keep");
+  if (lk >= 0 && flock(lk, LOCK_EX)) return setup_failed("flock keep");
 
   printf("ready\n");
   wait_check();

@@ -24,11 +24,6 @@
 #include <sys/wait.h>
 #include "selfcheck.h"
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static int lock(int fd, int cmd, short type, off_t start, off_t len) {
   struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len };
   return fcntl(fd, cmd, &fl);
@@ -114,41 +109,41 @@ static int shared_holder(void *arg) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
   const char *files[] = { "posix", "flock", "shared", "ofd", "overlap" };
   for (int i = 0; i < 5; i++) {
     int fd = open(files[i], O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || ftruncate(fd, 100)) return die(files[i]);
+    if (fd < 0 || ftruncate(fd, 100)) return setup_failed(files[i]);
     close(fd);
   }
 
   int posix = open("posix", O_RDWR);
-  if (posix < 0 || lock(posix, F_SETLK, F_WRLCK, 0, 10)) return die("posix write lock");
+  if (posix < 0 || lock(posix, F_SETLK, F_WRLCK, 0, 10)) return setup_failed("posix write lock");
   int posix2 = open("posix", O_RDWR);
-  if (posix2 < 0) return die("posix second open");
+  if (posix2 < 0) return setup_failed("posix second open");
   pid_t reader = child(posix_reader, NULL);
-  if (reader < 0) return die("posix reader");
+  if (reader < 0) return setup_failed("posix reader");
   pid_t inheritor = child(posix_inherited, &posix2);
-  if (inheritor < 0) return die("posix lock through an inherited description");
+  if (inheritor < 0) return setup_failed("posix lock through an inherited description");
 
   int fl = open("flock", O_RDWR);
-  if (fl < 0 || flock(fl, LOCK_EX | LOCK_NB)) return die("flock");
+  if (fl < 0 || flock(fl, LOCK_EX | LOCK_NB)) return setup_failed("flock");
   pid_t sharer = child(nothing, NULL); /* holds the flock description too */
-  if (sharer < 0) return die("flock sharer");
+  if (sharer < 0) return setup_failed("flock sharer");
 
   int sh = open("shared", O_RDWR);
-  if (sh < 0 || flock(sh, LOCK_SH | LOCK_NB)) return die("flock shared");
+  if (sh < 0 || flock(sh, LOCK_SH | LOCK_NB)) return setup_failed("flock shared");
   pid_t shholder = child(shared_holder, NULL);
-  if (shholder < 0) return die("flock shared child");
+  if (shholder < 0) return setup_failed("flock shared child");
 
   int o1 = open("ofd", O_RDWR), o2 = open("ofd", O_RDWR);
-  if (o1 < 0 || o2 < 0 || lock(o1, F_OFD_SETLK, F_WRLCK, 0, 5) || lock(o2, F_OFD_SETLK, F_RDLCK, 10, 10)) return die("ofd");
+  if (o1 < 0 || o2 < 0 || lock(o1, F_OFD_SETLK, F_WRLCK, 0, 5) || lock(o2, F_OFD_SETLK, F_RDLCK, 10, 10)) return setup_failed("ofd");
 
   static const long long ov_start[3] = { 0, 10, 0 }, ov_len[3] = { 20, 30, 100 };
   int ov[3];
   for (int i = 0; i < 3; i++) {
     ov[i] = open("overlap", O_RDWR);
-    if (ov[i] < 0 || lock(ov[i], F_OFD_SETLK, F_RDLCK, ov_start[i], ov_len[i])) return die("overlapping ofd read locks");
+    if (ov[i] < 0 || lock(ov[i], F_OFD_SETLK, F_RDLCK, ov_start[i], ov_len[i])) return setup_failed("overlapping ofd read locks");
   }
 
   printf("ready\n");
@@ -165,7 +160,7 @@ int main(int argc, char **argv) {
 
   /* Checked from a new process: the root's own POSIX locks never conflict with itself. */
   int p[2];
-  if (pipe(p)) return die("pipe");
+  if (pipe(p)) return setup_failed("pipe");
   pid_t checker = fork();
   if (!checker) {
     dup2(p[1], 1);

@@ -13,11 +13,6 @@
 #include <sys/syscall.h>
 #include "selfcheck.h"
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static volatile int thread_ready, thread_go;
 static pid_t thread_tid;
 static char thread_out[4][160];
@@ -50,23 +45,23 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGRTMIN);
   sigaddset(&set, SIGRTMIN + 1);
   sigaddset(&set, SIGUSR1);
   sigaddset(&set, SIGUSR2);
-  if (sigprocmask(SIG_BLOCK, &set, NULL)) return die("sigprocmask");
+  if (sigprocmask(SIG_BLOCK, &set, NULL)) return setup_failed("sigprocmask");
   pthread_t th;
-  if (pthread_create(&th, NULL, worker, NULL)) return die("pthread_create");
+  if (pthread_create(&th, NULL, worker, NULL)) return setup_failed("pthread_create");
   while (!thread_ready) nap(5);
   for (int v = 1; v <= 3; v++) {
-    if (sigqueue(getpid(), SIGRTMIN, (union sigval){ .sival_int = v })) return die("sigqueue");
+    if (sigqueue(getpid(), SIGRTMIN, (union sigval){ .sival_int = v })) return setup_failed("sigqueue");
   }
-  if (kill(getpid(), SIGUSR1)) return die("kill");
-  if (pthread_sigqueue(th, SIGRTMIN + 1, (union sigval){ .sival_int = 42 })) return die("pthread_sigqueue");
-  if (syscall(SYS_tgkill, getpid(), thread_tid, SIGUSR2)) return die("tgkill");
+  if (kill(getpid(), SIGUSR1)) return setup_failed("kill");
+  if (pthread_sigqueue(th, SIGRTMIN + 1, (union sigval){ .sival_int = 42 })) return setup_failed("pthread_sigqueue");
+  if (syscall(SYS_tgkill, getpid(), thread_tid, SIGUSR2)) return setup_failed("tgkill");
 
   printf("ready\n");
   wait_check();

@@ -2,8 +2,10 @@
  * "ok ITEM" or "FAIL ITEM: why" (one line each), then "result PASS" or "result FAIL". */
 #ifndef STASIS_SELFCHECK_H
 #define STASIS_SELFCHECK_H
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,12 @@ static void __attribute__((unused)) nap(long ms) {
 /* Wait until the file `check` appears in the current directory (the test creates it after restore). */
 static void __attribute__((unused)) wait_check(void) {
   while (access("check", F_OK)) nap(10);
+}
+
+/* Set-up went wrong before `ready`: "FAIL setup: WHAT: strerror(errno)"; returns 1 (the exit status). */
+static int __attribute__((unused)) setup_failed(const char *what) {
+  printf("FAIL setup: %s: %s\n", what, strerror(errno));
+  return 1;
 }
 
 /* The last line: "result PASS|FAIL"; the exit status to return. */

@@ -30,11 +30,6 @@ struct proc { const char *name; pid_t pid, sid, pgid, ppid; };
 static struct proc *procs; /* shared: children fill in their own rows */
 static int nprocs;
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static void sleep_forever(void) {
   for (;;) pause();
 }
@@ -89,10 +84,10 @@ static char state_of(pid_t pid) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1)) return die("subreaper");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1)) return setup_failed("subreaper");
   procs = mmap(NULL, sizeof(struct proc) * MAX, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (procs == MAP_FAILED) return die("mmap");
+  if (procs == MAP_FAILED) return setup_failed("mmap");
   pid_t root = getpid();
   record(nprocs++, "root");
 
@@ -172,7 +167,7 @@ int main(int argc, char **argv) {
     sleep_forever();
   }
   siginfo_t si;
-  if (waitid(P_PID, z, &si, WEXITED | WNOWAIT)) return die("waitid zombie");
+  if (waitid(P_PID, z, &si, WEXITED | WNOWAIT)) return setup_failed("waitid zombie");
   wait_rows(nprocs);
   while (procs[orphan].ppid != root || procs[deep_orphan].ppid != root) nap(2);
 

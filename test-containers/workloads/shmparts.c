@@ -22,11 +22,6 @@
 #define PAGE 4096UL
 #define HUGE (2UL << 20)
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 static unsigned char pattern(size_t i, int seed) { return (unsigned char)(i * 13 + seed); }
 
 /* The maps line starting at `addr`: its end, permissions and offset. */
@@ -90,36 +85,36 @@ static void check_shared(const char *item, int id, unsigned char *mapped, size_t
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
   int huge = 0, own = 0;
   for (int i = 2; i < argc; i++) {
     huge |= !strcmp(argv[i], "hugetlb");
     own |= !strcmp(argv[i], "unshare-ipc");
   }
-  if (own && unshare(CLONE_NEWIPC)) return die("unshare ipc");
+  if (own && unshare(CLONE_NEWIPC)) return setup_failed("unshare ipc");
 
   int split = shmget(IPC_PRIVATE, 3 * PAGE, IPC_CREAT | 0600);
-  if (split < 0) return die("shmget split");
+  if (split < 0) return setup_failed("shmget split");
   unsigned char *ps = shmat(split, NULL, 0);
-  if (ps == (void *)-1) return die("shmat split");
+  if (ps == (void *)-1) return setup_failed("shmat split");
   for (size_t i = 0; i < 3 * PAGE; i++) ps[i] = pattern(i, 1);
-  if (mprotect(ps, PAGE, PROT_READ)) return die("mprotect split");
+  if (mprotect(ps, PAGE, PROT_READ)) return setup_failed("mprotect split");
 
   int middle = shmget(IPC_PRIVATE, 4 * PAGE, IPC_CREAT | 0600);
-  if (middle < 0) return die("shmget middle");
+  if (middle < 0) return setup_failed("shmget middle");
   unsigned char *pm = shmat(middle, NULL, 0);
-  if (pm == (void *)-1) return die("shmat middle");
+  if (pm == (void *)-1) return setup_failed("shmat middle");
   for (size_t i = 0; i < 4 * PAGE; i++) pm[i] = pattern(i, 2);
-  if (munmap(pm, PAGE) || munmap(pm + 3 * PAGE, PAGE)) return die("munmap middle");
+  if (munmap(pm, PAGE) || munmap(pm + 3 * PAGE, PAGE)) return setup_failed("munmap middle");
   unsigned char *mid = pm + PAGE;
 
   int hg = -1;
   unsigned char *ph = NULL;
   if (huge) {
     hg = shmget(IPC_PRIVATE, 2 * HUGE, IPC_CREAT | SHM_HUGETLB | 0600);
-    if (hg < 0) return die("shmget huge");
+    if (hg < 0) return setup_failed("shmget huge");
     ph = shmat(hg, NULL, 0);
-    if (ph == (void *)-1) return die("shmat huge");
+    if (ph == (void *)-1) return setup_failed("shmat huge");
     for (size_t i = 0; i < 2 * HUGE; i += 512) ph[i] = pattern(i, 3);
   }
 

@@ -31,33 +31,28 @@ struct msg { long mtype; char text[400]; };
 
 static unsigned char pattern(size_t i) { return (unsigned char)(i * 7 + 3); }
 
-static int die(const char *what) {
-  printf("FAIL setup: %s: %s\n", what, strerror(errno));
-  return 1;
-}
-
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc < 2 || chdir(argv[1])) return die("chdir");
+  if (argc < 2 || chdir(argv[1])) return setup_failed("chdir");
 
   int a = shmget(KEY_A, A_SIZE, IPC_CREAT | IPC_EXCL | 0640);
-  if (a < 0) return die("shmget A");
+  if (a < 0) return setup_failed("shmget A");
   unsigned char *pa = shmat(a, NULL, 0);
-  if (pa == (void *)-1) return die("shmat A");
+  if (pa == (void *)-1) return setup_failed("shmat A");
   for (size_t i = 0; i < PAGE; i++) pa[i] = pattern(i);          /* page 0 */
   for (size_t i = 2 * PAGE; i < A_SIZE; i++) pa[i] = pattern(i); /* pages 2, 3; page 1 never touched */
 
   int b = shmget(IPC_PRIVATE, 2 * PAGE, IPC_CREAT | 0600);
-  if (b < 0) return die("shmget B");
+  if (b < 0) return setup_failed("shmget B");
   char *tmp = shmat(b, NULL, 0);
-  if (tmp == (void *)-1) return die("shmat B");
+  if (tmp == (void *)-1) return setup_failed("shmat B");
   strcpy(tmp + PAGE, "read-only view");
   shmdt(tmp);
   char *pb = shmat(b, NULL, SHM_RDONLY);
-  if (pb == (void *)-1) return die("shmat B read-only");
+  if (pb == (void *)-1) return setup_failed("shmat B read-only");
 
   int c = shmget(KEY_C, PAGE, IPC_CREAT | IPC_EXCL | 0644);
-  if (c < 0) return die("shmget C");
+  if (c < 0) return setup_failed("shmget C");
   tmp = shmat(c, NULL, 0);
   strcpy(tmp, "not attached");
   shmdt(tmp);
@@ -65,32 +60,32 @@ int main(int argc, char **argv) {
   shmctl(c, IPC_STAT, &cds);
   cds.shm_perm.uid = 1000;
   cds.shm_perm.gid = 1000;
-  if (shmctl(c, IPC_SET, &cds)) return die("shmctl C IPC_SET");
+  if (shmctl(c, IPC_SET, &cds)) return setup_failed("shmctl C IPC_SET");
 
   int s = semget(KEY_SEM, 4, IPC_CREAT | IPC_EXCL | 0600);
-  if (s < 0) return die("semget");
+  if (s < 0) return setup_failed("semget");
   unsigned short vals[4] = { 1, 7, 0, 32767 };
   union semun arg = { .array = vals };
-  if (semctl(s, 0, SETALL, arg)) return die("semctl SETALL");
+  if (semctl(s, 0, SETALL, arg)) return setup_failed("semctl SETALL");
 
-  if (setegid(1234) || seteuid(1234)) return die("seteuid");
+  if (setegid(1234) || seteuid(1234)) return setup_failed("seteuid");
   int s2 = semget(KEY_SEM2, 1, IPC_CREAT | IPC_EXCL | 0666);
-  if (seteuid(0) || setegid(0)) return die("seteuid back");
-  if (s2 < 0) return die("semget as 1234");
+  if (seteuid(0) || setegid(0)) return setup_failed("seteuid back");
+  if (s2 < 0) return setup_failed("semget as 1234");
 
   /* A namespace limit above the default, and the queue's own limit between the two. */
   FILE *mnb = fopen("/proc/sys/kernel/msgmnb", "w");
-  if (!mnb || fprintf(mnb, "100000\n") < 0 || fclose(mnb)) return die("msgmnb");
+  if (!mnb || fprintf(mnb, "100000\n") < 0 || fclose(mnb)) return setup_failed("msgmnb");
   int q = msgget(KEY_MSG, IPC_CREAT | IPC_EXCL | 0620);
-  if (q < 0) return die("msgget");
+  if (q < 0) return setup_failed("msgget");
   struct msqid_ds qds;
   msgctl(q, IPC_STAT, &qds);
   qds.msg_qbytes = 50000;
-  if (msgctl(q, IPC_SET, &qds)) return die("msgctl IPC_SET");
+  if (msgctl(q, IPC_SET, &qds)) return setup_failed("msgctl IPC_SET");
   struct msg m1 = { 1, "first" }, m2 = { 5, "second, of type 5" }, m3 = { 2, { 0 } };
   for (int i = 0; i < 300; i++) m3.text[i] = (char)(i * 13);
   if (msgsnd(q, &m1, strlen(m1.text) + 1, 0) || msgsnd(q, &m2, strlen(m2.text) + 1, 0) || msgsnd(q, &m3, 300, 0))
-    return die("msgsnd");
+    return setup_failed("msgsnd");
 
   printf("ready %d %d %d %d %d %d\n", a, b, c, s, s2, q);
   wait_check();

@@ -61,6 +61,11 @@ export interface LoadedImages {
   timens?: TimensEntry;
   /** The namespace ids of the root task (ids-PID.img), which name the namespace images. */
   rootIds?: TaskKobjIds;
+  /**
+   * Processes that had a mount namespace of their own inside the tree (nested): not restored yet,
+   * they come back in their parent's.
+   */
+  nestedMountNs: number[];
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
   file(name: string): string;
@@ -106,6 +111,7 @@ export async function load(dir: string): Promise<LoadedImages> {
 
   const procs: ProcessImages[] = [];
   let rootIds: TaskKobjIds | undefined;
+  const nestedMountNs: number[] = [];
   const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
   if (!pstree.length) throw new Error('pstree.img: no process');
   const seen = new Set<number>();
@@ -142,6 +148,7 @@ export async function load(dir: string): Promise<LoadedImages> {
     if (p.state !== TASK_DEAD) {
       const ids = await images.message(imageFileName('IDS', pid));
       rootIds ??= ids as unknown as TaskKobjIds;
+      if (ids.mnt_ns_id !== undefined && ids.mnt_ns_id !== rootIds.mnt_ns_id) nestedMountNs.push(pid);
       const mmFile = imageFileName('MM', pid);
       p.mm = (await images.message(mmFile)) as MmEntry;
       applying(mmFile, `task ${pid}`, () => checkVmas(p.mm!.vmas));
@@ -210,7 +217,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
   return {
-    procs, files, extraImage, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, nestedMountNs, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -106,6 +106,10 @@ for (const [workload, what, args] of zdtmLike) {
     await selfCheckRoundTrip(t, workload, { args: (work) => [work, ...args] });
   });
   test.serial(`${workload}: ${what}, restored in a container`, async (t) => {
-    await selfCheckInContainer(t, workload, { args });
+    const { dir } = await selfCheckInContainer(t, workload, { args });
+    // A child's own mount namespace is not restored yet: the restore says so (criu-style Warn).
+    const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
+    const warned = /Warn: process \d+ had a mount namespace of its own inside the tree, which stasis does not restore yet/.test(log);
+    t.is(warned, args.includes('mntns'), log);
   });
 }

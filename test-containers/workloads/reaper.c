@@ -14,12 +14,40 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int out_fd = -1, open_pipe = 1;
+static char buf[65536];
+static size_t held;
+
+/* Read what the pipe has (waiting up to timeout_ms) and pass on whole lines only, so our own
+ * lines never split the program's. Returns the bytes read (0: nothing, or the pipe closed). */
+static ssize_t relay(int timeout_ms) {
+  if (!open_pipe) return 0;
+  struct pollfd pfd = { out_fd, POLLIN, 0 };
+  if (poll(&pfd, 1, timeout_ms) <= 0) return 0;
+  ssize_t got = read(out_fd, buf + held, sizeof buf - held);
+  if (got <= 0) { open_pipe = 0; return 0; }
+  held += got;
+  size_t last = held;
+  while (last > 0 && buf[last - 1] != '\n') last--;
+  if (last > 0 || held == sizeof buf) {
+    size_t w = last ? last : held;
+    fwrite(buf, 1, w, stdout);
+    fflush(stdout);
+    for (size_t i = w; i < held; i++) buf[i - w] = buf[i];
+    held -= w;
+  }
+  return got;
+}
+
 static void reap(int *children_left) {
   for (;;) {
     int st;
     pid_t p = waitpid(-1, &st, WNOHANG | __WALL);
     if (p == 0) return;
     if (p < 0) { if (errno == ECHILD) *children_left = 0; return; }
+    /* Everything the process wrote before it ended is in the pipe now: passed on first, so
+     * its "exit" line comes after its output. */
+    while (relay(0) > 0) {}
     if (WIFEXITED(st)) printf("exit %d %d\n", p, WEXITSTATUS(st));
     else if (WIFSIGNALED(st)) printf("signal %d %d\n", p, WTERMSIG(st));
   }
@@ -45,30 +73,11 @@ int main(int argc, char **argv) {
   }
   close(out[1]);
   printf("pid %d\n", child);
-  int children = 1, open_pipe = 1;
-  char buf[65536];
-  size_t held = 0;
+  out_fd = out[0];
+  int children = 1;
   while (children || open_pipe) {
-    struct pollfd pfd = { out[0], POLLIN, 0 };
-    int n = open_pipe ? poll(&pfd, 1, 10) : (usleep(10000), 0);
-    if (n > 0) {
-      ssize_t got = read(out[0], buf + held, sizeof buf - held);
-      if (got <= 0) {
-        open_pipe = 0;
-      } else {
-        held += got;
-        /* pass on whole lines only, so our own lines never split the program's */
-        size_t last = held;
-        while (last > 0 && buf[last - 1] != '\n') last--;
-        if (last > 0 || held == sizeof buf) {
-          size_t w = last ? last : held;
-          fwrite(buf, 1, w, stdout);
-          fflush(stdout);
-          for (size_t i = w; i < held; i++) buf[i - w] = buf[i];
-          held -= w;
-        }
-      }
-    }
+    if (open_pipe) relay(10);
+    else usleep(10000);
     reap(&children);
   }
   if (held) fwrite(buf, 1, held, stdout);

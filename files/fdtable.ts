@@ -47,8 +47,6 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
     orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
-    writeRawImage: (image, data) => table.setRawImage(image, data),
-    allocPagesId: () => table.allocPagesId(),
     writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
     atEnd: (check) => table.atEnd(check),
     dumpFd: (fd) => {

@@ -50,9 +50,6 @@ export interface DumpFilesContext {
   addImageEntry(image: string, message: Record<string, unknown>, extra?: Uint8Array): void;
   /** Writes a whole image of the kind's own (ghost-file-N.img, ...). */
   writeImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void;
-  /** Writes a raw file (a pages file), and hands out pages file numbers. */
-  writeRawImage(image: string, data: Uint8Array): void;
-  allocPagesId(): number;
   /** Writes a shared memory object's pages (FileTable.writeSharedPages, which counts them). */
   writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void;
   /** Per-dump scratch space a kind may use to remember things across descriptors (by its own keys). */

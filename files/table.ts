@@ -68,13 +68,9 @@ export class FileTable {
   writeSharedPages(shmid: bigint, runs: readonly Omit<PageRun, 'offset'>[], data: Uint8Array, objectPages: number): void {
     const pagesId = this.allocPagesId();
     this.setImage(`pagemap-shmem-${shmid}.img`, pagemapImage(pagesId, runs).entries);
-    this.setRawImage(pagesFileName(pagesId), data);
+    this.rawImages.set(pagesFileName(pagesId), data);
     this.sharedPages.scanned += objectPages;
     this.sharedPages.written += data.length / PAGE_SIZE;
-  }
-
-  setRawImage(image: string, data: Uint8Array): void {
-    this.rawImages.set(image, data);
   }
 
   setImage(image: string, entries: { message: Record<string, unknown>; extra?: Uint8Array }[]): void {

@@ -31,11 +31,6 @@ export interface DumpRun extends PageRun {
   bytes?: Buffer;
 }
 
-export interface PagesDumpStats {
-  pagesScanned: number;
-  pagesWritten: number;
-}
-
 /**
  * The runs of private data pages in `vmas`, adjacent runs merged (also across VMA borders).
  * Adjacent VMAs with pages to save are scanned as one span: a handful of PAGEMAP_SCAN calls per

@@ -124,7 +124,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   try {
     await writeRestoreStats(opts.workDir ?? opts.imagesDir, restoreStats({
       startMs: tStart, forkingMs: (run.treeMadeAt ?? tDone) - run.t0, doneMs: tDone, pagesRestored: run.pages,
-      pagesCompared: run.pagesCompared, pagesSkippedCow: run.pagesSkippedCow,
+      pagesCompared: run.cow.compared, pagesSkippedCow: run.cow.skipped,
     }));
   } catch (e) {
     // The tree runs already; a read-only images dir only costs the statistics.

@@ -12,7 +12,7 @@ import { O_RDWR } from '../../sys/fcntl.js';
 import {
   VMA, hasDumpablePages, restoreMmFields, restoreVmas, tightenProtections, type MmEntry, type VmaEntry,
 } from '../mm.js';
-import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, splitRuns, type CowCounts } from '../pages.js';
+import { DIRECT_FILL_LIMIT, fillBytes, fillPages, fillPagesDirect, splitRuns } from '../pages.js';
 import { shmPageSize, type SysvImages } from '../sysv-ipc.js';
 import type { ProcessImages } from './images.js';
 import type { RestoreRun, Restoring } from './state.js';
@@ -37,16 +37,13 @@ function filledRuns(p: ProcessImages): { vaddr: bigint; len: number }[] {
 
 
 export class TreeMemory {
-  /** Pages compared with what a child held from its parent, and left shared (the whole tree's). */
-  private readonly cow: CowCounts = { compared: 0, skipped: 0 };
-
   constructor(private readonly run: RestoreRun) {}
 
   /**
    * Address space and its contents, and the mm fields. A task cloned from its restored parent
-   * (`from`) keeps what it shares with it. The number of pages filled.
+   * (`from`) keeps what it shares with it. The pages filled are counted in RestoreRun.pages.
    */
-  restore(t: Restoring, from?: Restoring): number {
+  restore(t: Restoring, from?: Restoring): void {
     const { img, opts } = this.run;
     const parent = from?.p;
     const { inj, p } = t;
@@ -76,7 +73,7 @@ export class TreeMemory {
     const progress = opts.progress;
     // In what it kept of its parent, a page equal to the parent's is left shared with it.
     const shared = inherited && space.kept.length
-      ? { ranges: sharedRanges(space.kept, inherited.filled), counts: this.cow } : undefined;
+      ? { ranges: sharedRanges(space.kept, inherited.filled), counts: this.run.cow } : undefined;
     // Kept VMAs keep their final protections: only stasis's own writes can fill them. The task
     // copies the rest of a large image itself.
     const { inside, outside } = direct ? { inside: p.pagemap!.runs, outside: [] }
@@ -89,9 +86,6 @@ export class TreeMemory {
     // them): set again only where the images differ.
     if (!parent?.mm || !sameMmFields(parent.mm, p.mm!)) applying(mmFile, `${task}: mm fields`, () => restoreMmFields(inj, p.mm!, { regFile }));
     this.run.pages += n;
-    this.run.pagesCompared = this.cow.compared;
-    this.run.pagesSkippedCow = this.cow.skipped;
-    return n;
   }
 }
 

@@ -13,6 +13,7 @@ import { readOomScoreAdj, readPersonality, readStatus, type VmaRange } from '../
 import { O_RDONLY } from '../../sys/fcntl.js';
 import { ownCreds } from '../creds.js';
 import type { FsEntry } from '../fs.js';
+import type { CowCounts } from '../pages.js';
 import type { RestoreOptions } from '../restore.js';
 import type { LoadedImages, ProcessImages } from './images.js';
 
@@ -47,8 +48,7 @@ export class RestoreRun {
    * the ones equal to it, left shared copy-on-write (stats-restore's pages_compared and
    * pages_skipped_cow).
    */
-  pagesCompared = 0;
-  pagesSkippedCow = 0;
+  readonly cow: CowCounts = { compared: 0, skipped: 0 };
   /** The memfd inodes (and shared anonymous memory) of the tree, each made once. */
   readonly memfds = new MemfdInodes();
   /**

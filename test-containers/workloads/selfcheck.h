@@ -3,6 +3,7 @@
 #ifndef STASIS_SELFCHECK_H
 #define STASIS_SELFCHECK_H
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,20 @@ static void __attribute__((unused)) wait_check(void) {
 static int __attribute__((unused)) setup_failed(const char *what) {
   printf("FAIL setup: %s: %s\n", what, strerror(errno));
   return 1;
+}
+
+/* The VmFlags line of the VMA holding `addr`, from /proc/self/smaps (with a leading space). */
+static void __attribute__((unused)) vmflags(const void *addr, char *out, size_t n) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int in = 0;
+  out[0] = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') && line[0] != 'V') in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+    else if (in && !strncmp(line, "VmFlags:", 8)) { snprintf(out, n, "%s", line + 8); out[strcspn(out, "\n")] = 0; break; }
+  }
+  if (f) fclose(f);
 }
 
 /* The last line: "result PASS|FAIL"; the exit status to return. */

@@ -37,20 +37,6 @@ static void on_usr2(int s) { (void)s; usr2_count++; }
 #include <stdarg.h>
 #include "selfcheck.h"
 
-/* The VmFlags line of the VMA holding `addr`, from /proc/self/smaps (with a leading space). */
-static void vmflags(const void *addr, char *out, size_t n) {
-  FILE *f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0;
-  out[0] = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') && line[0] != 'V') in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-    else if (in && !strncmp(line, "VmFlags:", 8)) { snprintf(out, n, "%s", line + 8); out[strcspn(out, "\n")] = 0; break; }
-  }
-  if (f) fclose(f);
-}
-
 int main(int argc, char **argv) {
   if (argc < 2) return 2;
   const char *dir = argv[1];

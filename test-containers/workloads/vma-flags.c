@@ -26,23 +26,15 @@ static const char *const OF_INTEREST[] = { "gd", "lo", "nr", "ht", "sr", "rr", "
 
 /* The flags of interest of the VMA holding `addr`, space-separated, from /proc/self/smaps. */
 static void flags_of(const void *addr, char *out, size_t n) {
-  FILE *f = fopen("/proc/self/smaps", "r");
-  char line[512];
-  int in = 0;
+  char all[512];
+  vmflags(addr, all, sizeof all - 1);
+  strcat(all, " "); /* every flag between spaces, the last one too */
   out[0] = 0;
-  while (f && fgets(line, sizeof line, f)) {
-    unsigned long lo, hi;
-    if (line[0] != 'V' && sscanf(line, "%lx-%lx ", &lo, &hi) == 2) in = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
-    else if (in && !strncmp(line, "VmFlags:", 8)) {
-      for (size_t i = 0; i < sizeof OF_INTEREST / sizeof *OF_INTEREST; i++) {
-        char want[8];
-        snprintf(want, sizeof want, " %s ", OF_INTEREST[i]);
-        if (strstr(line + 7, want)) snprintf(out + strlen(out), n - strlen(out), "%s ", OF_INTEREST[i]);
-      }
-      break;
-    }
+  for (size_t i = 0; i < sizeof OF_INTEREST / sizeof *OF_INTEREST; i++) {
+    char want[8];
+    snprintf(want, sizeof want, " %s ", OF_INTEREST[i]);
+    if (strstr(all, want)) snprintf(out + strlen(out), n - strlen(out), "%s ", OF_INTEREST[i]);
   }
-  if (f) fclose(f);
 }
 
 /* flags: what mmap gets besides MAP_ANONYMOUS|MAP_FIXED (MAP_PRIVATE unless a type is given). */

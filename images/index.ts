@@ -49,4 +49,6 @@ export {
 } from './private-file.js';
 export { critJsonText, imageToCrit, messageToCrit, pythonJson, type CritValue } from './crit-json.js';
 export { showImageFile, describeImageDir, showCommand } from './show.js';
+export { describeImages } from './summary.js';
+export { MemoryImages, PageRanges, type ImageSource } from './image-source.js';
 export * from './vma.js';

@@ -4,6 +4,7 @@
 // optional images (CRIU leaves empty ones out).
 import { bitNames, dictWord, fileFlagTable, ipText } from './crit-json.js';
 import { ImageDir, INVENTORY_FILE } from './image-dir.js';
+import type { ImageSource } from './image-source.js';
 import { imageFileName } from './magic.js';
 import { PAGE_SIZE, PE_LAZY, PE_PARENT, PE_PRESENT, type PageRun, type Pagemap } from './pagemap.js';
 import { enumValueName } from './schema.js';
@@ -98,7 +99,7 @@ class DirContext {
   readonly memfdInodes = new Map<number, Message>();
   private readonly shmemRuns = new Map<string, PageRun[]>();
 
-  constructor(readonly dir: ImageDir) {}
+  constructor(readonly dir: ImageSource) {}
 
   async load(): Promise<void> {
     for (const f of await this.dir.messages('files.img')) this.files.set(Number(f.id), f);
@@ -163,7 +164,7 @@ class DirContext {
 }
 
 /** argv, read from the dumped stack pages (as checkpointctl does); undefined if not dumped. */
-async function commandLine(dir: ImageDir, mm: Message, pagemap: Pagemap | undefined): Promise<string | undefined> {
+async function commandLine(dir: ImageSource, mm: Message, pagemap: Pagemap | undefined): Promise<string | undefined> {
   const start = BigInt(mm.mm_arg_start);
   const length = Number(BigInt(mm.mm_arg_end) - start);
   if (!pagemap || length <= 0 || length > 1 << 20) return undefined;
@@ -306,7 +307,7 @@ const MOUNT_FS: Record<number, string> = {
   10: 'fusectl', 11: 'debugfs', 12: 'cgroup', 14: 'mqueue', 15: 'fuse', 17: 'overlay', 19: 'tracefs', 23: 'cgroup2',
 };
 
-async function describeNamespaceImages(dir: ImageDir, lines: string[]): Promise<void> {
+async function describeNamespaceImages(dir: ImageSource, lines: string[]): Promise<void> {
   const names = await dir.names();
   const notes: string[] = [];
   for (const name of names) {
@@ -341,11 +342,15 @@ async function describeNamespaceImages(dir: ImageDir, lines: string[]): Promise<
 
 /** The summary text of an image directory. */
 export async function describeImageDir(path: string): Promise<string> {
-  const dir = await ImageDir.open(path);
+  return describeImages(await ImageDir.open(path), `Image directory ${path}`, path);
+}
+
+/** The summary text of a dump's images, wherever they are read from (`where` names it in errors). */
+export async function describeImages(dir: ImageSource, title: string, where: string): Promise<string> {
   const complete = await dir.isComplete();
   // A dump, even an unfinished one, has its process tree written before anything that needs it.
-  if (!complete && !(await dir.has('pstree.img'))) throw new Error(`${path}: not a dump (no ${INVENTORY_FILE}, no pstree.img)`);
-  const lines: string[] = [`Image directory ${path}`];
+  if (!complete && !(await dir.has('pstree.img'))) throw new Error(`${where}: not a dump (no ${INVENTORY_FILE}, no pstree.img)`);
+  const lines: string[] = [title];
   const inventory = complete ? await dir.inventory() : undefined;
   if (inventory) {
     lines.push(`  complete dump: images version ${inventory.img_version}, lsm ${['none', 'selinux', 'apparmor'][Number(inventory.lsmtype ?? 0)] ?? inventory.lsmtype}`);

@@ -236,6 +236,9 @@ async function run(argv: string[], launch: Launch): Promise<number> {
     return 0;
   }
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
+  if (argv[0] === 'inspect') return (await import('../oci-spec/inspect-command.js')).inspectCommand(argv.slice(1));
+  if (argv[0] === 'memparse') return (await import('../oci-spec/memparse.js')).memparseCommand(argv.slice(1));
+  if (argv[0] === 'diff') return (await import('../oci-spec/diff.js')).diffCommand(argv.slice(1));
   const { p, configs } = parseCommandLine(argv);
   if (p.flags.has('version')) {
     process.stdout.write(versionText());

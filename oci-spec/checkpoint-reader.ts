@@ -91,7 +91,7 @@ async function pagesFromPagemaps(images: ImageSource): Promise<Map<number, numbe
   return pages;
 }
 
-async function openArchive(archive: string, want: ImageFilter, needPages: boolean): Promise<Checkpoint> {
+async function openArchive(archive: string, want: ImageFilter): Promise<Checkpoint> {
   const meta = new Map<string, Buffer>();
   const files = new Map<string, Buffer>();
   const sizes: CheckpointSizes = { total: 0, pages: 0, amdgpuPages: 0, rootfsDiff: 0 };
@@ -115,7 +115,7 @@ async function openArchive(archive: string, want: ImageFilter, needPages: boolea
       if (isPagesName(img.name)) {
         sizes.pages += size;
         pagesSeen.add(pagesIdOf(img.name));
-        if (!needPages && files.has('pstree.img')) {
+        if (files.has('pstree.img')) {
           stoppedBefore = name;
           throw new StopReading();
         }
@@ -182,8 +182,6 @@ async function openDirectory(dir: string): Promise<Checkpoint> {
 export interface OpenOptions {
   /** Images to read besides TREE_IMAGES. */
   images?: ImageFilter;
-  /** The caller will stream pages: an archive's first pass need not stop before them. */
-  pages?: boolean;
 }
 
 /** Open a checkpoint archive or directory, reading only what `opts` asks for. */
@@ -194,7 +192,7 @@ export async function openCheckpoint(where: string, opts: OpenOptions = {}): Pro
   const want: ImageFilter = (n) => TREE_IMAGES(n) || (opts.images?.(n) ?? false);
   if (st.isDirectory()) return openDirectory(where);
   if (!st.isFile()) throw new CheckpointError(`${where}: neither an archive nor a directory`);
-  return openArchive(where, want, opts.pages ?? false);
+  return openArchive(where, want);
 }
 
 /** Called with the bytes of a pages file in order: `offset` is where `chunk` starts in it. */

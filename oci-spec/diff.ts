@@ -219,8 +219,8 @@ export async function diffCheckpoints(a: string, b: string): Promise<CheckpointD
   };
   const both = [...pb.keys()].filter((pid) => pa.has(pid));
   const images = (n: string) => /^mm-\d+\.img$/.test(n);
-  const ca = await openCheckpoint(a, { images, pages: true });
-  const cb = await openCheckpoint(b, { images, pages: true });
+  const ca = await openCheckpoint(a, { images });
+  const cb = await openCheckpoint(b, { images });
   const da = await pageDigests(ca, both);
   const db = await pageDigests(cb, both);
   for (const pid of both) {

@@ -141,10 +141,12 @@ type Json = Record<string, unknown>;
 
 function parseJson(ckpt: Checkpoint, name: string): Json | undefined {
   const bytes = ckpt.meta.get(name);
-  if (!bytes) return undefined;
+  // Podman writes an empty network.status for a container without a network.
+  if (!bytes || !bytes.toString('utf8').trim()) return undefined;
   try {
     const v = JSON.parse(bytes.toString('utf8')) as unknown;
-    if (v && typeof v === 'object') return v as Json;
+    if (v === null) return undefined;
+    if (typeof v === 'object') return v as Json;
   } catch {
     // reported below
   }
@@ -427,7 +429,10 @@ async function openSockets(images: ImageSource, procs: Proc[], t: FileTables): P
       } else if (f?.usk) {
         const name = Buffer.from(f.usk.name ?? []);
         // An abstract name starts with a NUL: shown with @, as ss and netstat do.
-        const address = name.length && name[0] === 0 ? `@${name.subarray(1).toString('latin1')}` : name.toString('utf8');
+        // (A path name ends at its first NUL: the name kept may be the whole sun_path bound.)
+        const address = name.length && name[0] === 0
+          ? `@${name.subarray(1).toString('latin1')}`
+          : name.subarray(0, name.includes(0) ? name.indexOf(0) : name.length).toString('utf8');
         open.push({
           protocol: 'UNIX', fd: Number(fd.fd),
           data: { type: 'UNIX', address, state: skWord('state', f.usk.state), ...bufs(f.usk.opts) },
@@ -480,7 +485,7 @@ function imagesWanted(o: InspectOptions): (name: string) => boolean {
 /** Inspect one checkpoint. */
 async function inspectOne(where: string, options: InspectOptions): Promise<CheckpointInfo> {
   const o = effective(options);
-  const ckpt = await openCheckpoint(where, { images: imagesWanted(o), pages: !!(o.psTreeCmd || o.psTreeEnv) });
+  const ckpt = await openCheckpoint(where, { images: imagesWanted(o) });
   const { pod, namespace, ...facts } = containerFacts(ckpt);
   const s = ckpt.sizes;
   const info: CheckpointInfo = {

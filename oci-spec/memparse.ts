@@ -150,7 +150,7 @@ export function literalPattern(s: string): RegExp {
 
 /** Every match of `pattern` in the dumped memory of process `pid`. */
 export async function searchMemory(where: string, pid: number, pattern: RegExp, context = 0): Promise<MemoryMatch[]> {
-  const ckpt = await openCheckpoint(where, { pages: true });
+  const ckpt = await openCheckpoint(where);
   const search = new MemorySearch(pattern, context);
   await streamProcessMemory(ckpt, await processPagemap(ckpt, pid), (vaddr, bytes) => search.feed(vaddr, bytes));
   search.finish();
@@ -258,7 +258,7 @@ export async function memparseCommand(args: string[], stdout: Output = process.s
       }
       return;
     }
-    const ckpt = await openCheckpoint(where, { pages: true });
+    const ckpt = await openCheckpoint(where);
     const pagemap = await processPagemap(ckpt, pid);
     const header = 'Address           Hexadecimal                                      ASCII\n' + `${'-'.repeat(85)}\n`;
     if (v.output !== undefined) {

@@ -94,6 +94,7 @@ export function infoTree(info: CheckpointInfo): TreeNode {
       })) }
       : undefined,
   ];
+  for (const c of children) if (c?.children && !c.children.length && c.text !== `Checkpoint size: ${byteText(s.total_size)}`) c.children.push({ text: '(none)' });
   return { text: info.container_name || '(no container: a bare images directory)', children: children.filter((n): n is TreeNode => !!n) };
 }
 

@@ -4,23 +4,40 @@
  * parent), a TCP socket listening on 127.0.0.1 (fd 6) and a unix stream socket bound to
  * DIR/sock (fd 7); forks one child that sleeps. A counter on a page of its own
  * (counter_page) goes up every 10 ms; a 32-page buffer (steady) is filled once and never
- * written again. Prints "ready PORT CHILDPID COUNTERADDR STEADYADDR" once set up. */
+ * written again. Prints "ready PORT CHILDPID COUNTERADDR STEADYADDR" once set up.
+ * On SIGUSR1 it grows: a second child, a thread, and DIR/more.txt open as fd 8; then prints
+ * "grown CHILDPID TID". */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
 static volatile unsigned long counter_page[4096 / sizeof(unsigned long)] __attribute__((aligned(4096)));
 static char steady[32 * 4096] __attribute__((aligned(4096)));
+
+static volatile sig_atomic_t grow;
+static void on_usr1(int sig) { (void)sig; grow = 1; }
+static volatile pid_t thread_tid;
+
+static void *thread_main(void *arg) {
+  (void)arg;
+  thread_tid = (pid_t)syscall(SYS_gettid);
+  for (;;) pause();
+  return NULL;
+}
 
 static void die(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(2); }
 
@@ -67,8 +84,26 @@ int main(int argc, char **argv) {
     close(7);
     for (;;) pause();
   }
+  signal(SIGUSR1, on_usr1);
   printf("ready %d %d %lx %lx\n", ntohs(in.sin_port), child, (unsigned long)counter_page, (unsigned long)steady);
   for (;;) {
+    if (grow) {
+      grow = 0;
+      pid_t second = fork();
+      if (second < 0) die("fork");
+      if (second == 0) {
+        for (int fd = 5; fd <= 7; fd++) close(fd);
+        for (;;) pause();
+      }
+      pthread_t th;
+      if (pthread_create(&th, NULL, thread_main, NULL)) die("pthread_create");
+      while (!thread_tid) sched_yield();
+      snprintf(path, sizeof path, "%s/more.txt", argv[1]);
+      int more = open(path, O_RDONLY | O_CREAT, 0600);
+      if (more < 0) die("open more");
+      move_fd(more, 8);
+      printf("grown %d %d\n", second, (int)thread_tid);
+    }
     counter_page[0]++;
     counter_page[1] = (unsigned long)(uintptr_t)needle;
     struct timespec ts = { 0, 10 * 1000 * 1000 };

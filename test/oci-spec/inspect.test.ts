@@ -30,6 +30,9 @@ interface Fixture {
   counter: bigint;
   steady: bigint;
   argv: string[];
+  /** The second child and the thread started between the two dumps. */
+  child2: number;
+  thread: number;
   /** Two dumps, the second 300 ms after the first, the workload running on after each. */
   d1: string;
   d2: string;
@@ -50,11 +53,16 @@ function dumps(): Promise<Fixture> {
     const ready = (await workload.waitForLine(/^ready /)).split(' ');
     const f: Fixture = {
       root, work, mark, pid: workload.pid, child: Number(ready[2]), port: Number(ready[1]), argv,
-      counter: BigInt(`0x${ready[3]}`), steady: BigInt(`0x${ready[4]}`), d1: path.join(root, 'd1'), d2: path.join(root, 'd2'),
+      counter: BigInt(`0x${ready[3]}`), steady: BigInt(`0x${ready[4]}`), child2: 0, thread: 0, d1: path.join(root, 'd1'), d2: path.join(root, 'd2'),
     };
     for (const d of [f.d1, f.d2]) {
       const r = await stasis(['dump', '-t', String(f.pid), '-D', d, '-R']);
       if (r.exitCode !== 0) throw new Error(`dump into ${d}: ${r.all}`);
+      if (d !== f.d1) continue;
+      // Between the two: a second child, a thread and a file more.
+      process.kill(f.pid, 'SIGUSR1');
+      const grown = (await workload.waitForLine(/^grown /)).split(' ');
+      [f.child2, f.thread] = [Number(grown[1]), Number(grown[2])];
       await new Promise((res) => setTimeout(res, 300));
     }
     await workload.kill();
@@ -319,11 +327,14 @@ test('diff of two checkpoints of a running counter reports the counter\'s page c
   const r = await cli(['diff', a, b, '--format', 'json']);
   t.is(r.code, 0, r.stderr);
   const d = JSON.parse(r.stdout);
-  t.deepEqual(d.processes_added, []);
+  t.deepEqual(d.processes_added, [{ pid: f.child2, command: 'inspectee' }], 'the child forked between the two');
   t.deepEqual(d.processes_gone, []);
   const p = d.processes.find((x: { pid: number }) => x.pid === f.pid);
   t.falsy(p.cmdline, 'same command line');
-  t.falsy(p.fds_added ?? p.fds_gone ?? p.sockets_added, 'same descriptors and sockets');
+  t.deepEqual(p.threads_added, [f.thread], 'the thread started between the two');
+  t.deepEqual(p.fds_added, [`8 REG ${path.join(f.work, 'more.txt')}`], 'the file opened between the two');
+  t.falsy(p.fds_gone ?? p.fds_changed ?? p.sockets_added ?? p.sockets_gone, 'the other descriptors and sockets as they were');
+  t.falsy(d.processes.find((x: { pid: number }) => x.pid === f.child).threads_added);
   const changed: string[] = p.memory.mappings.flatMap((m: { changed: string[] }) => m.changed);
   t.true(changed.includes(f.counter.toString(16)), 'the counter\'s page changed');
   for (let i = 0n; i < 32n; i++) t.false(changed.includes((f.steady + i * 4096n).toString(16)), 'the steady buffer did not');
@@ -331,9 +342,11 @@ test('diff of two checkpoints of a running counter reports the counter\'s page c
   t.true(p.memory.pages_changed < p.memory.pages_unchanged, 'most pages stayed the same');
   const tree = await cli(['diff', a, b]);
   t.regex(tree.stdout, new RegExp(`── ${f.counter.toString(16)}$`, 'm'), 'the tree lists the counter\'s page');
+  t.regex(tree.stdout, new RegExp(`processes added \\(1\\)\n.*── \\[${f.child2}\\]  inspectee`), 'and the new child');
   const same = await cli(['diff', a, a, '--format', 'json']);
   const s = JSON.parse(same.stdout);
   t.true(s.processes.every((x: { memory: { pages_changed: number } }) => x.memory.pages_changed === 0), 'a checkpoint against itself: no page changed');
+  t.deepEqual([s.processes_added, s.processes_gone], [[], []]);
 });
 
 /** Bytes this process has read through read(2) and pread(2) so far. */

@@ -15,6 +15,7 @@ import { encodeImage } from '../../images/image.js';
 import { packDirectory, readMembers } from '../../oci-spec/archive.js';
 import { openCheckpoint } from '../../oci-spec/checkpoint-reader.js';
 import { inspect, type CheckpointInfo, type ProcessNode } from '../../oci-spec/inspect.js';
+import { searchMemory } from '../../oci-spec/memparse.js';
 import { buildWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
 import { Podman } from '../../test-containers/podman.js';
 import { stasis, stasisBin } from '../helpers/stasis.js';
@@ -297,6 +298,17 @@ test('memparse lists each process\'s dumped memory, finds the string the workloa
     t.regex(found.stdout, new RegExp(`^0x[0-9a-f]{16}  \\.{0,4}needle:${f.mark}`, 'm'));
     const re = await cli(['memparse', source, '-p', String(f.pid), '--search-regex', `INSPECT_MARK=${f.mark.slice(0, 5)}[a-z0-9]+`]);
     t.regex(re.stdout, new RegExp(`^0x[0-9a-f]{16}  INSPECT_MARK=${f.mark}$`, 'm'), `${source}: the environment string, by regex`);
+  }
+  // The steady buffer repeats the alphabet across 32 pages: every occurrence is found once, those
+  // that straddle a page or a chunk of the stream too, with their context.
+  const end = f.steady + 32n * 4096n;
+  for (const source of [archive, f.d1]) {
+    const all = await searchMemory(source, f.pid, /abcdefghijklmnopqrstuvwxyz/g, 30);
+    const inSteady = all.filter((m) => m.address >= f.steady && m.address < end);
+    t.is(inSteady.length, Math.floor((32 * 4096 - 26) / 26) + 1, `${source}: every alphabet in the steady buffer`);
+    t.true(inSteady.every((m, i) => m.address === f.steady + BigInt(26 * i)), 'at its place, in order, once each');
+    const inside = inSteady.filter((m) => m.address >= f.steady + 30n && m.address + 56n <= end);
+    t.true(inside.every((m) => m.context.length === 86 && m.contextAddress === m.address - 30n), 'with 30 bytes each side');
   }
   const none = await cli(['memparse', archive, '-p', String(f.child), '--search', 'no-such-string-anywhere-42']);
   t.is(none.code, 0);

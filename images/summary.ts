@@ -48,7 +48,8 @@ const MAP_GROWSDOWN = 0x100;
 const hex = (v: bigint | number) => BigInt(v).toString(16);
 const sk = (field: string, n: number) => dictWord('sk', field, Number(n)) ?? String(n);
 
-function sizeText(bytes: number): string {
+/** A byte count for people: `512 B`, `1.5 KiB`, `3.0 MiB` (checkpointctl's style too). */
+export function sizeText(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes / 1024;
@@ -302,7 +303,7 @@ function treeLines(entries: Message[], comms: Map<number, string>): string[] {
 }
 
 /** mnt_entry.fstype → the filesystem's name (proto/mnt.proto). */
-const MOUNT_FS: Record<number, string> = {
+export const MOUNT_FS: Record<number, string> = {
   1: 'proc', 2: 'sysfs', 3: 'devtmpfs', 4: 'binfmt_misc', 5: 'tmpfs', 6: 'devpts', 8: 'pstore', 9: 'securityfs',
   10: 'fusectl', 11: 'debugfs', 12: 'cgroup', 14: 'mqueue', 15: 'fuse', 17: 'overlay', 19: 'tracefs', 23: 'cgroup2',
 };

@@ -24,8 +24,9 @@ export const META_FILES = [
   'config.dump', 'spec.dump', 'network.status', 'stats-dump', 'status.dump', 'status', 'bind.mounts', 'deleted.files',
 ] as const;
 
-/** The biggest member kept in memory (images and metadata are far smaller). */
+/** The biggest member kept in memory, and all of them together (images and metadata are far smaller). */
 const MAX_KEPT = 256 << 20;
+const MAX_KEPT_TOTAL = 1 << 30;
 
 /** Which images a reader needs, by file name (without checkpoint/). */
 export type ImageFilter = (name: string) => boolean;
@@ -98,6 +99,7 @@ async function openArchive(archive: string, want: ImageFilter): Promise<Checkpoi
   const pagesSeen = new Set<number>();
   let imagesAt: string | undefined;
   let stoppedBefore: string | undefined;
+  let kept = 0;
   try {
     for await (const m of readMembers(archive, (name, size, type) => {
       if (type !== 'file') return false;
@@ -143,6 +145,8 @@ async function openArchive(archive: string, want: ImageFilter): Promise<Checkpoi
 
   function keep(name: string, size: number): boolean {
     if (size > MAX_KEPT) throw new CheckpointError(`${archive}: member ${name} is ${size} bytes, more than an image or metadata file can be`);
+    kept += size;
+    if (kept > MAX_KEPT_TOTAL) throw new CheckpointError(`${archive}: more than ${MAX_KEPT_TOTAL} bytes of images and metadata, more than a checkpoint holds`);
     return true;
   }
 }

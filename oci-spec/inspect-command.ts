@@ -10,7 +10,7 @@ import {
 import { UsageError, branch, intOption, leaf, parseCommandArgs, renderTree, runCommand, type Output, type TreeNode } from './tree-view.js';
 
 const usage = 'usage: stasis inspect ARCHIVE|DIR... [--format tree|json|yaml] [--ps-tree] [--ps-tree-cmd] [--ps-tree-env] ' +
-  '[--files] [--sockets] [--mounts] [--stats] [--metadata] [--all] [--pid N] | stasis inspect --list [DIR...]';
+  '[--files] [--sockets] [--mounts] [--stats] [--metadata] [--all] [--pid N] [--summary] | stasis inspect --list [DIR...]';
 
 /** Microseconds as a Go duration prints them (checkpointctl's tree): 1.5ms, 210µs, 2.1s. */
 function duration(us: number): string {
@@ -119,7 +119,7 @@ export async function inspectCommand(args: string[], stdout: Output = process.st
       format: { type: 'string' }, 'ps-tree': { type: 'boolean' }, 'ps-tree-cmd': { type: 'boolean' },
       'ps-tree-env': { type: 'boolean' }, files: { type: 'boolean' }, sockets: { type: 'boolean' }, mounts: { type: 'boolean' },
       stats: { type: 'boolean' }, metadata: { type: 'boolean' }, all: { type: 'boolean' }, pid: { type: 'string' },
-      list: { type: 'boolean' },
+      list: { type: 'boolean' }, summary: { type: 'boolean' },
     });
     const format = formatOf(v.format);
     if (v.list) {
@@ -132,7 +132,7 @@ export async function inspectCommand(args: string[], stdout: Output = process.st
     if (!positionals.length) throw new UsageError('no checkpoint given');
     const options: InspectOptions = {
       psTree: v['ps-tree'], psTreeCmd: v['ps-tree-cmd'], psTreeEnv: v['ps-tree-env'], files: v.files, sockets: v.sockets,
-      mounts: v.mounts, stats: v.stats, metadata: v.metadata, all: v.all, pid: intOption('pid', v.pid, 1),
+      mounts: v.mounts, stats: v.stats, metadata: v.metadata, all: v.all, pid: intOption('pid', v.pid, 1), summary: v.summary,
     };
     const infos = await inspect(positionals, options);
     if (format === 'json') stdout.write(`${JSON.stringify(infos, null, 2)}\n`);
@@ -141,6 +141,7 @@ export async function inspectCommand(args: string[], stdout: Output = process.st
       for (const info of infos) {
         stdout.write(`\nDisplaying container checkpoint tree view from ${info.checkpoint_path}\n\n`);
         stdout.write(renderTree(infoTree(info)));
+        if (info.images_summary) stdout.write(`\n${info.images_summary}`);
       }
     }
   });

@@ -12,6 +12,7 @@ import { decodeImage } from '../images/image.js';
 import type { ImageSource } from '../images/image-source.js';
 import { imageFileName } from '../images/magic.js';
 import { enumValueName } from '../images/schema.js';
+import { MOUNT_FS, describeImages, sizeText } from '../images/summary.js';
 import type { Message } from '../images/wire.js';
 import { readMembers } from './archive.js';
 import { CheckpointError, META_FILES, loadMemory, openCheckpoint, type Checkpoint } from './checkpoint-reader.js';
@@ -31,6 +32,8 @@ export interface InspectOptions {
   all?: boolean;
   /** Root the process tree (and files, sockets) at this PID. */
   pid?: number;
+  /** Beyond checkpointctl: every image summarized, as `stasis show -D` does (not part of all). */
+  summary?: boolean;
 }
 
 export interface CheckpointSizeNode {
@@ -135,6 +138,8 @@ export interface CheckpointInfo {
   mounts?: MountNode[];
   /** Beyond checkpointctl: the archive or directory read. */
   checkpoint_path: string;
+  /** Beyond checkpointctl: the summary of every image (InspectOptions.summary). */
+  images_summary?: string;
 }
 
 type Json = Record<string, unknown>;
@@ -234,17 +239,7 @@ function dumpStats(ckpt: Checkpoint): StatsNode | undefined {
 }
 
 /** Bytes as checkpointctl writes them (1024-based, one decimal). */
-export function byteText(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
+export const byteText = sizeText;
 
 interface Proc {
   entry: Message;
@@ -447,12 +442,6 @@ async function openSockets(images: ImageSource, procs: Proc[], t: FileTables): P
   return out;
 }
 
-/** mnt_entry.fstype → name (proto/mnt.proto). */
-const MOUNT_FS: Record<number, string> = {
-  1: 'proc', 2: 'sysfs', 3: 'devtmpfs', 4: 'binfmt_misc', 5: 'tmpfs', 6: 'devpts', 8: 'pstore', 9: 'securityfs',
-  10: 'fusectl', 11: 'debugfs', 12: 'cgroup', 14: 'mqueue', 15: 'fuse', 17: 'overlay', 19: 'tracefs', 23: 'cgroup2',
-};
-
 /** The spec's mounts (as checkpointctl shows them); without a spec, the dumped mount namespace's. */
 async function mountList(ckpt: Checkpoint): Promise<MountNode[]> {
   const spec = parseJson(ckpt, 'spec.dump');
@@ -477,7 +466,7 @@ function effective(opts: InspectOptions): InspectOptions {
 
 /** Which images the options need read. */
 function imagesWanted(o: InspectOptions): (name: string) => boolean {
-  return (n) => (!!(o.files || o.sockets) && (/^(ids|fdinfo|fs)-\d+\.img$/.test(n) || n === 'files.img' || n === 'memfd.img'))
+  return (n) => !!o.summary || (!!(o.files || o.sockets) && (/^(ids|fdinfo|fs)-\d+\.img$/.test(n) || n === 'files.img' || n === 'memfd.img'))
     || (!!(o.psTreeCmd || o.psTreeEnv) && /^mm-\d+\.img$/.test(n))
     || (!!o.mounts && n.startsWith('mountpoints-'));
 }
@@ -530,6 +519,7 @@ async function inspectOne(where: string, options: InspectOptions): Promise<Check
     if (o.sockets) info.sockets = await openSockets(ckpt.images, procs, tables);
   }
   if (o.mounts) info.mounts = await mountList(ckpt);
+  if (o.summary) info.images_summary = await describeImages(ckpt.images, `Images of ${where}`, where);
   return info;
 }
 

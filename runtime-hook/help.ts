@@ -85,6 +85,7 @@ const ACTIONS: ActionHelp[] = [
       ['--metadata', 'pod, namespace and annotations'],
       ['--all', 'all of the above'],
       ['--pid N', 'only process N and those below it'],
+      ['--summary', 'every image summarized, as show -D does (archives read in memory)'],
       ['--list [DIR...]', 'the checkpoint-* archives in DIR (default /var/lib/kubelet/checkpoints)'],
     ],
   },

@@ -361,6 +361,33 @@ test('diff of two checkpoints of a running counter reports the counter\'s page c
   t.deepEqual([s.processes_added, s.processes_gone], [[], []]);
 });
 
+test('inspect --summary of an archive, read in memory, says what show -D says of the directory; --pid narrows to one process', async (t) => {
+  const f = await dumps();
+  const where = fs.mkdtempSync(path.join(root, 'summary-'));
+  const dir = layoutDir(f.d1, 'containerd', where);
+  const archive = path.join(where, 'ckpt.tar.gz');
+  await packDirectory(dir, archive, { compression: 'gzip' });
+  const shown = await cli(['show', '-D', path.join(dir, 'checkpoint')]);
+  t.is(shown.code, 0, shown.stderr);
+  const r = await cli(['inspect', archive, '--summary', '--ps-tree-cmd', '--format', 'json']);
+  t.is(r.code, 0, r.stderr);
+  const [info] = JSON.parse(r.stdout) as CheckpointInfo[];
+  const body = (text: string) => text.trimEnd().split('\n').slice(1).join('\n');
+  t.is(body(info!.images_summary!), body(shown.stdout), 'the same summary, command lines included');
+  t.regex(info!.images_summary!, new RegExp(`command line: ${f.argv[0]!.replace(/[.]/g, '\\.')} `));
+
+  const one = await cli(['inspect', archive, '--ps-tree', '--files', '--sockets', '--pid', String(f.child), '--format', 'json']);
+  t.is(one.code, 0, one.stderr);
+  const [narrow] = JSON.parse(one.stdout) as CheckpointInfo[];
+  t.like(narrow!.process_tree, { pid: f.child, command: 'inspectee' });
+  t.is(narrow!.process_tree!.children, undefined);
+  t.deepEqual(narrow!.file_descriptors!.map((x) => x.pid), [f.child]);
+  t.deepEqual(narrow!.sockets, []);
+  const missing = await cli(['inspect', archive, '--ps-tree', '--pid', '99999999']);
+  t.is(missing.code, 1);
+  t.regex(missing.stderr, /no process with PID 99999999/);
+});
+
 /** Bytes this process has read through read(2) and pread(2) so far. */
 function bytesRead(): number {
   return Number(/^rchar: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);

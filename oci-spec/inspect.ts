@@ -144,7 +144,10 @@ export interface CheckpointInfo {
 
 type Json = Record<string, unknown>;
 
-function parseJson(ckpt: Checkpoint, name: string): Json | undefined {
+/** What the engine wrote beside the images. */
+type Meta = Pick<Checkpoint, 'path' | 'meta'>;
+
+function parseJson(ckpt: Meta, name: string): Json | undefined {
   const bytes = ckpt.meta.get(name);
   // Podman writes an empty network.status for a container without a network.
   if (!bytes || !bytes.toString('utf8').trim()) return undefined;
@@ -168,7 +171,7 @@ function rfc3339(v: unknown): string {
 }
 
 /** Engine and container facts from config.dump, spec.dump and network.status (checkpointctl's rules). */
-function containerFacts(ckpt: Checkpoint): Omit<CheckpointInfo, 'checkpoint_size' | 'checkpoint_path'> & { pod?: string; namespace?: string } {
+function containerFacts(ckpt: Meta): Omit<CheckpointInfo, 'checkpoint_size' | 'checkpoint_path'> & { pod?: string; namespace?: string } {
   const config = parseJson(ckpt, 'config.dump') ?? {};
   const spec = parseJson(ckpt, 'spec.dump');
   const annotations = (spec?.annotations ?? {}) as Record<string, string>;
@@ -551,7 +554,7 @@ export interface ListedCheckpoint {
 }
 
 /** config.dump and spec.dump of an archive only, stopping once both are read. */
-async function archiveMeta(archive: string): Promise<Checkpoint> {
+async function archiveMeta(archive: string): Promise<Meta> {
   const meta = new Map<string, Buffer>();
   const stop = new Error('enough');
   try {
@@ -562,7 +565,7 @@ async function archiveMeta(archive: string): Promise<Checkpoint> {
   } catch (e) {
     if (e !== stop) throw e;
   }
-  return { path: archive, kind: 'archive', meta, images: undefined as unknown as ImageSource, sizes: { total: 0, pages: 0, amdgpuPages: 0, rootfsDiff: 0 }, imagesAt: '' };
+  return { path: archive, meta };
 }
 
 /** The checkpoint archives (checkpoint-*) in `dirs`, as `checkpointctl list` shows them. */

@@ -263,7 +263,7 @@ export { packDirectory, readMembers, listMembers, extractArchive, type Member, t
 export { type Compression } from './oci-spec/compression.js';
 export {
   createCheckpointImage, readCheckpointImage, isImageLayout, checkpointArchiveOf, CHECKPOINT_NAME_ANNOTATIONS,
-  type CheckpointImage, type CheckpointImageMeta, type ReadCheckpointImageOptions,
+  type CheckpointImage, type CheckpointImageMeta, type CreateCheckpointImageOptions, type ReadCheckpointImageOptions,
 } from './oci-spec/checkpoint-image.js';
 
 // ---------------------------------------------------------------------------------------------

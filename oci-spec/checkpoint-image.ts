@@ -16,7 +16,7 @@
 
 import { createHash } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -243,13 +243,22 @@ async function writeJsonBlob(blobs: string, mediaType: string, value: unknown): 
   return { mediaType, digest: `sha256:${hex}`, size: data.length };
 }
 
+export interface CreateCheckpointImageOptions {
+  /**
+   * Move the archive into the layout instead of copying it (a temporary archive made only for
+   * the image: no second copy of the checkpoint on disk). Moved back if the layout is not made.
+   */
+  moveArchive?: boolean;
+}
+
 /**
  * Write an OCI image layout at `layoutDir` (which must not exist, or be an empty directory)
  * holding the checkpoint archive `archivePath` as its one layer, annotated for Podman, CRI-O and
  * containerd. What `meta` leaves out is taken from the archive's config.dump. The layout is made
  * beside and renamed into place: one that exists is whole.
  */
-export async function createCheckpointImage(archivePath: string, layoutDir: string, meta: CheckpointImageMeta = {}): Promise<CheckpointImage> {
+export async function createCheckpointImage(archivePath: string, layoutDir: string, meta: CheckpointImageMeta = {},
+  opts: CreateCheckpointImageOptions = {}): Promise<CheckpointImage> {
   const compression = await detectCompression(archivePath);
   const cfg = (await configDump(archivePath)) ?? {};
   const containerName = meta.containerName ?? str(cfg.name);
@@ -275,24 +284,34 @@ export async function createCheckpointImage(archivePath: string, layoutDir: stri
   const tmp = `${target}.partial-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   const blobs = path.join(tmp, 'blobs', 'sha256');
+  /** The layer blob, once the archive has been moved there (moveArchive). */
+  let moved: string | undefined;
   try {
     await mkdir(blobs, { recursive: true });
     // The layer: the archive's bytes as they are (its digest), and the tar they hold (the diff id).
     const layerHash = createHash('sha256');
     const diffHash = createHash('sha256');
     const layerTmp = path.join(blobs, '.layer.partial');
-    await Promise.all([
-      pipeline(createReadStream(archivePath), async function* (src: AsyncIterable<Buffer>) {
+    const layerBytes = opts.moveArchive
+      ? pipeline(createReadStream(archivePath), hashSink(layerHash))
+      : pipeline(createReadStream(archivePath), async function* (src: AsyncIterable<Buffer>) {
         for await (const c of src) {
           layerHash.update(c);
           yield c;
         }
-      }, createWriteStream(layerTmp, { flags: 'wx', mode: 0o644 })),
+      }, createWriteStream(layerTmp, { flags: 'wx', mode: 0o644 }));
+    await Promise.all([
+      layerBytes,
       compression === 'none' ? Promise.resolve() : pipeline(createReadStream(archivePath), decompressor(compression), hashSink(diffHash)),
     ]);
     const layerHex = layerHash.digest('hex');
     const diffId = `sha256:${compression === 'none' ? layerHex : diffHash.digest('hex')}`;
-    await rename(layerTmp, path.join(blobs, layerHex));
+    if (opts.moveArchive) {
+      moved = path.join(blobs, layerHex);
+      await moveFile(archivePath, moved);
+    } else {
+      await rename(layerTmp, path.join(blobs, layerHex));
+    }
     const layerSize = (await stat(path.join(blobs, layerHex))).size;
     const layer: Descriptor = { mediaType: LAYER_TYPE[compression], digest: `sha256:${layerHex}`, size: layerSize };
 
@@ -327,8 +346,20 @@ export async function createCheckpointImage(archivePath: string, layoutDir: stri
       annotations, containerName, manifest, config: imageConfig,
     };
   } catch (e) {
+    if (moved) await moveFile(moved, archivePath).catch(() => undefined);
     await rm(tmp, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/** rename(), or a copy and unlink across filesystems. */
+async function moveFile(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+    await copyFile(from, to, constants.COPYFILE_EXCL);
+    await rm(from);
   }
 }
 

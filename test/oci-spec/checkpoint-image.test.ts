@@ -237,3 +237,13 @@ test('createCheckpointImage refuses a non-empty target and leaves nothing behind
   await t.throwsAsync(createCheckpointImage(bad, target), { message: /the container's name is needed/ });
   t.deepEqual(fs.readdirSync(path.dirname(bad)), ['x.tar'], 'no layout, no partial directory');
 });
+
+test('createCheckpointImage with moveArchive moves the archive into the layout as its layer', async (t) => {
+  const { archive } = await goodLayout(t);
+  const bytes = fs.readFileSync(archive);
+  const layout = path.join(tmpDir(t, 'stasis-ckimg-oci-'), 'image');
+  const made = await createCheckpointImage(archive, layout, {}, { moveArchive: true });
+  t.false(fs.existsSync(archive), 'the archive is gone from where it was');
+  t.deepEqual(fs.readFileSync(made.archive), bytes, 'the layer is its bytes');
+  t.is((await readCheckpointImage(layout)).layerDigest, `sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+});

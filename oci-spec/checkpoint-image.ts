@@ -395,20 +395,21 @@ export async function readCheckpointImage(layoutDir: string, opts: ReadCheckpoin
   const fail = (reason: string): never => {
     throw new CheckpointImageError(layoutDir, reason);
   };
+  /** A JSON object file of the layout (oci-layout, index.json): a regular file of sane size. */
   const json = async (file: string, what: string): Promise<Record<string, unknown>> => {
-    let text: string;
+    const full = path.join(layout, file);
+    const st = await lstat(full).catch((e: NodeJS.ErrnoException) => fail(`${what}: ${e.code === 'ENOENT' ? 'missing (not an OCI image layout)' : e.message}`));
+    if (!st.isFile()) fail(`${what}: not a regular file`);
+    if (st.size > MAX_JSON_BLOB) fail(`${what}: ${st.size} bytes, more than an image layout's ${file} ever is`);
+    let v: unknown;
     try {
-      text = await readFile(path.join(layout, file), 'utf8');
+      v = JSON.parse((await readBlob(full, st.size, what, fail)).toString('utf8'));
     } catch (e) {
-      return fail(`${what}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not an OCI image layout)' : (e as Error).message}`);
-    }
-    try {
-      const v = JSON.parse(text) as unknown;
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(`${what}: not a JSON object`);
-      return v as Record<string, unknown>;
-    } catch (e) {
+      if (e instanceof CheckpointImageError) throw e;
       return fail(`${what}: not JSON (${(e as Error).message})`);
     }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${what}: not a JSON object`);
+    return v as Record<string, unknown>;
   };
   const ociLayout = await json('oci-layout', 'oci-layout');
   if (ociLayout.imageLayoutVersion !== '1.0.0') fail(`oci-layout: imageLayoutVersion ${JSON.stringify(ociLayout.imageLayoutVersion)}, not "1.0.0"`);
@@ -427,11 +428,14 @@ export async function readCheckpointImage(layoutDir: string, opts: ReadCheckpoin
     const data = await readBlob(file, d.size, what, fail);
     const hex = createHash('sha256').update(data).digest('hex');
     if (`sha256:${hex}` !== d.digest) fail(`${what}: its content's digest is sha256:${hex}, not ${d.digest}`);
+    let v: unknown;
     try {
-      return JSON.parse(data.toString('utf8')) as Record<string, unknown>;
+      v = JSON.parse(data.toString('utf8'));
     } catch (e) {
       return fail(`${what}: not JSON (${(e as Error).message})`);
     }
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${what}: not a JSON object`);
+    return v as Record<string, unknown>;
   };
 
   const index = (await json('index.json', 'index.json')) as unknown as OciIndex;

@@ -169,12 +169,16 @@ function editJson(file: string, edit: (v: Record<string, any>) => void): void {
 
 /** Rewrite the manifest blob (and its descriptor in index.json, so that only the edit is wrong). */
 function editManifest(layout: string, edit: (m: Record<string, any>) => void): void {
+  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  const m = JSON.parse(fs.readFileSync(path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7)), 'utf8')) as Record<string, any>;
+  edit(m);
+  editManifestRaw(layout, Buffer.from(JSON.stringify(m)));
+}
+
+/** Replace the manifest blob by `data` (its descriptor updated to match). */
+function editManifestRaw(layout: string, data: Buffer): void {
   const indexFile = path.join(layout, 'index.json');
   const index = JSON.parse(fs.readFileSync(indexFile, 'utf8')) as { manifests: { digest: string; size: number }[] };
-  const old = path.join(layout, 'blobs/sha256', index.manifests[0]!.digest.slice(7));
-  const m = JSON.parse(fs.readFileSync(old, 'utf8')) as Record<string, any>;
-  edit(m);
-  const data = Buffer.from(JSON.stringify(m));
   const hex = createHash('sha256').update(data).digest('hex');
   fs.writeFileSync(path.join(layout, 'blobs/sha256', hex), data);
   index.manifests[0]!.digest = `sha256:${hex}`;
@@ -188,6 +192,12 @@ const BAD: [string, (layout: string, archive: string) => void, RegExp][] = [
   ['no oci-layout file', (l) => fs.rmSync(path.join(l, 'oci-layout')), /oci-layout: missing/],
   ['an unknown layout version', (l) => fs.writeFileSync(path.join(l, 'oci-layout'), '{"imageLayoutVersion":"9"}'), /imageLayoutVersion "9"/],
   ['index.json not JSON', (l) => fs.writeFileSync(path.join(l, 'index.json'), '{'), /index\.json: not JSON/],
+  ['index.json a JSON array', (l) => fs.writeFileSync(path.join(l, 'index.json'), '[]'), /index\.json: not a JSON object/],
+  ['index.json a symlink', (l) => {
+    fs.renameSync(path.join(l, 'index.json'), path.join(l, 'index.real'));
+    fs.symlinkSync('index.real', path.join(l, 'index.json'));
+  }, /index\.json: not a regular file/],
+  ['a manifest that is no JSON object', (l) => editManifestRaw(l, Buffer.from('"manifest"')), /manifest sha256:[0-9a-f]{64}: not a JSON object/],
   ['a tampered layer (same size)', (l, a) => {
     const f = layerFile(l, a);
     const b = fs.readFileSync(f);

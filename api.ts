@@ -56,8 +56,9 @@ export { SysError, ImageError, MissingImageError, WireError, ProcError, RestoreE
 
 /**
  * criu's notifications (go-criu's Notify interface), called synchronously at the moment criu
- * would send each; throwing from one fails the dump or restore (the tree is let go untouched, or
- * the restored tasks killed), except from preResume and postResume, which come too late to undo.
+ * would send each. Throwing from one fails the dump or restore: a dumped tree is let go untouched,
+ * restored tasks are killed. Only postResume comes with the restored tree running: what it throws
+ * is thrown from restore(), and the tree runs on.
  */
 export interface Notify {
   preDump?(): void;

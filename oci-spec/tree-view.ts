@@ -42,7 +42,8 @@ export class UsageError extends Error {
 }
 
 /** parseArgs, with its errors made one-line usage errors. */
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T):
+  ReturnType<typeof util.parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
   try {
     // util.parseArgs, not a named import: the bundle's node:util shim leaves out Node's lazy getters.
     return util.parseArgs({ args, options, allowPositionals: true, strict: true });

@@ -11,6 +11,7 @@
 //                  pending signals, registers; all let go
 // If anything fails, every task created is killed: a restore leaves a running tree or nothing.
 
+import { ConnectionLock } from '../net-ns/network-lock.js';
 import { restoreStats, writeRestoreStats } from './stats.js';
 import { pinSelf } from '../sys/inject.js';
 import type { CgRoot } from '../cgroup/cgroups.js';
@@ -33,6 +34,10 @@ export interface RestoreOptions {
   siblingOfStasis?: boolean;
   /** --shell-job: terminals in the dump become stasis's own terminal. */
   shellJob?: boolean;
+  /** criu's --tcp-established: established TCP connections in the dump are restored. */
+  tcpEstablished?: boolean;
+  /** criu's --tcp-close: established TCP connections are restored closed. */
+  tcpClose?: boolean;
   /** For a dump with its own mount namespace: the container's root on the host (criu's --root). */
   root?: string;
   /** External mounts, key → host path (criu's ext_mnt / --ext-mount-map). */
@@ -111,6 +116,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     restoreThreads(run, plan);
     rootPid = root.hpid;
     opts.beforeResume?.(rootPid);
+    files.connectionsLive();
     resumeTree(run);
   } catch (e) {
     run.killCreated();
@@ -119,6 +125,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     unpin();
     files.release();
     releasePlan(plan);
+    // Restored or not, the dump's lock goes: the peers see the connection carry on, or reset.
+    if (img.locked.length) new ConnectionLock('iptables').adopt(img.locked).release(opts.warn);
   }
   const tDone = performance.now();
   try {

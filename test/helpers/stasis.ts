@@ -187,9 +187,12 @@ export interface SelfCheck {
 export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, opts: {
   args?: (work: string) => string[];
   dumpArgs?: string[];
+  restoreArgs?: string[];
   ready?: RegExp;
   afterReady?: (w: Workload, line: string) => void;
   afterDump?: (dir: string, w: Workload) => Promise<void>;
+  /** Called once the restored process runs, before WORK/check is made. */
+  afterRestore?: (r: Workload) => Promise<void> | void;
 } = {}): Promise<SelfCheck> {
   const dir = tmpDir(t);
   const work = tmpDir(t, `stasis-${workload}-`);
@@ -202,8 +205,9 @@ export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, 
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
   await opts.afterDump?.(dir, w);
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  const r = await restoreUnderReaper(t, dir, key, w.pid, opts.restoreArgs);
   t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  await opts.afterRestore?.(r);
   fs.writeFileSync(path.join(work, 'check'), '');
   await r.waitForLine(/^result /, 20_000);
   t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);

@@ -1,0 +1,115 @@
+// The network lock: from the moment an established TCP connection is dumped until its restored
+// copy is live, the peer's packets (and anything the socket would send) are dropped silently, so
+// that the kernel never answers a connection it does not know with a reset.
+//
+// The rules are CRIU's own (its iptables method), so that either tool lifts the other's lock: per
+// connection, one DROP rule inserted at the head of INPUT and one of OUTPUT, matching the
+// connection's addresses and ports, for packets without the repair mark 0xC114 (what a restored
+// socket may send before the lock is lifted carries that mark). iptables or ip6tables by family,
+// through their -restore tools: one call per change. The rules live in the filter table of the
+// connections' network namespace; the restore removes them from where the connection now is.
+
+import { execFileSync } from 'node:child_process';
+import { AF } from '../sys/socket.js';
+
+export interface LockedConnection {
+  family: number;
+  src: Buffer;
+  sport: number;
+  dst: Buffer;
+  dport: number;
+}
+
+export type LockMethod = 'iptables' | 'nftables' | 'skip';
+
+/** The inventory's network_lock_method values (CRIU's internal enum). */
+export const LOCK_METHOD_CODE: Record<LockMethod, number> = { iptables: 0, nftables: 1, skip: 2 };
+
+function addressText(family: number, b: Buffer): string {
+  if (family === AF.INET) return `${Array.from(b).join('.')}/32`;
+  // v4-mapped IPv6 addresses are matched by ip6tables as they are.
+  return `${Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':')}/128`;
+}
+
+function restoreTool(family: number): string {
+  return family === AF.INET ? 'iptables-restore' : 'ip6tables-restore';
+}
+
+function run(tool: string, script: string, netnsOf?: number): void {
+  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-w', '--noflush'] : [tool, '-w', '--noflush'];
+  try {
+    execFileSync(argv[0]!, argv.slice(1), { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = (e as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
+    throw new Error(`network lock: ${tool} failed${err ? `: ${err}` : ''}`);
+  }
+}
+
+/** The repair mark: packets carrying it pass the lock (CRIU's SOCCR_MARK). */
+export const REPAIR_MARK = 0xc114;
+
+/** The DROP rules of one connection, both directions, as CRIU writes them (`op`: -I or -D). */
+function connectionRules(op: '-I' | '-D', c: LockedConnection): string[] {
+  const local = addressText(c.family, c.src);
+  const remote = addressText(c.family, c.dst);
+  const rule = (chain: string, s: string, sp: number, d: string, dp: number) =>
+    `${op} ${chain} -p tcp -m mark ! --mark ${REPAIR_MARK} -s ${s} --sport ${sp} -d ${d} --dport ${dp} -j DROP`;
+  return [rule('INPUT', remote, c.dport, local, c.sport), rule('OUTPUT', local, c.sport, remote, c.dport)];
+}
+
+function familyOf(c: LockedConnection): number {
+  return c.family === AF.INET ? AF.INET : AF.INET6;
+}
+
+/**
+ * Locked connections, in the network namespace of task `netnsOf` (stasis's own when undefined):
+ * added one by one as a dump reaches them, or all at once from a dump's images to unlock them.
+ */
+export class ConnectionLock {
+  private readonly held: LockedConnection[] = [];
+
+  constructor(readonly method: LockMethod, private readonly netnsOf?: number) {
+    if (method === 'nftables') throw new Error('network lock: the nftables method is not supported yet (use --network-lock iptables or skip)');
+  }
+
+  get locked(): boolean {
+    return this.held.length > 0;
+  }
+
+  add(c: LockedConnection): void {
+    if (this.method === 'skip') return;
+    run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
+    this.held.push(c);
+  }
+
+  /** Connections locked by a dump (its images tell which), to be unlocked. */
+  adopt(conns: readonly LockedConnection[]): this {
+    this.held.push(...conns);
+    return this;
+  }
+
+  /**
+   * Lift the lock; never throws: a rule already gone is skipped, one that cannot be removed
+   * is reported through `warn`.
+   */
+  release(warn?: (msg: string) => void): void {
+    const conns = this.held.splice(0);
+    for (const family of [AF.INET, AF.INET6]) {
+      const mine = conns.filter((c) => familyOf(c) === family);
+      if (!mine.length) continue;
+      const all = mine.flatMap((c) => connectionRules('-D', c));
+      try {
+        run(restoreTool(family), ['*filter', ...all, 'COMMIT', ''].join('\n'), this.netnsOf);
+      } catch {
+        // Some rule is not there (removed already, or never made): one at a time, quietly.
+        for (const rule of all) {
+          try {
+            run(restoreTool(family), ['*filter', rule, 'COMMIT', ''].join('\n'), this.netnsOf);
+          } catch (e) {
+            if (!/does a matching rule exist|Bad rule|No chain/.test((e as Error).message)) warn?.((e as Error).message);
+          }
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,102 @@
+// Established TCP connections (files/tcp-stream.ts, net-ns/network-lock.ts): a process of the
+// host's network namespace connected to a server of the test, with data queued both ways at the
+// moment of the dump, dumped with --tcp-established (killed) and restored: every byte arrives
+// exactly once, the server never sees a reset, and no lock rule is left behind.
+
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
+
+const SERVER_BYTES = 512 * 1024;
+const clientByte = (i: number) => (i * 7 + Math.floor(i / 4093)) & 0xff;
+const serverByte = (i: number) => (i * 13 + Math.floor(i / 1021) + 5) & 0xff;
+
+function lockRules(): string[] {
+  const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
+  return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
+}
+
+/**
+ * A server that takes one connection, sends SERVER_BYTES of its pattern and reads nothing until
+ * `resume()`; then it checks the client's pattern and trailer and answers "OK N".
+ */
+async function patternServer(host: string) {
+  const events: string[] = [];
+  let conn: net.Socket | undefined;
+  let expected = -1;
+  let received = Buffer.alloc(0);
+  let verdict = '';
+  const server = net.createServer((s) => {
+    conn = s;
+    s.pause();
+    s.on('error', (e) => events.push(`error ${(e as NodeJS.ErrnoException).code}`));
+    s.on('close', () => events.push('close'));
+    s.on('end', () => events.push('end'));
+    const data = Buffer.alloc(SERVER_BYTES);
+    for (let i = 0; i < SERVER_BYTES; i++) data[i] = serverByte(i);
+    s.write(data);
+    s.on('data', (c: Buffer) => {
+      received = Buffer.concat([received, c]);
+      const trailer = Buffer.from(`END ${expected}\n`);
+      if (expected >= 0 && received.length >= expected + trailer.length && !verdict) {
+        let bad = -1;
+        for (let i = 0; i < expected; i++) if (received[i] !== clientByte(i)) { bad = i; break; }
+        const tail = received.subarray(expected).toString();
+        verdict = bad >= 0 ? `byte ${bad} differs` : tail !== trailer.toString() ? `trailer '${tail}'` : 'ok';
+        s.write(verdict === 'ok' ? `OK ${expected}\n` : `BAD ${verdict}\n`);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, host, () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    events,
+    expect(n: number) { expected = n; },
+    resume() { conn?.resume(); },
+    get verdict() { return verdict; },
+    get receivedBytes() { return received.length; },
+    close() { conn?.destroy(); server.close(); },
+  };
+}
+
+for (const host of ['127.0.0.1', '::1']) {
+  test.serial(`an established connection (${host}) with both queues full carries on after dump and restore`, async (t) => {
+    const srv = await patternServer(host);
+    t.teardown(() => srv.close());
+    let sent = 0;
+    await selfCheckRoundTrip(t, 'tcp-client', {
+      args: (work) => [work, host, String(srv.port)],
+      dumpArgs: ['--tcp-established'],
+      restoreArgs: ['--tcp-established'],
+      afterReady: (_w, line) => {
+        sent = Number(line.split(' ')[1]);
+        srv.expect(sent);
+      },
+      afterDump: async () => {
+        // Locked while the process is away: the connection's packets are dropped, not reset.
+        t.is(lockRules().length, 2, 'two lock rules (in and out) while the connection is dumped');
+      },
+      afterRestore: () => srv.resume(),
+    });
+    t.true(sent > 0);
+    t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);
+    t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+    t.deepEqual(lockRules(), [], 'no lock rule left');
+  });
+}
+
+test.serial('an established connection is refused without --tcp-established, and the process runs on', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
+  t.not(d.exitCode, 0);
+  t.regex(d.all, /established TCP connection is dumped only with --tcp-established/);
+  t.deepEqual(lockRules(), []);
+  t.deepEqual(srv.events, [], 'the connection was not touched');
+});

@@ -6,6 +6,8 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
+import path from 'node:path';
+import { sharedDir } from '../helpers/paths.js';
 import { selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
@@ -61,15 +63,25 @@ async function patternServer(host: string) {
   };
 }
 
-for (const host of ['127.0.0.1', '::1']) {
-  test.serial(`an established connection (${host}) with both queues full carries on after dump and restore`, async (t) => {
+const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
+const cases: { host: string; dumper: string; restorer: string }[] = [
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
+  { host: '::1', dumper: 'stasis', restorer: 'stasis' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+];
+for (const { host, dumper, restorer } of cases) {
+  const how = dumper === 'stasis' && restorer === 'stasis' ? '' : `, ${dumper} dumps and ${restorer} restores`;
+  test.serial(`an established connection (${host}) with both queues full carries on after dump and restore${how}`, async (t) => {
     const srv = await patternServer(host);
     t.teardown(() => srv.close());
     let sent = 0;
     await selfCheckRoundTrip(t, 'tcp-client', {
       args: (work) => [work, host, String(srv.port)],
-      dumpArgs: ['--tcp-established'],
-      restoreArgs: ['--tcp-established'],
+      dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
+      restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
+      dumpTool: dumper === 'criu' ? criu : undefined,
+      restoreTool: restorer === 'criu' ? criu : undefined,
       afterReady: (_w, line) => {
         sent = Number(line.split(' ')[1]);
         srv.expect(sent);

@@ -24,16 +24,25 @@ import { rawSyscall } from '../sys/native.js';
 import { sockaddrInet } from '../sys/socket.js';
 import { QUEUE, RepairSocket, TCPI_OPT, takeTaskFd } from '../sys/tcp-repair.js';
 import { addressOf } from '../sys/native.js';
+import type { DumpWatchdog } from '../net-ns/watchdog.js';
 
 export function tcpStreamImageName(ino: number): string {
   return `tcp-stream-${ino.toString(16)}.img`;
 }
 
-/** The sockets of one dump that are in repair mode, to be let go one way or the other. */
+/**
+ * The sockets of one dump that are in repair mode, to be let go one way or the other; each is
+ * announced to the dump's watchdog before it enters repair mode (net-ns/watchdog.ts).
+ */
 export class RepairedSockets {
   private readonly held: RepairSocket[] = [];
 
-  add(s: RepairSocket): void {
+  constructor(private readonly watchdog?: DumpWatchdog) {}
+
+  /** Task `pid`'s socket `fd`, a copy of it in `s`: into repair mode, held until the dump ends. */
+  enter(pid: number, fd: number, s: RepairSocket): void {
+    this.watchdog?.repairing(pid, fd, s.readReuse());
+    s.repairOn();
     this.held.push(s);
   }
 
@@ -67,12 +76,11 @@ export interface DumpedStream {
 export function dumpTcpStream(pid: number, fd: number, what: string, held: RepairedSockets): DumpedStream {
   const s = new RepairSocket(takeTaskFd(pid, fd), what);
   try {
-    s.repairOn();
+    held.enter(pid, fd, s);
   } catch (e) {
     fs.closeSync(s.fd);
     throw e;
   }
-  held.add(s);
   const info = s.info();
   const { inq, outq, unsent } = s.queueLengths();
   s.selectQueue(QUEUE.RECV);
@@ -110,6 +118,7 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
   const s = new RepairSocket(fd, what);
   try {
     s.repairOn();
+    s.reuse = e.opts?.reuseaddr ? 1 : 0; // what leaving repair mode puts back
     const m = stream.message;
     const inqLen = Number(m.inq_len);
     const outqLen = Number(m.outq_len);

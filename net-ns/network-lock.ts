@@ -68,7 +68,9 @@ function familyOf(c: LockedConnection): number {
 export class ConnectionLock {
   private readonly held: LockedConnection[] = [];
 
-  constructor(readonly method: LockMethod, private readonly netnsOf?: number) {
+  /** `watchdog`: told of each connection before it is locked (a dump's; net-ns/watchdog.ts). */
+  constructor(readonly method: LockMethod, private readonly netnsOf?: number,
+    private readonly watchdog?: { locking(c: LockedConnection, netnsOf?: number): void }) {
     if (method === 'nftables') throw new Error('network lock: the nftables method is not supported yet (use --network-lock iptables or skip)');
   }
 
@@ -78,6 +80,7 @@ export class ConnectionLock {
 
   add(c: LockedConnection): void {
     if (this.method === 'skip') return;
+    this.watchdog?.locking(c, this.netnsOf);
     run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
     this.held.push(c);
   }

@@ -23,6 +23,7 @@ export const TCPI_OPT = { TIMESTAMPS: 1, SACK: 2, WSCALE: 4 } as const;
 /** TCP option kinds for TCP_REPAIR_OPTIONS. */
 const TCPOPT = { MSS: 2, WINDOW: 3, SACK_PERM: 4, TIMESTAMP: 8 } as const;
 const EAGAIN = 11;
+const SO_REUSEADDR = 2;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const SIOCINQ = 0x541b;
@@ -46,6 +47,12 @@ function call(what: string, nr: number, ...args: (number | bigint)[]): bigint {
 
 /** A TCP socket descriptor of stasis's own, driven through repair mode. */
 export class RepairSocket {
+  /**
+   * SO_REUSEADDR as the socket had it: entering and leaving repair mode overwrite it (the
+   * kernel forces reuse in repair mode and clears it on the way out), so it is put back.
+   */
+  reuse = 0;
+
   constructor(readonly fd: number, readonly what: string) {}
 
   private setInt(name: number, value: number, label: string): void {
@@ -81,6 +88,12 @@ export class RepairSocket {
     }
   }
 
+  /** SO_REUSEADDR as it is now (kept in `reuse` for leaving repair mode). */
+  readReuse(): number {
+    this.reuse = this.sockInt(SO_REUSEADDR);
+    return this.reuse;
+  }
+
   repairOn(): void {
     this.setInt(TCP.REPAIR, REPAIR_ON, 'TCP_REPAIR on');
   }
@@ -88,12 +101,21 @@ export class RepairSocket {
   /** Leave repair mode: the connection is live again (the kernel probes the peer's window). */
   repairOff(): void {
     this.setInt(TCP.REPAIR, REPAIR_OFF, 'TCP_REPAIR off');
+    this.putReuse();
   }
 
   /** Leave repair mode if set; never throws (for rollback paths). */
   tryRepairOff(): boolean {
     const b = nativeBuffer(4);
-    return !isErrorResult(rawSyscall(SYS.setsockopt, this.fd, SOL_TCP, TCP.REPAIR, addressOf(b), 4));
+    const ok = !isErrorResult(rawSyscall(SYS.setsockopt, this.fd, SOL_TCP, TCP.REPAIR, addressOf(b), 4));
+    if (ok) this.putReuse();
+    return ok;
+  }
+
+  private putReuse(): void {
+    const b = nativeBuffer(4);
+    b.writeInt32LE(this.reuse, 0);
+    rawSyscall(SYS.setsockopt, this.fd, SOL_SOCKET, SO_REUSEADDR, addressOf(b), 4);
   }
 
   info(): TcpInfo {

@@ -39,6 +39,7 @@ import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
 import { ConnectionLock, LOCK_METHOD_CODE, type LockMethod } from '../net-ns/network-lock.js';
+import { DumpWatchdog } from '../net-ns/watchdog.js';
 import { RepairedSockets } from '../files/tcp-stream.js';
 import { sameNamespace } from '../sys/setns.js';
 import { pidNumbering, type PidNumbering } from './pidns.js';
@@ -416,8 +417,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const dumpRunId = runId();
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).
-  const netLock = new ConnectionLock(lockMethod, sameNamespace(pid, 'net') ? undefined : pid);
-  const repaired = new RepairedSockets();
+  // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).
+  const watchdog = new DumpWatchdog();
+  const netLock = new ConnectionLock(lockMethod, sameNamespace(pid, 'net') ? undefined : pid, watchdog);
+  const repaired = new RepairedSockets(watchdog);
   if (opts.tcpEstablished || opts.tcpClose) {
     files.tcp = { established: opts.tcpEstablished ?? false, close: opts.tcpClose ?? false, repaired, lock: (c) => netLock.add(c) };
   }
@@ -515,6 +518,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (opts.leaveRunning) {
       repaired.resume(); // connections go on, then the peers' packets are let through
       netLock.release(log);
+      watchdog.done();
       handBackAll();
       unpin();
       tree.release();
@@ -523,6 +527,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       unpin(); // first: the dying tasks exit on every CPU
       tree.kill();
       repaired.drop(); // closed in repair mode: nothing sent; the lock stays for the restore
+      watchdog.done();
     }
     const dir = opts.imagesDir;
     succeeded = true;
@@ -543,6 +548,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     if (!succeeded) {
       files.rollback(); // what the dump made outside the images (--link-remap's links)
       netLock.release(log);
+      watchdog.done();
     }
   }
 }

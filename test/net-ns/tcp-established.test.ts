@@ -8,7 +8,9 @@ import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
-import { selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { execa } from 'execa';
+import fs from 'node:fs';
+import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
 const SERVER_BYTES = 512 * 1024;
@@ -111,4 +113,51 @@ test.serial('an established connection is refused without --tcp-established, and
   t.regex(d.all, /established TCP connection is dumped only with --tcp-established/);
   t.deepEqual(lockRules(), []);
   t.deepEqual(srv.events, [], 'the connection was not touched');
+});
+
+/** Until `cond` holds or `ms` pass; whether it held. */
+async function eventually(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  t.teardown(() => w.kill());
+  const ready = await w.waitForLine(/^ready\b/);
+  srv.expect(Number(ready.split(' ')[1]));
+  // How long a whole dump takes, then kills spread over it.
+  const t0 = Date.now();
+  const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
+  t.is(full.exitCode, 0, full.all);
+  const span = Date.now() - t0;
+  t.deepEqual(lockRules(), [], 'a finished --leave-running dump leaves no rule');
+  let lockedKills = 0;
+  for (let i = 0; i < 8; i++) {
+    const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running'], { reject: false });
+    // Half the kills at random, half once the lock is seen (the connection in repair mode).
+    if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
+    else await eventually(() => lockRules().length > 0, span * 3);
+    if (lockRules().length) lockedKills++;
+    p.kill('SIGKILL');
+    await p;
+    t.true(await eventually(() => lockRules().length === 0), `kill ${i + 1}: the lock is gone`);
+    t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
+  }
+  t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
+  t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
+  srv.resume();
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await w.waitForLine(/^result /, 20_000);
+  t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+  t.is(srv.verdict, 'ok', 'the server got every byte once');
+  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });

@@ -161,3 +161,43 @@ test.serial('stasis killed at random moments of a --tcp-established --leave-runn
   t.is(srv.verdict, 'ok', 'the server got every byte once');
   t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });
+
+/** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */
+function tcpStates(): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9) m.set(Number(cols[9]), cols[3]!);
+    }
+  }
+  return m;
+}
+
+test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
+    .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
+  const fd = fdOf(w.pid)!;
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  t.is(lockRules().length, 2, 'locked until restored');
+  for (let i = 0; i < 2; i++) {
+    const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
+    t.is(r.exitCode, 0, r.all);
+    t.deepEqual(lockRules(), [], `restore ${i + 1}: the lock is lifted`);
+    const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
+    t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
+    const ino = Number(/\d+/.exec(link)![0]);
+    t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
+    process.kill(w.pid, 'SIGKILL');
+    await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
+  }
+});

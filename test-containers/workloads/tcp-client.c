@@ -1,10 +1,11 @@
-/* An established TCP connection with data queued both ways at the dump.
- * argv: WORKDIR HOST PORT. Connects, then writes a numbered byte pattern without blocking until the
+/* Established TCP connections with data queued both ways at the dump.
+ * argv: WORKDIR CONN... where CONN is "c,HOST,PORT" (connect there) or "l,PORT" (accept one
+ * connection there). On each connection, in order: writes a numbered byte pattern without blocking until the
  * kernel takes no more (the server reads nothing yet: the send queue is full, part of it unsent),
- * reads nothing (the server's pattern waits in the receive queue), prints "ready SENT".
+ * reads nothing (the server's pattern waits in the receive queue), prints "ready SENT..." (one count per connection).
  * After restore (WORKDIR/check): reads SERVER_BYTES of the server's pattern, each byte checked
  * (none lost, none repeated), then writes the trailer "END SENT\n" after its own pattern; the server
- * checks what it got and answers "OK COUNT\n". Also checks its socket options survived. */
+ * checks what it got and answers "OK COUNT\n". Also checks socket options and addresses survived. */
 #include "selfcheck.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -29,88 +30,123 @@ static int read_full(int fd, unsigned char *buf, size_t n) {
   return 0;
 }
 
-int main(int argc, char **argv) {
-  if (argc < 4 || chdir(argv[1])) return setup_failed("usage: tcp-client WORKDIR HOST PORT");
-  int fd = socket(strchr(argv[2], ':') ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return setup_failed("socket");
-  int one = 1, idle = 77;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-  struct sockaddr_storage ss = {0};
-  socklen_t len;
-  if (strchr(argv[2], ':')) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(atoi(argv[3]));
-    inet_pton(AF_INET6, argv[2], &a->sin6_addr);
-    len = sizeof *a;
-  } else {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    a->sin_family = AF_INET;
-    a->sin_port = htons(atoi(argv[3]));
-    inet_pton(AF_INET, argv[2], &a->sin_addr);
-    len = sizeof *a;
-  }
-  if (connect(fd, (struct sockaddr *)&ss, len)) return setup_failed("connect");
-  struct sockaddr_storage me;
-  socklen_t melen = sizeof me;
-  getsockname(fd, (struct sockaddr *)&me, &melen);
+struct conn { int fd; unsigned long sent; struct sockaddr_storage me; socklen_t melen; };
 
-  /* Fill the send queue: write without blocking until the kernel refuses more. */
-  fcntl(fd, F_SETFL, O_NONBLOCK);
-  unsigned long sent = 0;
+/* "c,HOST,PORT": connect there; "l,PORT": listen (IPv4, any address) and accept one. */
+static int open_conn(const char *spec, struct conn *c) {
+  char host[128] = "";
+  int port = 0, one = 1, idle = 77;
+  if (sscanf(spec, "l,%d", &port) == 1) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4)) return -1;
+    printf("listening %d\n", port);
+    fflush(stdout);
+    c->fd = accept(l, NULL, NULL);
+    close(l);
+    if (c->fd < 0) return -1;
+  } else if (sscanf(spec, "c,%127[^,],%d", host, &port) == 2) {
+    int v6 = strchr(host, ':') != NULL;
+    c->fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0) return -1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (v6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(port);
+      inet_pton(AF_INET6, host, &a->sin6_addr);
+      len = sizeof *a;
+    } else {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      inet_pton(AF_INET, host, &a->sin_addr);
+      len = sizeof *a;
+    }
+    if (connect(c->fd, (struct sockaddr *)&ss, len)) return -1;
+  } else {
+    errno = EINVAL;
+    return -1;
+  }
+  setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  c->melen = sizeof c->me;
+  getsockname(c->fd, (struct sockaddr *)&c->me, &c->melen);
+  return 0;
+}
+
+/* Fill the send queue: write without blocking until the kernel refuses more. */
+static int fill(struct conn *c) {
   unsigned char chunk[4096];
+  fcntl(c->fd, F_SETFL, O_NONBLOCK);
   for (int idle_rounds = 0; idle_rounds < 20;) {
-    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = client_byte(sent + i);
-    ssize_t w = write(fd, chunk, sizeof chunk);
-    if (w > 0) { sent += w; idle_rounds = 0; continue; }
-    if (w < 0 && errno != EAGAIN) return setup_failed("write");
+    for (size_t i = 0; i < sizeof chunk; i++) chunk[i] = client_byte(c->sent + i);
+    ssize_t w = write(c->fd, chunk, sizeof chunk);
+    if (w > 0) { c->sent += w; idle_rounds = 0; continue; }
+    if (w < 0 && errno != EAGAIN) return -1;
     idle_rounds++;
     nap(10); /* the window may open a little more */
   }
-  int inq = 0;
-  /* Let the server's bytes arrive too. */
-  for (int i = 0; i < 100; i++) {
-    ioctl(fd, FIONREAD, &inq);
-    if (inq > 0) break;
-    nap(10);
+  for (int i = 0, inq = 0; i < 100 && !inq; i++) { /* let the peer's bytes arrive too */
+    ioctl(c->fd, FIONREAD, &inq);
+    if (!inq) nap(10);
   }
-  printf("ready %lu queued-in %d\n", sent, inq);
-  fflush(stdout);
-  wait_check();
+  return 0;
+}
 
-  fcntl(fd, F_SETFL, 0);
+static void check(struct conn *c, int n) {
+  char item[64];
+  fcntl(c->fd, F_SETFL, 0);
   unsigned char *got = malloc(SERVER_BYTES);
-  if (read_full(fd, got, SERVER_BYTES)) report(0, "receive-queue", "read: %s", strerror(errno));
+  snprintf(item, sizeof item, "receive-queue-%d", n);
+  if (read_full(c->fd, got, SERVER_BYTES)) report(0, item, "read: %s", strerror(errno));
   else {
     unsigned long bad = SERVER_BYTES;
     for (unsigned long i = 0; i < SERVER_BYTES; i++) if (got[i] != server_byte(i)) { bad = i; break; }
-    report(bad == SERVER_BYTES, "receive-queue", "byte %lu differs (0x%02x, not 0x%02x)", bad, got[bad], server_byte(bad));
+    report(bad == SERVER_BYTES, item, "byte %lu differs (0x%02x, not 0x%02x)", bad, got[bad], server_byte(bad));
   }
+  free(got);
   char trailer[64];
-  int n = snprintf(trailer, sizeof trailer, "END %lu\n", sent);
-  report(write(fd, trailer, n) == n, "send", "write: %s", strerror(errno));
+  int len = snprintf(trailer, sizeof trailer, "END %lu\n", c->sent);
+  snprintf(item, sizeof item, "send-%d", n);
+  report(write(c->fd, trailer, len) == len, item, "write: %s", strerror(errno));
   char answer[64] = {0};
   size_t alen = 0;
   while (alen < sizeof answer - 1 && (alen == 0 || answer[alen - 1] != '\n')) {
-    ssize_t r = read(fd, answer + alen, 1);
+    ssize_t r = read(c->fd, answer + alen, 1);
     if (r <= 0) break;
     alen += r;
   }
   char expect[64];
-  snprintf(expect, sizeof expect, "OK %lu\n", sent);
-  report(!strcmp(answer, expect), "send-queue", "server answered '%s', wanted '%s'", answer, expect);
-
+  snprintf(expect, sizeof expect, "OK %lu\n", c->sent);
+  snprintf(item, sizeof item, "send-queue-%d", n);
+  report(!strcmp(answer, expect), item, "peer answered '%s', wanted '%s'", answer, expect);
   int v = 0;
   socklen_t vl = sizeof v;
-  getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl);
-  report(v == 1, "nodelay", "TCP_NODELAY is %d", v);
-  getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl);
-  report(v == idle, "keepidle", "TCP_KEEPIDLE is %d", v);
+  getsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl);
+  snprintf(item, sizeof item, "keepidle-%d", n);
+  report(v == 77, item, "TCP_KEEPIDLE is %d", v);
   struct sockaddr_storage now;
   socklen_t nowlen = sizeof now;
-  getsockname(fd, (struct sockaddr *)&now, &nowlen);
-  report(nowlen == melen && !memcmp(&now, &me, melen), "address", "the local address changed");
+  getsockname(c->fd, (struct sockaddr *)&now, &nowlen);
+  snprintf(item, sizeof item, "address-%d", n);
+  report(nowlen == c->melen && !memcmp(&now, &c->me, c->melen), item, "the local address changed");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3 || chdir(argv[1])) return setup_failed("usage: tcp-client WORKDIR c,HOST,PORT|l,PORT...");
+  int n = argc - 2;
+  struct conn *conns = calloc(n, sizeof *conns);
+  for (int i = 0; i < n; i++) if (open_conn(argv[2 + i], &conns[i])) return setup_failed(argv[2 + i]);
+  for (int i = 0; i < n; i++) if (fill(&conns[i])) return setup_failed("write");
+  printf("ready");
+  for (int i = 0; i < n; i++) printf(" %lu", conns[i].sent);
+  printf("\n");
+  fflush(stdout);
+  wait_check();
+  for (int i = 0; i < n; i++) check(&conns[i], i);
   return result();
 }

@@ -23,45 +23,64 @@ function lockRules(): string[] {
 }
 
 /**
- * A server that takes one connection, sends SERVER_BYTES of its pattern and reads nothing until
- * `resume()`; then it checks the client's pattern and trailer and answers "OK N".
+ * The test's end of one connection of workloads/tcp-client.c: it sends SERVER_BYTES of its
+ * pattern at once and reads nothing until `resume()`; then it checks the workload's pattern and
+ * trailer ("END N") and answers "OK N". `events` records errors, ends and closes.
  */
-async function patternServer(host: string) {
-  const events: string[] = [];
-  let conn: net.Socket | undefined;
-  let expected = -1;
-  let received = Buffer.alloc(0);
-  let verdict = '';
-  const server = net.createServer((s) => {
-    conn = s;
-    s.pause();
-    s.on('error', (e) => events.push(`error ${(e as NodeJS.ErrnoException).code}`));
-    s.on('close', () => events.push('close'));
-    s.on('end', () => events.push('end'));
+export class PatternPeer {
+  readonly events: string[] = [];
+  private expected = -1;
+  private received = Buffer.alloc(0);
+  verdict = '';
+
+  constructor(readonly socket: net.Socket) {
+    socket.pause();
+    socket.on('error', (e) => this.events.push(`error ${(e as NodeJS.ErrnoException).code}`));
+    socket.on('close', () => this.events.push('close'));
+    socket.on('end', () => this.events.push('end'));
     const data = Buffer.alloc(SERVER_BYTES);
     for (let i = 0; i < SERVER_BYTES; i++) data[i] = serverByte(i);
-    s.write(data);
-    s.on('data', (c: Buffer) => {
-      received = Buffer.concat([received, c]);
-      const trailer = Buffer.from(`END ${expected}\n`);
-      if (expected >= 0 && received.length >= expected + trailer.length && !verdict) {
+    socket.write(data);
+    socket.on('data', (c: Buffer) => {
+      this.received = Buffer.concat([this.received, c]);
+      const trailer = Buffer.from(`END ${this.expected}\n`);
+      if (this.expected >= 0 && this.received.length >= this.expected + trailer.length && !this.verdict) {
         let bad = -1;
-        for (let i = 0; i < expected; i++) if (received[i] !== clientByte(i)) { bad = i; break; }
-        const tail = received.subarray(expected).toString();
-        verdict = bad >= 0 ? `byte ${bad} differs` : tail !== trailer.toString() ? `trailer '${tail}'` : 'ok';
-        s.write(verdict === 'ok' ? `OK ${expected}\n` : `BAD ${verdict}\n`);
+        for (let i = 0; i < this.expected; i++) if (this.received[i] !== clientByte(i)) { bad = i; break; }
+        const tail = this.received.subarray(this.expected).toString();
+        this.verdict = bad >= 0 ? `byte ${bad} differs` : tail !== trailer.toString() ? `trailer '${tail}'` : 'ok';
+        socket.write(this.verdict === 'ok' ? `OK ${this.expected}\n` : `BAD ${this.verdict}\n`);
       }
     });
+  }
+
+  /** The workload said how much it sent (its `ready` line). */
+  expect(n: number): void {
+    this.expected = n;
+  }
+
+  get receivedBytes(): number {
+    return this.received.length;
+  }
+}
+
+/** A server of PatternPeers taking one connection. */
+async function patternServer(host: string) {
+  let peer: PatternPeer | undefined;
+  let expected = -1;
+  const server = net.createServer((s) => {
+    peer = new PatternPeer(s);
+    if (expected >= 0) peer.expect(expected);
   });
   await new Promise<void>((r) => server.listen(0, host, () => r()));
   return {
     port: (server.address() as net.AddressInfo).port,
-    events,
-    expect(n: number) { expected = n; },
-    resume() { conn?.resume(); },
-    get verdict() { return verdict; },
-    get receivedBytes() { return received.length; },
-    close() { conn?.destroy(); server.close(); },
+    get events() { return peer?.events ?? []; },
+    expect(n: number) { expected = n; peer?.expect(n); },
+    resume() { peer?.socket.resume(); },
+    get verdict() { return peer?.verdict ?? ''; },
+    get receivedBytes() { return peer?.receivedBytes ?? 0; },
+    close() { peer?.socket.destroy(); server.close(); },
   };
 }
 
@@ -79,7 +98,7 @@ for (const { host, dumper, restorer } of cases) {
     t.teardown(() => srv.close());
     let sent = 0;
     await selfCheckRoundTrip(t, 'tcp-client', {
-      args: (work) => [work, host, String(srv.port)],
+      args: (work) => [work, `c,${host},${srv.port}`],
       dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
       restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
       dumpTool: dumper === 'criu' ? criu : undefined,
@@ -105,7 +124,7 @@ test.serial('an established connection is refused without --tcp-established, and
   const srv = await patternServer('127.0.0.1');
   t.teardown(() => srv.close());
   const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready\b/);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
@@ -129,7 +148,7 @@ test.serial('stasis killed at random moments of a --tcp-established --leave-runn
   const srv = await patternServer('127.0.0.1');
   t.teardown(() => srv.close());
   const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
   t.teardown(() => w.kill());
   const ready = await w.waitForLine(/^ready\b/);
   srv.expect(Number(ready.split(' ')[1]));
@@ -178,7 +197,7 @@ test.serial('--tcp-close restores an established connection closed, as many time
   const srv = await patternServer('127.0.0.1');
   t.teardown(() => srv.close());
   const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, '127.0.0.1', String(srv.port)]);
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
   t.teardown(() => w.kill());
   await w.waitForLine(/^ready\b/);
   const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)

@@ -261,9 +261,18 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   ready?: RegExp;
   /** Called with the bundle's rootfs before the container starts (files the workload needs). */
   prepare?: (rootfs: string) => void;
-  /** More `runc checkpoint` options (e.g. --file-locks). */
+  /** More `runc checkpoint` options (e.g. --file-locks), and `runc restore` options. */
   checkpointArgs?: string[];
+  restoreArgs?: string[];
+  /** Changes to the bundle's config.json before the container runs. */
+  configure?: (config: Record<string, any>) => void;
+  /** Called with the container's `ready` line (and its output so far). */
+  afterReady?: (line: string, out: Output) => Promise<void> | void;
   afterDump?: (imagesDir: string) => Promise<void>;
+  /** Changes to config.json between checkpoint and restore (another host's namespaces...). */
+  beforeRestore?: (config: Record<string, any>) => Promise<void> | void;
+  /** Called once the container is restored, before /data/check is made. */
+  afterRestore?: () => Promise<void> | void;
 } = {}): Promise<ContainerSelfCheck> {
   const dir = tmpDir(t, `stasis-${workload}-ct-`);
   const c = RuncContainer.create(dir);
@@ -273,15 +282,25 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   fs.chmodSync(path.join(rootfs, 'bin', workload), 0o755);
   opts.prepare?.(rootfs);
   c.withArgs([`/bin/${workload}`, '/data', ...(opts.args ?? [])]).privileged();
+  const configFile = path.join(c.bundle, 'config.json');
+  const editConfig = async (fn: (config: Record<string, any>) => Promise<void> | void) => {
+    const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    await fn(config);
+    fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
+  };
+  if (opts.configure) await editConfig(opts.configure);
   const out = await c.run();
-  await out.waitForLine(opts.ready ?? /^ready\b/);
+  const readyLine = await out.waitForLine(opts.ready ?? /^ready\b/);
+  await opts.afterReady?.(readyLine, out);
   const images = path.join(dir, 'img');
   const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.checkpointArgs);
   t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
   await out.closed;
   await opts.afterDump?.(images);
-  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'));
+  if (opts.beforeRestore) await editConfig(opts.beforeRestore);
+  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'), opts.restoreArgs);
   t.is(code, 0, `runc restore: ${restored.lines.join(' | ')} ${logTail(path.join(dir, 'rwork', 'restore.log'))}`);
+  await opts.afterRestore?.();
   const work = path.join(rootfs, 'data');
   fs.writeFileSync(path.join(work, 'check'), '');
   await restored.waitForLine(/^result /, 20_000);

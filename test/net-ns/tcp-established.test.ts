@@ -5,83 +5,17 @@
 
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
+import { patternServer } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
 import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
-const SERVER_BYTES = 512 * 1024;
-const clientByte = (i: number) => (i * 7 + Math.floor(i / 4093)) & 0xff;
-const serverByte = (i: number) => (i * 13 + Math.floor(i / 1021) + 5) & 0xff;
-
 function lockRules(): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
   return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
-}
-
-/**
- * The test's end of one connection of workloads/tcp-client.c: it sends SERVER_BYTES of its
- * pattern at once and reads nothing until `resume()`; then it checks the workload's pattern and
- * trailer ("END N") and answers "OK N". `events` records errors, ends and closes.
- */
-export class PatternPeer {
-  readonly events: string[] = [];
-  private expected = -1;
-  private received = Buffer.alloc(0);
-  verdict = '';
-
-  constructor(readonly socket: net.Socket) {
-    socket.pause();
-    socket.on('error', (e) => this.events.push(`error ${(e as NodeJS.ErrnoException).code}`));
-    socket.on('close', () => this.events.push('close'));
-    socket.on('end', () => this.events.push('end'));
-    const data = Buffer.alloc(SERVER_BYTES);
-    for (let i = 0; i < SERVER_BYTES; i++) data[i] = serverByte(i);
-    socket.write(data);
-    socket.on('data', (c: Buffer) => {
-      this.received = Buffer.concat([this.received, c]);
-      const trailer = Buffer.from(`END ${this.expected}\n`);
-      if (this.expected >= 0 && this.received.length >= this.expected + trailer.length && !this.verdict) {
-        let bad = -1;
-        for (let i = 0; i < this.expected; i++) if (this.received[i] !== clientByte(i)) { bad = i; break; }
-        const tail = this.received.subarray(this.expected).toString();
-        this.verdict = bad >= 0 ? `byte ${bad} differs` : tail !== trailer.toString() ? `trailer '${tail}'` : 'ok';
-        socket.write(this.verdict === 'ok' ? `OK ${this.expected}\n` : `BAD ${this.verdict}\n`);
-      }
-    });
-  }
-
-  /** The workload said how much it sent (its `ready` line). */
-  expect(n: number): void {
-    this.expected = n;
-  }
-
-  get receivedBytes(): number {
-    return this.received.length;
-  }
-}
-
-/** A server of PatternPeers taking one connection. */
-async function patternServer(host: string) {
-  let peer: PatternPeer | undefined;
-  let expected = -1;
-  const server = net.createServer((s) => {
-    peer = new PatternPeer(s);
-    if (expected >= 0) peer.expect(expected);
-  });
-  await new Promise<void>((r) => server.listen(0, host, () => r()));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    get events() { return peer?.events ?? []; },
-    expect(n: number) { expected = n; peer?.expect(n); },
-    resume() { peer?.socket.resume(); },
-    get verdict() { return peer?.verdict ?? ''; },
-    get receivedBytes() { return peer?.receivedBytes ?? 0; },
-    close() { peer?.socket.destroy(); server.close(); },
-  };
 }
 
 const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];

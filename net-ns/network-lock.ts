@@ -92,27 +92,60 @@ export class ConnectionLock {
   }
 
   /**
-   * Lift the lock; never throws: a rule already gone is skipped, one that cannot be removed
-   * is reported through `warn`.
+   * Lift the lock; never throws: rules already gone are skipped (the ruleset is read first),
+   * one that cannot be removed is reported through `warn`.
    */
   release(warn?: (msg: string) => void): void {
     const conns = this.held.splice(0);
     for (const family of [AF.INET, AF.INET6]) {
       const mine = conns.filter((c) => familyOf(c) === family);
       if (!mine.length) continue;
-      const all = mine.flatMap((c) => connectionRules('-D', c));
       try {
-        run(restoreTool(family), ['*filter', ...all, 'COMMIT', ''].join('\n'), this.netnsOf);
-      } catch {
-        // Some rule is not there (removed already, or never made): one at a time, quietly.
-        for (const rule of all) {
-          try {
-            run(restoreTool(family), ['*filter', rule, 'COMMIT', ''].join('\n'), this.netnsOf);
-          } catch (e) {
-            if (!/does a matching rule exist|Bad rule|No chain/.test((e as Error).message)) warn?.((e as Error).message);
-          }
-        }
+        const present = lockRulesPresent(family, this.netnsOf);
+        const rules = mine.flatMap((c) => connectionRules('-D', c).filter((_, i) => present.has(ruleKey(i === 0 ? 'INPUT' : 'OUTPUT', c))));
+        if (rules.length) run(restoreTool(family), ['*filter', ...rules, 'COMMIT', ''].join('\n'), this.netnsOf);
+      } catch (e) {
+        warn?.((e as Error).message);
       }
     }
   }
+}
+
+/** A lock rule as chain, then the connection as the rule matches it (its source first). */
+function ruleKey(chain: 'INPUT' | 'OUTPUT', c: LockedConnection): string {
+  const local = `${c.src.toString('hex')}:${c.sport}`;
+  const remote = `${c.dst.toString('hex')}:${c.dport}`;
+  return chain === 'INPUT' ? `INPUT ${remote} ${local}` : `OUTPUT ${local} ${remote}`;
+}
+
+/** An address as iptables-save prints it (a.b.c.d or IPv6 text, with its /prefix) as bytes. */
+function addressBytes(text: string): Buffer {
+  const addr = text.replace(/\/\d+$/, '');
+  if (!addr.includes(':')) return Buffer.from(addr.split('.').map(Number));
+  const [head, tail] = addr.includes('::') ? addr.split('::') as [string, string] : [addr, undefined];
+  const h = head ? head.split(':') : [];
+  const tl = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - tl.length).fill('0'), ...tl];
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g || '0', 16), 2 * i));
+  return b;
+}
+
+/** The lock rules in the filter table now (one iptables-save), by ruleKey. */
+function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
+  const tool = family === AF.INET ? 'iptables-save' : 'ip6tables-save';
+  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-t', 'filter'] : [tool, '-t', 'filter'];
+  let out: string;
+  try {
+    out = execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return new Set(); // no such table (nothing ever locked there)
+  }
+  const keys = new Set<string>();
+  const re = new RegExp(`^-A (INPUT|OUTPUT) -s (\\S+) -d (\\S+) -p tcp -m mark ! --mark 0x${REPAIR_MARK.toString(16)} -m tcp --sport (\\d+) --dport (\\d+) -j DROP$`);
+  for (const line of out.split('\n')) {
+    const m = re.exec(line);
+    if (m) keys.add(`${m[1]} ${addressBytes(m[2]!).toString('hex')}:${m[4]} ${addressBytes(m[3]!).toString('hex')}:${m[5]}`);
+  }
+  return keys;
 }

@@ -126,7 +126,17 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     files.release();
     releasePlan(plan);
     // Restored or not, the dump's lock goes: the peers see the connection carry on, or reset.
-    if (img.locked.length) new ConnectionLock('iptables').adopt(img.locked).release(opts.warn);
+    // It is in the network namespace the tree is restored into: the host's, or one the caller
+    // handed over (a pod's, a runtime's), which the root task is in.
+    if (img.locked.length) {
+      const root = run.tasks.get(img.procs[0]!.pid);
+      const netnsOf = img.externalNet === undefined || !root ? undefined : root.hpid;
+      try {
+        new ConnectionLock('iptables', netnsOf).adopt(img.locked).release(opts.warn);
+      } catch (e) {
+        opts.warn?.(`network lock not lifted: ${(e as Error).message}`);
+      }
+    }
   }
   const tDone = performance.now();
   try {

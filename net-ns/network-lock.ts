@@ -149,3 +149,42 @@ function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
   }
   return keys;
 }
+
+const NAMESPACE_CHAIN = 'STASIS-RESTORE';
+
+/**
+ * A whole network namespace locked while a restore rebuilds connections in it (a container's,
+ * new or handed over by its runtime): everything in and out is dropped but what carries the
+ * repair mark, from before the first socket is made until they are all live — a peer's
+ * retransmission must not meet a namespace that answers with a reset.
+ */
+export class NamespaceLock {
+  private constructor(private readonly netnsOf: number) {}
+
+  static lock(netnsOf: number): NamespaceLock {
+    const script = (['*filter', `:${NAMESPACE_CHAIN} - [0:0]`, `-I INPUT -j ${NAMESPACE_CHAIN}`, `-I OUTPUT -j ${NAMESPACE_CHAIN}`,
+      `-A ${NAMESPACE_CHAIN} -m mark --mark ${REPAIR_MARK} -j ACCEPT`, `-A ${NAMESPACE_CHAIN} -j DROP`, 'COMMIT', '']).join('\n');
+    const lock = new NamespaceLock(netnsOf);
+    try {
+      run('iptables-restore', script, netnsOf);
+      run('ip6tables-restore', script, netnsOf);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+    return lock;
+  }
+
+  /** Lift it (never throws; whatever of it is there goes). */
+  release(): void {
+    for (const tool of ['iptables-restore', 'ip6tables-restore']) {
+      for (const rule of [`-D INPUT -j ${NAMESPACE_CHAIN}`, `-D OUTPUT -j ${NAMESPACE_CHAIN}`, `-F ${NAMESPACE_CHAIN}`, `-X ${NAMESPACE_CHAIN}`]) {
+        try {
+          run(tool, ['*filter', rule, 'COMMIT', ''].join('\n'), this.netnsOf);
+        } catch {
+          // not there (the namespace is gone with its tasks, or this part was never made)
+        }
+      }
+    }
+  }
+}

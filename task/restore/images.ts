@@ -74,6 +74,8 @@ export interface LoadedImages {
    * method), to unlock once restored; empty when restored into a new network namespace.
    */
   locked: LockedConnection[];
+  /** Whether the dump holds established connections to rebuild (tcp-stream images). */
+  tcpStreams: boolean;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
   file(name: string): string;
@@ -225,18 +227,17 @@ export async function load(dir: string): Promise<LoadedImages> {
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
   // What a dump locked (a lock method other than iptables — nftables, skip — leaves nothing here).
-  const locked: LockedConnection[] = [];
-  if ((inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET && externalNet === undefined)) {
-    for (const f of files.values()) {
-      const e = (f as Record<string, any>).isk;
-      if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
-      if (!fs.existsSync(images.file(tcpStreamImageName(Number(e.ino))))) continue;
-      const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
-      locked.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
-    }
+  const streams: LockedConnection[] = [];
+  for (const f of files.values()) {
+    const e = (f as Record<string, any>).isk;
+    if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
+    if (!fs.existsSync(images.file(tcpStreamImageName(Number(e.ino))))) continue;
+    const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
+    streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
   }
+  const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET && externalNet === undefined) ? streams : [];
   return {
-    procs, files, extraImage, nestedMountNs, locked, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, nestedMountNs, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -30,13 +30,15 @@ static int read_full(int fd, unsigned char *buf, size_t n) {
   return 0;
 }
 
-struct conn { int fd; unsigned long sent; struct sockaddr_storage me; socklen_t melen; };
+struct conn { int fd; unsigned long sent; unsigned long expect; struct sockaddr_storage me; socklen_t melen; };
 
-/* "c,HOST,PORT": connect there; "l,PORT": listen (IPv4, any address) and accept one. */
+/* "c,HOST,PORT[,N]": connect there; "l,PORT[,N]": listen (IPv4, any address) and accept one.
+ * N: the bytes of pattern the peer sends (SERVER_BYTES by default). */
 static int open_conn(const char *spec, struct conn *c) {
   char host[128] = "";
   int port = 0, one = 1, idle = 77;
-  if (sscanf(spec, "l,%d", &port) == 1) {
+  c->expect = SERVER_BYTES;
+  if (sscanf(spec, "l,%d,%lu", &port, &c->expect) >= 1 && spec[0] == 'l') {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -46,7 +48,7 @@ static int open_conn(const char *spec, struct conn *c) {
     c->fd = accept(l, NULL, NULL);
     close(l);
     if (c->fd < 0) return -1;
-  } else if (sscanf(spec, "c,%127[^,],%d", host, &port) == 2) {
+  } else if (sscanf(spec, "c,%127[^,],%d,%lu", host, &port, &c->expect) >= 2) {
     int v6 = strchr(host, ':') != NULL;
     c->fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0) return -1;
@@ -100,13 +102,13 @@ static int fill(struct conn *c) {
 static void check(struct conn *c, int n) {
   char item[64];
   fcntl(c->fd, F_SETFL, 0);
-  unsigned char *got = malloc(SERVER_BYTES);
+  unsigned char *got = malloc(c->expect);
   snprintf(item, sizeof item, "receive-queue-%d", n);
-  if (read_full(c->fd, got, SERVER_BYTES)) report(0, item, "read: %s", strerror(errno));
+  if (read_full(c->fd, got, c->expect)) report(0, item, "read: %s", strerror(errno));
   else {
-    unsigned long bad = SERVER_BYTES;
-    for (unsigned long i = 0; i < SERVER_BYTES; i++) if (got[i] != server_byte(i)) { bad = i; break; }
-    report(bad == SERVER_BYTES, item, "byte %lu differs (0x%02x, not 0x%02x)", bad, got[bad], server_byte(bad));
+    unsigned long bad = c->expect;
+    for (unsigned long i = 0; i < c->expect; i++) if (got[i] != server_byte(i)) { bad = i; break; }
+    report(bad == c->expect, item, "byte %lu differs (0x%02x, not 0x%02x)", bad, got[bad], server_byte(bad));
   }
   free(got);
   char trailer[64];

@@ -5,6 +5,11 @@
 // deleted and made again with the same addresses (the other host of a migration), the bundle
 // names the new namespace, and runc restores it there: both connections carry on, byte-exact,
 // neither host end ever sees a reset.
+//
+// The host ends send little (PEER_BYTES, queued unread in the container): with nothing more to
+// send they never probe a closed window, so nothing of theirs reaches the new namespace before
+// the restore has locked it (a probe that did would meet no socket there and be answered with a
+// reset, for stasis as for CRIU). The container's ends fill their send queues.
 
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -28,13 +33,15 @@ function unwire(name: string, hostIf: string): void {
   try { sh(`ip netns del ${name}`); } catch { /* not made */ }
 }
 
+const PEER_BYTES = 16 * 1024;
+
 test.serial('a runc container\'s connections, both ways, carry on when it is restored into a new network namespace with the same addresses', async (t) => {
   const x = 100 + (process.pid % 100);
   const hostIf = `stv${process.pid % 100000}`;
   const [nsA, nsB] = [`stasis-tcp-${process.pid}-a`, `stasis-tcp-${process.pid}-b`];
   t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
   wire(nsA, hostIf, x);
-  const srv = await patternServer(`10.77.${x}.1`);
+  const srv = await patternServer(`10.77.${x}.1`, PEER_BYTES);
   t.teardown(() => srv.close());
   // The host's client of the container's server: connects as soon as the container listens.
   let client: PatternPeer | undefined;
@@ -44,12 +51,12 @@ test.serial('a runc container\'s connections, both ways, carry on when it is res
     while (!stop && !client) {
       const s = net.connect(7070, `10.77.${x}.2`);
       const ok = await new Promise<boolean>((r) => { s.once('connect', () => r(true)); s.once('error', () => r(false)); });
-      if (ok) client = new PatternPeer(s);
+      if (ok) client = new PatternPeer(s, PEER_BYTES);
       else await new Promise((r) => setTimeout(r, 50));
     }
   })();
   await selfCheckInContainer(t, 'tcp-client', {
-    args: [`c,10.77.${x}.1,${srv.port}`, 'l,7070'],
+    args: [`c,10.77.${x}.1,${srv.port},${PEER_BYTES}`, `l,7070,${PEER_BYTES}`],
     configure: (config) => {
       config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsA}` } : n));
     },

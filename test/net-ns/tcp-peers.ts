@@ -17,13 +17,14 @@ export class PatternPeer {
   private received = Buffer.alloc(0);
   verdict = '';
 
-  constructor(readonly socket: net.Socket) {
+  /** `bytes`: how much of its pattern it sends (what the workload's CONN spec says). */
+  constructor(readonly socket: net.Socket, bytes = SERVER_BYTES) {
     socket.pause();
     socket.on('error', (e) => this.events.push(`error ${(e as NodeJS.ErrnoException).code}`));
     socket.on('close', () => this.events.push('close'));
     socket.on('end', () => this.events.push('end'));
-    const data = Buffer.alloc(SERVER_BYTES);
-    for (let i = 0; i < SERVER_BYTES; i++) data[i] = serverByte(i);
+    const data = Buffer.alloc(bytes);
+    for (let i = 0; i < bytes; i++) data[i] = serverByte(i);
     socket.write(data);
     socket.on('data', (c: Buffer) => {
       this.received = Buffer.concat([this.received, c]);
@@ -49,11 +50,11 @@ export class PatternPeer {
 }
 
 /** A server of PatternPeers taking one connection. */
-export async function patternServer(host: string) {
+export async function patternServer(host: string, bytes?: number) {
   let peer: PatternPeer | undefined;
   let expected = -1;
   const server = net.createServer((s) => {
-    peer = new PatternPeer(s);
+    peer = new PatternPeer(s, bytes);
     if (expected >= 0) peer.expect(expected);
   });
   await new Promise<void>((r) => server.listen(0, host, () => r()));

@@ -43,7 +43,7 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
-    pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, tcp: table.tcp, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
@@ -133,6 +133,8 @@ export interface RestoreFdTableOptions {
   imagePid?: number;
   /** The memfd inodes of the restore (RestoreFilesTask.memfds). */
   memfds?: MemfdInodes;
+  /** Established connections of the restore (RestoreFilesTask.tcp). */
+  tcp?: RestoreFilesTask['tcp'];
 }
 
 export interface RestoredFdTable {
@@ -162,7 +164,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
     imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds, tcp: opts.tcp,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

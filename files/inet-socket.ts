@@ -2,7 +2,8 @@
 // unbound, bound, listening (with its backlog), and UDP sockets connected to an address. The
 // task itself is asked through injected getsockopt/getsockname, so the answers are those of its
 // own network namespace; sock_diag adds what no getsockopt tells: a listener's backlog.
-// An established TCP connection needs TCP_REPAIR (tcp-stream-INO.img) and is refused for now.
+// An established TCP connection (with --tcp-established) adds its repair-mode state in
+// tcp-stream-INO.img: files/tcp-stream.ts.
 //
 // Restore: socket, the options that matter before bind (SO_REUSEADDR/REUSEPORT, IPV6_V6ONLY,
 // freebind), bind, listen; a connected UDP socket connects again; a UDP socket shut down (sock_diag
@@ -23,6 +24,8 @@ import {
   socketInode, socketIn,
 } from './sockets.js';
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
+import { dumpTcpStream, restoreTcpStream, tcpStreamImageName } from './tcp-stream.js';
+import { inNamespaceOf, sameNamespace } from '../sys/setns.js';
 
 export const FD_TYPE_INETSK = 4;
 
@@ -73,9 +76,17 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   if (tcp) {
     state = getsockopt(inj, f.fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
     if (state === TCP_STATE.ESTABLISHED) {
-      throw new Error(`${what}: established TCP connections are not supported yet`);
-    }
-    if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
+      const peer = sockName(inj, f.fd, true)!;
+      const conn = `${what}, connected from ${endpoint(family, src.address, src.port)} to ${endpoint(family, peer.address, peer.port)}`;
+      const tcp = ctx.tcp;
+      if (!tcp || (!tcp.established && !tcp.close)) throw new Error(`${conn}: an established TCP connection is dumped only with --tcp-established (or --tcp-close)`);
+      dst = peer;
+      if (!tcp.close) {
+        tcp.lock?.({ family, src: src.address, sport: src.port, dst: peer.address, dport: peer.port });
+        const stream = dumpTcpStream(f.pid, f.fd, conn, tcp.repaired);
+        ctx.writeImage(tcpStreamImageName(ino), [{ message: stream.entry, extra: stream.queues }]);
+      }
+    } else if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
       throw new Error(`${what}: TCP connections (state ${TCP_STATE_NAMES[state] ?? state}) are not supported yet`);
     }
     if (state === TCP_STATE.LISTEN) {
@@ -114,11 +125,14 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   return { type: FD_TYPE_INETSK, field: 'isk', entry };
 }
 
-/** The options of an inet socket that must be in place before it binds, then the rest. */
-function restoreInetOpts(inj: Injector, fd: number, e: Record<string, any>): void {
+/**
+ * The options of an inet socket that must be in place before it binds, then the rest (a
+ * connection made in repair mode is bound already: its IPV6_V6ONLY is settled).
+ */
+function restoreInetOpts(inj: Injector, fd: number, e: Record<string, any>, connected = false): void {
   restoreSkOpts(inj, fd, e.opts ?? {});
   const family = Number(e.family);
-  if (family === AF.INET6 && e.v6only !== undefined) setsockopt(inj, fd, IPPROTO.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0);
+  if (family === AF.INET6 && e.v6only !== undefined && !connected) setsockopt(inj, fd, IPPROTO.IPV6, IPV6_V6ONLY, e.v6only ? 1 : 0);
   if (e.ip_opts?.freebind) {
     if (family === AF.INET) setsockopt(inj, fd, IPPROTO.IP, IP_FREEBIND, 1);
     else setsockopt(inj, fd, IPPROTO.IPV6, IPV6_FREEBIND, 1);
@@ -138,6 +152,8 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
   const family = Number(e.family);
   const proto = Number(e.proto);
   const what = `${protoName(family, proto)} socket:[${e.ino}] in task ${task.pid}`;
+  const state = Number(e.state);
+  if (proto === IPPROTO.TCP && state === TCP_STATE.ESTABLISHED) return openTcpConnection(e, task, what);
   const fd = socketIn(inj, family, Number(e.type), proto);
   restoreInetOpts(inj, fd, e);
   const src = addrBytes(e.src_addr ?? []);
@@ -150,7 +166,6 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
       throw new Error(`${what}: bind to ${endpoint(family, src, srcPort)} failed with ${code}${hint}`);
     }
   }
-  const state = Number(e.state);
   if (state === TCP_STATE.LISTEN) inj.callChecked(SYS.listen, fd, Number(e.backlog));
   if (state === TCP_STATE.ESTABLISHED && proto === IPPROTO.UDP) {
     const dst = addrBytes(e.dst_addr ?? []);
@@ -165,6 +180,31 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
   if (shut) {
     const r = inj.call(SYS.shutdown, fd, shut === 3 ? SHUT.RDWR : shut === 1 ? SHUT.RD : SHUT.WR);
     if (isErrorResult(r) && errnoName(Number(-r)) !== 'ENOTCONN') throw new Error(`${what}: shutdown failed with ${errnoName(Number(-r))}`);
+  }
+  if (Number(e.flags) & O_NONBLOCK) inj.callChecked(SYS.fcntl, fd, F_SETFL, O_NONBLOCK);
+  return fd;
+}
+
+/**
+ * An established connection: rebuilt through repair mode by stasis in the task's network
+ * namespace and handed to the task, live once the tree is (tcp-stream.ts) — or, with
+ * --tcp-close or without its stream image, a fresh unconnected socket: the connection is gone.
+ */
+function openTcpConnection(e: Record<string, any>, task: RestoreFilesTask, what: string): number {
+  const inj = task.inj;
+  const family = Number(e.family);
+  const stream = task.tcp?.close ? undefined : task.imageEntries(tcpStreamImageName(Number(e.ino)))[0];
+  let fd: number;
+  if (!stream) {
+    fd = socketIn(inj, family, Number(e.type), Number(e.proto));
+    restoreInetOpts(inj, fd, e);
+  } else {
+    if (!task.tcp) throw new Error(`${what}: an established connection is restored only with --tcp-established`);
+    const make = () => restoreTcpStream(e, stream, what, addrBytes);
+    const pending = sameNamespace(task.pid, 'net') ? make() : inNamespaceOf(task.pid, 'net', make);
+    task.tcp.pending.push(pending);
+    fd = task.importFd(pending.socket.fd);
+    restoreInetOpts(inj, fd, e, true);
   }
   if (Number(e.flags) & O_NONBLOCK) inj.callChecked(SYS.fcntl, fd, F_SETFL, O_NONBLOCK);
   return fd;

@@ -2,6 +2,8 @@
 // descriptors and dispatches here without knowing any kind; adding a kind means one module that
 // implements FileKind and one line in index.ts.
 
+import type { PendingStream, RepairedSockets } from './tcp-stream.js';
+import type { LockedConnection } from '../net-ns/network-lock.js';
 import type { Injector, TaskCalls } from '../sys/inject.js';
 import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
@@ -70,6 +72,19 @@ export interface DumpFilesContext {
    * tell (is a socket's peer held by some process of it?); a throw fails the dump.
    */
   atEnd(check: () => void): void;
+  /** --tcp-established / --tcp-close: how established connections are dumped (none: refused). */
+  tcp?: TcpDump;
+}
+
+/** What a dump does with established TCP connections (files/tcp-stream.ts). */
+export interface TcpDump {
+  established: boolean;
+  /** --tcp-close: recorded without their state, restored closed. */
+  close: boolean;
+  /** Sockets in repair mode, let go when the dump ends. */
+  repaired: RepairedSockets;
+  /** Drop the connection's packets until it is restored (the network lock), before repair. */
+  lock?(c: LockedConnection): void;
 }
 
 /** The task being restored, as a file kind sees it. */
@@ -118,6 +133,8 @@ export interface RestoreFilesTask {
   later(fn: () => void): void;
   /** The memfd inodes of the restore, made once for the whole tree (files/memfd.ts). */
   memfds?: MemfdInodes;
+  /** Established connections: made in repair mode, collected to go live with the tree. */
+  tcp?: { close: boolean; pending: PendingStream[] };
 }
 
 /** New pseudo-terminals of one restore, by tty_info id: the pts number and the master (stasis's fd). */

@@ -1,6 +1,7 @@
 // files.img on the dump side: every open file description once, with the id that fdinfo
 // entries, VMAs (vma.shmid), fs (cwd/root) and mm (exe) refer to it by.
 
+import type { TcpDump } from './kind.js';
 import { SYS } from '../sys/arch.js';
 import { SysError } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
@@ -87,6 +88,9 @@ export class FileTable {
 
   /** criu's --link-remap (reg.ts): removed files with other names may be linked to a temporary one. */
   linkRemap = false;
+
+  /** --tcp-established / --tcp-close (inet-socket.ts, tcp-stream.ts); undefined: connections refused. */
+  tcp?: TcpDump;
 
   /** Undoes what the dump made outside the images, should it fail. */
   private undo: (() => void)[] = [];

@@ -1,6 +1,7 @@
 // The `stasis` command line: criu's actions and options, so that scripts and runtimes that call
 // `criu` can call stasis instead. Every failure is one line on stderr and a non-zero exit.
 
+import type { LockMethod } from '../net-ns/network-lock.js';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -183,6 +184,13 @@ function seizeTimeout(p: Parsed): number | undefined {
   return s ? s * 1000 : undefined; // 0: no bound of its own, as criu's alarm(0)
 }
 
+function networkLock(p: Parsed): LockMethod | undefined {
+  const v = p.values.get('network-lock')?.[0];
+  if (v === undefined) return undefined;
+  if (v === 'nftables') throw new UsageError(`--network-lock nftables is not supported yet (iptables or skip)`);
+  return v as LockMethod; // checked against criu's values by the option table
+}
+
 function emptyNs(p: Parsed): number {
   const v = p.values.get('empty-ns')?.[0];
   if (v === undefined) return 0;
@@ -274,6 +282,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           fileLocks: p.flags.has('file-locks'), shellJob: p.flags.has('shell-job'), extUnixSk: p.values.has('ext-unix-sk') || p.flags.has('ext-unix-sk'),
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           linkRemap: p.flags.has('link-remap'), seizeTimeoutMs: seizeTimeout(p),
+          tcpEstablished: p.flags.has('tcp-established'), tcpClose: p.flags.has('tcp-close'), networkLock: networkLock(p),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         statusReady(p, logger);
@@ -295,6 +304,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
         const r = await restore({
           imagesDir, workDir, inheritFds, shellJob: p.flags.has('shell-job'), siblingOfStasis: p.flags.has('restore-sibling'),
           root: p.values.get('root')?.[0], extMnt: mountMap(p), joinNs: joinNs(p), cgRoots: cgRoots(p),
+          tcpEstablished: p.flags.has('tcp-established'), tcpClose: p.flags.has('tcp-close'),
           log: (m) => logger.log(3, m), warn: (m) => logger.log(2, `Warn: ${m}`), progress: progress.callback,
         }).finally(() => progress.end());
         const pidfile = p.values.get('pidfile')?.[0];

@@ -18,7 +18,7 @@ import type { Message } from '../images/wire.js';
 
 /** Option → [RPC field, how its value is read]. */
 const FIELDS: Record<string, [string, 'flag' | 'string' | 'number']> = {
-  'tcp-established': ['tcp_established', 'flag'], 'ext-unix-sk': ['ext_unix_sk', 'flag'],
+  'tcp-established': ['tcp_established', 'flag'], 'tcp-close': ['tcp_close', 'flag'], 'skip-in-flight': ['tcp_skip_in_flight', 'flag'], 'ext-unix-sk': ['ext_unix_sk', 'flag'],
   'shell-job': ['shell_job', 'flag'], 'file-locks': ['file_locks', 'flag'], 'link-remap': ['link_remap', 'flag'],
   'leave-running': ['leave_running', 'flag'], 'evasive-devices': ['evasive_devices', 'flag'],
   'manage-cgroups': ['manage_cgroups', 'flag'], 'log-file': ['log_file', 'string'],

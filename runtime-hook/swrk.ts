@@ -12,6 +12,7 @@
 //            [network-unlock], pre-resume, post-resume
 // (the bracketed ones for a tree with its own namespaces: a container).
 
+import type { LockMethod } from '../net-ns/network-lock.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -349,6 +350,9 @@ function refusals(o: Message, action: 'dump' | 'restore'): string[] {
   return out;
 }
 
+/** The RPC's criu_network_lock_method: 1 iptables, 2 nftables, 3 skip. */
+const RPC_LOCK_METHODS: Record<number, LockMethod> = { 1: 'iptables', 2: 'nftables', 3: 'skip' };
+
 function ownNetNs(pid: number): boolean {
   try {
     return readNamespaces(pid).net?.ino !== readNamespaces('self').net?.ino;
@@ -425,6 +429,8 @@ async function dumpRequest(client: Client, given: Message | undefined): Promise<
       extMnt: externalMounts(o), externalNetns: externalNetns(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
       freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
       linkRemap: o.link_remap === true, seizeTimeoutMs: o.timeout ? Number(o.timeout) * 1000 : undefined,
+      tcpEstablished: o.tcp_established === true, tcpClose: o.tcp_close === true,
+      networkLock: RPC_LOCK_METHODS[Number(o.network_lock ?? 1)] ?? 'iptables',
       // As criu: asked once the tree is frozen...
       afterSeize: () => {
         if (!notify) return;
@@ -490,6 +496,7 @@ async function restoreRequest(client: Client, given: Message | undefined): Promi
     const { restore } = await import('../task/restore.js');
     const r = await restore({
       imagesDir: s.imagesDir, workDir: s.workDir, inheritFds, siblingOfStasis: o.rst_sibling === true,
+      tcpEstablished: o.tcp_established === true, tcpClose: o.tcp_close === true,
       log: (m) => s.logger.log(3, m), warn: (m) => s.logger.log(2, `Warn: ${m}`),
       root: typeof o.root === 'string' && o.root ? o.root : undefined, extMnt: externalMounts(o),
       joinNs: ((o.join_ns ?? []) as { ns: string; ns_file: string }[])

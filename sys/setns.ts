@@ -24,3 +24,8 @@ export function inNamespaceOf<T>(pid: number, kind: keyof typeof NSTYPE, fn: () 
     fs.closeSync(own);
   }
 }
+
+/** Whether task `pid` is in stasis's own namespace of `kind`. */
+export function sameNamespace(pid: number, kind: keyof typeof NSTYPE): boolean {
+  return fs.statSync(`/proc/thread-self/ns/${kind}`).ino === fs.statSync(`/proc/${pid}/ns/${kind}`).ino;
+}

@@ -38,6 +38,10 @@ import { CLONE } from './clone.js';
 import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
+import { ConnectionLock, LOCK_METHOD_CODE, type LockMethod } from '../net-ns/network-lock.js';
+import { DumpWatchdog } from '../net-ns/watchdog.js';
+import { RepairedSockets } from '../files/tcp-stream.js';
+import { sameNamespace } from '../sys/setns.js';
 import { pidNumbering, type PidNumbering } from './pidns.js';
 import { SECCOMP_IMAGE, SeccompTable } from './seccomp.js';
 import { SeizedTree, TASK_DEAD, TASK_STOPPED, type TreeProcess } from './tree.js';
@@ -78,6 +82,12 @@ export interface DumpOptions {
    * restore to open (instead of its contents being saved).
    */
   linkRemap?: boolean;
+  /** criu's --tcp-established: established TCP connections are dumped (through repair mode). */
+  tcpEstablished?: boolean;
+  /** criu's --tcp-close: established TCP connections are dumped without their state, restored closed. */
+  tcpClose?: boolean;
+  /** criu's --network-lock: how connections are locked while dumped (iptables by default). */
+  networkLock?: LockMethod;
   /** Progress messages (for -v and a terminal). */
   log?: (msg: string) => void;
   /** Memory copied so far, per process (for a progress line on a terminal). */
@@ -404,6 +414,16 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
   };
   const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false });
+  const dumpRunId = runId();
+  const lockMethod = opts.networkLock ?? 'iptables';
+  // Locked in the tree's network namespace (a container's own, or the host's).
+  // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).
+  const watchdog = new DumpWatchdog();
+  const netLock = new ConnectionLock(lockMethod, sameNamespace(pid, 'net') ? undefined : pid, watchdog);
+  const repaired = new RepairedSockets(watchdog);
+  if (opts.tcpEstablished || opts.tcpClose) {
+    files.tcp = { established: opts.tcpEstablished ?? false, close: opts.tcpClose ?? false, repaired, lock: (c) => netLock.add(c) };
+  }
   let succeeded = false;
   try {
     // Each process's images are written as soon as it is dumped (in place, or through the thread
@@ -484,8 +504,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     await stop.check(true); // the last moment a dump can still be rolled back
     await images.commit({
       img_version: 2, fdinfo_per_id: true, root_ids: ids.rootIds, ns_per_id: true,
-      root_cg_set: 1, lsmtype: NO_LSM, network_lock_method: NETWORK_LOCK_SKIP,
-      plugins_entry: {}, dump_criu_run_id: runId(),
+      root_cg_set: 1, lsmtype: NO_LSM, network_lock_method: netLock.locked ? LOCK_METHOD_CODE[lockMethod] : NETWORK_LOCK_SKIP,
+      plugins_entry: {}, dump_criu_run_id: dumpRunId,
     });
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
     try {
@@ -496,6 +516,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
 
     if (opts.leaveRunning) {
+      repaired.resume(); // connections go on, then the peers' packets are let through
+      netLock.release(log);
+      watchdog.done();
       handBackAll();
       unpin();
       tree.release();
@@ -503,6 +526,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       handBack.length = 0; // killed as they are
       unpin(); // first: the dying tasks exit on every CPU
       tree.kill();
+      repaired.drop(); // closed in repair mode: nothing sent; the lock stays for the restore
+      watchdog.done();
     }
     const dir = opts.imagesDir;
     succeeded = true;
@@ -513,11 +538,17 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       },
     };
   } finally {
+    // Connections leave repair mode before their tasks run (a send in repair mode fails).
+    if (!succeeded) repaired.resume();
     handBackAll();
     unpin();
     tree.release();
     for (const g of guarded) g.forget();
     stop.remove();
-    if (!succeeded) files.rollback(); // what the dump made outside the images (--link-remap's links)
+    if (!succeeded) {
+      files.rollback(); // what the dump made outside the images (--link-remap's links)
+      netLock.release(log);
+      watchdog.done();
+    }
   }
 }

@@ -11,6 +11,7 @@
 //                  pending signals, registers; all let go
 // If anything fails, every task created is killed: a restore leaves a running tree or nothing.
 
+import { ConnectionLock } from '../net-ns/network-lock.js';
 import { restoreStats, writeRestoreStats } from './stats.js';
 import { pinSelf } from '../sys/inject.js';
 import type { CgRoot } from '../cgroup/cgroups.js';
@@ -33,6 +34,10 @@ export interface RestoreOptions {
   siblingOfStasis?: boolean;
   /** --shell-job: terminals in the dump become stasis's own terminal. */
   shellJob?: boolean;
+  /** criu's --tcp-established: established TCP connections in the dump are restored. */
+  tcpEstablished?: boolean;
+  /** criu's --tcp-close: established TCP connections are restored closed. */
+  tcpClose?: boolean;
   /** For a dump with its own mount namespace: the container's root on the host (criu's --root). */
   root?: string;
   /** External mounts, key → host path (criu's ext_mnt / --ext-mount-map). */
@@ -89,6 +94,23 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     opts.warn?.(`process${img.nestedMountNs.length > 1 ? 'es' : ''} ${img.nestedMountNs.join(', ')} had a mount namespace of its own inside the tree, which stasis does not restore yet: restored in the parent's`);
   }
   const plan = makePlan(opts, img, run.ownSid);
+  // Restored or not, the locks go: the peers see the connection carry on, or reset. The dump's
+  // is in the namespace the tree is restored into: the host's, or one the caller handed over
+  // (a pod's, a runtime's), which the root task is in; the restore's own in the tree's.
+  let unlocked = false;
+  const unlockNetwork = () => {
+    if (unlocked) return;
+    unlocked = true;
+    run.netLock?.release();
+    if (!img.locked.length) return;
+    const root = run.tasks.get(img.procs[0]!.pid);
+    const netnsOf = img.externalNet === undefined || !root ? undefined : root.hpid;
+    try {
+      new ConnectionLock('iptables', netnsOf).adopt(img.locked).release(opts.warn);
+    } catch (e) {
+      opts.warn?.(`network lock not lifted: ${(e as Error).message}`);
+    }
+  };
   const ns = new TreeNamespaces(run, plan);
   const files = new TreeFiles(run, plan);
   let rootPid: number;
@@ -111,6 +133,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     restoreThreads(run, plan);
     rootPid = root.hpid;
     opts.beforeResume?.(rootPid);
+    unlockNetwork(); // then the connections go live, sending what they had not sent yet
+    files.connectionsLive();
     resumeTree(run);
   } catch (e) {
     run.killCreated();
@@ -119,6 +143,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     unpin();
     files.release();
     releasePlan(plan);
+    unlockNetwork();
   }
   const tDone = performance.now();
   try {

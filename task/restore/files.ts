@@ -5,6 +5,7 @@
 // A description shared between processes is opened once and copied to the others (pidfd_getfd);
 // what each kind of file needs is in files/ (files/fdtable.ts dispatches).
 
+import { closeStreams, goLive, type PendingStream } from '../../files/tcp-stream.js';
 import fs from 'node:fs';
 import { applying } from '../errors.js';
 import { SYS, type SyscallSpec } from '../../sys/arch.js';
@@ -31,7 +32,12 @@ export class TreeFiles {
   /** Terminals made anew whose master was outside the dump (criu's orphan_pts_master). */
   private readonly orphanPts: OrphanPts = new Map();
 
-  constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
+  /** Established connections, made in repair mode; live just before the tree runs. */
+  readonly tcp: { close: boolean; pending: PendingStream[] };
+
+  constructor(private readonly run: RestoreRun, private readonly plan: Plan) {
+    this.tcp = { close: run.opts.tcpClose ?? false, pending: [] };
+  }
 
   /** Whether tables wait until every process exists (the tree has its own pid namespace). */
   get deferred(): boolean {
@@ -77,6 +83,7 @@ export class TreeFiles {
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         afterThreads: (fn) => this.afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         kept, imagePid: p.pid, memfds: this.run.memfds,
+        tcp: this.run.opts.tcpEstablished || this.run.opts.tcpClose ? this.tcp : undefined,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) this.spares.push({ t, fd });
@@ -105,8 +112,17 @@ export class TreeFiles {
     for (const t of this.run.tasks.values()) for (const pfd of t.pidfds.values()) t.inj.call(SYS.close, pfd);
   }
 
+  /**
+   * The tree is about to run: its connections leave repair mode (sending what they had not
+   * sent yet), and the network lock of their dump is lifted.
+   */
+  connectionsLive(): void {
+    goLive(this.tcp.pending);
+  }
+
   /** Stasis's own descriptors of this restore, whether it succeeded or not. */
   release(): void {
+    closeStreams(this.tcp.pending.splice(0)); // ones still in repair mode close silently
     this.run.memfds.close();
     for (const { master } of this.orphanPts.values()) fs.closeSync(master); // handed over (or not needed)
   }

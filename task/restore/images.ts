@@ -1,6 +1,9 @@
 // Reading a dump for restore: every image read and checked before any process exists, into
 // one ProcessImages per process and what the tree's namespaces hold (LoadedImages).
 
+import type { LockedConnection } from '../../net-ns/network-lock.js';
+import { tcpStreamImageName } from '../../files/tcp-stream.js';
+import { IPPROTO, TCP_STATE } from '../../sys/socket.js';
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, printable, type Message } from '../../images/index.js';
 import { applying, applyingAsync } from '../errors.js';
@@ -66,6 +69,13 @@ export interface LoadedImages {
    * they come back in their parent's.
    */
   nestedMountNs: number[];
+  /**
+   * Established TCP connections the dump locked in the tree's network namespace (CRIU's iptables
+   * method), to unlock once restored; empty when restored into a new network namespace.
+   */
+  locked: LockedConnection[];
+  /** Whether the dump holds established connections to rebuild (tcp-stream images). */
+  tcpStreams: boolean;
   seccomp: SeccompFilterEntry[];
   /** Full path of a file of the dump. */
   file(name: string): string;
@@ -216,8 +226,18 @@ export async function load(dir: string): Promise<LoadedImages> {
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
+  // What a dump locked (a lock method other than iptables — nftables, skip — leaves nothing here).
+  const streams: LockedConnection[] = [];
+  for (const f of files.values()) {
+    const e = (f as Record<string, any>).isk;
+    if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
+    if (!fs.existsSync(images.file(tcpStreamImageName(Number(e.ino))))) continue;
+    const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
+    streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
+  }
+  const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET && externalNet === undefined) ? streams : [];
   return {
-    procs, files, extraImage, nestedMountNs, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, nestedMountNs, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -4,6 +4,8 @@
 // namespace; once stasis has an injector on that task, it sets up the namespaces' contents:
 // sysctls, SysV objects, mounts, host names, network devices. Every other task inherits them.
 
+import { NamespaceLock } from '../../net-ns/network-lock.js';
+import { sameNamespace } from '../../sys/setns.js';
 import fs from 'node:fs';
 import { applying } from '../errors.js';
 import { SYS } from '../../sys/arch.js';
@@ -62,6 +64,8 @@ export class TreeNamespaces {
     } else if (img.nsFlags & CLONE.NEWNET) {
       bringUpLoopback(inj);
     }
+    // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are live.
+    if (img.tcpStreams && this.run.opts.tcpEstablished && !sameNamespace(pid, 'net')) this.run.netLock = NamespaceLock.lock(pid);
     opts.namespacesReady?.(pid);
   }
 

@@ -2,6 +2,7 @@
 // with its injector, and stasis's own state the tasks start from (each is a copy of stasis until
 // restored).
 
+import type { NamespaceLock } from '../../net-ns/network-lock.js';
 import fs from 'node:fs';
 import { MemfdInodes } from '../../files/memfd.js';
 import { openInTask } from '../../files/reg.js';
@@ -37,6 +38,9 @@ export interface Restoring {
 }
 
 export class RestoreRun {
+  /** The tree's own network namespace, locked while its connections are rebuilt (namespaces.ts). */
+  netLock?: NamespaceLock;
+
   /** The processes being restored, by their PID in the image. */
   readonly tasks = new Map<number, Restoring>();
   /** Every task created (processes, helpers, threads), as stasis sees it: killed if the restore fails. */

@@ -130,16 +130,17 @@ export function alive(pid: number): boolean {
  * killed (by PID) when the test ends.
  */
 export async function restoreUnderReaper(t: ExecutionContext, dir: string, key: string, restoredPid: number,
-  extra: string[] = [], fdOpts: CompareOptions = {}): Promise<Workload> {
+  extra: string[] = [], fdOpts: CompareOptions = {}, tool: string[] = [process.execPath, stasisBin]): Promise<Workload> {
   const pidfile = path.join(tmpDir(t, 'stasis-pidfile-'), 'pid');
-  const w = await underReaper([process.execPath, stasisBin, 'restore', '-d', '-D', dir,
+  const w = await underReaper([...tool, 'restore', '-d', '-D', dir,
     '--inherit-fd', `fd[1]:${key}`, '--pidfile', pidfile, ...extra]);
   t.teardown(async () => {
     killPid(restoredPid);
     await w.kill();
   });
-  // The descriptor invariant, once the restore is done (a failed one is the test's to report).
-  if (await w.exitOf(w.pid, 60_000).then((l) => l === `exit ${w.pid} 0`, () => false)) {
+  // The descriptor invariant, once the restore is done (a failed one is the test's to report):
+  // stasis's own dumps and restores (CRIU adds O_LARGEFILE to what it restores).
+  if (tool[1] === stasisBin && await w.exitOf(w.pid, 60_000).then((l) => l === `exit ${w.pid} 0`, () => false)) {
     await assertFdsKept(t, dir, Number(fs.readFileSync(pidfile, 'utf8')), fdOpts);
   }
   return w;
@@ -187,9 +188,15 @@ export interface SelfCheck {
 export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, opts: {
   args?: (work: string) => string[];
   dumpArgs?: string[];
+  restoreArgs?: string[];
+  /** Another dumper or restorer than stasis (CRIU's binary, for interop): its argv start. */
+  dumpTool?: string[];
+  restoreTool?: string[];
   ready?: RegExp;
   afterReady?: (w: Workload, line: string) => void;
   afterDump?: (dir: string, w: Workload) => Promise<void>;
+  /** Called once the restored process runs, before WORK/check is made. */
+  afterRestore?: (r: Workload) => Promise<void> | void;
 } = {}): Promise<SelfCheck> {
   const dir = tmpDir(t);
   const work = tmpDir(t, `stasis-${workload}-`);
@@ -198,12 +205,21 @@ export async function selfCheckRoundTrip(t: ExecutionContext, workload: string, 
   const line = await w.waitForLine(opts.ready ?? /^ready\b/);
   opts.afterReady?.(w, line);
   const key = fdKey(w.pid, 1);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, ...(opts.dumpArgs ?? [])]);
+  const dumpArgs = ['dump', '-t', String(w.pid), '-D', dir, ...(opts.dumpArgs ?? [])];
+  let d;
+  if (opts.dumpTool) {
+    const before = beforeDump(dumpArgs); // the same descriptor check as stasis's own dumps get
+    d = await execa(opts.dumpTool[0]!, [...opts.dumpTool.slice(1), ...dumpArgs], { reject: false, all: true });
+    afterDump(dumpArgs, before, d.exitCode === 0);
+  } else {
+    d = await stasis(dumpArgs);
+  }
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
   await opts.afterDump?.(dir, w);
-  const r = await restoreUnderReaper(t, dir, key, w.pid);
+  const r = await restoreUnderReaper(t, dir, key, w.pid, opts.restoreArgs, {}, opts.restoreTool);
   t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  await opts.afterRestore?.(r);
   fs.writeFileSync(path.join(work, 'check'), '');
   await r.waitForLine(/^result /, 20_000);
   t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);
@@ -245,9 +261,18 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   ready?: RegExp;
   /** Called with the bundle's rootfs before the container starts (files the workload needs). */
   prepare?: (rootfs: string) => void;
-  /** More `runc checkpoint` options (e.g. --file-locks). */
+  /** More `runc checkpoint` options (e.g. --file-locks), and `runc restore` options. */
   checkpointArgs?: string[];
+  restoreArgs?: string[];
+  /** Changes to the bundle's config.json before the container runs. */
+  configure?: (config: Record<string, any>) => void;
+  /** Called with the container's `ready` line (and its output so far). */
+  afterReady?: (line: string, out: Output) => Promise<void> | void;
   afterDump?: (imagesDir: string) => Promise<void>;
+  /** Changes to config.json between checkpoint and restore (another host's namespaces...). */
+  beforeRestore?: (config: Record<string, any>) => Promise<void> | void;
+  /** Called once the container is restored, before /data/check is made. */
+  afterRestore?: () => Promise<void> | void;
 } = {}): Promise<ContainerSelfCheck> {
   const dir = tmpDir(t, `stasis-${workload}-ct-`);
   const c = RuncContainer.create(dir);
@@ -257,15 +282,25 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   fs.chmodSync(path.join(rootfs, 'bin', workload), 0o755);
   opts.prepare?.(rootfs);
   c.withArgs([`/bin/${workload}`, '/data', ...(opts.args ?? [])]).privileged();
+  const configFile = path.join(c.bundle, 'config.json');
+  const editConfig = async (fn: (config: Record<string, any>) => Promise<void> | void) => {
+    const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    await fn(config);
+    fs.writeFileSync(configFile, JSON.stringify(config, null, 2));
+  };
+  if (opts.configure) await editConfig(opts.configure);
   const out = await c.run();
-  await out.waitForLine(opts.ready ?? /^ready\b/);
+  const readyLine = await out.waitForLine(opts.ready ?? /^ready\b/);
+  await opts.afterReady?.(readyLine, out);
   const images = path.join(dir, 'img');
   const ck = c.checkpoint(stasisBin, images, path.join(dir, 'work'), opts.checkpointArgs);
   t.is(ck.code, 0, `runc checkpoint: ${ck.stderr} ${logTail(path.join(dir, 'work', 'dump.log'))}`);
   await out.closed;
   await opts.afterDump?.(images);
-  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'));
+  if (opts.beforeRestore) await editConfig(opts.beforeRestore);
+  const { code, out: restored } = await c.restore(stasisBin, images, path.join(dir, 'rwork'), opts.restoreArgs);
   t.is(code, 0, `runc restore: ${restored.lines.join(' | ')} ${logTail(path.join(dir, 'rwork', 'restore.log'))}`);
+  await opts.afterRestore?.();
   const work = path.join(rootfs, 'data');
   fs.writeFileSync(path.join(work, 'check'), '');
   await restored.waitForLine(/^result /, 20_000);

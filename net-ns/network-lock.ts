@@ -1,0 +1,190 @@
+// The network lock: from the moment an established TCP connection is dumped until its restored
+// copy is live, the peer's packets (and anything the socket would send) are dropped silently, so
+// that the kernel never answers a connection it does not know with a reset.
+//
+// The rules are CRIU's own (its iptables method), so that either tool lifts the other's lock: per
+// connection, one DROP rule inserted at the head of INPUT and one of OUTPUT, matching the
+// connection's addresses and ports, for packets without the repair mark 0xC114 (what a restored
+// socket may send before the lock is lifted carries that mark). iptables or ip6tables by family,
+// through their -restore tools: one call per change. The rules live in the filter table of the
+// connections' network namespace; the restore removes them from where the connection now is.
+
+import { execFileSync } from 'node:child_process';
+import { AF } from '../sys/socket.js';
+
+export interface LockedConnection {
+  family: number;
+  src: Buffer;
+  sport: number;
+  dst: Buffer;
+  dport: number;
+}
+
+export type LockMethod = 'iptables' | 'nftables' | 'skip';
+
+/** The inventory's network_lock_method values (CRIU's internal enum). */
+export const LOCK_METHOD_CODE: Record<LockMethod, number> = { iptables: 0, nftables: 1, skip: 2 };
+
+function addressText(family: number, b: Buffer): string {
+  if (family === AF.INET) return `${Array.from(b).join('.')}/32`;
+  // v4-mapped IPv6 addresses are matched by ip6tables as they are.
+  return `${Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':')}/128`;
+}
+
+function restoreTool(family: number): string {
+  return family === AF.INET ? 'iptables-restore' : 'ip6tables-restore';
+}
+
+function run(tool: string, script: string, netnsOf?: number): void {
+  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-w', '--noflush'] : [tool, '-w', '--noflush'];
+  try {
+    execFileSync(argv[0]!, argv.slice(1), { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = (e as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
+    throw new Error(`network lock: ${tool} failed${err ? `: ${err}` : ''}`);
+  }
+}
+
+/** The repair mark: packets carrying it pass the lock (CRIU's SOCCR_MARK). */
+export const REPAIR_MARK = 0xc114;
+
+/** The DROP rules of one connection, both directions, as CRIU writes them (`op`: -I or -D). */
+function connectionRules(op: '-I' | '-D', c: LockedConnection): string[] {
+  const local = addressText(c.family, c.src);
+  const remote = addressText(c.family, c.dst);
+  const rule = (chain: string, s: string, sp: number, d: string, dp: number) =>
+    `${op} ${chain} -p tcp -m mark ! --mark ${REPAIR_MARK} -s ${s} --sport ${sp} -d ${d} --dport ${dp} -j DROP`;
+  return [rule('INPUT', remote, c.dport, local, c.sport), rule('OUTPUT', local, c.sport, remote, c.dport)];
+}
+
+function familyOf(c: LockedConnection): number {
+  return c.family === AF.INET ? AF.INET : AF.INET6;
+}
+
+/**
+ * Locked connections, in the network namespace of task `netnsOf` (stasis's own when undefined):
+ * added one by one as a dump reaches them, or all at once from a dump's images to unlock them.
+ */
+export class ConnectionLock {
+  private readonly held: LockedConnection[] = [];
+
+  /** `watchdog`: told of each connection before it is locked (a dump's; net-ns/watchdog.ts). */
+  constructor(readonly method: LockMethod, private readonly netnsOf?: number,
+    private readonly watchdog?: { locking(c: LockedConnection, netnsOf?: number): void }) {
+    if (method === 'nftables') throw new Error('network lock: the nftables method is not supported yet (use --network-lock iptables or skip)');
+  }
+
+  get locked(): boolean {
+    return this.held.length > 0;
+  }
+
+  add(c: LockedConnection): void {
+    if (this.method === 'skip') return;
+    this.watchdog?.locking(c, this.netnsOf);
+    run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
+    this.held.push(c);
+  }
+
+  /** Connections locked by a dump (its images tell which), to be unlocked. */
+  adopt(conns: readonly LockedConnection[]): this {
+    this.held.push(...conns);
+    return this;
+  }
+
+  /**
+   * Lift the lock; never throws: rules already gone are skipped (the ruleset is read first),
+   * one that cannot be removed is reported through `warn`.
+   */
+  release(warn?: (msg: string) => void): void {
+    const conns = this.held.splice(0);
+    for (const family of [AF.INET, AF.INET6]) {
+      const mine = conns.filter((c) => familyOf(c) === family);
+      if (!mine.length) continue;
+      try {
+        const present = lockRulesPresent(family, this.netnsOf);
+        const rules = mine.flatMap((c) => connectionRules('-D', c).filter((_, i) => present.has(ruleKey(i === 0 ? 'INPUT' : 'OUTPUT', c))));
+        if (rules.length) run(restoreTool(family), ['*filter', ...rules, 'COMMIT', ''].join('\n'), this.netnsOf);
+      } catch (e) {
+        warn?.((e as Error).message);
+      }
+    }
+  }
+}
+
+/** A lock rule as chain, then the connection as the rule matches it (its source first). */
+function ruleKey(chain: 'INPUT' | 'OUTPUT', c: LockedConnection): string {
+  const local = `${c.src.toString('hex')}:${c.sport}`;
+  const remote = `${c.dst.toString('hex')}:${c.dport}`;
+  return chain === 'INPUT' ? `INPUT ${remote} ${local}` : `OUTPUT ${local} ${remote}`;
+}
+
+/** An address as iptables-save prints it (a.b.c.d or IPv6 text, with its /prefix) as bytes. */
+function addressBytes(text: string): Buffer {
+  const addr = text.replace(/\/\d+$/, '');
+  if (!addr.includes(':')) return Buffer.from(addr.split('.').map(Number));
+  const [head, tail] = addr.includes('::') ? addr.split('::') as [string, string] : [addr, undefined];
+  const h = head ? head.split(':') : [];
+  const tl = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array(8 - h.length - tl.length).fill('0'), ...tl];
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g || '0', 16), 2 * i));
+  return b;
+}
+
+/** The lock rules in the filter table now (one iptables-save), by ruleKey. */
+function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
+  const tool = family === AF.INET ? 'iptables-save' : 'ip6tables-save';
+  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-t', 'filter'] : [tool, '-t', 'filter'];
+  let out: string;
+  try {
+    out = execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return new Set(); // no such table (nothing ever locked there)
+  }
+  const keys = new Set<string>();
+  const re = new RegExp(`^-A (INPUT|OUTPUT) -s (\\S+) -d (\\S+) -p tcp -m mark ! --mark 0x${REPAIR_MARK.toString(16)} -m tcp --sport (\\d+) --dport (\\d+) -j DROP$`);
+  for (const line of out.split('\n')) {
+    const m = re.exec(line);
+    if (m) keys.add(`${m[1]} ${addressBytes(m[2]!).toString('hex')}:${m[4]} ${addressBytes(m[3]!).toString('hex')}:${m[5]}`);
+  }
+  return keys;
+}
+
+const NAMESPACE_CHAIN = 'STASIS-RESTORE';
+
+/**
+ * A whole network namespace locked while a restore rebuilds connections in it (a container's,
+ * new or handed over by its runtime): everything in and out is dropped but what carries the
+ * repair mark, from before the first socket is made until they are all live — a peer's
+ * retransmission must not meet a namespace that answers with a reset.
+ */
+export class NamespaceLock {
+  private constructor(private readonly netnsOf: number) {}
+
+  static lock(netnsOf: number): NamespaceLock {
+    const script = (['*filter', `:${NAMESPACE_CHAIN} - [0:0]`, `-I INPUT -j ${NAMESPACE_CHAIN}`, `-I OUTPUT -j ${NAMESPACE_CHAIN}`,
+      `-A ${NAMESPACE_CHAIN} -m mark --mark ${REPAIR_MARK} -j ACCEPT`, `-A ${NAMESPACE_CHAIN} -j DROP`, 'COMMIT', '']).join('\n');
+    const lock = new NamespaceLock(netnsOf);
+    try {
+      run('iptables-restore', script, netnsOf);
+      run('ip6tables-restore', script, netnsOf);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+    return lock;
+  }
+
+  /** Lift it (never throws; whatever of it is there goes). */
+  release(): void {
+    for (const tool of ['iptables-restore', 'ip6tables-restore']) {
+      for (const rule of [`-D INPUT -j ${NAMESPACE_CHAIN}`, `-D OUTPUT -j ${NAMESPACE_CHAIN}`, `-F ${NAMESPACE_CHAIN}`, `-X ${NAMESPACE_CHAIN}`]) {
+        try {
+          run(tool, ['*filter', rule, 'COMMIT', ''].join('\n'), this.netnsOf);
+        } catch {
+          // not there (the namespace is gone with its tasks, or this part was never made)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,105 @@
+// What undoes a dump's hold on connections if stasis dies mid-dump (SIGKILL, a crash, the OOM
+// killer): a small process of its own session, started with the first connection a dump locks,
+// told over a pipe — before each change is made — which sockets go into repair mode and which
+// connections get lock rules. When the pipe closes without the dump's word that it let go of
+// them itself, it takes each socket back out of repair mode (through a copy of the task's
+// descriptor) and removes the rules: the service carries on, nothing is left in the ruleset.
+//
+// `node watchdog.js` is the process; DumpWatchdog is stasis's end of it.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { SYS } from '../sys/arch.js';
+import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
+import { RepairSocket, takeTaskFd } from '../sys/tcp-repair.js';
+import { ConnectionLock, type LockedConnection } from './network-lock.js';
+
+type Message =
+  | { repair: { pid: number; fd: number; reuse: number } }
+  | { lock: { family: number; src: string; sport: number; dst: string; dport: number }; netnsOf?: number }
+  | { done: true };
+
+/** stasis's end: messages are written synchronously, so each is in the pipe before the change it announces. */
+export class DumpWatchdog {
+  private fd?: number;
+
+  private send(m: Message): void {
+    if (this.fd === undefined) this.start();
+    fs.writeSync(this.fd!, `${JSON.stringify(m)}\n`);
+  }
+
+  private start(): void {
+    const fds = nativeBuffer(8);
+    const O_CLOEXEC = 0o2000000;
+    if (Number(rawSyscall(SYS.pipe2, addressOf(fds), O_CLOEXEC)) < 0) throw new Error('watchdog: pipe2 failed');
+    const [readEnd, writeEnd] = [fds.readInt32LE(0), fds.readInt32LE(4)];
+    // This module as tsc compiled it (from dist/net-ns/ or from the one-file build in dist/bundle/).
+    const child = spawn(process.execPath, [fileURLToPath(new URL('../net-ns/watchdog.js', import.meta.url))], {
+      detached: true, stdio: [readEnd, 'ignore', 'ignore'],
+    });
+    child.unref();
+    fs.closeSync(readEnd);
+    this.fd = writeEnd;
+  }
+
+  /** Socket `fd` of task `pid` is about to enter repair mode (SO_REUSEADDR `reuse` before it). */
+  repairing(pid: number, fd: number, reuse: number): void {
+    this.send({ repair: { pid, fd, reuse } });
+  }
+
+  /** Lock rules for `c` are about to be added (in the network namespace of `netnsOf`). */
+  locking(c: LockedConnection, netnsOf?: number): void {
+    this.send({ lock: { family: c.family, src: c.src.toString('hex'), sport: c.sport, dst: c.dst.toString('hex'), dport: c.dport }, netnsOf });
+  }
+
+  /** The dump let go of everything itself (or leaves the lock for the restore on purpose). */
+  done(): void {
+    if (this.fd === undefined) return;
+    try {
+      this.send({ done: true });
+    } finally {
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+    }
+  }
+}
+
+/** The watchdog process: read until the pipe closes; undo unless told done. */
+function watch(): void {
+  const repairs: { pid: number; fd: number; reuse: number }[] = [];
+  const locks = new Map<number | undefined, LockedConnection[]>();
+  let done = false;
+  let text = '';
+  process.stdin.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+    let nl;
+    while ((nl = text.indexOf('\n')) >= 0) {
+      const m = JSON.parse(text.slice(0, nl)) as Message;
+      text = text.slice(nl + 1);
+      if ('repair' in m) repairs.push(m.repair);
+      else if ('lock' in m) {
+        const l = m.lock;
+        const list = locks.get(m.netnsOf) ?? [];
+        list.push({ family: l.family, src: Buffer.from(l.src, 'hex'), sport: l.sport, dst: Buffer.from(l.dst, 'hex'), dport: l.dport });
+        locks.set(m.netnsOf, list);
+      } else done = true;
+    }
+  });
+  process.stdin.on('end', () => {
+    if (done) return;
+    for (const r of repairs) {
+      try {
+        const s = new RepairSocket(takeTaskFd(r.pid, r.fd), `socket ${r.fd} of ${r.pid}`);
+        s.reuse = r.reuse;
+        s.tryRepairOff();
+        fs.closeSync(s.fd);
+      } catch {
+        // the task or its descriptor is gone: nothing to give back
+      }
+    }
+    for (const [netnsOf, conns] of locks) new ConnectionLock('iptables', netnsOf).adopt(conns).release();
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) watch();

@@ -1,0 +1,85 @@
+// Live migration of a container's connections: a runc container in a network namespace of its
+// own, wired to the host by a veth pair, holds two established connections — one it made to a
+// server on the host, one a host client made to a server it runs — with data queued both ways.
+// runc checkpoints it through stasis with --tcp-established; the namespace and its veth are then
+// deleted and made again with the same addresses (the other host of a migration), the bundle
+// names the new namespace, and runc restores it there: both connections carry on, byte-exact,
+// neither host end ever sees a reset.
+//
+// The host ends send little (PEER_BYTES, queued unread in the container): with nothing more to
+// send they never probe a closed window, so nothing of theirs reaches the new namespace before
+// the restore has locked it (a probe that did would meet no socket there and be answered with a
+// reset, for stasis as for CRIU). The container's ends fill their send queues.
+
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import net from 'node:net';
+import { selfCheckInContainer } from '../helpers/stasis.js';
+import { PatternPeer, patternServer } from './tcp-peers.js';
+
+function sh(cmd: string): void {
+  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A network namespace NAME with one veth to the host: HOST_IF 10.77.X.1/24 here, 10.77.X.2 there. */
+function wire(name: string, hostIf: string, x: number): void {
+  sh(`ip netns add ${name} && ip link add ${hostIf} type veth peer name ${hostIf}c && ip link set ${hostIf}c netns ${name}`
+    + ` && ip addr add 10.77.${x}.1/24 dev ${hostIf} && ip link set ${hostIf} up`
+    + ` && ip -n ${name} addr add 10.77.${x}.2/24 dev ${hostIf}c && ip -n ${name} link set ${hostIf}c up && ip -n ${name} link set lo up`);
+}
+
+function unwire(name: string, hostIf: string): void {
+  try { sh(`ip link del ${hostIf}`); } catch { /* gone with its namespace */ }
+  try { sh(`ip netns del ${name}`); } catch { /* not made */ }
+}
+
+const PEER_BYTES = 16 * 1024;
+
+test.serial('a runc container\'s connections, both ways, carry on when it is restored into a new network namespace with the same addresses', async (t) => {
+  const x = 100 + (process.pid % 100);
+  const hostIf = `stv${process.pid % 100000}`;
+  const [nsA, nsB] = [`stasis-tcp-${process.pid}-a`, `stasis-tcp-${process.pid}-b`];
+  t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
+  wire(nsA, hostIf, x);
+  const srv = await patternServer(`10.77.${x}.1`, PEER_BYTES);
+  t.teardown(() => srv.close());
+  // The host's client of the container's server: connects as soon as the container listens.
+  let client: PatternPeer | undefined;
+  let stop = false;
+  t.teardown(() => { stop = true; client?.socket.destroy(); });
+  const connecting = (async () => {
+    while (!stop && !client) {
+      const s = net.connect(7070, `10.77.${x}.2`);
+      const ok = await new Promise<boolean>((r) => { s.once('connect', () => r(true)); s.once('error', () => r(false)); });
+      if (ok) client = new PatternPeer(s, PEER_BYTES);
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  await selfCheckInContainer(t, 'tcp-client', {
+    args: [`c,10.77.${x}.1,${srv.port},${PEER_BYTES}`, `l,7070,${PEER_BYTES}`],
+    configure: (config) => {
+      config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsA}` } : n));
+    },
+    checkpointArgs: ['--tcp-established'],
+    restoreArgs: ['--tcp-established'],
+    afterReady: async (line) => {
+      await connecting;
+      const [a, b] = line.split(' ').slice(1).map(Number);
+      srv.expect(a!);
+      client!.expect(b!);
+    },
+    beforeRestore: (config) => {
+      // Another host: the namespace and its link are gone, new ones with the same addresses.
+      unwire(nsA, hostIf);
+      wire(nsB, hostIf, x);
+      config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsB}` } : n));
+    },
+    afterRestore: () => {
+      srv.resume();
+      client!.socket.resume();
+    },
+  });
+  t.is(srv.verdict, 'ok', 'the host\'s server got every byte of the container\'s connection once');
+  t.is(client!.verdict, 'ok', 'the host\'s client got every byte of its connection to the container once');
+  t.deepEqual([...srv.events, ...client!.events].filter((e) => e.startsWith('error')), [], 'no reset on either host end');
+});

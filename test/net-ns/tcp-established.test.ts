@@ -1,0 +1,156 @@
+// Established TCP connections (files/tcp-stream.ts, net-ns/network-lock.ts): a process of the
+// host's network namespace connected to a server of the test, with data queued both ways at the
+// moment of the dump, dumped with --tcp-established (killed) and restored: every byte arrives
+// exactly once, the server never sees a reset, and no lock rule is left behind.
+
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { sharedDir } from '../helpers/paths.js';
+import { patternServer } from './tcp-peers.js';
+import { execa } from 'execa';
+import fs from 'node:fs';
+import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
+import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
+
+function lockRules(): string[] {
+  const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
+  return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
+}
+
+const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
+const cases: { host: string; dumper: string; restorer: string }[] = [
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
+  { host: '::1', dumper: 'stasis', restorer: 'stasis' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+];
+for (const { host, dumper, restorer } of cases) {
+  const how = dumper === 'stasis' && restorer === 'stasis' ? '' : `, ${dumper} dumps and ${restorer} restores`;
+  test.serial(`an established connection (${host}) with both queues full carries on after dump and restore${how}`, async (t) => {
+    const srv = await patternServer(host);
+    t.teardown(() => srv.close());
+    let sent = 0;
+    await selfCheckRoundTrip(t, 'tcp-client', {
+      args: (work) => [work, `c,${host},${srv.port}`],
+      dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
+      restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
+      dumpTool: dumper === 'criu' ? criu : undefined,
+      restoreTool: restorer === 'criu' ? criu : undefined,
+      afterReady: (_w, line) => {
+        sent = Number(line.split(' ')[1]);
+        srv.expect(sent);
+      },
+      afterDump: async () => {
+        // Locked while the process is away: the connection's packets are dropped, not reset.
+        t.is(lockRules().length, 2, 'two lock rules (in and out) while the connection is dumped');
+      },
+      afterRestore: () => srv.resume(),
+    });
+    t.true(sent > 0);
+    t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);
+    t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+    t.deepEqual(lockRules(), [], 'no lock rule left');
+  });
+}
+
+test.serial('an established connection is refused without --tcp-established, and the process runs on', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
+  t.not(d.exitCode, 0);
+  t.regex(d.all, /established TCP connection is dumped only with --tcp-established/);
+  t.deepEqual(lockRules(), []);
+  t.deepEqual(srv.events, [], 'the connection was not touched');
+});
+
+/** Until `cond` holds or `ms` pass; whether it held. */
+async function eventually(cond: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
+  t.teardown(() => w.kill());
+  const ready = await w.waitForLine(/^ready\b/);
+  srv.expect(Number(ready.split(' ')[1]));
+  // How long a whole dump takes, then kills spread over it.
+  const t0 = Date.now();
+  const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
+  t.is(full.exitCode, 0, full.all);
+  const span = Date.now() - t0;
+  t.deepEqual(lockRules(), [], 'a finished --leave-running dump leaves no rule');
+  let lockedKills = 0;
+  for (let i = 0; i < 8; i++) {
+    const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running'], { reject: false });
+    // Half the kills at random, half once the lock is seen (the connection in repair mode).
+    if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
+    else await eventually(() => lockRules().length > 0, span * 3);
+    if (lockRules().length) lockedKills++;
+    p.kill('SIGKILL');
+    await p;
+    t.true(await eventually(() => lockRules().length === 0), `kill ${i + 1}: the lock is gone`);
+    t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
+  }
+  t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
+  t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
+  srv.resume();
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await w.waitForLine(/^result /, 20_000);
+  t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+  t.is(srv.verdict, 'ok', 'the server got every byte once');
+  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+});
+
+/** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */
+function tcpStates(): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9) m.set(Number(cols[9]), cols[3]!);
+    }
+  }
+  return m;
+}
+
+test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
+  const srv = await patternServer('127.0.0.1');
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
+    .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
+  const fd = fdOf(w.pid)!;
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  t.is(lockRules().length, 2, 'locked until restored');
+  for (let i = 0; i < 2; i++) {
+    const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
+    t.is(r.exitCode, 0, r.all);
+    t.deepEqual(lockRules(), [], `restore ${i + 1}: the lock is lifted`);
+    const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
+    t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
+    const ino = Number(/\d+/.exec(link)![0]);
+    t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
+    process.kill(w.pid, 'SIGKILL');
+    await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
+  }
+});

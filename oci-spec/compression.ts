@@ -70,15 +70,40 @@ class ZstdCompressStream extends Transform {
   }
 }
 
+/**
+ * zstd decompression that waits for its reader: the output of one input chunk is pushed while
+ * the reader keeps up, the rest when it asks for more (a bomb's zeros never pile up in memory).
+ */
 class ZstdDecompressStream extends Transform {
   private readonly z = new ZstdDecompressor();
+  private paused: (() => void) | undefined;
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pump(this.z.pieces(chunk), cb);
+  }
+
+  private pump(pieces: Generator<Buffer>, cb: TransformCallback): void {
     try {
-      for (const p of this.z.push(chunk)) this.push(p);
-      cb();
+      for (;;) {
+        const next = pieces.next();
+        if (next.done) break;
+        if (!this.push(next.value)) {
+          this.paused = () => this.pump(pieces, cb);
+          return;
+        }
+      }
     } catch (e) {
       cb(e as Error);
+      return;
     }
+    cb();
+  }
+
+  override _read(size: number): void {
+    const resume = this.paused;
+    this.paused = undefined;
+    if (resume) resume();
+    else super._read(size);
   }
   override _flush(cb: TransformCallback): void {
     const done = this.z.frameDone;

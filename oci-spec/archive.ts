@@ -874,19 +874,6 @@ export function tmpfsImage(dir: string): Buffer {
   return zlib.gzipSync(Buffer.concat(parts));
 }
 
-/** Whether a tmpfs image holds nothing but its root directory (then nothing is to be unpacked). */
-export function isEmptyTmpfsImage(file: string): boolean {
-  try {
-    const buf = zlib.gunzipSync(readFile(file));
-    for (const { header } of walkTar((pos, len) => buf.subarray(pos, pos + len), buf.length, file)) {
-      if (memberName(header.name) !== '' && header.name !== '.') return false;
-    }
-    return true;
-  } catch {
-    return false; // let the unpacking say what is wrong with it
-  }
-}
-
 function readFile(file: string): Buffer {
   return process.getBuiltinModule('node:fs').readFileSync(file);
 }

@@ -40,7 +40,7 @@
 // loaded by path) and the contents with zlib.
 
 import { chmodSync, closeSync, constants as C, createReadStream, createWriteStream, fchmodSync, fchownSync,
-  futimesSync, fstatSync, linkSync, lstatSync, lchownSync, lutimesSync, mkdirSync, openSync,
+  futimesSync, fstatSync, ftruncateSync, linkSync, lstatSync, lchownSync, lutimesSync, mkdirSync, openSync,
   readdirSync, readlinkSync, readSync, rmSync, statfsSync, symlinkSync, unlinkSync, writeSync,
   type Stats } from 'node:fs';
 import { lstat, readlink, rename, rm } from 'node:fs/promises';
@@ -189,7 +189,7 @@ interface RawEntry {
  * an archive that stops before it is truncated.
  */
 function* walkTar(read: (pos: number, len: number) => Buffer, size: number, label: string):
-  Generator<{ header: TarHeader; at: number }> {
+  Generator<{ header: TarHeader; at: number; sparse?: SparseMap }> {
   let pos = 0;
   let last = '';
   let longPath: string | undefined;
@@ -202,13 +202,20 @@ function* walkTar(read: (pos: number, len: number) => Buffer, size: number, labe
       throw new Error(`${label}: truncated ${where()} (${pos === size ? 'no end-of-archive block' : 'the archive ends inside a header'})`);
     }
     let h: TarHeader | null;
+    const block = read(pos, BLOCK);
     try {
-      h = headers().decode(read(pos, BLOCK), 'utf-8', false);
+      h = headers().decode(block, 'utf-8', false);
     } catch (e) {
       throw new Error(`${label}: corrupt tar header ${where()} (a member larger than its header says, or a damaged archive): ${(e as Error).message}`);
     }
     if (!h) return;
-    const at = pos + BLOCK;
+    let at = pos + BLOCK;
+    let sparse: SparseMap | undefined;
+    if (block[156] === 0x53) {
+      ({ sparse, at } = gnuSparseMap(block, read, at, size, `${label}: member ${h.name}`));
+      if (sparse.pieces.reduce((n, [, len]) => n + len, 0) !== h.size) throw new Error(`${label}: member ${h.name}: its sparse map does not add up to its size`);
+      h.type = 'file';
+    }
     if (!(h.size >= 0)) throw new Error(`${label}: corrupt tar header ${where()}: bad size`);
     if (at + h.size > size) throw new Error(`${label}: member ${h.name}: truncated (its ${h.size} bytes run past the end of the archive)`);
     pos = at + padded(h.size);
@@ -234,8 +241,54 @@ function* walkTar(read: (pos: number, len: number) => Buffer, size: number, labe
     h.pax = p ?? null;
     longPath = longLink = pax = undefined;
     last = h.name;
-    yield { header: h, at };
+    yield { header: h, at, sparse };
   }
+}
+
+/** A GNU sparse file's stored pieces (offset, length in the file) and the file's whole size. */
+interface SparseMap {
+  pieces: [number, number][];
+  realSize: number;
+}
+
+/**
+ * The map of a GNU sparse member (type 'S', old GNU format, as criu's `tar --sparse` writes its
+ * tmpfs images; tar-stream does not read it): four entries in the header, 21 in each extension
+ * block after it. Returns where the data starts, after the extension blocks.
+ */
+function gnuSparseMap(block: Buffer, read: (pos: number, len: number) => Buffer, at: number, size: number, label: string):
+  { sparse: SparseMap; at: number } {
+  const num = (b: Buffer, off: number): number => {
+    if (b[off]! & 0x80) return Number(b.readBigUInt64BE(off + 4)); // base-256, as GNU tar writes big numbers
+    const text = b.toString('latin1', off, off + 12).replace(/\0.*$/s, '').trim();
+    return text ? parseInt(text, 8) : NaN;
+  };
+  const pieces: [number, number][] = [];
+  const take = (b: Buffer, off: number, count: number) => {
+    for (let i = 0; i < count; i++) {
+      const o = num(b, off + i * 24);
+      const n = num(b, off + i * 24 + 12);
+      if (Number.isNaN(o) || Number.isNaN(n)) break;
+      pieces.push([o, n]);
+    }
+  };
+  take(block, 386, 4);
+  let extended = block[482];
+  const realSize = num(block, 483);
+  while (extended) {
+    if (at + BLOCK > size) throw new Error(`${label}: truncated (in its sparse map)`);
+    const ext = read(at, BLOCK);
+    at += BLOCK;
+    take(ext, 0, 21);
+    extended = ext[504];
+  }
+  let end = 0;
+  for (const [o, n] of pieces) {
+    if (!(o >= end) || !(n >= 0) || o + n > realSize) throw new Error(`${label}: a bad sparse map`);
+    end = o + n;
+  }
+  if (!(realSize >= end)) throw new Error(`${label}: a bad sparse map`);
+  return { sparse: { pieces, realSize }, at };
 }
 
 /** The members of an uncompressed tar file, the data of those not taken skipped by seeking. */
@@ -254,7 +307,8 @@ async function* fileEntries(archive: string, counter: ReadCounter | undefined): 
       if (counter) counter.bytes += len;
       return b;
     };
-    for (const { header, at } of walkTar(read, size, archive)) {
+    for (const { header, at, sparse } of walkTar(read, size, archive)) {
+      if (sparse) throw new Error(`${archive}: member ${header.name}: a GNU sparse file, which is not supported here`);
       yield {
         header,
         body: async function* body() {
@@ -893,11 +947,21 @@ export function applyTmpfsImage(file: string, dir: string): void {
   }
   const w = new TreeWriter(dir, { strict: false, devices: true, owners: true });
   try {
-    for (const { header, at } of walkTar((pos, len) => buf.subarray(pos, pos + len), buf.length, file)) {
+    for (const { header, at, sparse } of walkTar((pos, len) => buf.subarray(pos, pos + len), buf.length, file)) {
       const fd = w.begin(header);
       if (fd === undefined) continue;
       try {
-        writeAll(fd, buf.subarray(at, at + header.size));
+        if (sparse) {
+          // the pieces where they belong, the holes left as holes
+          let from = at;
+          for (const [off, len] of sparse.pieces) {
+            for (let done = 0; done < len;) done += writeSync(fd, buf, from + done, len - done, off + done);
+            from += len;
+          }
+          ftruncateSync(fd, sparse.realSize);
+        } else {
+          writeAll(fd, buf.subarray(at, at + header.size));
+        }
         w.endFile(fd, header);
       } finally {
         closeSync(fd);

@@ -288,6 +288,8 @@ test.serial('reading the metadata of an archive with 1 GiB of pages reads a few 
     await packDirectory(src, archive, { compression: kind });
     const size = fs.statSync(archive).size;
     const counter = { bytes: 0 };
+    fs.writeFileSync('/proc/self/clear_refs', '5'); // the peak RSS starts again from now
+    const rssBefore = peakRss();
     const rcharBefore = rchar();
     let found: string | undefined;
     for await (const m of readMembers(archive, (n) => n === 'checkpoint/pstree.img', { counter })) {
@@ -298,6 +300,7 @@ test.serial('reading the metadata of an archive with 1 GiB of pages reads a few 
     t.is(found, 'pstree', kind);
     t.true(counter.bytes < 512 * 1024, `${kind}: ${counter.bytes} bytes read of ${size}`);
     t.true(rcharRead < 4 * MiB, `${kind}: the process read ${rcharRead} bytes`);
+    t.true(peakRss() - rssBefore < 64 * MiB, `${kind}: the peak RSS grew by ${peakRss() - rssBefore} bytes`);
     if (kind === 'none') {
       t.true(size > 1024 * MiB);
       const all = { bytes: 0 };
@@ -308,6 +311,10 @@ test.serial('reading the metadata of an archive with 1 GiB of pages reads a few 
     fs.rmSync(archive);
   }
 });
+
+function peakRss(): number {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+}
 
 function rchar(): number {
   return Number(/rchar: (\d+)/.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);
@@ -470,4 +477,29 @@ test('a tmpfs image is a gzip\'d tar GNU tar reads (names ./…, what is mounted
   // garbage: one line naming the image
   fs.writeFileSync(gnu, 'not a tar file');
   t.throws(() => applyTmpfsImage(gnu, tmpDir(t)), { message: /gnu\.tar\.gz\.img: incorrect header check$/ });
+});
+
+test('a tmpfs image GNU tar made with --sparse (criu\'s) comes back with its data where it was and its holes as holes', async (t) => {
+  const src = tmpDir(t);
+  const one = path.join(src, 'one');
+  const many = path.join(src, 'many');
+  const fill = (f: string, at: number, n: number, byte: number) => {
+    const fd = fs.openSync(f, fs.existsSync(f) ? 'r+' : 'w');
+    fs.writeSync(fd, Buffer.alloc(n, byte), 0, n, at);
+    fs.closeSync(fd);
+  };
+  fill(one, 40 * MiB, 5000, 1);
+  fs.truncateSync(one, 64 * MiB + 3);
+  // 60 pieces: the map goes on in extension blocks after the header
+  for (let i = 0; i < 60; i++) fill(many, i * 65536, 100 + i, i + 1);
+  fs.truncateSync(many, 60 * 65536 + 7);
+  const img = path.join(tmpDir(t), 'tmpfs-dev-2.tar.gz.img');
+  execFileSync('tar', ['--create', '--gzip', '--sparse', '--numeric-owner', '--file', img, '--directory', src, '.']);
+  t.true(fs.statSync(img).size < MiB);
+  const back = tmpDir(t);
+  applyTmpfsImage(img, back);
+  for (const f of ['one', 'many']) {
+    t.true(fs.readFileSync(path.join(back, f)).equals(fs.readFileSync(path.join(src, f))), f);
+    t.true(fs.statSync(path.join(back, f)).blocks * 512 < MiB, `${f}: holes kept`);
+  }
 });

@@ -156,7 +156,7 @@ interface TarHeader {
 interface HeaderCodec {
   decode(block: Buffer, filenameEncoding: string, allowUnknownFormat: boolean): TarHeader | null;
   encode(h: object): Buffer | null;
-  encodePax(o: { name?: string; linkname?: string | null }): Buffer;
+  encodePax(o: { name?: string; linkname?: string | null; pax?: Record<string, string> }): Buffer;
   decodePax(data: Buffer): Record<string, string>;
   decodeLongPath(data: Buffer, encoding: string): string;
 }
@@ -238,6 +238,14 @@ function* walkTar(read: (pos: number, len: number) => Buffer, size: number, labe
       if (!(h.size >= 0) || at + h.size > size) throw new Error(`${label}: member ${h.name}: truncated or bad pax size`);
       pos = at + padded(h.size);
     }
+    if (p?.['GNU.sparse.major'] === '1' && p['GNU.sparse.minor'] === '0') {
+      // GNU's pax sparse format 1.0 (what tmpfsImage writes): the map leads the data
+      const m = paxSparseMap(read, at, h.size, p, `${label}: member ${p['GNU.sparse.name'] ?? h.name}`);
+      sparse = m.sparse;
+      at += m.length;
+      h.size -= m.length;
+      h.name = p['GNU.sparse.name'] ?? h.name;
+    }
     h.pax = p ?? null;
     longPath = longLink = pax = undefined;
     last = h.name;
@@ -282,13 +290,46 @@ function gnuSparseMap(block: Buffer, read: (pos: number, len: number) => Buffer,
     take(ext, 0, 21);
     extended = ext[504];
   }
+  checkSparse(pieces, realSize, label);
+  return { sparse: { pieces, realSize }, at };
+}
+
+function checkSparse(pieces: [number, number][], realSize: number, label: string): void {
   let end = 0;
   for (const [o, n] of pieces) {
     if (!(o >= end) || !(n >= 0) || o + n > realSize) throw new Error(`${label}: a bad sparse map`);
     end = o + n;
   }
   if (!(realSize >= end)) throw new Error(`${label}: a bad sparse map`);
-  return { sparse: { pieces, realSize }, at };
+}
+
+/**
+ * The map of a member in GNU's pax sparse format 1.0: the piece count, then each piece's offset
+ * and length, decimal, one a line, at the start of the data (padded to a block); the file's size
+ * in the pax record GNU.sparse.realsize. Returns the map and how long it is in the data.
+ */
+function paxSparseMap(read: (pos: number, len: number) => Buffer, at: number, size: number,
+  pax: Record<string, string>, label: string): { sparse: SparseMap; length: number } {
+  const numbers: number[] = [];
+  let text = '';
+  let length = 0;
+  while (numbers.length === 0 || numbers.length < 1 + 2 * numbers[0]!) {
+    if (length + BLOCK > Math.min(size, 64 * 1024 * 1024)) throw new Error(`${label}: a bad sparse map`);
+    text += read(at + length, BLOCK).toString('latin1');
+    length += BLOCK;
+    const lines = text.split('\n');
+    text = lines.pop()!;
+    for (const l of lines) {
+      if (!/^\d+$/.test(l)) throw new Error(`${label}: a bad sparse map`);
+      numbers.push(Number(l));
+    }
+  }
+  const pieces: [number, number][] = [];
+  for (let i = 1; i + 1 < 1 + 2 * numbers[0]!; i += 2) pieces.push([numbers[i]!, numbers[i + 1]!]);
+  const realSize = Number(pax['GNU.sparse.realsize']);
+  checkSparse(pieces, realSize, label);
+  if (pieces.reduce((n, [, len]) => n + len, 0) !== size - length) throw new Error(`${label}: its sparse map does not add up to its size`);
+  return { sparse: { pieces, realSize }, length };
 }
 
 /** The members of an uncompressed tar file, the data of those not taken skipped by seeking. */
@@ -901,31 +942,114 @@ function encodeHeader(h: TarHeader): Buffer[] {
 }
 
 /**
+ * A tar gzip'd as it is made, in members of some MiB (gzip and GNU tar read concatenated
+ * members as one stream): memory holds one piece of the tar at a time, not all of it.
+ */
+class GzipTar {
+  private parts: Buffer[] = [];
+  private pending = 0;
+  private readonly out: Buffer[] = [];
+
+  push(...bufs: Buffer[]): void {
+    for (const b of bufs) {
+      this.parts.push(b);
+      this.pending += b.length;
+    }
+    if (this.pending >= 16 * 1024 * 1024) this.flush();
+  }
+
+  pad(n: number): void {
+    if (padded(n) > n) this.push(Buffer.alloc(padded(n) - n));
+  }
+
+  private flush(): void {
+    if (this.pending) this.out.push(zlib.gzipSync(Buffer.concat(this.parts)));
+    this.parts = [];
+    this.pending = 0;
+  }
+
+  end(): Buffer {
+    this.push(Buffer.alloc(2 * BLOCK));
+    this.flush();
+    return Buffer.concat(this.out);
+  }
+}
+
+const PIECE = 4096;
+
+/** The pieces of a file that hold data (runs of 4 KiB blocks not all zeros): its holes left out. */
+function dataPieces(fd: number, size: number): [number, number][] {
+  const pieces: [number, number][] = [];
+  const chunk = Buffer.allocUnsafe(1024 * 1024);
+  const zeros = Buffer.alloc(PIECE);
+  for (let off = 0; off < size;) {
+    const n = readSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
+    if (n === 0) break;
+    for (let b = 0; b < n; b += PIECE) {
+      const len = Math.min(PIECE, n - b);
+      if (chunk.subarray(b, b + len).equals(zeros.subarray(0, len))) continue;
+      const last = pieces[pieces.length - 1];
+      if (last && last[0] + last[1] === off + b) last[1] += len;
+      else pieces.push([off + b, len]);
+    }
+    off += n;
+  }
+  // A hole at the end: a last, empty piece at the end of the file (GNU tar sizes a file by its
+  // last piece's end).
+  const last = pieces[pieces.length - 1];
+  if (!last || last[0] + last[1] < size) pieces.push([size, 0]);
+  return pieces;
+}
+
+/** `len` bytes of the file at `from`, into the tar (zeros for what the file no longer holds). */
+function copyInto(out: GzipTar, fd: number, from: number, len: number): void {
+  for (let done = 0; done < len;) {
+    const b = Buffer.alloc(Math.min(1024 * 1024, len - done));
+    readSync(fd, b, 0, b.length, from + done);
+    out.push(b);
+    done += b.length;
+  }
+}
+
+/**
  * A gzip'd tar of the tree at `dir` (criu's tmpfs image: names "./…", numeric owners, what is
- * mounted below it left out but its mountpoint kept, as `tar --one-file-system` does).
+ * mounted below it left out but its mountpoint kept, as `tar --one-file-system` does). A file
+ * with holes (or zeros: they read the same) is stored sparse, in GNU's pax format 1.0, which
+ * GNU tar and applyTmpfsImage read back with the holes.
  */
 export function tmpfsImage(dir: string): Buffer {
-  const parts: Buffer[] = [];
+  const out = new GzipTar();
   for (const e of treeEntries(dir, { prefix: './', oneFileSystem: true }, [])) {
-    parts.push(...encodeHeader(e.header));
-    if (e.header.type !== 'file' || !e.header.size) continue;
+    const h = e.header;
+    if (h.type !== 'file' || !h.size) {
+      out.push(...encodeHeader(h));
+      continue;
+    }
     const fd = openSync(path.join(dir, e.rel), C.O_RDONLY | C.O_NOFOLLOW);
     try {
-      // the size the header says, whatever the file does meanwhile
-      const data = Buffer.alloc(padded(e.header.size));
-      let got = 0;
-      while (got < e.header.size) {
-        const n = readSync(fd, data, got, e.header.size - got, got);
-        if (n === 0) break;
-        got += n;
+      const pieces = dataPieces(fd, h.size);
+      if (pieces.length === 1 && pieces[0]![0] === 0 && pieces[0]![1] === h.size) {
+        out.push(...encodeHeader(h));
+        copyInto(out, fd, 0, h.size);
+        out.pad(h.size);
+        continue;
       }
-      parts.push(data);
+      const map = Buffer.from(`${pieces.length}\n${pieces.map(([o, n]) => `${o}\n${n}\n`).join('')}`);
+      const stored = pieces.reduce((n, [, len]) => n + len, 0);
+      const pax = headers().encodePax({ pax: {
+        'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': h.name, 'GNU.sparse.realsize': String(h.size),
+      } });
+      out.push(headers().encode({ ...h, name: 'PaxHeader', size: pax.length, type: 'pax-header' })!, pax);
+      out.pad(pax.length);
+      out.push(headers().encode({ ...h, name: 'GNUSparseFile.0/sparse', size: padded(map.length) + stored })!, map);
+      out.pad(map.length);
+      for (const [o, n] of pieces) copyInto(out, fd, o, n);
+      out.pad(stored);
     } finally {
       closeSync(fd);
     }
   }
-  parts.push(Buffer.alloc(2 * BLOCK));
-  return zlib.gzipSync(Buffer.concat(parts));
+  return out.end();
 }
 
 function readFile(file: string): Buffer {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import {
@@ -501,5 +502,40 @@ test('a tmpfs image GNU tar made with --sparse (criu\'s) comes back with its dat
   for (const f of ['one', 'many']) {
     t.true(fs.readFileSync(path.join(back, f)).equals(fs.readFileSync(path.join(src, f))), f);
     t.true(fs.statSync(path.join(back, f)).blocks * 512 < MiB, `${f}: holes kept`);
+  }
+});
+
+test('tmpfsImage stores files with holes sparse (GNU pax sparse 1.0): GNU tar and applyTmpfsImage both give them back with their holes; a big tree is gzip\'d in several members GNU tar reads as one', async (t) => {
+  const src = tmpDir(t);
+  const fill = (f: string, at: number, data: Buffer) => {
+    const fd = fs.openSync(f, fs.existsSync(f) ? 'r+' : 'w');
+    fs.writeSync(fd, data, 0, data.length, at);
+    fs.closeSync(fd);
+  };
+  fill(path.join(src, 'middle'), 40 * MiB, Buffer.alloc(5000, 1));
+  fs.truncateSync(path.join(src, 'middle'), 64 * MiB + 3); // a hole at the end too
+  for (let i = 0; i < 60; i++) fill(path.join(src, 'many'), i * 65536, Buffer.alloc(100 + i, i + 1));
+  fs.writeFileSync(path.join(src, 'zeros'), '');
+  fs.truncateSync(path.join(src, 'zeros'), 5 * MiB);
+  // 20 MiB that do not compress: more than one gzip member
+  fs.writeFileSync(path.join(src, 'random'), randomBytes(20 * MiB));
+  const img = path.join(tmpDir(t), 'tmpfs-dev-3.tar.gz.img');
+  fs.writeFileSync(img, tmpfsImage(src));
+  const members = Number(execFileSync('python3', ['-c', [
+    'import sys, zlib', 'b = open(sys.argv[1], "rb").read()', 'n = 0', 'while b:',
+    '  d = zlib.decompressobj(31); d.decompress(b); b = d.unused_data; n += 1', 'print(n)',
+  ].join('\n'), img], { encoding: 'utf8' }));
+  t.is(members, 2, 'gzip members');
+  t.true(fs.statSync(img).size < 22 * MiB, `${fs.statSync(img).size} bytes`);
+  const byTar = tmpDir(t);
+  execFileSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions', '--file', img, '--directory', byTar]);
+  const back = tmpDir(t);
+  applyTmpfsImage(img, back);
+  for (const f of ['middle', 'many', 'zeros', 'random']) {
+    const want = fs.readFileSync(path.join(src, f));
+    for (const [who, dir] of [['GNU tar', byTar], ['applyTmpfsImage', back]] as const) {
+      t.true(fs.readFileSync(path.join(dir, f)).equals(want), `${who}: ${f}`);
+      if (f !== 'random') t.true(fs.statSync(path.join(dir, f)).blocks * 512 < MiB, `${who}: ${f} keeps its holes`);
+    }
   }
 });

@@ -4,8 +4,9 @@
 // Reading (readMembers, listMembers): only what the caller asks for is read. Members are
 // written with the process memory (pages-*.img) last, so a reader after metadata and images
 // breaks out of the loop long before the pages; breaking out stops the reading (the file is
-// read in 64 KiB pieces as the members are taken, never ahead). An uncompressed archive is
-// walked header to header: the data of members not asked for is skipped by seeking, never read.
+// read in 64 KiB pieces as the members are taken, no further ahead than the streams' buffers;
+// zstd's output waits for its reader too). An uncompressed archive is walked header to header:
+// the data of members not asked for is skipped by seeking, never read.
 //
 // Two ways to unpack, both refusing in one line (an Error naming the member and the reason) what
 // they do not accept, never following a symlink while writing (every directory on the way is
@@ -13,7 +14,8 @@
 // attributes set through an O_NOFOLLOW descriptor):
 //  - extractArchive(archive, dest): a checkpoint archive (untrusted) into a fresh directory that
 //    is removed whole on any failure. Refused: names with `..` or absolute; a member under a
-//    symlink; a symlink leading outside `dest`; a hard link to anything but an earlier regular
+//    symlink; a symlink that could lead outside `dest` (absolute, or ".." but leading, or more
+//    of them than it is deep); a hard link to anything but an earlier regular
 //    file of the archive; device nodes, fifos, sockets; setuid/setgid files; a name twice; a
 //    truncated archive; a member larger than its header says (its surplus reads as a corrupt
 //    header); more bytes than `maxBytes` (default: the free space of dest's filesystem); a
@@ -37,7 +39,10 @@
 // from tmpfsImage and go back with applyTmpfsImage: synchronous, as the mount restore runs
 // inside the task creation, reading and writing tar headers with tar-stream's own header codec
 // (its headers.js, which its pack and extract use; the package exports only those two, so it is
-// loaded by path) and the contents with zlib.
+// loaded by path) and the contents with zlib (gzip members of 16 MiB of tar each, as it is
+// made). Files with holes are written sparse in GNU's pax format 1.0 (GNU tar reads it); GNU's
+// older sparse members (type 'S', what criu's `tar --sparse` writes) and format 1.0 are read
+// back with their holes: the two things tar-stream does not know, decoded here.
 
 import { chmodSync, closeSync, constants as C, createReadStream, createWriteStream, fchmodSync, fchownSync,
   futimesSync, fstatSync, ftruncateSync, linkSync, lstatSync, lchownSync, lutimesSync, mkdirSync, openSync,
@@ -603,10 +608,7 @@ class TreeWriter {
       case 'symlink': {
         const target = h.linkname ?? '';
         if (!target) this.fail(name, 'a symlink to nothing');
-        if (this.policy.strict) {
-          const to = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
-          if (path.posix.isAbsolute(target) || to === '..' || to.startsWith('../')) this.fail(name, `a symlink to ${target}, outside the directory`);
-        }
+        if (this.policy.strict && !staysInside(rel, target)) this.fail(name, `a symlink to ${target}, outside the directory`);
         this.clear(name, rel, false);
         symlinkSync(target, full);
         if (this.policy.owners) lchownSync(full, h.uid, h.gid);
@@ -689,6 +691,20 @@ class TreeWriter {
       }
     }
   }
+}
+
+/**
+ * Whether a symlink at `rel` to `target` leads inside the tree, whatever the other symlinks:
+ * relative, its ".." only leading and no more than its directory is deep (every directory of a
+ * member is a real one), then downwards only (through symlinks that keep to the same rule). A
+ * lexical check alone is not enough: with `d -> .`, `d/d/..` is the tree's parent.
+ */
+function staysInside(rel: string, target: string): boolean {
+  if (target.startsWith('/')) return false;
+  const parts = target.split('/').filter((p) => p !== '' && p !== '.');
+  let up = 0;
+  while (parts[up] === '..') up++;
+  return !parts.slice(up).includes('..') && up <= rel.split('/').length - 1;
 }
 
 /** The unpacked-bytes limits of one unpacking. */

@@ -158,6 +158,11 @@ test('hostile: a symlink followed by an entry written through it', async (t) => 
     { header: { name: 'd', type: 'directory', mode: 0o755 } },
     { header: { name: 'd/up', type: 'symlink', linkname: '../../..' } },
   ]), /member d\/up: a symlink to \.\.\/\.\.\/\.\., outside the directory$/);
+  // each inside by itself, outside together: d/d/.. is dest's parent
+  await refused(t, await archiveOf(t, [
+    { header: { name: 'd', type: 'symlink', linkname: '.' } },
+    { header: { name: 'e', type: 'symlink', linkname: 'd/d/..' } },
+  ]), /member e: a symlink to d\/d\/\.\., outside the directory$/);
   // inside, but written through
   await refused(t, await archiveOf(t, [
     { header: { name: 'sub', type: 'directory', mode: 0o755 } },

@@ -474,7 +474,10 @@ export interface UnpackLimits {
   counter?: ReadCounter;
 }
 
-export type ExtractOptions = UnpackLimits;
+export interface ExtractOptions extends UnpackLimits {
+  /** Which members to unpack (member names as memberName gives them); the others are skipped. */
+  filter?: (name: string) => boolean;
+}
 
 export interface ApplyOptions extends UnpackLimits {
   /** Make device nodes (default false: refused). */
@@ -740,11 +743,13 @@ function writeAll(fd: number, b: Buffer): void {
   for (let off = 0; off < b.length;) off += writeSync(fd, b, off);
 }
 
-/** Unpack `source`'s members with `w`, within `b`. */
-async function unpack(source: AsyncIterable<RawEntry>, w: TreeWriter, b: Budget): Promise<ApplyResult> {
+/** Unpack `source`'s members (those `filter` accepts) with `w`, within `b`. */
+async function unpack(source: AsyncIterable<RawEntry>, w: TreeWriter, b: Budget,
+  filter?: (name: string) => boolean): Promise<ApplyResult> {
   let members = 0;
   for await (const e of source) {
     const h = e.header;
+    if (filter && !filter(memberName(h.name))) continue;
     if (h.type === 'file' || h.type === 'contiguous-file') b.declare(h.name, h.size);
     const fd = w.begin(h);
     members++;
@@ -779,7 +784,7 @@ export async function extractArchive(archive: string, dest: string, opts: Extrac
   try {
     const counter = opts.counter ?? { bytes: 0 };
     const w = new TreeWriter(dest, { strict: true, devices: false, owners: false });
-    await unpack(entries(archive, counter), w, budget(dest, opts, counter));
+    await unpack(entries(archive, counter), w, budget(dest, opts, counter), opts.filter);
   } catch (e) {
     rmSync(dest, { recursive: true, force: true });
     const msg = (e as Error).message;

@@ -115,6 +115,12 @@ for (const kind of KINDS) {
     const dest = path.join(tmpDir(t), 'out');
     await extractArchive(archive, dest);
     t.deepEqual(describe(dest), describe(src));
+    // only some members (as an import that leaves the config out)
+    const some = path.join(tmpDir(t), 'some');
+    await extractArchive(archive, some, { filter: (n) => !n.endsWith('.dump') && !n.startsWith('checkpoint/sub') });
+    const without = describe(src);
+    for (const k of ['config.dump', 'spec.dump', 'checkpoint/sub', 'checkpoint/sub/deep.img']) delete without[k];
+    t.deepEqual(describe(some), without);
     const [inv] = await collect(readMembers(archive, (n) => n === 'checkpoint/inventory.img'));
     t.deepEqual(inv!.data, Buffer.from([1, 2, 3, 4]));
   });

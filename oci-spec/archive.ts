@@ -567,10 +567,11 @@ class TreeWriter {
     if (st.isDirectory() && isDir) return true;
     if (this.policy.strict) this.fail(name, `${st.isDirectory() ? 'a directory made for an earlier member' : 'an earlier member'} is in its place`);
     if (st.isDirectory()) {
+      // rm does not follow the symlinks inside
       rmSync(full, { recursive: true, force: true });
-      for (const set of [this.dirs, this.dirAttrs.keys()]) {
-        for (const d of [...set]) if (d === rel || d.startsWith(`${rel}/`)) { this.dirs.delete(d); this.dirAttrs.delete(d); }
-      }
+      const gone = (d: string) => d === rel || d.startsWith(`${rel}/`);
+      for (const d of [...this.dirs]) if (gone(d)) this.dirs.delete(d);
+      for (const d of [...this.dirAttrs.keys()]) if (gone(d)) this.dirAttrs.delete(d);
     } else {
       unlinkSync(full);
     }

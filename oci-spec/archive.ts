@@ -48,7 +48,7 @@ import { chmodSync, closeSync, constants as C, createReadStream, createWriteStre
   futimesSync, fstatSync, ftruncateSync, linkSync, lstatSync, lchownSync, lutimesSync, mkdirSync, openSync,
   readdirSync, readlinkSync, readSync, rmSync, statfsSync, symlinkSync, unlinkSync, writeSync,
   type Stats } from 'node:fs';
-import { lstat, readlink, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Readable, Transform, type Writable } from 'node:stream';
@@ -68,53 +68,16 @@ export function isBulkMember(name: string): boolean {
   return /(^|\/)pages-\d+\.img$/.test(name);
 }
 
-async function walk(root: string, rel = ''): Promise<string[]> {
-  const out: string[] = [];
-  const entries = readdirSync(path.join(root, rel), { withFileTypes: true });
-  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  for (const e of entries) {
-    const name = rel ? `${rel}/${e.name}` : e.name;
-    out.push(name);
-    if (e.isDirectory()) out.push(...(await walk(root, name)));
-  }
-  return out;
-}
-
 /**
  * Pack the directory `dir` into the archive `out` (written beside and renamed into place, so an
- * archive that exists is whole). Member names are relative to `dir`.
+ * archive that exists is whole). Member names are relative to `dir`; the pages go last.
  */
 export async function packDirectory(dir: string, out: string, opts: PackOptions): Promise<void> {
-  const names = await walk(dir);
-  const ordered = [...names.filter((n) => !isBulkMember(n)), ...names.filter(isBulkMember)];
-  const pack = tar.pack();
-  const tmp = `${out}.partial-${process.pid}`;
-  const writing = pipeline(pack, compressor(opts.compression), createWriteStream(tmp));
-  try {
-    for (const name of ordered) {
-      const full = path.join(dir, name);
-      const st = await lstat(full);
-      const common = { name, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
-      if (st.isDirectory()) {
-        pack.entry({ ...common, type: 'directory' });
-      } else if (st.isSymbolicLink()) {
-        pack.entry({ ...common, type: 'symlink', linkname: await readlink(full) });
-      } else if (st.isFile()) {
-        const entry = pack.entry({ ...common, type: 'file', size: st.size });
-        await pipeline(createReadStream(full), entry);
-      } else {
-        throw new Error(`cannot archive ${full}: not a file, directory or symlink`);
-      }
-    }
-    pack.finalize();
-    await writing;
-    await rename(tmp, out);
-  } catch (e) {
-    pack.destroy();
-    await writing.catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw e;
-  }
+  const skipped: string[] = [];
+  const all = [...treeEntries(dir, { hardlinks: false }, skipped)];
+  const odd = [...all.filter((e) => !['file', 'directory', 'symlink'].includes(e.header.type!)).map((e) => e.rel), ...skipped];
+  if (odd.length) throw new Error(`cannot archive ${path.join(dir, odd[0]!)}: not a file, directory or symlink`);
+  await writeTar(dir, [...all.filter((e) => !isBulkMember(e.rel)), ...all.filter((e) => isBulkMember(e.rel))], out, opts.compression);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +816,8 @@ export interface PackTreeOptions {
   oneFileSystem?: boolean;
   /** Member names' prefix ('./' as tar writes for `tar -C DIR .`; default none). */
   prefix?: string;
+  /** A file with several names packed once, its other names as hard links to it (default true). */
+  hardlinks?: boolean;
 }
 
 export interface PackTreeResult {
@@ -893,12 +858,13 @@ function* treeEntries(root: string, opts: PackTreeOptions, skipped: string[]): G
         continue;
       }
       const id = `${st.dev}:${st.ino}`;
-      const first = st.nlink > 1 ? links.get(id) : undefined;
+      const linked = st.nlink > 1 && opts.hardlinks !== false;
+      const first = linked ? links.get(id) : undefined;
       if (first !== undefined) {
         yield { rel: r, st, header: header(r, st, 'link', { linkname: `${prefix}${first}` }) };
         continue;
       }
-      if (st.nlink > 1) links.set(id, r);
+      if (linked) links.set(id, r);
       if (st.isFile()) yield { rel: r, st, header: header(r, st, 'file', { size: st.size }) };
       else if (st.isSymbolicLink()) yield { rel: r, st, header: header(r, st, 'symlink', { linkname: readlinkSync(full) }) };
       else if (st.isFIFO()) yield { rel: r, st, header: header(r, st, 'fifo') };
@@ -922,11 +888,17 @@ function* treeEntries(root: string, opts: PackTreeOptions, skipped: string[]): G
  */
 export async function packTree(root: string, out: string | Writable, opts: PackTreeOptions = {}): Promise<PackTreeResult> {
   const skipped: string[] = [];
+  await writeTar(root, treeEntries(root, opts, skipped), out, opts.compression ?? 'none');
+  return { skipped };
+}
+
+/** Entries of the tree at `root` as a tar (tar-stream), to a file renamed into place when whole or to a stream. */
+async function writeTar(root: string, list: Iterable<TreeEntry>, out: string | Writable, compression: Compression): Promise<void> {
   const pack = tar.pack();
   const tmp = typeof out === 'string' ? `${out}.partial-${process.pid}` : undefined;
-  const writing = pipeline(pack, compressor(opts.compression ?? 'none'), tmp ? createWriteStream(tmp) : out as Writable);
+  const writing = pipeline(pack, compressor(compression), tmp ? createWriteStream(tmp) : out as Writable);
   try {
-    for (const e of treeEntries(root, opts, skipped)) {
+    for (const e of list) {
       const h = { ...e.header, linkname: e.header.linkname ?? undefined, type: e.header.type as tar.Header['type'], pax: undefined };
       if (e.header.type === 'file') {
         const entry = pack.entry(h);
@@ -938,7 +910,6 @@ export async function packTree(root: string, out: string | Writable, opts: PackT
     pack.finalize();
     await writing;
     if (tmp) await rename(tmp, out as string);
-    return { skipped };
   } catch (e) {
     pack.destroy(e as Error);
     await writing.catch(() => undefined);

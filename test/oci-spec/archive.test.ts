@@ -132,6 +132,15 @@ async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
+test('packDirectory refuses what a checkpoint never holds (a fifo) and leaves no archive behind', async (t) => {
+  const src = sampleTree(t);
+  execFileSync('mkfifo', [path.join(src, 'checkpoint', 'fifo')]);
+  const out = tmpDir(t);
+  const e = await t.throwsAsync(packDirectory(src, path.join(out, 'a.tar.zst'), { compression: 'zstd' }));
+  t.regex(e!.message, /^cannot archive .*\/checkpoint\/fifo: not a file, directory or symlink$/);
+  t.deepEqual(fs.readdirSync(out), []);
+});
+
 test('an existing destination is refused and left alone', async (t) => {
   const archive = await archiveOf(t, [{ header: { name: 'a' }, data: Buffer.from('x') }]);
   const dest = tmpDir(t);

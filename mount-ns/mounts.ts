@@ -25,10 +25,8 @@ import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
 import { MNT_DETACH } from '../sys/mount.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
+import { applyTmpfsImage, tmpfsImage } from '../oci-spec/archive.js';
 
-/** node:child_process and node:zlib, loaded when first needed: most dumps have no tmpfs to save. */
-const childProcess = () => process.getBuiltinModule('node:child_process');
-const zlib = () => process.getBuiltinModule('node:zlib');
 
 export interface MntEntry {
   fstype: number;
@@ -150,56 +148,24 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
 }
 
 /**
- * gzip'd tar of one tmpfs's contents, read through the task's root; --one-file-system keeps
- * what is mounted below it out (its mountpoints stay, as empty directories).
+ * gzip'd tar of one tmpfs's contents, read through the task's root (oci-spec/archive.ts): what
+ * is mounted below it is left out (its mountpoints stay, as empty directories).
  */
 function tarOfMount(pid: number, mountPoint: string): Buffer {
-  const dir = `/proc/${pid}/root${mountPoint}`;
-  // Most of a container's tmpfs mounts are empty: no tar process for those.
-  if (fs.readdirSync(dir).length === 0) return zlib().gzipSync(rootOnlyTar(fs.statSync(dir)));
-  const r = childProcess().spawnSync('tar', ['--create', '--gzip', '--numeric-owner', '--one-file-system', '--sparse',
-    '--directory', `/proc/${pid}/root${mountPoint}`, '.'], { stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${String(r.stderr).trim() || r.error?.message}`);
-  return r.stdout;
-}
-
-/** A ustar archive of just "./" (as tar writes for an empty directory). */
-function rootOnlyTar(st: fs.Stats): Buffer {
-  const h = Buffer.alloc(512);
-  const field = (text: string, at: number, len: number) => h.write(text, at, len, 'latin1');
-  const octal = (n: number, at: number, len: number) => field(`${n.toString(8).padStart(len - 1, '0')}\0`, at, len);
-  field('./', 0, 100);
-  octal(st.mode & 0o7777, 100, 8);
-  octal(st.uid, 108, 8);
-  octal(st.gid, 116, 8);
-  octal(0, 124, 12);
-  octal(Math.floor(st.mtimeMs / 1000), 136, 12);
-  field('        ', 148, 8);
-  field('5', 156, 1);
-  field('ustar\0', 257, 6);
-  field('00', 263, 2);
-  let sum = 0;
-  for (const b of h) sum += b;
-  field(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8);
-  return Buffer.concat([h, Buffer.alloc(1024)]);
-}
-
-/** Whether a gzip'd tar holds nothing but its "./" entry (then there is nothing to unpack). */
-function isRootOnlyTar(file: string): boolean {
-  let tar: Buffer;
   try {
-    tar = zlib().gunzipSync(fs.readFileSync(file));
-  } catch {
-    return false; // let tar say what is wrong with it
+    return tmpfsImage(`/proc/${pid}/root${mountPoint}`);
+  } catch (e) {
+    throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${(e as Error).message}`);
   }
-  for (let at = 0; at + 512 <= tar.length; at += 512) {
-    const name = tar.subarray(at, at + 100).toString('latin1').replace(/\0.*$/s, '');
-    if (!name) return true; // the end-of-archive blocks
-    if (name !== './' && name !== '.') return false;
-    const size = parseInt(tar.subarray(at + 124, at + 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
-    if (size) return false;
+}
+
+/** A tmpfs's contents (and its root's owner, mode and times) back from its image onto the new tmpfs at `dir`. */
+function untarOntoMount(tar: string, dir: string, mountPoint: string): void {
+  try {
+    applyTmpfsImage(tar, dir);
+  } catch (e) {
+    throw new Error(`restoring the tmpfs at ${mountPoint}: ${(e as Error).message}`);
   }
-  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,11 +307,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (tagged) setPropagation(inj, e, t, false);
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
-    if (tar && !isRootOnlyTar(tar)) {
-      const res = childProcess().spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
-        '--file', tar, '--directory', `/proc/${hostPid}/root${t}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-      if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
-    }
+    if (tar) untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint);
   }
   // Read-only, now that everything below exists: the superblock when it was (a filesystem of
   // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).

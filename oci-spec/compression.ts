@@ -1,7 +1,7 @@
 // Compression of checkpoint archives: zstd (libzstd through sys/zstd.ts), gzip (Node's zlib) or
 // none, recognised on reading by the first bytes, as Podman's import does.
 
-import { Transform, type TransformCallback } from 'node:stream';
+import { Duplex, Transform, type TransformCallback } from 'node:stream';
 import { open } from 'node:fs/promises';
 import zlib from 'node:zlib';
 import { ZstdCompressor, ZstdDecompressor } from '../sys/zstd.js';
@@ -70,25 +70,20 @@ class ZstdCompressStream extends Transform {
   }
 }
 
-class ZstdDecompressStream extends Transform {
-  private readonly z = new ZstdDecompressor();
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+/**
+ * zstd decompression that waits for its reader: the output of one input chunk is handed on as
+ * the reader takes it (a bomb's zeros never pile up in memory).
+ */
+function zstdDecompressStream(): Duplex {
+  return Duplex.from(async function* decompress(source: AsyncIterable<Buffer>) {
+    const z = new ZstdDecompressor();
     try {
-      for (const p of this.z.push(chunk)) this.push(p);
-      cb();
-    } catch (e) {
-      cb(e as Error);
+      for await (const chunk of source) yield* z.pieces(chunk);
+      if (!z.frameDone) throw new Error('zstd: the compressed stream is truncated');
+    } finally {
+      z.free();
     }
-  }
-  override _flush(cb: TransformCallback): void {
-    const done = this.z.frameDone;
-    this.z.free();
-    cb(done ? null : new Error('zstd: the compressed stream is truncated'));
-  }
-  override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
-    this.z.free();
-    cb(err);
-  }
+  });
 }
 
 /** A stream that compresses what is written to it (a pass-through for 'none'). */
@@ -99,8 +94,8 @@ export function compressor(kind: Compression, level?: number): Transform {
 }
 
 /** A stream that decompresses what is written to it. */
-export function decompressor(kind: Compression): Transform {
-  if (kind === 'zstd') return new ZstdDecompressStream();
+export function decompressor(kind: Compression): Duplex {
+  if (kind === 'zstd') return zstdDecompressStream();
   if (kind === 'gzip') return zlib.createGunzip();
   return new Transform({ transform: (c, _e, cb) => cb(null, c) });
 }

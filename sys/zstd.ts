@@ -134,18 +134,25 @@ export class ZstdDecompressor extends ZstdStream {
   }
 
   push(chunk: Buffer): Buffer[] {
+    return [...this.pieces(chunk)];
+  }
+
+  /**
+   * Decompress a chunk one output buffer at a time, as the caller takes them: a small input
+   * may stand for gigabytes (zeros), which must not all sit in memory at once. The chunk must
+   * be used up before the next one is given.
+   */
+  *pieces(chunk: Buffer): Generator<Buffer> {
     this.setInput(chunk);
-    const parts: Buffer[] = [];
     for (;;) {
       this.resetOutput();
       const hint = check('decompress', zstd().decompress!(this.ctx, addressOf(this.outDesc), addressOf(this.inDesc)));
       const p = this.produced();
-      if (p.length) parts.push(p);
       this.frameDone = hint === 0;
+      if (p.length) yield p;
       // Output full: more may be buffered inside, go round even if the input is used up.
       if (!this.inputLeft() && p.length < OUT_CHUNK) break;
     }
-    return parts;
   }
 
   free(): void {

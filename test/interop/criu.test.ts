@@ -251,6 +251,35 @@ test.serial('runc --criu CRIU 4.2 restores a container checkpointed with runc --
   t.true(count > at, 'the container still writes /data/count');
 });
 
+test.serial('a container\'s tmpfs contents go CRIU 4.2 checkpoint (GNU tar --sparse) → stasis restore → stasis checkpoint → CRIU 4.2 restore: a sparse file, a symlink and a fifo in /dev/shm', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir).withArgs(['sh', '-c', [
+    'dd if=/dev/zero of=/dev/shm/sparse bs=1 count=1 seek=10000000 2>/dev/null', 'echo hello > /dev/shm/note',
+    'ln -s note /dev/shm/link', 'mkfifo /dev/shm/fifo',
+    'i=0; while true; do i=$((i+1)); echo tick $i $(stat -c %s /dev/shm/sparse) $(cat /dev/shm/link) $(stat -c %F /dev/shm/fifo); sleep 0.2; done',
+  ].join('; ')]);
+  t.teardown(() => c.destroy());
+  let out = await c.run();
+  const line = /^tick (\d+) 10000001 hello fifo$/;
+  await out.waitForLine(line);
+  const hops: [string, string][] = [[criuBin, stasisBin], [stasisBin, criuBin]];
+  for (const [i, [dumper, restorer]] of hops.entries()) {
+    const img = path.join(dir, `img${i}`);
+    const ck = c.checkpoint(dumper, img, path.join(dir, `work${i}`));
+    t.is(ck.code, 0, `${ck.stderr} ${logErrors(path.join(dir, `work${i}`, 'dump.log'))}`);
+    await out.closed;
+    t.true(fs.readdirSync(img).some((f) => /^tmpfs-dev-\d+\.tar\.gz\.img$/.test(f)));
+    const stdio = [0, 1, 2].map((fd) => ({ task: 'root' as const, fd, why: 'CRIU 4.2 reopens inherited pipes with O_LARGEFILE' }));
+    const rst = await c.restore(restorer, img, path.join(dir, `rwork${i}`), [], { exclude: stdio });
+    t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${logErrors(path.join(dir, `rwork${i}`, 'restore.log'))}`);
+    out = rst.out;
+    await out.waitForLine(line);
+    const pid = c.state()!.pid;
+    const shm = `/proc/${pid}/root/dev/shm/sparse`;
+    t.true(fs.statSync(shm).blocks * 512 < 1024 * 1024, `${path.basename(restorer)}: the sparse file keeps its hole`);
+  }
+});
+
 // The fdstate workload's modes (file flags and owners, a deleted file's attributes, UDP
 // shutdown, packet sockets, epoll watches through closed fds, fanotify, strict seccomp) both
 // ways: CRIU restores stasis's dump, stasis restores CRIU's.

@@ -179,7 +179,7 @@ test.serial('restoring a container from corrupted images fails cleanly: no conta
   t.deepEqual(c.leftoverMounts(), [], 'no mount left');
   t.deepEqual(c.cgroupDirs(), [], `no cgroup left (before: ${cgBefore.join(', ')})`);
   const log = fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8');
-  t.regex(log, /Error: mountpoints-\d+\.img: namespaces of task \d+: restoring the tmpfs at \/\S+: tar failed/);
+  t.regex(log, /Error: mountpoints-\d+\.img: namespaces of task \d+: restoring the tmpfs at \/\S+: \S*tmpfs-dev-\d+\.tar\.gz\.img: incorrect header check/);
   // Nothing of the container runs on: no process has the bundle's busybox as its executable.
   const busybox = fs.statSync(path.join(c.bundle, 'rootfs', 'bin', 'busybox'));
   const running = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {

@@ -24,6 +24,8 @@ import {
   socketInode, socketIn,
 } from './sockets.js';
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
+import { LocalCalls } from '../sys/local-calls.js';
+import { takeTaskFd } from '../sys/tcp-repair.js';
 import { dumpTcpStream, restoreTcpStream, tcpStreamImageName } from './tcp-stream.js';
 import { inNamespaceOf, sameNamespace } from '../sys/setns.js';
 
@@ -54,9 +56,22 @@ function protoName(family: number, proto: number): string {
 }
 
 function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
-  const inj = ctx.inj;
+  // Asked of a copy of the descriptor stasis holds: a socket's options and addresses are the
+  // socket's, the same whoever asks (and no round trip into the task per question).
+  const copy = takeTaskFd(f.pid, f.fd);
+  try {
+    return dumpInetCopy(f, ctx, copy);
+  } finally {
+    localCalls.close(copy);
+  }
+}
+
+const localCalls = new LocalCalls();
+
+function dumpInetCopy(f: OpenFd, ctx: DumpFilesContext, fd: number): DumpedFile {
+  const inj = localCalls;
   const ino = socketInode(f.link);
-  const int = (level: number, name: number) => getsockoptInt(inj, f.fd, level, name);
+  const int = (level: number, name: number) => getsockoptInt(inj, fd, level, name);
   const family = int(SOL_SOCKET, SO.DOMAIN);
   const type = int(SOL_SOCKET, SO.TYPE);
   const proto = int(SOL_SOCKET, SO.PROTOCOL);
@@ -67,16 +82,16 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     throw new Error(`${where} is an inet socket of type ${type}, protocol ${proto}, which stasis cannot dump yet`);
   }
   const what = `${protoName(family, proto)} ${where}`;
-  const src = sockName(inj, f.fd)!;
+  const src = sockName(inj, fd)!;
   const zero = Buffer.alloc(family === AF.INET ? 4 : 16);
   let state: number;
   let dst: { address: Buffer; port: number } = { address: zero, port: 0 };
   let backlog = 0;
   let shutdown = 0;
   if (tcp) {
-    state = getsockopt(inj, f.fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
+    state = getsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
     if (state === TCP_STATE.ESTABLISHED) {
-      const peer = sockName(inj, f.fd, true)!;
+      const peer = sockName(inj, fd, true)!;
       const conn = `${what}, connected from ${endpoint(family, src.address, src.port)} to ${endpoint(family, peer.address, peer.port)}`;
       const tcp = ctx.tcp;
       if (!tcp || (!tcp.established && !tcp.close)) throw new Error(`${conn}: an established TCP connection is dumped only with --tcp-established (or --tcp-close)`);
@@ -97,7 +112,7 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
       backlog = d.wqueue;
     }
   } else {
-    const peer = sockName(inj, f.fd, true);
+    const peer = sockName(inj, fd, true);
     state = peer ? TCP_STATE.ESTABLISHED : TCP_STATE.CLOSE;
     if (peer) dst = peer;
     // shutdown() of a UDP socket only shows in its sk_shutdown, which sock_diag reports.
@@ -108,7 +123,7 @@ function dumpInet(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
   const entry: Record<string, unknown> = {
     ino, family, type, proto, state, src_port: src.port, dst_port: dst.port,
     flags: f.fdinfo.flags & ~O_CLOEXEC, backlog, src_addr: addrWords(src.address),
-    dst_addr: addrWords(dst.address), fown: zeroFown(), opts: dumpSkOpts(inj, f.fd, what),
+    dst_addr: addrWords(dst.address), fown: zeroFown(), opts: dumpSkOpts(inj, fd, what),
   };
   if (shutdown) entry.shutdown = shutdown;
   if (family === AF.INET6) entry.v6only = int(IPPROTO.IPV6, IPV6_V6ONLY) !== 0;

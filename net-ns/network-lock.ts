@@ -57,20 +57,25 @@ function connectionRules(op: '-I' | '-D', c: LockedConnection): string[] {
   return [rule('INPUT', remote, c.dport, local, c.sport), rule('OUTPUT', local, c.sport, remote, c.dport)];
 }
 
+function connectionKey(c: LockedConnection): string {
+  return `${familyOf(c)} ${c.src.toString('hex')}:${c.sport} ${c.dst.toString('hex')}:${c.dport}`;
+}
+
 function familyOf(c: LockedConnection): number {
   return c.family === AF.INET ? AF.INET : AF.INET6;
 }
 
 /**
- * Locked connections, in the network namespace of task `netnsOf` (stasis's own when undefined):
- * added one by one as a dump reaches them, or all at once from a dump's images to unlock them.
+ * Locked connections: in stasis's own network namespace one by one (CRIU's per-connection rules)
+ * as a dump reaches them, or all at once from a dump's images to unlock them; in the namespace
+ * of task `netnsOf` (a tree's own), the whole namespace, once (NamespaceLock).
  */
 export class ConnectionLock {
   private readonly held: LockedConnection[] = [];
 
   /** `watchdog`: told of each connection before it is locked (a dump's; net-ns/watchdog.ts). */
   constructor(readonly method: LockMethod, private readonly netnsOf?: number,
-    private readonly watchdog?: { locking(c: LockedConnection, netnsOf?: number): void }) {
+    private readonly watchdog?: { locking(c: LockedConnection | undefined, netnsOf?: number): void }) {
     if (method === 'nftables') throw new Error('network lock: the nftables method is not supported yet (use --network-lock iptables or skip)');
   }
 
@@ -78,12 +83,44 @@ export class ConnectionLock {
     return this.held.length > 0;
   }
 
-  add(c: LockedConnection): void {
-    if (this.method === 'skip') return;
-    this.watchdog?.locking(c, this.netnsOf);
-    run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
-    this.held.push(c);
+  /**
+   * Lock every connection of `conns` at once (stasis's namespace: one call per family, whatever
+   * their number); later add()s of them are then nothing to do.
+   */
+  addAll(conns: readonly LockedConnection[]): void {
+    if (this.method === 'skip' || this.netnsOf !== undefined) return;
+    const fresh = conns.filter((c) => !this.keys.has(connectionKey(c)));
+    for (const family of [AF.INET, AF.INET6]) {
+      const mine = fresh.filter((c) => familyOf(c) === family);
+      if (!mine.length) continue;
+      for (const c of mine) this.watchdog?.locking(c, undefined);
+      run(restoreTool(family), ['*filter', ...mine.flatMap((c) => connectionRules('-I', c)), 'COMMIT', ''].join('\n'));
+      for (const c of mine) {
+        this.held.push(c);
+        this.keys.add(connectionKey(c));
+      }
+    }
   }
+
+  private readonly keys = new Set<string>();
+
+  /** Lock `c`: its own rules in stasis's namespace; in a tree's own, the whole namespace once. */
+  add(c: LockedConnection): void {
+    if (this.method === 'skip' || this.keys.has(connectionKey(c))) return;
+    if (this.netnsOf !== undefined) {
+      if (!this.namespaceLock) {
+        this.watchdog?.locking(undefined, this.netnsOf);
+        this.namespaceLock = NamespaceLock.lock(this.netnsOf);
+      }
+    } else {
+      this.watchdog?.locking(c, this.netnsOf);
+      run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
+    }
+    this.held.push(c);
+    this.keys.add(connectionKey(c));
+  }
+
+  private namespaceLock?: NamespaceLock;
 
   /** Connections locked by a dump (its images tell which), to be unlocked. */
   adopt(conns: readonly LockedConnection[]): this {
@@ -97,6 +134,12 @@ export class ConnectionLock {
    */
   release(warn?: (msg: string) => void): void {
     const conns = this.held.splice(0);
+    this.keys.clear();
+    if (this.namespaceLock) {
+      this.namespaceLock.release(warn);
+      this.namespaceLock = undefined;
+      return;
+    }
     for (const family of [AF.INET, AF.INET6]) {
       const mine = conns.filter((c) => familyOf(c) === family);
       if (!mine.length) continue;
@@ -150,13 +193,17 @@ function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
   return keys;
 }
 
-const NAMESPACE_CHAIN = 'STASIS-RESTORE';
+const NAMESPACE_CHAIN = 'STASIS-LOCK';
 
 /**
- * A whole network namespace locked while a restore rebuilds connections in it (a container's,
- * new or handed over by its runtime): everything in and out is dropped but what carries the
- * repair mark, from before the first socket is made until they are all live — a peer's
- * retransmission must not meet a namespace that answers with a reset.
+ * A whole network namespace locked (a container's, or one a runtime handed over): everything in
+ * and out is dropped but what carries the repair mark. A dump of a tree with a namespace of its
+ * own locks it so when it meets the first established connection (one step, however many
+ * connections: CRIU does the same); a restore into such a namespace locks it before the first
+ * socket is made — a peer's retransmission must not meet a namespace that answers with a reset —
+ * and lifts it (its own and a dump's left in the same namespace) once the connections are live.
+ * Locking twice is harmless (the chain is made again, one more jump to it); unlocking removes
+ * every jump to it, then it.
  */
 export class NamespaceLock {
   private constructor(private readonly netnsOf: number) {}
@@ -175,15 +222,28 @@ export class NamespaceLock {
     return lock;
   }
 
-  /** Lift it (never throws; whatever of it is there goes). */
-  release(): void {
-    for (const tool of ['iptables-restore', 'ip6tables-restore']) {
-      for (const rule of [`-D INPUT -j ${NAMESPACE_CHAIN}`, `-D OUTPUT -j ${NAMESPACE_CHAIN}`, `-F ${NAMESPACE_CHAIN}`, `-X ${NAMESPACE_CHAIN}`]) {
-        try {
-          run(tool, ['*filter', rule, 'COMMIT', ''].join('\n'), this.netnsOf);
-        } catch {
-          // not there (the namespace is gone with its tasks, or this part was never made)
-        }
+  /** Lift it; never throws (`warn` hears of a lock that could not be lifted). */
+  release(warn?: (msg: string) => void): void {
+    NamespaceLock.unlock(this.netnsOf, warn);
+  }
+
+  /** Lift the lock of the network namespace of task `netnsOf`, whoever took it, if it is there. */
+  static unlock(netnsOf: number | undefined, warn?: (msg: string) => void): void {
+    for (const family of [AF.INET, AF.INET6]) {
+      const tool = family === AF.INET ? 'iptables' : 'ip6tables';
+      const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-w', '-S'] : [tool, '-w', '-S'];
+      let rules: string[];
+      try {
+        rules = execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n');
+      } catch {
+        continue; // the namespace is gone with its tasks, or has no filter table
+      }
+      if (!rules.includes(`-N ${NAMESPACE_CHAIN}`)) continue;
+      const jumps = rules.filter((r) => new RegExp(`^-A (INPUT|OUTPUT) -j ${NAMESPACE_CHAIN}$`).test(r)).map((r) => r.replace(/^-A/, '-D'));
+      try {
+        run(`${tool}-restore`, ['*filter', ...jumps, `-F ${NAMESPACE_CHAIN}`, `-X ${NAMESPACE_CHAIN}`, 'COMMIT', ''].join('\n'), netnsOf);
+      } catch (e) {
+        warn?.((e as Error).message);
       }
     }
   }

@@ -13,11 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { SYS } from '../sys/arch.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { RepairSocket, takeTaskFd } from '../sys/tcp-repair.js';
-import { ConnectionLock, type LockedConnection } from './network-lock.js';
+import { ConnectionLock, NamespaceLock, type LockedConnection } from './network-lock.js';
 
 type Message =
   | { repair: { pid: number; fd: number; reuse: number } }
   | { lock: { family: number; src: string; sport: number; dst: string; dport: number }; netnsOf?: number }
+  | { namespace: number }
   | { done: true };
 
 /** stasis's end: messages are written synchronously, so each is in the pipe before the change it announces. */
@@ -48,8 +49,15 @@ export class DumpWatchdog {
     this.send({ repair: { pid, fd, reuse } });
   }
 
-  /** Lock rules for `c` are about to be added (in the network namespace of `netnsOf`). */
-  locking(c: LockedConnection, netnsOf?: number): void {
+  /**
+   * Lock rules for `c` are about to be added in stasis's namespace, or (no `c`) the network
+   * namespace of task `netnsOf` is about to be locked whole.
+   */
+  locking(c: LockedConnection | undefined, netnsOf?: number): void {
+    if (!c) {
+      this.send({ namespace: netnsOf! });
+      return;
+    }
     this.send({ lock: { family: c.family, src: c.src.toString('hex'), sport: c.sport, dst: c.dst.toString('hex'), dport: c.dport }, netnsOf });
   }
 
@@ -69,6 +77,7 @@ export class DumpWatchdog {
 function watch(): void {
   const repairs: { pid: number; fd: number; reuse: number }[] = [];
   const locks = new Map<number | undefined, LockedConnection[]>();
+  const namespaces: number[] = [];
   let done = false;
   let text = '';
   process.stdin.on('data', (chunk: Buffer) => {
@@ -78,6 +87,7 @@ function watch(): void {
       const m = JSON.parse(text.slice(0, nl)) as Message;
       text = text.slice(nl + 1);
       if ('repair' in m) repairs.push(m.repair);
+      else if ('namespace' in m) namespaces.push(m.namespace);
       else if ('lock' in m) {
         const l = m.lock;
         const list = locks.get(m.netnsOf) ?? [];
@@ -99,6 +109,7 @@ function watch(): void {
       }
     }
     for (const [netnsOf, conns] of locks) new ConnectionLock('iptables', netnsOf).adopt(conns).release();
+    for (const netnsOf of namespaces) NamespaceLock.unlock(netnsOf);
   });
 }
 

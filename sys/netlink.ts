@@ -210,26 +210,28 @@ function parseUnixDiag(m: Buffer): UnixDiag {
  * `stateMask` (bit N for state N); undefined when not listed.
  */
 export function inetDiag(family: number, protocol: number, stateMask: number, ino: number, netnsOf?: number): InetDiag | undefined {
+  return inetDiagAll(family, protocol, stateMask, netnsOf, `inet socket:[${ino}]`).find((d) => d.ino === ino);
+}
+
+/** Every inet socket of `family`/`protocol` in a state of `stateMask` (in stasis's network namespace, or task `netnsOf`'s). */
+export function inetDiagAll(family: number, protocol: number, stateMask: number, netnsOf?: number, what = 'inet sockets'): InetDiag[] {
   // inet_diag_req_v2: family, protocol, ext, pad, states, inet_diag_sockid (48 bytes, zero: any)
   const body = Buffer.alloc(56);
   body.writeUInt8(family, 0);
   body.writeUInt8(protocol, 1);
   body.writeUInt32LE(stateMask >>> 0, 4);
-  const all = diagIn(netnsOf, body, true, `inet socket:[${ino}]`);
-  for (const m of all) {
+  return diagIn(netnsOf, body, true, what).map((m) => {
     // inet_diag_msg: family, state, timer, retrans, sockid{sport, dport, src[16], dst[16], if,
     // cookie[2]}, expires, rqueue, wqueue, uid, inode
-    if (m.readUInt32LE(68) !== ino) continue;
     const fam = m.readUInt8(0);
     const alen = fam === AF.INET ? 4 : 16;
     return {
       family: fam, state: m.readUInt8(1), sport: m.readUInt16BE(4), dport: m.readUInt16BE(6),
       src: Buffer.from(m.subarray(8, 8 + alen)), dst: Buffer.from(m.subarray(24, 24 + alen)),
-      rqueue: m.readUInt32LE(56), wqueue: m.readUInt32LE(60), ino,
+      rqueue: m.readUInt32LE(56), wqueue: m.readUInt32LE(60), ino: m.readUInt32LE(68),
       shutdown: attrs(m, 72, m.length).get(INET_DIAG_SHUTDOWN)?.readUInt8(0) ?? 0,
     };
-  }
-  return undefined;
+  });
 }
 
 function packetRing(b: Buffer | undefined): PacketRing | undefined {

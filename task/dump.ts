@@ -38,7 +38,9 @@ import { CLONE } from './clone.js';
 import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
-import { ConnectionLock, LOCK_METHOD_CODE, type LockMethod } from '../net-ns/network-lock.js';
+import { ConnectionLock, LOCK_METHOD_CODE, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
+import { inetDiagAll } from '../sys/netlink.js';
+import { AF, IPPROTO, TCP_STATE } from '../sys/socket.js';
 import { DumpWatchdog } from '../net-ns/watchdog.js';
 import { RepairedSockets } from '../files/tcp-stream.js';
 import { sameNamespace } from '../sys/setns.js';
@@ -123,6 +125,26 @@ const NETWORK_LOCK_SKIP = 2;
  */
 function runId(): string {
   return fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim();
+}
+
+/** The established TCP connections (as sock_diag sees them here) whose sockets the processes hold. */
+function treeConnections(pids: readonly number[]): LockedConnection[] {
+  const inodes = new Set<number>();
+  for (const p of pids) {
+    for (const fd of fs.readdirSync(`/proc/${p}/fd`)) {
+      let link: string;
+      try {
+        link = fs.readlinkSync(`/proc/${p}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(link);
+      if (m) inodes.add(Number(m[1]));
+    }
+  }
+  if (!inodes.size) return [];
+  return [AF.INET, AF.INET6].flatMap((f) => inetDiagAll(f, IPPROTO.TCP, 1 << TCP_STATE.ESTABLISHED))
+    .filter((d) => inodes.has(d.ino)).map((d) => ({ family: d.family, src: d.src, sport: d.sport, dst: d.dst, dport: d.dport }));
 }
 
 /** Refusals that need no seizing. */
@@ -445,6 +467,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     };
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
+    // The tree's connections in the host's namespace locked at once, before any is dumped.
+    if (opts.tcpEstablished && !opts.tcpClose && lockMethod !== 'skip' && sameNamespace(pid, 'net')) {
+      netLock.addAll(treeConnections(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => p.pid)));
+    }
     const dumped: ProcessImages[] = [];
     for (const p of tree.processes) {
       await stop.check();

@@ -94,22 +94,15 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     opts.warn?.(`process${img.nestedMountNs.length > 1 ? 'es' : ''} ${img.nestedMountNs.join(', ')} had a mount namespace of its own inside the tree, which stasis does not restore yet: restored in the parent's`);
   }
   const plan = makePlan(opts, img, run.ownSid);
-  // Restored or not, the locks go: the peers see the connection carry on, or reset. The dump's
-  // is in the namespace the tree is restored into: the host's, or one the caller handed over
-  // (a pod's, a runtime's), which the root task is in; the restore's own in the tree's.
+  // Restored or not, the locks go: the peers see the connection carry on, or reset. A tree of
+  // the host's namespace: the dump's rules for its connections; one with a namespace of its own:
+  // the lock of that namespace (the restore's, and a dump's left there when it is the same).
   let unlocked = false;
   const unlockNetwork = () => {
     if (unlocked) return;
     unlocked = true;
-    run.netLock?.release();
-    if (!img.locked.length) return;
-    const root = run.tasks.get(img.procs[0]!.pid);
-    const netnsOf = img.externalNet === undefined || !root ? undefined : root.hpid;
-    try {
-      new ConnectionLock('iptables', netnsOf).adopt(img.locked).release(opts.warn);
-    } catch (e) {
-      opts.warn?.(`network lock not lifted: ${(e as Error).message}`);
-    }
+    run.netLock?.release(opts.warn);
+    if (img.locked.length) new ConnectionLock('iptables').adopt(img.locked).release(opts.warn);
   };
   const ns = new TreeNamespaces(run, plan);
   const files = new TreeFiles(run, plan);

@@ -70,8 +70,8 @@ export interface LoadedImages {
    */
   nestedMountNs: number[];
   /**
-   * Established TCP connections the dump locked in the tree's network namespace (CRIU's iptables
-   * method), to unlock once restored; empty when restored into a new network namespace.
+   * Established TCP connections the dump locked one by one in the host's network namespace
+   * (CRIU's iptables method), to unlock once restored; empty for a tree with a namespace of its own.
    */
   locked: LockedConnection[];
   /** Whether the dump holds established connections to rebuild (tcp-stream images). */
@@ -235,7 +235,9 @@ export async function load(dir: string): Promise<LoadedImages> {
     const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
     streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
   }
-  const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET && externalNet === undefined) ? streams : [];
+  // A tree of the host's namespace had its connections locked one by one; one with a namespace of
+  // its own had that namespace locked whole (lifted by the restore's own lock of it).
+  const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
   return {
     procs, files, extraImage, nestedMountNs, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,

@@ -31,7 +31,7 @@ test.serial('restored TCP listeners accept new clients and UDP sockets receive o
   t.deepEqual(r.lines.filter((l) => l.startsWith('ERR')), []);
 });
 
-test.serial('an established TCP connection fails the dump with a one-line error and the process runs on', async (t) => {
+test.serial('an established TCP connection without --tcp-established fails the dump with a one-line error naming it, and the process runs on', async (t) => {
   const dir = tmpDir(t);
   const work = tmpDir(t, 'stasis-inet-');
   const w = await startWorkload('inet-sockets', [work, 'established']);
@@ -39,7 +39,7 @@ test.serial('an established TCP connection fails the dump with a one-line error 
   await w.waitForLine(/^ready$/);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
   t.is(d.exitCode, 1, d.all);
-  t.regex(d.stderr, /^stasis: TCP socket:\[\d+\] \(fd \d+ of task \d+\): established TCP connections are not supported yet$/);
+  t.regex(d.stderr, /^stasis: TCP socket:\[\d+\] \(fd \d+ of task \d+\), connected from 127\.0\.0\.1:\d+ to 127\.0\.0\.1:\d+: an established TCP connection is dumped only with --tcp-established \(or --tcp-close\)$/);
   t.false(fs.existsSync(path.join(dir, 'inventory.img')));
   t.true(alive(w.pid));
   t.regex(fs.readFileSync(`/proc/${w.pid}/status`, 'utf8'), /TracerPid:\s+0\n/, 'released untraced');

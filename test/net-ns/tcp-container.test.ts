@@ -82,4 +82,7 @@ test.serial('a runc container\'s connections, both ways, carry on when it is res
   t.is(srv.verdict, 'ok', 'the host\'s server got every byte of the container\'s connection once');
   t.is(client!.verdict, 'ok', 'the host\'s client got every byte of its connection to the container once');
   t.deepEqual([...srv.events, ...client!.events].filter((e) => e.startsWith('error')), [], 'no reset on either host end');
+  for (const tool of ['iptables', 'ip6tables']) {
+    t.notRegex(execFileSync('ip', ['netns', 'exec', nsB, tool, '-S'], { encoding: 'utf8' }), /STASIS/, `no lock left in the new namespace (${tool})`);
+  }
 });

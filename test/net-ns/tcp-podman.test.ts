@@ -71,6 +71,7 @@ test.serial('Podman bridge network: a host client\'s connection to the container
   t.deepEqual(lines.filter((l) => l.startsWith('FAIL')), []);
   t.true(lines.includes('result PASS'), lines.join('\n'));
   t.is(client.verdict, 'ok', 'the host client got every byte once, through two checkpoints');
+  const lockLeft = (pid: number) => execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, 'iptables', '-S'], { encoding: 'utf8' }).includes('STASIS');
   t.deepEqual(client.events.filter((e) => e.startsWith('error')), [], 'never reset');
 
   fs.writeFileSync(criuConf, 'tcp-close\n');
@@ -80,6 +81,7 @@ test.serial('Podman bridge network: a host client\'s connection to the container
     t.is(closed.code, 0, `--tcp-close restore ${i + 1}: ${withLog(closed.out)}`);
     const pid = Number(pm.run(['inspect', '-f', '{{.State.Pid}}', name]).out.trim());
     t.true(pid > 0, 'running');
+    t.false(lockLeft(pid), 'no lock left in its network namespace');
     const sockets = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`)).filter((l) => l.startsWith('socket:'));
     t.is(sockets.length, 1, 'its socket is there');
     const ino = /\d+/.exec(sockets[0]!)![0];

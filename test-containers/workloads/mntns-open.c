@@ -1,0 +1,122 @@
+/* mntns-open: a child in a mount namespace of its own, holding one file through two mounts.
+ * Run with DIR (the cwd from the start): prints "ready", waits for DIR/check (after restore),
+ * then checks each item ("ok"/"FAIL" lines, "result PASS|FAIL").
+ * The parent opens DIR/F, forks a child that unshares its mount namespace (its copies made
+ * slaves, so that nothing it mounts reaches the parent's), opens DIR/F itself and mounts a
+ * tmpfs on DIR/m with a file in it.
+ *   mnt-ids-differ        the child's inherited descriptor and its own are on different mounts
+ *   inherited-on-parents  the inherited one on a mount of the parent's namespace, not the child's
+ *   own-on-own            the child's own on a mount of its namespace
+ *   namespaces-differ     the child's mount namespace is not the parent's
+ *   child-tmpfs           DIR/m is the child's tmpfs again, with its file
+ *   parent-no-tmpfs       the parent does not see it
+ *   child-mount-unseen    a tmpfs the child mounts after the restore is not seen by the parent
+ *   child-passed          the child's own checks passed */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "selfcheck.h"
+
+#define TMPFS_MAGIC 0x01021994
+
+/* The mnt_id line of a descriptor's fdinfo (-1 if none). */
+static int mnt_id_of(int fd) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  FILE *f = fopen(path, "r");
+  int id = -1;
+  while (f && fgets(line, sizeof line, f)) if (sscanf(line, "mnt_id: %d", &id) == 1) break;
+  if (f) fclose(f);
+  return id;
+}
+
+/* Whether mount `id` is listed in /proc/PID/mountinfo. */
+static int has_mount(pid_t pid, int id) {
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%d/mountinfo", pid);
+  FILE *f = fopen(path, "r");
+  int found = 0, m;
+  while (f && fgets(line, sizeof line, f)) if (sscanf(line, "%d ", &m) == 1 && m == id) found = 1;
+  if (f) fclose(f);
+  return found;
+}
+
+static int is_tmpfs(const char *p) {
+  struct statfs s;
+  return statfs(p, &s) == 0 && s.f_type == TMPFS_MAGIC;
+}
+
+static void ns_of(pid_t pid, char *out, size_t n) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", pid);
+  ssize_t l = readlink(path, out, n - 1);
+  out[l < 0 ? 0 : l] = 0;
+}
+
+static int child(int inherited, int to_parent, int from_parent) {
+  if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL)) return setup_failed("child mount namespace");
+  int own = open("F", O_RDWR);
+  if (own < 0) return setup_failed("child open F");
+  if (mount("stasis-mntns", "m", "tmpfs", 0, NULL)) return setup_failed("child tmpfs");
+  FILE *f = fopen("m/kept", "w");
+  if (!f || fputs("child's", f) < 0 || fclose(f)) return setup_failed("file in the child's tmpfs");
+  if (write(to_parent, "r", 1) != 1) return setup_failed("tell the parent");
+  wait_check();
+  int id1 = mnt_id_of(inherited), id2 = mnt_id_of(own);
+  report(id1 > 0 && id2 > 0 && id1 != id2, "mnt-ids-differ", "inherited on %d, own on %d", id1, id2);
+  report(has_mount(getppid(), id1) && !has_mount(getpid(), id1), "inherited-on-parents", "mount %d is not the parent's alone", id1);
+  report(has_mount(getpid(), id2), "own-on-own", "mount %d is not in the child's namespace", id2);
+  char mine[64], theirs[64];
+  ns_of(getpid(), mine, sizeof mine);
+  ns_of(getppid(), theirs, sizeof theirs);
+  report(mine[0] && strcmp(mine, theirs), "namespaces-differ", "child %s, parent %s", mine, theirs);
+  char buf[32] = {0};
+  f = fopen("m/kept", "r");
+  if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
+  report(is_tmpfs("m") && !strcmp(buf, "child's"), "child-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
+  /* A mount made now: the parent must not see it. */
+  char c = mount("stasis-mntns-2", "m2", "tmpfs", 0, NULL) ? 'x' : 'm';
+  if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1) c = 'x';
+  return result();
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || chdir(argv[1])) return 2;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  mkdir("m", 0755);
+  mkdir("m2", 0755);
+  int fd = open("F", O_CREAT | O_RDWR, 0600);
+  int up[2], down[2];
+  if (fd < 0 || pipe(up) || pipe(down)) return setup_failed("open F");
+  pid_t pid = fork();
+  if (pid < 0) return setup_failed("fork");
+  if (pid == 0) {
+    close(up[0]);
+    close(down[1]);
+    return child(fd, up[1], down[0]);
+  }
+  close(up[1]);
+  close(down[0]);
+  close(fd);
+  char c;
+  if (read(up[0], &c, 1) != 1) return setup_failed("child setup");
+  printf("ready\n");
+  wait_check();
+  report(!is_tmpfs("m"), "parent-no-tmpfs", "the child's tmpfs on DIR/m is seen by the parent");
+  if (read(up[0], &c, 1) != 1) c = 'x';
+  report(c == 'm' && !is_tmpfs("m2"), "child-mount-unseen", "child's mount after restore: %s", c == 'm' ? "seen by the parent" : "failed");
+  if (write(down[1], "k", 1) != 1) perror("write");
+  int st = 0;
+  waitpid(pid, &st, 0);
+  report(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child-passed", "child status 0x%x", st);
+  return result();
+}

@@ -405,7 +405,10 @@ export const regFile: FileKind = {
   field: 'reg',
   claims: ({ link }) => link.startsWith('/'),
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
-    return dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
+    const d = dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
+    // The mount it was opened on: in a tree with nested mount namespaces, which one it is in.
+    if (f.fdinfo.mntId) d.entry.mnt_id = f.fdinfo.mntId;
+    return d;
   },
   inheritKey: (e) => String(e.name).replace(/^\//, ''),
   open(e, task: RestoreFilesTask): number {
@@ -428,7 +431,9 @@ export function openRegInTask(task: RestoreFilesTask, e: Record<string, unknown>
     regFile: (id) => task.file(id)?.reg as Record<string, unknown> | undefined, later: (fn) => task.later(fn),
   };
   const remap = remapOf(ctx, Number(e.id));
-  if (!remap) return openInTask(task.inj, String(e.name), flags);
+  // On a mount of another mount namespace of the tree: through a task of that namespace.
+  const via = e.mnt_id !== undefined && Number(e.mnt_id) > 0 ? task.mountRoot?.(Number(e.mnt_id)) : undefined;
+  if (!remap) return openInTask(task.inj, `${via?.task ?? ''}${String(e.name)}`, flags);
   const opened = ghostsOpened.get(task) ?? new Map<number, number>();
   ghostsOpened.set(task, opened);
   const key = remap.type * 0x1_0000_0000 + remap.id;

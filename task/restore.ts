@@ -85,9 +85,6 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const tStart = performance.now(); // stats-restore: restore_time is the whole restore
   const img = await load(opts.imagesDir);
   const run = new RestoreRun(opts, img);
-  if (img.nestedMountNs.length) {
-    opts.warn?.(`process${img.nestedMountNs.length > 1 ? 'es' : ''} ${img.nestedMountNs.join(', ')} had a mount namespace of its own inside the tree, which stasis does not restore yet: restored in the parent's`);
-  }
   const plan = makePlan(opts, img, run.ownSid);
   const ns = new TreeNamespaces(run, plan);
   const files = new TreeFiles(run, plan);

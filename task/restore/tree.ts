@@ -165,6 +165,7 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     };
     tasks.set(p.pid, t);
     if (pid === nsOwner) ns.setUp(inj, pid);
+    if (p.state !== TASK_DEAD && tasks.has(cloner)) ns.enterMountNs(t, cloner);
     if (p.sid === p.pid) {
       if (plan.sessions.bornIn.has(p.pid)) setsidLater.add(p.pid);
       else startSession(t);
@@ -183,7 +184,8 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     applying(core, `${task}: signal actions`, () => restoreSigactions(inj, sigactionsOf(p), {
       only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
     }));
-    if (!files.deferred) files.restore(t, live);
+    // (a table opening files through another mount namespace waits, and is nothing to inherit)
+    if (!files.deferred && !files.waits(t)) files.restore(t, from?.filesDone ? live : undefined);
     // The cwd too, for the children to inherit (and not set again when it is theirs), where
     // no chroot and no mount yet to come can change what the path names.
     if (!img.mounts && run.regFile(p.fs!.root_id).name === '/') {

@@ -86,7 +86,7 @@ static int child(int inherited, int to_parent, int from_parent) {
   /* A mount made now: the parent must not see it. */
   char c = mount("stasis-mntns-2", "m2", "tmpfs", 0, NULL) ? 'x' : 'm';
   if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1) c = 'x';
-  return result();
+  return failures ? 1 : 0; /* the parent says the result, once it has its own */
 }
 
 int main(int argc, char **argv) {

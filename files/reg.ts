@@ -406,8 +406,10 @@ export const regFile: FileKind = {
   claims: ({ link }) => link.startsWith('/'),
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const d = dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
-    // The mount it was opened on: in a tree with nested mount namespaces, which one it is in.
-    if (f.fdinfo.mntId) d.entry.mnt_id = f.fdinfo.mntId;
+    // The mount it was opened on, in a tree with nested mount namespaces: which one it is in.
+    // (Elsewhere left out: CRIU's restore of a plain tree, which has no mounts to look it up
+    // in, then fails to remake a removed file.)
+    if (f.fdinfo.mntId && ctx.mountNsPeers?.length) d.entry.mnt_id = f.fdinfo.mntId;
     return d;
   },
   inheritKey: (e) => String(e.name).replace(/^\//, ''),

@@ -11,7 +11,10 @@
  *   child-tmpfs           DIR/m is the child's tmpfs again, with its file
  *   parent-no-tmpfs       the parent does not see it
  *   child-mount-unseen    a tmpfs the child mounts after the restore is not seen by the parent
- *   child-passed          the child's own checks passed */
+ *   propagation-as-was    each mount of the child's namespace is shared, a slave or private as before
+ *   child-passed          the child's own checks passed
+ * With "ramfs" the child also mounts a ramfs on DIR/r (a filesystem stasis cannot make again:
+ * its dump must refuse). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
@@ -62,11 +65,29 @@ static void ns_of(pid_t pid, char *out, size_t n) {
   out[l < 0 ? 0 : l] = 0;
 }
 
-static int child(int inherited, int to_parent, int from_parent) {
+/* Each mount of the namespace as "MOUNTPOINT KIND" (shared, slave, shared+slave or private), in mountinfo order. */
+static void propagation(char *out, size_t n) {
+  FILE *f = fopen("/proc/self/mountinfo", "r");
+  char line[1024], mp[512];
+  size_t at = 0;
+  out[0] = 0;
+  while (f && fgets(line, sizeof line, f) && at < n) {
+    if (sscanf(line, "%*d %*d %*s %*s %511s", mp) != 1) continue;
+    int shared = strstr(line, " shared:") != NULL, slave = strstr(line, " master:") != NULL;
+    at += snprintf(out + at, n - at, "%s %s\n", mp, shared && slave ? "shared+slave" : shared ? "shared" : slave ? "slave" : "private");
+  }
+  if (f) fclose(f);
+}
+
+static char before[16384], after[16384];
+
+static int child(int inherited, int to_parent, int from_parent, int ramfs) {
   if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL)) return setup_failed("child mount namespace");
   int own = open("F", O_RDWR);
   if (own < 0) return setup_failed("child open F");
   if (mount("stasis-mntns", "m", "tmpfs", 0, NULL)) return setup_failed("child tmpfs");
+  if (ramfs && (mkdir("r", 0755) || mount("stasis-mntns-ramfs", "r", "ramfs", 0, NULL))) return setup_failed("child ramfs");
+  propagation(before, sizeof before);
   FILE *f = fopen("m/kept", "w");
   if (!f || fputs("child's", f) < 0 || fclose(f)) return setup_failed("file in the child's tmpfs");
   if (write(to_parent, "r", 1) != 1) return setup_failed("tell the parent");
@@ -83,6 +104,11 @@ static int child(int inherited, int to_parent, int from_parent) {
   f = fopen("m/kept", "r");
   if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
   report(is_tmpfs("m") && !strcmp(buf, "child's"), "child-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
+  propagation(after, sizeof after);
+  size_t same = 0;
+  while (before[same] && before[same] == after[same]) same++;
+  while (same && before[same - 1] != '\n') same--;
+  report(!strcmp(before, after), "propagation-as-was", "before: %.120s | after: %.120s", before + same, after + same);
   /* A mount made now: the parent must not see it (not tried in the parent's namespace). */
   char c = !mine[0] || !strcmp(mine, theirs) || mount("stasis-mntns-2", "m2", "tmpfs", 0, NULL) ? 'x' : 'm';
   if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1) c = 'x';
@@ -102,7 +128,7 @@ int main(int argc, char **argv) {
   if (pid == 0) {
     close(up[0]);
     close(down[1]);
-    return child(fd, up[1], down[0]);
+    return child(fd, up[1], down[0], argc > 2 && !strcmp(argv[2], "ramfs"));
   }
   close(up[1]);
   close(down[0]);

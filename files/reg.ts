@@ -25,6 +25,7 @@ import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask }
 import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeCString, rawSyscall } from '../sys/native.js';
+import { readFdinfo } from '../sys/proc/index.js';
 
 export const FD_TYPE_REG = 1;
 const AT_FDCWD = -100;
@@ -49,6 +50,21 @@ export function regFileEntry(path: string, statPath: string, flags: number, pos:
   if ((st.mode & BigInt(fs.constants.S_IFMT)) === BigInt(fs.constants.S_IFREG)) entry.size = st.size;
   entry.mode = Number(st.mode);
   return entry;
+}
+
+/** The mount (its id) that `path` (a /proc link: a cwd, a root) reaches, as its fdinfo says; 0 if unknown. */
+export function mountIdOf(path: string): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, O_PATH | O_CLOEXEC);
+  } catch {
+    return 0;
+  }
+  try {
+    return readFdinfo('self', fd).mntId;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Open `path` with `flags` inside the task (through the scratch page); returns the fd there. */

@@ -91,10 +91,25 @@ export function dumpNestedMounts(pid: number, basePid: number): DumpedNestedMoun
   return { entries, tars };
 }
 
-/** Mounts of the namespace at each mountpoint, in the order they were made (lowest first). */
-function byMountpoint<T extends { mountpoint: string; id: number }>(list: readonly T[]): Map<string, T[]> {
+/**
+ * Mounts in an order they can be made in: each after its parent (mount ids are reused, so they
+ * tell nothing of it), and otherwise as listed (mountinfo lists them as made; criu's images,
+ * children first).
+ */
+function parentsFirst<T extends { id: number; parent: number }>(list: readonly T[]): T[] {
+  const pending = [...list];
+  const out: T[] = [];
+  while (pending.length) {
+    const i = pending.findIndex((m) => !pending.some((o) => o !== m && o.id === m.parent));
+    out.push(...pending.splice(i < 0 ? 0 : i, 1));
+  }
+  return out;
+}
+
+/** Mounts of the namespace at each mountpoint, lowest of a stack first. */
+function byMountpoint<T extends { mountpoint: string; id: number; parent: number }>(list: readonly T[]): Map<string, T[]> {
   const out = new Map<string, T[]>();
-  for (const m of [...list].sort((a, b) => a.id - b.id)) out.set(m.mountpoint, [...(out.get(m.mountpoint) ?? []), m]);
+  for (const m of parentsFirst(list)) out.set(m.mountpoint, [...(out.get(m.mountpoint) ?? []), m]);
   return out;
 }
 
@@ -106,8 +121,8 @@ function byMountpoint<T extends { mountpoint: string; id: number }>(list: readon
 export function restoreNestedMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], base: readonly MntEntry[],
   imagePath: (name: string) => string | undefined): void {
   const str = (s: string) => cStrings(inj, s)[0]!;
-  const live = byMountpoint(readMountinfo(hostPid).map((m) => ({ mountpoint: m.mountPoint, id: m.mntId, shared: m.shared ?? 0, master: m.master ?? 0 })));
-  const baseAt = byMountpoint(base.map((b) => ({ ...b, id: b.mnt_id })));
+  const live = byMountpoint(readMountinfo(hostPid).map((m) => ({ mountpoint: m.mountPoint, id: m.mntId, parent: m.parentId, shared: m.shared ?? 0, master: m.master ?? 0 })));
+  const baseAt = byMountpoint(base.map((b) => ({ ...b, id: b.mnt_id, parent: b.parent_mnt_id })));
   /** The copy (now) of a mount of the base: the one at its place in the same order. */
   const copyOf = (b: MntEntry) => live.get(b.mountpoint)?.[baseAt.get(b.mountpoint)!.findIndex((x) => x.mnt_id === b.mnt_id)];
   const kept = new Map<MntEntry, MntEntry>();
@@ -134,10 +149,10 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
     mountIn(inj, b.mountpoint, null, b.mountpoint, null, MS.PRIVATE, null);
     inj.callChecked(SYS.umount2, str(b.mountpoint), MNT_DETACH);
   }
-  // Its own mounts, in the order they were made.
+  // Its own mounts, parents first.
   const have = [...kept.keys()];
   const made: MntEntry[] = [];
-  for (const e of entries) {
+  for (const { e } of parentsFirst(entries.map((x) => ({ e: x, id: x.mnt_id, parent: x.parent_mnt_id })))) {
     if (kept.has(e)) continue;
     const from = viewOf(e, have);
     if (from) {

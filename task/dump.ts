@@ -352,7 +352,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     }
     out.cores.set(tid, core);
   }
-  out.fs = dumpFs(pid, st.files, status.umask) as unknown as Record<string, unknown>;
+  out.fs = dumpFs(pid, st.files, status.umask, st.mountNsPeers.length > 0) as unknown as Record<string, unknown>;
   return out;
 }
 

@@ -65,18 +65,26 @@ static void ns_of(pid_t pid, char *out, size_t n) {
   out[l < 0 ? 0 : l] = 0;
 }
 
-/* Each mount of the namespace as "MOUNTPOINT KIND" (shared, slave, shared+slave or private), in mountinfo order. */
+static int by_text(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Each mount of the namespace as "MOUNTPOINT KIND" (shared, slave, shared+slave or private), sorted. */
 static void propagation(char *out, size_t n) {
   FILE *f = fopen("/proc/self/mountinfo", "r");
-  char line[1024], mp[512];
+  char line[1024], mp[512], *lines[256];
+  int count = 0;
   size_t at = 0;
   out[0] = 0;
-  while (f && fgets(line, sizeof line, f) && at < n) {
+  while (f && fgets(line, sizeof line, f) && count < 256) {
     if (sscanf(line, "%*d %*d %*s %*s %511s", mp) != 1) continue;
     int shared = strstr(line, " shared:") != NULL, slave = strstr(line, " master:") != NULL;
-    at += snprintf(out + at, n - at, "%s %s\n", mp, shared && slave ? "shared+slave" : shared ? "shared" : slave ? "slave" : "private");
+    if (asprintf(&lines[count], "%s %s\n", mp, shared && slave ? "shared+slave" : shared ? "shared" : slave ? "slave" : "private") > 0) count++;
   }
   if (f) fclose(f);
+  qsort(lines, count, sizeof *lines, by_text);
+  for (int i = 0; i < count; i++) {
+    if (at < n) at += snprintf(out + at, n - at, "%s", lines[i]);
+    free(lines[i]);
+  }
 }
 
 static char before[16384], after[16384];

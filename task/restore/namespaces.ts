@@ -75,13 +75,14 @@ export class TreeNamespaces {
   /**
    * A task just cloned by `cloner` (image PID; a task of the tree), before anything of it is
    * restored: if its mount namespace is not its cloner's, it gets its own — made now from a copy
-   * of the cloner's, or entered when another task made it already.
+   * of the cloner's, or entered when another task made it already. Returns whether it entered
+   * one (setns puts its cwd and root at the namespace's root: nothing of them is inherited).
    */
-  enterMountNs(t: Restoring, cloner: number): void {
+  enterMountNs(t: Restoring, cloner: number): boolean {
     const { img } = this.run;
     const want = img.mntNsOf.get(t.p.pid);
     const from = img.mntNsOf.get(cloner);
-    if (want === undefined || from === undefined || want === from) return;
+    if (want === undefined || from === undefined || want === from) return false;
     const entries = img.nestedMounts.get(want);
     if (!entries) throw new Error(`task ${t.p.pid} would leave a nested mount namespace for the tree's own, which stasis cannot do`);
     const name = mountsImageName(want);
@@ -96,7 +97,7 @@ export class TreeNamespaces {
       } finally {
         fs.closeSync(own);
       }
-      return;
+      return true;
     }
     // What the copy is made from: the cloner's namespace as dumped, or as it stands (the host's).
     const base: MntEntry[] = from === Number(img.rootIds!.mnt_ns_id) ? img.mounts ?? mountEntriesOf(this.run.tasks.get(cloner)!.hpid)
@@ -106,6 +107,7 @@ export class TreeNamespaces {
       restoreNestedMounts(t.inj, t.hpid, entries, base, (n) => (fs.existsSync(img.file(n)) ? img.file(n) : undefined));
     });
     this.mountNsMade.set(want, t.hpid);
+    return false;
   }
 
   /** The mounts that had to wait for the tasks' files (by the root task, image PID `rootPid`). */

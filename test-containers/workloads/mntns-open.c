@@ -12,7 +12,12 @@
  *   parent-no-tmpfs       the parent does not see it
  *   child-mount-unseen    a tmpfs the child mounts after the restore is not seen by the parent
  *   propagation-as-was    each mount of the child's namespace is shared, a slave or private as before
+ *                         (mounts the host made or removed since, in a plain tree, aside)
  *   child-passed          the child's own checks passed
+ * A second child of the parent enters the first one's namespace (setns) before the dump:
+ *   joiner-same-ns        it is in the first child's namespace still
+ *   joiner-sees-tmpfs     and sees its tmpfs with its file
+ *   joiner-passed         its checks passed
  * With "ramfs" the child also mounts a ramfs on DIR/r (a filesystem stasis cannot make again:
  * its dump must refuse). */
 #define _GNU_SOURCE
@@ -113,14 +118,40 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs) {
   if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
   report(is_tmpfs("m") && !strcmp(buf, "child's"), "child-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
   propagation(after, sizeof after);
-  size_t same = 0;
-  while (before[same] && before[same] == after[same]) same++;
-  while (same && before[same - 1] != '\n') same--;
-  report(!strcmp(before, after), "propagation-as-was", "before: %.120s | after: %.120s", before + same, after + same);
+  /* Each mount now at a place it was before has a kind it had there. */
+  const char *bad = NULL;
+  for (char *line = strtok(after, "\n"); line && !bad; line = strtok(NULL, "\n")) {
+    char at[520], with[1040];
+    snprintf(at, sizeof at, "\n%.*s ", (int)strcspn(line, " "), line);
+    snprintf(with, sizeof with, "\n%s\n", line);
+    char prefixed[16400];
+    snprintf(prefixed, sizeof prefixed, "\n%s", before);
+    if (strstr(prefixed, at) && !strstr(prefixed, with)) bad = line;
+  }
+  report(!bad, "propagation-as-was", "now %s", bad ? bad : "");
   /* A mount made now: the parent must not see it (not tried in the parent's namespace). */
   char c = !mine[0] || !strcmp(mine, theirs) || mount("stasis-mntns-2", "m2", "tmpfs", 0, NULL) ? 'x' : 'm';
   if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1) c = 'x';
   return failures ? 1 : 0; /* the parent says the result, once it has its own */
+}
+
+/* The second child: into the first one's namespace, then back to DIR (setns leaves it at the root). */
+static int joiner(pid_t first, const char *dir, int to_parent) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/mnt", first);
+  int ns = open(path, O_RDONLY);
+  if (ns < 0 || setns(ns, CLONE_NEWNS) || chdir(dir)) return setup_failed("joiner setns");
+  close(ns);
+  if (write(to_parent, "j", 1) != 1) return setup_failed("tell the parent");
+  wait_check();
+  char mine[64], theirs[64], buf[32] = {0};
+  ns_of(getpid(), mine, sizeof mine);
+  ns_of(first, theirs, sizeof theirs);
+  report(mine[0] && !strcmp(mine, theirs), "joiner-same-ns", "joiner %s, first child %s", mine, theirs);
+  FILE *f = fopen("m/kept", "r");
+  if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
+  report(is_tmpfs("m") && !strcmp(buf, "child's"), "joiner-sees-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
+  return failures ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
@@ -143,8 +174,21 @@ int main(int argc, char **argv) {
   close(fd);
   char c;
   if (read(up[0], &c, 1) != 1) return setup_failed("child setup");
+  int jp[2];
+  if (pipe(jp)) return setup_failed("pipe");
+  pid_t join = fork();
+  if (join < 0) return setup_failed("fork");
+  if (join == 0) {
+    close(jp[0]);
+    return joiner(pid, argv[1], jp[1]);
+  }
+  close(jp[1]);
+  if (read(jp[0], &c, 1) != 1) return setup_failed("joiner setup");
   printf("ready\n");
   wait_check();
+  int jst = 0;
+  waitpid(join, &jst, 0);
+  report(WIFEXITED(jst) && WEXITSTATUS(jst) == 0, "joiner-passed", "joiner status 0x%x", jst);
   report(!is_tmpfs("m"), "parent-no-tmpfs", "the child's tmpfs on DIR/m is seen by the parent");
   if (read(up[0], &c, 1) != 1) c = 'x';
   report(c == 'm' && !is_tmpfs("m2"), "child-mount-unseen", "child's mount after restore: %s", c == 'm' ? "seen by the parent" : "failed");

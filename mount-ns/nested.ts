@@ -26,12 +26,13 @@ import { readMountinfo } from '../sys/proc/index.js';
 import { MNT_DETACH } from '../sys/mount.js';
 import {
   FSNAMES, FSTYPES, MS, PER_MOUNT, cStrings, isRootOnlyTar, kernelDev, mountFlags, mountIn, setPropagation,
-  tarOfMount, tmpfsImageName, type MntEntry,
+  tarOfMount, tmpfsImageName, type LaterMount, type MntEntry,
 } from './mounts.js';
 
 const childProcess = () => process.getBuiltinModule('node:child_process');
 const AT_FDCWD = -100;
 const TMPFS = FSTYPES.tmpfs!;
+const DEVPTS = FSTYPES.devpts!;
 
 /** The mounts of process `pid`'s namespace as mnt_entry's, read as it sees them. */
 export function mountEntriesOf(pid: number): MntEntry[] {
@@ -117,9 +118,12 @@ function byMountpoint<T extends { mountpoint: string; id: number; parent: number
  * Make the task's new mount namespace (just unshared: a copy of its base's, restored) what the
  * image has: `entries` its mounts, `base` its base's as dumped (or as they stand, for a base
  * outside the dump). `hostPid` is the task as stasis sees it; `imagePath` finds a tmpfs's tar.
+ * A terminal bound from the base's devpts (/dev/console) is bound only once the files exist,
+ * after the copy was made: it is returned, for finishMounts() in the task then.
  */
 export function restoreNestedMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], base: readonly MntEntry[],
-  imagePath: (name: string) => string | undefined): void {
+  imagePath: (name: string) => string | undefined): LaterMount[] {
+  const later: LaterMount[] = [];
   const str = (s: string) => cStrings(inj, s)[0]!;
   const live = byMountpoint(readMountinfo(hostPid).map((m) => ({ mountpoint: m.mountPoint, id: m.mntId, parent: m.parentId, shared: m.shared ?? 0, master: m.master ?? 0 })));
   const baseAt = byMountpoint(base.map((b) => ({ ...b, id: b.mnt_id, parent: b.parent_mnt_id })));
@@ -134,6 +138,11 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
   // mounted or removed under it.
   for (const [e, b] of kept) {
     const now = copyOf(b);
+    const pts = e.fstype === DEVPTS && e.root !== '/' ? entries.find((x) => x.fstype === DEVPTS && x.root === '/' && x.root_dev === e.root_dev) : undefined;
+    if (!now && pts) {
+      later.push({ source: path.join(pts.mountpoint, e.root), target: e.mountpoint, flags: e.flags & PER_MOUNT });
+      continue;
+    }
     if (!now) throw new Error(`restoring mount ${e.mountpoint}: its parent's namespace has no such mount to copy`);
     if (e.shared_id && e.shared_id === b.shared_id) continue; // peers still
     if (e.master_id && now.shared && (e.master_id === b.shared_id || e.master_id === b.master_id)) {
@@ -180,4 +189,5 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
     if ((e.sb_flags ?? 0) & MS.RDONLY) mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.REMOUNT | MS.RDONLY, e.options);
     if (e.flags & PER_MOUNT) mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
   }
+  return later;
 }

@@ -27,6 +27,8 @@ export class TreeNamespaces {
 
   /** The nested mount namespaces made so far: id → the task (as stasis sees it) that made it. */
   private readonly mountNsMade = new Map<number, number>();
+  /** Their mounts that wait until every task has its files, with the task that made each. */
+  private readonly nestedLater: { t: Restoring; nsId: number; later: LaterMount[] }[] = [];
 
   constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
 
@@ -102,17 +104,22 @@ export class TreeNamespaces {
     // What the copy is made from: the cloner's namespace as dumped, or as it stands (the host's).
     const base: MntEntry[] = from === Number(img.rootIds!.mnt_ns_id) ? img.mounts ?? mountEntriesOf(this.run.tasks.get(cloner)!.hpid)
       : img.nestedMounts.get(from)!;
-    applying(name, what, () => {
+    const later = applying(name, what, () => {
       t.inj.callChecked(SYS.unshare, CLONE.NEWNS);
-      restoreNestedMounts(t.inj, t.hpid, entries, base, (n) => (fs.existsSync(img.file(n)) ? img.file(n) : undefined));
+      return restoreNestedMounts(t.inj, t.hpid, entries, base, (n) => (fs.existsSync(img.file(n)) ? img.file(n) : undefined));
     });
+    if (later.length) this.nestedLater.push({ t, nsId: want, later });
     this.mountNsMade.set(want, t.hpid);
     return false;
   }
 
   /** The mounts that had to wait for the tasks' files (by the root task, image PID `rootPid`). */
   finish(rootInj: Injector, rootPid: number): void {
-    if (!this.laterMounts.length) return;
-    applying(mountsImageName(this.run.img.rootIds!.mnt_ns_id!), `namespaces of task ${rootPid}`, () => finishMounts(rootInj, this.laterMounts));
+    if (this.laterMounts.length) {
+      applying(mountsImageName(this.run.img.rootIds!.mnt_ns_id!), `namespaces of task ${rootPid}`, () => finishMounts(rootInj, this.laterMounts));
+    }
+    for (const { t, nsId, later } of this.nestedLater) {
+      applying(mountsImageName(nsId), `mount namespace of task ${t.p.pid}`, () => finishMounts(t.inj, later));
+    }
   }
 }

@@ -13,6 +13,7 @@
  *   child-mount-unseen    a tmpfs the child mounts after the restore is not seen by the parent
  *   propagation-as-was    each mount of the child's namespace is shared, a slave or private as before
  *                         (mounts the host made or removed since, in a plain tree, aside)
+ *   mounts-as-were        in a container: the same mounts, each with the same propagation
  *   child-passed          the child's own checks passed
  * A second child of the parent enters the first one's namespace (setns) before the dump:
  *   joiner-same-ns        it is in the first child's namespace still
@@ -118,6 +119,8 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs) {
   if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
   report(is_tmpfs("m") && !strcmp(buf, "child's"), "child-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
   propagation(after, sizeof after);
+  /* In a container (the parent is PID 1) nothing else changes mounts: all of them as they were. */
+  if (getppid() == 1) report(!strcmp(before, after), "mounts-as-were", "before:\n%s after:\n%s", before, after);
   /* Each mount now at a place it was before has a kind it had there. */
   const char *bad = NULL;
   for (char *line = strtok(after, "\n"); line && !bad; line = strtok(NULL, "\n")) {

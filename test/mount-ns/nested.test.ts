@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { buildWorkload, startWorkload } from '../../test-containers/launch.js';
+import { buildWorkload, startWorkload, underReaper } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
-import { sharedDir } from '../helpers/paths.js';
+import { repoRoot, sharedDir } from '../helpers/paths.js';
 import { alive, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
 
 const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
@@ -77,4 +77,31 @@ test.serial('a nested mount namespace with a mount stasis cannot make again (a r
   fs.writeFileSync(path.join(work, 'check'), '');
   await w.waitForLine(/^result /, 10_000);
   t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+});
+
+test.serial('mntns-open in a container with a terminal: the child\'s namespace gets the /dev/console bind the restore makes last', async (t) => {
+  const dir = tmpDir(t, 'stasis-mntns-open-tty-');
+  const c = RuncContainer.create(dir).withTerminal();
+  t.teardown(() => c.destroy());
+  const rootfs = path.join(c.bundle, 'rootfs');
+  fs.copyFileSync(buildWorkload('mntns-open', 'static'), path.join(rootfs, 'bin', 'mntns-open'));
+  fs.chmodSync(path.join(rootfs, 'bin', 'mntns-open'), 0o755);
+  c.withArgs(['/bin/mntns-open', '/data']).privileged();
+  const sock = path.join(dir, 'console.sock');
+  const reader = await underReaper(['/usr/bin/python3', path.join(repoRoot, 'test-containers', 'console-socket.py'), sock]);
+  t.teardown(() => reader.kill());
+  await reader.waitForLine(/^listening$/);
+  await c.run(['--console-socket', sock]);
+  await reader.waitForLine(/^console 1: ready\r?$/);
+  const ck = c.checkpoint(stasisBin, path.join(dir, 'img'), path.join(dir, 'work'));
+  t.is(ck.code, 0, ck.stderr);
+  await reader.waitForLine(/^closed 1$/);
+  const rst = await c.restore(stasisBin, path.join(dir, 'img'), path.join(dir, 'rwork'), ['--console-socket', sock]);
+  t.is(rst.code, 0, `${rst.out.lines.join(' | ')} ${fs.readFileSync(path.join(dir, 'rwork', 'restore.log'), 'utf8').split('\n').filter((l) => /Error/.test(l)).join(' | ')}`);
+  fs.writeFileSync(path.join(rootfs, 'data', 'check'), '');
+  await reader.waitForLine(/^console 2: result /, 20_000);
+  const second = reader.lines.filter((l) => l.startsWith('console 2: ')).map((l) => l.slice('console 2: '.length).replace(/\r$/, ''));
+  t.deepEqual(second.filter((l) => l.startsWith('FAIL')), []);
+  t.true(second.includes('ok mounts-as-were'), 'the child\'s mounts, /dev/console among them, as they were');
+  t.true(second.includes('result PASS'), second.join('\n'));
 });

@@ -135,8 +135,9 @@ export interface RestoreFdTableOptions {
   imagePid?: number;
   /** The memfd inodes of the restore (RestoreFilesTask.memfds). */
   memfds?: MemfdInodes;
-  /** RestoreFilesTask.mountRoot. */
+  /** RestoreFilesTask.mountRoot and mountPoint. */
   mountRoot?(mntId: number): MountRoot | undefined;
+  mountPoint?(mntId: number): string | undefined;
 }
 
 export interface RestoredFdTable {
@@ -166,7 +167,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
     imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds, mountRoot: opts.mountRoot,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds, mountRoot: opts.mountRoot, mountPoint: opts.mountPoint,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

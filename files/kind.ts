@@ -129,6 +129,8 @@ export interface RestoreFilesTask {
    * from a nested one): /proc/PID/root of a task there, as the task and as stasis name it.
    */
   mountRoot?(mntId: number): MountRoot | undefined;
+  /** Where mount `mntId` of the dump is mounted, in its namespace (a mount namespace's image says). */
+  mountPoint?(mntId: number): string | undefined;
 }
 
 /** /proc/PID/root of a task in another mount namespace: in the restored task's view, and stasis's. */

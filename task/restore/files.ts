@@ -69,8 +69,10 @@ export class TreeFiles {
     const other = (mntId: unknown) => mntId !== undefined && Number(mntId) > 0 && this.mountNsOf(Number(mntId)) !== own;
     return (t.p.fdinfos ?? []).some((f) => {
       const file = img.files.get(f.id);
+      type Marks = { mark?: { me?: { mnt_id?: number }; ie?: { f_handle?: { mnt_id?: number } } }[] };
       return other((file?.reg as Record<string, unknown> | undefined)?.mnt_id)
-        || ((file?.ify as { wd?: { f_handle?: { mnt_id?: number } }[] } | undefined)?.wd ?? []).some((w) => other(w.f_handle?.mnt_id));
+        || ((file?.ify as { wd?: { f_handle?: { mnt_id?: number } }[] } | undefined)?.wd ?? []).some((w) => other(w.f_handle?.mnt_id))
+        || ((file?.ffy as Marks | undefined)?.mark ?? []).some((m) => other(m.me?.mnt_id ?? m.ie?.f_handle?.mnt_id));
     });
   }
 
@@ -113,6 +115,7 @@ export class TreeFiles {
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         afterThreads: (fn) => this.afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         kept, imagePid: p.pid, memfds: this.run.memfds, mountRoot: (mntId) => this.mountRoot(t, mntId),
+        mountPoint: (mntId) => [img.mounts ?? [], ...img.nestedMounts.values()].flat().find((m) => m.mnt_id === mntId)?.mountpoint,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });
       for (const fd of spare.values()) this.spares.push({ t, fd });

@@ -9,7 +9,9 @@
  *   tmpfs-contents      the tmpfs has its other file again
  *   parent-no-tmpfs     the parent's own DIR/sub is no tmpfs (the child's namespace is its own)
  *   close-write-dir     closing the file: IN_CLOSE_WRITE on the directory's watch, named `file`
- *   close-write-file    ... and on the file's own watch */
+ *   close-write-file    ... and on the file's own watch
+ *   fanotify-inode      ... and a fanotify mark on the file
+ *   fanotify-mount      ... and a fanotify mark on the child's tmpfs mount */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -30,6 +33,18 @@
 static int is_tmpfs(const char *p) {
   struct statfs s;
   return statfs(p, &s) == 0 && s.f_type == TMPFS_MAGIC;
+}
+
+/* Whether a FAN_CLOSE_WRITE event is queued on the group (its event descriptors closed). */
+static int fanotified(int group) {
+  char buf[4096];
+  ssize_t n = read(group, buf, sizeof buf);
+  int seen = 0;
+  for (struct fanotify_event_metadata *m = (void *)buf; n > 0 && FAN_EVENT_OK(m, n); m = FAN_EVENT_NEXT(m, n)) {
+    if (m->mask & FAN_CLOSE_WRITE) seen = 1;
+    if (m->fd >= 0) close(m->fd);
+  }
+  return seen;
 }
 
 int main(int argc, char **argv) {
@@ -66,6 +81,9 @@ int main(int argc, char **argv) {
   unsigned mask = IN_DELETE | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_CREATE;
   int wdir = inotify_add_watch(in, dir, mask), wfile = inotify_add_watch(in, file, mask);
   if (wdir < 0 || wfile < 0) return setup_failed("inotify_add_watch");
+  int fa_inode = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY), fa_mount = fanotify_init(FAN_CLASS_NOTIF | FAN_NONBLOCK, O_RDONLY);
+  if (fa_inode < 0 || fa_mount < 0 || fanotify_mark(fa_inode, FAN_MARK_ADD, FAN_CLOSE_WRITE, AT_FDCWD, file)
+    || fanotify_mark(fa_mount, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, AT_FDCWD, dir)) return setup_failed("fanotify");
   printf("ready\n");
   wait_check();
 
@@ -90,6 +108,8 @@ int main(int argc, char **argv) {
   }
   report(on_dir, "close-write-dir", "no IN_CLOSE_WRITE for `file` on the directory's watch (read %zd bytes)", n);
   report(on_file, "close-write-file", "no IN_CLOSE_WRITE on the file's watch (read %zd bytes)", n);
+  report(fanotified(fa_inode), "fanotify-inode", "no FAN_CLOSE_WRITE on the file's mark");
+  report(fanotified(fa_mount), "fanotify-mount", "no FAN_CLOSE_WRITE on the tmpfs mount's mark");
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
   return result();

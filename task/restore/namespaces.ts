@@ -85,11 +85,12 @@ export class TreeNamespaces {
     const want = img.mntNsOf.get(t.p.pid);
     const from = img.mntNsOf.get(cloner);
     if (want === undefined || from === undefined || want === from) return false;
-    const entries = img.nestedMounts.get(want);
-    if (!entries) throw new Error(`task ${t.p.pid} would leave a nested mount namespace for the tree's own, which stasis cannot do`);
     const name = mountsImageName(want);
     const what = `mount namespace of task ${t.p.pid}`;
-    const made = this.mountNsMade.get(want);
+    // (back in the tree's own from a nested one: the root's)
+    const rootNs = want === Number(img.rootIds!.mnt_ns_id);
+    const made = rootNs ? this.run.tasks.get(img.procs[0]!.pid)?.hpid : this.mountNsMade.get(want);
+    if (rootNs && made === undefined) throw new Error(`${what}: the tree's own, but its root is not restored`);
     if (made !== undefined) {
       const own = fs.openSync(`/proc/${made}/ns/mnt`, 'r');
       try {
@@ -101,6 +102,7 @@ export class TreeNamespaces {
       }
       return true;
     }
+    const entries = img.nestedMounts.get(want)!;
     // What the copy is made from: the cloner's namespace as dumped, or as it stands (the host's).
     const base: MntEntry[] = from === Number(img.rootIds!.mnt_ns_id) ? img.mounts ?? mountEntriesOf(this.run.tasks.get(cloner)!.hpid)
       : img.nestedMounts.get(from)!;

@@ -19,6 +19,10 @@
  *   joiner-same-ns        it is in the first child's namespace still
  *   joiner-sees-tmpfs     and sees its tmpfs with its file
  *   joiner-passed         its checks passed
+ * A child of the first child goes back into the parent's namespace (setns) before the dump:
+ *   returner-same-ns      it is in the parent's namespace still
+ *   returner-no-tmpfs     and does not see the first child's tmpfs
+ *   returner-passed       its checks passed
  * With "ramfs" the child also mounts a ramfs on DIR/r (a filesystem stasis cannot make again:
  * its dump must refuse). */
 #define _GNU_SOURCE
@@ -95,8 +99,29 @@ static void propagation(char *out, size_t n) {
 
 static char before[16384], after[16384];
 
-static int child(int inherited, int to_parent, int from_parent, int ramfs) {
-  if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL)) return setup_failed("child mount namespace");
+/* The first child's child: back into the parent's namespace (`nsfd`, opened before), then DIR. */
+static int returner(int nsfd, const char *dir) {
+  pid_t parent = getppid(), grandparent = 0;
+  char path[64], line[256];
+  if (setns(nsfd, CLONE_NEWNS) || chdir(dir)) return setup_failed("returner setns");
+  close(nsfd);
+  wait_check();
+  /* The first child's parent, from its status. */
+  snprintf(path, sizeof path, "/proc/%d/status", parent);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof line, f)) if (sscanf(line, "PPid: %d", &grandparent) == 1) break;
+  if (f) fclose(f);
+  char mine[64], theirs[64];
+  ns_of(getpid(), mine, sizeof mine);
+  ns_of(grandparent, theirs, sizeof theirs);
+  report(mine[0] && !strcmp(mine, theirs), "returner-same-ns", "returner %s, parent %s", mine, theirs);
+  report(!is_tmpfs("m"), "returner-no-tmpfs", "it sees the first child's tmpfs");
+  return failures ? 1 : 0;
+}
+
+static int child(int inherited, int to_parent, int from_parent, int ramfs, const char *dir) {
+  int parents_ns = open("/proc/self/ns/mnt", O_RDONLY);
+  if (parents_ns < 0 || unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL)) return setup_failed("child mount namespace");
   int own = open("F", O_RDWR);
   if (own < 0) return setup_failed("child open F");
   if (mount("stasis-mntns", "m", "tmpfs", 0, NULL)) return setup_failed("child tmpfs");
@@ -104,6 +129,10 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs) {
   propagation(before, sizeof before);
   FILE *f = fopen("m/kept", "w");
   if (!f || fputs("child's", f) < 0 || fclose(f)) return setup_failed("file in the child's tmpfs");
+  pid_t ret = fork();
+  if (ret < 0) return setup_failed("fork");
+  if (ret == 0) return returner(parents_ns, dir);
+  close(parents_ns);
   if (write(to_parent, "r", 1) != 1) return setup_failed("tell the parent");
   wait_check();
   int id1 = mnt_id_of(inherited), id2 = mnt_id_of(own);
@@ -135,6 +164,9 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs) {
   /* A mount made now: the parent must not see it (not tried in the parent's namespace). */
   char c = !mine[0] || !strcmp(mine, theirs) || mount("stasis-mntns-2", "m2", "tmpfs", 0, NULL) ? 'x' : 'm';
   if (write(to_parent, &c, 1) != 1 || read(from_parent, &c, 1) != 1) c = 'x';
+  int rst = 0;
+  waitpid(ret, &rst, 0);
+  report(WIFEXITED(rst) && WEXITSTATUS(rst) == 0, "returner-passed", "returner status 0x%x", rst);
   return failures ? 1 : 0; /* the parent says the result, once it has its own */
 }
 
@@ -170,7 +202,7 @@ int main(int argc, char **argv) {
   if (pid == 0) {
     close(up[0]);
     close(down[1]);
-    return child(fd, up[1], down[0], argc > 2 && !strcmp(argv[2], "ramfs"));
+    return child(fd, up[1], down[0], argc > 2 && !strcmp(argv[2], "ramfs"), argv[1]);
   }
   close(up[1]);
   close(down[0]);

@@ -152,8 +152,9 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
     }
     if (e.shared_id) mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.SHARED, null);
   }
-  // The base's mounts it had removed, deepest first.
-  const removed = base.filter((b) => ![...kept.values()].includes(b) && b.mountpoint !== '/');
+  // The base's mounts it had removed, deepest first (of those the copy has: a terminal's bind is
+  // made later in the base, and in this namespace only if it has one).
+  const removed = base.filter((b) => ![...kept.values()].includes(b) && b.mountpoint !== '/' && copyOf(b));
   for (const b of removed.sort((x, y) => y.mountpoint.length - x.mountpoint.length)) {
     mountIn(inj, b.mountpoint, null, b.mountpoint, null, MS.PRIVATE, null);
     inj.callChecked(SYS.umount2, str(b.mountpoint), MNT_DETACH);

@@ -43,7 +43,7 @@ function dumpFanotify(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
           i_ino: BigInt(m.ino!),
           f_handle: {
             bytes: m.fhandle.bytes, type: m.fhandle.type, handle: handleWords(m.fhandle.handle), path,
-            ...(seen.mntId !== undefined ? { mnt_id: seen.mntId } : {}),
+            ...(seen.mntId !== undefined && ctx.mountNsPeers?.length ? { mnt_id: seen.mntId } : {}),
           },
         },
       };

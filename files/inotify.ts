@@ -7,6 +7,10 @@
 // added again until the number comes up — in wd order, as criu's restore_one_inotify. The
 // IN_IGNORED events those removals queue are read away before the task sees the descriptor.
 // Events queued at dump time are not kept (criu does not keep them either).
+// In a tree with mount namespaces nested in it, a watch may be on a mount only another of them
+// has (reached through a task there): the handle is opened through that namespace's mounts too,
+// fh_entry.mnt_id names the mount, and restore watches the path through /proc/PID/root of a
+// task of that namespace (the path alone: a tmpfs made again has new inode numbers).
 // A watch on a removed file that is still open (so its handle opens to no path) is kept without
 // a path, as criu keeps it: restore finds the ghost of the same inode (reg.ts), opens the
 // description that holds it (handing it to the task's table) and watches through that.
@@ -107,7 +111,7 @@ export const inotifyFile: FileKind = {
         id: 0, i_ino: BigInt(w.ino), mask: w.mask >>> 0, ignored_mask: w.ignoredMask >>> 0, s_dev: w.sdev, wd: w.wd,
         f_handle: {
           bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), ...(path !== undefined ? { path } : {}),
-          ...(seen.mntId !== undefined ? { mnt_id: seen.mntId } : {}),
+          ...(seen.mntId !== undefined && ctx.mountNsPeers?.length ? { mnt_id: seen.mntId } : {}),
         },
       };
     });

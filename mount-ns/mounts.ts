@@ -388,5 +388,18 @@ export function finishMounts(inj: Injector, later: readonly LaterMount[]): void 
   }
 }
 
-// The tmpfs contents, for the nested mount namespaces' own tmpfs mounts (nested.ts).
-export { tarOfMount, isRootOnlyTar };
+// ---------------------------------------------------------------------------------------------
+// The tmpfs mounts of mount namespaces nested in the tree (nested.ts), saved as the tree's own.
+
+/** The image of the tmpfs at `mountPoint` in task `pid`'s mount namespace. */
+export function tmpfsContents(pid: number, mountPoint: string): Buffer {
+  return tarOfMount(pid, mountPoint);
+}
+
+/** A tmpfs's contents back from its image `tar` onto the new tmpfs at `dir` (as stasis reaches it). */
+export function unpackTmpfs(tar: string, dir: string, mountPoint: string): void {
+  if (isRootOnlyTar(tar)) return;
+  const res = childProcess().spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
+    '--file', tar, '--directory', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (res.status !== 0) throw new Error(`restoring the tmpfs at ${mountPoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
+}

@@ -25,11 +25,10 @@ import type { Injector } from '../sys/inject.js';
 import { readMountinfo } from '../sys/proc/index.js';
 import { MNT_DETACH } from '../sys/mount.js';
 import {
-  FSNAMES, FSTYPES, MS, PER_MOUNT, cStrings, isRootOnlyTar, kernelDev, mountFlags, mountIn, setPropagation,
-  tarOfMount, tmpfsImageName, type LaterMount, type MntEntry,
+  FSNAMES, FSTYPES, MS, PER_MOUNT, cStrings, kernelDev, mountFlags, mountIn, setPropagation, tmpfsContents,
+  tmpfsImageName, unpackTmpfs, type LaterMount, type MntEntry,
 } from './mounts.js';
 
-const childProcess = () => process.getBuiltinModule('node:child_process');
 const AT_FDCWD = -100;
 const TMPFS = FSTYPES.tmpfs!;
 const DEVPTS = FSTYPES.devpts!;
@@ -85,7 +84,7 @@ export function dumpNestedMounts(pid: number, basePid: number): DumpedNestedMoun
       if (!FSNAMES.has(e.fstype) || e.fstype === FSTYPES.overlay || e.root !== '/') {
         throw new Error(`${where} (${readMountinfo(pid).find((m) => m.mntId === e.mnt_id)?.fstype ?? e.fstype} ${e.source}${e.root !== '/' ? ` ${e.root}` : ''}) is neither its parent's nor one stasis can make again`);
       }
-      if (e.fstype === TMPFS) tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, e.mountpoint));
+      if (e.fstype === TMPFS) tars.set(tmpfsImageName(e.root_dev), tmpfsContents(pid, e.mountpoint));
     }
     have.push(e);
   }
@@ -176,11 +175,7 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
       }
       mountIn(inj, e.mountpoint, e.source, e.mountpoint, FSNAMES.get(e.fstype)!, e.flags & PER_MOUNT & ~MS.RDONLY, e.options);
       const tar = e.fstype === TMPFS ? imagePath(tmpfsImageName(e.root_dev)) : undefined;
-      if (tar && !isRootOnlyTar(tar)) {
-        const res = childProcess().spawnSync('tar', ['--extract', '--gzip', '--numeric-owner', '--preserve-permissions',
-          '--file', tar, '--directory', `/proc/${hostPid}/root${e.mountpoint}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-        if (res.status !== 0) throw new Error(`restoring the tmpfs at ${e.mountpoint}: tar failed: ${String(res.stderr).trim() || res.error?.message}`);
-      }
+      if (tar) unpackTmpfs(tar, `/proc/${hostPid}/root${e.mountpoint}`, e.mountpoint);
     }
     setPropagation(inj, e, e.mountpoint, false);
     have.push(e);

@@ -13,7 +13,8 @@
 // Restore: the first task of the namespace unshares CLONE_NEWNS, which copies its parent's
 // restored namespace, then (injected into it)
 //   - each copy gets the propagation the image gives it (a slave of the base's peer group,
-//     private, ...) before anything is mounted or removed, so that nothing reaches the base;
+//     private, ...) before anything is mounted or removed, so that nothing reaches the base,
+//     and its per-mount flags (read-only...) where they changed;
 //   - the base's mounts it had removed are detached;
 //   - its own mounts are made, parents first: a filesystem anew (a tmpfs with its contents),
 //     or a bind of the view it has; read-only and the other per-mount flags last.
@@ -150,6 +151,10 @@ export function restoreNestedMounts(inj: Injector, hostPid: number, entries: rea
       mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.PRIVATE, null);
     }
     if (e.shared_id) mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.SHARED, null);
+    // A copy it made read-only (or noexec, ...) since.
+    if ((e.flags & PER_MOUNT) !== (b.flags & PER_MOUNT)) {
+      mountIn(inj, e.mountpoint, null, e.mountpoint, null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
+    }
   }
   // The base's mounts it had removed, deepest first (of those the copy has: a terminal's bind is
   // made later in the base, and in this namespace only if it has one).

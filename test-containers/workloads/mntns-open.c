@@ -14,6 +14,8 @@
  *   propagation-as-was    each mount of the child's namespace is shared, a slave or private as before
  *                         (mounts the host made or removed since, in a plain tree, aside)
  *   mounts-as-were        in a container: the same mounts, each with the same propagation
+ *   copy-read-only        its copy of /dev/shm, which it made read-only, is read-only still
+ *   parent-shm-writable   the parent's /dev/shm is not
  *   child-passed          the child's own checks passed
  * A second child of the parent enters the first one's namespace (setns) before the dump:
  *   joiner-same-ns        it is in the first child's namespace still
@@ -34,6 +36,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -119,6 +122,22 @@ static int returner(int nsfd, const char *dir) {
   return failures ? 1 : 0;
 }
 
+static int shm_read_only(void) {
+  struct statvfs v;
+  return statvfs("/dev/shm", &v) == 0 && (v.f_flag & ST_RDONLY);
+}
+
+/* Remount the (top) mount at `where` read-only, its other per-mount flags kept; 0 on success. */
+static int read_only(const char *where) {
+  struct statvfs v;
+  if (statvfs(where, &v)) return -1;
+  unsigned long f = MS_REMOUNT | MS_BIND | MS_RDONLY;
+  if (v.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (v.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (v.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  return mount(NULL, where, NULL, f, NULL);
+}
+
 static int child(int inherited, int to_parent, int from_parent, int ramfs, const char *dir) {
   int parents_ns = open("/proc/self/ns/mnt", O_RDONLY);
   if (parents_ns < 0 || unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_SLAVE | MS_REC, NULL)) return setup_failed("child mount namespace");
@@ -126,6 +145,7 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs, const
   if (own < 0) return setup_failed("child open F");
   if (mount("stasis-mntns", "m", "tmpfs", 0, NULL)) return setup_failed("child tmpfs");
   if (ramfs && (mkdir("r", 0755) || mount("stasis-mntns-ramfs", "r", "ramfs", 0, NULL))) return setup_failed("child ramfs");
+  if (read_only("/dev/shm")) return setup_failed("child's /dev/shm read-only");
   propagation(before, sizeof before);
   FILE *f = fopen("m/kept", "w");
   if (!f || fputs("child's", f) < 0 || fclose(f)) return setup_failed("file in the child's tmpfs");
@@ -147,6 +167,7 @@ static int child(int inherited, int to_parent, int from_parent, int ramfs, const
   f = fopen("m/kept", "r");
   if (f) { if (!fgets(buf, sizeof buf, f)) buf[0] = 0; fclose(f); }
   report(is_tmpfs("m") && !strcmp(buf, "child's"), "child-tmpfs", "DIR/m: tmpfs %d, kept '%s'", is_tmpfs("m"), buf);
+  report(shm_read_only(), "copy-read-only", "its /dev/shm is writable");
   propagation(after, sizeof after);
   /* In a container (the parent is PID 1) nothing else changes mounts: all of them as they were. */
   if (getppid() == 1) report(!strcmp(before, after), "mounts-as-were", "before:\n%s after:\n%s", before, after);
@@ -225,6 +246,7 @@ int main(int argc, char **argv) {
   waitpid(join, &jst, 0);
   report(WIFEXITED(jst) && WEXITSTATUS(jst) == 0, "joiner-passed", "joiner status 0x%x", jst);
   report(!is_tmpfs("m"), "parent-no-tmpfs", "the child's tmpfs on DIR/m is seen by the parent");
+  report(!shm_read_only(), "parent-shm-writable", "the parent's /dev/shm is read-only");
   if (read(up[0], &c, 1) != 1) c = 'x';
   report(c == 'm' && !is_tmpfs("m2"), "child-mount-unseen", "child's mount after restore: %s", c == 'm' ? "seen by the parent" : "failed");
   if (write(down[1], "k", 1) != 1) perror("write");

@@ -5,7 +5,7 @@ import { SYS } from '../sys/arch.js';
 import type { Injector, TaskCalls } from '../sys/inject.js';
 import { listFds, readFdLink, readFdinfo } from '../sys/proc/index.js';
 import { kindFor, kindForType } from './index.js';
-import type { DumpFilesContext, OrphanPts, RestoreFilesTask } from './kind.js';
+import type { DumpFilesContext, MountRoot, OrphanPts, RestoreFilesTask } from './kind.js';
 import { dumpFileLocks, restoreFileLocks } from './locks.js';
 import { dumpFown, restoreFown, type Fown } from './fown.js';
 import type { FileEntryMessage, FileTable } from './table.js';
@@ -33,6 +33,8 @@ export interface DumpFdTableOptions {
   extUnixSk?: boolean;
   /** The task's pid as the image numbers it (in the tree's pid namespace); `pid` if not given. */
   imagePid?: number;
+  /** One process of each other mount namespace of the tree (DumpFilesContext.mountNsPeers). */
+  mountNsPeers?: readonly number[];
 }
 
 /**
@@ -44,7 +46,7 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
     pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, tcp: table.tcp, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
-    orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false,
+    orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false, mountNsPeers: opts.mountNsPeers,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),
     writeSharedPages: (shmid, runs, data, objectPages) => table.writeSharedPages(shmid, runs, data, objectPages),
@@ -135,6 +137,9 @@ export interface RestoreFdTableOptions {
   memfds?: MemfdInodes;
   /** Established connections of the restore (RestoreFilesTask.tcp). */
   tcp?: RestoreFilesTask['tcp'];
+  /** RestoreFilesTask.mountRoot and mountPoint. */
+  mountRoot?(mntId: number): MountRoot | undefined;
+  mountPoint?(mntId: number): string | undefined;
 }
 
 export interface RestoredFdTable {
@@ -164,7 +169,7 @@ export function restoreFdTable(pid: number, inj: Injector, fdinfos: readonly Fdi
     pid, inj, inherited: opts.inherited, importFd: opts.importFd, importGiven: (fd, flags) => importGiven(inj, opts.importFd(fd), flags),
     imageEntries: opts.imageEntries,
     imagePath: opts.imagePath,
-    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds, tcp: opts.tcp,
+    shellJob: opts.shellJob, orphanPts: opts.orphanPts, later: opts.later, memfds: opts.memfds, tcp: opts.tcp, mountRoot: opts.mountRoot, mountPoint: opts.mountPoint,
     file: (id) => files.get(id),
     allFiles: () => files.values(),
     // A descriptor made for a later description is parked above every fd the table uses, so no

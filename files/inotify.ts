@@ -7,6 +7,10 @@
 // added again until the number comes up — in wd order, as criu's restore_one_inotify. The
 // IN_IGNORED events those removals queue are read away before the task sees the descriptor.
 // Events queued at dump time are not kept (criu does not keep them either).
+// In a tree with mount namespaces nested in it, a watch may be on a mount only another of them
+// has (reached through a task there): the handle is opened through that namespace's mounts too,
+// fh_entry.mnt_id names the mount, and restore watches the path through /proc/PID/root of a
+// task of that namespace (the path alone: a tmpfs made again has new inode numbers).
 // A watch on a removed file that is still open (so its handle opens to no path) is kept without
 // a path, as criu keeps it: restore finds the ghost of the same inode (reg.ts), opens the
 // description that holds it (handing it to the task's table) and watches through that.
@@ -16,7 +20,7 @@ import { SYS } from '../sys/arch.js';
 import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
 import { fdKind, kernelDev, readMountinfo } from '../sys/proc/index.js';
-import type { DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
+import type { DumpFilesContext, DumpedFile, FileKind, MountRoot, OpenFd, RestoreFilesTask } from './kind.js';
 import { FD_TYPE_REG, REMAP_FPATH_IMAGE, REMAP_GHOST, ghostImageName, regFile, zeroFown } from './reg.js';
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK, O_PATH } from '../sys/fcntl.js';
 
@@ -45,7 +49,7 @@ function handleBytes(words: readonly (bigint | number)[], bytes: number): Buffer
  * no mount opens it.
  */
 export function pathOfHandle(pid: number, sdev: number, type: number, handle: Buffer,
-  seen: { removed?: boolean } = {}): string | undefined {
+  seen: { removed?: boolean; mntId?: number } = {}): string | undefined {
   const { major, minor } = kernelDev(sdev);
   const fh = nativeBuffer(8 + handle.length);
   fh.writeUInt32LE(handle.length, 0);
@@ -63,6 +67,7 @@ export function pathOfHandle(pid: number, sdev: number, type: number, handle: Bu
       if (r < 0n) continue;
       try {
         const p = fs.readlinkSync(`/proc/self/fd/${r}`);
+        seen.mntId = m.mntId;
         if (p.startsWith('/') && !p.endsWith(' (deleted)')) return p;
         if (p.endsWith(' (deleted)')) seen.removed = true;
       } finally {
@@ -75,21 +80,39 @@ export function pathOfHandle(pid: number, sdev: number, type: number, handle: Bu
   return undefined;
 }
 
+/**
+ * pathOfHandle through the task's own mounts, then those of the tree's other mount namespaces
+ * (`peers`, a process in each): a watch may be on a mount only a nested namespace has, reached
+ * through a descriptor of a task there. `seen.mntId` says which mount opened it; the path is
+ * as that mount's namespace sees it.
+ */
+export function pathOfHandleInTree(pid: number, peers: readonly number[], sdev: number, type: number, handle: Buffer,
+  seen: { removed?: boolean; mntId?: number }): string | undefined {
+  for (const p of [pid, ...peers.filter((x) => x !== pid)]) {
+    const path = pathOfHandle(p, sdev, type, handle, seen);
+    if (path !== undefined || seen.removed) return path;
+  }
+  return undefined;
+}
+
 export const inotifyFile: FileKind = {
   type: FD_TYPE_INOTIFY,
   field: 'ify',
   claims: ({ link }) => fdKind(link) === 'inotify',
-  dump(f: OpenFd): DumpedFile {
+  dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
     const wd = f.fdinfo.inotify.map((w) => {
       if (!w.fhandle) throw new Error(`inotify fd ${f.fd} of task ${f.pid}: watch ${w.wd} has no file handle (inode ${w.ino}), which stasis cannot dump`);
-      const seen: { removed?: boolean } = {};
-      const path = pathOfHandle(f.pid, w.sdev, w.fhandle.type, w.fhandle.handle, seen);
+      const seen: { removed?: boolean; mntId?: number } = {};
+      const path = pathOfHandleInTree(f.pid, ctx.mountNsPeers ?? [], w.sdev, w.fhandle.type, w.fhandle.handle, seen);
       if (path === undefined && !seen.removed) {
         throw new Error(`inotify fd ${f.fd} of task ${f.pid}: the file watch ${w.wd} is on (inode ${w.ino}) cannot be opened by its handle`);
       }
       return {
         id: 0, i_ino: BigInt(w.ino), mask: w.mask >>> 0, ignored_mask: w.ignoredMask >>> 0, s_dev: w.sdev, wd: w.wd,
-        f_handle: { bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), ...(path !== undefined ? { path } : {}) },
+        f_handle: {
+          bytes: w.fhandle.bytes, type: w.fhandle.type, handle: handleWords(w.fhandle.handle), ...(path !== undefined ? { path } : {}),
+          ...(seen.mntId !== undefined && ctx.mountNsPeers?.length ? { mnt_id: seen.mntId } : {}),
+        },
       };
     });
     return {
@@ -106,7 +129,10 @@ export const inotifyFile: FileKind = {
     for (const w of watches) {
       const want = Number(w.wd);
       const removed = w.f_handle?.path ? undefined : removedFileFd(task, w);
-      const path = removed !== undefined ? `/proc/self/fd/${removed}` : watchedPath(task.pid, BigInt(w.i_ino), Number(w.s_dev), w.f_handle as Record<string, any>, `inotify watch ${w.wd}`);
+      const via = w.f_handle?.path && w.f_handle.mnt_id !== undefined ? task.mountRoot?.(Number(w.f_handle.mnt_id)) : undefined;
+      const path = removed !== undefined ? `/proc/self/fd/${removed}`
+        : via ? watchedPathVia(via, w.f_handle as Record<string, any>, `inotify watch ${w.wd}`)
+          : watchedPath(task.pid, BigInt(w.i_ino), Number(w.s_dev), w.f_handle as Record<string, any>, `inotify watch ${w.wd}`);
       const at = inj.writeScratch(Buffer.from(`${path}\0`), 0);
       // Through /proc/self/fd the link must be followed; any other path is the watched file's own.
       const mask = removed !== undefined ? Number(w.mask) & ~IN_DONT_FOLLOW : Number(w.mask) | IN_DONT_FOLLOW;
@@ -147,6 +173,17 @@ function removedFileFd(task: RestoreFilesTask, w: Record<string, any>): number |
   const fd = regFile.open(task.file(id)!.reg as Record<string, unknown>, task);
   task.provide(id, fd);
   return task.fdOf(id);
+}
+
+/**
+ * The path to watch when the watched file is on a mount of another mount namespace of the tree
+ * (reached through a task there, `via`): its dumped path in that namespace. Its inode number is
+ * not checked: a filesystem made again (a tmpfs of a nested namespace) numbers its inodes anew.
+ */
+export function watchedPathVia(via: MountRoot, fh: Record<string, any>, what: string): string {
+  const path = String(fh.path);
+  if (!fs.existsSync(`${via.stasis}${path}`)) throw new Error(`the file ${what} was on (${path}, in another mount namespace of the tree) no longer exists`);
+  return `${via.task}${path}`;
 }
 
 /**

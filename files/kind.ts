@@ -40,6 +40,11 @@ export interface DumpFilesContext {
   shellJob?: boolean;
   /** criu's orphan_pts_master: a pseudo-terminal whose master is outside the tree may be dumped. */
   orphanPts?: boolean;
+  /**
+   * One process of each mount namespace of the tree other than the root's (nested ones): a watch
+   * may be on a mount only one of them has.
+   */
+  mountNsPeers?: readonly number[];
   inj: TaskCalls;
   /** Registers another file description (e.g. the path half of a FIFO); returns its id. */
   addFile(file: DumpedFile): number;
@@ -135,7 +140,18 @@ export interface RestoreFilesTask {
   memfds?: MemfdInodes;
   /** Established connections: made in repair mode, collected to go live with the tree. */
   tcp?: { close: boolean; pending: PendingStream[] };
+  /**
+   * The way into the mount namespace that has mount `mntId` of the dump when it is not the
+   * task's own (a file on a mount of a namespace nested in the tree, or of the tree's own seen
+   * from a nested one): /proc/PID/root of a task there, as the task and as stasis name it.
+   */
+  mountRoot?(mntId: number): MountRoot | undefined;
+  /** Where mount `mntId` of the dump is mounted, in its namespace (a mount namespace's image says). */
+  mountPoint?(mntId: number): string | undefined;
 }
+
+/** /proc/PID/root of a task in another mount namespace: in the restored task's view, and stasis's. */
+export interface MountRoot { task: string; stasis: string }
 
 /** New pseudo-terminals of one restore, by tty_info id: the pts number and the master (stasis's fd). */
 export type OrphanPts = Map<number, { index: number; master: number }>;

@@ -25,6 +25,7 @@ import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask }
 import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '../sys/fcntl.js';
 import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeCString, rawSyscall } from '../sys/native.js';
+import { readFdinfo } from '../sys/proc/index.js';
 
 export const FD_TYPE_REG = 1;
 const AT_FDCWD = -100;
@@ -49,6 +50,21 @@ export function regFileEntry(path: string, statPath: string, flags: number, pos:
   if ((st.mode & BigInt(fs.constants.S_IFMT)) === BigInt(fs.constants.S_IFREG)) entry.size = st.size;
   entry.mode = Number(st.mode);
   return entry;
+}
+
+/** The mount (its id) that `path` (a /proc link: a cwd, a root) reaches, as its fdinfo says; 0 if unknown. */
+export function mountIdOf(path: string): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, O_PATH | O_CLOEXEC);
+  } catch {
+    return 0;
+  }
+  try {
+    return readFdinfo('self', fd).mntId;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Open `path` with `flags` inside the task (through the scratch page); returns the fd there. */
@@ -405,7 +421,12 @@ export const regFile: FileKind = {
   field: 'reg',
   claims: ({ link }) => link.startsWith('/'),
   dump(f: OpenFd, ctx: DumpFilesContext): DumpedFile {
-    return dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
+    const d = dumpPathFile(f.pid, f.link, `/proc/${f.pid}/fd/${f.fd}`, f.fdinfo.flags, f.fdinfo.pos, ctx, `fd ${f.fd} of task ${f.pid}`);
+    // The mount it was opened on, in a tree with nested mount namespaces: which one it is in.
+    // (Elsewhere left out: CRIU's restore of a plain tree, which has no mounts to look it up
+    // in, then fails to remake a removed file.)
+    if (f.fdinfo.mntId && ctx.mountNsPeers?.length) d.entry.mnt_id = f.fdinfo.mntId;
+    return d;
   },
   inheritKey: (e) => String(e.name).replace(/^\//, ''),
   open(e, task: RestoreFilesTask): number {
@@ -428,7 +449,9 @@ export function openRegInTask(task: RestoreFilesTask, e: Record<string, unknown>
     regFile: (id) => task.file(id)?.reg as Record<string, unknown> | undefined, later: (fn) => task.later(fn),
   };
   const remap = remapOf(ctx, Number(e.id));
-  if (!remap) return openInTask(task.inj, String(e.name), flags);
+  // On a mount of another mount namespace of the tree: through a task of that namespace.
+  const via = e.mnt_id !== undefined && Number(e.mnt_id) > 0 ? task.mountRoot?.(Number(e.mnt_id)) : undefined;
+  if (!remap) return openInTask(task.inj, `${via?.task ?? ''}${String(e.name)}`, flags);
   const opened = ghostsOpened.get(task) ?? new Map<number, number>();
   ghostsOpened.set(task, opened);
   const key = remap.type * 0x1_0000_0000 + remap.id;

@@ -45,11 +45,11 @@ export interface MntEntry {
 }
 
 /** mnt_entry.fstype codes (proto/mnt.proto) and the kernel's filesystem names. */
-const FSTYPES: Record<string, number> = {
+export const FSTYPES: Record<string, number> = {
   proc: 1, sysfs: 2, devtmpfs: 3, binfmt_misc: 4, tmpfs: 5, devpts: 6, pstore: 8, securityfs: 9,
   fusectl: 10, debugfs: 11, cgroup: 12, mqueue: 14, overlay: 17, tracefs: 19, cgroup2: 23,
 };
-const FSNAMES = new Map(Object.entries(FSTYPES).map(([k, v]) => [v, k]));
+export const FSNAMES = new Map(Object.entries(FSTYPES).map(([k, v]) => [v, k]));
 const TMPFS = FSTYPES.tmpfs!;
 const DEVPTS = FSTYPES.devpts!;
 
@@ -58,7 +58,7 @@ export const MS = {
   NOATIME: 0x400, NODIRATIME: 0x800, BIND: 0x1000, REC: 0x4000, PRIVATE: 0x40000, SLAVE: 0x80000,
   SHARED: 0x100000, RELATIME: 0x200000, STRICTATIME: 0x1000000,
 } as const;
-const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOSYMFOLLOW | MS.NOATIME | MS.NODIRATIME
+export const PER_MOUNT = MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.NOSYMFOLLOW | MS.NOATIME | MS.NODIRATIME
   | MS.RELATIME | MS.STRICTATIME;
 const OPTION_FLAGS: Record<string, number> = {
   ro: MS.RDONLY, nosuid: MS.NOSUID, nodev: MS.NODEV, noexec: MS.NOEXEC, nosymfollow: MS.NOSYMFOLLOW,
@@ -74,11 +74,11 @@ export function tmpfsImageName(dev: number): string {
   return `tmpfs-dev-${dev}.tar.gz.img`;
 }
 
-function kernelDev(m: MountInfo): number {
+export function kernelDev(m: MountInfo): number {
   return ((m.devMajor << 20) | m.devMinor) >>> 0;
 }
 
-function mountFlags(m: MountInfo): number {
+export function mountFlags(m: MountInfo): number {
   let f = 0;
   for (const o of m.mountOptions) f |= OPTION_FLAGS[o] ?? 0;
   if (!(f & (MS.NOATIME | MS.RELATIME))) f |= MS.STRICTATIME;
@@ -204,7 +204,7 @@ function mountOrder(entries: readonly MntEntry[]): MntEntry[] {
 export interface LaterMount { source: string; target: string; flags: number }
 
 /** NUL-terminated strings in the task's scratch area; their addresses there. */
-function cStrings(inj: Injector, ...list: string[]): bigint[] {
+export function cStrings(inj: Injector, ...list: string[]): bigint[] {
   const bufs = list.map((s) => Buffer.from(`${s}\0`));
   const base = inj.writeScratch(Buffer.concat(bufs));
   let off = 0n;
@@ -216,7 +216,7 @@ function cStrings(inj: Injector, ...list: string[]): bigint[] {
 }
 
 /** mount(2) injected into the task; null passes NULL. A failure names the mount being restored. */
-function mountIn(inj: Injector, what: string, src: string | null, target: string, fstype: string | null,
+export function mountIn(inj: Injector, what: string, src: string | null, target: string, fstype: string | null,
   flags: number, data: string | null): void {
   const [s, t, f, d] = cStrings(inj, src ?? '', target, fstype ?? '', data ?? '');
   const ret = inj.call(SYS.mount, src === null ? 0 : s!, t!, fstype === null ? 0 : f!, flags, data === null ? 0 : d!);
@@ -335,7 +335,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
  * shared_id → shared (already, as a peer, when it was bound from a member of its group),
  * neither → private.
  */
-function setPropagation(inj: Injector, e: MntEntry, target: string, joinedPeer: boolean): void {
+export function setPropagation(inj: Injector, e: MntEntry, target: string, joinedPeer: boolean): void {
   if (joinedPeer) return;
   if (e.master_id) mountIn(inj, e.mountpoint, null, target, null, MS.SLAVE, null);
   if (e.shared_id) mountIn(inj, e.mountpoint, null, target, null, MS.SHARED, null);
@@ -348,4 +348,17 @@ export function finishMounts(inj: Injector, later: readonly LaterMount[]): void 
     mountIn(inj, m.target, m.source, m.target, null, MS.BIND, null);
     mountIn(inj, m.target, null, m.target, null, MS.REMOUNT | MS.BIND | m.flags, null);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tmpfs mounts of mount namespaces nested in the tree (nested.ts), saved as the tree's own.
+
+/** The image of the tmpfs at `mountPoint` in task `pid`'s mount namespace. */
+export function tmpfsContents(pid: number, mountPoint: string): Buffer {
+  return tarOfMount(pid, mountPoint);
+}
+
+/** A tmpfs's contents back from its image `tar` onto the new tmpfs at `dir` (as stasis reaches it). */
+export function unpackTmpfs(tar: string, dir: string, mountPoint: string): void {
+  untarOntoMount(tar, dir, mountPoint);
 }

@@ -33,6 +33,7 @@ import { askThreadCore, dumpThreadCore } from './thread.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
 import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
+import { dumpNestedMounts } from '../mount-ns/nested.js';
 import { dumpCgroups } from '../cgroup/cgroups.js';
 import { CLONE } from './clone.js';
 import {
@@ -212,6 +213,8 @@ interface DumpState {
   /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
   segments?: ReadonlyMap<number, number>;
   seccomp: SeccompTable;
+  /** One process in each mount namespace of the tree but the root's (files on their mounts). */
+  mountNsPeers: number[];
   /** Pids as the tree's own pid namespace numbers them (the same as ours on the host). */
   pids: PidNumbering;
   /** Hands over an image write; the dump checks all of them before inventory.img. */
@@ -347,6 +350,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk, imagePid: st.imagePid(pid),
+    mountNsPeers: st.mountNsPeers,
   }, p.ppid || undefined) as unknown as Record<string, unknown>[];
 
   const t0 = performance.now();
@@ -380,7 +384,7 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
     }
     out.cores.set(tid, core);
   }
-  out.fs = dumpFs(pid, st.files, status.umask) as unknown as Record<string, unknown>;
+  out.fs = dumpFs(pid, st.files, status.umask, st.mountNsPeers.length > 0) as unknown as Record<string, unknown>;
   return out;
 }
 
@@ -457,13 +461,19 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     };
     // Pids as the tree's own pid namespace numbers them (the same as ours on the host).
     const v = pidNumbering(tree);
+    // The first process of each mount namespace of the tree (the root's first).
+    const mountNs = new Map<number, number>();
+    for (const p of tree.processes) {
+      const ino = p.state === TASK_DEAD ? undefined : readNamespaces(p.pid, ['mnt']).mnt?.ino;
+      if (ino !== undefined && !mountNs.has(ino)) mountNs.set(ino, p.pid);
+    }
     const st: DumpState = {
       files, ids, images, pagesScanned: 0, pagesWritten: 0,
       memdumpMs: 0, memwrite: new BusyTime(), log, fileLocks: opts.fileLocks ?? false, extUnixSk: opts.extUnixSk ?? false, shellJob: opts.shellJob ?? false,
       orphanPts: opts.orphanPtsMaster ?? false,
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
-      write, handBack, pinTo, guarded, pids: v, imagePid: v.pid,
+      write, handBack, pinTo, guarded, pids: v, imagePid: v.pid, mountNsPeers: [...mountNs.values()].filter((x) => x !== pid),
     };
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
@@ -501,6 +511,16 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       write(images.writeMessages(mountsImageName(rootIds.mnt_ns_id!), mounts.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of mounts.tars) write(images.writeRaw(name, data));
     }
+    // Each mount namespace nested in the tree, read through its first process, against its parent's.
+    const nestedDone = new Set([rootIds.mnt_ns_id]);
+    tree.processes.forEach((p, i) => {
+      const nsId = dumped[i]!.ids.mnt_ns_id;
+      if (p.state === TASK_DEAD || nestedDone.has(nsId)) return;
+      nestedDone.add(nsId);
+      const nested = dumpNestedMounts(p.pid, p.ppid);
+      write(images.writeMessages(mountsImageName(Number(nsId)), nested.entries as unknown as Record<string, unknown>[]));
+      for (const [name, data] of nested.tars) write(images.writeRaw(name, data));
+    });
     if (st.seccomp.filters.length) write(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) write(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) write(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));

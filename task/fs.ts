@@ -5,7 +5,7 @@
 import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readCwd, readRoot, readStatus } from '../sys/proc/index.js';
-import { dumpPathFile, openInTask, openRegEntry, type RegOpenContext } from '../files/reg.js';
+import { dumpPathFile, mountIdOf, openInTask, openRegEntry, type RegOpenContext } from '../files/reg.js';
 import type { FileTable } from '../files/table.js';
 import { O_DIRECTORY, O_PATH, O_RDONLY } from '../sys/fcntl.js';
 
@@ -13,11 +13,16 @@ export interface FsEntry { cwd_id: number; root_id: number; umask?: number }
 
 
 /** `umask`: the task's, when the caller has read its status already. */
-export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).umask): FsEntry {
+export function dumpFs(pid: number, files: FileTable, umask = readStatus(pid).umask, mountIds = false): FsEntry {
   const dir = (which: 'cwd' | 'root') => {
     const p = which === 'cwd' ? readCwd(pid) : readRoot(pid);
     if (which === 'root' && p.endsWith(' (deleted)')) throw new Error(`the root of task ${pid} was deleted`);
-    return files.add(dumpPathFile(pid, p, `/proc/${pid}/${which}`, O_RDONLY, 0n, files.remapContext(), `the ${which} of task ${pid}`));
+    const d = dumpPathFile(pid, p, `/proc/${pid}/${which}`, O_RDONLY, 0n, files.remapContext(), `the ${which} of task ${pid}`);
+    // In a tree with nested mount namespaces, the mount (so the namespace) it is on, as criu's
+    // restore wants it (stasis's restores them in the task, which is in its namespace already).
+    const mntId = mountIds ? mountIdOf(`/proc/${pid}/${which}`) : 0;
+    if (mntId) d.entry.mnt_id = mntId;
+    return files.add(d);
   };
   return { cwd_id: dir('cwd'), root_id: dir('root'), ...(umask !== undefined ? { umask } : {}) };
 }

@@ -90,9 +90,6 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const tStart = performance.now(); // stats-restore: restore_time is the whole restore
   const img = await load(opts.imagesDir);
   const run = new RestoreRun(opts, img);
-  if (img.nestedMountNs.length) {
-    opts.warn?.(`process${img.nestedMountNs.length > 1 ? 'es' : ''} ${img.nestedMountNs.join(', ')} had a mount namespace of its own inside the tree, which stasis does not restore yet: restored in the parent's`);
-  }
   const plan = makePlan(opts, img, run.ownSid);
   // Restored or not, the locks go: the peers see the connection carry on, or reset. A tree of
   // the host's namespace: the dump's rules for its connections; one with a namespace of its own:

@@ -2,6 +2,9 @@
 // right after its memory, before its children are cloned: a child then inherits what it shares
 // with its parent (same number, same description) and only closes and opens the rest. In a pid
 // namespace tasks name stasis through a pidfd, and all tables wait until every process exists.
+// So does the table of a task with files on the mounts of another mount namespace of the tree
+// (one nested in it, or the tree's own seen from a nested one): they are opened through a task
+// of that namespace (/proc/PID/root), which must exist.
 // A description shared between processes is opened once and copied to the others (pidfd_getfd);
 // what each kind of file needs is in files/ (files/fdtable.ts dispatches).
 
@@ -12,7 +15,7 @@ import { SYS, type SyscallSpec } from '../../sys/arch.js';
 import type { Injector } from '../../sys/inject.js';
 import { F_SETFD } from '../../sys/fcntl.js';
 import { moveAbove, restoreFdTable, type FdinfoEntry } from '../../files/fdtable.js';
-import type { OrphanPts } from '../../files/kind.js';
+import type { MountRoot, OrphanPts } from '../../files/kind.js';
 import type { ProcessImages } from './images.js';
 import type { Plan } from './plan.js';
 import type { RestoreRun, Restoring } from './state.js';
@@ -42,6 +45,41 @@ export class TreeFiles {
   /** Whether tables wait until every process exists (the tree has its own pid namespace). */
   get deferred(): boolean {
     return this.run.stasisPidfd !== undefined;
+  }
+
+  /**
+   * The mount namespace of mount `mntId` of the dump: a nested one whose image has it, else the
+   * tree's own (the root's).
+   */
+  private mountNsOf(mntId: number): number | undefined {
+    const { img } = this.run;
+    for (const [ns, entries] of img.nestedMounts) if (entries.some((e) => e.mnt_id === mntId)) return ns;
+    return img.mntNsOf.get(img.procs[0]!.pid);
+  }
+
+  /** RestoreFilesTask.mountRoot for task `t`: through the first task of the mount's namespace. */
+  private mountRoot(t: Restoring, mntId: number): MountRoot | undefined {
+    const { img } = this.run;
+    const ns = img.nestedMounts.size ? this.mountNsOf(mntId) : undefined;
+    if (ns === undefined || ns === img.mntNsOf.get(t.p.pid)) return undefined;
+    const there = [...this.run.tasks.values()].find((x) => img.mntNsOf.get(x.p.pid) === ns);
+    if (!there) throw new Error(`mount ${mntId} is in a mount namespace none of whose tasks exists yet`);
+    return { task: `/proc/${there.p.pid}/root`, stasis: `/proc/${there.hpid}/root` };
+  }
+
+  /** Whether task `t`'s table opens files through another mount namespace (it waits until every task exists). */
+  waits(t: Restoring): boolean {
+    const { img } = this.run;
+    if (!img.nestedMounts.size) return false;
+    const own = img.mntNsOf.get(t.p.pid);
+    const other = (mntId: unknown) => mntId !== undefined && Number(mntId) > 0 && this.mountNsOf(Number(mntId)) !== own;
+    return (t.p.fdinfos ?? []).some((f) => {
+      const file = img.files.get(f.id);
+      type Marks = { mark?: { me?: { mnt_id?: number }; ie?: { f_handle?: { mnt_id?: number } } }[] };
+      return other((file?.reg as Record<string, unknown> | undefined)?.mnt_id)
+        || ((file?.ify as { wd?: { f_handle?: { mnt_id?: number } }[] } | undefined)?.wd ?? []).some((w) => other(w.f_handle?.mnt_id))
+        || ((file?.ffy as Marks | undefined)?.mark ?? []).some((m) => other(m.me?.mnt_id ?? m.ie?.f_handle?.mnt_id));
+    });
   }
 
   /** Process `t`'s descriptor table; `parent`, the restored process it was cloned from. */
@@ -82,7 +120,8 @@ export class TreeFiles {
         imagePath: (name) => img.file(name),
         later: (fn) => this.afterTables.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
         afterThreads: (fn) => this.afterThreads.push(() => applying(p.fdinfoFile!, `task ${p.pid}`, fn)),
-        kept, imagePid: p.pid, memfds: this.run.memfds,
+        kept, imagePid: p.pid, memfds: this.run.memfds, mountRoot: (mntId) => this.mountRoot(t, mntId),
+        mountPoint: (mntId) => [img.mounts ?? [], ...img.nestedMounts.values()].flat().find((m) => m.mnt_id === mntId)?.mountpoint,
         tcp: this.run.opts.tcpEstablished || this.run.opts.tcpClose ? this.tcp : undefined,
       });
       for (const [id, fd] of [...placed, ...spare]) if (!this.openedElsewhere.has(id)) this.openedElsewhere.set(id, { pid: p.pid, fd });

@@ -64,11 +64,13 @@ export interface LoadedImages {
   timens?: TimensEntry;
   /** The namespace ids of the root task (ids-PID.img), which name the namespace images. */
   rootIds?: TaskKobjIds;
+  /** Each live process's mount namespace (ids-PID.img's mnt_ns_id), by image PID. */
+  mntNsOf: Map<number, number>;
   /**
-   * Processes that had a mount namespace of their own inside the tree (nested): not restored yet,
-   * they come back in their parent's.
+   * The mount namespaces nested inside the tree (any but the root's), by id: their mounts
+   * (mountpoints-ID.img), in the order of their mountinfo (see mount-ns/nested.ts).
    */
-  nestedMountNs: number[];
+  nestedMounts: Map<number, MntEntry[]>;
   /**
    * Established TCP connections the dump locked one by one in the host's network namespace
    * (CRIU's iptables method), to unlock once restored; empty for a tree with a namespace of its own.
@@ -121,7 +123,8 @@ export async function load(dir: string): Promise<LoadedImages> {
 
   const procs: ProcessImages[] = [];
   let rootIds: TaskKobjIds | undefined;
-  const nestedMountNs: number[] = [];
+  const mntNsOf = new Map<number, number>();
+  const nestedMounts = new Map<number, MntEntry[]>();
   const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
   if (!pstree.length) throw new Error('pstree.img: no process');
   const seen = new Set<number>();
@@ -158,7 +161,15 @@ export async function load(dir: string): Promise<LoadedImages> {
     if (p.state !== TASK_DEAD) {
       const ids = await images.message(imageFileName('IDS', pid));
       rootIds ??= ids as unknown as TaskKobjIds;
-      if (ids.mnt_ns_id !== undefined && ids.mnt_ns_id !== rootIds.mnt_ns_id) nestedMountNs.push(pid);
+      if (ids.mnt_ns_id !== undefined) {
+        const nsId = Number(ids.mnt_ns_id);
+        mntNsOf.set(pid, nsId);
+        if (nsId !== Number(rootIds.mnt_ns_id) && !nestedMounts.has(nsId)) {
+          const name = mountsImageName(nsId);
+          if (!fs.existsSync(images.file(name))) throw new Error(`${name}: missing: process ${pid} has a mount namespace of its own inside the tree, and the dump has not its mounts`);
+          nestedMounts.set(nsId, (await images.messages(name)) as unknown as MntEntry[]);
+        }
+      }
       const mmFile = imageFileName('MM', pid);
       p.mm = (await images.message(mmFile)) as MmEntry;
       applying(mmFile, `task ${pid}`, () => checkVmas(p.mm!.vmas));
@@ -239,7 +250,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   // its own had that namespace locked whole (lifted by the restore's own lock of it).
   const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
   return {
-    procs, files, extraImage, nestedMountNs, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, mntNsOf, nestedMounts, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

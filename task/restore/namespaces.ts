@@ -2,7 +2,10 @@
 // in for the leader of its session) is cloned into them by the seed, which first enters what
 // the caller gives (an external network namespace, namespaces to join) and unshares the time
 // namespace; once stasis has an injector on that task, it sets up the namespaces' contents:
-// sysctls, SysV objects, mounts, host names, network devices. Every other task inherits them.
+// sysctls, SysV objects, mounts, host names, network devices. Every other task inherits them,
+// but for mount namespaces nested inside the tree: the first task of one unshares it from the
+// namespace it was cloned in and makes its mounts what they were (mount-ns/nested.ts), the
+// others of it enter it.
 
 import { NamespaceLock } from '../../net-ns/network-lock.js';
 import { sameNamespace } from '../../sys/setns.js';
@@ -15,13 +18,19 @@ import { NEWTIME, ipcVarImageName, restoreIpc, restoreUts, timensOffsets, utsnsI
 import { restoreSysvIpc } from '../sysv-ipc.js';
 import { netdevImageName, restoreNetns } from '../../net-ns/netns.js';
 import { bringUpLoopback } from '../../net-ns/empty.js';
-import { finishMounts, mountsImageName, restoreMounts, type LaterMount } from '../../mount-ns/mounts.js';
+import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type MntEntry } from '../../mount-ns/mounts.js';
+import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
-import type { RestoreRun } from './state.js';
+import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
   /** Mounts that wait until every task has its files (see mount-ns/mounts.ts). */
   private laterMounts: LaterMount[] = [];
+
+  /** The nested mount namespaces made so far: id → the task (as stasis sees it) that made it. */
+  private readonly mountNsMade = new Map<number, number>();
+  /** Their mounts that wait until every task has its files, with the task that made each. */
+  private readonly nestedLater: { t: Restoring; nsId: number; later: LaterMount[] }[] = [];
 
   constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
 
@@ -69,9 +78,54 @@ export class TreeNamespaces {
     opts.namespacesReady?.(pid);
   }
 
+  /**
+   * A task just cloned by `cloner` (image PID; a task of the tree), before anything of it is
+   * restored: if its mount namespace is not its cloner's, it gets its own — made now from a copy
+   * of the cloner's, or entered when another task made it already. Returns whether it entered
+   * one (setns puts its cwd and root at the namespace's root: nothing of them is inherited).
+   */
+  enterMountNs(t: Restoring, cloner: number): boolean {
+    const { img } = this.run;
+    const want = img.mntNsOf.get(t.p.pid);
+    const from = img.mntNsOf.get(cloner);
+    if (want === undefined || from === undefined || want === from) return false;
+    const name = mountsImageName(want);
+    const what = `mount namespace of task ${t.p.pid}`;
+    // (back in the tree's own from a nested one: the root's)
+    const rootNs = want === Number(img.rootIds!.mnt_ns_id);
+    const made = rootNs ? this.run.tasks.get(img.procs[0]!.pid)?.hpid : this.mountNsMade.get(want);
+    if (rootNs && made === undefined) throw new Error(`${what}: the tree's own, but its root is not restored`);
+    if (made !== undefined) {
+      const own = fs.openSync(`/proc/${made}/ns/mnt`, 'r');
+      try {
+        const fd = this.run.giveFd(t.inj, own);
+        applying(name, what, () => t.inj.callChecked(SYS.setns, fd, CLONE.NEWNS));
+        t.inj.call(SYS.close, fd);
+      } finally {
+        fs.closeSync(own);
+      }
+      return true;
+    }
+    const entries = img.nestedMounts.get(want)!;
+    // What the copy is made from: the cloner's namespace as dumped, or as it stands (the host's).
+    const base: MntEntry[] = from === Number(img.rootIds!.mnt_ns_id) ? img.mounts ?? mountEntriesOf(this.run.tasks.get(cloner)!.hpid)
+      : img.nestedMounts.get(from)!;
+    const later = applying(name, what, () => {
+      t.inj.callChecked(SYS.unshare, CLONE.NEWNS);
+      return restoreNestedMounts(t.inj, t.hpid, entries, base, (n) => (fs.existsSync(img.file(n)) ? img.file(n) : undefined));
+    });
+    if (later.length) this.nestedLater.push({ t, nsId: want, later });
+    this.mountNsMade.set(want, t.hpid);
+    return false;
+  }
+
   /** The mounts that had to wait for the tasks' files (by the root task, image PID `rootPid`). */
   finish(rootInj: Injector, rootPid: number): void {
-    if (!this.laterMounts.length) return;
-    applying(mountsImageName(this.run.img.rootIds!.mnt_ns_id!), `namespaces of task ${rootPid}`, () => finishMounts(rootInj, this.laterMounts));
+    if (this.laterMounts.length) {
+      applying(mountsImageName(this.run.img.rootIds!.mnt_ns_id!), `namespaces of task ${rootPid}`, () => finishMounts(rootInj, this.laterMounts));
+    }
+    for (const { t, nsId, later } of this.nestedLater) {
+      applying(mountsImageName(nsId), `mount namespace of task ${t.p.pid}`, () => finishMounts(t.inj, later));
+    }
   }
 }

@@ -165,6 +165,7 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     };
     tasks.set(p.pid, t);
     if (pid === nsOwner) ns.setUp(inj, pid);
+    const fsReset = p.state !== TASK_DEAD && tasks.has(cloner) && ns.enterMountNs(t, cloner);
     if (p.sid === p.pid) {
       if (plan.sessions.bornIn.has(p.pid)) setsidLater.add(p.pid);
       else startSession(t);
@@ -183,12 +184,13 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     applying(core, `${task}: signal actions`, () => restoreSigactions(inj, sigactionsOf(p), {
       only: (sig) => sig !== SIGCHLD, current: live && sigactionsOf(live),
     }));
-    if (!files.deferred) files.restore(t, live);
+    // (a table opening files through another mount namespace waits, and is nothing to inherit)
+    if (!files.deferred && !files.waits(t)) files.restore(t, from?.filesDone ? live : undefined);
     // The cwd too, for the children to inherit (and not set again when it is theirs), where
     // no chroot and no mount yet to come can change what the path names.
     if (!img.mounts && run.regFile(p.fs!.root_id).name === '/') {
       const cwd = { cwd_id: p.fs!.cwd_id, root_id: p.fs!.root_id };
-      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, (id) => run.regFile(id), live && from?.fsHas,
+      applying(imageFileName('FS', p.pid), task, () => restoreFs(inj, cwd, (id) => run.regFile(id), live && !fsReset ? from?.fsHas : undefined,
         (n) => img.extraImage(n)));
       t.fsHas = cwd;
     }

@@ -17,9 +17,9 @@ import { pinSelf } from '../sys/inject.js';
 import type { CgRoot } from '../cgroup/cgroups.js';
 import { restoreAttributes } from './restore/attributes.js';
 import { TreeFiles } from './restore/files.js';
-import { load } from './restore/images.js';
+import { load, lockedByDump, type LoadedImages } from './restore/images.js';
 import { TreeNamespaces } from './restore/namespaces.js';
-import { makePlan, releasePlan } from './restore/plan.js';
+import { makePlan, releasePlan, type Plan } from './restore/plan.js';
 import { RestoreRun } from './restore/state.js';
 import { cloneThreads, restoreThreads, resumeTree } from './restore/threads.js';
 import { createTree, zombiesDie } from './restore/tree.js';
@@ -88,9 +88,17 @@ export interface RestoreResult {
 
 export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   const tStart = performance.now(); // stats-restore: restore_time is the whole restore
-  const img = await load(opts.imagesDir);
+  let img: LoadedImages;
+  try {
+    img = await load(opts.imagesDir);
+  } catch (e) {
+    // Images that cannot be restored: a lock their dump left goes anyway (the peers see a reset,
+    // not a connection hanging on).
+    const locked = await lockedByDump(opts.imagesDir);
+    if (locked.length) new ConnectionLock('iptables').adopt(locked).release(opts.warn);
+    throw e;
+  }
   const run = new RestoreRun(opts, img);
-  const plan = makePlan(opts, img, run.ownSid);
   // Restored or not, the locks go: the peers see the connection carry on, or reset. A tree of
   // the host's namespace: the dump's rules for its connections; one with a namespace of its own:
   // the lock of that namespace (the restore's, and a dump's left there when it is the same).
@@ -101,6 +109,13 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     run.netLock?.release(opts.warn);
     if (img.locked.length) new ConnectionLock('iptables').adopt(img.locked).release(opts.warn);
   };
+  let plan: Plan;
+  try {
+    plan = makePlan(opts, img, run.ownSid);
+  } catch (e) {
+    unlockNetwork();
+    throw e;
+  }
   const ns = new TreeNamespaces(run, plan);
   const files = new TreeFiles(run, plan);
   let rootPid: number;

@@ -106,6 +106,37 @@ async function deadProcess(images: ImageDir, pid: number): Promise<boolean> {
 }
 
 /** Read and check every image before any process is created. */
+/** The established connections of a dump's files that have their tcp-stream image. */
+function establishedStreams(files: Iterable<Record<string, any>>, exists: (image: string) => boolean): LockedConnection[] {
+  const streams: LockedConnection[] = [];
+  const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
+  for (const f of files) {
+    const e = f.isk;
+    if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
+    if (!exists(tcpStreamImageName(Number(e.ino)))) continue;
+    streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
+  }
+  return streams;
+}
+
+/**
+ * What a dump of a tree in the host's network namespace locked, read as far as the images
+ * allow (for a restore that cannot load them: the lock goes all the same); [] when unknown.
+ */
+export async function lockedByDump(dir: string): Promise<LockedConnection[]> {
+  try {
+    const images = await ImageDir.open(dir);
+    const inventory = await images.inventory();
+    if ((inventory.network_lock_method ?? 0) !== 0) return [];
+    const root = Number((await images.image('pstree.img')).entries[0]?.message.pid);
+    const ids = (await images.message(imageFileName('IDS', root))) as unknown as TaskKobjIds;
+    if (ids.net_ns_id !== (inventory.root_ids as TaskKobjIds | undefined)?.net_ns_id) return [];
+    return establishedStreams(await images.messages('files.img'), (name) => fs.existsSync(images.file(name)));
+  } catch {
+    return [];
+  }
+}
+
 export async function load(dir: string): Promise<LoadedImages> {
   let images: ImageDir;
   try {
@@ -238,16 +269,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
   // What a dump locked (a lock method other than iptables — nftables, skip — leaves nothing here).
-  const streams: LockedConnection[] = [];
-  for (const f of files.values()) {
-    const e = (f as Record<string, any>).isk;
-    if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
-    if (!fs.existsSync(images.file(tcpStreamImageName(Number(e.ino))))) continue;
-    const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
-    streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
-  }
-  // A tree of the host's namespace had its connections locked one by one; one with a namespace of
-  // its own had that namespace locked whole (lifted by the restore's own lock of it).
+  const streams = establishedStreams(files.values(), (name) => fs.existsSync(images.file(name)));
   const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
   return {
     procs, files, extraImage, mntNsOf, nestedMounts, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,

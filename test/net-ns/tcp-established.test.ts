@@ -154,3 +154,28 @@ test.serial('--tcp-close restores an established connection closed, as many time
     await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
   }
 });
+
+test.serial('a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset', async (t) => {
+  const srv = await patternServer('127.0.0.1', 4096);
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port},4096`]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const stream = fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!;
+  const file = path.join(dir, stream);
+  fs.truncateSync(file, fs.statSync(file).size - 100); // the queues cut short
+  const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
+  t.not(r.exitCode, 0);
+  t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
+  t.false(fs.existsSync(`/proc/${w.pid}`), 'no process left');
+  t.deepEqual(lockRules(), [], 'the lock is lifted');
+  // The peer finds out at its next word: the connection is gone (reset), not hanging.
+  srv.resume();
+  srv.write('hello?');
+  t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+});

@@ -63,6 +63,7 @@ export async function patternServer(host: string, bytes?: number) {
     get events() { return peer?.events ?? []; },
     expect(n: number) { expected = n; peer?.expect(n); },
     resume() { peer?.socket.resume(); },
+    write(text: string) { peer?.socket.write(text); },
     get verdict() { return peer?.verdict ?? ''; },
     get receivedBytes() { return peer?.receivedBytes ?? 0; },
     close() { peer?.socket.destroy(); server.close(); },

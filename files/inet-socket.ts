@@ -108,7 +108,9 @@ function dumpInetCopy(f: OpenFd, ctx: DumpFilesContext, fd: number): DumpedFile 
       // Asked in stasis's network namespace first, then in the task's own (a container's).
       const d = inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino) ?? inetDiag(family, IPPROTO.TCP, 1 << TCP_STATE.LISTEN, ino, f.pid);
       if (!d) throw new Error(`${what} is not visible to sock_diag; stasis cannot dump its backlog`);
-      if (d.rqueue) throw new Error(`${what} has ${d.rqueue} connection(s) not yet accepted, which stasis cannot dump yet`);
+      // Connections in its accept queue are the clients' half-made calls: CRIU's --skip-in-flight
+      // leaves them out (the listener comes back with an empty queue; those clients see a reset).
+      if (d.rqueue && !ctx.skipInFlight) throw new Error(`${what} has ${d.rqueue} connection(s) not yet accepted (in flight): dumped only with --skip-in-flight, which drops them`);
       backlog = d.wqueue;
     }
   } else {

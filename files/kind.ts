@@ -79,6 +79,8 @@ export interface DumpFilesContext {
   atEnd(check: () => void): void;
   /** --tcp-established / --tcp-close: how established connections are dumped (none: refused). */
   tcp?: TcpDump;
+  /** criu's --skip-in-flight: connections not yet accepted by a TCP listener are left out. */
+  skipInFlight?: boolean;
 }
 
 /** What a dump does with established TCP connections (files/tcp-stream.ts). */

@@ -92,6 +92,9 @@ export class FileTable {
   /** --tcp-established / --tcp-close (inet-socket.ts, tcp-stream.ts); undefined: connections refused. */
   tcp?: TcpDump;
 
+  /** --skip-in-flight (inet-socket.ts). */
+  skipInFlight = false;
+
   /** Undoes what the dump made outside the images, should it fail. */
   private undo: (() => void)[] = [];
 

@@ -283,6 +283,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
           extMnt: mountMap(p), externalNetns: netnsMap(p), emptyNs: emptyNs(p), freezeCgroup: p.values.get('freeze-cgroup')?.[0],
           linkRemap: p.flags.has('link-remap'), seizeTimeoutMs: seizeTimeout(p),
           tcpEstablished: p.flags.has('tcp-established'), tcpClose: p.flags.has('tcp-close'), networkLock: networkLock(p),
+          skipInFlight: p.flags.has('skip-in-flight'),
           log: (m) => logger.log(3, m), progress: progress.callback,
         }).finally(() => progress.end());
         statusReady(p, logger);

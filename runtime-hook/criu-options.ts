@@ -60,7 +60,7 @@ export const OPTIONS: OptionSpec[] = [
   { long: 'cgroup-yard', value: true, noEffect: 'stasis mounts no cgroup hierarchies of its own' },
   // Accepted as criu accepts them; what they ask for is what stasis does anyway, or has no meaning here.
   { long: 'tcp-established', negatable: true },
-  { long: 'skip-in-flight', negatable: true, noEffect: 'a TCP listener with connections not yet accepted is refused at dump' },
+  { long: 'skip-in-flight', negatable: true },
   { long: 'evasive-devices', negatable: true, noEffect: 'device files are reopened by the path they had' },
   { long: 'pre-dump-mode', value: true, noEffect: 'only for pre-dump, which stasis does not have (the value is checked)' },
   { long: 'ghost-limit', value: true, noEffect: 'deleted files are kept up to stasis\'s own limit, criu\'s default (1 MiB)' },

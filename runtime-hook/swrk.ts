@@ -429,7 +429,7 @@ async function dumpRequest(client: Client, given: Message | undefined): Promise<
       extMnt: externalMounts(o), externalNetns: externalNetns(o), emptyNs: Number(o.empty_ns ?? 0), orphanPtsMaster: o.orphan_pts_master === true,
       freezeCgroup: typeof o.freeze_cgroup === 'string' && o.freeze_cgroup ? o.freeze_cgroup : undefined,
       linkRemap: o.link_remap === true, seizeTimeoutMs: o.timeout ? Number(o.timeout) * 1000 : undefined,
-      tcpEstablished: o.tcp_established === true, tcpClose: o.tcp_close === true,
+      tcpEstablished: o.tcp_established === true, tcpClose: o.tcp_close === true, skipInFlight: o.tcp_skip_in_flight === true,
       networkLock: RPC_LOCK_METHODS[Number(o.network_lock ?? 1)] ?? 'iptables',
       // As criu: asked once the tree is frozen...
       afterSeize: () => {

@@ -89,6 +89,8 @@ export interface DumpOptions {
   tcpEstablished?: boolean;
   /** criu's --tcp-close: established TCP connections are dumped without their state, restored closed. */
   tcpClose?: boolean;
+  /** criu's --skip-in-flight: connections not yet accepted by a TCP listener are left out. */
+  skipInFlight?: boolean;
   /** criu's --network-lock: how connections are locked while dumped (iptables by default). */
   networkLock?: LockMethod;
   /** Progress messages (for -v and a terminal). */
@@ -439,7 +441,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
   };
-  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false });
+  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false });
   const dumpRunId = runId();
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).

@@ -1,5 +1,7 @@
 /* A TCP echo server for the live-migration benchmark (bench/tcp.ts): argv PORT; accepts any
- * number of connections and sends back whatever each one sends, until killed. */
+ * number of connections and sends back whatever each one sends, until killed. With a second
+ * argument "noaccept" it only listens: connections wait in its accept queue (tests of sockets
+ * with connections not yet accepted). */
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@ int main(int argc, char **argv) {
   p[0].events = POLLIN;
   printf("ready\n");
   fflush(stdout);
+  if (argc > 2 && !strcmp(argv[2], "noaccept")) for (;;) pause();
   char buf[65536];
   for (;;) {
     if (poll(p, n, -1) < 0) continue;

@@ -5,6 +5,7 @@
 
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
 import { patternServer } from './tcp-peers.js';
@@ -178,4 +179,37 @@ test.serial('a restore that fails (a damaged tcp-stream image) leaves no process
   srv.resume();
   srv.write('hello?');
   t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+});
+
+test.serial('a TCP listener with connections not yet accepted: refused, or with --skip-in-flight dumped without them (they are reset) and listening again', async (t) => {
+  const port = 20000 + (process.pid % 20000);
+  const w = await underReaperWorkload('tcp-echo', [String(port), 'noaccept']);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  const events: string[] = [];
+  const pending = await new Promise<import('node:net').Socket>((r) => {
+    const s = netConnect(port, '127.0.0.1', () => r(s));
+    s.on('error', (e) => events.push(`error ${(e as NodeJS.ErrnoException).code}`));
+    s.on('close', () => events.push('close'));
+  });
+  t.teardown(() => pending.destroy());
+  const refused = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
+  t.not(refused.exitCode, 0);
+  t.regex(refused.all, /1 connection\(s\) not yet accepted \(in flight\): dumped only with --skip-in-flight/);
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--skip-in-flight']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  const r = await stasis(['restore', '-d', '-D', dir]);
+  t.is(r.exitCode, 0, r.all);
+  t.teardown(() => { try { process.kill(w.pid, 'SIGKILL'); } catch { /* gone */ } });
+  // Listening again: a new client gets through the handshake.
+  const fresh = await new Promise<boolean>((res) => {
+    const s = netConnect(port, '127.0.0.1', () => { s.destroy(); res(true); });
+    s.on('error', () => res(false));
+  });
+  t.true(fresh, 'the restored listener takes new connections');
+  // The one in flight was left out: its next word meets a reset.
+  pending.write('anyone?');
+  t.true(await eventually(() => events.includes('error ECONNRESET')), events.join(', '));
 });

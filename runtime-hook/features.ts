@@ -19,7 +19,7 @@ interface Feature {
   probe?: (seed: () => number) => void;
 }
 
-const NO_NET_LOCK = 'stasis does not lock the network itself (a runtime does, around a container\'s checkpoint)';
+const NO_NFTABLES = 'stasis locks the network with iptables (CRIU\'s iptables rules), not nftables';
 
 function ok(r: bigint, what: string): bigint {
   if (r < 0n) throw new Error(`${what}: errno ${-r}`);
@@ -91,7 +91,7 @@ export const FEATURES: Record<string, Feature> = {
   loginuid: { notInStasis: 'the audit loginuid is not set back on restore' },
   cgroupns: { probe: () => exists('/proc/self/ns/cgroup') },
   autofs: { notInStasis: 'autofs mounts are not dumped' },
-  tcp_half_closed: { notInStasis: 'established TCP connections are not dumped' },
+  tcp_half_closed: { notInStasis: 'half-closed TCP connections (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING) are not dumped yet' },
   compat_cr: { notInStasis: '32-bit (compat mode) tasks are not dumped' },
   uffd: { notInStasis: 'stasis has no lazy-pages server' },
   'uffd-noncoop': { notInStasis: 'stasis has no lazy-pages server' },
@@ -126,8 +126,8 @@ export const FEATURES: Record<string, Feature> = {
     exists('/proc/sys/kernel/ns_last_pid');
   } },
   newifindex: { notInStasis: 'network devices are not made at a given index (IFLA_NEW_IFINDEX)' },
-  nftables: { notInStasis: NO_NET_LOCK },
-  has_ipt_legacy: { notInStasis: NO_NET_LOCK },
+  nftables: { notInStasis: NO_NFTABLES },
+  has_ipt_legacy: { notInStasis: 'stasis locks through the iptables of the system (iptables-nft here), not iptables-legacy' },
   pidfd_store: { probe: () => {
     const fd = ok(rawSyscall(SYS.pidfd_open, process.pid, 0), 'pidfd_open');
     try {
@@ -138,7 +138,7 @@ export const FEATURES: Record<string, Feature> = {
   } },
   ns_pid: { probe: () => procHas('/proc/self/status', /^NSpid:/m, 'NSpid') },
   apparmor_stacking: { notInStasis: 'stasis cannot set LSM profiles' },
-  network_lock_nftables: { notInStasis: NO_NET_LOCK },
+  network_lock_nftables: { notInStasis: NO_NFTABLES },
   sockopt_buf_lock: { probe: () => sockopt(1 /* AF_UNIX */, 1 /* SOCK_STREAM */, 1 /* SOL_SOCKET */, 72 /* SO_BUF_LOCK */, 'SO_BUF_LOCK') },
   memfd_hugetlb: { notInStasis: 'hugetlb memfds are not restored as such' },
   move_mount_set_group: { notInStasis: 'mounts are restored without MOVE_MOUNT_SET_GROUP' },

@@ -86,6 +86,11 @@ async function migrate(tool: string, criu: string, conns: number): Promise<Figur
     const seen = answers.filter((a) => a >= from - 50);
     let gap = 0;
     for (let i = 1; i < seen.length; i++) gap = Math.max(gap, seen[i]! - seen[i - 1]!);
+    if (process.env.BENCH_LOGS) {
+      for (const f of [path.join(dir, 'work', 'dump.log'), path.join(dir, 'rwork', 'restore.log')]) {
+        process.stderr.write(`--- ${tool} ${conns} ${path.basename(f)}\n${fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '(none)'}\n`);
+      }
+    }
     const label = conns === 1 ? '1 connection' : `${conns} connections`;
     const figures: Figure[] = [
       { name: `${tool}: runc checkpoint, ${label}`, value: checkpointMs, unit: 'ms' },

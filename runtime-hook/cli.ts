@@ -236,6 +236,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
     return 0;
   }
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
+  if (argv[0] === 'container') return (await import('./container-cli.js')).containerCommand(argv.slice(1));
   const { p, configs } = parseCommandLine(argv);
   if (p.flags.has('version')) {
     process.stdout.write(versionText());

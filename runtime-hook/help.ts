@@ -70,6 +70,22 @@ const ACTIONS: ActionHelp[] = [
     name: 'show', args: 'FILE | -D DIR', summary: 'an image file as crit\'s JSON, or a summary of a dump',
     options: [['-D, --images-dir DIR', 'summarize the dump in DIR']],
   },
+  {
+    name: 'container', args: 'checkpoint ID --export FILE [options] | restore --import FILE [options]',
+    summary: 'checkpoint a container through its runtime into an archive (Podman\'s layout); restore one into a fresh bundle',
+    options: [
+      ['checkpoint --export FILE', 'the archive to write'],
+      ['checkpoint --compress zstd|gzip|none', 'how the archive is compressed (default zstd)'],
+      ['checkpoint --leave-running', 'let the container run on'],
+      ['checkpoint --rootfs-diff-from DIR', 'a plain directory rootfs: carry only its changes against DIR'],
+      ['restore --import FILE', 'the archive (ours, Podman\'s; compression found from its first bytes)'],
+      ['restore --name NAME', 'the restored container\'s id (default: the archive\'s)'],
+      ['restore --bundle DIR', 'the new bundle, made here (default /var/lib/stasis/containers/NAME)'],
+      ['restore --rootfs DIR', 'the rootfs the archive\'s changes apply to (an image\'s, for a Podman archive)'],
+      ['--runtime runc', 'the OCI runtime (runc)'],
+      ['--runtime-root DIR', 'the runtime\'s state directory (its --root)'],
+    ],
+  },
   { name: 'swrk', args: 'FD', summary: 'serve criu\'s RPC on the SOCK_SEQPACKET socket FD (runc, go-criu, libcriu)', options: [] },
   { name: 'demo', args: '', summary: 'checkpoint and restore a small counter, showing each step', options: [] },
 ];

@@ -27,13 +27,12 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { extractArchive, packDirectory } from './archive.js';
 import type { Compression } from './compression.js';
 import { readSpec, parseSpec, specText, isBindMount, type OciSpec } from './spec.js';
-import { runtimeArgs, runtimeMessage, runtimeState, type RuntimeOptions, type RuntimeState } from './runtime-state.js';
+import { runRuntimeCommand, runtimeArgs, runtimeMessage, runtimeState, type RuntimeOptions, type RuntimeState } from './runtime-state.js';
 import { restoreRootfs, saveRootfs, type RootfsCarriage } from './rootfs.js';
 import { applyTar } from './rootfs-tar.js';
 import { ImageDir } from '../images/index.js';
@@ -398,7 +397,7 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
     return { name, bundle, state: await runtimeState(name, opts) };
   } catch (e) {
     if (created && name) {
-      await execa(runtime, [...runtimeArgs(opts), 'delete', '--force', name], { reject: false, stdin: 'ignore' });
+      await runRuntimeCommand(runtime, [...runtimeArgs(opts), 'delete', '--force', name]);
     }
     await fs.rm(bundle, { recursive: true, force: true });
     if (bundle !== staging) await fs.rm(staging, { recursive: true, force: true });

@@ -1,7 +1,8 @@
 // A container as its OCI runtime knows it: `runc --root R state ID` (the OCI state, plus runc's
-// rootfs and created time), read through execa and checked field by field.
+// rootfs and created time), checked field by field. (The runtime runs through node:child_process:
+// execa does not go into stasis's one-file build, scripts/bundle.mjs.)
 
-import { execa } from 'execa';
+import { execFile } from 'node:child_process';
 
 export interface RuntimeOptions {
   /** The runtime's executable (default runc, found through PATH). */
@@ -70,11 +71,22 @@ export function toRuntimeState(value: unknown, id: string): RuntimeState {
   };
 }
 
+/** `RUNTIME ARGS` run to its end: exit code (undefined: it could not be run), stdout, stderr. */
+export function runRuntimeCommand(runtime: string, args: string[]): Promise<{ exitCode?: number; stdout: string; stderr: string; error?: string }> {
+  return new Promise((resolve) => {
+    execFile(runtime, args, { encoding: 'utf8', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = (err as NodeJS.ErrnoException & { code?: unknown } | null)?.code;
+      if (err && typeof code !== 'number') resolve({ stdout, stderr, error: err.message.split('\n')[0] });
+      else resolve({ exitCode: typeof code === 'number' ? code : 0, stdout, stderr });
+    }).stdin?.end();
+  });
+}
+
 /** `RUNTIME [--root R] state ID`. */
 export async function runtimeState(id: string, opts: RuntimeOptions = {}): Promise<RuntimeState> {
   const runtime = opts.runtime ?? 'runc';
-  const r = await execa(runtime, [...runtimeArgs(opts), 'state', id], { reject: false, stdin: 'ignore' });
-  if (r.failed && r.exitCode === undefined) throw new RuntimeStateError(`cannot run ${runtime}: ${(r.shortMessage ?? '').split('\n')[0]}`);
+  const r = await runRuntimeCommand(runtime, [...runtimeArgs(opts), 'state', id]);
+  if (r.exitCode === undefined) throw new RuntimeStateError(`cannot run ${runtime}: ${r.error}`);
   if (r.exitCode !== 0) {
     const msg = runtimeMessage(r.stderr);
     if (/does not exist|not exist/.test(msg)) {

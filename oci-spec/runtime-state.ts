@@ -38,18 +38,22 @@ export function runtimeArgs(opts: RuntimeOptions): string[] {
   return opts.runtimeRoot ? ['--root', opts.runtimeRoot] : [];
 }
 
-/** The last meaningful line a runtime printed (runc logs JSON or logfmt on stderr). */
+/**
+ * The last meaningful line a runtime printed (runc logs JSON or logfmt), the first line of its
+ * message only (runc's "criu failed" goes on with the log's path).
+ */
 export function runtimeMessage(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
   const last = lines[lines.length - 1] ?? '';
+  let msg = last;
   try {
     const j = JSON.parse(last) as { msg?: string };
-    if (j.msg) return j.msg;
+    if (j.msg) msg = j.msg;
   } catch {
-    // not JSON
+    const m = /msg="((?:[^"\\]|\\.)*)"/.exec(last);
+    if (m) msg = m[1]!.replace(/\\"/g, '"').replace(/\\n/g, '\n');
   }
-  const m = /msg="((?:[^"\\]|\\.)*)"/.exec(last);
-  return m ? m[1]!.replace(/\\"/g, '"') : last;
+  return msg.split('\n')[0]!.trim();
 }
 
 /** Check the JSON `runc state` printed. */

@@ -232,3 +232,91 @@ test.serial('bad input: a missing archive, a file that is no archive, an archive
   t.is(usage.exitCode, 1);
   t.regex(usage.stderr, /^stasis: container restore: unknown option --frobnicate/);
 });
+
+test.serial('runc, overlay rootfs: the upper layer is carried (rootfs-diff.tar), whiteouts and an opaque directory become deleted.files, and the restore over the lower layer matches', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir, '0.2').withArgs(['sh', '-c', 'rm /etc/motd; rm -rf /opt/dir; mkdir /opt/dir; echo new > /opt/dir/c; ' + WORKLOAD]);
+  // The bundle's rootfs becomes the lower layer of an overlay mounted in its place.
+  const rootfs = path.join(c.bundle, 'rootfs');
+  const [lower, upper, work] = ['lower', 'upper', 'work'].map((d) => path.join(dir, d)) as [string, string, string];
+  fs.renameSync(rootfs, lower);
+  fs.writeFileSync(path.join(lower, 'etc', 'motd'), 'hello\n');
+  fs.mkdirSync(path.join(lower, 'opt', 'dir'), { recursive: true });
+  for (const f of ['a', 'b']) fs.writeFileSync(path.join(lower, 'opt', 'dir', f), f);
+  for (const d of [rootfs, upper, work]) fs.mkdirSync(d);
+  const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, rootfs], { encoding: 'utf8' });
+  t.is(m.status, 0, m.stderr);
+  t.teardown(() => {
+    spawnSync('umount', [rootfs]);
+  });
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+
+  const archive = path.join(dir, 'x.tar.zst');
+  const ck = await stasis(['container', 'checkpoint', c.id, '--runtime-root', c.stateRoot, '--export', archive]);
+  t.is(ck.exitCode, 0, ck.all);
+  await out.closed;
+  const at = lastTick(out.lines);
+  const { readMembers } = await import('../../oci-spec/archive.js');
+  const small = new Map<string, Buffer>();
+  for await (const mem of readMembers(archive, (n) => ['deleted.files', 'config.dump', 'rootfs-diff.tar'].includes(n))) small.set(mem.name, mem.data);
+  t.deepEqual(JSON.parse(small.get('deleted.files')!.toString()), ['/etc/motd', '/opt/dir/a', '/opt/dir/b']);
+  t.is(JSON.parse(small.get('config.dump')!.toString()).rootfsCarriage, 'diff');
+  const diff = small.get('rootfs-diff.tar')!;
+  t.true(diff.length < 64 * 1024, `the upper layer only: ${diff.length} bytes`);
+  const inDiff = spawnSync('tar', ['-t'], { input: diff, encoding: 'utf8' }).stdout.split('\n');
+  t.true(inDiff.includes('data/written') && inDiff.includes('opt/dir/c'));
+  t.false(inDiff.some((n) => n.startsWith('bin/')), 'nothing of the lower layer');
+
+  const bundle = path.join(dir, 'restored');
+  const { out: rout, pid } = await restoreAs(t, c.stateRoot, archive, `${c.id}-r`, ['--bundle', bundle, '--rootfs', lower]);
+  await assertCountsOn(t, rout, pid, at, 'restored over the lower layer');
+  t.false(fs.existsSync(path.join(bundle, 'rootfs', 'etc', 'motd')));
+  t.deepEqual(fs.readdirSync(path.join(bundle, 'rootfs', 'opt', 'dir')), ['c']);
+  runcDelete(c.stateRoot, `${c.id}-r`);
+  await rout.closed;
+});
+
+test.serial('a restore that fails in runc leaves nothing: no bundle, no container, no cgroup, no mount; a taken name is refused and its container untouched', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir, '0.2').withArgs(['sh', '-c', WORKLOAD]);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 2$/);
+  const archive = path.join(dir, 'x.tar');
+  const ck = await stasis(['container', 'checkpoint', c.id, '--runtime-root', c.stateRoot, '--export', archive, '--compress', 'none', '--leave-running']);
+  t.is(ck.exitCode, 0, ck.all);
+
+  const taken = await stasis(['container', 'restore', '--import', archive, '--name', c.id, '--runtime-root', c.stateRoot, '--bundle', path.join(dir, 'b0')]);
+  t.is(taken.exitCode, 1);
+  t.is(taken.stderr, `stasis: a container named ${c.id} exists already in runc: give another --name`);
+  t.false(fs.existsSync(path.join(dir, 'b0')));
+  t.is(c.state()?.status, 'running', 'the container of that name runs on');
+
+  // The same archive with the contents of its tmpfs mounts damaged: found once runc has made the
+  // container's namespaces and cgroups.
+  const { extractArchive, packDirectory } = await import('../../oci-spec/archive.js');
+  const content = path.join(dir, 'content');
+  await extractArchive(archive, content);
+  const tars = fs.readdirSync(path.join(content, 'checkpoint')).filter((f) => f.startsWith('tmpfs-dev-'));
+  t.true(tars.length > 0);
+  for (const f of tars) fs.writeFileSync(path.join(content, 'checkpoint', f), 'not a tar file');
+  fs.rmSync(path.join(content, 'checkpoint', 'stasis-manifest.json'), { force: true });
+  const damaged = path.join(dir, 'damaged.tar');
+  await packDirectory(content, damaged, { compression: 'none' });
+
+  const name = `${c.id}-bad`;
+  t.teardown(() => runcDelete(c.stateRoot, name));
+  const bundle = path.join(dir, 'host', 'bundle');
+  const r = await stasis(['container', 'restore', '--import', damaged, '--name', name, '--runtime-root', c.stateRoot, '--bundle', bundle]);
+  t.is(r.exitCode, 1);
+  // (runc's own lines come first: its stderr is the one the restored container would have had.)
+  const last = r.stderr.split('\n').pop()!;
+  t.regex(last, new RegExp(`^stasis: restore of ${name}: runc: criu failed: type NOTIFY errno 0 \\(restore\\.log: Error: [^\\n]*restoring the tmpfs at [^\\n]*\\)$`), r.stderr);
+  t.false(fs.existsSync(bundle), 'no bundle left');
+  t.is(runcState(c.stateRoot, name), undefined, 'no container left');
+  const { cgroupHierarchies } = await import('../../cgroup/cgroups.js');
+  t.deepEqual(cgroupHierarchies().map((h) => path.join(h.mountPoint, name)).filter((d) => fs.existsSync(d)), [], 'no cgroup left');
+  t.false(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(bundle), 'no mount left');
+});

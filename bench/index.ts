@@ -4,5 +4,6 @@ import { injectionBench } from './inject.js';
 import { memoryBench } from './memory.js';
 import { threadsBench, treeBench } from './tree.js';
 import { runcBench } from './runc.js';
+import { containerBench } from './container.js';
 
-export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench, runcBench];
+export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench, runcBench, containerBench];

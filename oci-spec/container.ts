@@ -356,6 +356,9 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
     }
     if (!(await exists(path.join(from, MEMBERS.spec)))) throw new ContainerError(`${opts.import}: not a checkpoint archive (no ${MEMBERS.spec})`);
     const spec = parseSpec(await fs.readFile(path.join(from, MEMBERS.spec), 'utf8'), `${opts.import}: ${MEMBERS.spec}`);
+    if (spec.process.terminal) {
+      throw new ContainerError(`${opts.import}: the container had a terminal (process.terminal), which container restore cannot hand over (no console socket)`);
+    }
     const config = (await exists(path.join(from, MEMBERS.config)))
       ? (await readJson(path.join(from, MEMBERS.config), MEMBERS.config)) as ArchiveConfig : {};
     name ??= config.name;

@@ -190,7 +190,7 @@ test.serial('Podman: an archive made by `podman container checkpoint --export` (
   await out.closed;
 });
 
-test.serial('bad input: a missing archive, a file that is no archive, an archive without checkpoint/, an unknown container: one line, exit 1, nothing left', async (t) => {
+test.serial('bad input: a missing archive, a file that is no archive, an archive without checkpoint/, an unknown container, a container runc cannot checkpoint: one line, exit 1, nothing left', async (t) => {
   const dir = tmpDir(t);
   const root = path.join(dir, 'runc-state');
   fs.mkdirSync(root);
@@ -227,6 +227,22 @@ test.serial('bad input: a missing archive, a file that is no archive, an archive
   t.regex(ck.stderr, /^stasis: no container "stasis-test-nosuch" in runc \(--root [^\n]*\)$/);
   t.false(fs.existsSync(out));
   t.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.stasis-')), []);
+
+  // A container stasis cannot dump (an established TCP connection inside): runc's reason and
+  // the dump log's first error in one line; it runs on, nothing is written.
+  const c2 = RuncContainer.create(path.join(dir, 'c2'), '0.2').privileged().withArgs(['sh', '-c',
+    'ip link set lo up; (sleep 1000 | nc -l -p 7000) & sleep 0.5; (sleep 1000 | nc 127.0.0.1 7000) & ' +
+    'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']);
+  t.teardown(() => c2.destroy());
+  const c2out = await c2.run();
+  await c2out.waitForLine(/^tick 5$/);
+  t.regex(fs.readFileSync(`/proc/${c2.state()!.pid}/net/tcp`, 'utf8'), /^\s*\d+: 0100007F:[0-9A-F]{4} 0100007F:[0-9A-F]{4} 01 /m, 'a TCP connection is established');
+  const failed = await stasis(['container', 'checkpoint', c2.id, '--runtime-root', c2.stateRoot, '--export', out]);
+  t.is(failed.exitCode, 1);
+  t.regex(failed.stderr, new RegExp(`^stasis: checkpoint of ${c2.id}: runc: [^\\n]*criu failed[^\\n]*\\(dump\\.log: Error: [^\\n]*\\)$`));
+  t.is(c2.state()?.status, 'running', 'the container runs on');
+  t.false(fs.existsSync(out));
+  t.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.stasis-')), [], 'no work directory left');
 
   const usage = await stasis(['container', 'restore', '--import', out, '--frobnicate']);
   t.is(usage.exitCode, 1);
@@ -319,4 +335,17 @@ test.serial('a restore that fails in runc leaves nothing: no bundle, no containe
   const { cgroupHierarchies } = await import('../../cgroup/cgroups.js');
   t.deepEqual(cgroupHierarchies().map((h) => path.join(h.mountPoint, name)).filter((d) => fs.existsSync(d)), [], 'no cgroup left');
   t.false(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(bundle), 'no mount left');
+});
+
+test('stasis container --help lists checkpoint\'s and restore\'s options; stasis --help lists the container action', async (t) => {
+  const help = await stasis(['container', '--help']);
+  t.is(help.exitCode, 0);
+  for (const o of ['--export FILE', '--compress zstd|gzip|none', '--leave-running', '--rootfs-diff-from DIR', '--import FILE',
+    '--name NAME', '--bundle DIR', '--rootfs DIR', '--runtime runc', '--runtime-root DIR']) {
+    t.true(help.stdout.includes(o), o);
+  }
+  t.regex((await stasis(['--help'])).stdout, /^ {2}container checkpoint ID --export FILE/m);
+  const none = await stasis(['container']);
+  t.is(none.exitCode, 1);
+  t.is(none.stderr, 'stasis: container wants checkpoint or restore');
 });

@@ -397,6 +397,9 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
     created = true;
     await runRuntime(opts, opts.criu ?? STASIS_BIN, ['restore', '-d', '--image-path', path.join(archiveDir, MEMBERS.checkpoint),
       '--work-path', work, '--bundle', bundle, name], `restore of ${name}`, work, path.join(work, 'restore.log'), opts.stdio ?? 'inherit');
+    // What was unpacked into the rootfs and /dev/shm is not needed again (the images stay, as
+    // Podman keeps a restored container's checkpoint/).
+    for (const m of ['rootfs-diff.tar', MEMBERS.devshm]) await fs.rm(path.join(archiveDir, m), { force: true });
     return { name, bundle, state: await runtimeState(name, opts) };
   } catch (e) {
     if (created && name) {

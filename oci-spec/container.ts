@@ -334,17 +334,32 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
   }
   if (opts.name !== undefined && !NAME_RE.test(opts.name)) throw new ContainerError(`--name "${opts.name}": not a container name (letters, digits, _ . + -)`);
 
-  // Unpacked first into a directory beside the bundle's place, since the name may come from it.
+  // The bundle directory is claimed by creating it (it must not exist). Without --bundle the
+  // archive is unpacked first beside the bundles' place, since the name may come from it.
   const runtime = opts.runtime ?? 'runc';
-  const staging = opts.bundle
-    ? path.resolve(opts.bundle)
-    : await fs.mkdtemp(path.join(await fs.mkdir(DEFAULT_BUNDLES, { recursive: true }).then(() => DEFAULT_BUNDLES), '.import-'));
-  if (opts.bundle && (await exists(staging))) throw new ContainerError(`--bundle ${opts.bundle}: it exists already (a restore makes a fresh bundle)`);
+  let staging: string;
+  /** The topmost directory made for --bundle (its parents may be new too): removed on failure. */
+  let topmost: string | undefined;
+  if (opts.bundle) {
+    staging = path.resolve(opts.bundle);
+    const parent = await fs.mkdir(path.dirname(staging), { recursive: true });
+    try {
+      await fs.mkdir(staging, { mode: 0o700 });
+    } catch (e) {
+      if (parent) await fs.rm(parent, { recursive: true, force: true });
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerError(`--bundle ${opts.bundle}: it exists already (a restore makes a fresh bundle)`);
+      throw new ContainerError(`--bundle ${opts.bundle}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    topmost = parent ?? staging;
+  } else {
+    await fs.mkdir(DEFAULT_BUNDLES, { recursive: true });
+    staging = await fs.mkdtemp(path.join(DEFAULT_BUNDLES, '.import-'));
+  }
+  /** The bundle, once it is ours. */
   let bundle = staging;
   let created = false;
   let name = opts.name;
   try {
-    if (opts.bundle) await fs.mkdir(staging, { recursive: true, mode: 0o700 });
     const from = path.join(staging, 'archive');
     try {
       await extractArchive(archive, from);
@@ -364,9 +379,15 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
     name ??= config.name;
     if (!name || !NAME_RE.test(name)) throw new ContainerError(`${opts.import}: the archive names no usable container name: give one with --name`);
     if (!opts.bundle) {
-      bundle = path.join(DEFAULT_BUNDLES, name);
-      if (await exists(bundle)) throw new ContainerError(`${bundle} exists already: give another --name or a --bundle`);
-      await fs.rename(staging, bundle);
+      const target = path.join(DEFAULT_BUNDLES, name);
+      try {
+        await fs.mkdir(target, { mode: 0o700 }); // claimed; the rename replaces it, being empty
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerError(`${target} exists already: give another --name or a --bundle`);
+        throw e;
+      }
+      bundle = target;
+      await fs.rename(staging, target);
     }
     const taken = await runtimeState(name, opts).then(() => true, () => false);
     if (taken) throw new ContainerError(`a container named ${name} exists already in ${runtime}: give another --name`);
@@ -407,6 +428,7 @@ export async function restoreContainer(opts: RestoreOptions): Promise<RestoreRes
     }
     await fs.rm(bundle, { recursive: true, force: true });
     if (bundle !== staging) await fs.rm(staging, { recursive: true, force: true });
+    if (topmost) await fs.rm(topmost, { recursive: true, force: true });
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
     throw e instanceof ContainerError ? e : new ContainerError(`restore from ${opts.import}: ${msg}`);
   }

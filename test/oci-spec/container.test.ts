@@ -221,6 +221,15 @@ test.serial('bad input: a missing archive, a file that is no archive, an archive
   await packDirectory(content, empty, { compression: 'zstd' });
   oneLine(await restore(empty), /.*no-checkpoint\.tar\.zst: not a checkpoint archive \(no checkpoint\/inventory\.img\)/, 'no checkpoint/');
 
+  // A bundle directory that exists is someone's: refused, left as it was.
+  const theirs = path.join(dir, 'theirs');
+  fs.mkdirSync(theirs);
+  fs.writeFileSync(path.join(theirs, 'config.json'), '{}');
+  const busy = await stasis(['container', 'restore', '--import', empty, '--name', 'x', '--bundle', theirs, '--runtime-root', root]);
+  t.is(busy.exitCode, 1);
+  t.is(busy.stderr, `stasis: --bundle ${theirs}: it exists already (a restore makes a fresh bundle)`);
+  t.deepEqual(fs.readdirSync(theirs), ['config.json']);
+
   const out = path.join(dir, 'x.tar.zst');
   const ck = await stasis(['container', 'checkpoint', 'stasis-test-nosuch', '--runtime-root', root, '--export', out]);
   t.is(ck.exitCode, 1);
@@ -330,7 +339,7 @@ test.serial('a restore that fails in runc leaves nothing: no bundle, no containe
   // (runc's own lines come first: its stderr is the one the restored container would have had.)
   const last = r.stderr.split('\n').pop()!;
   t.regex(last, new RegExp(`^stasis: restore of ${name}: runc: criu failed: type NOTIFY errno 0 \\(restore\\.log: Error: [^\\n]*restoring the tmpfs at [^\\n]*\\)$`), r.stderr);
-  t.false(fs.existsSync(bundle), 'no bundle left');
+  t.false(fs.existsSync(path.dirname(bundle)), 'no bundle left, nor the directory made for it');
   t.is(runcState(c.stateRoot, name), undefined, 'no container left');
   const { cgroupHierarchies } = await import('../../cgroup/cgroups.js');
   t.deepEqual(cgroupHierarchies().map((h) => path.join(h.mountPoint, name)).filter((d) => fs.existsSync(d)), [], 'no cgroup left');

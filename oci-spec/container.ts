@@ -85,7 +85,7 @@ export interface BindMountRecord {
   permissions: number;
 }
 
-export interface CheckpointOptions extends RuntimeOptions {
+export interface CheckpointContainerOptions extends RuntimeOptions {
   /** The container's id in the runtime. */
   id: string;
   /** The archive to write (replaced if it exists; written beside and renamed into place). */
@@ -99,7 +99,7 @@ export interface CheckpointOptions extends RuntimeOptions {
   criu?: string;
 }
 
-export interface CheckpointResult {
+export interface CheckpointContainerResult {
   archive: string;
   config: ContainerConfigDump;
   /** Entries of the rootfs that could not be carried (device nodes, fifos, sockets). */
@@ -163,7 +163,7 @@ function bindMountsOf(spec: OciSpec, bundle: string): Promise<BindMountRecord[]>
  * Checkpoint the container `opts.id` through its runtime, with stasis as the runtime's criu,
  * into the archive `opts.export`. Unless `leaveRunning`, the container is gone afterwards.
  */
-export async function checkpointContainer(opts: CheckpointOptions): Promise<CheckpointResult> {
+export async function checkpointContainer(opts: CheckpointContainerOptions): Promise<CheckpointContainerResult> {
   const state = await runtimeState(opts.id, opts);
   if (state.status !== 'running' && state.status !== 'paused') {
     throw new ContainerError(`container ${opts.id} is ${state.status}: only a running or paused container can be checkpointed`);
@@ -229,7 +229,7 @@ export async function checkpointContainer(opts: CheckpointOptions): Promise<Chec
 /** The restored container's stdin, stdout and stderr. */
 export type StdioOption = 'inherit' | 'ignore' | [number, number, number];
 
-export interface RestoreOptions extends RuntimeOptions {
+export interface RestoreContainerOptions extends RuntimeOptions {
   /** The archive to restore. */
   import: string;
   /** The restored container's id (default: the archive's container name). */
@@ -243,7 +243,7 @@ export interface RestoreOptions extends RuntimeOptions {
   criu?: string;
 }
 
-export interface RestoreResult {
+export interface RestoreContainerResult {
   name: string;
   bundle: string;
   state: RuntimeState;
@@ -324,7 +324,7 @@ async function exists(p: string): Promise<boolean> {
  * Restore the container checkpointed in the archive `opts.import` into a fresh bundle, under
  * the runtime with stasis as its criu. On failure nothing is left: no bundle, no container.
  */
-export async function restoreContainer(opts: RestoreOptions): Promise<RestoreResult> {
+export async function restoreContainer(opts: RestoreContainerOptions): Promise<RestoreContainerResult> {
   const archive = path.resolve(opts.import);
   const st = await fs.stat(archive).catch(() => undefined);
   if (!st) throw new ContainerError(`${opts.import}: no such archive`);

@@ -34,7 +34,7 @@ import type { Compression } from './compression.js';
 import { readSpec, parseSpec, specText, isBindMount, type OciSpec } from './spec.js';
 import { runRuntimeCommand, runtimeArgs, runtimeMessage, runtimeState, type RuntimeOptions, type RuntimeState } from './runtime-state.js';
 import { restoreRootfs, saveRootfs, type RootfsCarriage } from './rootfs.js';
-import { applyTar } from './rootfs-tar.js';
+import { applyTar, packTree } from './rootfs-tar.js';
 import { ImageDir } from '../images/index.js';
 
 /** The archive's members (Podman's names). */
@@ -135,6 +135,13 @@ async function runRuntime(opts: RuntimeOptions, criu: string, args: string[], wh
   throw new ContainerError(`${what}: ${runtime}: ${msg}${logLine ? ` (${path.basename(criuLog)}: ${logLine})` : ''}`);
 }
 
+/** `RUNTIME [--root R] ARGS` (pause, resume), failing with the runtime's message. */
+async function runRuntimeSimple(opts: RuntimeOptions, args: string[], what: string): Promise<void> {
+  const runtime = opts.runtime ?? 'runc';
+  const r = await runRuntimeCommand(runtime, [...runtimeArgs(opts), ...args]);
+  if (r.exitCode !== 0) throw new ContainerError(`${what}: ${runtime}: ${r.error ?? (runtimeMessage(r.stderr) || `exit ${r.exitCode}`)}`);
+}
+
 /** The contents of /dev/shm as the dump saved it (its tmpfs image), as a plain tar; false if none. */
 async function devShmFromImages(imagesDir: string, out: string): Promise<boolean> {
   const dir = await ImageDir.open(imagesDir);
@@ -183,9 +190,17 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
   const work = path.join(tmp, 'work');
   const images = path.join(content, MEMBERS.checkpoint);
   let checkpointed = false;
+  // A container left running is paused until its rootfs and /dev/shm are saved too, so that
+  // they are those of the moment its processes were dumped (runc checkpoints a paused
+  // container and leaves it paused).
+  let paused = false;
   try {
     await fs.mkdir(content, { mode: 0o700 });
     await fs.mkdir(work, { mode: 0o700 });
+    if (opts.leaveRunning && state.status === 'running') {
+      await runRuntimeSimple(opts, ['pause', opts.id], `pausing ${opts.id}`);
+      paused = true;
+    }
     await runRuntime(opts, opts.criu ?? STASIS_BIN, ['checkpoint', '--image-path', images, '--work-path', work,
       ...(opts.leaveRunning ? ['--leave-running'] : []), opts.id], `checkpoint of ${opts.id}`, work, path.join(work, 'dump.log'));
     checkpointed = true;
@@ -197,10 +212,13 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
     const devshm = path.join(content, MEMBERS.devshm);
     const shmBind = (spec.mounts ?? []).find((m) => m.destination === '/dev/shm' && isBindMount(m) && m.source);
     if (shmBind) {
-      const { packTree } = await import('./rootfs-tar.js');
       await packTree(path.resolve(state.bundle, shmBind.source!), devshm);
     } else {
       await devShmFromImages(images, devshm);
+    }
+    if (paused) {
+      paused = false;
+      await runRuntimeSimple(opts, ['resume', opts.id], `resuming ${opts.id}`);
     }
     await fs.writeFile(path.join(content, MEMBERS.bindMounts), JSON.stringify(bindMounts), { mode: 0o600 });
     const config: ContainerConfigDump = {
@@ -216,6 +234,7 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
     await fs.rm(tmp, { recursive: true, force: true });
     return { archive: exportFile, config, skipped: changes.skipped };
   } catch (e) {
+    if (paused) await runRuntimeCommand(opts.runtime ?? 'runc', [...runtimeArgs(opts), 'resume', opts.id]);
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
     if (checkpointed && !opts.leaveRunning) {
       // The container is gone: its images stay where they are, for the user to act on.

@@ -141,6 +141,13 @@ test.serial('runc: --leave-running keeps the container counting; --rootfs-diff-f
   const first = ticks(rout.lines)[0]!;
   t.true(first > 3 && first <= end, `it goes on from the checkpoint (${first}; the original ran on to ${end})`);
   t.true(ticks(out.lines).includes(first - 1), `tick ${first - 1} was the original's`);
+  // The rootfs was saved at the moment of the dump (the container paused meanwhile), not later:
+  // the count the archive carries is the one the restored counter goes on from.
+  const { readMembers } = await import('../../oci-spec/archive.js');
+  let diff: Buffer = Buffer.alloc(0);
+  for await (const m of readMembers(archive, (n) => n === 'rootfs-diff.tar')) diff = m.data;
+  const saved = Number(spawnSync('tar', ['-xO', 'data/count'], { input: diff, encoding: 'utf8' }).stdout);
+  t.true(first === saved || first === saved + 1, `the saved count ${saved} is where it goes on (${first})`);
   t.is(fs.readFileSync(`/proc/${pid}/root/data/written`, 'utf8'), 'in-rootfs\n');
   t.is(fs.readFileSync(`/proc/${pid}/root/dev/shm/written`, 'utf8'), 'in-shm\n');
   t.false(fs.existsSync(path.join(bundle, 'rootfs', 'etc', 'group')), 'the deleted file stays deleted');

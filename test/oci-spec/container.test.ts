@@ -91,15 +91,23 @@ for (const compression of ['zstd', 'gzip', 'none'] as const) {
     t.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.stasis-')), [], 'no work directory left beside it');
     fs.rmSync(c.bundle, { recursive: true });
 
-    for (const [i, name] of [`${c.id}-other`, `${c.id}-again`, `${c.id}-third`].entries()) {
+    // Side by side: each its own bundle, rootfs, cgroups and processes.
+    const newNames = [`${c.id}-other`, `${c.id}-again`, `${c.id}-third`];
+    const restored: { name: string; out: Output; pid: number }[] = [];
+    for (const [i, name] of newNames.entries()) {
       const bundle = path.join(dir, `host${i}`, 'bundle');
       const { out: rout, pid } = await restoreAs(t, c.stateRoot, archive, name, ['--bundle', bundle]);
       t.is(runcState(c.stateRoot, name)?.bundle, bundle);
       const spec = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8'));
       t.is(spec.root.path, 'rootfs');
       await assertCountsOn(t, rout, pid, at, name);
-      runcDelete(c.stateRoot, name);
-      await rout.closed;
+      restored.push({ name, out: rout, pid });
+    }
+    t.is(new Set(restored.map((r) => r.pid)).size, 3);
+    for (const r of restored) t.is(runcState(c.stateRoot, r.name)?.status, 'running', `${r.name} still runs beside the others`);
+    for (const r of restored) {
+      runcDelete(c.stateRoot, r.name);
+      await r.out.closed;
     }
   });
 }

@@ -5,7 +5,7 @@
 // This is the one place container.ts reads and writes rootfs tars: it is meant to be swapped
 // for the archive layer's tree packer/applier once that exists (oci-spec/archive.ts).
 
-import { createReadStream, createWriteStream } from 'node:fs';
+import fsSync, { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
@@ -14,15 +14,18 @@ import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 
 /** A tree's entries, relative paths, parents before children, in name order. */
-export async function walkTree(root: string, rel = ''): Promise<{ rel: string; st: Stats }[]> {
+export async function walkTree(root: string): Promise<{ rel: string; st: Stats }[]> {
   const out: { rel: string; st: Stats }[] = [];
-  const names = (await fs.readdir(path.join(root, rel))).sort();
-  for (const name of names) {
-    const r = rel ? `${rel}/${name}` : name;
-    const st = await fs.lstat(path.join(root, r));
-    out.push({ rel: r, st });
-    if (st.isDirectory()) out.push(...(await walkTree(root, r)));
-  }
+  // Synchronous calls: thousands of small ones, each cheaper than a trip through the thread pool.
+  const walk = (rel: string) => {
+    for (const name of fsSync.readdirSync(path.join(root, rel)).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      const st = fsSync.lstatSync(path.join(root, r));
+      out.push({ rel: r, st });
+      if (st.isDirectory()) walk(r);
+    }
+  };
+  walk('');
   return out;
 }
 
@@ -55,12 +58,12 @@ export function treeTar(root: string, only?: readonly string[]): TreeTar {
     try {
       for (const rel of rels) {
         const full = path.join(root, rel);
-        const st = await fs.lstat(full);
+        const st = fsSync.lstatSync(full);
         const common = { name: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
         if (st.isDirectory()) {
           pack.entry({ ...common, type: 'directory' });
         } else if (st.isSymbolicLink()) {
-          pack.entry({ ...common, type: 'symlink', linkname: await fs.readlink(full) });
+          pack.entry({ ...common, type: 'symlink', linkname: fsSync.readlinkSync(full) });
         } else if (st.isFile()) {
           const key = `${st.dev}:${st.ino}`;
           const first = st.nlink > 1 ? firstOfInode.get(key) : undefined;
@@ -100,41 +103,43 @@ export function safeRelative(name: string, what: string): string {
   return rel;
 }
 
-function missing(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException).code === 'ENOENT';
-}
-
 /**
- * Make sure every directory on the way to `rel` under `dest` is a real directory (made if
- * missing), so that nothing is written through a symlink.
+ * Writes entries under `dest` only through real directories. The directories on the way are
+ * checked once (lstat, made if missing) and remembered until an entry replaces one of them.
+ * Metadata calls are synchronous: a rootfs is thousands of small entries, and each call through
+ * the thread pool would cost more than the call itself.
  */
-async function parentsOf(dest: string, rel: string, what: string): Promise<void> {
-  const parts = rel.split('/').slice(0, -1);
-  let at = dest;
-  for (const p of parts) {
-    at = path.join(at, p);
-    let st: Stats | undefined;
-    try {
-      st = await fs.lstat(at);
-    } catch (e) {
-      if (!missing(e)) throw e;
-    }
-    if (!st) await fs.mkdir(at, { mode: 0o755 });
-    else if (!st.isDirectory()) throw new Error(`${what}: "${path.relative(dest, at)}" on its way is not a directory`);
-  }
-}
+class TreeWriter {
+  /** Relative paths known to be real directories under dest. */
+  private readonly dirs = new Set<string>(['']);
+  constructor(readonly dest: string) {}
 
-/** Remove whatever is at `full`, unless it is a directory and `keepDir`. */
-async function clear(full: string, keepDir: boolean): Promise<void> {
-  let st: Stats;
-  try {
-    st = await fs.lstat(full);
-  } catch (e) {
-    if (missing(e)) return;
-    throw e;
+  /** Every directory on the way to `rel` is a real directory (made if missing). */
+  parents(rel: string, where: string): void {
+    const parts = rel.split('/').slice(0, -1);
+    let at = '';
+    for (const p of parts) {
+      at = at ? `${at}/${p}` : p;
+      if (this.dirs.has(at)) continue;
+      const st = fsSync.lstatSync(path.join(this.dest, at), { throwIfNoEntry: false });
+      if (!st) fsSync.mkdirSync(path.join(this.dest, at), { mode: 0o755 });
+      else if (!st.isDirectory()) throw new Error(`${where}: "${at}" on its way is not a directory`);
+      this.dirs.add(at);
+    }
   }
-  if (st.isDirectory() && keepDir) return;
-  await fs.rm(full, { recursive: true, force: true });
+
+  /** Remove whatever is at `rel`, unless it is a directory and `keepDir`. */
+  clear(rel: string, keepDir: boolean): void {
+    const full = path.join(this.dest, rel);
+    const st = fsSync.lstatSync(full, { throwIfNoEntry: false });
+    if (!st || (st.isDirectory() && keepDir)) return;
+    fsSync.rmSync(full, { recursive: true, force: true });
+    for (const d of this.dirs) if (d === rel || d.startsWith(`${rel}/`)) this.dirs.delete(d);
+  }
+
+  madeDir(rel: string): void {
+    this.dirs.add(rel);
+  }
 }
 
 /**
@@ -146,6 +151,7 @@ export async function applyTar(source: Readable, dest: string, what: string): Pr
   const extract = tar.extract();
   const feeding = pipeline(source, extract).catch((e: Error) => extract.destroy(e));
   const dirs: { full: string; mode: number; uid: number; gid: number; mtime: Date }[] = [];
+  const w = new TreeWriter(dest);
   try {
     for await (const entry of extract) {
       const h = entry.header;
@@ -155,50 +161,49 @@ export async function applyTar(source: Readable, dest: string, what: string): Pr
         continue;
       }
       const where = `${what}: entry "${rel}"`;
-      await parentsOf(dest, rel, where);
+      w.parents(rel, where);
       const full = path.join(dest, rel);
       const mode = (h.mode ?? 0o644) & 0o7777;
       const mtime = h.mtime ?? new Date();
       switch (h.type) {
         case 'directory':
-          await clear(full, true);
-          await fs.mkdir(full, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-            if (e.code !== 'EEXIST') throw e;
-          });
+          w.clear(rel, true);
+          if (!fsSync.lstatSync(full, { throwIfNoEntry: false })) fsSync.mkdirSync(full, { mode: 0o700 });
+          w.madeDir(rel);
           dirs.push({ full, mode, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime });
           entry.resume();
           continue;
         case 'file':
-          await clear(full, false);
+          w.clear(rel, false);
           await pipeline(entry, createWriteStream(full, { flags: 'wx', mode: 0o600 }));
           break;
         case 'symlink':
-          await clear(full, false);
-          await fs.symlink(h.linkname ?? '', full);
+          w.clear(rel, false);
+          fsSync.symlinkSync(h.linkname ?? '', full);
           entry.resume();
           break;
         case 'link': {
           const target = safeRelative(h.linkname ?? '', `${where}: hard link target`);
-          await parentsOf(dest, target, where);
-          const st = await fs.lstat(path.join(dest, target)).catch(() => undefined);
+          w.parents(target, where);
+          const st = fsSync.lstatSync(path.join(dest, target), { throwIfNoEntry: false });
           if (!st || st.isDirectory()) throw new Error(`${where}: hard link to "${h.linkname}", which is no file of this tree`);
-          await clear(full, false);
-          await fs.link(path.join(dest, target), full);
+          w.clear(rel, false);
+          fsSync.linkSync(path.join(dest, target), full);
           entry.resume();
           continue; // shares the target's owner, mode and times
         }
         default:
           throw new Error(`${where} is a ${h.type}, which stasis does not put into a root filesystem`);
       }
-      await fs.lchown(full, h.uid ?? 0, h.gid ?? 0);
-      if (h.type !== 'symlink') await fs.chmod(full, mode);
-      await fs.lutimes(full, mtime, mtime);
+      fsSync.lchownSync(full, h.uid ?? 0, h.gid ?? 0);
+      if (h.type !== 'symlink') fsSync.chmodSync(full, mode);
+      fsSync.lutimesSync(full, mtime, mtime);
     }
     // Directories last, deepest first: writing into them changed their times.
     for (const d of dirs.reverse()) {
-      await fs.chown(d.full, d.uid, d.gid);
-      await fs.chmod(d.full, d.mode);
-      await fs.utimes(d.full, d.mtime, d.mtime);
+      fsSync.chownSync(d.full, d.uid, d.gid);
+      fsSync.chmodSync(d.full, d.mode);
+      fsSync.utimesSync(d.full, d.mtime, d.mtime);
     }
   } catch (e) {
     extract.destroy();

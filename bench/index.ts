@@ -5,5 +5,6 @@ import { memoryBench } from './memory.js';
 import { threadsBench, treeBench } from './tree.js';
 import { runcBench } from './runc.js';
 import { tcpBench } from './tcp.js';
+import { containerBench } from './container.js';
 
-export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench, runcBench, tcpBench];
+export const benchmarks: Benchmark[] = [injectionBench, memoryBench, treeBench, threadsBench, runcBench, containerBench, tcpBench];

@@ -244,6 +244,7 @@ async function run(argv: string[], launch: Launch): Promise<number> {
     return 0;
   }
   if (argv[0] === 'show') return (await import('../images/show.js')).showCommand(argv.slice(1));
+  if (argv[0] === 'container') return (await import('./container-cli.js')).containerCommand(argv.slice(1));
   if (argv[0] === 'inspect') return (await import('../oci-spec/inspect-command.js')).inspectCommand(argv.slice(1));
   if (argv[0] === 'memparse') return (await import('../oci-spec/memparse.js')).memparseCommand(argv.slice(1));
   if (argv[0] === 'diff') return (await import('../oci-spec/diff.js')).diffCommand(argv.slice(1));

@@ -16,6 +16,10 @@ import { SysError } from './sys/errno.js';
 import { ProcError } from './sys/proc/read.js';
 import { RestoreError } from './task/errors.js';
 import { CheckpointImageError } from './oci-spec/checkpoint-image.js';
+import { ContainerError } from './oci-spec/container.js';
+import { CheckpointError } from './oci-spec/checkpoint-reader.js';
+import { SpecError } from './oci-spec/spec.js';
+import { RuntimeStateError } from './oci-spec/runtime-state.js';
 import { UsageError, joinNsFile, parseExternalNet } from './runtime-hook/options.js';
 import type { DumpResult as TaskDumpResult } from './task/dump.js';
 import type { JoinNs, RestoreResult as TaskRestoreResult } from './task/restore.js';
@@ -26,6 +30,7 @@ import type { JoinNs, RestoreResult as TaskRestoreResult } from './task/restore.
 /** The classes stasis's own errors are made from (each keeps its own fields: errno, file, offset...). */
 const OWN_ERRORS: readonly (abstract new (...args: never[]) => Error)[] = [
   SysError, ImageError, MissingImageError, WireError, ProcError, RestoreError, CheckpointImageError, UsageError,
+  ContainerError, CheckpointError, SpecError, RuntimeStateError,
 ];
 
 /**
@@ -268,7 +273,15 @@ export {
 } from './oci-spec/checkpoint-image.js';
 
 // ---------------------------------------------------------------------------------------------
-// Containers and inspection (issue 17 §2, §3): re-exported here once oci-spec/container.ts and
-// oci-spec/inspect.ts are on main.
-// export { checkpointContainer, restoreContainer, type CheckpointContainerOptions, type RestoreContainerOptions } from './oci-spec/container.js';
-// export { inspect, type InspectOptions, type InspectResult } from './oci-spec/inspect.js';
+// Containers and inspection
+
+export {
+  checkpointContainer, restoreContainer, ContainerError, type CheckpointContainerOptions, type CheckpointContainerResult,
+  type RestoreContainerOptions, type RestoreContainerResult,
+} from './oci-spec/container.js';
+export { inspect, listCheckpoints, type InspectOptions, type CheckpointInfo, type ListedCheckpoint } from './oci-spec/inspect.js';
+export { searchMemory, memorySizes, type MemoryMatch } from './oci-spec/memparse.js';
+export { diffCheckpoints, type CheckpointDiff } from './oci-spec/diff.js';
+export { CheckpointError } from './oci-spec/checkpoint-reader.js';
+export { SpecError } from './oci-spec/spec.js';
+export { RuntimeStateError } from './oci-spec/runtime-state.js';

@@ -89,7 +89,9 @@ export interface CheckpointContainerOptions extends RuntimeOptions {
   /** The container's id in the runtime. */
   id: string;
   /** The archive to write (replaced if it exists; written beside and renamed into place). */
-  export: string;
+  export?: string;
+  /** An OCI image layout to write, holding the archive as its layer (checkpoint-image.ts); --export, --create-image or both. */
+  createImage?: string;
   compression?: Compression;
   /** Let the container run on after the checkpoint. */
   leaveRunning?: boolean;
@@ -180,14 +182,17 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
   if (opts.rootfsDiffFrom && !(await fs.stat(opts.rootfsDiffFrom).then((s) => s.isDirectory(), () => false))) {
     throw new ContainerError(`--rootfs-diff-from ${opts.rootfsDiffFrom}: no such directory`);
   }
-  const exportFile = path.resolve(opts.export);
-  const outDir = path.dirname(exportFile);
-  if (!(await fs.stat(outDir).then((s) => s.isDirectory(), () => false))) throw new ContainerError(`cannot write ${opts.export}: no directory ${outDir}`);
+  const out = opts.export ?? opts.createImage;
+  if (!out) throw new ContainerError(`checkpoint of ${opts.id}: --export FILE or --create-image DIR is needed`);
+  const outDir = path.dirname(path.resolve(out));
+  if (!(await fs.stat(outDir).then((s) => s.isDirectory(), () => false))) throw new ContainerError(`cannot write ${out}: no directory ${outDir}`);
   const bindMounts = await bindMountsOf(spec, state.bundle);
 
   const tmp = await fs.mkdtemp(path.join(outDir, `.stasis-checkpoint-${opts.id}-`));
   const content = path.join(tmp, 'archive');
   const work = path.join(tmp, 'work');
+  // Without --export the archive is made only for the image, and moved into it.
+  const exportFile = opts.export ? path.resolve(opts.export) : path.join(tmp, 'checkpoint.tar');
   const images = path.join(content, MEMBERS.checkpoint);
   let checkpointed = false;
   // A container left running is paused until its rootfs and /dev/shm are saved too, so that
@@ -231,8 +236,16 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
     await fs.writeFile(path.join(content, MEMBERS.config), JSON.stringify(config, null, 2), { mode: 0o600 });
     await packDirectory(content, exportFile, { compression: opts.compression ?? 'zstd' });
     await fs.chmod(exportFile, 0o600);
+    let archiveOut = exportFile;
+    if (opts.createImage) {
+      const { createCheckpointImage } = await import('./checkpoint-image.js');
+      const made = await createCheckpointImage(exportFile, opts.createImage, {
+        containerName: config.name, containerId: config.id, runtimeName: config.runtime, created: new Date(checkpointedTime),
+      }, { moveArchive: !opts.export });
+      if (!opts.export) archiveOut = made.archive;
+    }
     await fs.rm(tmp, { recursive: true, force: true });
-    return { archive: exportFile, config, skipped: changes.skipped };
+    return { archive: archiveOut, config, skipped: changes.skipped };
   } catch (e) {
     if (paused) await runRuntimeCommand(opts.runtime ?? 'runc', [...runtimeArgs(opts), 'resume', opts.id]);
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
@@ -344,10 +357,15 @@ async function exists(p: string): Promise<boolean> {
  * the runtime with stasis as its criu. On failure nothing is left: no bundle, no container.
  */
 export async function restoreContainer(opts: RestoreContainerOptions): Promise<RestoreContainerResult> {
-  const archive = path.resolve(opts.import);
+  let archive = path.resolve(opts.import);
   const st = await fs.stat(archive).catch(() => undefined);
   if (!st) throw new ContainerError(`${opts.import}: no such archive`);
-  if (!st.isFile()) throw new ContainerError(`${opts.import}: not a file`);
+  if (st.isDirectory()) {
+    // A checkpoint image's OCI layout: its layer is the archive.
+    const { isImageLayout, readCheckpointImage } = await import('./checkpoint-image.js');
+    if (!(await isImageLayout(archive))) throw new ContainerError(`${opts.import}: a directory, but no OCI image layout (no oci-layout file)`);
+    archive = (await readCheckpointImage(archive)).archive;
+  } else if (!st.isFile()) throw new ContainerError(`${opts.import}: not a file`);
   if (opts.rootfs && !(await fs.stat(opts.rootfs).then((s) => s.isDirectory(), () => false))) {
     throw new ContainerError(`--rootfs ${opts.rootfs}: no such directory`);
   }

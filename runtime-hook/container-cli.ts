@@ -10,7 +10,7 @@ interface Spec {
   flags: string[];
 }
 
-const CHECKPOINT: Spec = { values: ['export', 'compress', 'runtime', 'runtime-root', 'rootfs-diff-from'], flags: ['leave-running'] };
+const CHECKPOINT: Spec = { values: ['export', 'create-image', 'compress', 'runtime', 'runtime-root', 'rootfs-diff-from'], flags: ['leave-running'] };
 const RESTORE: Spec = { values: ['import', 'name', 'bundle', 'rootfs', 'runtime', 'runtime-root'], flags: [] };
 
 function parse(verb: string, args: string[], spec: Spec): { values: Map<string, string>; flags: Set<string>; positional: string[] } {
@@ -46,7 +46,8 @@ export async function containerCommand(argv: string[]): Promise<number> {
     const p = parse(verb, args, CHECKPOINT);
     if (p.positional.length !== 1) throw new UsageError('container checkpoint wants one container id');
     const out = p.values.get('export');
-    if (!out) throw new UsageError('container checkpoint needs --export FILE');
+    const image = p.values.get('create-image');
+    if (!out && !image) throw new UsageError('container checkpoint needs --export FILE or --create-image DIR');
     const compress = p.values.get('compress');
     let compression;
     try {
@@ -58,7 +59,7 @@ export async function containerCommand(argv: string[]): Promise<number> {
     if (runtime !== undefined && runtime !== 'runc' && !runtime.endsWith('/runc')) throw new UsageError(`--runtime ${runtime}: only runc is supported`);
     const { checkpointContainer } = await import('../oci-spec/container.js');
     const r = await checkpointContainer({
-      id: p.positional[0]!, export: out, compression, leaveRunning: p.flags.has('leave-running'), runtime,
+      id: p.positional[0]!, export: out, createImage: image, compression, leaveRunning: p.flags.has('leave-running'), runtime,
       runtimeRoot: p.values.get('runtime-root'), rootfsDiffFrom: p.values.get('rootfs-diff-from'),
     });
     for (const s of r.skipped) process.stderr.write(`stasis: warning: /${s} was not carried (a device node, fifo or socket)\n`);

@@ -71,14 +71,15 @@ const ACTIONS: ActionHelp[] = [
     options: [['-D, --images-dir DIR', 'summarize the dump in DIR']],
   },
   {
-    name: 'container', args: 'checkpoint ID --export FILE [options] | restore --import FILE [options]',
+    name: 'container', args: 'checkpoint ID --export FILE|--create-image DIR [options] | restore --import FILE|DIR [options]',
     summary: 'checkpoint a container through its runtime into an archive (Podman\'s layout); restore one into a fresh bundle',
     options: [
       ['checkpoint --export FILE', 'the archive to write'],
+      ['checkpoint --create-image DIR', 'an OCI image layout to write, the archive its one layer (skopeo copy oci:DIR ... moves it)'],
       ['checkpoint --compress zstd|gzip|none', 'how the archive is compressed (default zstd)'],
       ['checkpoint --leave-running', 'let the container run on'],
       ['checkpoint --rootfs-diff-from DIR', 'a plain directory rootfs: carry only its changes against DIR'],
-      ['restore --import FILE', 'the archive (ours, Podman\'s; compression found from its first bytes)'],
+      ['restore --import FILE|DIR', 'the archive (ours, Podman\'s; compression found from its first bytes), or a checkpoint image\'s OCI layout'],
       ['restore --name NAME', 'the restored container\'s id (default: the archive\'s)'],
       ['restore --bundle DIR', 'the new bundle, made here (default /var/lib/stasis/containers/NAME)'],
       ['restore --rootfs DIR', 'the rootfs the archive\'s changes apply to (an image\'s, for a Podman archive)'],

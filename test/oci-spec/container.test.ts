@@ -373,3 +373,31 @@ test('stasis container --help lists checkpoint\'s and restore\'s options; stasis
   t.is(none.exitCode, 1);
   t.is(none.stderr, 'stasis: container wants checkpoint or restore');
 });
+
+test.serial('runc: a busybox container checkpointed with --create-image: skopeo reads the layout with the engines\' annotations, and restore --import of the layout counts on with its files', async (t) => {
+  const dir = tmpDir(t);
+  const c = RuncContainer.create(dir, '0.2').withArgs(['sh', '-c', WORKLOAD]);
+  t.teardown(() => c.destroy());
+  const out = await c.run();
+  await out.waitForLine(/^tick 3$/);
+  const layout = path.join(dir, 'image');
+  const ck = await stasis(['container', 'checkpoint', c.id, '--runtime-root', c.stateRoot, '--create-image', layout]);
+  t.is(ck.exitCode, 0, ck.all);
+  t.is(c.state(), undefined, 'the checkpointed container is gone');
+  await out.closed;
+  const at = lastTick(out.lines);
+  const raw = JSON.parse(spawnSync('skopeo', ['inspect', '--raw', `oci:${layout}`], { encoding: 'utf8' }).stdout) as { annotations: Record<string, string> };
+  for (const k of ['io.podman.annotations.checkpoint.name', 'io.kubernetes.cri-o.annotations.checkpoint.name', 'org.criu.checkpoint.container.name']) {
+    t.is(raw.annotations[k], c.id, `skopeo shows ${k}`);
+  }
+  const index = JSON.parse(fs.readFileSync(path.join(layout, 'index.json'), 'utf8')) as { annotations: Record<string, string> };
+  t.is(index.annotations['org.criu.checkpoint.container.name'], c.id, 'containerd\'s annotation on the index');
+  t.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.stasis-')), [], 'no work directory or archive left beside the image');
+  fs.rmSync(c.bundle, { recursive: true });
+
+  const name = `${c.id}-from-image`;
+  const { out: rout, pid } = await restoreAs(t, c.stateRoot, layout, name, ['--bundle', path.join(dir, 'host', 'bundle')]);
+  await assertCountsOn(t, rout, pid, at, name);
+  runcDelete(c.stateRoot, name);
+  await rout.closed;
+});

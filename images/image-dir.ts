@@ -24,6 +24,7 @@ import {
   writePrivateFile, writePrivateFileSync,
 } from './private-file.js';
 import type { Message } from './wire.js';
+import { messageOf, messagesOf } from './image-source.js';
 
 export const INVENTORY_FILE = 'inventory.img';
 export { MANIFEST_FILE };
@@ -189,16 +190,12 @@ export class ImageDir {
 
   /** The messages of image `name`; [] when the file does not exist. */
   async messages(name: string): Promise<Message[]> {
-    return ((await this.imageIfPresent(name))?.entries ?? []).map((e) => e.message);
+    return messagesOf(this, name);
   }
 
   /** The one entry of a single-entry image (core, mm, ids, fs, inventory...). */
   async message(name: string): Promise<Message> {
-    const image = await this.image(name);
-    if (image.entries.length !== 1) {
-      throw new ImageError(name, image.offsets?.[1] ?? 0, `expected one entry, found ${image.entries.length}`);
-    }
-    return image.entries[0].message;
+    return messageOf(this, name);
   }
 
   /** inventory.img's entry. */

@@ -22,6 +22,20 @@ export interface ImageSource {
   readMemory(pagemap: Pagemap, vaddr: bigint, length: number): Promise<Buffer>;
 }
 
+/** The messages of image `name` of `src`; [] when it is not there. */
+export async function messagesOf(src: Pick<ImageSource, 'imageIfPresent'>, name: string): Promise<Message[]> {
+  return ((await src.imageIfPresent(name))?.entries ?? []).map((e) => e.message);
+}
+
+/** The one entry of single-entry image `name` of `src` (core, mm, ids, fs, inventory...). */
+export async function messageOf(src: Pick<ImageSource, 'image'>, name: string): Promise<Message> {
+  const image = await src.image(name);
+  if (image.entries.length !== 1) {
+    throw new ImageError(name, image.offsets?.[1] ?? 0, `expected one entry, found ${image.entries.length}`);
+  }
+  return image.entries[0].message;
+}
+
 /** Byte ranges of one pages file, each kept with its bytes; the rest of the file is not here. */
 export class PageRanges {
   private readonly ranges: { offset: number; data: Buffer }[] = [];
@@ -83,15 +97,11 @@ export class MemoryImages implements ImageSource {
   }
 
   async messages(name: string): Promise<Message[]> {
-    return ((await this.imageIfPresent(name))?.entries ?? []).map((e) => e.message);
+    return messagesOf(this, name);
   }
 
   async message(name: string): Promise<Message> {
-    const image = await this.image(name);
-    if (image.entries.length !== 1) {
-      throw new ImageError(name, image.offsets?.[1] ?? 0, `expected one entry, found ${image.entries.length}`);
-    }
-    return image.entries[0].message;
+    return messageOf(this, name);
   }
 
   async inventory(): Promise<Message> {

@@ -3,7 +3,7 @@
 // moment of the dump, dumped with --tcp-established (killed) and restored: every byte arrives
 // exactly once, the server never sees a reset, and no lock rule is left behind.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
@@ -17,6 +17,20 @@ import { startWorkload as underReaperWorkload } from '../../test-containers/laun
 function lockRules(): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
   return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
+}
+
+/**
+ * A pattern server on 127.0.0.1 (sending `bytes`) and the workload connected to it, ready (its
+ * queues filled); both go when the test ends. `ready`: the workload's ready line.
+ */
+async function clientAndServer(t: ExecutionContext, bytes?: number) {
+  const srv = await patternServer('127.0.0.1', bytes);
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}${bytes ? `,${bytes}` : ''}`]);
+  t.teardown(() => w.kill());
+  const ready = await w.waitForLine(/^ready\b/);
+  return { srv, work, w, ready };
 }
 
 const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
@@ -56,12 +70,7 @@ for (const { host, dumper, restorer } of cases) {
 }
 
 test.serial('an established connection is refused without --tcp-established, and the process runs on', async (t) => {
-  const srv = await patternServer('127.0.0.1');
-  t.teardown(() => srv.close());
-  const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready\b/);
+  const { srv, w } = await clientAndServer(t);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
   t.not(d.exitCode, 0);
   t.regex(d.all, /established TCP connection is dumped only with --tcp-established/);
@@ -80,12 +89,7 @@ async function eventually(cond: () => boolean, ms = 5000): Promise<boolean> {
 }
 
 test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
-  const srv = await patternServer('127.0.0.1');
-  t.teardown(() => srv.close());
-  const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
-  t.teardown(() => w.kill());
-  const ready = await w.waitForLine(/^ready\b/);
+  const { srv, w, work, ready } = await clientAndServer(t);
   srv.expect(Number(ready.split(' ')[1]));
   // How long a whole dump takes, then kills spread over it.
   const t0 = Date.now();
@@ -129,12 +133,7 @@ function tcpStates(): Map<number, string> {
 }
 
 test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
-  const srv = await patternServer('127.0.0.1');
-  t.teardown(() => srv.close());
-  const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port}`]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready\b/);
+  const { srv, w } = await clientAndServer(t);
   const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
     .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
   const fd = fdOf(w.pid)!;
@@ -157,12 +156,7 @@ test.serial('--tcp-close restores an established connection closed, as many time
 });
 
 test.serial('a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset', async (t) => {
-  const srv = await patternServer('127.0.0.1', 4096);
-  t.teardown(() => srv.close());
-  const work = tmpDir(t, 'stasis-tcp-');
-  const w = await underReaperWorkload('tcp-client', [work, `c,127.0.0.1,${srv.port},4096`]);
-  t.teardown(() => w.kill());
-  await w.waitForLine(/^ready\b/);
+  const { srv, w } = await clientAndServer(t, 4096);
   const dir = tmpDir(t);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
   t.is(d.exitCode, 0, d.all);

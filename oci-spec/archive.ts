@@ -338,7 +338,8 @@ async function* streamEntries(archive: string, kind: Compression, counter: ReadC
   const counting = new Transform({ transform: (c: Buffer, _e, cb) => { total += c.length; cb(null, c); } });
   const extract = tar.extract();
   let failed: Error | undefined;
-  const feeding = pipeline(source, decompressor(kind), counting, extract).catch((e: Error) => {
+  const unpack = decompressor(kind);
+  const feeding = pipeline(source, unpack, counting, extract).catch((e: Error) => {
     failed = e;
     extract.destroy(e);
   });
@@ -385,7 +386,10 @@ async function* streamEntries(archive: string, kind: Compression, counter: ReadC
     if (failed) throw why(failed);
     if (total <= end) throw new Error(`${archive}: truncated after member ${last || '(none)'} (no end-of-archive block)`);
   } finally {
+    // Every stage stopped: a zstd stage waiting for input would keep the pipeline from settling.
     source.destroy();
+    unpack.destroy();
+    counting.destroy();
     extract.destroy();
     await feeding;
   }

@@ -223,7 +223,8 @@ export async function streamPages(ckpt: Checkpoint, ids: Iterable<number>, consu
   }
   const extract = tar.extract();
   const source = createReadStream(ckpt.path);
-  const feeding = pipeline(source, decompressor(await detectCompression(ckpt.path)), extract).catch((e: Error) => {
+  const unpack = decompressor(await detectCompression(ckpt.path));
+  const feeding = pipeline(source, unpack, extract).catch((e: Error) => {
     extract.destroy(e);
   });
   try {
@@ -244,7 +245,10 @@ export async function streamPages(ckpt: Checkpoint, ids: Iterable<number>, consu
       if (!wanted.size) break;
     }
   } finally {
+    // Every stage is stopped (a zstd stage waiting for input would otherwise keep the pipeline
+    // from ever settling).
     source.destroy();
+    unpack.destroy();
     extract.destroy();
     await feeding;
   }

@@ -70,20 +70,54 @@ class ZstdCompressStream extends Transform {
   }
 }
 
-/**
- * zstd decompression that waits for its reader: the output of one input chunk is handed on as
- * the reader takes it (a bomb's zeros never pile up in memory).
- */
 function zstdDecompressStream(): Duplex {
-  return Duplex.from(async function* decompress(source: AsyncIterable<Buffer>) {
-    const z = new ZstdDecompressor();
-    try {
-      for await (const chunk of source) yield* z.pieces(chunk);
-      if (!z.frameDone) throw new Error('zstd: the compressed stream is truncated');
-    } finally {
-      z.free();
+  return new ZstdDecompressStream();
+}
+
+/**
+ * zstd decompression whose output is handed on as the reader takes it: the pieces of one input
+ * chunk are pushed one at a time, the next only once the reader wants more, so a small input
+ * that stands for gigabytes (zeros) never sits in memory whole. Destroyed at any moment (a
+ * reader that stopped early), it lets go at once.
+ */
+class ZstdDecompressStream extends Duplex {
+  private readonly z = new ZstdDecompressor();
+  private wanted?: () => void;
+
+  override _read(): void {
+    const go = this.wanted;
+    this.wanted = undefined;
+    go?.();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    void this.pump(chunk).then(() => cb(), (e: Error) => cb(e));
+  }
+
+  private async pump(chunk: Buffer): Promise<void> {
+    const pieces = this.z.pieces(chunk);
+    // Checked before each piece is made: once destroyed, the decompressor is freed.
+    while (!this.destroyed) {
+      const next = pieces.next();
+      if (next.done) return;
+      if (!this.push(next.value)) await new Promise<void>((r) => { this.wanted = r; });
     }
-  });
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    if (!this.z.frameDone) {
+      cb(new Error('zstd: the compressed stream is truncated'));
+      return;
+    }
+    this.push(null);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
+    this.wanted?.();
+    this.z.free();
+    cb(err);
+  }
 }
 
 /** A stream that compresses what is written to it (a pass-through for 'none'). */

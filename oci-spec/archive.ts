@@ -1,7 +1,7 @@
 // Checkpoint archives and the tars inside them: a directory packed as a tar stream (tar-stream),
 // compressed or not (compression.ts), read back member by member, unpacked safely.
 //
-// Reading (readMembers, listMembers): only what the caller asks for is read. Members are
+// Reading (readMembers, streamMembers, listMembers): only what the caller asks for is read. Members are
 // written with the process memory (pages-*.img) last, so a reader after metadata and images
 // breaks out of the loop long before the pages; breaking out stops the reading (the file is
 // read in 64 KiB pieces as the members are taken, no further ahead than the streams' buffers;
@@ -399,20 +399,33 @@ async function* entries(archive: string, counter?: ReadCounter): AsyncGenerator<
   yield* kind === 'none' ? fileEntries(archive, counter) : streamEntries(archive, kind, counter);
 }
 
+/** A member whose bytes are read as they are taken (a pages file of some GiB is never held whole). */
+export interface StreamedMember extends Omit<Member, 'data'> {
+  /** Its bytes in pieces, in order, to be taken before the next member (or never: then skipped). */
+  body(): AsyncIterable<Buffer>;
+}
+
 /**
- * The archive's members whose names `want` accepts, in archive order, with their bytes; the
- * others are skipped without being kept (in an uncompressed archive, without being read).
- * Stop early by breaking out of the loop: nothing more is read.
+ * The archive's members whose names `want` accepts, in archive order; the others are skipped
+ * without being kept (in an uncompressed archive, without being read). Stop early by breaking
+ * out of the loop: nothing more is read.
  */
-export async function* readMembers(archive: string,
-  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<Member> {
+export async function* streamMembers(archive: string,
+  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<StreamedMember> {
   for await (const e of entries(archive, opts.counter)) {
     const name = memberName(e.header.name);
     const type = e.header.type ?? 'unknown';
-    if (!want(name, e.header.size, type)) continue;
+    if (want(name, e.header.size, type)) yield { name, size: e.header.size, type, body: e.body };
+  }
+}
+
+/** streamMembers, each member's bytes read whole. */
+export async function* readMembers(archive: string,
+  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<Member> {
+  for await (const { body, ...m } of streamMembers(archive, want, opts)) {
     const chunks: Buffer[] = [];
-    for await (const c of e.body()) chunks.push(c);
-    yield { name, size: e.header.size, type, data: Buffer.concat(chunks) };
+    for await (const c of body()) chunks.push(c);
+    yield { ...m, data: Buffer.concat(chunks) };
   }
 }
 

@@ -1,7 +1,7 @@
 // Checkpoint archives and the tars inside them: a directory packed as a tar stream (tar-stream),
 // compressed or not (compression.ts), read back member by member, unpacked safely.
 //
-// Reading (readMembers, listMembers): only what the caller asks for is read. Members are
+// Reading (readMembers, streamMembers, listMembers): only what the caller asks for is read. Members are
 // written with the process memory (pages-*.img) last, so a reader after metadata and images
 // breaks out of the loop long before the pages; breaking out stops the reading (the file is
 // read in 64 KiB pieces as the members are taken, no further ahead than the streams' buffers;
@@ -34,6 +34,8 @@
 // place when whole) and packTree (a tree with symlinks, hard links, devices, fifos kept, e.g. a
 // rootfs or an overlay upper directory, to a plain tar; `filter` leaves entries out, such as
 // overlay whiteouts (isWhiteout: a 0/0 character device) the caller records in deleted.files).
+// walkTree is the walk packTree packs from (rootfs.ts compares two trees with it); removePaths
+// takes deleted.files' paths out of a tree by applyTar's rule (never through a symlink).
 //
 // The tmpfs images of a dump (tmpfs-dev-N.tar.gz.img, a gzip'd tar criu reads and writes) come
 // from tmpfsImage and go back with applyTmpfsImage: synchronous, as the mount restore runs
@@ -401,20 +403,33 @@ async function* entries(archive: string, counter?: ReadCounter): AsyncGenerator<
   yield* kind === 'none' ? fileEntries(archive, counter) : streamEntries(archive, kind, counter);
 }
 
+/** A member whose bytes are read as they are taken (a pages file of some GiB is never held whole). */
+export interface StreamedMember extends Omit<Member, 'data'> {
+  /** Its bytes in pieces, in order, to be taken before the next member (or never: then skipped). */
+  body(): AsyncIterable<Buffer>;
+}
+
 /**
- * The archive's members whose names `want` accepts, in archive order, with their bytes; the
- * others are skipped without being kept (in an uncompressed archive, without being read).
- * Stop early by breaking out of the loop: nothing more is read.
+ * The archive's members whose names `want` accepts, in archive order; the others are skipped
+ * without being kept (in an uncompressed archive, without being read). Stop early by breaking
+ * out of the loop: nothing more is read.
  */
-export async function* readMembers(archive: string,
-  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<Member> {
+export async function* streamMembers(archive: string,
+  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<StreamedMember> {
   for await (const e of entries(archive, opts.counter)) {
     const name = memberName(e.header.name);
     const type = e.header.type ?? 'unknown';
-    if (!want(name, e.header.size, type)) continue;
+    if (want(name, e.header.size, type)) yield { name, size: e.header.size, type, body: e.body };
+  }
+}
+
+/** streamMembers, each member's bytes read whole. */
+export async function* readMembers(archive: string,
+  want: (name: string, size: number, type: string) => boolean, opts: ReadOptions = {}): AsyncGenerator<Member> {
+  for await (const { body, ...m } of streamMembers(archive, want, opts)) {
     const chunks: Buffer[] = [];
-    for await (const c of e.body()) chunks.push(c);
-    yield { name, size: e.header.size, type, data: Buffer.concat(chunks) };
+    for await (const c of body()) chunks.push(c);
+    yield { ...m, data: Buffer.concat(chunks) };
   }
 }
 
@@ -481,10 +496,11 @@ class TreeWriter {
   /** Directories' modes, owners and times, set last (writing inside changes a directory's mtime). */
   private readonly dirAttrs = new Map<string, TarHeader>();
 
-  constructor(private readonly root: string, private readonly policy: Policy) {}
+  /** `noun` names what the errors are about: tar members, or deleted.files' paths. */
+  constructor(private readonly root: string, private readonly policy: Policy, private readonly noun = 'member') {}
 
   private fail(name: string, why: string): never {
-    throw new Error(`member ${name}: ${why}`);
+    throw new Error(`${this.noun} ${name}: ${why}`);
   }
 
   /** A member's path relative to root, checked: '' for the root itself. */
@@ -496,8 +512,11 @@ class TreeWriter {
     return parts.join('/');
   }
 
-  /** The directories leading to `rel`, checked (made when missing, unless `make` is false). */
-  private parents(name: string, rel: string, make = true): void {
+  /**
+   * The directories leading to `rel`, checked. One missing is made ('make'), refused ('fail'), or
+   * (`stop`) ends the check with false, as does one that is no directory: nothing is there to reach.
+   */
+  private parents(name: string, rel: string, missing: 'make' | 'fail' | 'stop' = 'make'): boolean {
     const parts = rel.split('/');
     for (let i = 1; i < parts.length; i++) {
       const p = parts.slice(0, i).join('/');
@@ -509,8 +528,9 @@ class TreeWriter {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
       }
+      if (missing === 'stop' && !st?.isDirectory()) return false;
       if (!st) {
-        if (!make) this.fail(name, `${p} does not exist`);
+        if (missing === 'fail') this.fail(name, `${p} does not exist`);
         mkdirSync(full, 0o755);
       } else if (st.isSymbolicLink()) {
         this.fail(name, `${p} is a symlink (refusing to write through it)`);
@@ -519,6 +539,17 @@ class TreeWriter {
       }
       this.dirs.add(p);
     }
+    return true;
+  }
+
+  /**
+   * Remove what is at `name` (relative to root), reached through real directories only: a path
+   * with a directory on its way gone, or replaced by a symlink or file, is gone already.
+   */
+  remove(name: string): void {
+    const rel = this.relPath(name);
+    if (rel === '') this.fail(name, 'the root itself');
+    if (this.parents(name, rel, 'stop')) this.clear(name, rel, false);
   }
 
   /** Make way for a new entry at `rel`: what is there goes, unless it is a directory kept as one. */
@@ -591,7 +622,7 @@ class TreeWriter {
         const what = `a hard link to ${h.linkname}`;
         if (!target) this.fail(name, `${what}: not a file`);
         if (this.policy.strict && this.written.get(target) !== 'file') this.fail(name, `${what}, which is not an earlier regular file of the archive`);
-        this.parents(`${name} (${what})`, target, false);
+        this.parents(`${name} (${what})`, target, 'fail');
         let st: Stats | undefined;
         try {
           st = lstatSync(path.join(this.root, target));
@@ -781,6 +812,16 @@ export async function applyTar(source: string | Readable, root: string, opts: Ap
   }
 }
 
+/**
+ * Remove `deleted` from the tree at `root`: paths from its top ("/etc/x", as deleted.files lists
+ * them), each refused in one line when absolute once its leading "/" is dropped or with "..";
+ * never followed through a symlink (a path whose way is gone, or no directory, is gone already).
+ */
+export function removePaths(root: string, deleted: readonly string[]): void {
+  const w = new TreeWriter(root, { strict: false, devices: false, owners: false }, 'path');
+  for (const p of deleted) w.remove(p.replace(/^\/+/, ''));
+}
+
 /** The members of an uncompressed tar stream. */
 async function* streamTarEntries(stream: Readable, counter: ReadCounter): AsyncGenerator<RawEntry> {
   const extract = tar.extract();
@@ -812,12 +853,45 @@ export function isWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
 }
 
-export interface PackTreeOptions {
-  compression?: Compression;
-  /** Whether to pack `rel` (false: left out, and a directory's contents with it). */
+export interface WalkOptions {
+  /** Whether to take `rel` (false: left out, and a directory's contents with it). */
   filter?: (rel: string, st: Stats) => boolean;
   /** Do not descend into directories of another filesystem (their own entry is kept). */
   oneFileSystem?: boolean;
+}
+
+/** An entry of a tree: its path relative to the tree's top and its lstat. */
+export interface WalkEntry {
+  rel: string;
+  st: Stats;
+}
+
+/**
+ * The entries of the tree at `root` (not root itself), never following a symlink, in tar order:
+ * a directory before its contents, names sorted. What `filter` refuses goes to `skipped`.
+ * Synchronous calls: a rootfs is thousands of small entries, each call through the thread pool
+ * would cost more than the call itself.
+ */
+export function* walkTree(root: string, opts: WalkOptions = {}, skipped: string[] = []): Generator<WalkEntry> {
+  const rootSt = lstatSync(root);
+  if (!rootSt.isDirectory()) throw new Error(`cannot walk ${root}: not a directory`);
+  function* dir(rel: string): Generator<WalkEntry> {
+    for (const n of readdirSync(path.join(root, rel)).sort()) {
+      const r = rel ? `${rel}/${n}` : n;
+      const st = lstatSync(path.join(root, r));
+      if (opts.filter && !opts.filter(r, st)) {
+        skipped.push(r);
+        continue;
+      }
+      yield { rel: r, st };
+      if (st.isDirectory() && (!opts.oneFileSystem || st.dev === rootSt.dev)) yield* dir(r);
+    }
+  }
+  yield* dir('');
+}
+
+export interface PackTreeOptions extends WalkOptions {
+  compression?: Compression;
   /** Member names' prefix ('./' as tar writes for `tar -C DIR .`; default none). */
   prefix?: string;
   /** A file with several names packed once, its other names as hard links to it (default true). */
@@ -830,9 +904,7 @@ export interface PackTreeResult {
 }
 
 /** One entry of a tree as a tar header (without data), in tar order (a directory before its contents). */
-interface TreeEntry {
-  rel: string;
-  st: Stats;
+interface TreeEntry extends WalkEntry {
   header: TarHeader;
 }
 
@@ -846,44 +918,32 @@ function* treeEntries(root: string, opts: PackTreeOptions, skipped: string[]): G
     mtime: st.mtime, type, linkname: null, devmajor: 0, devminor: 0, pax: null, ...extra,
   });
   if (prefix) yield { rel: '', st: rootSt, header: header('', rootSt, 'directory') };
-  function* dir(rel: string): Generator<TreeEntry> {
-    const names = readdirSync(path.join(root, rel)).sort();
-    for (const n of names) {
-      const r = rel ? `${rel}/${n}` : n;
-      const full = path.join(root, r);
-      const st = lstatSync(full);
-      if (opts.filter && !opts.filter(r, st)) {
-        skipped.push(r);
-        continue;
-      }
-      if (st.isDirectory()) {
-        yield { rel: r, st, header: header(r, st, 'directory') };
-        if (!opts.oneFileSystem || st.dev === rootSt.dev) yield* dir(r);
-        continue;
-      }
-      const id = `${st.dev}:${st.ino}`;
-      const linked = st.nlink > 1 && opts.hardlinks !== false;
-      const first = linked ? links.get(id) : undefined;
-      if (first !== undefined) {
-        yield { rel: r, st, header: header(r, st, 'link', { linkname: `${prefix}${first}` }) };
-        continue;
-      }
-      if (linked) links.set(id, r);
-      if (st.isFile()) yield { rel: r, st, header: header(r, st, 'file', { size: st.size }) };
-      else if (st.isSymbolicLink()) yield { rel: r, st, header: header(r, st, 'symlink', { linkname: readlinkSync(full) }) };
-      else if (st.isFIFO()) yield { rel: r, st, header: header(r, st, 'fifo') };
-      else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        // glibc's dev_t: major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31
-        const dev = BigInt(st.rdev);
-        const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n));
-        const minor = Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n));
-        yield { rel: r, st, header: header(r, st, st.isCharacterDevice() ? 'character-device' : 'block-device', { devmajor: major, devminor: minor }) };
-      } else {
-        skipped.push(r); // a socket
-      }
+  for (const { rel: r, st } of walkTree(root, opts, skipped)) {
+    if (st.isDirectory()) {
+      yield { rel: r, st, header: header(r, st, 'directory') };
+      continue;
+    }
+    const id = `${st.dev}:${st.ino}`;
+    const linked = st.nlink > 1 && opts.hardlinks !== false;
+    const first = linked ? links.get(id) : undefined;
+    if (first !== undefined) {
+      yield { rel: r, st, header: header(r, st, 'link', { linkname: `${prefix}${first}` }) };
+      continue;
+    }
+    if (linked) links.set(id, r);
+    if (st.isFile()) yield { rel: r, st, header: header(r, st, 'file', { size: st.size }) };
+    else if (st.isSymbolicLink()) yield { rel: r, st, header: header(r, st, 'symlink', { linkname: readlinkSync(path.join(root, r)) }) };
+    else if (st.isFIFO()) yield { rel: r, st, header: header(r, st, 'fifo') };
+    else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      // glibc's dev_t: major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31
+      const dev = BigInt(st.rdev);
+      const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n));
+      const minor = Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n));
+      yield { rel: r, st, header: header(r, st, st.isCharacterDevice() ? 'character-device' : 'block-device', { devmajor: major, devminor: minor }) };
+    } else {
+      skipped.push(r); // a socket
     }
   }
-  yield* dir('');
 }
 
 /**

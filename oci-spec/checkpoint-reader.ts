@@ -11,13 +11,10 @@
 import { createReadStream } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { ImageDir } from '../images/image-dir.js';
 import { MemoryImages, type ImageSource } from '../images/image-source.js';
 import { PAGE_SIZE, PE_PRESENT, pagesFileName, type Pagemap } from '../images/pagemap.js';
-import { memberName, readMembers } from './archive.js';
-import { decompressor, detectCompression } from './compression.js';
+import { readMembers, streamMembers } from './archive.js';
 
 /** Files beside the images that inspection reads (all small JSON or stats files). */
 export const META_FILES = [
@@ -221,36 +218,20 @@ export async function streamPages(ckpt: Checkpoint, ids: Iterable<number>, consu
     }
     return;
   }
-  const extract = tar.extract();
-  const source = createReadStream(ckpt.path);
-  const unpack = decompressor(await detectCompression(ckpt.path));
-  const feeding = pipeline(source, unpack, extract).catch((e: Error) => {
-    extract.destroy(e);
-  });
-  try {
-    for await (const entry of extract) {
-      const name = memberName(entry.header.name);
-      const base = name.startsWith(ckpt.imagesAt) ? name.slice(ckpt.imagesAt.length) : undefined;
-      const id = base !== undefined && isPagesName(base) ? pagesIdOf(base) : undefined;
-      if (id === undefined || !wanted.has(id) || entry.header.type !== 'file') {
-        entry.resume();
-        continue;
-      }
-      let offset = 0;
-      for await (const chunk of entry) {
-        await consume(id, offset, chunk as Buffer);
-        offset += (chunk as Buffer).length;
-      }
-      wanted.delete(id);
-      if (!wanted.size) break;
+  // The pages files under the images' directory, by id.
+  const idOf = (name: string) => {
+    const base = name.startsWith(ckpt.imagesAt) ? name.slice(ckpt.imagesAt.length) : undefined;
+    return base !== undefined && isPagesName(base) ? pagesIdOf(base) : undefined;
+  };
+  for await (const m of streamMembers(ckpt.path, (name, _size, type) => type === 'file' && wanted.has(idOf(name) ?? -1))) {
+    const id = idOf(m.name)!;
+    let offset = 0;
+    for await (const chunk of m.body()) {
+      await consume(id, offset, chunk);
+      offset += chunk.length;
     }
-  } finally {
-    // Every stage is stopped (a zstd stage waiting for input would otherwise keep the pipeline
-    // from ever settling).
-    source.destroy();
-    unpack.destroy();
-    extract.destroy();
-    await feeding;
+    wanted.delete(id);
+    if (!wanted.size) break;
   }
 }
 

@@ -29,12 +29,11 @@ import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import os from 'node:os';
-import { extractArchive, packDirectory } from './archive.js';
+import { applyTar, extractArchive, packDirectory, packTree } from './archive.js';
 import type { Compression } from './compression.js';
 import { readSpec, parseSpec, specText, isBindMount, type OciSpec } from './spec.js';
 import { runRuntimeCommand, runtimeArgs, runtimeMessage, runtimeState, type RuntimeOptions, type RuntimeState } from './runtime-state.js';
-import { restoreRootfs, saveRootfs, type RootfsCarriage } from './rootfs.js';
-import { applyTar, packTree } from './rootfs-tar.js';
+import { carried, restoreRootfs, saveRootfs, type RootfsCarriage } from './rootfs.js';
 import { ImageDir } from '../images/index.js';
 
 /** The archive's members (Podman's names). */
@@ -104,7 +103,7 @@ export interface CheckpointContainerOptions extends RuntimeOptions {
 export interface CheckpointContainerResult {
   archive: string;
   config: ContainerConfigDump;
-  /** Entries of the rootfs that could not be carried (device nodes, fifos, sockets). */
+  /** Entries of the rootfs that could not be carried (device nodes, sockets). */
   skipped: string[];
 }
 
@@ -217,7 +216,7 @@ export async function checkpointContainer(opts: CheckpointContainerOptions): Pro
     const devshm = path.join(content, MEMBERS.devshm);
     const shmBind = (spec.mounts ?? []).find((m) => m.destination === '/dev/shm' && isBindMount(m) && m.source);
     if (shmBind) {
-      await packTree(path.resolve(state.bundle, shmBind.source!), devshm);
+      await packTree(path.resolve(state.bundle, shmBind.source!), devshm, { filter: carried });
     } else {
       await devShmFromImages(images, devshm);
     }
@@ -338,7 +337,7 @@ async function recreateBindSources(spec: OciSpec, bundle: string, records: BindM
     if (type === 'file') await fs.writeFile(source, '', { mode: record?.permissions ?? 0o644 });
     else await fs.mkdir(source, { mode: record?.permissions ?? (m.destination === '/dev/shm' ? 0o1777 : 0o755) });
     if (m.destination === '/dev/shm' && type === 'directory' && (await fs.stat(devshmTar).then(() => true, () => false))) {
-      await applyTar(createReadStream(devshmTar), source, MEMBERS.devshm);
+      await applyTar(devshmTar, source);
     }
     m.source = source;
     made.push(m.destination);

@@ -12,11 +12,12 @@
 // deleted paths removed (Podman's order).
 
 import type { Stats } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { readMountinfo } from '../sys/proc/index.js';
-import { applyTar, packTree, removePaths, treeTar, walkTree } from './rootfs-tar.js';
+import { applyTar, isWhiteout, packTree, removePaths, walkTree } from './archive.js';
 
 export type RootfsCarriage = 'whole' | 'diff';
 
@@ -50,46 +51,53 @@ export interface RootfsChanges {
   carriage: RootfsCarriage;
   /** Paths (from the rootfs's root, "/etc/x") the restore removes. */
   deleted: string[];
-  /** Entries not carried (device nodes, fifos, sockets). */
+  /** Entries not carried (device nodes, sockets). */
   skipped: string[];
 }
 
-async function entries(dir: string): Promise<string[]> {
+/**
+ * Whether an entry of a rootfs (or a /dev/shm) travels in the archive: not a device node, which
+ * the restore refuses to make from an archive (applyTar without `devices`), nor a socket.
+ */
+export function carried(_rel: string, st: Stats): boolean {
+  return !st.isCharacterDevice() && !st.isBlockDevice();
+}
+
+function entries(dir: string): string[] {
   try {
-    return await fs.readdir(dir);
+    return readdirSync(dir);
   } catch {
     return [];
   }
 }
 
-/** An overlay whiteout: a character device 0/0. */
-function isWhiteout(st: Stats): boolean {
-  return st.isCharacterDevice() && st.rdev === 0;
-}
-
-/** Upper layer → tar of what it holds, list of what it hides. */
+/**
+ * Upper layer → tar of what it holds, list of what it hides. One walk: whiteouts are left out of
+ * the tar and listed, and an opaque directory's hidden lower entries listed as it is packed.
+ */
 async function overlayChanges(rootfs: string, layers: OverlayLayers, tarFile: string): Promise<RootfsChanges> {
-  const upper = await walkTree(layers.upper);
   const deleted: string[] = [];
-  const carried: string[] = [];
-  for (const { rel, st } of upper) {
-    if (isWhiteout(st)) {
-      deleted.push(`/${rel}`);
-      continue;
-    }
-    carried.push(rel);
-    // An opaque directory hides the lower layers' entries under it: what the merged view lacks.
-    if (st.isDirectory() && layers.lowers.length) {
-      const merged = new Set(await entries(path.join(rootfs, rel)));
-      for (const lower of layers.lowers) {
-        for (const name of await entries(path.join(lower, rel))) {
-          if (!merged.has(name)) deleted.push(`/${rel}/${name}`);
+  const whiteouts = new Set<string>();
+  const { skipped } = await packTree(layers.upper, tarFile, {
+    filter: (rel, st) => {
+      if (isWhiteout(st)) {
+        deleted.push(`/${rel}`);
+        whiteouts.add(rel);
+        return false;
+      }
+      // An opaque directory hides the lower layers' entries under it: what the merged view lacks.
+      if (st.isDirectory() && layers.lowers.length) {
+        const merged = new Set(entries(path.join(rootfs, rel)));
+        for (const lower of layers.lowers) {
+          for (const name of entries(path.join(lower, rel))) {
+            if (!merged.has(name)) deleted.push(`/${rel}/${name}`);
+          }
         }
       }
-    }
-  }
-  const skipped = await packTree(layers.upper, tarFile, carried);
-  return { carriage: 'diff', deleted: [...new Set(deleted)].sort(), skipped };
+      return carried(rel, st);
+    },
+  });
+  return { carriage: 'diff', deleted: [...new Set(deleted)].sort(), skipped: skipped.filter((rel) => !whiteouts.has(rel)) };
 }
 
 function changed(a: Stats, b: Stats): boolean {
@@ -101,20 +109,24 @@ function changed(a: Stats, b: Stats): boolean {
 
 /** Plain directory against a base: what changed. */
 async function directoryChanges(rootfs: string, base: string, tarFile: string): Promise<RootfsChanges> {
-  const now = await walkTree(rootfs);
-  const before = new Map((await walkTree(base)).map((e) => [e.rel, e.st]));
-  const carried: string[] = [];
-  for (const { rel, st } of now) {
+  const before = new Map([...walkTree(base)].map((e) => [e.rel, e.st]));
+  /** The entries carried, and the directories on their way (packed too, as their parents). */
+  const packed = new Set<string>();
+  const carry = (rel: string) => {
+    const parts = rel.split('/');
+    for (let i = 1; i <= parts.length; i++) packed.add(parts.slice(0, i).join('/'));
+  };
+  for (const { rel, st } of walkTree(rootfs)) {
     const old = before.get(rel);
     before.delete(rel);
-    if (!old || changed(st, old)) carried.push(rel);
-    else if (st.isSymbolicLink() && (await fs.readlink(path.join(rootfs, rel))) !== (await fs.readlink(path.join(base, rel)))) carried.push(rel);
+    if (!old || changed(st, old)) carry(rel);
+    else if (st.isSymbolicLink() && readlinkSync(path.join(rootfs, rel)) !== readlinkSync(path.join(base, rel))) carry(rel);
   }
   // What is left of the base is gone: only the topmost of each gone subtree is listed.
   const gone = [...before.keys()].sort();
   const deleted = gone.filter((rel) => !gone.some((g) => rel.startsWith(`${g}/`))).map((rel) => `/${rel}`);
-  const skipped = await packTree(rootfs, tarFile, carried);
-  return { carriage: 'diff', deleted, skipped };
+  const { skipped } = await packTree(rootfs, tarFile, { filter: (rel, st) => packed.has(rel) && carried(rel, st) });
+  return { carriage: 'diff', deleted, skipped: skipped.filter((rel) => packed.has(rel)) };
 }
 
 /**
@@ -127,7 +139,7 @@ export async function saveRootfs(rootfs: string, out: string, diffFrom?: string)
   let changes: RootfsChanges;
   if (overlay) changes = await overlayChanges(rootfs, overlay, tarFile);
   else if (diffFrom) changes = await directoryChanges(rootfs, diffFrom, tarFile);
-  else changes = { carriage: 'whole', deleted: [], skipped: await packTree(rootfs, tarFile) };
+  else changes = { carriage: 'whole', deleted: [], skipped: (await packTree(rootfs, tarFile, { filter: carried })).skipped };
   if (changes.deleted.length) await fs.writeFile(path.join(out, DELETED_FILES), JSON.stringify(changes.deleted), { mode: 0o600 });
   return changes;
 }
@@ -145,19 +157,36 @@ export function parseDeletedFiles(text: string): string[] {
 }
 
 /**
+ * Copy the tree `base` (the user's own directory: device nodes too) onto `dest`, through a tar
+ * stream packed and applied at once.
+ */
+async function copyTree(base: string, dest: string): Promise<void> {
+  const pipe = new PassThrough();
+  // Whichever side fails first says why (the other then sees its stream closed under it).
+  let first: Error | undefined;
+  const side = (p: Promise<unknown>) => p.catch((e: Error) => {
+    first ??= e;
+    pipe.destroy();
+  });
+  await Promise.all([side(packTree(base, pipe)), side(applyTar(pipe, dest, { devices: true }))]);
+  if (first) throw new Error(`the base rootfs ${base}: ${first.message.replace(/^tar stream: /, '')}`);
+}
+
+/**
  * Put a rootfs back at `dest` (made here): the base directory copied if given, then the
  * archive's rootfs-diff.tar (unpacked into `from`) applied, then its deleted paths removed.
  */
 export async function restoreRootfs(dest: string, from: string, base?: string): Promise<void> {
   await fs.mkdir(dest, { mode: 0o755 });
-  if (base) {
-    const t = treeTar(base);
-    await applyTar(t.stream, dest, `the base rootfs ${base}`);
-    await t.done;
-  }
+  if (base) await copyTree(base, dest);
   const diff = path.join(from, ROOTFS_DIFF);
-  if (await fs.stat(diff).then(() => true, () => false)) await applyTar(createReadStream(diff), dest, ROOTFS_DIFF);
-  const deletedFile = path.join(from, DELETED_FILES);
-  const text = await fs.readFile(deletedFile, 'utf8').catch(() => undefined);
-  if (text !== undefined) await removePaths(dest, parseDeletedFiles(text), DELETED_FILES);
+  if (await fs.stat(diff).then(() => true, () => false)) await applyTar(diff, dest);
+  const text = await fs.readFile(path.join(from, DELETED_FILES), 'utf8').catch(() => undefined);
+  if (text === undefined) return;
+  const deleted = parseDeletedFiles(text);
+  try {
+    removePaths(dest, deleted);
+  } catch (e) {
+    throw new Error(`${DELETED_FILES}: ${(e as Error).message}`);
+  }
 }

@@ -95,7 +95,7 @@ test('an optional value attaches only with =: --manage-cgroups --pidfile F keeps
 test('options stasis refuses fail with one line saying why, and criu\'s other actions too; bad values are one line; options without effect are said in the log', async (t) => {
   const dir = tmpDir(t);
   for (const args of [
-    ['dump', '-t', '1', '-D', dir, '--lazy-pages'], ['restore', '-D', dir, '--tcp-close'], ['dump', '-t', '1', '-D', dir, '--page-server'],
+    ['dump', '-t', '1', '-D', dir, '--lazy-pages'], ['restore', '-D', dir, '--stream'], ['dump', '-t', '1', '-D', dir, '--page-server'],
     ['restore', '-D', dir, '--pre-dump-mode', 'mmap'], ['restore', '-D', dir, '--manage-cgroups=loose'], ['restore', '-D', dir, '--restore-sibling'],
     ['dump', '-t', '1', '-D', dir, '--timeout', 'soon'], ['dump', '-t', '1', '-D', dir, '--status-fd', '987'],
     ['pre-dump', '-t', '1', '-D', dir], ['page-server', '-D', dir], ['lazy-pages', '-D', dir], ['dedup', '-D', dir],
@@ -108,10 +108,10 @@ test('options stasis refuses fail with one line saying why, and criu\'s other ac
   }
   // Without effect, and said so in the log.
   const log = path.join(dir, 'check.log');
-  const r = await stasis(['check', '--feature', 'timens', '-o', log, '-v4', '--tcp-established', '--weak-sysctls', '--manage-cgroups=full']);
+  const r = await stasis(['check', '--feature', 'timens', '-o', log, '-v4', '--evasive-devices', '--weak-sysctls', '--manage-cgroups=full']);
   t.is(r.exitCode, 0, r.all);
   const text = fs.readFileSync(log, 'utf8');
-  for (const o of ['tcp-established', 'weak-sysctls', 'manage-cgroups']) t.regex(text, new RegExp(`--${o}: accepted, no effect here: \\S`));
+  for (const o of ['evasive-devices', 'weak-sysctls', 'manage-cgroups']) t.regex(text, new RegExp(`--${o}: accepted, no effect here: \\S`));
 });
 
 /**

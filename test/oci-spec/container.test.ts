@@ -89,6 +89,17 @@ for (const compression of ['zstd', 'gzip', 'none'] as const) {
     }
     t.is(fs.statSync(archive).mode & 0o777, 0o600);
     t.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('.stasis-')), [], 'no work directory left beside it');
+    // Our own archive, inspected: who it is, and its process tree as runc's container had it.
+    const inspected = await stasis(['inspect', archive, '--format', 'json', '--ps-tree-cmd']);
+    t.is(inspected.exitCode, 0, inspected.all);
+    const info = JSON.parse(inspected.stdout) as Record<string, any>[];
+    t.is(info.length, 1);
+    t.is(info[0]!.id, c.id);
+    t.is(info[0]!.container_name, c.id);
+    t.is(info[0]!.runtime, 'runc');
+    t.is(info[0]!.process_tree.pid, 1);
+    t.is(info[0]!.process_tree.command, 'sh');
+    t.deepEqual(info[0]!.process_tree.cmdline, ['sh', '-c', WORKLOAD].join(' '));
     fs.rmSync(c.bundle, { recursive: true });
 
     // Side by side: each its own bundle, rootfs, cgroups and processes.

@@ -14,9 +14,11 @@ import fs from 'node:fs';
 import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
-function lockRules(): string[] {
+/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
+function lockRules(port: number): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
-  return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
+  return [...rules('iptables'), ...rules('ip6tables')]
+    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
 }
 
 /**
@@ -58,14 +60,14 @@ for (const { host, dumper, restorer } of cases) {
       },
       afterDump: async () => {
         // Locked while the process is away: the connection's packets are dropped, not reset.
-        t.is(lockRules().length, 2, 'two lock rules (in and out) while the connection is dumped');
+        t.is(lockRules(srv.port).length, 2, 'two lock rules (in and out) while the connection is dumped');
       },
       afterRestore: () => srv.resume(),
     });
     t.true(sent > 0);
     t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);
     t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
-    t.deepEqual(lockRules(), [], 'no lock rule left');
+    t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
   });
 }
 
@@ -74,7 +76,7 @@ test.serial('an established connection is refused without --tcp-established, and
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
   t.not(d.exitCode, 0);
   t.regex(d.all, /established TCP connection is dumped only with --tcp-established/);
-  t.deepEqual(lockRules(), []);
+  t.deepEqual(lockRules(srv.port), []);
   t.deepEqual(srv.events, [], 'the connection was not touched');
 });
 
@@ -96,17 +98,17 @@ test.serial('stasis killed at random moments of a --tcp-established --leave-runn
   const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
   t.is(full.exitCode, 0, full.all);
   const span = Date.now() - t0;
-  t.deepEqual(lockRules(), [], 'a finished --leave-running dump leaves no rule');
+  t.deepEqual(lockRules(srv.port), [], 'a finished --leave-running dump leaves no rule');
   let lockedKills = 0;
   for (let i = 0; i < 8; i++) {
     const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running'], { reject: false });
     // Half the kills at random, half once the lock is seen (the connection in repair mode).
     if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
-    else await eventually(() => lockRules().length > 0, span * 3);
-    if (lockRules().length) lockedKills++;
+    else await eventually(() => lockRules(srv.port).length > 0, span * 3);
+    if (lockRules(srv.port).length) lockedKills++;
     p.kill('SIGKILL');
     await p;
-    t.true(await eventually(() => lockRules().length === 0), `kill ${i + 1}: the lock is gone`);
+    t.true(await eventually(() => lockRules(srv.port).length === 0), `kill ${i + 1}: the lock is gone`);
     t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
   }
   t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
@@ -141,11 +143,11 @@ test.serial('--tcp-close restores an established connection closed, as many time
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
-  t.is(lockRules().length, 2, 'locked until restored');
+  t.is(lockRules(srv.port).length, 2, 'locked until restored');
   for (let i = 0; i < 2; i++) {
     const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
     t.is(r.exitCode, 0, r.all);
-    t.deepEqual(lockRules(), [], `restore ${i + 1}: the lock is lifted`);
+    t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: the lock is lifted`);
     const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
     t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
     const ino = Number(/\d+/.exec(link)![0]);
@@ -168,7 +170,7 @@ test.serial('a restore that fails (a damaged tcp-stream image) leaves no process
   t.not(r.exitCode, 0);
   t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
   t.false(fs.existsSync(`/proc/${w.pid}`), 'no process left');
-  t.deepEqual(lockRules(), [], 'the lock is lifted');
+  t.deepEqual(lockRules(srv.port), [], 'the lock is lifted');
   // The peer finds out at its next word: the connection is gone (reset), not hanging.
   srv.resume();
   srv.write('hello?');

@@ -3,7 +3,9 @@
 // CLOSING (workloads/tcp-halfclosed.c), dumped with --tcp-established (killed) and restored: the
 // restored socket is in the same state, the process reads the rest of the peer's bytes and EOF
 // where it was, what it wrote (and its FIN) reaches the peer exactly once, nobody sees a reset,
-// and no lock rule is left.
+// and no lock rule is left. The same for a runc container in a network namespace of its own with
+// a veth to the host (the peer on the host), restored into a new namespace with the same
+// addresses.
 
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
@@ -11,7 +13,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
-import { selfCheckRoundTrip } from '../helpers/stasis.js';
+import { selfCheckInContainer, selfCheckRoundTrip, stasis } from '../helpers/stasis.js';
 
 const TOTAL = 60000; // the peer's bytes over the connection's life (workloads/tcp-halfclosed.c)
 const BEFORE = 40000; // of which sent before the dump, when the peer still sends afterwards
@@ -199,5 +201,79 @@ for (const { mode, host, dumper, restorer } of cases) {
     t.is(srv.peer.events.filter((e) => e === 'end').length, 1, 'one EOF');
     t.deepEqual(srv.peer.events.filter((e) => e.startsWith('error')), [], 'the peer never saw a reset');
     t.deepEqual(lockRules(), [], 'no lock rule left');
+  });
+}
+
+test.serial('stasis check --feature tcp_half_closed says it is supported', async (t) => {
+  const r = await stasis(['check', '--feature', 'tcp_half_closed']);
+  t.is(r.exitCode, 0, r.all);
+  t.regex(r.all, /tcp_half_closed is supported/);
+});
+
+function sh(cmd: string): void {
+  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A network namespace NAME with one veth to the host: HOST_IF 10.78.X.1/24 here, 10.78.X.2 there. */
+function wire(name: string, hostIf: string, x: number): void {
+  sh(`ip netns add ${name} && ip link add ${hostIf} type veth peer name ${hostIf}c && ip link set ${hostIf}c netns ${name}`
+    + ` && ip addr add 10.78.${x}.1/24 dev ${hostIf} && ip link set ${hostIf} up`
+    + ` && ip -n ${name} addr add 10.78.${x}.2/24 dev ${hostIf}c && ip -n ${name} link set ${hostIf}c up && ip -n ${name} link set lo up`);
+}
+
+function unwire(name: string, hostIf: string): void {
+  try { sh(`ip link del ${hostIf}`); } catch { /* gone with its namespace */ }
+  try { sh(`ip netns del ${name}`); } catch { /* not made */ }
+}
+
+/** The state (hex) of the TCP connection to port `port` in network namespace `ns`. */
+function stateIn(ns: string, port: number): string | undefined {
+  const out = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/tcp', '/proc/net/tcp6'], { encoding: 'utf8' });
+  for (const line of out.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length > 9 && cols[2]!.endsWith(`:${port.toString(16).toUpperCase().padStart(4, '0')}`)) return cols[3];
+  }
+  return undefined;
+}
+
+for (const mode of ['close_wait', 'last_ack'] as const) {
+  test.serial(`a runc container's half-closed connection in ${mode.toUpperCase()} goes on when it is restored into a new network namespace with the same addresses`, async (t) => {
+    const x = 100 + ((process.pid + (mode === 'last_ack' ? 1 : 0)) % 100);
+    const hostIf = `sth${(process.pid + (mode === 'last_ack' ? 1 : 0)) % 100000}`;
+    const [nsA, nsB] = [`stasis-hc-${process.pid}-a`, `stasis-hc-${process.pid}-b`];
+    t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
+    wire(nsA, hostIf, x);
+    const srv = await peerServer(`10.78.${x}.1`, mode, () => '');
+    t.teardown(() => srv.close());
+    let written = 0;
+    await selfCheckInContainer(t, 'tcp-halfclosed', {
+      args: [mode, `10.78.${x}.1`, String(srv.port)],
+      configure: (config) => {
+        config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsA}` } : n));
+      },
+      checkpointArgs: ['--tcp-established'],
+      restoreArgs: ['--tcp-established'],
+      afterReady: (line) => {
+        written = Number(line.split(' ')[1]);
+        srv.peer.expect(written);
+        t.is(stateIn(nsA, srv.port), STATE_HEX[mode], `dumped in ${mode}`);
+      },
+      beforeRestore: (config) => {
+        unwire(nsA, hostIf);
+        wire(nsB, hostIf, x);
+        config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsB}` } : n));
+      },
+      afterRestore: () => {
+        t.is(stateIn(nsB, srv.port), STATE_HEX[mode], `restored in ${mode}`);
+        srv.peer.finish();
+      },
+    });
+    t.true(written > 0);
+    t.true(await eventually(() => srv.peer.verdict !== ''), `the peer saw EOF (${srv.peer.events.join(', ')})`);
+    t.is(srv.peer.verdict, 'ok', 'the peer got every byte once, then EOF');
+    t.deepEqual(srv.peer.events.filter((e) => e.startsWith('error')), [], 'the peer never saw a reset');
+    for (const tool of ['iptables', 'ip6tables']) {
+      t.notRegex(execFileSync('ip', ['netns', 'exec', nsB, tool, '-S'], { encoding: 'utf8' }), /STASIS|0xc114/, `no lock left in the new namespace (${tool})`);
+    }
   });
 }

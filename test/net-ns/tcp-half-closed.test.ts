@@ -160,7 +160,15 @@ const cases: { mode: Mode; host: string; dumper?: string; restorer?: string }[] 
   { mode: 'fin_wait2', host: '::1' },
   { mode: 'closing', host: '::ffff:127.0.0.1' },
   { mode: 'close_wait', host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { mode: 'fin_wait2', host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { mode: 'last_ack', host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { mode: 'closing', host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { mode: 'fin_wait1', host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
+  { mode: 'close_wait', host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
   { mode: 'fin_wait2', host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+  { mode: 'last_ack', host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+  { mode: 'closing', host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+  { mode: 'fin_wait1', host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
 ];
 
 for (const { mode, host, dumper, restorer } of cases) {

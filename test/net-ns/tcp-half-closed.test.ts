@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
-import { selfCheckInContainer, selfCheckRoundTrip, stasis } from '../helpers/stasis.js';
+import { selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
 const TOTAL = 60000; // the peer's bytes over the connection's life (workloads/tcp-halfclosed.c)
 const BEFORE = 40000; // of which sent before the dump, when the peer still sends afterwards
@@ -285,3 +286,25 @@ for (const mode of ['close_wait', 'last_ack'] as const) {
     }
   });
 }
+
+test.serial('a --leave-running dump of a half-closed connection (LAST_ACK) leaves it as it was: it goes on, no lock left', async (t) => {
+  const work = tmpDir(t, 'stasis-tcp-halfclosed-');
+  const srv = await peerServer('127.0.0.1', 'last_ack', () => work);
+  t.teardown(() => srv.close());
+  const w = await underReaperWorkload('tcp-halfclosed', [work, 'last_ack', '127.0.0.1', String(srv.port)]);
+  t.teardown(() => w.kill());
+  const ready = await w.waitForLine(/^ready\b/);
+  srv.peer.expect(Number(ready.split(' ')[1]));
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
+  t.is(d.exitCode, 0, d.all);
+  t.deepEqual(lockRules(), [], 'no lock rule left');
+  t.is(stateOf(w.pid), STATE_HEX.last_ack, 'still in LAST_ACK');
+  srv.peer.finish();
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await w.waitForLine(/^result /, 20_000);
+  t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+  t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+  t.true(await eventually(() => srv.peer.verdict !== ''), `the peer saw EOF (${srv.peer.events.join(', ')})`);
+  t.is(srv.peer.verdict, 'ok', 'the peer got every byte once, then EOF');
+  t.deepEqual(srv.peer.events.filter((e) => e.startsWith('error')), [], 'the peer never saw a reset');
+});

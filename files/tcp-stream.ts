@@ -151,6 +151,7 @@ export interface PendingStream {
 
 /** A FIN put back: ours (shutdown), the peer's (forged), the peer's ACK of ours (forged). */
 type FinStep = 'our-fin' | 'peer-fin' | 'peer-ack';
+const STEP_NAMES: Record<FinStep, string> = { 'our-fin': 'our FIN', 'peer-fin': "the peer's FIN", 'peer-ack': "the peer's ACK of our FIN" };
 
 /**
  * What puts a half-closed connection in `state` back, in order, from an established one: in
@@ -195,7 +196,9 @@ function takeSteps(p: PendingStream, steps: readonly FinStep[], repair: boolean)
     }
     const got = s.info().state;
     // Live, the peer may move it on at once (acknowledging our FIN): only repair mode is checked.
-    if (repair && got !== want) throw new Error(`${s.what}: putting back ${step === 'our-fin' ? 'our FIN' : step === 'peer-fin' ? "the peer's FIN" : "the peer's ACK of our FIN"} left the connection in state ${STATE_NAMES[got] ?? got}, not ${STATE_NAMES[want]}`);
+    if (repair && got !== want) {
+      throw new Error(`${s.what}: putting back ${STEP_NAMES[step]} left the connection in state ${STATE_NAMES[got] ?? got}, not ${STATE_NAMES[want]}`);
+    }
   }
 }
 
@@ -270,6 +273,8 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
       },
     };
     takeSteps(p, steps.repair, true);
+    // A peer's FIN forged once live is sent from here: the raw socket is made now, in the
+    // connection's network namespace.
     if (steps.live.includes('peer-fin')) raw = p.raw = rawPacketSocket(segmentPacket({ ...p.peer, flags: 0 }).family, REPAIR_MARK);
     return p;
   } catch (err) {

@@ -308,3 +308,24 @@ test.serial('a --leave-running dump of a half-closed connection (LAST_ACK) leave
   t.is(srv.peer.verdict, 'ok', 'the peer got every byte once, then EOF');
   t.deepEqual(srv.peer.events.filter((e) => e.startsWith('error')), [], 'the peer never saw a reset');
 });
+
+test.serial('a restore of a half-closed connection (CLOSE_WAIT) that fails (a damaged tcp-stream image) leaves no process and no lock', async (t) => {
+  const work = tmpDir(t, 'stasis-tcp-halfclosed-');
+  const srv = await peerServer('127.0.0.1', 'close_wait', () => work);
+  t.teardown(() => srv.close());
+  const w = await underReaperWorkload('tcp-halfclosed', [work, 'close_wait', '127.0.0.1', String(srv.port)]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready\b/);
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  t.is(lockRules().length, 2, 'locked until restored');
+  const file = path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!);
+  fs.truncateSync(file, fs.statSync(file).size - 100); // the queues cut short
+  const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
+  t.not(r.exitCode, 0);
+  t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
+  t.false(fs.existsSync(`/proc/${w.pid}`), 'no process left');
+  t.deepEqual(lockRules(), [], 'the lock is lifted');
+});

@@ -26,7 +26,7 @@ import {
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 import { LocalCalls } from '../sys/local-calls.js';
 import { takeTaskFd } from '../sys/tcp-repair.js';
-import { dumpTcpStream, restoreTcpStream, tcpStreamImageName } from './tcp-stream.js';
+import { dumpTcpStream, isStreamState, restoreTcpStream, tcpStreamImageName } from './tcp-stream.js';
 import { inNamespaceOf, sameNamespace } from '../sys/setns.js';
 
 export const FD_TYPE_INETSK = 4;
@@ -90,15 +90,18 @@ function dumpInetCopy(f: OpenFd, ctx: DumpFilesContext, fd: number): DumpedFile 
   let shutdown = 0;
   if (tcp) {
     state = getsockopt(inj, fd, IPPROTO.TCP, TCP_OPT.INFO, 8).readUInt8(0); // tcp_info.tcpi_state
-    if (state === TCP_STATE.ESTABLISHED) {
+    if (isStreamState(state)) {
+      // Established, or half-closed (one side or both shut down writing; the rest as established).
       const peer = sockName(inj, fd, true)!;
-      const conn = `${what}, connected from ${endpoint(family, src.address, src.port)} to ${endpoint(family, peer.address, peer.port)}`;
+      const named = state === TCP_STATE.ESTABLISHED ? '' : ` (${TCP_STATE_NAMES[state]})`;
+      const conn = `${what}, connected from ${endpoint(family, src.address, src.port)} to ${endpoint(family, peer.address, peer.port)}${named}`;
       const tcp = ctx.tcp;
       if (!tcp || (!tcp.established && !tcp.close)) throw new Error(`${conn}: an established TCP connection is dumped only with --tcp-established (or --tcp-close)`);
       dst = peer;
       if (!tcp.close) {
         tcp.lock?.({ family, src: src.address, sport: src.port, dst: peer.address, dport: peer.port });
         const stream = dumpTcpStream(f.pid, f.fd, conn, tcp.repaired);
+        state = stream.state;
         ctx.writeImage(tcpStreamImageName(ino), [{ message: stream.entry, extra: stream.queues }]);
       }
     } else if (state !== TCP_STATE.LISTEN && state !== TCP_STATE.CLOSE) {
@@ -170,7 +173,7 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
   const proto = Number(e.proto);
   const what = `${protoName(family, proto)} socket:[${e.ino}] in task ${task.pid}`;
   const state = Number(e.state);
-  if (proto === IPPROTO.TCP && state === TCP_STATE.ESTABLISHED) return openTcpConnection(e, task, what);
+  if (proto === IPPROTO.TCP && isStreamState(state)) return openTcpConnection(e, task, what);
   const fd = socketIn(inj, family, Number(e.type), proto);
   restoreInetOpts(inj, fd, e);
   const src = addrBytes(e.src_addr ?? []);
@@ -203,7 +206,7 @@ function openInet(e: Record<string, any>, task: RestoreFilesTask): number {
 }
 
 /**
- * An established connection: rebuilt through repair mode by stasis in the task's network
+ * An established (or half-closed) connection: rebuilt through repair mode by stasis in the task's network
  * namespace and handed to the task, live once the tree is (tcp-stream.ts) — or, with
  * --tcp-close or without its stream image, a fresh unconnected socket: the connection is gone.
  */

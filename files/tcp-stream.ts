@@ -16,15 +16,44 @@
 // ready, just before it runs, the sockets leave repair mode and the unsent tail of each send
 // queue is sent; the lock is lifted after that. A failed restore closes them still in repair
 // mode: nothing reaches the peer.
+//
+// Half-closed connections (FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING) are kept as CRIU keeps
+// them: the state in inet_sk_entry.state, the stream as for an established one, where each FIN
+// has taken its place in a sequence — ours (we shut down writing) is the last byte of the send
+// sequence (outq_seq counts it; outq_len and unsq_len do not), the peer's the last of the
+// receive sequence (inq_seq counts it; inq_len does not). The restore makes the connection
+// established one sequence number short of each FIN, then puts the FINs back in the order the
+// state tells: ours by shutdown(SHUT_WR), the peer's as a segment forged from the peer on a raw
+// socket (sys/tcp-repair.ts) carrying the repair mark, which the lock lets through. An
+// acknowledged FIN of ours (FIN_WAIT2) is queued as sent in repair mode, then acknowledged by a
+// forged ACK; one still unacknowledged waits for the connection to go live (after the unsent
+// tail of its send queue), and so does a peer's FIN that came after it (CLOSING): so it leaves at
+// once instead of after a retransmission timeout.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { isErrorResult, errnoName } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import { sockaddrInet } from '../sys/socket.js';
-import { QUEUE, RepairSocket, TCPI_OPT, takeTaskFd } from '../sys/tcp-repair.js';
+import {
+  QUEUE, RepairSocket, TCPI_OPT, TH, rawPacketSocket, segmentPacket, sendForgedSegment, takeTaskFd, type Segment,
+} from '../sys/tcp-repair.js';
+import { REPAIR_MARK } from '../net-ns/network-lock.js';
 import { addressOf } from '../sys/native.js';
 import type { DumpWatchdog } from '../net-ns/watchdog.js';
+
+/** The kernel's TCP states of a connection (include/net/tcp_states.h). */
+export const TCPS = { ESTABLISHED: 1, FIN_WAIT1: 4, FIN_WAIT2: 5, CLOSE_WAIT: 8, LAST_ACK: 9, CLOSING: 11 } as const;
+/** States in which we sent a FIN (we shut down writing), and in which the peer did. */
+const OUR_FIN: ReadonlySet<number> = new Set([TCPS.FIN_WAIT1, TCPS.FIN_WAIT2, TCPS.LAST_ACK, TCPS.CLOSING]);
+const PEER_FIN: ReadonlySet<number> = new Set([TCPS.CLOSE_WAIT, TCPS.LAST_ACK, TCPS.CLOSING]);
+
+/** Whether a TCP socket in `state` is a connection dumped with its stream (tcp-stream-INO.img). */
+export function isStreamState(state: number): boolean {
+  return state === TCPS.ESTABLISHED || OUR_FIN.has(state) || PEER_FIN.has(state);
+}
+
+const STATE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(TCPS).map(([k, v]) => [v, k]));
 
 export function tcpStreamImageName(ino: number): string {
   return `tcp-stream-${ino.toString(16)}.img`;
@@ -65,6 +94,8 @@ export class RepairedSockets {
 }
 
 export interface DumpedStream {
+  /** The connection's state as read in repair mode (a FIN may have come since it was first looked at). */
+  state: number;
   entry: Record<string, unknown>;
   queues: Buffer;
 }
@@ -82,7 +113,13 @@ export function dumpTcpStream(pid: number, fd: number, what: string, held: Repai
     throw e;
   }
   const info = s.info();
-  const { inq, outq, unsent } = s.queueLengths();
+  if (!isStreamState(info.state)) throw new Error(`${what}: the connection went to state ${info.state} while it was dumped`);
+  let { inq, outq, unsent } = s.queueLengths();
+  // Our FIN is in the send queue's counts (not a byte of data); the peer's is left out of SIOCINQ.
+  if (OUR_FIN.has(info.state)) {
+    if (outq) outq--;
+    if (unsent) unsent--;
+  }
   s.selectQueue(QUEUE.RECV);
   const inqSeq = s.queueSeq();
   const inData = s.peekQueue(inq);
@@ -96,7 +133,7 @@ export function dumpTcpStream(pid: number, fd: number, what: string, held: Repai
   };
   if (info.options & TCPI_OPT.TIMESTAMPS) entry.timestamp = s.timestamp();
   Object.assign(entry, s.window());
-  return { entry, queues: Buffer.concat([inData, outData]) };
+  return { state: info.state, entry, queues: Buffer.concat([inData, outData]) };
 }
 
 /** A restored connection waiting, in repair mode, for the tree to be ready. */
@@ -104,6 +141,65 @@ export interface PendingStream {
   socket: RepairSocket;
   /** The unsent tail of the send queue, sent once the connection is live. */
   unsent: Buffer;
+  /** FINs put back once it is live, after `unsent` (see the head of this file). */
+  live: FinStep[];
+  /** The raw socket for a peer's FIN among `live` (made in the connection's network namespace). */
+  raw?: number;
+  /** The peer's segments, as the steps forge them. */
+  peer: Omit<Segment, 'flags'>;
+}
+
+/** A FIN put back: ours (shutdown), the peer's (forged), the peer's ACK of ours (forged). */
+type FinStep = 'our-fin' | 'peer-fin' | 'peer-ack';
+const STEP_NAMES: Record<FinStep, string> = { 'our-fin': 'our FIN', 'peer-fin': "the peer's FIN", 'peer-ack': "the peer's ACK of our FIN" };
+
+/**
+ * What puts a half-closed connection in `state` back, in order, from an established one: in
+ * repair mode, and once live (an unacknowledged FIN of ours, and what follows it).
+ */
+function finSteps(state: number): { repair: FinStep[]; live: FinStep[] } {
+  switch (state) {
+    case TCPS.FIN_WAIT1: return { repair: [], live: ['our-fin'] };
+    case TCPS.FIN_WAIT2: return { repair: ['our-fin', 'peer-ack'], live: [] };
+    case TCPS.CLOSE_WAIT: return { repair: ['peer-fin'], live: [] };
+    case TCPS.LAST_ACK: return { repair: ['peer-fin'], live: ['our-fin'] };
+    case TCPS.CLOSING: return { repair: [], live: ['our-fin', 'peer-fin'] };
+    default: return { repair: [], live: [] };
+  }
+}
+
+/** The state a step leads to from `from`. */
+function nextState(from: number, step: FinStep): number {
+  if (step === 'peer-ack') return TCPS.FIN_WAIT2;
+  if (step === 'our-fin') return from === TCPS.CLOSE_WAIT ? TCPS.LAST_ACK : TCPS.FIN_WAIT1;
+  return from === TCPS.FIN_WAIT1 ? TCPS.CLOSING : TCPS.CLOSE_WAIT;
+}
+
+/**
+ * Take `steps` on `p`'s socket (in repair mode or live). A forged segment is taken by the socket
+ * at once (the loopback delivers it inside sendto), which its new state confirms.
+ */
+function takeSteps(p: PendingStream, steps: readonly FinStep[], repair: boolean): void {
+  const s = p.socket;
+  for (const step of steps) {
+    const want = nextState(s.info().state, step);
+    if (step === 'our-fin') {
+      // In repair mode the FIN is queued as sent (acknowledged next); live, it leaves now.
+      if (repair) s.selectQueue(QUEUE.SEND);
+      s.shutdownWrite();
+      if (repair) s.selectQueue(QUEUE.NONE);
+      // Its sequence number is taken: the peer's segments acknowledge it from now on.
+      if (repair) p.peer.ack = (p.peer.ack + 1) >>> 0;
+    } else {
+      sendForgedSegment({ ...p.peer, flags: step === 'peer-fin' ? TH.FIN | TH.ACK : TH.ACK }, REPAIR_MARK, p.raw);
+      if (step === 'peer-fin') p.peer.seq = (p.peer.seq + 1) >>> 0;
+    }
+    const got = s.info().state;
+    // Live, the peer may move it on at once (acknowledging our FIN): only repair mode is checked.
+    if (repair && got !== want) {
+      throw new Error(`${s.what}: putting back ${STEP_NAMES[step]} left the connection in state ${STATE_NAMES[got] ?? got}, not ${STATE_NAMES[want]}`);
+    }
+  }
 }
 
 /**
@@ -116,10 +212,12 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
   const fd = Number(rawSyscall(SYS.socket, family, Number(e.type), Number(e.proto)));
   if (fd < 0) throw new Error(`${what}: socket failed with ${errnoName(-fd)}`);
   const s = new RepairSocket(fd, what);
+  let raw: number | undefined;
   try {
     s.repairOn();
     s.reuse = e.opts?.reuseaddr ? 1 : 0; // what leaving repair mode puts back
     const m = stream.message;
+    const state = Number(e.state);
     const inqLen = Number(m.inq_len);
     const outqLen = Number(m.outq_len);
     const unsentLen = Number(m.unsq_len ?? 0);
@@ -128,18 +226,24 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
     // The queues take memory: as much as the socket had (the sizes grow by themselves as a
     // connection goes; a new socket starts small), with room for the per-packet overhead.
     s.bufferSizes(Math.max(Number(e.opts?.so_sndbuf ?? 0), 2 * outqLen), Math.max(Number(e.opts?.so_rcvbuf ?? 0), 2 * inqLen));
-    const bindTo = sockaddrInet(family, addrBytes(e.src_addr ?? []), Number(e.src_port));
+    const src = addrBytes(e.src_addr ?? []);
+    const dst = addrBytes(e.dst_addr ?? []);
+    const bindTo = sockaddrInet(family, src, Number(e.src_port));
     let r = rawSyscall(SYS.bind, fd, addressOf(bindTo.addr), bindTo.len);
     if (isErrorResult(r)) throw new Error(`${what}: bind failed with ${errnoName(Number(-r))}`);
+    // Established one short of each FIN (they are put back below, or once live).
+    const sndUna = (Number(m.outq_seq) - outqLen - (OUR_FIN.has(state) ? 1 : 0)) >>> 0;
+    const rcvNxt = (Number(m.inq_seq) - (PEER_FIN.has(state) ? 1 : 0)) >>> 0;
     s.selectQueue(QUEUE.SEND);
-    s.setQueueSeq(Number(m.outq_seq) - outqLen);
+    s.setQueueSeq(sndUna);
     s.selectQueue(QUEUE.RECV);
-    s.setQueueSeq(Number(m.inq_seq) - inqLen);
+    s.setQueueSeq(rcvNxt - inqLen);
     s.selectQueue(QUEUE.NONE);
-    const to = sockaddrInet(family, addrBytes(e.dst_addr ?? []), Number(e.dst_port));
+    const to = sockaddrInet(family, dst, Number(e.dst_port));
     r = rawSyscall(SYS.connect, fd, addressOf(to.addr), to.len);
     if (isErrorResult(r)) throw new Error(`${what}: connect (repair) failed with ${errnoName(Number(-r))}`);
     const optMask = Number(m.opt_mask ?? 0);
+    const sndWscale = optMask & TCPI_OPT.WSCALE ? Number(m.snd_wscale ?? 0) : 0;
     s.setOptions({ mss: Number(m.mss_clamp), optMask, sndWscale: Number(m.snd_wscale ?? 0), rcvWscale: Number(m.rcv_wscale ?? 0) });
     if (optMask & TCPI_OPT.TIMESTAMPS && m.timestamp !== undefined) s.setTimestamp(Number(m.timestamp));
     s.selectQueue(QUEUE.RECV);
@@ -149,14 +253,33 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
     if (sentLen > 0) s.fillQueue(queues.subarray(inqLen, inqLen + sentLen));
     s.selectQueue(QUEUE.NONE);
     if (m.rcv_wnd !== undefined) {
+      // The window was last advertised at rcv_wup, which may count the peer's FIN: from here on
+      // (one short of it) the same right edge.
+      const rcvWup = Number(m.rcv_wup) >>> 0;
+      const past = ((rcvWup - rcvNxt) | 0) > 0 ? (rcvWup - rcvNxt) >>> 0 : 0;
       s.setWindow({
         snd_wl1: Number(m.snd_wl1), snd_wnd: Number(m.snd_wnd), max_window: Number(m.max_window),
-        rcv_wnd: Number(m.rcv_wnd), rcv_wup: Number(m.rcv_wup),
+        rcv_wnd: Number(m.rcv_wnd) + past, rcv_wup: (rcvWup - past) >>> 0,
       });
     }
-    return { socket: s, unsent: Buffer.from(queues.subarray(inqLen + Math.max(0, sentLen))) };
+    const steps = finSteps(state);
+    const p: PendingStream = {
+      socket: s, unsent: Buffer.from(queues.subarray(inqLen + Math.max(0, sentLen))), live: steps.live,
+      // The peer's segments: from its address to ours, at its next sequence number, acknowledging
+      // what it had, advertising the window it had (in its own scale).
+      peer: {
+        family, src: dst, sport: Number(e.dst_port), dst: src, dport: Number(e.src_port), seq: rcvNxt, ack: sndUna,
+        window: m.snd_wnd !== undefined ? Number(m.snd_wnd) >>> sndWscale : 0xffff,
+      },
+    };
+    takeSteps(p, steps.repair, true);
+    // A peer's FIN forged once live is sent from here: the raw socket is made now, in the
+    // connection's network namespace.
+    if (steps.live.includes('peer-fin')) raw = p.raw = rawPacketSocket(segmentPacket({ ...p.peer, flags: 0 }).family, REPAIR_MARK);
+    return p;
   } catch (err) {
     fs.closeSync(fd);
+    if (raw !== undefined) fs.closeSync(raw);
     throw err;
   }
 }
@@ -166,10 +289,14 @@ export function goLive(pending: readonly PendingStream[]): void {
   for (const p of pending) {
     p.socket.repairOff();
     if (p.unsent.length) p.socket.send(p.unsent);
+    takeSteps(p, p.live, false);
   }
 }
 
 /** Stasis's copies go (live connections stay with their tasks; ones in repair mode close silently). */
 export function closeStreams(pending: readonly PendingStream[]): void {
-  for (const p of pending) fs.closeSync(p.socket.fd);
+  for (const p of pending) {
+    fs.closeSync(p.socket.fd);
+    if (p.raw !== undefined) fs.closeSync(p.raw);
+  }
 }

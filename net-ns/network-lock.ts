@@ -164,8 +164,11 @@ function ruleKey(chain: 'INPUT' | 'OUTPUT', c: LockedConnection): string {
 
 /** An address as iptables-save prints it (a.b.c.d or IPv6 text, with its /prefix) as bytes. */
 function addressBytes(text: string): Buffer {
-  const addr = text.replace(/\/\d+$/, '');
+  let addr = text.replace(/\/\d+$/, '');
   if (!addr.includes(':')) return Buffer.from(addr.split('.').map(Number));
+  // A v4-mapped address ends in dotted IPv4 (::ffff:127.0.0.1): as two groups.
+  addr = addr.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`);
   const [head, tail] = addr.includes('::') ? addr.split('::') as [string, string] : [addr, undefined];
   const h = head ? head.split(':') : [];
   const tl = tail ? tail.split(':') : [];

@@ -91,7 +91,19 @@ export const FEATURES: Record<string, Feature> = {
   loginuid: { notInStasis: 'the audit loginuid is not set back on restore' },
   cgroupns: { probe: () => exists('/proc/self/ns/cgroup') },
   autofs: { notInStasis: 'autofs mounts are not dumped' },
-  tcp_half_closed: { notInStasis: 'half-closed TCP connections (FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING) are not dumped yet' },
+  // Half-closed connections: repair mode's shutdown puts our FIN back, a raw socket (with
+  // SO_MARK, which the network lock lets through) the peer's.
+  tcp_half_closed: { probe: () => {
+    sockopt(2 /* AF_INET */, 1 /* SOCK_STREAM */, 6 /* SOL_TCP */, 19 /* TCP_REPAIR */, 'TCP_REPAIR', 1);
+    const raw = ok(rawSyscall(SYS.socket, 2 /* AF_INET */, 3 /* SOCK_RAW */ | 0o2000000, 255 /* IPPROTO_RAW */), 'a raw socket (IPPROTO_RAW)');
+    try {
+      const mark = nativeBuffer(4);
+      mark.writeUInt32LE(0xc114);
+      ok(rawSyscall(SYS.setsockopt, raw, 1 /* SOL_SOCKET */, 36 /* SO_MARK */, addressOf(mark), 4), 'setsockopt(SO_MARK) on a raw socket');
+    } finally {
+      closeFd(raw);
+    }
+  } },
   compat_cr: { notInStasis: '32-bit (compat mode) tasks are not dumped' },
   uffd: { notInStasis: 'stasis has no lazy-pages server' },
   'uffd-noncoop': { notInStasis: 'stasis has no lazy-pages server' },

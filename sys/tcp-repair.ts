@@ -3,11 +3,16 @@
 // task afterwards). A socket in repair mode sends nothing: its sequence numbers, queues, options
 // and window can be read and written, `connect` establishes it without a handshake, and closing
 // it sends neither FIN nor RST.
+//
+// A half-closed connection also needs the FINs: ours is queued by shutdown (in repair mode:
+// marked as sent, or sent for real when no queue is selected), the peer's is handed to the socket
+// as a segment stasis forges on a raw socket (sendForgedSegment), carrying the repair mark so
+// that the network lock lets it through.
 
 import { SYS } from './arch.js';
 import { isErrorResult, SysError } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
-import { IPPROTO, MSG, SOL_SOCKET } from './socket.js';
+import { AF, IPPROTO, MSG, SHUT, SOCK, SO, SOL_SOCKET, sockaddrInet } from './socket.js';
 
 const SOL_TCP = IPPROTO.TCP;
 export const TCP = {
@@ -116,6 +121,11 @@ export class RepairSocket {
     const b = nativeBuffer(4);
     b.writeInt32LE(this.reuse, 0);
     rawSyscall(SYS.setsockopt, this.fd, SOL_SOCKET, SO_REUSEADDR, addressOf(b), 4);
+  }
+
+  /** shutdown(SHUT_WR): a FIN queued after the send queue (what repair mode does with it: see above). */
+  shutdownWrite(): void {
+    call(`${this.what}: shutdown(SHUT_WR)`, SYS.shutdown, this.fd, SHUT.WR);
   }
 
   info(): TcpInfo {
@@ -236,5 +246,123 @@ export function takeTaskFd(pid: number, fd: number): number {
     return Number(call(`pidfd_getfd(${pid}, ${fd})`, SYS.pidfd_getfd, pidfd, fd, 0));
   } finally {
     rawSyscall(SYS.close, pidfd);
+  }
+}
+
+/** TCP header flags. */
+export const TH = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
+const IPPROTO_RAW = 255;
+
+/** A TCP segment without options or data, from `src` to `dst` (addresses of 4 or 16 bytes). */
+export interface Segment {
+  family: number;
+  src: Buffer;
+  sport: number;
+  dst: Buffer;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+}
+
+function v4Mapped(a: Buffer): boolean {
+  return a.length === 16 && a.subarray(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff;
+}
+
+/** The ones' complement sum of `parts` (the Internet checksum), folded to 16 bits. */
+function checksum(...parts: Buffer[]): number {
+  let sum = 0;
+  for (const p of parts) {
+    for (let i = 0; i + 1 < p.length; i += 2) sum += p.readUInt16BE(i);
+    if (p.length % 2) sum += p[p.length - 1]! << 8;
+  }
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/**
+ * The IP packet (header and TCP segment) of `s`, with its checksums; an IPv6 connection between
+ * v4-mapped addresses travels as IPv4.
+ */
+export function segmentPacket(s: Segment): { family: number; packet: Buffer; dst: Buffer } {
+  const v4 = s.family === AF.INET || (v4Mapped(s.src) && v4Mapped(s.dst));
+  const src = v4 ? s.src.subarray(s.src.length - 4) : s.src;
+  const dst = v4 ? s.dst.subarray(s.dst.length - 4) : s.dst;
+  const tcp = Buffer.alloc(20);
+  tcp.writeUInt16BE(s.sport, 0);
+  tcp.writeUInt16BE(s.dport, 2);
+  tcp.writeUInt32BE(s.seq >>> 0, 4);
+  tcp.writeUInt32BE(s.ack >>> 0, 8);
+  tcp[12] = 5 << 4; // header length: 5 words, no options
+  tcp[13] = s.flags;
+  tcp.writeUInt16BE(Math.min(s.window, 0xffff), 14);
+  const pseudo = Buffer.alloc(v4 ? 12 : 40);
+  if (v4) {
+    src.copy(pseudo, 0);
+    dst.copy(pseudo, 4);
+    pseudo[9] = IPPROTO.TCP;
+    pseudo.writeUInt16BE(tcp.length, 10);
+  } else {
+    src.copy(pseudo, 0);
+    dst.copy(pseudo, 16);
+    pseudo.writeUInt32BE(tcp.length, 32);
+    pseudo[39] = IPPROTO.TCP;
+  }
+  tcp.writeUInt16BE(checksum(pseudo, tcp), 16);
+  let ip: Buffer;
+  if (v4) {
+    ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + tcp.length, 2);
+    ip[8] = 64; // TTL
+    ip[9] = IPPROTO.TCP;
+    src.copy(ip, 12);
+    dst.copy(ip, 16);
+    ip.writeUInt16BE(checksum(ip), 10);
+  } else {
+    ip = Buffer.alloc(40);
+    ip.writeUInt32BE(0x60000000, 0);
+    ip.writeUInt16BE(tcp.length, 4);
+    ip[6] = IPPROTO.TCP;
+    ip[7] = 64; // hop limit
+    src.copy(ip, 8);
+    dst.copy(ip, 24);
+  }
+  return { family: v4 ? AF.INET : AF.INET6, packet: Buffer.concat([ip, tcp]), dst: Buffer.from(dst) };
+}
+
+/**
+ * A raw socket (IPPROTO_RAW: the packets carry their own IP header) of the calling thread's
+ * network namespace whose packets carry `mark`; closed by the caller.
+ */
+export function rawPacketSocket(family: number, mark: number): number {
+  const fd = Number(call(`socket(${family === AF.INET ? 'AF_INET' : 'AF_INET6'}, SOCK_RAW, IPPROTO_RAW)`, SYS.socket, family, SOCK.RAW | SOCK.CLOEXEC, IPPROTO_RAW));
+  const b = nativeBuffer(4);
+  b.writeUInt32LE(mark >>> 0, 0);
+  const r = rawSyscall(SYS.setsockopt, fd, SOL_SOCKET, SO.MARK, addressOf(b), 4);
+  if (isErrorResult(r)) {
+    rawSyscall(SYS.close, fd);
+    throw new SysError(Number(-r), 'setsockopt(SO_MARK) on a raw socket');
+  }
+  return fd;
+}
+
+/**
+ * Send segment `s` as the peer would (a forged packet to one of this namespace's own sockets),
+ * its packets carrying `mark`; on raw socket `fd` when given (of the right family), else on one
+ * made for it here, in the calling thread's network namespace.
+ */
+export function sendForgedSegment(s: Segment, mark: number, fd?: number): void {
+  const { family, packet, dst } = segmentPacket(s);
+  const own = fd === undefined;
+  const sock = fd ?? rawPacketSocket(family, mark);
+  try {
+    const b = nativeBuffer(packet.length);
+    packet.copy(b);
+    const to = sockaddrInet(family, dst, 0);
+    call('sendto on a raw socket (a forged TCP segment)', SYS.sendto, sock, addressOf(b), b.length, 0, addressOf(to.addr), to.len);
+  } finally {
+    if (own) rawSyscall(SYS.close, sock);
   }
 }

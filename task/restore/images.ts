@@ -2,8 +2,8 @@
 // one ProcessImages per process and what the tree's namespaces hold (LoadedImages).
 
 import type { LockedConnection } from '../../net-ns/network-lock.js';
-import { tcpStreamImageName } from '../../files/tcp-stream.js';
-import { IPPROTO, TCP_STATE } from '../../sys/socket.js';
+import { isStreamState, tcpStreamImageName } from '../../files/tcp-stream.js';
+import { IPPROTO } from '../../sys/socket.js';
 import fs from 'node:fs';
 import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, printable, type Message } from '../../images/index.js';
 import { applying, applyingAsync } from '../errors.js';
@@ -112,7 +112,7 @@ function establishedStreams(files: Iterable<Record<string, any>>, exists: (image
   const words = (w: number[] = []) => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(Number(x) >>> 0); return b; }));
   for (const f of files) {
     const e = f.isk;
-    if (!e || Number(e.proto) !== IPPROTO.TCP || Number(e.state) !== TCP_STATE.ESTABLISHED) continue;
+    if (!e || Number(e.proto) !== IPPROTO.TCP || !isStreamState(Number(e.state))) continue;
     if (!exists(tcpStreamImageName(Number(e.ino)))) continue;
     streams.push({ family: Number(e.family), src: words(e.src_addr), sport: Number(e.src_port), dst: words(e.dst_addr), dport: Number(e.dst_port) });
   }

@@ -25,9 +25,11 @@ type Mode = 'close_wait' | 'fin_wait1' | 'fin_wait2' | 'last_ack' | 'closing';
 /** /proc/net/tcp's state column for each mode. */
 const STATE_HEX: Record<Mode, string> = { fin_wait1: '04', fin_wait2: '05', close_wait: '08', last_ack: '09', closing: '0B' };
 
-function lockRules(): string[] {
+/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
+function lockRules(port: number): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
-  return [...rules('iptables'), ...rules('ip6tables')].filter((l) => l.includes('0xc114'));
+  return [...rules('iptables'), ...rules('ip6tables')]
+    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
 }
 
 /** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex). */
@@ -196,11 +198,11 @@ for (const { mode, host, dumper, restorer } of cases) {
         t.is(stateOf(w.pid), STATE_HEX[mode], `dumped in ${mode}`);
       },
       afterDump: async () => {
-        t.is(lockRules().length, 2, 'two lock rules (in and out) while the connection is dumped');
+        t.is(lockRules(srv.port).length, 2, 'two lock rules (in and out) while the connection is dumped');
       },
       afterRestore: () => {
         t.is(stateOf(pid), STATE_HEX[mode], `restored in ${mode}`);
-        t.deepEqual(lockRules(), [], 'no lock rule left');
+        t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
         srv.peer.finish();
       },
     });
@@ -209,7 +211,7 @@ for (const { mode, host, dumper, restorer } of cases) {
     t.is(srv.peer.verdict, 'ok', 'the peer got every byte once, then EOF');
     t.is(srv.peer.events.filter((e) => e === 'end').length, 1, 'one EOF');
     t.deepEqual(srv.peer.events.filter((e) => e.startsWith('error')), [], 'the peer never saw a reset');
-    t.deepEqual(lockRules(), [], 'no lock rule left');
+    t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
   });
 }
 
@@ -297,7 +299,7 @@ test.serial('a --leave-running dump of a half-closed connection (LAST_ACK) leave
   srv.peer.expect(Number(ready.split(' ')[1]));
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
   t.is(d.exitCode, 0, d.all);
-  t.deepEqual(lockRules(), [], 'no lock rule left');
+  t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
   t.is(stateOf(w.pid), STATE_HEX.last_ack, 'still in LAST_ACK');
   srv.peer.finish();
   fs.writeFileSync(path.join(work, 'check'), '');
@@ -320,12 +322,12 @@ test.serial('a restore of a half-closed connection (CLOSE_WAIT) that fails (a da
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
-  t.is(lockRules().length, 2, 'locked until restored');
+  t.is(lockRules(srv.port).length, 2, 'locked until restored');
   const file = path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!);
   fs.truncateSync(file, fs.statSync(file).size - 100); // the queues cut short
   const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
   t.not(r.exitCode, 0);
   t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
   t.false(fs.existsSync(`/proc/${w.pid}`), 'no process left');
-  t.deepEqual(lockRules(), [], 'the lock is lifted');
+  t.deepEqual(lockRules(srv.port), [], 'the lock is lifted');
 });

@@ -18,13 +18,13 @@ import { imageTypeByName, imageTypeForFile } from './magic.js';
 import {
   MANIFEST_FILE, checkManifest, digestOf, digestOfFile, encodeManifest, isListedImage, readManifest, type FileDigest,
 } from './manifest.js';
-import { PAGE_SIZE, pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
+import { pagesFileName, readPagemap, type Pagemap } from './pagemap.js';
 import {
   checkImageDirEntries, createPrivateFile, makePrivateDirs, openImageFile, readImageFile, readImageFileSync,
   writePrivateFile, writePrivateFileSync,
 } from './private-file.js';
 import type { Message } from './wire.js';
-import { messageOf, messagesOf } from './image-source.js';
+import { messageOf, messagesOf, readDumpedMemory } from './image-source.js';
 
 export const INVENTORY_FILE = 'inventory.img';
 export { MANIFEST_FILE };
@@ -236,20 +236,7 @@ export class ImageDir {
    * touched, a file page, or kept in a parent dump).
    */
   async readMemory(pagemap: Pagemap, vaddr: bigint, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const at = vaddr + BigInt(done);
-      const run = pagemap.runs.find((r) => r.vaddr <= at && at < r.vaddr + BigInt(r.nrPages * PAGE_SIZE));
-      if (!run || run.offset === undefined) {
-        throw new Error(`memory at 0x${at.toString(16)} is not in ${pagesFileName(pagemap.pagesId)}`);
-      }
-      const skip = Number(at - run.vaddr);
-      const n = Math.min(length - done, run.nrPages * PAGE_SIZE - skip);
-      (await this.readPages(pagemap.pagesId, run.offset + skip, n)).copy(out, done);
-      done += n;
-    }
-    return out;
+    return readDumpedMemory(pagemap, vaddr, length, (_at, offset, n) => this.readPages(pagemap.pagesId, offset, n));
   }
 
   /** The raw bytes of a file (pages, tarballs, ip dumps, descriptors.json...). */

@@ -36,6 +36,29 @@ export async function messageOf(src: Pick<ImageSource, 'image'>, name: string): 
   return image.entries[0].message;
 }
 
+/**
+ * `length` bytes of the dumped memory at `vaddr`, found through the runs of `pagemap`; `read`
+ * gives `n` bytes at `offset` of its pages file (memory address `at`). Throws when part of the
+ * range was not dumped here (never touched, a file page, or kept in a parent dump).
+ */
+export async function readDumpedMemory(pagemap: Pagemap, vaddr: bigint, length: number,
+  read: (at: bigint, offset: number, n: number) => Buffer | Promise<Buffer>): Promise<Buffer> {
+  const out = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const at = vaddr + BigInt(done);
+    const run = pagemap.runs.find((r) => r.vaddr <= at && at < r.vaddr + BigInt(r.nrPages * PAGE_SIZE));
+    if (!run || run.offset === undefined) {
+      throw new Error(`memory at 0x${at.toString(16)} is not in ${pagesFileName(pagemap.pagesId)}`);
+    }
+    const skip = Number(at - run.vaddr);
+    const n = Math.min(length - done, run.nrPages * PAGE_SIZE - skip);
+    (await read(at, run.offset + skip, n)).copy(out, done);
+    done += n;
+  }
+  return out;
+}
+
 /** Byte ranges of one pages file, each kept with its bytes; the rest of the file is not here. */
 export class PageRanges {
   private readonly ranges: { offset: number; data: Buffer }[] = [];
@@ -120,21 +143,10 @@ export class MemoryImages implements ImageSource {
   }
 
   async readMemory(pagemap: Pagemap, vaddr: bigint, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const at = vaddr + BigInt(done);
-      const run = pagemap.runs.find((r) => r.vaddr <= at && at < r.vaddr + BigInt(r.nrPages * PAGE_SIZE));
-      if (!run || run.offset === undefined) {
-        throw new Error(`memory at 0x${at.toString(16)} is not in ${pagesFileName(pagemap.pagesId)}`);
-      }
-      const skip = Number(at - run.vaddr);
-      const n = Math.min(length - done, run.nrPages * PAGE_SIZE - skip);
-      const bytes = this.pages.get(pagemap.pagesId)?.read(run.offset + skip, n);
+    return readDumpedMemory(pagemap, vaddr, length, (at, offset, n) => {
+      const bytes = this.pages.get(pagemap.pagesId)?.read(offset, n);
       if (!bytes) throw new Error(`memory at 0x${at.toString(16)} was not read from ${pagesFileName(pagemap.pagesId)} of ${this.label}`);
-      bytes.copy(out, done);
-      done += n;
-    }
-    return out;
+      return bytes;
+    });
   }
 }

@@ -15,23 +15,10 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { selfCheckInContainer } from '../helpers/stasis.js';
-import { PatternPeer, patternServer } from './tcp-peers.js';
+import { PatternPeer, patternServer, unwire, wire } from './tcp-peers.js';
 
-function sh(cmd: string): void {
-  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
 
-/** A network namespace NAME with one veth to the host: HOST_IF 10.77.X.1/24 here, 10.77.X.2 there. */
-function wire(name: string, hostIf: string, x: number): void {
-  sh(`ip netns add ${name} && ip link add ${hostIf} type veth peer name ${hostIf}c && ip link set ${hostIf}c netns ${name}`
-    + ` && ip addr add 10.77.${x}.1/24 dev ${hostIf} && ip link set ${hostIf} up`
-    + ` && ip -n ${name} addr add 10.77.${x}.2/24 dev ${hostIf}c && ip -n ${name} link set ${hostIf}c up && ip -n ${name} link set lo up`);
-}
 
-function unwire(name: string, hostIf: string): void {
-  try { sh(`ip link del ${hostIf}`); } catch { /* gone with its namespace */ }
-  try { sh(`ip netns del ${name}`); } catch { /* not made */ }
-}
 
 const PEER_BYTES = 16 * 1024;
 
@@ -40,7 +27,7 @@ test.serial('a runc container\'s connections, both ways, carry on when it is res
   const hostIf = `stv${process.pid % 100000}`;
   const [nsA, nsB] = [`stasis-tcp-${process.pid}-a`, `stasis-tcp-${process.pid}-b`];
   t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
-  wire(nsA, hostIf, x);
+  wire(nsA, hostIf, `10.77.${x}`);
   const srv = await patternServer(`10.77.${x}.1`, PEER_BYTES);
   t.teardown(() => srv.close());
   // The host's client of the container's server: connects as soon as the container listens.
@@ -71,7 +58,7 @@ test.serial('a runc container\'s connections, both ways, carry on when it is res
     beforeRestore: (config) => {
       // Another host: the namespace and its link are gone, new ones with the same addresses.
       unwire(nsA, hostIf);
-      wire(nsB, hostIf, x);
+      wire(nsB, hostIf, `10.77.${x}`);
       config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsB}` } : n));
     },
     afterRestore: () => {

@@ -4,22 +4,15 @@
 // exactly once, the server never sees a reset, and no lock rule is left behind.
 
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
-import { patternServer } from './tcp-peers.js';
+import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
 import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
-/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
-function lockRules(port: number): string[] {
-  const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
-  return [...rules('iptables'), ...rules('ip6tables')]
-    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
-}
 
 /**
  * A pattern server on 127.0.0.1 (sending `bytes`) and the workload connected to it, ready (its
@@ -80,15 +73,6 @@ test.serial('an established connection is refused without --tcp-established, and
   t.deepEqual(srv.events, [], 'the connection was not touched');
 });
 
-/** Until `cond` holds or `ms` pass; whether it held. */
-async function eventually(cond: () => boolean, ms = 5000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
-}
 
 test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
   const { srv, w, work, ready } = await clientAndServer(t);
@@ -122,17 +106,6 @@ test.serial('stasis killed at random moments of a --tcp-established --leave-runn
   t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });
 
-/** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */
-function tcpStates(): Map<number, string> {
-  const m = new Map<number, string>();
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length > 9) m.set(Number(cols[9]), cols[3]!);
-    }
-  }
-  return m;
-}
 
 test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
   const { srv, w } = await clientAndServer(t);

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { sharedDir } from '../helpers/paths.js';
 import { selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
+import { eventually, lockRules, tcpStates, unwire, wire } from './tcp-peers.js';
 
 const TOTAL = 60000; // the peer's bytes over the connection's life (workloads/tcp-halfclosed.c)
 const BEFORE = 40000; // of which sent before the dump, when the peer still sends afterwards
@@ -25,24 +26,7 @@ type Mode = 'close_wait' | 'fin_wait1' | 'fin_wait2' | 'last_ack' | 'closing';
 /** /proc/net/tcp's state column for each mode. */
 const STATE_HEX: Record<Mode, string> = { fin_wait1: '04', fin_wait2: '05', close_wait: '08', last_ack: '09', closing: '0B' };
 
-/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
-function lockRules(port: number): string[] {
-  const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
-  return [...rules('iptables'), ...rules('ip6tables')]
-    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
-}
 
-/** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex). */
-function tcpStates(): Map<number, string> {
-  const m = new Map<number, string>();
-  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length > 9) m.set(Number(cols[9]), cols[3]!);
-    }
-  }
-  return m;
-}
 
 /** The state (hex) of the TCP socket process `pid` holds. */
 function stateOf(pid: number): string | undefined {
@@ -54,14 +38,6 @@ function stateOf(pid: number): string | undefined {
   return undefined;
 }
 
-async function eventually(cond: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return true;
-}
 
 /**
  * The test's end of the workload's connection in `mode`: it sends its pattern (all of it and
@@ -221,21 +197,8 @@ test.serial('stasis check --feature tcp_half_closed says it is supported', async
   t.regex(r.all, /tcp_half_closed is supported/);
 });
 
-function sh(cmd: string): void {
-  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
 
-/** A network namespace NAME with one veth to the host: HOST_IF 10.78.X.1/24 here, 10.78.X.2 there. */
-function wire(name: string, hostIf: string, x: number): void {
-  sh(`ip netns add ${name} && ip link add ${hostIf} type veth peer name ${hostIf}c && ip link set ${hostIf}c netns ${name}`
-    + ` && ip addr add 10.78.${x}.1/24 dev ${hostIf} && ip link set ${hostIf} up`
-    + ` && ip -n ${name} addr add 10.78.${x}.2/24 dev ${hostIf}c && ip -n ${name} link set ${hostIf}c up && ip -n ${name} link set lo up`);
-}
 
-function unwire(name: string, hostIf: string): void {
-  try { sh(`ip link del ${hostIf}`); } catch { /* gone with its namespace */ }
-  try { sh(`ip netns del ${name}`); } catch { /* not made */ }
-}
 
 /** The state (hex) of the TCP connection to port `port` in network namespace `ns`. */
 function stateIn(ns: string, port: number): string | undefined {
@@ -253,7 +216,7 @@ for (const mode of ['close_wait', 'last_ack'] as const) {
     const hostIf = `sth${(process.pid + (mode === 'last_ack' ? 1 : 0)) % 100000}`;
     const [nsA, nsB] = [`stasis-hc-${process.pid}-a`, `stasis-hc-${process.pid}-b`];
     t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
-    wire(nsA, hostIf, x);
+    wire(nsA, hostIf, `10.78.${x}`);
     const srv = await peerServer(`10.78.${x}.1`, mode, () => '');
     t.teardown(() => srv.close());
     let written = 0;
@@ -271,7 +234,7 @@ for (const mode of ['close_wait', 'last_ack'] as const) {
       },
       beforeRestore: (config) => {
         unwire(nsA, hostIf);
-        wire(nsB, hostIf, x);
+        wire(nsB, hostIf, `10.78.${x}`);
         config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsB}` } : n));
       },
       afterRestore: () => {

@@ -1,6 +1,55 @@
-// The test's ends of workloads/tcp-client.c's connections (its byte patterns, its protocol).
+// What the TCP tests share: the test's ends of workloads/tcp-client.c's connections (its byte
+// patterns, its protocol), lock rules and socket states as the host shows them, network
+// namespaces wired to the host.
 
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+
+/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
+export function lockRules(port: number): string[] {
+  const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
+  return [...rules('iptables'), ...rules('ip6tables')]
+    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
+}
+
+/** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */
+export function tcpStates(): Map<number, string> {
+  const m = new Map<number, string>();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length > 9) m.set(Number(cols[9]), cols[3]!);
+    }
+  }
+  return m;
+}
+
+/** Until `cond` holds or `ms` pass; whether it held. */
+export async function eventually(cond: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+function sh(cmd: string): void {
+  execFileSync('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A network namespace NAME with one veth to the host: HOST_IF NET.1/24 here, NET.2 there (NET: "10.77.5"). */
+export function wire(name: string, hostIf: string, subnet: string): void {
+  sh(`ip netns add ${name} && ip link add ${hostIf} type veth peer name ${hostIf}c && ip link set ${hostIf}c netns ${name}`
+    + ` && ip addr add ${subnet}.1/24 dev ${hostIf} && ip link set ${hostIf} up`
+    + ` && ip -n ${name} addr add ${subnet}.2/24 dev ${hostIf}c && ip -n ${name} link set ${hostIf}c up && ip -n ${name} link set lo up`);
+}
+
+export function unwire(name: string, hostIf: string): void {
+  try { sh(`ip link del ${hostIf}`); } catch { /* gone with its namespace */ }
+  try { sh(`ip netns del ${name}`); } catch { /* not made */ }
+}
 
 const SERVER_BYTES = 512 * 1024;
 const clientByte = (i: number) => (i * 7 + Math.floor(i / 4093)) & 0xff;

@@ -6,8 +6,8 @@
 import test, { type ExecutionContext } from 'ava';
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
-import { sharedDir } from '../helpers/paths.js';
 import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
+import { tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
 import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
@@ -28,7 +28,6 @@ async function clientAndServer(t: ExecutionContext, bytes?: number) {
   return { srv, work, w, ready };
 }
 
-const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
 const cases: { host: string; dumper: string; restorer: string }[] = [
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
   { host: '::1', dumper: 'stasis', restorer: 'stasis' },
@@ -43,10 +42,7 @@ for (const { host, dumper, restorer } of cases) {
     let sent = 0;
     await selfCheckRoundTrip(t, 'tcp-client', {
       args: (work) => [work, `c,${host},${srv.port}`],
-      dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
-      restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
-      dumpTool: dumper === 'criu' ? criu : undefined,
-      restoreTool: restorer === 'criu' ? criu : undefined,
+      ...tcpRoundTrip(dumper, restorer),
       afterReady: (_w, line) => {
         sent = Number(line.split(' ')[1]);
         srv.expect(sent);

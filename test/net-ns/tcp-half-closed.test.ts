@@ -12,10 +12,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { sharedDir } from '../helpers/paths.js';
 import { selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 import { eventually, lockRules, tcpStates, unwire, wire } from './tcp-peers.js';
+import { tcpRoundTrip } from './tcp-peers.js';
 
 const TOTAL = 60000; // the peer's bytes over the connection's life (workloads/tcp-halfclosed.c)
 const BEFORE = 40000; // of which sent before the dump, when the peer still sends afterwards
@@ -128,7 +128,6 @@ async function peerServer(host: string, mode: Mode, work: () => string) {
   };
 }
 
-const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
 const cases: { mode: Mode; host: string; dumper?: string; restorer?: string }[] = [
   { mode: 'close_wait', host: '127.0.0.1' },
   { mode: 'fin_wait2', host: '127.0.0.1' },
@@ -163,10 +162,7 @@ for (const { mode, host, dumper, restorer } of cases) {
         work = w;
         return [w, mode, host, String(srv.port)];
       },
-      dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
-      restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
-      dumpTool: dumper === 'criu' ? criu : undefined,
-      restoreTool: restorer === 'criu' ? criu : undefined,
+      ...tcpRoundTrip(dumper, restorer),
       afterReady: (w, line) => {
         written = Number(line.split(' ')[1]);
         pid = w.pid;

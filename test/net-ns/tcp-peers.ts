@@ -5,6 +5,23 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { sharedDir } from '../helpers/paths.js';
+
+const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
+
+/**
+ * selfCheckRoundTrip's options for a round trip with --tcp-established (and logs), dumped by
+ * `dumper` and restored by `restorer` (stasis, or CRIU 4.2).
+ */
+export function tcpRoundTrip(dumper = 'stasis', restorer = 'stasis') {
+  return {
+    dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
+    restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
+    dumpTool: dumper === 'criu' ? criu : undefined,
+    restoreTool: restorer === 'criu' ? criu : undefined,
+  };
+}
 
 /** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
 export function lockRules(port: number): string[] {

@@ -69,10 +69,13 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   // step below needs a capability that a later one may take away, hence their order: whatever
   // needs CAP_SETPCAP (securebits, the bounding set, inheritable bits beyond the bounding set)
   // comes before the capability sets are set for good, last.
+  // (not called when they are what they were: a user namespace may deny setgroups)
   const cgroups = c.groups ?? [];
-  const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
-  cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
+  if (String([...cgroups].sort()) !== String([...(now.groups ?? [])].sort())) {
+    const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
+    cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+    inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
+  }
   // Leaving uid 0 (or fsuid 0) clears capabilities, even the permitted ones without KEEP_CAPS;
   // with NO_SETUID_FIXUP the ids change and the capabilities stay as they are.
   const uidsChange = c.uid !== now.uid || c.euid !== now.euid || c.suid !== now.suid || c.fsuid !== now.fsuid;

@@ -133,6 +133,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     ns.finish(root.inj, root.p.pid);
     if (opts.orphanPtsMaster) files.handOverOrphanPts();
     files.closePidfds();
+    ns.enterUserNamespaces();
     cloneThreads(run);
     files.threadsMade();
     restoreThreads(run, plan);

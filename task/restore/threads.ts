@@ -62,7 +62,7 @@ export function restoreThreads(run: RestoreRun, plan: Plan): void {
       applying(SECCOMP_IMAGE, `${thread}: seccomp filters`,
         () => restoreSeccomp(inj, img.seccomp, tcore.seccomp_mode, tcore.seccomp_filter));
       applying(coreFile, thread, () => {
-        restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), run.own.creds, t.commNow); // threads are cloned with the main thread's name
+        restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), t.credsNow ?? run.own.creds, t.commNow); // threads are cloned with the main thread's name
         restorePendingSignals(inj, p.pid, tcore.signals_p, tid);
       });
       // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot

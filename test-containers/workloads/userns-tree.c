@@ -1,6 +1,6 @@
 /* userns-tree: a process tree inside two nested user namespaces with maps that are not identity,
  * which checks itself once DIR/check appears (after restore): "ok ITEM"/"FAIL ITEM: why", "result".
- *   userns-tree DIR [one]
+ *   userns-tree DIR [one|threaded]
  * The root (started as the host's root) unshares user namespace N1; a helper child still outside
  * writes N1's maps: uid "0 100000 1000" + "1000 300000 1000", gid "0 200000 2000", setgroups
  * allowed. The root becomes 0:0 (groups 0, 1) in N1, makes DIR/u/f1 owned by 1001:1002 there and
@@ -15,12 +15,14 @@
  *       effective set.
  * Each records its credentials, Cap* lines, uid_map, gid_map and setgroups before `ready` and
  * compares them after restore, with the ownership of the files as it sees them. With `one`, P1
- * stays in N1 (one user namespace, as CRIU dumps them): its ids are then N1's 5/6/5 and 7/8/9. */
+ * stays in N1 (one user namespace, as CRIU dumps them): its ids are then N1's 5/6/5 and 7/8/9.
+ * With `threaded`, the root has a second thread (which stasis refuses to dump in a namespace). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,6 +106,8 @@ static int capset_sets(uint64_t eff, uint64_t prm, uint64_t inh) {
 }
 
 #define BIT(c) (1ULL << (c))
+
+static void *idle(void *a) { for (;;) pause(); return a; }
 
 /* Child side: record, say "set" over `res`, wait for the check, compare, report one line each. */
 static void child_check(int res, const char *files[][2], int nfiles, int sock) {
@@ -228,6 +232,8 @@ int main(int argc, char **argv) {
     if (!fgets(set, sizeof set, res[i]) || strcmp(set, "set\n")) { printf("FAIL setup: child %d: %s", i + 1, set); return 1; }
   }
   char before[2048], after[2048], own[32];
+  pthread_t th;
+  if (argc > 2 && !strcmp(argv[2], "threaded") && pthread_create(&th, NULL, idle, NULL)) return setup_failed("thread");
   state(before, sizeof before);
   printf("ready %d %d %d %d\n", getpid(), p1, p2, p3);
   wait_check();

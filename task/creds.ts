@@ -15,6 +15,8 @@ export interface CredsEntry {
   cap_bnd: number[]; secbits: number; groups: number[]; no_new_privs?: number; cap_amb?: number[];
 }
 
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
 const PR_GET_SECUREBITS = 27;
 const PR_SET_SECUREBITS = 28;
 const PR_SET_NO_NEW_PRIVS = 38;
@@ -69,6 +71,8 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   // step below needs a capability that a later one may take away, hence their order: whatever
   // needs CAP_SETPCAP (securebits, the bounding set, inheritable bits beyond the bounding set)
   // comes before the capability sets are set for good, last.
+  // A change of ids makes the process not dumpable (suid_dumpable); it gets back what it had.
+  const dumpable = inj.callChecked(SYS.prctl, PR_GET_DUMPABLE);
   // (not called when they are what they were: a user namespace may deny setgroups)
   const cgroups = c.groups ?? [];
   if (String([...cgroups].sort()) !== String([...(now.groups ?? [])].sort())) {
@@ -108,6 +112,7 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   // Last: the sets only shrink (the ambient set with them, to what stays permitted and inheritable).
   capset(inj, { eff: join(c.cap_eff), prm: join(c.cap_prm), inh });
   if (c.no_new_privs) inj.callChecked(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (inj.callChecked(SYS.prctl, PR_GET_DUMPABLE) !== dumpable) inj.callChecked(SYS.prctl, PR_SET_DUMPABLE, dumpable);
 }
 
 /** capset(header{version, pid}, data[2]{effective, permitted, inheritable}) for the thread itself. */

@@ -77,7 +77,7 @@ static void state(char *out, size_t n) {
   slurp("/proc/self/setgroups", sg, sizeof sg);
   int len = snprintf(out, n, "uids %u %u %u fs %d gids %u %u %u fs %d groups", r, e, s, setfsuid(-1), gr, ge, gs, setfsgid(-1));
   for (int i = 0; i < ng; i++) len += snprintf(out + len, n - len, " %u", groups[i]);
-  snprintf(out + len, n - len, " | %s uid_map %s gid_map %s setgroups %s keepcaps %d", st, um, gm, sg, prctl(PR_GET_KEEPCAPS));
+  snprintf(out + len, n - len, " | %s uid_map %s gid_map %s setgroups %s keepcaps %d dumpable %d", st, um, gm, sg, prctl(PR_GET_KEEPCAPS), prctl(PR_GET_DUMPABLE));
 }
 
 /* The file's owner as this task sees it, "uid:gid". */

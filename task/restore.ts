@@ -134,8 +134,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const root = run.tasks.get(img.procs[0]!.pid)!;
     ns.finish(root.inj, root.p.pid);
     if (opts.orphanPtsMaster) files.handOverOrphanPts();
-    files.closePidfds();
     ns.enterUserNamespaces();
+    files.closePidfds();
     cloneThreads(run);
     files.threadsMade();
     restoreThreads(run, plan);

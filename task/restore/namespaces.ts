@@ -138,7 +138,9 @@ export class TreeNamespaces {
         const creds = (t.p.cores.get(t.p.pid)!.thread_core as ThreadCoreEntry).creds;
         const what = `task ${t.p.pid}: user namespace ${id}`;
         t.credsNow = applying(usernsImageName(id), what, () => {
-          const fd = this.run.giveFd(t.inj, ns.fd);
+          // (stasis's pidfd in the task, once its files are restored, is where they moved it)
+          const pidfd = t.pidfds.get(process.pid);
+          const fd = pidfd !== undefined ? Number(t.inj.callChecked(SYS.pidfd_getfd, pidfd, ns.fd, 0)) : this.run.giveFd(t.inj, ns.fd);
           try {
             return enterUserNs(t.inj, ns, fd, creds?.groups ?? [], what);
           } finally {

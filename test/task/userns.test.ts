@@ -1,7 +1,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killPid, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
+import { killPid, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
 import { startWorkload } from '../../test-containers/launch.js';
 import { sharedDir } from '../helpers/paths.js';
 
@@ -48,4 +48,9 @@ test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace 
     },
   });
   for (const item of ITEMS) t.true(r.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('the same tree in a runc container (its pid, mount, net, ipc and uts namespaces the host\'s user namespace\'s) checks itself after runc checkpoint and restore through stasis', async (t) => {
+  const { restored } = await selfCheckInContainer(t, 'userns-tree');
+  for (const item of ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
 });

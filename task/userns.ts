@@ -112,13 +112,6 @@ export class DumpedUserNamespaces {
       const ino = readNamespaces(pid, ['user']).user?.ino;
       if (ino === undefined || ino === hostIno) continue;
       if (threads > 1) throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own, which stasis cannot restore yet`);
-      for (const kind of OWNED_KINDS) {
-        if (!fs.existsSync(`/proc/${pid}/ns/${kind}`)) continue;
-        const owner = ownerUserNs(pid, kind);
-        if (owner !== undefined && owner !== hostIno) {
-          throw new Error(`process ${pid}: its ${kind} namespace is owned by a user namespace of the tree, which stasis cannot restore yet`);
-        }
-      }
       let ns = u.seen.get(ino);
       if (!ns) {
         ns = {
@@ -128,6 +121,16 @@ export class DumpedUserNamespaces {
         u.seen.set(ino, ns);
       }
       u.of.set(pid, ns);
+    }
+    // (any process's: one of the host's may have entered such a namespace)
+    for (const { pid } of u.seen.size ? pids : []) {
+      for (const kind of OWNED_KINDS) {
+        if (!fs.existsSync(`/proc/${pid}/ns/${kind}`)) continue;
+        const owner = ownerUserNs(pid, kind);
+        if (owner !== undefined && owner !== hostIno) {
+          throw new Error(`process ${pid}: its ${kind} namespace is owned by a user namespace of the tree, which stasis cannot restore yet`);
+        }
+      }
     }
     for (const ns of u.seen.values()) {
       if (ns.parentIno !== undefined && ns.parentIno !== hostIno && !u.seen.has(ns.parentIno)) {

@@ -1,6 +1,6 @@
 /* userns-tree: a process tree inside two nested user namespaces with maps that are not identity,
  * which checks itself once DIR/check appears (after restore): "ok ITEM"/"FAIL ITEM: why", "result".
- *   userns-tree DIR [one|threaded]
+ *   userns-tree DIR [one|threaded|ipcns]
  * The root (started as the host's root) unshares user namespace N1; a helper child still outside
  * writes N1's maps: uid "0 100000 1000" + "1000 300000 1000", gid "0 200000 2000", setgroups
  * allowed. The root becomes 0:0 (groups 0, 1) in N1, makes DIR/u/f1 owned by 1001:1002 there and
@@ -16,7 +16,8 @@
  * Each records its credentials, Cap* lines, uid_map, gid_map and setgroups before `ready` and
  * compares them after restore, with the ownership of the files as it sees them. With `one`, P1
  * stays in N1 (one user namespace, as CRIU dumps them): its ids are then N1's 5/6/5 and 7/8/9.
- * With `threaded`, the root has a second thread (which stasis refuses to dump in a namespace). */
+ * With `threaded`, the root has a second thread (which stasis refuses to dump in a namespace);
+ * with `ipcns`, P3 unshares an ipc namespace, owned by N1 (refused too). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -209,7 +210,7 @@ int main(int argc, char **argv) {
   /* P1's file exists before the others look at it. */
   FILE *res[3] = { fdopen(r1[0], "r"), fdopen(r2[0], "r"), fdopen(r3[0], "r") };
   char set[256];
-  if (!fgets(set, sizeof set, res[0]) || strcmp(set, "set\n")) { printf("FAIL setup: child 1: %s", set); return 1; }
+  if (!fgets(set, sizeof set, res[0]) || strcmp(set, "set\n")) { printf("FAIL setup: child 1: %s", set); kill(p1, SIGKILL); return 1; }
 
   pid_t p2 = fork();
   if (p2 == 0) {
@@ -220,6 +221,7 @@ int main(int argc, char **argv) {
   }
   pid_t p3 = fork();
   if (p3 == 0) {
+    if (argc > 2 && !strcmp(argv[2], "ipcns") && unshare(CLONE_NEWIPC)) { dprintf(r3[1], "FAIL P3 ipc namespace: %s\n", strerror(errno)); _exit(1); }
     uint64_t all = BIT(CAP_LAST_CAP + 1) - 1;
     if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN) || prctl(PR_CAPBSET_DROP, CAP_MKNOD) || capset_sets(all & ~BIT(CAP_SYS_ADMIN), all, 0)) {
       dprintf(r3[1], "FAIL P3 capabilities: %s\n", strerror(errno));
@@ -229,7 +231,11 @@ int main(int argc, char **argv) {
     child_check(r3[1], files, 1, -1);
   }
   for (int i = 1; i < 3; i++) {
-    if (!fgets(set, sizeof set, res[i]) || strcmp(set, "set\n")) { printf("FAIL setup: child %d: %s", i + 1, set); return 1; }
+    if (!fgets(set, sizeof set, res[i]) || strcmp(set, "set\n")) {
+      printf("FAIL setup: child %d: %s", i + 1, set);
+      kill(p1, SIGKILL); kill(p2, SIGKILL); kill(p3, SIGKILL);
+      return 1;
+    }
   }
   char before[2048], after[2048], own[32];
   pthread_t th;

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killPid, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
@@ -20,22 +20,32 @@ test.serial('a tree in two nested user namespaces (maps not identity, setgroups 
   for (const item of ITEMS) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
-test.serial('a threaded process in a user namespace of its own is refused at dump in one line, and the tree runs on unharmed', async (t) => {
+/** The tree in mode `mode` is refused at dump with `why` (its PIDs given), and runs on unharmed. */
+async function refused(t: ExecutionContext, mode: string, why: (pids: number[]) => RegExp): Promise<void> {
   const work = tmpDir(t, 'stasis-userns-tree-');
-  const w = await startWorkload('userns-tree', [work, 'threaded']);
-  const ready = await w.waitForLine(/^ready\b/);
-  const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+  const w = await startWorkload('userns-tree', [work, mode]);
+  const pids: number[] = [];
   t.teardown(async () => {
     pids.forEach(killPid);
     await w.kill();
   });
+  const ready = await w.waitForLine(/^ready\b/);
+  pids.push(...[...ready.matchAll(/\d+/g)].map((m) => Number(m[0])));
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
   t.not(d.exitCode, 0);
-  t.regex(d.stderr, new RegExp(`^stasis: process ${w.pid} has 2 threads in a user namespace of its own, which stasis cannot restore yet$`));
+  t.regex(d.stderr, why(pids));
   // Not restored: it checks itself as it runs.
   fs.writeFileSync(path.join(work, 'check'), '');
   await w.waitForLine(/^result /, 20_000);
   t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+}
+
+test.serial('a threaded process in a user namespace of its own is refused at dump in one line, and the tree runs on unharmed', async (t) => {
+  await refused(t, 'threaded', ([root]) => new RegExp(`^stasis: process ${root} has 2 threads in a user namespace of its own, which stasis cannot restore yet$`));
+});
+
+test.serial('an ipc namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {
+  await refused(t, 'ipcns', (pids) => new RegExp(`^stasis: process ${pids[3]}: its ipc namespace is owned by a user namespace of the tree, which stasis cannot restore yet$`));
 });
 
 test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace (CRIU dumps no nested one)', async (t) => {

@@ -36,6 +36,15 @@ export interface CloneRequest {
 }
 
 
+/**
+ * The last PID handed out in stasis's pid namespace (ns_last_pid): the next task made there takes
+ * the one after, unless another task of the machine is made first. For a task that cannot give
+ * clone3() a set_tid (no capability over the pid namespace's owner).
+ */
+export function setLastPid(pid: number): void {
+  fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid));
+}
+
 /** The flags that make a thread of the calling task's process. */
 export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;
 

@@ -415,7 +415,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
     timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
-    userns = DumpedUserNamespaces.read(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1);
+    userns = DumpedUserNamespaces.read(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1);
     opts.afterSeize?.();
   } catch (e) {
     tree.release();

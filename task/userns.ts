@@ -10,7 +10,9 @@
 // task in the namespace's parent). stasis keeps a descriptor of each. Tasks are cloned on the
 // host, where they may choose their PIDs, and enter their namespace once they have cloned
 // their children (tree.ts); their groups are set before (in a namespace denying setgroups they
-// cannot be set after), the rest of their credentials after, inside (creds.ts).
+// cannot be set after), the rest of their credentials after, inside (creds.ts). Their threads
+// are cloned once they are inside (a threaded process cannot enter one), their TIDs chosen
+// through the last PID of the pid namespace (restore/threads.ts).
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -103,15 +105,19 @@ export class DumpedUserNamespaces {
   /**
    * The user namespaces of the live processes `pids` (stasis's own: `hostIno`), with what stasis
    * cannot restore refused in one line: a namespace nested in one no process of the tree is in
-   * (its maps cannot be read), a threaded process in one (its threads would be cloned inside,
-   * where the host's PIDs cannot be chosen), another namespace owned by one.
+   * (its maps cannot be read), a threaded process in one and in a pid namespace not stasis's
+   * (`hostPidIno`: its threads are cloned inside, their TIDs chosen through stasis's own pid
+   * namespace's last PID), another namespace owned by one.
    */
-  static read(pids: readonly { pid: number; threads: number }[], hostIno: number): DumpedUserNamespaces {
+  static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number): DumpedUserNamespaces {
     const u = new DumpedUserNamespaces(hostIno);
     for (const { pid, threads } of pids) {
-      const ino = readNamespaces(pid, ['user']).user?.ino;
+      const links = readNamespaces(pid, ['user', 'pid']);
+      const ino = links.user?.ino;
       if (ino === undefined || ino === hostIno) continue;
-      if (threads > 1) throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own, which stasis cannot restore yet`);
+      if (threads > 1 && links.pid?.ino !== hostPidIno) {
+        throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
+      }
       let ns = u.seen.get(ino);
       if (!ns) {
         ns = {

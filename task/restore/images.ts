@@ -202,8 +202,10 @@ export async function load(dir: string): Promise<LoadedImages> {
       const hostUserNs = inventory.root_ids?.user_ns_id;
       if (ids.user_ns_id !== undefined && hostUserNs !== undefined && Number(ids.user_ns_id) !== Number(hostUserNs)) {
         const nsId = Number(ids.user_ns_id);
-        // Its threads would be cloned inside it, where PIDs of the host's cannot be chosen.
-        if (threads.length > 1) throw new Error(`${imageFileName('IDS', pid)}: process ${pid} has ${threads.length} threads in a user namespace of its own, which stasis cannot restore yet`);
+        // Its threads are cloned inside it, their TIDs chosen through stasis's pid namespace.
+        if (threads.length > 1 && rootIds.pid_ns_id !== undefined && Number(rootIds.pid_ns_id) !== Number(inventory.root_ids?.pid_ns_id)) {
+          throw new Error(`${imageFileName('IDS', pid)}: process ${pid} has ${threads.length} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
+        }
         userNsOf.set(pid, nsId);
         for (let id: number | undefined = nsId; id !== undefined && !userns.has(id); id = userns.get(id)!.parent_id) {
           const name = usernsImageName(id);

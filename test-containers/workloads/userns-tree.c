@@ -16,7 +16,8 @@
  * Each records its credentials, Cap* lines, uid_map, gid_map and setgroups before `ready` and
  * compares them after restore, with the ownership of the files as it sees them. With `one`, P1
  * stays in N1 (one user namespace, as CRIU dumps them): its ids are then N1's 5/6/5 and 7/8/9.
- * With `threaded`, the root has a second thread (which stasis refuses to dump in a namespace);
+ * With `threaded`, the root and P1 have a second thread each, whose TID and credentials the
+ * process checks after restore ("root-thread", and P1's within "p1-state");
  * with `ipcns`, P3 unshares an ipc namespace, owned by N1 (refused too). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -49,9 +50,9 @@ static void slurp(const char *path, char *out, size_t n) {
   for (char *c = out; *c; c++) if (*c == '\n') *c = '|';
 }
 
-/* Every line of /proc/self/status starting with one of Uid Gid Groups Cap NoNewPrivs. */
-static void status_lines(char *out, size_t n) {
-  FILE *f = fopen("/proc/self/status", "r");
+/* Every line of a status file starting with one of Uid Gid Groups Cap NoNewPrivs. */
+static void status_lines(const char *path, char *out, size_t n) {
+  FILE *f = fopen(path, "r");
   char line[256];
   size_t used = 0;
   out[0] = 0;
@@ -72,7 +73,7 @@ static void state(char *out, size_t n) {
   gid_t groups[16];
   int ng = getgroups(16, groups);
   char st[1024], um[256], gm[256], sg[32];
-  status_lines(st, sizeof st);
+  status_lines("/proc/self/status", st, sizeof st);
   slurp("/proc/self/uid_map", um, sizeof um);
   slurp("/proc/self/gid_map", gm, sizeof gm);
   slurp("/proc/self/setgroups", sg, sizeof sg);
@@ -108,17 +109,35 @@ static int capset_sets(uint64_t eff, uint64_t prm, uint64_t inh) {
 
 #define BIT(c) (1ULL << (c))
 
-static void *idle(void *a) { for (;;) pause(); return a; }
+static volatile pid_t thread_tid;
+static void *idle(void *a) { thread_tid = gettid(); for (;;) pause(); return a; }
+
+/* The second thread (if any) as the process sees it: its TID and its status lines. */
+static void thread_state(char *out, size_t n) {
+  if (!thread_tid) { snprintf(out, n, "no thread"); return; }
+  char path[64], st[1024];
+  snprintf(path, sizeof path, "/proc/self/task/%d/status", thread_tid);
+  status_lines(path, st, sizeof st);
+  snprintf(out, n, "thread %d %s", thread_tid, st);
+}
+
+static void start_thread(void) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, idle, NULL)) return;
+  while (!thread_tid) nap(1);
+}
 
 /* Child side: record, say "set" over `res`, wait for the check, compare, report one line each. */
 static void child_check(int res, const char *files[][2], int nfiles, int sock) {
-  char before[2048], after[2048];
+  char before[3072], after[3072];
   char own_before[4][32], own_after[32];
   state(before, sizeof before);
+  thread_state(before + strlen(before), sizeof before - strlen(before));
   for (int i = 0; i < nfiles; i++) owner(files[i][0], own_before[i], sizeof own_before[i]);
   dprintf(res, "set\n");
   wait_check();
   state(after, sizeof after);
+  thread_state(after + strlen(after), sizeof after - strlen(after));
   if (strcmp(before, after)) dprintf(res, "FAIL state: before [%s] after [%s]\n", before, after);
   else dprintf(res, "ok\n");
   for (int i = 0; i < nfiles; i++) {
@@ -198,6 +217,7 @@ int main(int argc, char **argv) {
       dprintf(r1[1], "FAIL P1 credentials: %s\n", strerror(errno));
       _exit(1);
     }
+    if (argc > 2 && !strcmp(argv[2], "threaded")) start_thread();
     const char *files[][2] = { { "u/f1", one ? "1001:1002" : "1:65534" }, { "u/f2", "3:4" } };
     child_check(r1[1], files, 2, sp[1]);
   }
@@ -238,13 +258,21 @@ int main(int argc, char **argv) {
     }
   }
   char before[2048], after[2048], own[32];
-  pthread_t th;
-  if (argc > 2 && !strcmp(argv[2], "threaded") && pthread_create(&th, NULL, idle, NULL)) return setup_failed("thread");
+  int threaded = argc > 2 && !strcmp(argv[2], "threaded");
+  if (threaded) start_thread();
+  char thread_before[1536], thread_after[1536];
+  thread_state(thread_before, sizeof thread_before);
   state(before, sizeof before);
   printf("ready %d %d %d %d\n", getpid(), p1, p2, p3);
   wait_check();
   state(after, sizeof after);
   report(!strcmp(before, after), "root-state", "before [%s] after [%s]", before, after);
+  if (threaded) {
+    thread_state(thread_after, sizeof thread_after);
+    char main_st[1024];
+    status_lines("/proc/self/status", main_st, sizeof main_st);
+    report(!strcmp(thread_before, thread_after) && strstr(thread_after, main_st), "root-thread", "before [%s] after [%s] process [%s]", thread_before, thread_after, main_st);
+  }
   owner("u/f1", own, sizeof own);
   report(!strcmp(own, "1001:1002"), "root-file", "u/f1 owned by %s", own);
   child_line(res[0], "p1-state");

@@ -40,8 +40,15 @@ async function refused(t: ExecutionContext, mode: string, why: (pids: number[]) 
   t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
 }
 
-test.serial('a threaded process in a user namespace of its own is refused at dump in one line, and the tree runs on unharmed', async (t) => {
-  await refused(t, 'threaded', ([root]) => new RegExp(`^stasis: process ${root} has 2 threads in a user namespace of its own, which stasis cannot restore yet$`));
+test.serial('threaded processes in the nested user namespaces keep their threads\' TIDs and credentials (the TIDs chosen through ns_last_pid)', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'userns-tree', {
+    args: (work) => [work, 'threaded'],
+    afterReady: (_w, ready) => {
+      const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+      t.teardown(() => pids.forEach(killPid));
+    },
+  });
+  for (const item of [...ITEMS, 'root-thread']) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
 test.serial('an ipc namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {

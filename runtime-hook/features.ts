@@ -70,7 +70,7 @@ export const FEATURES: Record<string, Feature> = {
   } },
   tun: { notInStasis: 'tun devices are not dumped' },
   tun_ns: { notInStasis: 'tun devices are not dumped' },
-  userns: { notInStasis: 'user namespaces are not dumped' },
+  userns: { notInStasis: 'namespaces owned by a user namespace (a container\'s) are not restored yet' },
   fdinfo_lock: { probe: () => {
     const file = fs.openSync('/proc/self/exe', 'r');
     try {

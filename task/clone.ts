@@ -36,6 +36,15 @@ export interface CloneRequest {
 }
 
 
+/**
+ * The last PID handed out in stasis's pid namespace (ns_last_pid): the next task made there takes
+ * the one after, unless another task of the machine is made first. For a task that cannot give
+ * clone3() a set_tid (no capability over the pid namespace's owner).
+ */
+export function setLastPid(pid: number): void {
+  fs.writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid));
+}
+
 /** The flags that make a thread of the calling task's process. */
 export const THREAD_FLAGS = CLONE.VM | CLONE.FS | CLONE.FILES | CLONE.SIGHAND | CLONE.THREAD | CLONE.SYSVSEM;
 
@@ -80,6 +89,43 @@ export function cloneInto(inj: Injector, req: CloneRequest): number {
 }
 
 /**
+ * A seed of its own (a pause()-ing copy of stasis sharing its memory, traced, an injector on
+ * it), for what must be done by a task that is not stasis (entering a namespace, unsharing one).
+ * `siblingOfStasis`: a child of stasis's parent; `shareMemory` false: a copy of stasis's memory.
+ * close() kills and reaps it.
+ */
+export function openSeed(siblingOfStasis = false, shareMemory = true): { inj: Injector; pid: number; close(): void } {
+  // The seed runs in stasis's own memory: a task it clones gets the one copy of it. (One that
+  // changes its credentials does not: that would make stasis's memory not dumpable.)
+  const seed = spawnPausedSeed(siblingOfStasis ? CLONE.PARENT : 0, shareMemory);
+  let inj: Injector | undefined;
+  const close = () => {
+    kill(seed, SIGKILL);
+    try {
+      waitTask(seed, { timeoutMs: 5000 });
+    } catch {
+      // already reaped
+    }
+    seedGone(seed);
+    if (!shareMemory) return;
+    // What was mapped in the seed is mapped in stasis: unmapped here.
+    const scratch = inj?.ownScratch;
+    if (scratch) rawSyscall(SYS.munmap, scratch.addr, scratch.len);
+    const trampoline = inj?.trampolineAddress;
+    if (trampoline !== undefined) rawSyscall(SYS.munmap, trampoline, PAGE_SIZE);
+  };
+  try {
+    seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
+    // The seed's vDSO is stasis's.
+    inj = new Injector(seed, seed, { pin: false, vdsoStart: ownVdsoStart() });
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { inj, pid: seed, close };
+}
+
+/**
  * Create a stopped, traced task with PID `pid` (must be free). `siblingOfStasis` makes it a child
  * of stasis's parent rather than of stasis.
  */
@@ -90,27 +136,11 @@ export function createTask(pid: number | undefined, opts: {
   /** Runs in the seed before the clone: what it opens, the new task inherits. */
   beforeClone?: (seed: Injector) => void;
 } = {}): number {
-  // The seed runs in stasis's own memory: the task it clones gets the one copy of it.
-  const seed = spawnPausedSeed(opts.siblingOfStasis ? CLONE.PARENT : 0, true);
-  let inj: Injector | undefined;
+  const seed = openSeed(opts.siblingOfStasis);
   try {
-    seizeAndStop(seed, RESTORE_PTRACE_OPTIONS);
-    // The seed's vDSO is stasis's.
-    inj = new Injector(seed, seed, { pin: false, vdsoStart: ownVdsoStart() });
-    opts.beforeClone?.(inj);
-    return cloneInto(inj, { setTid: pid === undefined ? [] : [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
+    opts.beforeClone?.(seed.inj);
+    return cloneInto(seed.inj, { setTid: pid === undefined ? [] : [pid], flags: CLONE.PARENT | (opts.flags ?? 0) });
   } finally {
-    kill(seed, SIGKILL);
-    try {
-      waitTask(seed, { timeoutMs: 5000 });
-    } catch {
-      // already reaped
-    }
-    seedGone(seed);
-    // What was mapped in the seed is mapped in stasis: unmapped here.
-    const scratch = inj?.ownScratch;
-    if (scratch) rawSyscall(SYS.munmap, scratch.addr, scratch.len);
-    const trampoline = inj?.trampolineAddress;
-    if (trampoline !== undefined) rawSyscall(SYS.munmap, trampoline, PAGE_SIZE);
+    seed.close();
   }
 }

@@ -15,6 +15,8 @@ export interface CredsEntry {
   cap_bnd: number[]; secbits: number; groups: number[]; no_new_privs?: number; cap_amb?: number[];
 }
 
+const PR_GET_DUMPABLE = 3;
+const PR_SET_DUMPABLE = 4;
 const PR_GET_SECUREBITS = 27;
 const PR_SET_SECUREBITS = 28;
 const PR_SET_NO_NEW_PRIVS = 38;
@@ -69,10 +71,15 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   // step below needs a capability that a later one may take away, hence their order: whatever
   // needs CAP_SETPCAP (securebits, the bounding set, inheritable bits beyond the bounding set)
   // comes before the capability sets are set for good, last.
+  // A change of ids makes the process not dumpable (suid_dumpable); it gets back what it had.
+  const dumpable = inj.callChecked(SYS.prctl, PR_GET_DUMPABLE);
+  // (not called when they are what they were: a user namespace may deny setgroups)
   const cgroups = c.groups ?? [];
-  const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
-  cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
-  inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
+  if (String([...cgroups].sort()) !== String([...(now.groups ?? [])].sort())) {
+    const groups = Buffer.alloc(Math.max(4, cgroups.length * 4));
+    cgroups.forEach((g, i) => groups.writeUInt32LE(g, i * 4));
+    inj.callChecked(SYS.setgroups, cgroups.length, inj.writeScratch(groups));
+  }
   // Leaving uid 0 (or fsuid 0) clears capabilities, even the permitted ones without KEEP_CAPS;
   // with NO_SETUID_FIXUP the ids change and the capabilities stay as they are.
   const uidsChange = c.uid !== now.uid || c.euid !== now.euid || c.suid !== now.suid || c.fsuid !== now.fsuid;
@@ -105,6 +112,7 @@ export function restoreCreds(inj: Injector, c: CredsEntry | undefined, now?: Cre
   // Last: the sets only shrink (the ambient set with them, to what stays permitted and inheritable).
   capset(inj, { eff: join(c.cap_eff), prm: join(c.cap_prm), inh });
   if (c.no_new_privs) inj.callChecked(SYS.prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  if (inj.callChecked(SYS.prctl, PR_GET_DUMPABLE) !== dumpable) inj.callChecked(SYS.prctl, PR_SET_DUMPABLE, dumpable);
 }
 
 /** capset(header{version, pid}, data[2]{effective, permitted, inheritable}) for the thread itself. */

@@ -30,6 +30,8 @@ import { dumpRlimits } from './rlimits.js';
 import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { askThreadCore, dumpThreadCore } from './thread.js';
+import { DumpedUserNamespaces, usernsImageName } from './userns.js';
+import type { CredsEntry } from './creds.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
 import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
@@ -409,9 +411,11 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const tFrozen = performance.now();
   // The clocks of a time namespace of its own, as they stand when the tree stops.
   let timens: ReturnType<typeof dumpTimens> | undefined;
+  let userns: DumpedUserNamespaces;
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
     timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
+    userns = DumpedUserNamespaces.read(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1);
     opts.afterSeize?.();
   } catch (e) {
     tree.release();
@@ -487,6 +491,13 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     for (const p of tree.processes) {
       await stop.check();
       const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
+      // Credentials as the process sees them in its user namespace.
+      if (userns.any) {
+        for (const core of d.cores.values()) {
+          const tc = core.thread_core as { creds?: CredsEntry } | undefined;
+          if (tc?.creds) tc.creds = userns.credsOf(p.pid, tc.creds);
+        }
+      }
       const vp = v.pid(p.pid);
       for (const [tid, core] of d.cores) write(images.writeMessages(imageFileName('CORE', v.pid(tid)), [core]));
       // A zombie has no ids image (as with CRIU, whose restore would take its missing namespace ids as new ones).
@@ -523,6 +534,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       write(images.writeMessages(mountsImageName(Number(nsId)), nested.entries as unknown as Record<string, unknown>[]));
       for (const [name, data] of nested.tars) write(images.writeRaw(name, data));
     });
+    for (const [id, e] of userns.entries((ino) => ids.namespaceId(ino)!)) {
+      write(images.writeMessages(usernsImageName(id), [e as unknown as Record<string, unknown>]));
+    }
     if (st.seccomp.filters.length) write(images.writeMessages(SECCOMP_IMAGE, [{ seccomp_filters: st.seccomp.filters }]));
     if (timens) write(images.writeMessages(timensImageName(rootIds.time_ns_id!), [timens as unknown as Record<string, unknown>]));
     if (st.ipc) write(images.writeMessages(ipcVarImageName(rootIds.ipc_ns_id!), [st.ipc as unknown as Record<string, unknown>]));

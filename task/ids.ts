@@ -56,6 +56,11 @@ export class IdAllocator {
     return ids;
   }
 
+  /** The id given to the namespace of inode `ino` (undefined: none yet). */
+  namespaceId(ino: number): number | undefined {
+    return this.ns.get(ino);
+  }
+
   /** Namespace kinds in which `pid` differs from stasis. */
   foreignNamespaces(pid: number): NsKind[] {
     const links = readNamespaces(pid);

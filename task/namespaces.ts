@@ -27,13 +27,12 @@ export const OWN_NS: Partial<Record<NsKind, { flag: number; field: keyof TaskKob
   // the restoring stasis into the container's cgroup first).
   cgroup: { flag: CLONE.NEWCGROUP, field: 'cgroup_ns_id' },
 };
-const OTHER_NS: [string, keyof TaskKobjIds][] = [
-  ['user', 'user_ns_id'],
-];
-
-/** Refuse, at dump, namespaces of the tree's own that stasis cannot restore. */
+/**
+ * Refuse, at dump, namespaces of the tree's own that stasis cannot restore. (User namespaces
+ * are the tree's processes', one by one: task/userns.ts.)
+ */
 export function checkDumpNamespaces(pid: number, foreign: readonly NsKind[]): void {
-  const unsupported = foreign.filter((k) => !OWN_NS[k] && k !== 'time');
+  const unsupported = foreign.filter((k) => !OWN_NS[k] && k !== 'time' && k !== 'user');
   if (unsupported.length) {
     throw new Error(`process ${pid} is in its own ${unsupported.join(', ')} namespace${unsupported.length > 1 ? 's' : ''}, which stasis cannot dump yet`);
   }
@@ -44,11 +43,6 @@ export const NEWTIME = 0x80;
 
 /** The clone flags that give the restored root the namespaces its image has of its own. */
 export function restoreNamespaceFlags(rootIds: TaskKobjIds, hostIds: TaskKobjIds): number {
-  for (const [kind, field] of OTHER_NS) {
-    if (rootIds[field] !== undefined && hostIds[field] !== undefined && rootIds[field] !== hostIds[field]) {
-      throw new Error(`the dumped tree has its own ${kind} namespace, which stasis cannot restore yet`);
-    }
-  }
   let flags = 0;
   if (rootIds.time_ns_id !== undefined && hostIds.time_ns_id !== undefined && rootIds.time_ns_id !== hostIds.time_ns_id) flags |= NEWTIME;
   for (const ns of Object.values(OWN_NS)) {

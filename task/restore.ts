@@ -5,7 +5,9 @@
 //   tree.ts        processes cloned top-down with their PIDs, sessions and groups, helpers for
 //                  leaders that are gone, zombies; each process's memory (memory.ts), files
 //                  (files.ts), signal actions, cwd and name before its children are cloned
-//   namespaces.ts  the tree's own namespaces, made with the first task and set up in it
+//   namespaces.ts  the tree's own namespaces, made with the first task and set up in it; user
+//                  namespaces made once every process exists, each process entering its own
+//                  before its threads are cloned and its credentials set (task/userns.ts)
 //   attributes.ts  each process's fs context, interval timers, limits and the like
 //   threads.ts     threads cloned, POSIX timers (which may signal one thread), per-thread state,
 //                  pending signals, registers; all let go
@@ -132,6 +134,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     const root = run.tasks.get(img.procs[0]!.pid)!;
     ns.finish(root.inj, root.p.pid);
     if (opts.orphanPtsMaster) files.handOverOrphanPts();
+    ns.enterUserNamespaces();
     files.closePidfds();
     cloneThreads(run);
     files.threadsMade();

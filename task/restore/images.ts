@@ -20,6 +20,7 @@ import { SECCOMP_IMAGE, type SeccompFilterEntry } from '../seccomp.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from '../tree.js';
 import { type MntEntry, mountsImageName } from '../../mount-ns/mounts.js';
 import type { TaskKobjIds } from '../ids.js';
+import { usernsImageName, type UsernsEntry } from '../userns.js';
 import {
   NEWTIME, ipcVarImageName, restoreNamespaceFlags, timensImageName, utsnsImageName, type IpcVarEntry, type TimensEntry,
   type UtsEntry,
@@ -64,6 +65,10 @@ export interface LoadedImages {
   timens?: TimensEntry;
   /** The namespace ids of the root task (ids-PID.img), which name the namespace images. */
   rootIds?: TaskKobjIds;
+  /** The tree's user namespaces (userns-N.img), by id: those of its processes and their parents. */
+  userns: Map<number, UsernsEntry>;
+  /** Each live process's user namespace when it is not the host's (the dumper's), by image PID. */
+  userNsOf: Map<number, number>;
   /** Each live process's mount namespace (ids-PID.img's mnt_ns_id), by image PID. */
   mntNsOf: Map<number, number>;
   /**
@@ -155,6 +160,8 @@ export async function load(dir: string): Promise<LoadedImages> {
   const procs: ProcessImages[] = [];
   let rootIds: TaskKobjIds | undefined;
   const mntNsOf = new Map<number, number>();
+  const userns = new Map<number, UsernsEntry>();
+  const userNsOf = new Map<number, number>();
   const nestedMounts = new Map<number, MntEntry[]>();
   const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
   if (!pstree.length) throw new Error('pstree.img: no process');
@@ -192,6 +199,22 @@ export async function load(dir: string): Promise<LoadedImages> {
     if (p.state !== TASK_DEAD) {
       const ids = await images.message(imageFileName('IDS', pid));
       rootIds ??= ids as unknown as TaskKobjIds;
+      const hostUserNs = inventory.root_ids?.user_ns_id;
+      if (ids.user_ns_id !== undefined && hostUserNs !== undefined && Number(ids.user_ns_id) !== Number(hostUserNs)) {
+        const nsId = Number(ids.user_ns_id);
+        // Its threads are cloned inside it, their TIDs chosen through stasis's pid namespace.
+        if (threads.length > 1 && rootIds.pid_ns_id !== undefined && Number(rootIds.pid_ns_id) !== Number(inventory.root_ids?.pid_ns_id)) {
+          throw new Error(`${imageFileName('IDS', pid)}: process ${pid} has ${threads.length} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
+        }
+        userNsOf.set(pid, nsId);
+        for (let id: number | undefined = nsId; id !== undefined && !userns.has(id); id = userns.get(id)!.parent_id) {
+          const name = usernsImageName(id);
+          if (!fs.existsSync(images.file(name))) throw new Error(`${name}: missing: process ${pid} is in user namespace ${nsId}`);
+          const e = (await images.message(name)) as unknown as UsernsEntry;
+          if (e.parent_id !== undefined) e.parent_id = Number(e.parent_id);
+          userns.set(id, e);
+        }
+      }
       if (ids.mnt_ns_id !== undefined) {
         const nsId = Number(ids.mnt_ns_id);
         mntNsOf.set(pid, nsId);
@@ -272,7 +295,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   const streams = establishedStreams(files.values(), (name) => fs.existsSync(images.file(name)));
   const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
   return {
-    procs, files, extraImage, mntNsOf, nestedMounts, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, userns, userNsOf, mntNsOf, nestedMounts, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -21,6 +21,8 @@ import { bringUpLoopback } from '../../net-ns/empty.js';
 import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type MntEntry } from '../../mount-ns/mounts.js';
 import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
+import type { ThreadCoreEntry } from '../thread.js';
+import { enterUserNs, makeUserNamespaces, usernsImageName } from '../userns.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
@@ -117,6 +119,38 @@ export class TreeNamespaces {
     if (later.length) this.nestedLater.push({ t, nsId: want, later });
     this.mountNsMade.set(want, t.hpid);
     return false;
+  }
+
+  /**
+   * Every process of the tree in a user namespace of its own enters it, once all processes
+   * exist (their PIDs chosen on the host) and before their threads, their credentials then set
+   * inside (task/userns.ts). The namespaces are made now, parents first.
+   */
+  enterUserNamespaces(): void {
+    const { img } = this.run;
+    if (!img.userNsOf.size) return;
+    const made = applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
+    try {
+      for (const t of this.run.tasks.values()) {
+        const id = img.userNsOf.get(t.p.pid);
+        if (id === undefined) continue;
+        const ns = made.get(id)!;
+        const creds = (t.p.cores.get(t.p.pid)!.thread_core as ThreadCoreEntry).creds;
+        const what = `task ${t.p.pid}: user namespace ${id}`;
+        t.credsNow = applying(usernsImageName(id), what, () => {
+          // (stasis's pidfd in the task, once its files are restored, is where they moved it)
+          const pidfd = t.pidfds.get(process.pid);
+          const fd = pidfd !== undefined ? Number(t.inj.callChecked(SYS.pidfd_getfd, pidfd, ns.fd, 0)) : this.run.giveFd(t.inj, ns.fd);
+          try {
+            return enterUserNs(t.inj, ns, fd, creds?.groups ?? [], what);
+          } finally {
+            t.inj.call(SYS.close, fd);
+          }
+        });
+      }
+    } finally {
+      for (const ns of made.values()) fs.closeSync(ns.fd);
+    }
   }
 
   /** The mounts that had to wait for the tasks' files (by the root task, image PID `rootPid`). */

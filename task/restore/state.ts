@@ -2,6 +2,7 @@
 // with its injector, and stasis's own state the tasks start from (each is a copy of stasis until
 // restored).
 
+import type { CredsEntry } from '../creds.js';
 import type { NamespaceLock } from '../../net-ns/network-lock.js';
 import fs from 'node:fs';
 import { MemfdInodes } from '../../files/memfd.js';
@@ -35,6 +36,8 @@ export interface Restoring {
   /** Its process group and its main thread's name as they stand (known from how it was made). */
   pgidNow?: number;
   commNow?: string;
+  /** Its credentials once it entered a user namespace of the tree's (stasis's until then). */
+  credsNow?: CredsEntry;
 }
 
 export class RestoreRun {

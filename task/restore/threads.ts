@@ -4,13 +4,14 @@
 // its own pending signals, FPU state and, last, registers and blocked mask. The process-wide
 // pending signals are queued first. Then the whole tree is let go at once.
 
+import fs from 'node:fs';
 import { imageFileName } from '../../images/index.js';
 import { applying } from '../errors.js';
 import { PAGE_SIZE, SYS, setCpuidSource } from '../../sys/arch.js';
 import { Injector, setAffinity } from '../../sys/inject.js';
 import { tgkill } from '../../sys/native.js';
-import { SIGCHLD, SIGSTOP, detach } from '../../sys/ptrace.js';
-import { THREAD_FLAGS, cloneInto } from '../clone.js';
+import { SIGCHLD, SIGSTOP, cont, detach, waitTask } from '../../sys/ptrace.js';
+import { THREAD_FLAGS, cloneInto, setLastPid } from '../clone.js';
 import { restoreFpregs, restoredRegs, type ThreadInfoX86 } from '../regs.js';
 import { SECCOMP_IMAGE, restoreSeccomp } from '../seccomp.js';
 import { restorePendingSignals } from '../signals.js';
@@ -19,24 +20,51 @@ import { restoreThreadCore, type ThreadCoreEntry } from '../thread.js';
 import { TASK_DEAD, TASK_STOPPED } from '../tree.js';
 import { vdsoOf } from './memory.js';
 import type { Plan } from './plan.js';
-import type { RestoreRun } from './state.js';
+import type { RestoreRun, Restoring } from './state.js';
 import { ignoredBy } from './tree.js';
 
 /** Every process's other threads, cloned into it, each with an injector sharing the process's code and scratch. */
 export function cloneThreads(run: RestoreRun): void {
   for (const t of run.tasks.values()) {
     if (t.p.threads.length > 1) t.inj.scratch(PAGE_SIZE); // the threads use it too
+    // Calls go to the process's trampoline, by turns (one stop each, several calls in one).
+    const injector = (htid: number) => new Injector(htid, t.hpid, {
+      pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange, sigIgn: ignoredBy(t.p),
+      sharedTrampoline: t.inj.trampolineAddress, sharedSequenceArea: t.inj.sequenceAreaAddress,
+    });
     for (const tid of t.p.threads.slice(1)) {
       const htid = applying('pstree.img', `thread ${tid} of process ${t.p.pid}`,
-        () => cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS }));
+        () => (t.credsNow ? cloneAtLastPid(t, tid, injector) : cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS })));
       run.created.push(htid);
-      // Calls go to the process's trampoline, by turns (one stop each, several calls in one).
-      t.threads.set(tid, new Injector(htid, t.hpid, {
-        pin: false, vdsoStart: vdsoOf(t.p), sharedScratch: t.inj.scratchRange, sigIgn: ignoredBy(t.p),
-        sharedTrampoline: t.inj.trampolineAddress, sharedSequenceArea: t.inj.sequenceAreaAddress,
-      }));
+      t.threads.set(tid, injector(htid));
     }
   }
+}
+
+/** How many times a thread's TID may be taken by another task of the machine before giving up. */
+const LAST_PID_TRIES = 50;
+
+/**
+ * A thread of a process in a user namespace of the tree's (which it entered before its threads
+ * could be made: see task/userns.ts). Without a capability over the owner of the pid namespace
+ * (the host's user namespace) it cannot choose the TID: stasis sets the namespace's last PID just
+ * below it and the clone takes the next. Should another task of the machine be made in between,
+ * the thread made with the wrong TID exits, and it is tried again.
+ */
+function cloneAtLastPid(t: Restoring, tid: number, injector: (htid: number) => Injector): number {
+  for (let i = 0; i < LAST_PID_TRIES; i++) {
+    setLastPid(tid - 1);
+    const htid = cloneInto(t.inj, { setTid: [], flags: THREAD_FLAGS });
+    if (htid === tid) return htid;
+    injector(htid).callAndRelease(SYS.exit, 0);
+    for (;;) {
+      const w = waitTask(htid, { timeoutMs: 5000 });
+      if (!w || w.kind !== 'stopped') break;
+      cont(htid, 0);
+    }
+    if (fs.existsSync(`/proc/${tid}`)) throw new Error(`PID ${tid} is already in use`);
+  }
+  throw new Error(`TID ${tid} was taken by other tasks of the machine ${LAST_PID_TRIES} times in a row`);
 }
 
 /**
@@ -62,7 +90,7 @@ export function restoreThreads(run: RestoreRun, plan: Plan): void {
       applying(SECCOMP_IMAGE, `${thread}: seccomp filters`,
         () => restoreSeccomp(inj, img.seccomp, tcore.seccomp_mode, tcore.seccomp_filter));
       applying(coreFile, thread, () => {
-        restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), run.own.creds, t.commNow); // threads are cloned with the main thread's name
+        restoreThreadCore(inj, tcore, BigInt(ti.clear_tid_addr ?? 0), t.credsNow ?? run.own.creds, t.commNow); // threads are cloned with the main thread's name
         restorePendingSignals(inj, p.pid, tcore.signals_p, tid);
       });
       // The XSAVE layout comes from CPUID: inside a container's devices cgroup stasis cannot

@@ -113,6 +113,14 @@ export interface DumpOptions extends CommonOptions {
   freezeCgroup?: string;
   /** Seconds collecting the tree may take. */
   timeout?: number;
+  /** Established (and half-closed) TCP connections dumped through repair mode; the network locked meanwhile. */
+  tcpEstablished?: boolean;
+  /** Established TCP connections recorded without their state (restored closed). */
+  tcpClose?: boolean;
+  /** A TCP listener's connections not yet accepted are left out. */
+  tcpSkipInFlight?: boolean;
+  /** How connections are locked while away (default iptables). */
+  networkLock?: 'iptables' | 'skip';
 }
 
 /** criu_opts for a RESTORE. */
@@ -129,14 +137,19 @@ export interface RestoreOptions extends CommonOptions {
   cgRoot?: { ctrl?: string; path: string }[];
   /** criu's "Warn" lines: something coped with. */
   warn?: (msg: string) => void;
+  /** Established TCP connections of the dump are restored (the dump's lock lifted once they are live). */
+  tcpEstablished?: boolean;
+  /** Established TCP connections are restored closed. */
+  tcpClose?: boolean;
 }
 
 export type DumpResult = TaskDumpResult;
 export type RestoreResult = TaskRestoreResult;
 
 const COMMON_KEYS = ['imagesDir', 'workDir', 'shellJob', 'orphanPtsMaster', 'extMnt', 'external', 'notify', 'log'];
-const DUMP_KEYS = new Set([...COMMON_KEYS, 'pid', 'leaveRunning', 'extUnixSk', 'fileLocks', 'linkRemap', 'emptyNs', 'freezeCgroup', 'timeout']);
-const RESTORE_KEYS = new Set([...COMMON_KEYS, 'inheritFd', 'rstSibling', 'root', 'joinNs', 'cgRoot', 'warn']);
+const DUMP_KEYS = new Set([...COMMON_KEYS, 'pid', 'leaveRunning', 'extUnixSk', 'fileLocks', 'linkRemap', 'emptyNs', 'freezeCgroup', 'timeout',
+  'tcpEstablished', 'tcpClose', 'tcpSkipInFlight', 'networkLock']);
+const RESTORE_KEYS = new Set([...COMMON_KEYS, 'inheritFd', 'rstSibling', 'root', 'joinNs', 'cgRoot', 'warn', 'tcpEstablished', 'tcpClose']);
 
 function checkKeys(opts: object, known: ReadonlySet<string>, call: string): void {
   if (typeof opts !== 'object' || opts === null) throw new UsageError(`${call}: options must be an object`);
@@ -187,6 +200,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       fileLocks: opts.fileLocks, extUnixSk: opts.extUnixSk, shellJob: opts.shellJob, orphanPtsMaster: opts.orphanPtsMaster,
       extMnt: mountMap(opts), externalNetns: netnsMap(opts), emptyNs: opts.emptyNs, freezeCgroup: opts.freezeCgroup,
       linkRemap: opts.linkRemap, seizeTimeoutMs: opts.timeout ? opts.timeout * 1000 : undefined, log: opts.log,
+      tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose, skipInFlight: opts.tcpSkipInFlight, networkLock: opts.networkLock,
       afterSeize: n.queryExtFiles && (() => n.queryExtFiles!()),
       beforeRelease: n.postDump && (() => n.postDump!()),
     });
@@ -213,7 +227,7 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
     n.preRestore?.();
     const r = await restoreTree({
       imagesDir: opts.imagesDir, workDir: opts.workDir, inheritFds, siblingOfStasis: opts.rstSibling, shellJob: opts.shellJob,
-      root: opts.root, extMnt: mountMap(opts),
+      root: opts.root, extMnt: mountMap(opts), tcpEstablished: opts.tcpEstablished, tcpClose: opts.tcpClose,
       joinNs: (opts.joinNs ?? []).map((j) => ({ kind: j.ns, file: joinNsFile(j.ns, j.nsFile) })),
       cgRoots: opts.cgRoot?.map((c) => ({ ctrl: c.ctrl ?? '', path: c.path })),
       orphanPtsMaster: opts.orphanPtsMaster ? (fd) => n.orphanPtsMaster?.(fd) : undefined,

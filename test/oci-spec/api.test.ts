@@ -52,7 +52,7 @@ console.log(\`restored \${r.pid}\`);
 const bad = [
   () => dump({ pid: 4194305, imagesDir: dir + '-never' }),
   () => restore({ imagesDir: '/nonexistent-stasis-images' }),
-  () => dump({ pid: 1, imagesDir: dir, tcpEstablished: true }),
+  () => dump({ pid: 1, imagesDir: dir, lazyPages: true }),
 ];
 for (const call of bad) {
   try {
@@ -94,7 +94,7 @@ test.serial('a user\'s project imports stasis by name: dumps a counter, reads it
   t.is(errors.length, 3, errors.join('\n'));
   t.is(errors[0], 'error true DumpError: dump of 4194305: process 4194305 does not exist');
   t.regex(errors[1]!, /^error true RestoreError: \/nonexistent-stasis-images: /);
-  t.regex(errors[2]!, /^error true UsageError: dump: unknown option 'tcpEstablished'/);
+  t.regex(errors[2]!, /^error true UsageError: dump: unknown option 'lazyPages'/);
 });
 
 const GOOD_TS = `
@@ -132,7 +132,7 @@ const BAD_TS = `
 import { dump, restore } from 'stasis';
 await dump({ pid: '1', imagesDir: '/x' });
 await restore({ imagesDir: '/x', inheritFd: [{ key: 1, fd: 1 }] });
-await dump({ pid: 1, imagesDir: '/x', tcpEstablished: true });
+await dump({ pid: 1, imagesDir: '/x', lazyPages: true });
 await restore({ imagesDir: '/x', joinNs: [{ ns: 'pid', nsFile: '1' }] });
 `;
 

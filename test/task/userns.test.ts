@@ -1,4 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killPid, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
@@ -70,4 +71,25 @@ test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace 
 test.serial('the same tree in a runc container (its pid, mount, net, ipc and uts namespaces the host\'s user namespace\'s) checks itself after runc checkpoint and restore through stasis', async (t) => {
   const { restored } = await selfCheckInContainer(t, 'userns-tree');
   for (const item of ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
+});
+
+/** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
+function mappedContainer(config: Record<string, any>): void {
+  config.linux.namespaces = [...config.linux.namespaces.filter((n: { type: string }) => n.type !== 'user'), { type: 'user' }];
+  config.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+  config.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+}
+
+test.serial('a runc container with uid and gid mappings (its root host uid 100000; its pid, mount, net, ipc and uts namespaces owned by its user namespace) goes on counting after checkpoint and restore through stasis, its files\' owners, ids, capabilities and /proc/self maps as before', async (t) => {
+  const { restored } = await selfCheckInContainer(t, 'userns-ct', {
+    configure: mappedContainer,
+    prepare: (rootfs) => {
+      execFileSync('chown', ['-R', '100000:100000', rootfs]);
+      // every directory above it searchable by the container's root
+      for (let d = path.dirname(rootfs); d !== '/'; d = path.dirname(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o011);
+    },
+  });
+  for (const item of ['counter', 'counter-on', 'owner-mine', 'owner-theirs', 'owner-root', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid', 'mine-fd']) {
+    t.true(restored.lines.includes(`ok ${item}`), item);
+  }
 });

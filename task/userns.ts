@@ -115,13 +115,12 @@ export class DumpedUserNamespaces {
    */
   static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number): DumpedUserNamespaces {
     const u = new DumpedUserNamespaces(hostIno);
+    const threaded: { pid: number; threads: number }[] = [];
     for (const { pid, threads } of pids) {
       const links = readNamespaces(pid, ['user', 'pid']);
       const ino = links.user?.ino;
       if (ino === undefined || ino === hostIno) continue;
-      if (threads > 1 && links.pid?.ino !== hostPidIno) {
-        throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
-      }
+      if (threads > 1 && links.pid?.ino !== hostPidIno) threaded.push({ pid, threads });
       let ns = u.seen.get(ino);
       if (!ns) {
         ns = {
@@ -168,6 +167,12 @@ export class DumpedUserNamespaces {
       }
       if (u.seen.size > 1) throw new Error(`process ${root}: a user namespace nested in a container's (whose namespaces it owns), which stasis cannot restore yet`);
       rootNs!.ownsTree = true;
+    }
+    // Threads are cloned with their TIDs by a process in its pid namespace's owner (the
+    // container's), else through stasis's own pid namespace's last PID.
+    for (const { pid, threads } of threaded) {
+      if (u.of.get(pid)?.ownsTree) continue;
+      throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
     }
     for (const ns of u.seen.values()) {
       if (ns.parentIno !== undefined && ns.parentIno !== hostIno && !u.seen.has(ns.parentIno)) {

@@ -168,6 +168,7 @@ export class TreeNamespaces {
         if (id === owning) {
           // (in it since its birth)
           t.credsNow = applying(usernsImageName(id), what, () => groupsInside(t.inj, ns, creds?.groups ?? []));
+          t.bornInUserNs = true;
           continue;
         }
         t.credsNow = applying(usernsImageName(id), what, () => {

@@ -39,6 +39,8 @@ export interface Restoring {
   commNow?: string;
   /** Its credentials once it entered a user namespace of the tree's (stasis's until then). */
   credsNow?: CredsEntry;
+  /** Born in its user namespace (the container's, owning its pid namespace): its threads get their TIDs by set_tid. */
+  bornInUserNs?: boolean;
 }
 
 export class RestoreRun {

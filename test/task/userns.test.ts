@@ -136,3 +136,10 @@ test.serial('a runc container with uid and gid mappings (its root host uid 10000
   });
   for (const item of CT_ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
 });
+
+test.serial('a threaded workload in a runc container with uid and gid mappings keeps its threads (their TIDs set by the process, in the container\'s pid namespace) and checks itself after checkpoint and restore through stasis', async (t) => {
+  await selfCheckInContainer(t, 'threads', {
+    configure: mappedContainer,
+    prepare: mappedRootfs,
+  });
+});

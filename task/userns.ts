@@ -13,6 +13,14 @@
 // cannot be set after), the rest of their credentials after, inside (creds.ts). Their threads
 // are cloned once they are inside (a threaded process cannot enter one), their TIDs chosen
 // through the last PID of the pid namespace (restore/threads.ts).
+//
+// A container's user namespace (runc's with uid and gid mappings, Podman's --uidmap) owns its
+// other namespaces: the root's, a child of stasis's, marked owns_tree_ns. Then the root's seed
+// enters it (made and mapped first) and takes its root's ids before cloning the root with the
+// tree's namespaces, so that they are made in it; every task is born there (its threads then
+// get their TIDs by set_tid). Its mounts are made from inside (mount-ns/mounts.ts: options'
+// ids through its maps, tmpfs contents written with ids it maps), and a task there, which may
+// not take stasis's descriptors by pidfd_getfd, is sent them (sys/pass-fd.ts).
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';

@@ -18,6 +18,7 @@
 // (shared peer groups, slaves of a group inside the container or of the host's), then
 // pivot_root into it and detach the old root.
 
+import { withFsIds } from '../sys/fsids.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { SYS } from '../sys/arch.js';
@@ -178,6 +179,22 @@ export interface MountRestore {
   extMnt: ReadonlyMap<string, string>;
   /** Full path of a file of the dump, if it exists. */
   imagePath(name: string): string | undefined;
+  /**
+   * For a mount namespace owned by a user namespace of the tree: a host id (uid= and gid=
+   * options, as the dump read them) as that namespace sees it.
+   */
+  ids?: { uid(host: number): number | undefined; gid(host: number): number | undefined; maker: { uid: number; gid: number } };
+}
+
+/** A filesystem's options with their uid= and gid= ids as the mounting user namespace sees them. */
+function optionsInside(options: string, ids: NonNullable<MountRestore['ids']>, where: string): string {
+  return options.split(',').map((o) => {
+    const m = /^(uid|gid)=(\d+)$/.exec(o);
+    if (!m) return o;
+    const v = m[1] === 'uid' ? ids.uid(Number(m[2])) : ids.gid(Number(m[2]));
+    if (v === undefined) throw new Error(`mount ${where}: its option ${o} names an id its user namespace does not map`);
+    return `${m[1]}=${v}`;
+  }).join(',');
 }
 
 /**
@@ -274,6 +291,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   const made: MntEntry[] = [];
   const binds: MntEntry[] = [];
   const later: LaterMount[] = [];
+  const early = new Set<MntEntry>();
   for (const e of mountOrder(entries)) {
     if (e.mountpoint === '/') continue;
     const t = target(e);
@@ -302,17 +320,26 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     }
     ensureDir(t);
     const fsname = FSNAMES.get(e.fstype)!;
-    const data = e.fstype === DEVPTS && !e.options.includes('newinstance') ? `${e.options},newinstance` : e.options;
-    mount(e.mountpoint, e.source, t, fsname, e.flags & PER_MOUNT & ~MS.RDONLY, data);
+    const options = r.ids ? optionsInside(e.options, r.ids, e.mountpoint) : e.options;
+    const data = e.fstype === DEVPTS && !options.includes('newinstance') ? `${options},newinstance` : options;
+    // In a user namespace's own mount namespace, a read-only superblock other than a tmpfs (to
+    // be filled) is mounted so at once: its remount is refused where a copy of the host's makes
+    // its flags locked (sysfs, proc); what is mounted below it exists in it already.
+    const roNow = r.ids !== undefined && ((e.sb_flags ?? 0) & MS.RDONLY) !== 0 && e.fstype !== TMPFS;
+    if (roNow) early.add(e);
+    mount(e.mountpoint, e.source, t, fsname, (e.flags & PER_MOUNT & ~MS.RDONLY) | (roNow ? MS.RDONLY : 0), data);
     if (tagged) setPropagation(inj, e, t, false);
     made.push(e);
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
-    if (tar) untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint);
+    // (on a filesystem of a user namespace's own, made by ids it maps)
+    const maker = r.ids?.maker;
+    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint)) : untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint);
   }
   // Read-only, now that everything below exists: the superblock when it was (a filesystem of
   // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).
   for (const e of made) {
-    if ((e.sb_flags ?? 0) & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.RDONLY, e.options);
+    // (a remount of the superblock sets the mount's flags too: kept, some may be locked)
+    if (((e.sb_flags ?? 0) & MS.RDONLY) && !early.has(e)) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.RDONLY | (e.flags & PER_MOUNT), r.ids ? optionsInside(e.options, r.ids, e.mountpoint) : e.options);
     if (e.flags & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
   }
   for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);

@@ -13,6 +13,14 @@
 // cannot be set after), the rest of their credentials after, inside (creds.ts). Their threads
 // are cloned once they are inside (a threaded process cannot enter one), their TIDs chosen
 // through the last PID of the pid namespace (restore/threads.ts).
+//
+// A container's user namespace (runc's with uid and gid mappings, Podman's --uidmap) owns its
+// other namespaces: the root's, a child of stasis's, marked owns_tree_ns. Then the root's seed
+// enters it (made and mapped first) and takes its root's ids before cloning the root with the
+// tree's namespaces, so that they are made in it; every task is born there (its threads then
+// get their TIDs by set_tid). Its mounts are made from inside (mount-ns/mounts.ts: options'
+// ids through its maps, tmpfs contents written with ids it maps), and a task there, which may
+// not take stasis's descriptors by pidfd_getfd, is sent them (sys/pass-fd.ts).
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -33,6 +41,8 @@ export interface UsernsEntry {
   parent_id?: number;
   /** stasis's: /proc/PID/setgroups says "deny". */
   setgroups_deny?: boolean;
+  /** stasis's: the root's, owning the tree's own namespaces (made in it at restore). */
+  owns_tree_ns?: boolean;
 }
 
 export function usernsImageName(nsId: number): string {
@@ -93,6 +103,8 @@ interface SeenNs {
   uid: IdExtent[];
   gid: IdExtent[];
   deny: boolean;
+  /** The root's, owning the tree's own namespaces. */
+  ownsTree?: boolean;
 }
 
 /** The dump's side: the user namespaces of the tree's processes, by inode. */
@@ -111,13 +123,12 @@ export class DumpedUserNamespaces {
    */
   static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number): DumpedUserNamespaces {
     const u = new DumpedUserNamespaces(hostIno);
+    const threaded: { pid: number; threads: number }[] = [];
     for (const { pid, threads } of pids) {
       const links = readNamespaces(pid, ['user', 'pid']);
       const ino = links.user?.ino;
       if (ino === undefined || ino === hostIno) continue;
-      if (threads > 1 && links.pid?.ino !== hostPidIno) {
-        throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
-      }
+      if (threads > 1 && links.pid?.ino !== hostPidIno) threaded.push({ pid, threads });
       let ns = u.seen.get(ino);
       if (!ns) {
         ns = {
@@ -128,15 +139,48 @@ export class DumpedUserNamespaces {
       }
       u.of.set(pid, ns);
     }
-    // (any process's: one of the host's may have entered such a namespace)
+    // The tree's own namespaces (the root's, not stasis's) may all be owned by the root's user
+    // namespace, a child of stasis's: a runtime's container with mappings, made in it at restore.
+    // Any other owned by a user namespace of the tree is refused (any process's: one of the
+    // host's may have entered such a namespace).
+    const root = pids[0]?.pid;
+    const rootNs = root !== undefined ? u.of.get(root) : undefined;
+    const rootLinks = root !== undefined && rootNs ? readNamespaces(root, [...OWNED_KINDS]) : {};
+    const hostLinks = rootNs ? readNamespaces(process.pid, [...OWNED_KINDS]) : {};
+    const treeOwn = new Map<string, number>();
+    if (rootNs && (rootNs.parentIno === undefined || rootNs.parentIno === hostIno)) {
+      for (const kind of OWNED_KINDS) {
+        const ino = (rootLinks as Record<string, { ino: number } | undefined>)[kind]?.ino;
+        if (ino !== undefined && ino !== (hostLinks as Record<string, { ino: number } | undefined>)[kind]?.ino) treeOwn.set(kind, ino);
+      }
+    }
+    const ownedByRoot = new Set<string>();
     for (const { pid } of u.seen.size ? pids : []) {
+      const links = readNamespaces(pid, [...OWNED_KINDS]) as Record<string, { ino: number } | undefined>;
       for (const kind of OWNED_KINDS) {
         if (!fs.existsSync(`/proc/${pid}/ns/${kind}`)) continue;
         const owner = ownerUserNs(pid, kind);
-        if (owner !== undefined && owner !== hostIno) {
-          throw new Error(`process ${pid}: its ${kind} namespace is owned by a user namespace of the tree, which stasis cannot restore yet`);
+        if (owner === undefined || owner === hostIno) continue;
+        if (rootNs && owner === rootNs.ino && treeOwn.has(kind) && links[kind]?.ino === treeOwn.get(kind)) {
+          ownedByRoot.add(kind);
+          continue;
         }
+        throw new Error(`process ${pid}: its ${kind} namespace is owned by a user namespace of the tree, which stasis cannot restore yet`);
       }
+    }
+    if (ownedByRoot.size) {
+      const hostOwned = [...treeOwn.keys()].filter((k) => !ownedByRoot.has(k));
+      if (hostOwned.length) {
+        throw new Error(`process ${root}: its ${[...ownedByRoot].join(', ')} namespaces are owned by its user namespace but its ${hostOwned.join(', ')} not, which stasis cannot restore`);
+      }
+      if (u.seen.size > 1) throw new Error(`process ${root}: a user namespace nested in a container's (whose namespaces it owns), which stasis cannot restore yet`);
+      rootNs!.ownsTree = true;
+    }
+    // Threads are cloned with their TIDs by a process in its pid namespace's owner (the
+    // container's), else through stasis's own pid namespace's last PID.
+    for (const { pid, threads } of threaded) {
+      if (u.of.get(pid)?.ownsTree) continue;
+      throw new Error(`process ${pid} has ${threads} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
     }
     for (const ns of u.seen.values()) {
       if (ns.parentIno !== undefined && ns.parentIno !== hostIno && !u.seen.has(ns.parentIno)) {
@@ -182,6 +226,7 @@ export class DumpedUserNamespaces {
       };
       if (parent) e.parent_id = idOf(parent.ino);
       if (ns.deny) e.setgroups_deny = true;
+      if (ns.ownsTree) e.owns_tree_ns = true;
       out.set(idOf(ns.ino), e);
     }
     return out;
@@ -278,6 +323,43 @@ export function enterUserNs(inj: Injector, ns: MadeUserNs, fd: number, groups: r
   const c = credsFromStatus(readStatus(inj.pid), 0);
   const u = (v: number) => inside(ns.uid, v) ?? OVERFLOW_ID;
   const g = (v: number) => inside(ns.gid, v) ?? OVERFLOW_ID;
+  return {
+    ...c, uid: u(c.uid), euid: u(c.euid), suid: u(c.suid), fsuid: u(c.fsuid),
+    gid: g(c.gid), egid: g(c.egid), sgid: g(c.sgid), fsgid: g(c.fsgid), groups: c.groups.map(g),
+  };
+}
+
+/**
+ * The seed of the tree's root enters the root's user namespace when it owns the tree's own
+ * namespaces (`fd`: its descriptor in the seed), before it clones the root with them: no groups,
+ * then setns(), then the namespace's root's ids (0 inside, or its first mapped ones), so that
+ * the root starts as the container's init did, every capability in the namespace.
+ */
+export function enterOwningUserNs(inj: Injector, ns: MadeUserNs, fd: number): void {
+  inj.callChecked(SYS.setgroups, 0, 0);
+  inj.callChecked(SYS.setns, fd, CLONE.NEWUSER);
+  inj.call(SYS.close, fd);
+  const gid = outside(ns.gid, 0) !== undefined ? 0 : inside(ns.gid, ns.gid[0]!.lower_first)!;
+  const uid = outside(ns.uid, 0) !== undefined ? 0 : inside(ns.uid, ns.uid[0]!.lower_first)!;
+  inj.callChecked(SYS.setresgid, gid, gid, gid);
+  inj.callChecked(SYS.setresuid, uid, uid, uid);
+}
+
+/**
+ * A task born in its user namespace (the root's, owning the tree's namespaces) gets its groups
+ * there, as it sees them; returns its credentials as it sees them (what restoreCreds starts from).
+ */
+export function groupsInside(inj: Injector, ns: MadeUserNs, groups: readonly number[]): CredsEntry {
+  const c0 = credsFromStatus(readStatus(inj.pid), 0);
+  const u = (v: number) => inside(ns.uid, v) ?? OVERFLOW_ID;
+  const g = (v: number) => inside(ns.gid, v) ?? OVERFLOW_ID;
+  const now = c0.groups.map(g);
+  if (now.length !== groups.length || now.some((x, i) => x !== groups[i])) {
+    const b = Buffer.alloc(Math.max(4, groups.length * 4));
+    groups.forEach((x, i) => b.writeUInt32LE(x, i * 4));
+    inj.callChecked(SYS.setgroups, groups.length, inj.writeScratch(b));
+  }
+  const c = credsFromStatus(readStatus(inj.pid), 0);
   return {
     ...c, uid: u(c.uid), euid: u(c.euid), suid: u(c.suid), fsuid: u(c.fsuid),
     gid: g(c.gid), egid: g(c.egid), sgid: g(c.sgid), fsgid: g(c.fsgid), groups: c.groups.map(g),

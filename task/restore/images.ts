@@ -202,10 +202,6 @@ export async function load(dir: string): Promise<LoadedImages> {
       const hostUserNs = inventory.root_ids?.user_ns_id;
       if (ids.user_ns_id !== undefined && hostUserNs !== undefined && Number(ids.user_ns_id) !== Number(hostUserNs)) {
         const nsId = Number(ids.user_ns_id);
-        // Its threads are cloned inside it, their TIDs chosen through stasis's pid namespace.
-        if (threads.length > 1 && rootIds.pid_ns_id !== undefined && Number(rootIds.pid_ns_id) !== Number(inventory.root_ids?.pid_ns_id)) {
-          throw new Error(`${imageFileName('IDS', pid)}: process ${pid} has ${threads.length} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
-        }
         userNsOf.set(pid, nsId);
         for (let id: number | undefined = nsId; id !== undefined && !userns.has(id); id = userns.get(id)!.parent_id) {
           const name = usernsImageName(id);
@@ -213,6 +209,12 @@ export async function load(dir: string): Promise<LoadedImages> {
           const e = (await images.message(name)) as unknown as UsernsEntry;
           if (e.parent_id !== undefined) e.parent_id = Number(e.parent_id);
           userns.set(id, e);
+        }
+        // Its threads are cloned inside it, their TIDs chosen through stasis's pid namespace
+        // (but in a container's user namespace owning the tree's: by the process, with set_tid).
+        if (threads.length > 1 && rootIds.pid_ns_id !== undefined && Number(rootIds.pid_ns_id) !== Number(inventory.root_ids?.pid_ns_id)
+          && !userns.get(nsId)!.owns_tree_ns) {
+          throw new Error(`${imageFileName('IDS', pid)}: process ${pid} has ${threads.length} threads in a user namespace of its own and a pid namespace of the tree's, which stasis cannot restore yet`);
         }
       }
       if (ids.mnt_ns_id !== undefined) {

@@ -22,7 +22,7 @@ import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type Mnt
 import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
 import type { ThreadCoreEntry } from '../thread.js';
-import { enterUserNs, makeUserNamespaces, usernsImageName } from '../userns.js';
+import { enterOwningUserNs, enterUserNs, inside, outside, groupsInside, makeUserNamespaces, usernsImageName, type MadeUserNs } from '../userns.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
@@ -34,7 +34,17 @@ export class TreeNamespaces {
   /** Their mounts that wait until every task has its files, with the task that made each. */
   private readonly nestedLater: { t: Restoring; nsId: number; later: LaterMount[] }[] = [];
 
+  /** The tree's user namespaces, once made (before the first clone when the root's owns the tree's namespaces). */
+  private userNs?: Map<number, MadeUserNs>;
+
   constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
+
+  /** The root's user namespace when it owns the tree's own namespaces (its id), else undefined. */
+  private get owningUserNs(): number | undefined {
+    const { img } = this.run;
+    const id = img.userNsOf.get(img.procs[0]!.pid);
+    return id !== undefined && img.userns.get(id)?.owns_tree_ns ? id : undefined;
+  }
 
   /** The clone flags of the first task at the top (time is unshared by the seed instead). */
   get cloneFlags(): number {
@@ -46,6 +56,17 @@ export class TreeNamespaces {
     const { img } = this.run;
     if (this.plan.netnsFd !== undefined) seed.callChecked(SYS.setns, this.plan.netnsFd, CLONE.NEWNET);
     for (const j of this.plan.joined) seed.callChecked(SYS.setns, j.fd, j.type);
+    // Into the root's user namespace (made now, mapped) when it owns the tree's namespaces: the
+    // clone makes them in it, the root starting there as the namespace's root (task/userns.ts).
+    const owning = this.owningUserNs;
+    if (owning !== undefined) {
+      this.userNs = applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
+      const made = this.userNs.get(owning)!;
+      applying(usernsImageName(owning), 'the tree\'s own namespaces', () => {
+        const fd = this.run.giveFd(seed, made.fd);
+        enterOwningUserNs(seed, made, fd);
+      });
+    }
     if (img.nsFlags & CLONE.NEWPID) this.run.stasisPidfd = Number(seed.callChecked(SYS.pidfd_open, process.pid, 0));
     // A time namespace for the seed's children, its clocks set before the root enters.
     if (img.nsFlags & NEWTIME) {
@@ -67,7 +88,13 @@ export class TreeNamespaces {
     if (img.ipc) applying(ipcVarImageName(ids.ipc_ns_id!), ns, () => restoreIpc(inj, img.ipc!));
     if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc));
     if (img.mounts) {
-      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, this.plan.mountSetup!));
+      // (in a namespace owned by the root's user namespace: the options' ids as it sees them)
+      const owner = this.owningUserNs !== undefined ? this.userNs?.get(this.owningUserNs) : undefined;
+      const setup = owner ? { ...this.plan.mountSetup!, ids: {
+        uid: (v: number) => inside(owner.uid, v), gid: (v: number) => inside(owner.gid, v),
+        maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
+      } } : this.plan.mountSetup!;
+      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup));
     }
     if (img.uts) applying(utsnsImageName(ids.uts_ns_id!), ns, () => restoreUts(inj, img.uts!));
     if (img.net) {
@@ -129,7 +156,8 @@ export class TreeNamespaces {
   enterUserNamespaces(): void {
     const { img } = this.run;
     if (!img.userNsOf.size) return;
-    const made = applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
+    const made = this.userNs ?? applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
+    const owning = this.owningUserNs;
     try {
       for (const t of this.run.tasks.values()) {
         const id = img.userNsOf.get(t.p.pid);
@@ -137,6 +165,12 @@ export class TreeNamespaces {
         const ns = made.get(id)!;
         const creds = (t.p.cores.get(t.p.pid)!.thread_core as ThreadCoreEntry).creds;
         const what = `task ${t.p.pid}: user namespace ${id}`;
+        if (id === owning) {
+          // (in it since its birth)
+          t.credsNow = applying(usernsImageName(id), what, () => groupsInside(t.inj, ns, creds?.groups ?? []));
+          t.bornInUserNs = true;
+          continue;
+        }
         t.credsNow = applying(usernsImageName(id), what, () => {
           // (stasis's pidfd in the task, once its files are restored, is where they moved it)
           const pidfd = t.pidfds.get(process.pid);

@@ -2,6 +2,7 @@
 // with its injector, and stasis's own state the tasks start from (each is a copy of stasis until
 // restored).
 
+import { passFd } from '../../sys/pass-fd.js';
 import type { CredsEntry } from '../creds.js';
 import type { NamespaceLock } from '../../net-ns/network-lock.js';
 import fs from 'node:fs';
@@ -38,6 +39,8 @@ export interface Restoring {
   commNow?: string;
   /** Its credentials once it entered a user namespace of the tree's (stasis's until then). */
   credsNow?: CredsEntry;
+  /** Born in its user namespace (the container's, owning its pid namespace): its threads get their TIDs by set_tid. */
+  bornInUserNs?: boolean;
 }
 
 export class RestoreRun {
@@ -102,12 +105,22 @@ export class RestoreRun {
     }
   }
 
-  /** A copy of stasis's descriptor `fd` in the task (pidfd_getfd); its number there. */
+  /**
+   * A copy of stasis's descriptor `fd` in the task (pidfd_getfd); its number there. A task in a
+   * user namespace of its own may not take it so (EPERM): it is sent one (sys/pass-fd.ts).
+   */
   giveFd(inj: Injector, fd: number): number {
-    if (this.stasisPidfd !== undefined) return Number(inj.callChecked(SYS.pidfd_getfd, this.stasisPidfd, fd, 0));
+    const EPERM = -1n;
+    if (this.stasisPidfd !== undefined) {
+      const r = inj.call(SYS.pidfd_getfd, this.stasisPidfd, fd, 0);
+      if (r === EPERM) return passFd(inj, fd);
+      return Number(r < 0n ? inj.callChecked(SYS.pidfd_getfd, this.stasisPidfd, fd, 0) : r);
+    }
     const pidfd = Number(inj.callChecked(SYS.pidfd_open, process.pid, 0));
     try {
-      return Number(inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0));
+      const r = inj.call(SYS.pidfd_getfd, pidfd, fd, 0);
+      if (r === EPERM) return passFd(inj, fd);
+      return Number(r < 0n ? inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0) : r);
     } finally {
       inj.call(SYS.close, pidfd);
     }

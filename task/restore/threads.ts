@@ -34,7 +34,7 @@ export function cloneThreads(run: RestoreRun): void {
     });
     for (const tid of t.p.threads.slice(1)) {
       const htid = applying('pstree.img', `thread ${tid} of process ${t.p.pid}`,
-        () => (t.credsNow ? cloneAtLastPid(t, tid, injector) : cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS })));
+        () => (t.credsNow && !t.bornInUserNs ? cloneAtLastPid(t, tid, injector) : cloneInto(t.inj, { setTid: [tid], flags: THREAD_FLAGS })));
       run.created.push(htid);
       t.threads.set(tid, injector(htid));
     }

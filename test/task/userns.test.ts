@@ -1,8 +1,10 @@
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { killPid, selfCheckInContainer, selfCheckRoundTrip, stasis, tmpDir } from '../helpers/stasis.js';
-import { startWorkload } from '../../test-containers/launch.js';
+import { killPid, lastTick, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
+import { buildWorkload, startWorkload } from '../../test-containers/launch.js';
+import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
 
 const ITEMS = [
@@ -71,3 +73,80 @@ test.serial('the same tree in a runc container (its pid, mount, net, ipc and uts
   const { restored } = await selfCheckInContainer(t, 'userns-tree');
   for (const item of ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
 });
+
+/** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
+function mappedContainer(config: Record<string, any>): void {
+  config.linux.namespaces = [...config.linux.namespaces.filter((n: { type: string }) => n.type !== 'user'), { type: 'user' }];
+  config.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+  config.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+}
+
+const CT_ITEMS = ['counter', 'counter-on', 'owner-mine', 'owner-theirs', 'owner-root', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid', 'mine-fd'];
+
+/** The bundle of a userns-ct container with uid and gid mappings, its rootfs owned by its root. */
+function mappedBundle(t: ExecutionContext): { dir: string; c: RuncContainer } {
+  const dir = tmpDir(t, 'stasis-userns-ct-');
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  const rootfs = path.join(c.bundle, 'rootfs');
+  fs.copyFileSync(buildWorkload('userns-ct', 'static'), path.join(rootfs, 'bin', 'userns-ct'));
+  fs.chmodSync(path.join(rootfs, 'bin', 'userns-ct'), 0o755);
+  c.withArgs(['/bin/userns-ct', '/data']).privileged();
+  const file = path.join(c.bundle, 'config.json');
+  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+  mappedContainer(config);
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  mappedRootfs(rootfs);
+  return { dir, c };
+}
+
+/** The rootfs owned by the container's root (host 100000), every directory above it searchable. */
+function mappedRootfs(rootfs: string): void {
+  execFileSync('chown', ['-R', '100000:100000', rootfs]);
+  for (let d = path.dirname(rootfs); d !== '/'; d = path.dirname(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o011);
+}
+
+test.serial('a runc container with uid and gid mappings checkpointed and restored twice through stasis counts on from where it was each time, and checks itself after the second', async (t) => {
+  const { dir, c } = mappedBundle(t);
+  let out = await c.run();
+  await out.waitForLine(/^ready\b/);
+  for (const round of [1, 2]) {
+    await out.waitForLine(/^tick \d+$/);
+    const images = path.join(dir, `img${round}`);
+    const ck = c.checkpoint(stasisBin, images, path.join(dir, `work${round}`));
+    t.is(ck.code, 0, `checkpoint ${round}: ${ck.stderr}`);
+    await out.closed;
+    const before = lastTick(out.lines);
+    const r = await c.restore(stasisBin, images, path.join(dir, `rwork${round}`));
+    t.is(r.code, 0, `restore ${round}: ${r.out.lines.join(' | ')}`);
+    out = r.out;
+    const first = Number((await out.waitForLine(/^tick \d+$/)).split(' ')[1]);
+    t.is(first, before + 1, `round ${round}: the counter goes on from ${before}`);
+  }
+  fs.writeFileSync(path.join(c.bundle, 'rootfs', 'data', 'check'), '');
+  await out.waitForLine(/^result /, 20_000);
+  t.deepEqual(out.lines.filter((l) => l.startsWith('FAIL')), []);
+  for (const item of CT_ITEMS) t.true(out.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('a runc container with uid and gid mappings (its root host uid 100000; its pid, mount, net, ipc and uts namespaces owned by its user namespace) goes on counting after checkpoint and restore through stasis, its files\' owners, ids, capabilities and /proc/self maps as before', async (t) => {
+  const { restored } = await selfCheckInContainer(t, 'userns-ct', {
+    configure: mappedContainer,
+    prepare: mappedRootfs,
+  });
+  for (const item of CT_ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('a threaded workload in a runc container with uid and gid mappings keeps its threads (their TIDs set by the process, in the container\'s pid namespace) and checks itself after checkpoint and restore through stasis', async (t) => {
+  await selfCheckInContainer(t, 'threads', {
+    configure: mappedContainer,
+    prepare: mappedRootfs,
+  });
+});
+
+// The in-container workloads (in-container.test.ts) in a container with uid and gid mappings.
+for (const workload of ['timers', 'sysv', 'state', 'vma-flags', 'zombies', 'thread-timers', 'setuid', 'sessions', 'unix-sockets']) {
+  test.serial(`${workload} in a runc container with uid and gid mappings checks itself after checkpoint and restore through stasis`, async (t) => {
+    await selfCheckInContainer(t, workload, { configure: mappedContainer, prepare: mappedRootfs });
+  });
+}

@@ -25,7 +25,7 @@ import {
 } from './sockets.js';
 import { F_SETFL, O_CLOEXEC, O_NONBLOCK } from '../sys/fcntl.js';
 import { LocalCalls } from '../sys/local-calls.js';
-import { takeTaskFd } from '../sys/tcp-repair.js';
+import { takeTaskFd } from '../sys/native.js';
 import { dumpTcpStream, isStreamState, restoreTcpStream, tcpStreamImageName } from './tcp-stream.js';
 import { inNamespaceOf, sameNamespace } from '../sys/setns.js';
 

@@ -3,8 +3,7 @@
 
 import type { TcpDump } from './kind.js';
 import { SYS } from '../sys/arch.js';
-import { SysError } from '../sys/errno.js';
-import { rawSyscall } from '../sys/native.js';
+import { rawSyscall, takeTaskFd } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
 import type { RemapDumpContext } from './reg.js';
 import { PAGE_SIZE, pagemapImage, pagesFileName, type PageRun } from '../images/index.js';
@@ -165,13 +164,9 @@ export class FileTable {
    * description gets its id.
    */
   rememberInFlight(pid: number, fd: number, link: string, id: number): void {
-    const pidfd = rawSyscall(SYS.pidfd_open, pid, 0);
-    if (pidfd < 0n) throw new SysError(Number(-pidfd), `pidfd_open(${pid})`);
-    const copy = rawSyscall(SYS.pidfd_getfd, Number(pidfd), fd, 0);
-    rawSyscall(SYS.close, Number(pidfd));
-    if (copy < 0n) throw new SysError(Number(-copy), `pidfd_getfd(${pid}, ${fd})`);
-    this.copies.push(Number(copy));
-    this.remember(process.pid, Number(copy), link, id);
+    const copy = takeTaskFd(pid, fd);
+    this.copies.push(copy);
+    this.remember(process.pid, copy, link, id);
   }
 
   /** Close stasis's copies of files in flight (the dump is over). */

@@ -30,13 +30,14 @@
 // tail of its send queue), and so does a peer's FIN that came after it (CLOSING): so it leaves at
 // once instead of after a retransmission timeout.
 
+import { takeTaskFd } from '../sys/native.js';
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
 import { isErrorResult, errnoName } from '../sys/errno.js';
 import { rawSyscall } from '../sys/native.js';
 import { sockaddrInet } from '../sys/socket.js';
 import {
-  QUEUE, RepairSocket, TCPI_OPT, TH, rawPacketSocket, segmentPacket, sendForgedSegment, takeTaskFd, type Segment,
+  QUEUE, RepairSocket, TCPI_OPT, TH, rawPacketSocket, segmentPacket, sendForgedSegment, type Segment,
 } from '../sys/tcp-repair.js';
 import { REPAIR_MARK } from '../net-ns/network-lock.js';
 import { addressOf } from '../sys/native.js';

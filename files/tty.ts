@@ -13,7 +13,7 @@
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
-import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
+import { addressOf, nativeBuffer, rawSyscall, takeTaskFd } from '../sys/native.js';
 import type { DumpFilesContext, DumpedFile, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { FD_TYPE_REG, openInTask, regFileEntry, zeroFown } from './reg.js';
 import { O_CLOEXEC, O_NOCTTY, O_RDWR } from '../sys/fcntl.js';
@@ -38,19 +38,10 @@ function isTerminal(fd: number): boolean {
   return rawSyscall(SYS.ioctl, fd, TCGETS2, addressOf(b)) === 0n;
 }
 
-/** A copy of the task's descriptor, as stasis's own. */
-function takeFromTask(pid: number, fd: number): number {
-  const pidfd = Number(rawSyscall(SYS.pidfd_open, pid, 0));
-  if (pidfd < 0) throw new Error(`pidfd_open(${pid}) failed`);
-  const ours = Number(rawSyscall(SYS.pidfd_getfd, pidfd, fd, 0));
-  rawSyscall(SYS.close, pidfd);
-  if (ours < 0) throw new Error(`cannot reach fd ${fd} of task ${pid}`);
-  return ours;
-}
 
 /** Run `fn` on a copy, in stasis, of the task's descriptor. */
 function withTaskFd<T>(pid: number, fd: number, fn: (ours: number) => T): T {
-  const ours = takeFromTask(pid, fd);
+  const ours = takeTaskFd(pid, fd);
   try {
     return fn(ours);
   } finally {
@@ -125,7 +116,7 @@ function openOrphanPts(task: RestoreFilesTask, info: Record<string, any>, flags:
       b.writeInt32LE(pgrp);
       inj.call(SYS.ioctl, slave, TIOCSPGRP, inj.writeScratch(b));
     }
-    task.orphanPts!.set(id, { index, master: takeFromTask(inj.pid, master) });
+    task.orphanPts!.set(id, { index, master: takeTaskFd(inj.pid, master) });
     return slave;
   } finally {
     inj.call(SYS.close, master);

@@ -11,8 +11,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SYS } from '../sys/arch.js';
-import { addressOf, nativeBuffer, rawSyscall } from '../sys/native.js';
-import { RepairSocket, takeTaskFd } from '../sys/tcp-repair.js';
+import { addressOf, nativeBuffer, rawSyscall, takeTaskFd } from '../sys/native.js';
+import { RepairSocket } from '../sys/tcp-repair.js';
 import { ConnectionLock, NamespaceLock, type LockedConnection } from './network-lock.js';
 
 type Message =

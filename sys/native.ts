@@ -61,6 +61,16 @@ export function addressOf(buf: Buffer): bigint {
   return koffi.address(buf) as bigint;
 }
 
+/** A copy of descriptor `fd` of task `pid` as stasis's own (pidfd_getfd); the caller closes it. */
+export function takeTaskFd(pid: number, fd: number): number {
+  const pidfd = Number(syscall(`pidfd_open(${pid})`, SYS.pidfd_open, pid, 0));
+  try {
+    return Number(syscall(`pidfd_getfd(${pid}, ${fd})`, SYS.pidfd_getfd, pidfd, fd, 0));
+  } finally {
+    rawSyscall(SYS.close, pidfd);
+  }
+}
+
 /** Small wrappers used across sys/. */
 export function getpid(): number {
   return Number(rawSyscall(SYS.getpid));

@@ -239,16 +239,6 @@ export class RepairSocket {
   }
 }
 
-/** A copy of descriptor `fd` of task `pid` in stasis (pidfd_getfd); the caller closes it. */
-export function takeTaskFd(pid: number, fd: number): number {
-  const pidfd = Number(call(`pidfd_open(${pid})`, SYS.pidfd_open, pid, 0));
-  try {
-    return Number(call(`pidfd_getfd(${pid}, ${fd})`, SYS.pidfd_getfd, pidfd, fd, 0));
-  } finally {
-    rawSyscall(SYS.close, pidfd);
-  }
-}
-
 /** TCP header flags. */
 export const TH = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
 const IPPROTO_RAW = 255;

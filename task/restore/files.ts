@@ -8,7 +8,7 @@
 // A description shared between processes is opened once and copied to the others (pidfd_getfd);
 // what each kind of file needs is in files/ (files/fdtable.ts dispatches).
 
-import { passFd } from '../../sys/pass-fd.js';
+import { giveTaskFd } from '../../sys/pass-fd.js';
 import { closeStreams, goLive, type PendingStream } from '../../files/tcp-stream.js';
 import fs from 'node:fs';
 import { applying } from '../errors.js';
@@ -115,10 +115,7 @@ export class TreeFiles {
         inherited: (key) => this.plan.given.fds.get(key),
         shellJob: opts.shellJob, orphanPts: opts.orphanPtsMaster ? this.orphanPts : undefined,
         // (a task in a user namespace of its own may not take it from stasis: it is sent one)
-        importFd: (fd) => {
-          const r = inj.call(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0);
-          return r === -1n /* EPERM */ ? passFd(inj, fd) : Number(r < 0n ? inj.callChecked(SYS.pidfd_getfd, pidfdOf(process.pid), fd, 0) : r);
-        },
+        importFd: (fd) => giveTaskFd(inj, pidfdOf(process.pid), fd),
         importFromTask: (pid, fd) => Number(inj.callChecked(SYS.pidfd_getfd, pidfdOf(pid), fd, 0)),
         openedElsewhere: (id) => this.openedElsewhere.get(id),
         imageEntries: (name) => img.extraImage(name),

@@ -2,7 +2,7 @@
 // with its injector, and stasis's own state the tasks start from (each is a copy of stasis until
 // restored).
 
-import { passFd } from '../../sys/pass-fd.js';
+import { giveTaskFd } from '../../sys/pass-fd.js';
 import type { CredsEntry } from '../creds.js';
 import type { NamespaceLock } from '../../net-ns/network-lock.js';
 import fs from 'node:fs';
@@ -110,17 +110,10 @@ export class RestoreRun {
    * user namespace of its own may not take it so (EPERM): it is sent one (sys/pass-fd.ts).
    */
   giveFd(inj: Injector, fd: number): number {
-    const EPERM = -1n;
-    if (this.stasisPidfd !== undefined) {
-      const r = inj.call(SYS.pidfd_getfd, this.stasisPidfd, fd, 0);
-      if (r === EPERM) return passFd(inj, fd);
-      return Number(r < 0n ? inj.callChecked(SYS.pidfd_getfd, this.stasisPidfd, fd, 0) : r);
-    }
+    if (this.stasisPidfd !== undefined) return giveTaskFd(inj, this.stasisPidfd, fd);
     const pidfd = Number(inj.callChecked(SYS.pidfd_open, process.pid, 0));
     try {
-      const r = inj.call(SYS.pidfd_getfd, pidfd, fd, 0);
-      if (r === EPERM) return passFd(inj, fd);
-      return Number(r < 0n ? inj.callChecked(SYS.pidfd_getfd, pidfd, fd, 0) : r);
+      return giveTaskFd(inj, pidfd, fd);
     } finally {
       inj.call(SYS.close, pidfd);
     }

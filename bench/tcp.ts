@@ -10,7 +10,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { buildWorkload } from '../test-containers/launch.js';
 import { RuncContainer } from '../test-containers/runc.js';
 import type { Benchmark, Figure } from './run.js';
 import { benchTmpDir } from './tmp.js';
@@ -40,14 +39,9 @@ async function migrate(tool: string, criu: string, conns: number): Promise<Figur
   const sockets: net.Socket[] = [];
   let timer: NodeJS.Timeout | undefined;
   try {
-    const rootfs = path.join(c.bundle, 'rootfs');
-    fs.copyFileSync(buildWorkload('tcp-echo', 'static'), path.join(rootfs, 'bin', 'tcp-echo'));
-    fs.chmodSync(path.join(rootfs, 'bin', 'tcp-echo'), 0o755);
-    c.withArgs(['/bin/tcp-echo', '7070']).privileged();
-    const file = path.join(c.bundle, 'config.json');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ns}` } : n));
-    fs.writeFileSync(file, JSON.stringify(config));
+    c.withWorkload('tcp-echo', ['7070']).privileged().editConfig((config) => {
+      config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${ns}` } : n));
+    });
     const out = await c.run();
     await out.waitForLine(/^ready$/);
     for (let i = 0; i < conns; i++) {

@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readLines, type LineReader } from './launch.js';
+import { buildWorkload, readLines, type LineReader } from './launch.js';
 import { fileURLToPath } from 'node:url';
 import { pipe } from '../sys/native.js';
 import { cgroupHierarchies } from '../cgroup/cgroups.js';
@@ -141,11 +141,7 @@ export class RuncContainer {
 
   /** Give the container a terminal (config.json process.terminal), for --console-socket. */
   withTerminal(): this {
-    const file = path.join(this.bundle, 'config.json');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.process.terminal = true;
-    fs.writeFileSync(file, JSON.stringify(config, null, 2));
-    return this;
+    return this.editConfig((config) => { config.process.terminal = true; });
   }
 
   /**
@@ -154,24 +150,38 @@ export class RuncContainer {
    * runc's default three), and /proc neither masked nor read-only (a workload's sysctls).
    */
   privileged(): this {
-    const file = path.join(this.bundle, 'config.json');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
     const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]}`);
     const all = ALL_CAPABILITIES.filter((_, i) => (bounding >> BigInt(i)) & 1n).map((c) => `CAP_${c}`);
-    config.process.capabilities = { bounding: all, effective: all, permitted: all, inheritable: all, ambient: all };
-    delete config.linux.maskedPaths;
-    delete config.linux.readonlyPaths;
+    return this.editConfig((config) => {
+      config.process.capabilities = { bounding: all, effective: all, permitted: all, inheritable: all, ambient: all };
+      delete config.linux.maskedPaths;
+      delete config.linux.readonlyPaths;
+    });
+  }
+
+  /**
+   * Run workload NAME (test-containers/workloads/NAME.c, linked statically, copied into the
+   * rootfs as /bin/NAME) with `args`.
+   */
+  withWorkload(name: string, args: string[] = []): this {
+    const bin = path.join(this.bundle, 'rootfs', 'bin', name);
+    fs.copyFileSync(buildWorkload(name, 'static'), bin);
+    fs.chmodSync(bin, 0o755);
+    return this.withArgs([`/bin/${name}`, ...args]);
+  }
+
+  /** Change the bundle's config.json. */
+  editConfig(fn: (config: Record<string, any>) => void): this {
+    const file = path.join(this.bundle, 'config.json');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    fn(config);
     fs.writeFileSync(file, JSON.stringify(config, null, 2));
     return this;
   }
 
   /** Run another command in the container (config.json process.args). */
   withArgs(args: string[]): this {
-    const file = path.join(this.bundle, 'config.json');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.process.args = args;
-    fs.writeFileSync(file, JSON.stringify(config, null, 2));
-    return this;
+    return this.editConfig((config) => { config.process.args = args; });
   }
 
   /** runc's state: status and init pid, or undefined when there is no such container. */

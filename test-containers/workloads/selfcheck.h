@@ -3,12 +3,15 @@
 #ifndef STASIS_SELFCHECK_H
 #define STASIS_SELFCHECK_H
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 static int failures;
 
@@ -52,6 +55,14 @@ static void __attribute__((unused)) vmflags(const void *addr, char *out, size_t 
     else if (in && !strncmp(line, "VmFlags:", 8)) { snprintf(out, n, "%s", line + 8); out[strcspn(out, "\n")] = 0; break; }
   }
   if (f) fclose(f);
+}
+
+/* A sockaddr_un for the path `name`; its length counts the trailing NUL. */
+static socklen_t __attribute__((unused)) sun_path_addr(struct sockaddr_un *a, const char *name) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  strcpy(a->sun_path, name);
+  return offsetof(struct sockaddr_un, sun_path) + strlen(name) + 1;
 }
 
 /* The last line: "result PASS|FAIL"; the exit status to return. */

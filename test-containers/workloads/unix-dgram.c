@@ -24,13 +24,6 @@
 
 static void die(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(2); }
 
-static socklen_t addr_of(struct sockaddr_un *a, const char *name) {
-  memset(a, 0, sizeof *a);
-  a->sun_family = AF_UNIX;
-  strcpy(a->sun_path, name);
-  return offsetof(struct sockaddr_un, sun_path) + strlen(name) + 1;
-}
-
 static int bound(const struct sockaddr_un *a, socklen_t al) {
   int s = socket(AF_UNIX, SOCK_DGRAM, 0);
   if (s < 0 || bind(s, (const struct sockaddr *)a, al)) die("bind");
@@ -57,7 +50,7 @@ static void mntns_pair(const char *dir, int *srv, int *cli) {
   char path[200];
   snprintf(path, sizeof path, "%s/mnt/test.sock", dir);
   struct sockaddr_un a;
-  socklen_t al = addr_of(&a, path);
+  socklen_t al = sun_path_addr(&a, path);
   unlink(path);
   *srv = bound(&a, al);
   *cli = connected(&a, al);
@@ -71,11 +64,11 @@ int main(int argc, char **argv) {
   char path[200];
   struct sockaddr_un nb, nc, ns;
   snprintf(path, sizeof path, "%s/d.bound", dir);
-  socklen_t nbl = addr_of(&nb, path);
+  socklen_t nbl = sun_path_addr(&nb, path);
   snprintf(path, sizeof path, "%s/d.conn", dir);
-  socklen_t ncl = addr_of(&nc, path);
+  socklen_t ncl = sun_path_addr(&nc, path);
   snprintf(path, sizeof path, "%s/d.self", dir);
-  socklen_t nsl = addr_of(&ns, path);
+  socklen_t nsl = sun_path_addr(&ns, path);
 
   int bound_client = socket(AF_UNIX, SOCK_DGRAM, 0);
   int bound_server = bound(&nb, nbl);

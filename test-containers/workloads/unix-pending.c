@@ -28,14 +28,6 @@
 
 static void die(const char *what) { printf("ERR %s: %s\n", what, strerror(errno)); exit(2); }
 
-/* A sockaddr_un for a path (its length counts the trailing NUL). */
-static socklen_t addr_of(struct sockaddr_un *a, const char *name) {
-  memset(a, 0, sizeof *a);
-  a->sun_family = AF_UNIX;
-  strcpy(a->sun_path, name);
-  return offsetof(struct sockaddr_un, sun_path) + strlen(name) + 1;
-}
-
 /* `from` sends `msg`, `to` receives exactly it. */
 static int exchange(int from, int to, const char *msg) {
   char buf[64] = {0};
@@ -54,7 +46,7 @@ int main(int argc, char **argv) {
   char path[4096];
   snprintf(path, sizeof path, "%s/pending.sock", argv[1]);
   int ls = socket(AF_UNIX, SOCK_STREAM, 0);
-  al = addr_of(&a, path);
+  al = sun_path_addr(&a, path);
   if (bind(ls, (struct sockaddr *)&a, al) || chmod(path, 0640) || chown(path, OWNER_UID, OWNER_GID) || listen(ls, 16)) die("listener");
   int c1 = socket(AF_UNIX, SOCK_STREAM, 0), c2 = socket(AF_UNIX, SOCK_STREAM, 0);
   if (connect(c1, (struct sockaddr *)&a, al)) die("connect c1");
@@ -84,13 +76,13 @@ int main(int argc, char **argv) {
   setsockopt(rl, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(rc, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_un ra;
-  socklen_t ral = addr_of(&ra, "rel-listen.sock");
+  socklen_t ral = sun_path_addr(&ra, "rel-listen.sock");
   if (bind(rl, (struct sockaddr *)&ra, ral) || listen(rl, 4)) die("relative listener");
 
   /* An unbound, unconnected datagram socket and a bound one to send to. */
   int du = socket(AF_UNIX, SOCK_DGRAM, 0), db = socket(AF_UNIX, SOCK_DGRAM, 0);
   struct sockaddr_un da;
-  socklen_t dal = addr_of(&da, "dgram-target.sock");
+  socklen_t dal = sun_path_addr(&da, "dgram-target.sock");
   if (bind(db, (struct sockaddr *)&da, dal)) die("bind dgram target");
 
   printf("ready\n");
@@ -118,7 +110,7 @@ int main(int argc, char **argv) {
   report(connect(uc, (struct sockaddr *)&ua, ual) == 0, "unconn-abstract-connect", "connect: %s", strerror(errno));
   int ul = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un la;
-  socklen_t lal = addr_of(&la, "unconn-listen.sock");
+  socklen_t lal = sun_path_addr(&la, "unconn-listen.sock");
   int okl = bind(ul, (struct sockaddr *)&la, lal) == 0 && listen(ul, 1) == 0;
   int okc = okl && connect(uu, (struct sockaddr *)&la, lal) == 0;
   int acc = okc ? accept(ul, NULL, NULL) : -1;

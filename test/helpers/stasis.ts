@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { ExecutionContext } from 'ava';
 import { repoRoot } from './paths.js';
-import { buildWorkload, startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
 import { RuncContainer, type Output } from '../../test-containers/runc.js';
 import { restoredFdDifferences, settledSnapshot, type CompareOptions, type TreeFds } from '../../test-containers/fds.js';
 
@@ -278,10 +278,8 @@ export async function selfCheckInContainer(t: ExecutionContext, workload: string
   const c = RuncContainer.create(dir);
   t.teardown(() => c.destroy());
   const rootfs = path.join(c.bundle, 'rootfs');
-  fs.copyFileSync(buildWorkload(workload, 'static'), path.join(rootfs, 'bin', workload));
-  fs.chmodSync(path.join(rootfs, 'bin', workload), 0o755);
+  c.withWorkload(workload, ['/data', ...(opts.args ?? [])]).privileged();
   opts.prepare?.(rootfs);
-  c.withArgs([`/bin/${workload}`, '/data', ...(opts.args ?? [])]).privileged();
   const configFile = path.join(c.bundle, 'config.json');
   const editConfig = async (fn: (config: Record<string, any>) => Promise<void> | void) => {
     const config = JSON.parse(fs.readFileSync(configFile, 'utf8'));

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { buildWorkload, startWorkload, underReaper } from '../../test-containers/launch.js';
+import { startWorkload, underReaper } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { repoRoot, sharedDir } from '../helpers/paths.js';
 import { alive, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
@@ -40,9 +40,7 @@ async function acrossTools(t: ExecutionContext, workload: string, dumper: 'stasi
   const c = RuncContainer.create(dir);
   t.teardown(() => c.destroy());
   const rootfs = path.join(c.bundle, 'rootfs');
-  fs.copyFileSync(buildWorkload(workload, 'static'), path.join(rootfs, 'bin', workload));
-  fs.chmodSync(path.join(rootfs, 'bin', workload), 0o755);
-  c.withArgs([`/bin/${workload}`, '/data']).privileged();
+  c.withWorkload(workload, ['/data']).privileged();
   const out = await c.run();
   await out.waitForLine(/^ready\b/);
   const img = path.join(dir, 'img');
@@ -86,9 +84,7 @@ test.serial('mntns-open in a container with a terminal: the child\'s namespace g
   const c = RuncContainer.create(dir).withTerminal();
   t.teardown(() => c.destroy());
   const rootfs = path.join(c.bundle, 'rootfs');
-  fs.copyFileSync(buildWorkload('mntns-open', 'static'), path.join(rootfs, 'bin', 'mntns-open'));
-  fs.chmodSync(path.join(rootfs, 'bin', 'mntns-open'), 0o755);
-  c.withArgs(['/bin/mntns-open', '/data']).privileged();
+  c.withWorkload('mntns-open', ['/data']).privileged();
   const sock = path.join(dir, 'console.sock');
   const reader = await underReaper(['/usr/bin/python3', path.join(repoRoot, 'test-containers', 'console-socket.py'), sock]);
   t.teardown(() => reader.kill());

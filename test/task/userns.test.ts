@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killPid, lastTick, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
-import { buildWorkload, startWorkload } from '../../test-containers/launch.js';
+import { startWorkload } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
 
@@ -89,13 +89,7 @@ function mappedBundle(t: ExecutionContext): { dir: string; c: RuncContainer } {
   const c = RuncContainer.create(dir);
   t.teardown(() => c.destroy());
   const rootfs = path.join(c.bundle, 'rootfs');
-  fs.copyFileSync(buildWorkload('userns-ct', 'static'), path.join(rootfs, 'bin', 'userns-ct'));
-  fs.chmodSync(path.join(rootfs, 'bin', 'userns-ct'), 0o755);
-  c.withArgs(['/bin/userns-ct', '/data']).privileged();
-  const file = path.join(c.bundle, 'config.json');
-  const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-  mappedContainer(config);
-  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  c.withWorkload('userns-ct', ['/data']).privileged().editConfig(mappedContainer);
   mappedRootfs(rootfs);
   return { dir, c };
 }

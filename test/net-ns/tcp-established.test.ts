@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
-import { tcpRoundTrip } from './tcp-peers.js';
+import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
 import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
@@ -132,14 +132,7 @@ test.serial('a restore that fails (a damaged tcp-stream image) leaves no process
   const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
-  const stream = fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!;
-  const file = path.join(dir, stream);
-  fs.truncateSync(file, fs.statSync(file).size - 100); // the queues cut short
-  const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
-  t.not(r.exitCode, 0);
-  t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
-  t.false(fs.existsSync(`/proc/${w.pid}`), 'no process left');
-  t.deepEqual(lockRules(srv.port), [], 'the lock is lifted');
+  await restoreDamagedStream(t, dir, w.pid, srv.port);
   // The peer finds out at its next word: the connection is gone (reset), not hanging.
   srv.resume();
   srv.write('hello?');

@@ -6,7 +6,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { ExecutionContext } from 'ava';
 import { sharedDir } from '../helpers/paths.js';
+import { stasis } from '../helpers/stasis.js';
 
 const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
 
@@ -136,3 +138,18 @@ export async function patternServer(host: string, bytes?: number) {
   };
 }
 
+
+/**
+ * The dump in `dir` (of process `pid`, connected to server port `port`) with its tcp-stream
+ * image's queues cut short, restored: the restore fails in one line, leaves no process, and
+ * lifts the lock.
+ */
+export async function restoreDamagedStream(t: ExecutionContext, dir: string, pid: number, port: number): Promise<void> {
+  const file = path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith('tcp-stream-'))!);
+  fs.truncateSync(file, fs.statSync(file).size - 100); // the queues cut short
+  const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
+  t.not(r.exitCode, 0);
+  t.is(r.all.trim().split('\n').length, 1, `one line: ${r.all}`);
+  t.false(fs.existsSync(`/proc/${pid}`), 'no process left');
+  t.deepEqual(lockRules(port), [], 'the lock is lifted');
+}

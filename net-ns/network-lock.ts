@@ -36,13 +36,25 @@ function restoreTool(family: number): string {
   return family === AF.INET ? 'iptables-restore' : 'ip6tables-restore';
 }
 
-function run(tool: string, script: string, netnsOf?: number): void {
-  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-w', '--noflush'] : [tool, '-w', '--noflush'];
+/**
+ * `argv` run in the network namespace of task `netnsOf` (stasis's own when undefined), `input`
+ * its stdin; its stdout. A failure throws the first line it wrote on stderr.
+ */
+function inNetns(argv: string[], netnsOf?: number, input?: string): string {
+  const full = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, ...argv] : argv;
   try {
-    execFileSync(argv[0]!, argv.slice(1), { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+    return execFileSync(full[0]!, full.slice(1), { input, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
   } catch (e) {
-    const err = (e as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
-    throw new Error(`network lock: ${tool} failed${err ? `: ${err}` : ''}`);
+    throw new Error((e as { stderr?: string }).stderr?.trim().split('\n')[0] || (e as Error).message);
+  }
+}
+
+/** An iptables-restore script (`tool`: iptables-restore or ip6tables-restore) added to the ruleset. */
+function run(tool: string, script: string, netnsOf?: number): void {
+  try {
+    inNetns([tool, '-w', '--noflush'], netnsOf, script);
+  } catch (e) {
+    throw new Error(`network lock: ${tool} failed: ${(e as Error).message}`);
   }
 }
 
@@ -181,10 +193,9 @@ function addressBytes(text: string): Buffer {
 /** The lock rules in the filter table now (one iptables-save), by ruleKey. */
 function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
   const tool = family === AF.INET ? 'iptables-save' : 'ip6tables-save';
-  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, tool, '-t', 'filter'] : [tool, '-t', 'filter'];
   let out: string;
   try {
-    out = execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    out = inNetns([tool, '-t', 'filter'], netnsOf);
   } catch {
     return new Set(); // no such table (nothing ever locked there)
   }
@@ -259,11 +270,5 @@ export class NamespaceLock {
 
 /** `sh -c SCRIPT` in the network namespace of task `netnsOf` (stasis's own when undefined). */
 function inNamespaceShell(script: string, netnsOf?: number): void {
-  const argv = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, 'sh', '-c', script] : ['sh', '-c', script];
-  try {
-    execFileSync(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (e) {
-    const err = (e as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0];
-    throw new Error(err || (e as Error).message);
-  }
+  inNetns(['sh', '-c', script], netnsOf);
 }

@@ -451,7 +451,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   // Locked in the tree's network namespace (a container's own, or the host's).
   // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).
   const watchdog = new DumpWatchdog();
-  const netLock = new ConnectionLock(lockMethod, sameNamespace(pid, 'net') ? undefined : pid, watchdog);
+  const hostNet = sameNamespace(pid, 'net');
+  const netLock = new ConnectionLock(lockMethod, hostNet ? undefined : pid, watchdog);
   const repaired = new RepairedSockets(watchdog);
   if (opts.tcpEstablished || opts.tcpClose) {
     files.tcp = { established: opts.tcpEstablished ?? false, close: opts.tcpClose ?? false, repaired, lock: (c) => netLock.add(c) };
@@ -484,7 +485,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
     // The tree's connections in the host's namespace locked at once, before any is dumped.
-    if (opts.tcpEstablished && !opts.tcpClose && lockMethod !== 'skip' && sameNamespace(pid, 'net')) {
+    if (opts.tcpEstablished && !opts.tcpClose && lockMethod !== 'skip' && hostNet) {
       netLock.addAll(treeConnections(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => p.pid)));
     }
     const dumped: ProcessImages[] = [];

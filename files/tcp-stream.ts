@@ -30,17 +30,13 @@
 // tail of its send queue), and so does a peer's FIN that came after it (CLOSING): so it leaves at
 // once instead of after a retransmission timeout.
 
-import { takeTaskFd } from '../sys/native.js';
 import fs from 'node:fs';
-import { SYS } from '../sys/arch.js';
-import { isErrorResult, errnoName } from '../sys/errno.js';
-import { rawSyscall } from '../sys/native.js';
+import { takeTaskFd } from '../sys/native.js';
 import { sockaddrInet } from '../sys/socket.js';
 import {
   QUEUE, RepairSocket, TCPI_OPT, TH, rawPacketSocket, segmentPacket, sendForgedSegment, type Segment,
 } from '../sys/tcp-repair.js';
 import { REPAIR_MARK } from '../net-ns/network-lock.js';
-import { addressOf } from '../sys/native.js';
 import type { DumpWatchdog } from '../net-ns/watchdog.js';
 
 /** The kernel's TCP states of a connection (include/net/tcp_states.h). */
@@ -210,9 +206,7 @@ function takeSteps(p: PendingStream, steps: readonly FinStep[], repair: boolean)
 export function restoreTcpStream(e: Record<string, any>, stream: { message: Record<string, any>; extra?: Uint8Array },
   what: string, addrBytes: (w: readonly number[]) => Buffer): PendingStream {
   const family = Number(e.family);
-  const fd = Number(rawSyscall(SYS.socket, family, Number(e.type), Number(e.proto)));
-  if (fd < 0) throw new Error(`${what}: socket failed with ${errnoName(-fd)}`);
-  const s = new RepairSocket(fd, what);
+  const s = RepairSocket.open(family, Number(e.type), Number(e.proto), what);
   let raw: number | undefined;
   try {
     s.repairOn();
@@ -230,8 +224,7 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
     const src = addrBytes(e.src_addr ?? []);
     const dst = addrBytes(e.dst_addr ?? []);
     const bindTo = sockaddrInet(family, src, Number(e.src_port));
-    let r = rawSyscall(SYS.bind, fd, addressOf(bindTo.addr), bindTo.len);
-    if (isErrorResult(r)) throw new Error(`${what}: bind failed with ${errnoName(Number(-r))}`);
+    s.bind(bindTo);
     // Established one short of each FIN (they are put back below, or once live).
     const sndUna = (Number(m.outq_seq) - outqLen - (OUR_FIN.has(state) ? 1 : 0)) >>> 0;
     const rcvNxt = (Number(m.inq_seq) - (PEER_FIN.has(state) ? 1 : 0)) >>> 0;
@@ -241,8 +234,7 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
     s.setQueueSeq(rcvNxt - inqLen);
     s.selectQueue(QUEUE.NONE);
     const to = sockaddrInet(family, dst, Number(e.dst_port));
-    r = rawSyscall(SYS.connect, fd, addressOf(to.addr), to.len);
-    if (isErrorResult(r)) throw new Error(`${what}: connect (repair) failed with ${errnoName(Number(-r))}`);
+    s.connect(to);
     const optMask = Number(m.opt_mask ?? 0);
     const sndWscale = optMask & TCPI_OPT.WSCALE ? Number(m.snd_wscale ?? 0) : 0;
     s.setOptions({ mss: Number(m.mss_clamp), optMask, sndWscale: Number(m.snd_wscale ?? 0), rcvWscale: Number(m.rcv_wscale ?? 0) });
@@ -279,7 +271,7 @@ export function restoreTcpStream(e: Record<string, any>, stream: { message: Reco
     if (steps.live.includes('peer-fin')) raw = p.raw = rawPacketSocket(segmentPacket({ ...p.peer, flags: 0 }).family, REPAIR_MARK);
     return p;
   } catch (err) {
-    fs.closeSync(fd);
+    fs.closeSync(s.fd);
     if (raw !== undefined) fs.closeSync(raw);
     throw err;
   }

@@ -10,8 +10,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { SYS } from '../sys/arch.js';
-import { addressOf, nativeBuffer, rawSyscall, takeTaskFd } from '../sys/native.js';
+import { pipe, takeTaskFd } from '../sys/native.js';
+import { O_CLOEXEC } from '../sys/fcntl.js';
 import { RepairSocket } from '../sys/tcp-repair.js';
 import { ConnectionLock, NamespaceLock, type LockedConnection } from './network-lock.js';
 
@@ -31,10 +31,7 @@ export class DumpWatchdog {
   }
 
   private start(): void {
-    const fds = nativeBuffer(8);
-    const O_CLOEXEC = 0o2000000;
-    if (Number(rawSyscall(SYS.pipe2, addressOf(fds), O_CLOEXEC)) < 0) throw new Error('watchdog: pipe2 failed');
-    const [readEnd, writeEnd] = [fds.readInt32LE(0), fds.readInt32LE(4)];
+    const [readEnd, writeEnd] = pipe(O_CLOEXEC);
     // This module as tsc compiled it (from dist/net-ns/ or from the one-file build in dist/bundle/).
     const child = spawn(process.execPath, [fileURLToPath(new URL('../net-ns/watchdog.js', import.meta.url))], {
       detached: true, stdio: [readEnd, 'ignore', 'ignore'],

@@ -10,7 +10,7 @@
 // that the network lock lets it through.
 
 import { SYS } from './arch.js';
-import { isErrorResult, SysError } from './errno.js';
+import { errnoName, isErrorResult, SysError } from './errno.js';
 import { addressOf, nativeBuffer, rawSyscall, syscall } from './native.js';
 import { AF, IPPROTO, MSG, SHUT, SOCK, SO, SOL_SOCKET, sockaddrInet } from './socket.js';
 
@@ -59,6 +59,25 @@ export class RepairSocket {
   reuse = 0;
 
   constructor(readonly fd: number, readonly what: string) {}
+
+  /** A new socket of stasis's own (a connection to rebuild). */
+  static open(family: number, type: number, proto: number, what: string): RepairSocket {
+    const fd = Number(rawSyscall(SYS.socket, family, type, proto));
+    if (fd < 0) throw new Error(`${what}: socket failed with ${errnoName(-fd)}`);
+    return new RepairSocket(fd, what);
+  }
+
+  /** bind(), to the connection's local address. */
+  bind(to: { addr: Buffer; len: number }): void {
+    const r = rawSyscall(SYS.bind, this.fd, addressOf(to.addr), to.len);
+    if (isErrorResult(r)) throw new Error(`${this.what}: bind failed with ${errnoName(Number(-r))}`);
+  }
+
+  /** connect(): in repair mode, established at once, nothing sent. */
+  connect(to: { addr: Buffer; len: number }): void {
+    const r = rawSyscall(SYS.connect, this.fd, addressOf(to.addr), to.len);
+    if (isErrorResult(r)) throw new Error(`${this.what}: connect (repair) failed with ${errnoName(Number(-r))}`);
+  }
 
   private setInt(name: number, value: number, label: string): void {
     const b = nativeBuffer(4);

@@ -25,6 +25,7 @@ import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
 import { MNT_DETACH } from '../sys/mount.js';
+import { O_CLOEXEC, O_DIRECTORY, O_PATH } from '../sys/fcntl.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
 import { applyTmpfsImage, tmpfsImage } from '../oci-spec/archive.js';
 
@@ -258,18 +259,35 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
  * devpts (a terminal bound on /dev/console) need the terminal, which the files' restore makes:
  * they are returned, for finishMounts() then.
  */
-export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): LaterMount[] {
+export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore,
+  giveFd: (fd: number) => number): LaterMount[] {
   const root = path.resolve(r.root);
   const str = (s: string) => cStrings(inj, s)[0]!;
   const mount = (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) =>
     mountIn(inj, what, src, target, fstype, flags, data);
+  // The task looks up no host path itself: in a user namespace of its own it may not search the
+  // directories above the root or above an external mount's source (a runtime's state directory
+  // is root's alone). stasis opens them through the task's root (/proc/PID/root, in the task's
+  // mount namespace) and hands it the descriptor, which the task names /proc/self/fd/N.
+  const viaFd = (hostPath: string, flags: number, use: (p: string) => void) => {
+    const own = fs.openSync(`/proc/${hostPid}/root${hostPath}`, O_PATH | O_CLOEXEC | flags);
+    let n: number;
+    try {
+      n = giveFd(own);
+    } finally {
+      fs.closeSync(own);
+    }
+    try {
+      use(`/proc/self/fd/${n}`);
+    } finally {
+      inj.call(SYS.close, n);
+    }
+  };
   const ensureDir = (target: string) => {
     // Create the mountpoint (and its parents) if missing; existing entries are left as they are.
-    const parts = target.split('/').filter(Boolean);
-    let p = '';
-    for (const part of parts) {
+    let p = '.';
+    for (const part of target.split('/').filter((x) => x && x !== '.')) {
       p += `/${part}`;
-      if (p.length <= root.length) continue;
       inj.call(SYS.mkdirat, AT_FDCWD, str(p), 0o755);
     }
   };
@@ -278,10 +296,14 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const fd = inj.call(SYS.openat, AT_FDCWD, str(file), 0o100 /* O_CREAT */ | 0o2000000 /* O_CLOEXEC */, 0o644);
     if (fd >= 0n) inj.call(SYS.close, fd);
   };
-  const target = (e: MntEntry) => (e.mountpoint === '/' ? root : root + e.mountpoint);
+  // Mounts are made under the task's working directory, the root (bound onto itself first); a
+  // mountpoint as stasis reaches it is under /proc/PID/root then.
+  const target = (e: MntEntry) => `.${e.mountpoint === '/' ? '' : e.mountpoint}`;
+  const fromHost = (e: MntEntry) => `/proc/${hostPid}/root${root}${e.mountpoint === '/' ? '' : e.mountpoint}`;
 
   mount('/', null, '/', null, MS.REC | MS.SLAVE, null);
-  mount('/', root, root, null, MS.BIND | MS.REC, null);
+  viaFd(root, O_DIRECTORY, (p) => mount('/', p, p, null, MS.BIND | MS.REC, null));
+  viaFd(root, O_DIRECTORY, (p) => inj.callChecked(SYS.chdir, str(p)));
   // Propagation is set on each mount as soon as it exists, so that a bind from a member of a
   // peer group (shared_id) joins it, or becomes a slave of it (master_id), as it should. The
   // root (after pivot_root) and the external binds always get theirs (their sources are the
@@ -296,7 +318,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (e.mountpoint === '/') continue;
     const t = target(e);
     if (e.ext_key !== undefined) {
-      mount(e.mountpoint, r.extMnt.get(e.ext_key)!, t, null, MS.BIND | MS.REC, null);
+      viaFd(r.extMnt.get(e.ext_key)!, 0, (src) => mount(e.mountpoint, src, t, null, MS.BIND | MS.REC, null));
       setPropagation(inj, e, t, false);
       binds.push(e);
       continue;
@@ -333,7 +355,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     // (on a filesystem of a user namespace's own, made by ids it maps)
     const maker = r.ids?.maker;
-    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint)) : untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint);
+    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, fromHost(e), e.mountpoint)) : untarOntoMount(tar, fromHost(e), e.mountpoint);
   }
   // Read-only, now that everything below exists: the superblock when it was (a filesystem of
   // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).
@@ -344,8 +366,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   }
   for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
 
-  // Into the new root; the old one (the host's tree, copied) is detached.
-  inj.callChecked(SYS.chdir, str(root));
+  // Into the new root (the working directory); the old one (the host's tree, copied) is detached.
   const dot = str('.');
   inj.callChecked(SYS.pivot_root, dot, dot);
   inj.callChecked(SYS.umount2, dot, MNT_DETACH);

@@ -30,6 +30,12 @@ function removeCgroupTree(dir: string): void {
   }
 }
 
+/** Podman's output, with the tail of the criu log it names (what stasis said). */
+export function withLog(out: string): string {
+  const file = /log file: (\S+)/.exec(out)?.[1];
+  return file && fs.existsSync(file) ? `${out}\n${fs.readFileSync(file, 'utf8').trim().split('\n').slice(-6).join('\n')}` : out;
+}
+
 export class Podman {
   readonly env: NodeJS.ProcessEnv;
   readonly image = 'localhost/stasis-busybox:test';
@@ -107,11 +113,18 @@ export class Podman {
     return pid;
   }
 
-  /** Import the busybox rootfs as an image. */
-  importBusybox(): void {
+  /**
+   * Import the busybox rootfs as an image, with `extra` host files copied in (rootfs path →
+   * host path, kept executable) and `dirs` made empty.
+   */
+  importBusybox(extra: Record<string, string> = {}, dirs: string[] = []): void {
     const rootfs = path.join(this.dir, 'rootfs');
     fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
-    for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev']) fs.mkdirSync(path.join(rootfs, d));
+    for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev', ...dirs]) fs.mkdirSync(path.join(rootfs, d));
+    for (const [to, from] of Object.entries(extra)) {
+      fs.copyFileSync(from, path.join(rootfs, to));
+      fs.chmodSync(path.join(rootfs, to), 0o755);
+    }
     fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
     fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
     for (const a of execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean)) {

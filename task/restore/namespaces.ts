@@ -94,7 +94,7 @@ export class TreeNamespaces {
         uid: (v: number) => inside(owner.uid, v), gid: (v: number) => inside(owner.gid, v),
         maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
       } } : this.plan.mountSetup!;
-      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup));
+      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup, (fd) => this.run.giveFd(inj, fd)));
     }
     if (img.uts) applying(utsnsImageName(ids.uts_ns_id!), ns, () => restoreUts(inj, img.uts!));
     if (img.net) {

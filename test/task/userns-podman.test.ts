@@ -1,9 +1,13 @@
 // Podman containers whose root is not the host's root (`--uidmap 0:100000:65536 --gidmap
-// 0:100000:65536`), stasis as Podman's criu: the userns-ct workload (a counter, files owned by
-// several of the container's uids, its ids, capabilities and /proc/self maps) checkpointed and
-// restored in place, then exported, removed and restored from the archive; it counts on each time
-// and checks itself at the end. The host's view is checked too: the restored task's maps and the
-// owners of its files as host ids.
+// 0:100000:65536`, and `--userns=auto`), stasis as Podman's criu: the userns-ct workload (a
+// counter, files owned by several of the container's uids, its ids, capabilities and /proc/self
+// maps) checkpointed and restored in place, then exported, removed and restored from the archive;
+// it counts on each time and checks itself at the end. The host's view is checked too: the
+// restored task's maps and the owners of its files as host ids.
+//
+// --userns=auto takes its ranges from the subordinate ids of the user `containers`
+// (/etc/subuid, /etc/subgid): the test gives it one for its run when it has none, and takes
+// exactly that line away after.
 
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
@@ -19,31 +23,51 @@ function ticks(lines: string[]): number[] {
   return lines.filter((l) => /^tick \d+$/.test(l)).map((l) => Number(l.split(' ')[1]));
 }
 
-/** The container's first task as the host sees it: its maps and its files' host owners. */
-function hostView(t: ExecutionContext, pm: Podman, name: string, when: string): void {
+/** The container's first task's uid_map and gid_map as the host sees them. */
+function hostMaps(pm: Podman, name: string): string[][] {
   const pid = pm.pidOf(name);
-  for (const map of ['uid_map', 'gid_map']) {
-    t.deepEqual(fs.readFileSync(`/proc/${pid}/${map}`, 'utf8').trim().split(/\s+/), ['0', '100000', '65536'], `${when}: ${map}`);
-  }
-  const owner = (f: string) => {
-    const st = fs.statSync(path.join(`/proc/${pid}/root/data`, f));
-    return `${st.uid}:${st.gid}`;
-  };
-  t.is(owner('mine'), '100000:100000', `${when}: mine`);
-  t.is(owner('theirs'), '101000:101000', `${when}: theirs`);
-  t.is(owner('others'), '104242:104343', `${when}: others`);
+  return ['uid_map', 'gid_map'].map((map) => fs.readFileSync(`/proc/${pid}/${map}`, 'utf8').trim().split(/\s+/));
 }
 
-test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
+/**
+ * The container's first task as the host sees it: its maps as `maps`, one range from container
+ * id 0; its files' owners as host ids through them.
+ */
+function hostView(t: ExecutionContext, pm: Podman, name: string, maps: string[][], when: string): void {
+  t.deepEqual(hostMaps(pm, name), maps, `${when}: uid_map, gid_map`);
+  const [uid, gid] = maps.map((m) => Number(m[1]));
+  const owner = (f: string) => {
+    const st = fs.statSync(path.join(`/proc/${pm.pidOf(name)}/root/data`, f));
+    return [st.uid - uid!, st.gid - gid!];
+  };
+  t.deepEqual(owner('mine'), [0, 0], `${when}: mine`);
+  t.deepEqual(owner('theirs'), [1000, 1000], `${when}: theirs`);
+  t.deepEqual(owner('others'), [4242, 4343], `${when}: others`);
+}
+
+/** A subordinate id range for the user `containers` in `file` for the test's run, if it has none. */
+function subordinateIds(t: ExecutionContext, file: string, line: string): void {
+  if (fs.readFileSync(file, 'utf8').split('\n').some((l) => l.startsWith('containers:'))) return;
+  fs.appendFileSync(file, `${line}\n`);
+  t.teardown(() => {
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    const at = lines.indexOf(line);
+    if (at >= 0) fs.writeFileSync(file, [...lines.slice(0, at), ...lines.slice(at + 1)].join('\n'));
+  });
+}
+
+const roundTrips = test.macro(async (t, userns: string[], maps?: string[][]) => {
   const dir = tmpDir(t);
   const pm = new Podman(dir, stasisBin);
   t.teardown(() => pm.destroy());
   pm.importBusybox({ 'bin/userns-ct': buildWorkload('userns-ct', 'static') }, ['data']);
   const name = `stasis-test-userns-${process.pid}`;
-  const run = pm.run(['run', '-d', '--name', name, '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536', pm.image, '/bin/userns-ct', '/data']);
+  const run = pm.run(['run', '-d', '--name', name, ...userns, pm.image, '/bin/userns-ct', '/data']);
   t.is(run.code, 0, run.out);
   await pm.waitForLog(name, /^tick 2$/);
-  hostView(t, pm, name, 'before');
+  const mapped = maps ?? hostMaps(pm, name);
+  t.true(mapped.every((m) => m[0] === '0' && Number(m[1]) > 0 && Number(m[2]) >= 65536), `one range from 0: ${mapped.join(' / ')}`);
+  hostView(t, pm, name, mapped, 'before');
 
   const archive = path.join(dir, 'userns.tar.zst');
   const rounds: [string, string[], () => void, string[]][] = [
@@ -59,7 +83,7 @@ test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on 
     t.is(rst.code, 0, `${round}: ${withLog(rst.out)}`);
     const after = ticks(await waitForLog(pm, name, (lines) => ticks(lines).some((n) => n > before))).filter((n) => n > before);
     t.is(after[0], before + 1, `${round}: the counter goes on from ${before}`);
-    hostView(t, pm, name, round);
+    hostView(t, pm, name, mapped, round);
   }
   t.is(ticks(pm.logs(name)).filter((n) => n === 1).length, 1, 'never started over');
 
@@ -67,6 +91,15 @@ test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on 
   const lines = await pm.waitForLog(name, /^result /, 20_000);
   t.deepEqual(lines.filter((l) => l.startsWith('FAIL')), []);
   for (const item of CT_ITEMS) t.true(lines.includes(`ok ${item}`), item);
+});
+
+test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before',
+  roundTrips, ['--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
+
+test.serial('a Podman container with --userns=auto (its range picked by Podman from the subordinate ids of `containers`) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
+  subordinateIds(t, '/etc/subuid', 'containers:300000:131072');
+  subordinateIds(t, '/etc/subgid', 'containers:300000:131072');
+  await roundTrips.exec(t, ['--userns=auto:size=65536']);
 });
 
 /** The container's log lines once `done` holds of them. */

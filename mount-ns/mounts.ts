@@ -13,10 +13,12 @@
 // Restore, injected into the container's init right after it is created in its new mount
 // namespace: make every inherited mount a slave (nothing propagates back to the host; what the
 // host's shared mounts receive still reaches the container, as under runc's default rslave),
-// bind the root onto itself, mount each entry under it parents first (tmpfs contents unpacked
-// from their tar), apply read-only and the other per-mount flags and each mount's propagation
-// (shared peer groups, slaves of a group inside the container or of the host's), then
-// pivot_root into it and detach the old root.
+// bind the root onto itself and work from it (the root and the external mounts' sources reached
+// through descriptors stasis opens: the task may not search the host's directories above them),
+// mount each entry under it parents first (tmpfs contents unpacked from their tar), apply
+// read-only and the other per-mount flags and each mount's propagation (shared peer groups,
+// slaves of a group inside the container or of the host's), then pivot_root into it and detach
+// the old root.
 
 import { withFsIds } from '../sys/fsids.js';
 import fs from 'node:fs';
@@ -248,6 +250,9 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
     if (e.ext_key !== undefined && !r.extMnt.has(e.ext_key)) {
       throw new Error(`mount ${e.mountpoint} is external (${e.ext_key}): give its host path with --ext-mount-map ${e.ext_key}:PATH (ext_mnt)`);
     }
+    if (e.ext_key !== undefined && !fs.existsSync(r.extMnt.get(e.ext_key)!)) {
+      throw new Error(`mount ${e.mountpoint} is external (${e.ext_key}): its host path ${r.extMnt.get(e.ext_key)} does not exist`);
+    }
     if (e.mountpoint !== '/' && e.ext_key === undefined && !FSNAMES.has(e.fstype) && !entries.some((o) => o !== e && o.root_dev === e.root_dev)) {
       throw new Error(`mount ${e.mountpoint}: filesystem type ${e.fstype} cannot be restored`);
     }
@@ -269,16 +274,25 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   // directories above the root or above an external mount's source (a runtime's state directory
   // is root's alone). stasis opens them through the task's root (/proc/PID/root, in the task's
   // mount namespace) and hands it the descriptor, which the task names /proc/self/fd/N.
-  const viaFd = (hostPath: string, flags: number, use: (p: string) => void) => {
-    const own = fs.openSync(`/proc/${hostPid}/root${hostPath}`, O_PATH | O_CLOEXEC | flags);
+  // (an error names the host path, not the descriptor)
+  const viaFd = (what: string, hostPath: string, flags: number, use: (p: string) => void) => {
+    let own: number;
+    try {
+      own = fs.openSync(`/proc/${hostPid}/root${hostPath}`, O_PATH | O_CLOEXEC | flags);
+    } catch (e) {
+      throw new Error(`restoring mount ${what}: ${hostPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
     let n: number;
     try {
       n = giveFd(own);
     } finally {
       fs.closeSync(own);
     }
+    const p = `/proc/self/fd/${n}`;
     try {
-      use(`/proc/self/fd/${n}`);
+      use(p);
+    } catch (e) {
+      throw new Error((e as Error).message.replaceAll(p, hostPath));
     } finally {
       inj.call(SYS.close, n);
     }
@@ -302,8 +316,8 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   const fromHost = (e: MntEntry) => `/proc/${hostPid}/root${root}${e.mountpoint === '/' ? '' : e.mountpoint}`;
 
   mount('/', null, '/', null, MS.REC | MS.SLAVE, null);
-  viaFd(root, O_DIRECTORY, (p) => mount('/', p, p, null, MS.BIND | MS.REC, null));
-  viaFd(root, O_DIRECTORY, (p) => inj.callChecked(SYS.chdir, str(p)));
+  viaFd('/', root, O_DIRECTORY, (p) => mount('/', p, p, null, MS.BIND | MS.REC, null));
+  viaFd('/', root, O_DIRECTORY, (p) => inj.callChecked(SYS.chdir, str(p)));
   // Propagation is set on each mount as soon as it exists, so that a bind from a member of a
   // peer group (shared_id) joins it, or becomes a slave of it (master_id), as it should. The
   // root (after pivot_root) and the external binds always get theirs (their sources are the
@@ -318,7 +332,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (e.mountpoint === '/') continue;
     const t = target(e);
     if (e.ext_key !== undefined) {
-      viaFd(r.extMnt.get(e.ext_key)!, 0, (src) => mount(e.mountpoint, src, t, null, MS.BIND | MS.REC, null));
+      viaFd(e.mountpoint, r.extMnt.get(e.ext_key)!, 0, (src) => mount(e.mountpoint, src, t, null, MS.BIND | MS.REC, null));
       setPropagation(inj, e, t, false);
       binds.push(e);
       continue;

@@ -240,6 +240,18 @@ export interface MadeUserNs {
   gid: IdExtent[];
 }
 
+/**
+ * A warning when the container's root directory `root` (as the host sees it) is owned by a host
+ * uid its user namespace `ns` does not map: the runtime gave the container other ids than its
+ * dump has (Podman's `restore --import --name` of a --userns=auto container picks a new range),
+ * and inside it its own files are nobody's.
+ */
+export function unmappedRootWarning(ns: MadeUserNs, root: string): string | undefined {
+  const owner = fs.statSync(root).uid;
+  if (inside(ns.uid, owner) !== undefined) return undefined;
+  return `the container's root ${root} is owned by host uid ${owner}, which its user namespace as dumped (uid map ${mapText(ns.uid).toString().trim().replace(/\n/g, ', ')}) does not map: its files are nobody's inside`;
+}
+
 function mapText(map: readonly IdExtent[]): Buffer {
   return Buffer.from(map.map((e) => `${e.first} ${e.lower_first} ${e.count}\n`).join(''));
 }

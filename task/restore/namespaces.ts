@@ -22,7 +22,7 @@ import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type Mnt
 import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
 import type { ThreadCoreEntry } from '../thread.js';
-import { enterOwningUserNs, enterUserNs, inside, outside, groupsInside, makeUserNamespaces, usernsImageName, type MadeUserNs } from '../userns.js';
+import { enterOwningUserNs, enterUserNs, inside, outside, groupsInside, makeUserNamespaces, unmappedRootWarning, usernsImageName, type MadeUserNs } from '../userns.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
@@ -95,6 +95,8 @@ export class TreeNamespaces {
         maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
       } } : this.plan.mountSetup!;
       this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup, (fd) => this.run.giveFd(inj, fd)));
+      const unmapped = owner && unmappedRootWarning(owner, setup.root);
+      if (unmapped) opts.warn?.(unmapped);
     }
     if (img.uts) applying(utsnsImageName(ids.uts_ns_id!), ns, () => restoreUts(inj, img.uts!));
     if (img.net) {

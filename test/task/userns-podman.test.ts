@@ -112,3 +112,26 @@ async function waitForLog(pm: Podman, name: string, done: (lines: string[]) => b
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+test.serial('a --userns=auto container\'s archive restored under a new name beside it (Podman picks it another range): the dumped maps come back, and the restore log warns that the root is not mapped', async (t) => {
+  subordinateIds(t, '/etc/subuid', 'containers:300000:262144');
+  subordinateIds(t, '/etc/subgid', 'containers:300000:262144');
+  const dir = tmpDir(t);
+  const pm = new Podman(dir, stasisBin);
+  t.teardown(() => pm.destroy());
+  pm.importBusybox({ 'bin/userns-ct': buildWorkload('userns-ct', 'static') }, ['data']);
+  const name = `stasis-test-userns-${process.pid}`;
+  t.is(pm.run(['run', '-d', '--name', name, '--userns=auto:size=65536', pm.image, '/bin/userns-ct', '/data']).code, 0);
+  await pm.waitForLog(name, /^tick 2$/);
+  const maps = hostMaps(pm, name);
+  const archive = path.join(dir, 'auto.tar.zst');
+  const ex = pm.run(['container', 'checkpoint', '--leave-running', '--export', archive, name]);
+  t.is(ex.code, 0, withLog(ex.out));
+  const imp = pm.run(['container', 'restore', '--keep', '--import', archive, '--name', `${name}-2`]);
+  t.is(imp.code, 0, withLog(imp.out));
+  const id = imp.out.trim().split('\n').pop()!;
+  t.not(pm.run(['inspect', '-f', '{{.HostConfig.IDMappings.UIDMap}}', `${name}-2`]).out.trim(), `[0:${maps[0]![1]}:65536]`, 'another range');
+  t.deepEqual(hostMaps(pm, `${name}-2`), maps, 'the dumped maps');
+  const log = fs.readFileSync(path.join(dir, 'graph', 'overlay-containers', id, 'userdata', 'restore.log'), 'utf8');
+  t.regex(log, new RegExp(`Warn: the container's root \\S+ is owned by host uid \\d+, which its user namespace as dumped \\(uid map 0 ${maps[0]![1]} 65536\\) does not map`));
+});

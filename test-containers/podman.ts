@@ -141,11 +141,13 @@ export class Podman {
     return this.run(['logs', name]).out.split('\n').filter(Boolean);
   }
 
-  async waitForLog(name: string, re: RegExp, timeoutMs = 15_000): Promise<string[]> {
+  /** The container's log lines once one matches `re` (or once `re` holds of them all). */
+  async waitForLog(name: string, re: RegExp | ((lines: string[]) => boolean), timeoutMs = 15_000): Promise<string[]> {
     const t0 = Date.now();
+    const done = typeof re === 'function' ? re : (lines: string[]) => lines.some((l) => re.test(l));
     for (;;) {
       const lines = this.logs(name);
-      if (lines.some((l) => re.test(l))) return lines;
+      if (done(lines)) return lines;
       if (Date.now() - t0 > timeoutMs) throw new Error(`no log line matching ${re}; got: ${lines.slice(-3).join(' | ')}`);
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -45,6 +45,18 @@ function hostView(t: ExecutionContext, pm: Podman, name: string, maps: string[][
   t.deepEqual(owner('others'), [4242, 4343], `${when}: others`);
 }
 
+/** What a process Podman starts in the container sees: its ids, its maps, the files' owners. */
+function insideView(pm: Podman, name: string): string {
+  const r = pm.run(['exec', name, '/bin/sh', '-c', 'id; cat /proc/self/uid_map /proc/self/gid_map; stat -c "%n %u:%g" /data/mine /data/theirs /data/others']);
+  if (r.code !== 0) throw new Error(`podman exec: ${r.out}`);
+  return r.out;
+}
+
+/** Subordinate uids and gids for the user `containers` (what --userns=auto takes from) for the test's run. */
+function autoRanges(t: ExecutionContext): void {
+  for (const file of ['/etc/subuid', '/etc/subgid']) subordinateIds(t, file, 'containers:300000:262144');
+}
+
 /** A subordinate id range for the user `containers` in `file` for the test's run, if it has none. */
 function subordinateIds(t: ExecutionContext, file: string, line: string): void {
   if (fs.readFileSync(file, 'utf8').split('\n').some((l) => l.startsWith('containers:'))) return;
@@ -68,6 +80,8 @@ const roundTrips = test.macro(async (t, userns: string[], maps?: string[][]) => 
   const mapped = maps ?? hostMaps(pm, name);
   t.true(mapped.every((m) => m[0] === '0' && Number(m[1]) > 0 && Number(m[2]) >= 65536), `one range from 0: ${mapped.join(' / ')}`);
   hostView(t, pm, name, mapped, 'before');
+  const inside = insideView(pm, name);
+  t.regex(inside, /^uid=0\b.*\n\s*0\s+[1-9]\d*\s+65536\n\s*0\s+[1-9]\d*\s+65536\n\/data\/mine 0:0\n\/data\/theirs 1000:1000\n\/data\/others 4242:4343\n$/);
 
   const archive = path.join(dir, 'userns.tar.zst');
   const rounds: [string, string[], () => void, string[]][] = [
@@ -81,9 +95,10 @@ const roundTrips = test.macro(async (t, userns: string[], maps?: string[][]) => 
     between();
     const rst = pm.run(restore);
     t.is(rst.code, 0, `${round}: ${withLog(rst.out)}`);
-    const after = ticks(await waitForLog(pm, name, (lines) => ticks(lines).some((n) => n > before))).filter((n) => n > before);
+    const after = ticks(await pm.waitForLog(name, (lines) => ticks(lines).some((n) => n > before))).filter((n) => n > before);
     t.is(after[0], before + 1, `${round}: the counter goes on from ${before}`);
     hostView(t, pm, name, mapped, round);
+    t.is(insideView(pm, name), inside, `${round}: as a process started in it sees it`);
   }
   t.is(ticks(pm.logs(name)).filter((n) => n === 1).length, 1, 'never started over');
 
@@ -97,25 +112,12 @@ test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on 
   roundTrips, ['--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
 
 test.serial('a Podman container with --userns=auto (its range picked by Podman from the subordinate ids of `containers`) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
-  subordinateIds(t, '/etc/subuid', 'containers:300000:131072');
-  subordinateIds(t, '/etc/subgid', 'containers:300000:131072');
+  autoRanges(t);
   await roundTrips.exec(t, ['--userns=auto:size=65536']);
 });
 
-/** The container's log lines once `done` holds of them. */
-async function waitForLog(pm: Podman, name: string, done: (lines: string[]) => boolean, timeoutMs = 15_000): Promise<string[]> {
-  const t0 = Date.now();
-  for (;;) {
-    const lines = pm.logs(name);
-    if (done(lines)) return lines;
-    if (Date.now() - t0 > timeoutMs) throw new Error(`log ends: ${lines.slice(-3).join(' | ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test.serial('a --userns=auto container\'s archive restored under a new name beside it (Podman picks it another range): the dumped maps come back, and the restore log warns that the root is not mapped', async (t) => {
-  subordinateIds(t, '/etc/subuid', 'containers:300000:262144');
-  subordinateIds(t, '/etc/subgid', 'containers:300000:262144');
+  autoRanges(t);
   const dir = tmpDir(t);
   const pm = new Podman(dir, stasisBin);
   t.teardown(() => pm.destroy());

@@ -136,9 +136,9 @@ export class Podman {
     if (r.code !== 0) throw new Error(`podman import: ${r.out}`);
   }
 
-  /** The container's log lines (podman logs). */
+  /** The container's log lines (podman logs; a terminal's carriage returns left out). */
   logs(name: string): string[] {
-    return this.run(['logs', name]).out.split('\n').filter(Boolean);
+    return this.run(['logs', name]).out.split(/\r?\n/).filter(Boolean);
   }
 
   /** The container's log lines once one matches `re` (or once `re` holds of them all). */

@@ -49,7 +49,7 @@ function hostView(t: ExecutionContext, pm: Podman, name: string, maps: string[][
 function insideView(pm: Podman, name: string): string {
   const r = pm.run(['exec', name, '/bin/sh', '-c', 'id; cat /proc/self/uid_map /proc/self/gid_map; stat -c "%n %u:%g" /data/mine /data/theirs /data/others']);
   if (r.code !== 0) throw new Error(`podman exec: ${r.out}`);
-  return r.out;
+  return r.out.replace(/\r\n/g, '\n');
 }
 
 /** Subordinate uids and gids for the user `containers` (what --userns=auto takes from) for the test's run. */
@@ -110,6 +110,9 @@ const roundTrips = test.macro(async (t, userns: string[], maps?: string[][]) => 
 
 test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before',
   roundTrips, ['--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
+
+test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 and a terminal (-t) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before',
+  roundTrips, ['-t', '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
 
 test.serial('a Podman container with --userns=auto (its range picked by Podman from the subordinate ids of `containers`) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
   autoRanges(t);

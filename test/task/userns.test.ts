@@ -53,8 +53,19 @@ test.serial('threaded processes in the nested user namespaces keep their threads
   for (const item of [...ITEMS, 'root-thread']) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
-test.serial('an ipc namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {
-  await refused(t, 'ipcns', (pids) => new RegExp(`^stasis: process ${pids[3]}: its ipc namespace is owned by a user namespace of the tree, which stasis cannot restore yet$`));
+test.serial('an ipc and a uts namespace unshared inside a nested user namespace (owned by it) come back owned by it: the SysV segment (attached), semaphores and message queue with their ids, contents, and owner, creator and mode as seen inside; the host and domain names', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'userns-tree', {
+    args: (work) => [work, 'ipcns'],
+    afterReady: (_w, ready) => {
+      const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+      t.teardown(() => pids.forEach(killPid));
+    },
+  });
+  for (const item of [...ITEMS, 'p3-ipc', 'root-ipc']) t.true(r.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('a network namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {
+  await refused(t, 'netns', (pids) => new RegExp(`^stasis: process ${pids[3]}: its net namespace is owned by a user namespace of the tree, which stasis cannot restore yet$`));
 });
 
 test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace (CRIU dumps no nested one)', async (t) => {

@@ -22,10 +22,11 @@
  * uts namespace p3-host/p3-domain and, with euid/egid 1003/1004 (N1's), makes (after one of each
  * made and removed: ids that are not the first) a SysV shm segment (8192 bytes, "segment of P3"
  * at its start, kept attached), a set of 3 semaphores (3 1 4) and a message queue with two
- * messages, of modes 0640, 0660 and 0620, each then given owner 1005:1006. It
- * checks after restore ("p3-ipc") that each has its id, owner, creator and mode as N1 sees them,
- * its contents (the attached segment's bytes, the values, the messages in order) and that the
- * names are its namespace's, while the root (in the host's ipc namespace) does not see them.
+ * messages, of modes 0640, 0660 and 0620, each then given owner 1005:1006. It checks after
+ * restore ("p3-ipc") that each has its id, owner, creator and mode as N1 sees them, its contents
+ * (the attached segment's bytes, the values, the messages in order), the names, and that N1 owns
+ * both namespaces (NS_GET_USERNS); the root ("root-ipc", in the host's ipc namespace) does not
+ * see the objects.
  * With `netns`, P3 unshares a network namespace while in N1 (refused at dump). */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
@@ -172,6 +174,19 @@ static int make_sysv(void) {
   return 0;
 }
 
+/* Whether this task's user namespace owns its namespace of `kind` (NS_GET_USERNS). */
+static const char *owned_by_mine(const char *kind) {
+  char path[64];
+  struct stat mine, owner;
+  snprintf(path, sizeof path, "/proc/self/ns/%s", kind);
+  int fd = open(path, O_RDONLY);
+  int u = fd < 0 ? -1 : ioctl(fd, _IO(0xb7, 0x1));
+  int ok = u >= 0 && !fstat(u, &owner) && !stat("/proc/self/ns/user", &mine) && owner.st_ino == mine.st_ino;
+  if (fd >= 0) close(fd);
+  if (u >= 0) close(u);
+  return ok ? "mine" : "not mine";
+}
+
 /* What P3 sees of its ipc and uts namespaces. */
 static void ipc_state(char *out, size_t n) {
   struct shmid_ds sd; struct semid_ds ssd; struct msqid_ds md;
@@ -180,7 +195,7 @@ static void ipc_state(char *out, size_t n) {
   char dom[65] = "";
   uname(&u);
   if (getdomainname(dom, sizeof dom)) snprintf(dom, sizeof dom, "(%s)", strerror(errno));
-  int len = snprintf(out, n, "uts %s/%s", u.nodename, dom);
+  int len = snprintf(out, n, "uts %s/%s owner %s, ipc owner %s", u.nodename, dom, owned_by_mine("uts"), owned_by_mine("ipc"));
   if (shmctl(shm_id, IPC_STAT, &sd)) len += snprintf(out + len, n - len, " | shm %d: %s", shm_id, strerror(errno));
   else len += snprintf(out + len, n - len, " | shm %d key %x owner %u:%u creator %u:%u mode %o size %zu nattch %lu at '%s'",
                        shm_id, sd.shm_perm.__key, sd.shm_perm.uid, sd.shm_perm.gid, sd.shm_perm.cuid, sd.shm_perm.cgid,
@@ -210,7 +225,7 @@ static void ipc_check(int res, const char *before) {
   struct sembuf op = { 1, -1, IPC_NOWAIT };
   int sem_ok = semop(sem_id, &op, 1) == 0 && semctl(sem_id, 1, GETVAL) == 0;
   if (strcmp(want, "1:first 2:second") || again == (void *)-1 || strcmp(again, SEG_TEXT) || !sem_ok ||
-      strstr(before, "owner 1005:1006 creator 1003:1004") == NULL || !strstr(before, "uts p3-host/p3-domain") ||
+      strstr(before, "owner 1005:1006 creator 1003:1004") == NULL || !strstr(before, "uts p3-host/p3-domain owner mine, ipc owner mine") ||
       !strstr(before, "values 3 1 4") || !strstr(before, "mode 640 size 8192 nattch 1 at '" SEG_TEXT "'"))
     dprintf(res, "FAIL state [%s], messages %s, segment %s, semop %d\n", after, want, again == (void *)-1 ? "not attached" : again, sem_ok);
   else dprintf(res, "ok\n");

@@ -85,6 +85,11 @@ test.serial('the same tree in a runc container (its pid, mount, net, ipc and uts
   for (const item of ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
 });
 
+test.serial('in a runc container too, the ipc and uts namespaces the tree unshares inside its nested user namespace come back owned by it, with the SysV objects and names', async (t) => {
+  const { restored } = await selfCheckInContainer(t, 'userns-tree', { args: ['ipcns'] });
+  for (const item of [...ITEMS, 'p3-ipc', 'root-ipc']) t.true(restored.lines.includes(`ok ${item}`), item);
+});
+
 /** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
 function mappedContainer(config: Record<string, any>): void {
   config.linux.namespaces = [...config.linux.namespaces.filter((n: { type: string }) => n.type !== 'user'), { type: 'user' }];

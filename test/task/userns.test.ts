@@ -155,7 +155,7 @@ test.serial('a threaded workload in a runc container with uid and gid mappings k
 });
 
 // The in-container workloads (in-container.test.ts) in a container with uid and gid mappings.
-for (const workload of ['timers', 'sysv', 'state', 'vma-flags', 'zombies', 'thread-timers', 'setuid', 'sessions', 'unix-sockets']) {
+for (const workload of ['timers', 'sysv', 'state', 'vma-flags', 'zombies', 'thread-timers', 'setuid', 'sessions', 'unix-sockets', 'nested-ipc']) {
   test.serial(`${workload} in a runc container with uid and gid mappings checks itself after checkpoint and restore through stasis`, async (t) => {
     await selfCheckInContainer(t, workload, { configure: mappedContainer, prepare: mappedRootfs });
   });

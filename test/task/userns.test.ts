@@ -55,8 +55,19 @@ test.serial('threaded processes in the nested user namespaces keep their threads
   for (const item of [...ITEMS, 'root-thread']) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
-test.serial('an ipc namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {
-  await refused(t, 'ipcns', (pids) => new RegExp(`^stasis: process ${pids[3]}: its ipc namespace is owned by a user namespace of the tree, which stasis cannot restore yet$`));
+test.serial('an ipc and a uts namespace unshared inside a nested user namespace (owned by it) come back owned by it: the SysV segment (attached), semaphores and message queue with their ids, contents, and owner, creator and mode as seen inside; the host and domain names', async (t) => {
+  const { r } = await selfCheckRoundTrip(t, 'userns-tree', {
+    args: (work) => [work, 'ipcns'],
+    afterReady: (_w, ready) => {
+      const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
+      t.teardown(() => pids.forEach(killPid));
+    },
+  });
+  for (const item of [...ITEMS, 'p3-ipc', 'root-ipc']) t.true(r.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('a network namespace owned by a user namespace of the tree is refused at dump in one line, and the tree runs on unharmed', async (t) => {
+  await refused(t, 'netns', (pids) => new RegExp(`^stasis: process ${pids[3]}: its net namespace is owned by a user namespace of the tree, which stasis cannot restore yet$`));
 });
 
 test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace (CRIU dumps no nested one)', async (t) => {
@@ -74,6 +85,11 @@ test.serial('stasis restores CRIU 4.2\'s dump of the tree in one user namespace 
 test.serial('the same tree in a runc container (its pid, mount, net, ipc and uts namespaces the host\'s user namespace\'s) checks itself after runc checkpoint and restore through stasis', async (t) => {
   const { restored } = await selfCheckInContainer(t, 'userns-tree');
   for (const item of ITEMS) t.true(restored.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('in a runc container too, the ipc and uts namespaces the tree unshares inside its nested user namespace come back owned by it, with the SysV objects and names', async (t) => {
+  const { restored } = await selfCheckInContainer(t, 'userns-tree', { args: ['ipcns'] });
+  for (const item of [...ITEMS, 'p3-ipc', 'root-ipc']) t.true(restored.lines.includes(`ok ${item}`), item);
 });
 
 /** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
@@ -141,7 +157,7 @@ test.serial('a threaded workload in a runc container with uid and gid mappings k
 });
 
 // The in-container workloads (in-container.test.ts) in a container with uid and gid mappings.
-for (const workload of ['timers', 'sysv', 'state', 'vma-flags', 'zombies', 'thread-timers', 'setuid', 'sessions', 'unix-sockets']) {
+for (const workload of ['timers', 'sysv', 'state', 'vma-flags', 'zombies', 'thread-timers', 'setuid', 'sessions', 'unix-sockets', 'nested-ipc']) {
   test.serial(`${workload} in a runc container with uid and gid mappings checks itself after checkpoint and restore through stasis`, async (t) => {
     await selfCheckInContainer(t, workload, { configure: mappedContainer, prepare: mappedRootfs });
   });

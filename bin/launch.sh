@@ -13,8 +13,8 @@ shift
 unset NODE_EXTRA_CA_CERTS
 if [ "$#" -eq 2 ] && [ "$1" = swrk ]; then
   case $2 in
-    '' | *[!0-9]*) ;;
-    *)
+    # (dash names descriptors 0-9 only: `<&12` is a syntax error that ends the shell unanswered)
+    [0-9])
       if rec=$(mktemp "${TMPDIR:-/tmp}/stasis-swrk.XXXXXX"); then
         if dd bs=8M count=1 of="$rec" <&"$2" 2>/dev/null; then
           case $(od -An -tx1 -N3 "$rec") in

@@ -1,8 +1,8 @@
 /* A runc container whose user namespace maps its root to an unprivileged host uid (its other
  * namespaces owned by it): a counting thread of work, files owned by root, by 1000:1000 and by
- * 4242:4343 as the container sees them, its maps and capability sets; after restore it checks the counter
- * went on, the owners seen inside, /proc/self/{uid_map,gid_map,setgroups} and its ids and
- * capabilities as they were. argv[1]: its work directory. */
+ * 4242:4343 as the container sees them, its maps and capability sets; after restore it checks
+ * the counter went on, the owners seen inside, /proc/self/{uid_map,gid_map,setgroups} and its ids
+ * and capabilities as they were. argv[1]: its work directory. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>

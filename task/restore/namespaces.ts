@@ -7,7 +7,6 @@
 // namespace it was cloned in and makes its mounts what they were (mount-ns/nested.ts), the
 // others of it enter it.
 
-import { NamespaceLock } from '../../net-ns/network-lock.js';
 import { sameNamespace } from '../../sys/setns.js';
 import fs from 'node:fs';
 import { applying } from '../errors.js';
@@ -102,8 +101,13 @@ export class TreeNamespaces {
     } else if (img.nsFlags & CLONE.NEWNET) {
       bringUpLoopback(inj);
     }
-    // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are live.
-    if (img.tcpStreams && this.run.opts.tcpEstablished && !sameNamespace(pid, 'net')) this.run.netLock = NamespaceLock.lock(pid);
+    // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are
+    // live; in stasis's, theirs (nftables: see RestoreLock).
+    if (img.tcpStreams) {
+      const rebuilt = this.run.opts.tcpEstablished === true;
+      if (!sameNamespace(pid, 'net')) this.run.netLock.inNamespace(pid, rebuilt);
+      else if (rebuilt) this.run.netLock.lockConnections();
+    }
     opts.namespacesReady?.(pid);
   }
 

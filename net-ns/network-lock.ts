@@ -366,12 +366,12 @@ function startTime(pid: number): string | undefined {
 
 const NO_NFT = 'network lock: the nftables method needs the nft tool (Debian\'s package nftables), which is not installed';
 
-/** Where `nft` is (Debian's package nftables), or undefined. */
+/**
+ * Where `nft` is (Debian's package nftables), or undefined: looked for where the system keeps
+ * it, not on $PATH (where a runtime or npm may put another program of that name first).
+ */
 export function nftTool(): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/sbin']) {
-    if (dir && fs.existsSync(`${dir}/nft`)) return `${dir}/nft`;
-  }
-  return undefined;
+  return ['/usr/sbin', '/sbin', '/usr/local/sbin', '/usr/bin', '/bin'].map((d) => `${d}/nft`).find((f) => fs.existsSync(f));
 }
 
 /** An nft script (`lines`) run as one transaction in the namespace of task `netnsOf`. */

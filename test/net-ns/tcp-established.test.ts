@@ -7,7 +7,8 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
-import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
+import { eventually, lockRules, nftLockTables, patternServer, tcpStates } from './tcp-peers.js';
+import { ImageDir } from '../../images/index.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
@@ -29,28 +30,43 @@ async function clientAndServer(t: ExecutionContext, bytes?: number) {
   return { srv, work, w, ready };
 }
 
-const cases: { host: string; dumper: string; restorer: string }[] = [
+const cases: { host: string; dumper: string; restorer: string; lock?: string; listen?: string }[] = [
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
   { host: '::1', dumper: 'stasis', restorer: 'stasis' },
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
   { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  { host: '::1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  // An IPv6 socket connected to an IPv4 server: locked as the IPv4 connection it is on the wire.
+  { host: '::ffff:127.0.0.1', listen: '127.0.0.1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu', lock: 'nftables' },
+  { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis', lock: 'nftables' },
 ];
-for (const { host, dumper, restorer } of cases) {
-  const how = dumper === 'stasis' && restorer === 'stasis' ? '' : `, ${dumper} dumps and ${restorer} restores`;
+for (const { host, dumper, restorer, lock = 'iptables', listen = host } of cases) {
+  const how = [...dumper === 'stasis' && restorer === 'stasis' ? [] : [`${dumper} dumps and ${restorer} restores`],
+    ...lock === 'iptables' ? [] : [`--network-lock ${lock}`]].map((x) => `, ${x}`).join('');
   test.serial(`an established connection (${host}) with both queues full carries on after dump and restore${how}`, async (t) => {
-    const srv = await patternServer(host);
+    const srv = await patternServer(listen);
     t.teardown(() => srv.close());
     let sent = 0;
+    let dumpTable = '';
     await selfCheckRoundTrip(t, 'tcp-client', {
       args: (work) => [work, `c,${host},${srv.port}`],
-      ...tcpRoundTrip(dumper, restorer),
+      ...tcpRoundTrip(dumper, restorer, lock),
       afterReady: (_w, line) => {
         sent = Number(line.split(' ')[1]);
         srv.expect(sent);
       },
-      afterDump: async () => {
+      afterDump: async (dir: string) => {
         // Locked while the process is away: the connection's packets are dropped, not reset.
-        t.is(lockRules(srv.port).length, 2, 'two lock rules (in and out) while the connection is dumped');
+        const held = lockRules(srv.port);
+        t.is(held.length, 2, `two lock rules or set elements (in and out) while the connection is dumped: ${held.join('; ')}`);
+        if (lock === 'nftables') {
+          // The dump's table, named by the run id its inventory keeps, holds them (IPv4 ones in conns4).
+          dumpTable = `CRIU-${(await (await ImageDir.open(dir)).inventory()).dump_criu_run_id}`.slice(0, 26);
+          t.true(held.every((e) => e.startsWith(`${dumpTable} `)), `in ${dumpTable}: ${held.join('; ')}`);
+          t.is(held.filter((e) => /^\S+ \d+\.\d+\.\d+\.\d+ /.test(e)).length, host === '::1' ? 0 : 2, 'IPv4 on the wire: in conns4');
+        }
       },
       afterRestore: () => srv.resume(),
     });
@@ -58,6 +74,7 @@ for (const { host, dumper, restorer } of cases) {
     t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);
     t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
     t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
+    if (dumpTable) t.false(nftLockTables().includes(dumpTable), `the dump's table ${dumpTable} is gone from the ruleset`);
   });
 }
 
@@ -71,37 +88,43 @@ test.serial('an established connection is refused without --tcp-established, and
 });
 
 
-test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
-  const { srv, w, work, ready } = await clientAndServer(t);
-  srv.expect(Number(ready.split(' ')[1]));
-  // How long a whole dump takes, then kills spread over it.
-  const t0 = Date.now();
-  const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
-  t.is(full.exitCode, 0, full.all);
-  const span = Date.now() - t0;
-  t.deepEqual(lockRules(srv.port), [], 'a finished --leave-running dump leaves no rule');
-  let lockedKills = 0;
-  for (let i = 0; i < 8; i++) {
-    const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running'], { reject: false });
-    // Half the kills at random, half once the lock is seen (the connection in repair mode).
-    if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
-    else await eventually(() => lockRules(srv.port).length > 0, span * 3);
-    if (lockRules(srv.port).length) lockedKills++;
-    p.kill('SIGKILL');
-    await p;
-    t.true(await eventually(() => lockRules(srv.port).length === 0), `kill ${i + 1}: the lock is gone`);
-    t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
-  }
-  t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
-  t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
-  srv.resume();
-  fs.writeFileSync(path.join(work, 'check'), '');
-  await w.waitForLine(/^result /, 20_000);
-  t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
-  t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
-  t.is(srv.verdict, 'ok', 'the server got every byte once');
-  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
-});
+for (const lock of ['iptables', 'nftables']) {
+  test.serial(`stasis killed at random moments of a --tcp-established --leave-running dump (--network-lock ${lock}): the connection carries on, no lock left`, async (t) => {
+    const { srv, w, work, ready } = await clientAndServer(t);
+    srv.expect(Number(ready.split(' ')[1]));
+    // How long a whole dump takes, then kills spread over it.
+    const t0 = Date.now();
+    const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running', '--network-lock', lock]);
+    t.is(full.exitCode, 0, full.all);
+    const span = Date.now() - t0;
+    t.deepEqual(lockRules(srv.port), [], 'a finished --leave-running dump leaves no rule');
+    let lockedKills = 0;
+    for (let i = 0; i < 8; i++) {
+      const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running', '--network-lock', lock], { reject: false });
+      // Half the kills at random, half once the lock is seen (the connection in repair mode).
+      if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
+      else await eventually(() => lockRules(srv.port).length > 0, span * 3);
+      const held = lockRules(srv.port);
+      if (held.length) lockedKills++;
+      p.kill('SIGKILL');
+      await p;
+      t.true(await eventually(() => lockRules(srv.port).length === 0), `kill ${i + 1}: the lock is gone`);
+      // nftables: the tables that held the connection are gone whole, not only emptied.
+      const tables = new Set(held.filter((e) => e.startsWith('CRIU-')).map((e) => e.split(' ')[0]!));
+      if (lock === 'nftables') t.true(await eventually(() => !nftLockTables().some((x) => tables.has(x))), `kill ${i + 1}: no table left`);
+      t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
+    }
+    t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
+    t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
+    srv.resume();
+    fs.writeFileSync(path.join(work, 'check'), '');
+    await w.waitForLine(/^result /, 20_000);
+    t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+    t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+    t.is(srv.verdict, 'ok', 'the server got every byte once');
+    t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+  });
+}
 
 
 test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {

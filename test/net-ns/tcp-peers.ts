@@ -9,27 +9,50 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { sharedDir } from '../helpers/paths.js';
 import { stasis } from '../helpers/stasis.js';
+import { nftTool } from '../../net-ns/network-lock.js';
 
 const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
 
 /**
  * selfCheckRoundTrip's options for a round trip with --tcp-established (and logs), dumped by
- * `dumper` and restored by `restorer` (stasis, or CRIU 4.2).
+ * `dumper` and restored by `restorer` (stasis, or CRIU 4.2), the dump locking by `lock`.
  */
-export function tcpRoundTrip(dumper = 'stasis', restorer = 'stasis') {
+export function tcpRoundTrip(dumper = 'stasis', restorer = 'stasis', lock = 'iptables') {
   return {
-    dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
+    dumpArgs: ['--tcp-established', '--network-lock', lock, '-o', 'dump.log', '-v4'],
     restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
     dumpTool: dumper === 'criu' ? criu : undefined,
     restoreTool: restorer === 'criu' ? criu : undefined,
   };
 }
 
-/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
+/**
+ * The lock of the connections to server port `port`, by either method (other tests may lock
+ * their own meanwhile): iptables rules, and the elements of nftables lock tables (`TABLE a . p . b . q`).
+ */
 export function lockRules(port: number): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
   return [...rules('iptables'), ...rules('ip6tables')]
-    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
+    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l))
+    .concat(nftLockElements().filter((e) => new RegExp(` ${port}( |$)`).test(e)));
+}
+
+/** nftables' ruleset (of the network namespace named `netns`, else this one) as `nft -j` lists it. */
+export function nftRuleset(netns?: string): Record<string, any>[] {
+  const argv = [nftTool()!, '-j', 'list', 'ruleset']; // not node_modules/.bin's nft
+  const out = netns ? execFileSync('ip', ['netns', 'exec', netns, ...argv], { encoding: 'utf8' }) : execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  return (JSON.parse(out) as { nftables: Record<string, any>[] }).nftables;
+}
+
+/** The elements of the lock tables' connection sets (tables CRIU-*), as `TABLE a . p . b . q`. */
+export function nftLockElements(netns?: string): string[] {
+  return nftRuleset(netns).flatMap((o) => (o.set && String(o.set.table).startsWith('CRIU-') ? (o.set.elem ?? []) : [])
+    .map((e: { concat: unknown[] }) => `${o.set.table} ${e.concat.join(' . ')}`));
+}
+
+/** The lock tables (CRIU-*) of network namespace `netns` (else this one). */
+export function nftLockTables(netns?: string): string[] {
+  return nftRuleset(netns).filter((o) => o.table && String(o.table.name).startsWith('CRIU-')).map((o) => String(o.table.name));
 }
 
 /** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */

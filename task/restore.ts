@@ -113,6 +113,8 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   let plan: Plan;
   try {
     plan = makePlan(opts, img, run.ownSid);
+    // Connections of stasis's namespace locked before any socket is made (see RestoreLock).
+    if (opts.tcpEstablished) run.netLock.lockConnections();
   } catch (e) {
     unlockNetwork();
     throw e;

@@ -102,12 +102,8 @@ export class TreeNamespaces {
       bringUpLoopback(inj);
     }
     // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are
-    // live; in stasis's, theirs (nftables: see RestoreLock).
-    if (img.tcpStreams) {
-      const rebuilt = this.run.opts.tcpEstablished === true;
-      if (!sameNamespace(pid, 'net')) this.run.netLock.inNamespace(pid, rebuilt);
-      else if (rebuilt) this.run.netLock.lockConnections();
-    }
+    // live (and a dump's lock left there goes with the restore's: see RestoreLock).
+    if (img.tcpStreams && !sameNamespace(pid, 'net')) this.run.netLock.inNamespace(pid, this.run.opts.tcpEstablished === true);
     opts.namespacesReady?.(pid);
   }
 

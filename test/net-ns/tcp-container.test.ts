@@ -17,7 +17,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { selfCheckInContainer, tmpDir } from '../helpers/stasis.js';
-import { PatternPeer, nftLockTables, nftRuleset, patternServer, unwire, wire } from './tcp-peers.js';
+import { PatternPeer, nftLockTables, nftMonitor, nftRuleset, patternServer, unwire, wire } from './tcp-peers.js';
 
 
 
@@ -37,6 +37,7 @@ for (const lock of ['iptables', 'nftables']) {
     t.teardown(() => srv.close());
     // The host's client of the container's server: connects as soon as the container listens.
     let client: PatternPeer | undefined;
+    let monitor: { stop(): Promise<string[]> } | undefined;
     let stop = false;
     t.teardown(() => { stop = true; client?.socket.destroy(); });
     const connecting = (async () => {
@@ -65,7 +66,7 @@ for (const lock of ['iptables', 'nftables']) {
         srv.expect(a!);
         client!.expect(b!);
       },
-      beforeRestore: (config) => {
+      beforeRestore: async (config) => {
         if (lock === 'nftables') {
           // The dump left the namespace locked whole by its table: nothing in or out but the repair mark.
           const tables = nftLockTables(nsA);
@@ -76,11 +77,18 @@ for (const lock of ['iptables', 'nftables']) {
         // Another host: the namespace and its link are gone, new ones with the same addresses.
         unwire(nsA, hostIf);
         wire(nsB, hostIf, `10.77.${x}`);
+        if (lock === 'nftables') monitor = await nftMonitor(t, nsB);
         config.linux.namespaces = config.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/var/run/netns/${nsB}` } : n));
       },
-      afterRestore: () => {
+      afterRestore: async () => {
         srv.resume();
         client!.socket.resume();
+        if (!monitor) return;
+        // The restore locked the new namespace whole with a table of its own, and lifted it.
+        const lines = await monitor.stop();
+        const own = lines.map((l) => /^add chain inet (CRIU-\S+) input \{ type filter hook input priority filter; policy drop; \}/.exec(l)?.[1]).find((x) => x);
+        t.truthy(own, `the restore locked the new namespace: ${lines.join('\n')}`);
+        t.true(lines.includes(`delete table inet ${own}`), 'and lifted the lock');
       },
     });
     t.is(srv.verdict, 'ok', 'the host\'s server got every byte of the container\'s connection once');

@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
-import { eventually, lockRules, nftLockTables, patternServer, tcpStates } from './tcp-peers.js';
+import { eventually, lockRules, nftLockTables, nftMonitor, patternServer, tcpStates } from './tcp-peers.js';
 import { ImageDir } from '../../images/index.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
@@ -50,6 +50,7 @@ for (const { host, dumper, restorer, lock = 'iptables', listen = host } of cases
     t.teardown(() => srv.close());
     let sent = 0;
     let dumpTable = '';
+    let monitor: { stop(): Promise<string[]> } | undefined;
     await selfCheckRoundTrip(t, 'tcp-client', {
       args: (work) => [work, `c,${host},${srv.port}`],
       ...tcpRoundTrip(dumper, restorer, lock),
@@ -66,9 +67,19 @@ for (const { host, dumper, restorer, lock = 'iptables', listen = host } of cases
           dumpTable = `CRIU-${(await (await ImageDir.open(dir)).inventory()).dump_criu_run_id}`.slice(0, 26);
           t.true(held.every((e) => e.startsWith(`${dumpTable} `)), `in ${dumpTable}: ${held.join('; ')}`);
           t.is(held.filter((e) => /^\S+ \d+\.\d+\.\d+\.\d+ /.test(e)).length, host === '::1' ? 0 : 2, 'IPv4 on the wire: in conns4');
+          if (restorer === 'stasis') monitor = await nftMonitor(t);
         }
       },
-      afterRestore: () => srv.resume(),
+      afterRestore: async () => {
+        srv.resume();
+        if (!monitor) return;
+        // stasis's restore locked the connection again in a table of its own (on another host
+        // the dump's is not there), and lifted it with the dump's.
+        const lines = await monitor.stop();
+        const own = lines.map((l) => new RegExp(`^add element inet (CRIU-\\S+) conns[46] \\{ .* ${srv.port}( |,)`).exec(l)?.[1]).find((x) => x && x !== dumpTable);
+        t.truthy(own, `the restore's own table holds the connection: ${lines.join('\n')}`);
+        t.true(lines.includes(`delete table inet ${own}`), 'the restore\'s table is deleted');
+      },
     });
     t.true(sent > 0);
     t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);

@@ -2,7 +2,7 @@
 // patterns, its protocol), lock rules and socket states as the host shows them, network
 // namespaces wired to the host.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -48,6 +48,29 @@ export function nftRuleset(netns?: string): Record<string, any>[] {
 export function nftLockElements(netns?: string): string[] {
   return nftRuleset(netns).flatMap((o) => (o.set && String(o.set.table).startsWith('CRIU-') ? (o.set.elem ?? []) : [])
     .map((e: { concat: unknown[] }) => `${o.set.table} ${e.concat.join(' . ')}`));
+}
+
+/**
+ * `nft monitor` of network namespace `netns` (else this one) from now: `stop()` ends it (by its
+ * pid) and gives the lines it printed (`add table inet T`, `add element inet T conns4 { ... }`,
+ * `delete table inet T`, ...). Stopped when the test ends, whatever happens.
+ */
+export async function nftMonitor(t: ExecutionContext, netns?: string) {
+  const argv = [...netns ? ['ip', 'netns', 'exec', netns] : [], nftTool()!, 'monitor', 'ruleset'];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+  let text = '';
+  child.stdout.on('data', (c: Buffer) => { text += c.toString(); });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    return text.split('\n');
+  };
+  t.teardown(stop);
+  await new Promise((r) => setTimeout(r, 200)); // listening
+  return { stop };
 }
 
 /** The lock tables (CRIU-*) of network namespace `netns` (else this one). */

@@ -4,7 +4,7 @@
 // exactly once, the server never sees a reset, and no lock rule is left behind.
 
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
 import { eventually, lockRules, nftLockTables, nftMonitor, patternServer, tcpStates } from './tcp-peers.js';
@@ -12,7 +12,9 @@ import { ImageDir } from '../../images/index.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
-import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
+import { fdKey, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
+import { ConnectionLock, ownerComment, unlockTables, type LockedConnection } from '../../net-ns/network-lock.js';
+import { AF } from '../../sys/socket.js';
 import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
 
 
@@ -138,40 +140,85 @@ for (const lock of ['iptables', 'nftables']) {
 }
 
 
-test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
-  const { srv, w } = await clientAndServer(t);
-  const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
-    .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
-  const fd = fdOf(w.pid)!;
-  const dir = tmpDir(t);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  t.is(lockRules(srv.port).length, 2, 'locked until restored');
-  for (let i = 0; i < 2; i++) {
-    const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
-    t.is(r.exitCode, 0, r.all);
-    t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: the lock is lifted`);
-    const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
-    t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
-    const ino = Number(/\d+/.exec(link)![0]);
-    t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
-    process.kill(w.pid, 'SIGKILL');
-    await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
-  }
-});
+for (const lock of ['iptables', 'nftables']) {
+  test.serial(`--tcp-close restores an established connection closed, as many times as asked, and lifts the lock (--network-lock ${lock})`, async (t) => {
+    const { srv, w } = await clientAndServer(t);
+    const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
+      .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
+    const fd = fdOf(w.pid)!;
+    const dir = tmpDir(t);
+    const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', lock]);
+    t.is(d.exitCode, 0, d.all);
+    await w.exitOf(w.pid);
+    t.is(lockRules(srv.port).length, 2, 'locked until restored');
+    for (let i = 0; i < 2; i++) {
+      const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
+      t.is(r.exitCode, 0, r.all);
+      t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: the lock is lifted`);
+      const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
+      t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
+      const ino = Number(/\d+/.exec(link)![0]);
+      t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
+      process.kill(w.pid, 'SIGKILL');
+      await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
+    }
+  });
 
-test.serial('a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset', async (t) => {
-  const { srv, w } = await clientAndServer(t, 4096);
+  test.serial(`a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset (--network-lock ${lock})`, async (t) => {
+    const { srv, w } = await clientAndServer(t, 4096);
+    const dir = tmpDir(t);
+    const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', lock]);
+    t.is(d.exitCode, 0, d.all);
+    await w.exitOf(w.pid);
+    await restoreDamagedStream(t, dir, w.pid, srv.port);
+    // The peer finds out at its next word: the connection is gone (reset), not hanging.
+    srv.resume();
+    srv.write('hello?');
+    t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+  });
+}
+
+/** A process gone: its pid and the start time it had (field 22 of /proc/PID/stat). */
+async function goneProcess(): Promise<[number, string]> {
+  const p = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const stat = fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await exited;
+  return [p.pid!, start];
+}
+
+test.serial('a lock table a killed stasis restore left (--network-lock nftables) never blocks the next: the next restore lifts it, its connection carries on; a running restore\'s table is left alone', async (t) => {
+  const { srv, w, work, ready } = await clientAndServer(t);
+  srv.expect(Number(ready.split(' ')[1]));
+  const conn: LockedConnection = { family: AF.INET, src: Buffer.from([127, 0, 0, 1]), sport: srv.peerPort!, dst: Buffer.from([127, 0, 0, 1]), dport: srv.port };
+  // As a restore killed while it held the connection leaves it: its table, its owner gone, drops
+  // the connection both ways. And one of a restore still running (this process), to be kept.
+  const [dead, start] = await goneProcess();
+  const stale = `CRIU-stale-${process.pid}`;
+  const live = `CRIU-live-${process.pid}`;
+  new ConnectionLock('nftables', undefined, undefined, stale, `stasis restore ${dead} ${start}`).addAll([conn]);
+  const running = new ConnectionLock('nftables', undefined, undefined, live, ownerComment());
+  running.addAll([{ ...conn, sport: 9, dport: 9 }]);
+  t.teardown(() => { unlockTables([stale, live], undefined); });
+  t.deepEqual(nftLockTables().filter((x) => x === stale || x === live).sort(), [live, stale]);
   const dir = tmpDir(t);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', 'nftables']);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
-  await restoreDamagedStream(t, dir, w.pid, srv.port);
-  // The peer finds out at its next word: the connection is gone (reset), not hanging.
+  const r = await restoreUnderReaper(t, dir, key, w.pid, ['--tcp-established']);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  t.false(nftLockTables().includes(stale), 'the killed restore\'s table is gone');
+  t.true(nftLockTables().includes(live), 'a running restore\'s table is left alone');
+  t.deepEqual(lockRules(srv.port), [], 'nothing holds the connection');
   srv.resume();
-  srv.write('hello?');
-  t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+  t.is(srv.verdict, 'ok', 'the server got every byte once');
+  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });
 
 /** The retransmission timer of the connection from local port `port`: [ms left, back-offs]. */

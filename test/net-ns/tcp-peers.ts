@@ -175,6 +175,8 @@ export async function patternServer(host: string, bytes?: number) {
   return {
     port: (server.address() as net.AddressInfo).port,
     get events() { return peer?.events ?? []; },
+    /** The connection's other end (the workload's) port. */
+    get peerPort() { return peer?.socket.remotePort; },
     expect(n: number) { expected = n; peer?.expect(n); },
     resume() { peer?.socket.resume(); },
     write(text: string) { peer?.socket.write(text); },

@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
-import { eventually, lockRules, nftLockTables, nftMonitor, patternServer, tcpStates } from './tcp-peers.js';
+import { eventually, lockRules, nftLockTables, nftMonitor, patternServer, tcpStates, unwire, wire } from './tcp-peers.js';
 import { ImageDir } from '../../images/index.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import { fdKey, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { ConnectionLock, ownerComment, unlockTables, type LockedConnection } from '../../net-ns/network-lock.js';
 import { AF } from '../../sys/socket.js';
-import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
+import { buildWorkload, startWorkload as underReaperWorkload, underReaper } from '../../test-containers/launch.js';
 
 
 /**
@@ -177,6 +177,45 @@ for (const lock of ['iptables', 'nftables']) {
     t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
   });
 }
+
+test.serial('stasis killed while a --leave-running dump holds a tree\'s own network namespace locked (--network-lock nftables): the table goes, the connection carries on', async (t) => {
+  const x = 30 + (process.pid % 60);
+  const ns = `stasis-nftk-${process.pid}`;
+  const hostIf = `stk${process.pid % 100000}`;
+  t.teardown(() => unwire(ns, hostIf));
+  wire(ns, hostIf, `10.77.${x}`);
+  const srv = await patternServer(`10.77.${x}.1`);
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaper(['/usr/bin/nsenter', `--net=/var/run/netns/${ns}`, buildWorkload('tcp-client'), work, `c,10.77.${x}.1,${srv.port}`]);
+  t.teardown(() => w.kill());
+  srv.expect(Number((await w.waitForLine(/^ready\b/)).split(' ')[1]));
+  const ino = fs.statSync(`/var/run/netns/${ns}`).ino;
+  const dump = ['dump', '-t', String(w.pid), '--tcp-established', '--leave-running', '--network-lock', 'nftables', '--external', `net[${ino}]:${ns}`];
+  const t0 = Date.now();
+  const full = await stasis([...dump, '-D', tmpDir(t)]);
+  t.is(full.exitCode, 0, full.all);
+  const span = Date.now() - t0;
+  t.deepEqual(nftLockTables(ns), [], 'a finished --leave-running dump leaves no table');
+  let lockedKills = 0;
+  for (let i = 0; i < 4; i++) {
+    const p = execa(process.execPath, [stasisBin, ...dump, '-D', tmpDir(t)], { reject: false });
+    await eventually(() => nftLockTables(ns).length > 0, span * 3);
+    const held = nftLockTables(ns);
+    if (held.length) lockedKills++;
+    p.kill('SIGKILL');
+    await p;
+    t.true(await eventually(() => nftLockTables(ns).length === 0), `kill ${i + 1}: the namespace's lock table is gone (${held.join(', ')})`);
+    t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
+  }
+  t.true(lockedKills > 0, 'some kill hit the dump while it held the namespace locked');
+  srv.resume();
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await w.waitForLine(/^result /, 20_000);
+  t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+  t.is(srv.verdict, 'ok', 'the server got every byte once');
+  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+});
 
 /** A process gone: its pid and the start time it had (field 22 of /proc/PID/stat). */
 async function goneProcess(): Promise<[number, string]> {

@@ -252,11 +252,10 @@ function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
 
 const NAMESPACE_CHAIN = 'STASIS-LOCK';
 
-/** A namespace's nftables lock: its table, its owner's comment, tables lifted with it (a dump's). */
-export interface NamespaceTables {
+/** A namespace's nftables lock: its table, and its owner's comment (see ownerComment). */
+export interface NamespaceTable {
   table: string;
   comment?: string;
-  alsoLift?: string[];
 }
 
 /**
@@ -266,17 +265,18 @@ export interface NamespaceTables {
  * connections: CRIU does the same); a restore into such a namespace locks it before the first
  * socket is made — a peer's retransmission must not meet a namespace that answers with a reset —
  * and lifts it (its own and a dump's left in the same namespace) once the connections are live.
- * Locking a namespace locked already changes nothing; unlocking removes every jump to the
- * chain (a killed run may have left more than one), then it.
+ * iptables: locking a namespace locked already changes nothing; unlocking removes every jump to
+ * the chain (a killed run may have left more than one), then it. nftables: each run's own table
+ * (see RestoreLock for the restore's).
  */
 export class NamespaceLock {
-  private constructor(private readonly netnsOf: number, private readonly nftables?: NamespaceTables) {}
+  private constructor(private readonly netnsOf: number, private readonly nftables?: NamespaceTable) {}
 
   /**
-   * Lock the network namespace of task `netnsOf`: by iptables (CRIU's chain), or with
-   * `nftables`, by its table (and lifting the tables it names too when released).
+   * Lock the network namespace of task `netnsOf`: by iptables (our chain), or with `nftables`,
+   * by that table (CRIU's shape).
    */
-  static lock(netnsOf: number, nftables?: NamespaceTables): NamespaceLock {
+  static lock(netnsOf: number, nftables?: NamespaceTable): NamespaceLock {
     if (nftables) {
       const lock = new NamespaceLock(netnsOf, nftables);
       nft(namespaceTable(nftables.table, nftables.comment), netnsOf);
@@ -303,13 +303,13 @@ export class NamespaceLock {
 
   /** Lift it; never throws (`warn` hears of a lock that could not be lifted). */
   release(warn?: (msg: string) => void): void {
-    if (this.nftables) unlockTables([this.nftables.table, ...this.nftables.alsoLift ?? []], this.netnsOf, warn, this.nftables.comment !== undefined);
+    if (this.nftables) unlockTables([this.nftables.table], this.netnsOf, warn);
     else NamespaceLock.unlock(this.netnsOf, warn);
   }
 
   /**
-   * Lift the (iptables) lock of the network namespace of task `netnsOf`, whoever took it, if it is there:
-   * every jump to the chain (one per lock taken), then the chain; both families at once.
+   * Lift the iptables lock of the network namespace of task `netnsOf`, whoever took it, if it
+   * is there: every jump to the chain (one per lock taken), then the chain; both families at once.
    */
   static unlock(netnsOf: number | undefined, warn?: (msg: string) => void): void {
     const c = NAMESPACE_CHAIN;
@@ -326,7 +326,6 @@ export class NamespaceLock {
     }
   }
 }
-
 
 /** What a dump's watchdog hears of before each lock is taken (net-ns/watchdog.ts's DumpWatchdog). */
 export interface LockWatchdog {
@@ -496,9 +495,14 @@ export class RestoreLock {
   private own?: ConnectionLock | NamespaceLock;
   /** The tree's own network namespace, by a task in it; undefined: stasis's. */
   private netnsOf?: number;
-  private readonly ownTable = lockTable(fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim());
+  private ownTableName?: string;
 
   constructor(private readonly dump: DumpLock) {}
+
+  /** The restore's own nftables table: named by a run id of its own, as a dump's is. */
+  private get ownTable(): string {
+    return this.ownTableName ??= lockTable(fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim());
+  }
 
   private get dumpTable(): string | undefined {
     return this.dump.method === 'nftables' && this.dump.runId ? lockTable(this.dump.runId) : undefined;

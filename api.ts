@@ -120,7 +120,7 @@ export interface DumpOptions extends CommonOptions {
   /** A TCP listener's connections not yet accepted are left out. */
   tcpSkipInFlight?: boolean;
   /** How connections are locked while away (default iptables). */
-  networkLock?: 'iptables' | 'skip';
+  networkLock?: 'iptables' | 'nftables' | 'skip';
 }
 
 /** criu_opts for a RESTORE. */

@@ -2,12 +2,19 @@
 // copy is live, the peer's packets (and anything the socket would send) are dropped silently, so
 // that the kernel never answers a connection it does not know with a reset.
 //
-// The rules are CRIU's own (its iptables method), so that either tool lifts the other's lock: per
+// The rules are CRIU's own, so that either tool lifts the other's lock. Its iptables method: per
 // connection, one DROP rule inserted at the head of INPUT and one of OUTPUT, matching the
 // connection's addresses and ports, for packets without the repair mark 0xC114 (what a restored
 // socket may send before the lock is lifted carries that mark). iptables or ip6tables by family,
 // through their -restore tools: one call per change. The rules live in the filter table of the
 // connections' network namespace; the restore removes them from where the connection now is.
+//
+// Its nftables method: one table of the run, `inet CRIU-<run id>` (the dump's run id, which the
+// inventory keeps as dump_criu_run_id, cut as CRIU cuts it), holding input and output chains
+// that accept what carries the repair mark and drop what the sets conns4/conns6 hold (each
+// connection once per direction; v4-mapped IPv6 ones as IPv4, as they go on the wire); for a
+// whole namespace, the same chains with policy drop and no sets. One `nft -f -` per change, both
+// families at once; unlocking deletes the table.
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -86,10 +93,15 @@ function familyOf(c: LockedConnection): number {
 export class ConnectionLock {
   private readonly held: LockedConnection[] = [];
 
-  /** `watchdog`: told of each connection before it is locked (a dump's; net-ns/watchdog.ts). */
+  /**
+   * `watchdog`: told of each connection (or nftables table) before it is locked (a dump's;
+   * net-ns/watchdog.ts). `table`: the nftables method's table (lockTable(run id)), which
+   * `comment` names the owner of (a restore's: see OWNED).
+   */
   constructor(readonly method: LockMethod, private readonly netnsOf?: number,
-    private readonly watchdog?: { locking(c: LockedConnection | undefined, netnsOf?: number): void }) {
-    if (method === 'nftables') throw new Error('network lock: the nftables method is not supported yet (use --network-lock iptables or skip)');
+    private readonly watchdog?: LockWatchdog, private readonly table?: string, private readonly comment?: string) {
+    if (method === 'nftables' && !table) throw new Error('network lock: the nftables method needs its table');
+    if (method === 'nftables' && !nftTool()) throw new Error(NO_NFT);
   }
 
   get locked(): boolean {
@@ -103,6 +115,10 @@ export class ConnectionLock {
   addAll(conns: readonly LockedConnection[]): void {
     if (this.method === 'skip' || this.netnsOf !== undefined) return;
     const fresh = conns.filter((c) => !this.keys.has(connectionKey(c)));
+    if (this.method === 'nftables') {
+      this.addToTable(fresh);
+      return;
+    }
     for (const family of [AF.INET, AF.INET6]) {
       const mine = fresh.filter((c) => familyOf(c) === family);
       if (!mine.length) continue;
@@ -117,14 +133,35 @@ export class ConnectionLock {
 
   private readonly keys = new Set<string>();
 
+  /** Whether the nftables table is made (then connections are only added to its sets). */
+  private tableMade = false;
+
+  /** nftables: the table made at the first connections, theirs and later ones added to its sets. */
+  private addToTable(conns: readonly LockedConnection[]): void {
+    if (!conns.length) return;
+    const table = this.table!;
+    if (!this.tableMade) this.watchdog?.lockingTable(table, this.netnsOf);
+    const lines = [...(this.tableMade ? [] : connectionTable(table, this.comment)), ...tableElements(table, conns)];
+    nft(lines, this.netnsOf);
+    this.tableMade = true;
+    for (const c of conns) {
+      this.held.push(c);
+      this.keys.add(connectionKey(c));
+    }
+  }
+
   /** Lock `c`: its own rules in stasis's namespace; in a tree's own, the whole namespace once. */
   add(c: LockedConnection): void {
     if (this.method === 'skip' || this.keys.has(connectionKey(c))) return;
     if (this.netnsOf !== undefined) {
       if (!this.namespaceLock) {
-        this.watchdog?.locking(undefined, this.netnsOf);
-        this.namespaceLock = NamespaceLock.lock(this.netnsOf);
+        if (this.method === 'nftables') this.watchdog?.lockingTable(this.table!, this.netnsOf);
+        else this.watchdog?.locking(undefined, this.netnsOf);
+        this.namespaceLock = NamespaceLock.lock(this.netnsOf, this.method === 'nftables' ? { table: this.table!, comment: this.comment } : undefined);
       }
+    } else if (this.method === 'nftables') {
+      this.addToTable([c]);
+      return;
     } else {
       this.watchdog?.locking(c, this.netnsOf);
       run(restoreTool(familyOf(c)), ['*filter', ...connectionRules('-I', c), 'COMMIT', ''].join('\n'), this.netnsOf);
@@ -151,6 +188,11 @@ export class ConnectionLock {
     if (this.namespaceLock) {
       this.namespaceLock.release(warn);
       this.namespaceLock = undefined;
+      return;
+    }
+    if (this.method === 'nftables') {
+      if (this.tableMade || conns.length) unlockTables([this.table!], this.netnsOf, warn);
+      this.tableMade = false;
       return;
     }
     for (const family of [AF.INET, AF.INET6]) {
@@ -210,6 +252,12 @@ function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
 
 const NAMESPACE_CHAIN = 'STASIS-LOCK';
 
+/** A namespace's nftables lock: its table, and its owner's comment (see ownerComment). */
+export interface NamespaceTable {
+  table: string;
+  comment?: string;
+}
+
 /**
  * A whole network namespace locked (a container's, or one a runtime handed over): everything in
  * and out is dropped but what carries the repair mark. A dump of a tree with a namespace of its
@@ -217,13 +265,23 @@ const NAMESPACE_CHAIN = 'STASIS-LOCK';
  * connections: CRIU does the same); a restore into such a namespace locks it before the first
  * socket is made — a peer's retransmission must not meet a namespace that answers with a reset —
  * and lifts it (its own and a dump's left in the same namespace) once the connections are live.
- * Locking a namespace locked already changes nothing; unlocking removes every jump to the
- * chain (a killed run may have left more than one), then it.
+ * iptables: locking a namespace locked already changes nothing; unlocking removes every jump to
+ * the chain (a killed run may have left more than one), then it. nftables: each run's own table
+ * (see RestoreLock for the restore's).
  */
 export class NamespaceLock {
-  private constructor(private readonly netnsOf: number) {}
+  private constructor(private readonly netnsOf: number, private readonly nftables?: NamespaceTable) {}
 
-  static lock(netnsOf: number): NamespaceLock {
+  /**
+   * Lock the network namespace of task `netnsOf`: by iptables (our chain), or with `nftables`,
+   * by that table (CRIU's shape).
+   */
+  static lock(netnsOf: number, nftables?: NamespaceTable): NamespaceLock {
+    if (nftables) {
+      const lock = new NamespaceLock(netnsOf, nftables);
+      nft(namespaceTable(nftables.table, nftables.comment), netnsOf);
+      return lock;
+    }
     const rules = ['*filter', `:${NAMESPACE_CHAIN} - [0:0]`, `-I INPUT -j ${NAMESPACE_CHAIN}`, `-I OUTPUT -j ${NAMESPACE_CHAIN}`,
       `-A ${NAMESPACE_CHAIN} -m mark --mark ${REPAIR_MARK} -j ACCEPT`, `-A ${NAMESPACE_CHAIN} -j DROP`, 'COMMIT'];
     const lock = new NamespaceLock(netnsOf);
@@ -245,12 +303,13 @@ export class NamespaceLock {
 
   /** Lift it; never throws (`warn` hears of a lock that could not be lifted). */
   release(warn?: (msg: string) => void): void {
-    NamespaceLock.unlock(this.netnsOf, warn);
+    if (this.nftables) unlockTables([this.nftables.table], this.netnsOf, warn);
+    else NamespaceLock.unlock(this.netnsOf, warn);
   }
 
   /**
-   * Lift the lock of the network namespace of task `netnsOf`, whoever took it, if it is there:
-   * every jump to the chain (one per lock taken), then the chain; both families at once.
+   * Lift the iptables lock of the network namespace of task `netnsOf`, whoever took it, if it
+   * is there: every jump to the chain (one per lock taken), then the chain; both families at once.
    */
   static unlock(netnsOf: number | undefined, warn?: (msg: string) => void): void {
     const c = NAMESPACE_CHAIN;
@@ -268,7 +327,216 @@ export class NamespaceLock {
   }
 }
 
+/** What a dump's watchdog hears of before each lock is taken (net-ns/watchdog.ts's DumpWatchdog). */
+export interface LockWatchdog {
+  /** Lock rules for `c` in stasis's namespace, or (no `c`) the namespace of task `netnsOf` whole (iptables). */
+  locking(c: LockedConnection | undefined, netnsOf?: number): void;
+  /** nftables table `table` is about to be made in the namespace of task `netnsOf` (stasis's when undefined). */
+  lockingTable(table: string, netnsOf?: number): void;
+}
+
+/**
+ * The nftables table of run `runId`'s lock. CRIU names it `inet CRIU-<run id>` in a buffer of 32
+ * bytes: the name keeps its first 26 characters (the tools find each other's tables by it).
+ */
+export function lockTable(runId: string): string {
+  return `CRIU-${runId}`.slice(0, 26);
+}
+
+/**
+ * The comment of a table a restore makes: its owner (pid and start time), so that a later run
+ * lifts it once that process is gone (a restore killed while it held the lock). A dump's tables
+ * carry none (CRIU's shape): its watchdog lifts them if it is killed, and a finished dump leaves
+ * them for the restore.
+ */
+export function ownerComment(): string {
+  return `stasis restore ${process.pid} ${startTime(process.pid)}`;
+}
+const OWNED = /^table inet (CRIU-\S+) \{\n\s*comment "stasis restore (\d+) (\d+)"/gm;
+
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+const NO_NFT = 'network lock: the nftables method needs the nft tool (Debian\'s package nftables), which is not installed';
+
+/**
+ * Where `nft` is (Debian's package nftables), or undefined: looked for where the system keeps
+ * it, not on $PATH (where a runtime or npm may put another program of that name first).
+ */
+export function nftTool(): string | undefined {
+  return ['/usr/sbin', '/sbin', '/usr/local/sbin', '/usr/bin', '/bin'].map((d) => `${d}/nft`).find((f) => fs.existsSync(f));
+}
+
+/** An nft script (`lines`) run as one transaction in the namespace of task `netnsOf`. */
+function nft(lines: string[], netnsOf?: number): void {
+  const tool = nftTool();
+  if (!tool) throw new Error(NO_NFT);
+  try {
+    inNetns([tool, '-f', '-'], netnsOf, `${lines.join('\n')}\n`);
+  } catch (e) {
+    throw new Error(`network lock: nft failed: ${(e as Error).message}`);
+  }
+}
+
+/** The head of a lock table and its two base chains, each accepting what carries the repair mark. */
+function lockChains(table: string, policy: 'accept' | 'drop', comment?: string): string[] {
+  const t = `inet ${table}`;
+  const chain = (name: string, hook: string) => [`add chain ${t} ${name} { type filter hook ${hook} priority 0; policy ${policy}; }`,
+    `add rule ${t} ${name} meta mark 0x${REPAIR_MARK.toString(16)} accept`];
+  return [`add table ${t}${comment ? ` { comment "${comment}"; }` : ''}`, ...chain('output', 'output'), ...chain('input', 'input')];
+}
+
+/** A whole namespace's lock table: nothing in or out but what carries the repair mark. */
+function namespaceTable(table: string, comment?: string): string[] {
+  return lockChains(table, 'drop', comment);
+}
+
+/**
+ * Whether this machine can lock with nftables: the nft tool, and a kernel that makes a table
+ * with a set of concatenated keys (what the lock's sets are), tried in a network namespace of
+ * its own; throws saying what is missing.
+ */
+export function probeNftables(): void {
+  const tool = nftTool();
+  if (!tool) throw new Error('no nft tool (Debian\'s package nftables)');
+  try {
+    execFileSync('unshare', ['--net', tool, '-f', '-'], { input: `${connectionTable('CRIU-probe').join('\n')}\n`, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    throw new Error(`nft cannot make the lock's table: ${(e as { stderr?: Buffer }).stderr?.toString().trim().split('\n')[0] || (e as Error).message}`);
+  }
+}
+
+/** A per-connection lock table: its chains drop what matches the sets of connections. */
+function connectionTable(table: string, comment?: string): string[] {
+  const t = `inet ${table}`;
+  const [head, ...chains] = lockChains(table, 'accept', comment);
+  const drops = (chain: string) => [`add rule ${t} ${chain} ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop`,
+    `add rule ${t} ${chain} ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop`];
+  return [head!,
+    `add set ${t} conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }`,
+    `add set ${t} conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }`,
+    chains[0]!, chains[1]!, ...drops('output'), chains[2]!, chains[3]!, ...drops('input')];
+}
+
+/** An address as nft writes it; a v4-mapped IPv6 one as the IPv4 it carries on the wire. */
+function nftAddress(c: LockedConnection, b: Buffer): { v4: boolean; text: string } {
+  if (c.family === AF.INET) return { v4: true, text: Array.from(b).join('.') };
+  if (b.subarray(0, 10).every((x) => x === 0) && b.readUInt16BE(10) === 0xffff) return { v4: true, text: Array.from(b.subarray(12)).join('.') };
+  return { v4: false, text: Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':') };
+}
+
+/** The set elements of `conns`: each once as it comes in, once as it goes out. */
+function tableElements(table: string, conns: readonly LockedConnection[]): string[] {
+  const sets: Record<string, string[]> = { conns4: [], conns6: [] };
+  for (const c of conns) {
+    const local = nftAddress(c, c.src);
+    const remote = nftAddress(c, c.dst);
+    sets[local.v4 ? 'conns4' : 'conns6']!.push(`${remote.text} . ${c.dport} . ${local.text} . ${c.sport}`,
+      `${local.text} . ${c.sport} . ${remote.text} . ${c.dport}`);
+  }
+  return Object.entries(sets).filter(([, e]) => e.length).map(([set, e]) => `add element inet ${table} ${set} { ${e.join(', ')} }`);
+}
+
+/**
+ * Delete lock tables `tables` from the namespace of task `netnsOf`, those present (added and
+ * deleted in one transaction: one absent is no error); never throws (`warn` hears of a
+ * failure). With `sweep`, then also the tables of restores no longer running (OWNED).
+ */
+export function unlockTables(tables: readonly string[], netnsOf: number | undefined, warn?: (msg: string) => void, sweep = false): void {
+  try {
+    nft([...new Set(tables)].flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
+    if (!sweep) return;
+    const stale = [...inNetns([nftTool()!, '-t', 'list', 'ruleset', 'inet'], netnsOf).matchAll(OWNED)]
+      .filter((m) => startTime(Number(m[2])) !== m[3]).map((m) => m[1]!);
+    if (stale.length) nft(stale.flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
+  } catch (e) {
+    if (netnsOf === undefined || fs.existsSync(`/proc/${netnsOf}`)) warn?.(`network lock not lifted: ${(e as Error).message}`);
+  }
+}
+
 /** `sh -c SCRIPT` in the network namespace of task `netnsOf` (stasis's own when undefined). */
 function inNamespaceShell(script: string, netnsOf?: number): void {
   inNetns(['sh', '-c', script], netnsOf);
+}
+
+/** What a dump left locked, as its images tell. */
+export interface DumpLock {
+  /** The inventory's network_lock_method. */
+  method: LockMethod;
+  /** The dump's run id (dump_criu_run_id), which names its nftables table. */
+  runId?: string;
+  /** Whether the tree was in the dumper's network namespace (its connections locked one by one). */
+  hostNet: boolean;
+  /** Its established connections (the dump's lock holds them). */
+  conns: LockedConnection[];
+}
+
+/** The inventory's network_lock_method as a method (CRIU's images may hold no field: iptables). */
+export function lockMethodOf(code: number | undefined): LockMethod {
+  return (Object.keys(LOCK_METHOD_CODE) as LockMethod[]).find((m) => LOCK_METHOD_CODE[m] === (code ?? 0)) ?? 'iptables';
+}
+
+/**
+ * A restore's hold on the network, and the dump's it takes over. Before the first socket is
+ * made the restore locks where the connections come back: a tree's own namespace whole (by the
+ * dump's method, iptables unless the images say nftables); in stasis's namespace, the
+ * connections with nftables (a table of the restore's own: on another host the dump's is not
+ * there), while the dump's iptables rules are simply left to hold them. Once the connections are
+ * live, or the restore failed, release() lifts the restore's lock and the dump's, where the tree
+ * is — and with nftables, tables left by restores killed since (OWNED).
+ */
+export class RestoreLock {
+  private own?: ConnectionLock | NamespaceLock;
+  /** The tree's own network namespace, by a task in it; undefined: stasis's. */
+  private netnsOf?: number;
+  private ownTableName?: string;
+
+  constructor(private readonly dump: DumpLock) {}
+
+  /** The restore's own nftables table: named by a run id of its own, as a dump's is. */
+  private get ownTable(): string {
+    return this.ownTableName ??= lockTable(fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim());
+  }
+
+  private get dumpTable(): string | undefined {
+    return this.dump.method === 'nftables' && this.dump.runId ? lockTable(this.dump.runId) : undefined;
+  }
+
+  /** The tree lives in the network namespace of task `pid`, its own; `lock`: locked whole until released. */
+  inNamespace(pid: number, lock: boolean): void {
+    this.netnsOf = pid;
+    if (!lock) return;
+    const nft = this.dump.method === 'nftables';
+    this.own = NamespaceLock.lock(pid, nft ? { table: this.ownTable, comment: ownerComment() } : undefined);
+  }
+
+  /** The connections of a tree in stasis's namespace, locked until released (nftables). */
+  lockConnections(): void {
+    if (this.dump.method !== 'nftables' || !this.dump.hostNet || !this.dump.conns.length) return;
+    const lock = new ConnectionLock('nftables', undefined, undefined, this.ownTable, ownerComment());
+    lock.addAll(this.dump.conns);
+    this.own = lock;
+  }
+
+  /** Lift it all; never throws (`warn` hears of what could not be lifted). */
+  release(warn?: (msg: string) => void): void {
+    const own = this.own;
+    this.own = undefined;
+    if (this.dump.method === 'nftables') {
+      const tables = [...own ? [this.ownTable] : [], ...this.dumpTable ? [this.dumpTable] : []];
+      if (tables.length) unlockTables(tables, this.netnsOf, warn, own !== undefined);
+      return;
+    }
+    if (own) own.release(warn);
+    else if (this.netnsOf !== undefined && this.dump.conns.length && this.dump.method === 'iptables') NamespaceLock.unlock(this.netnsOf, warn);
+    if (this.dump.method === 'iptables' && this.dump.hostNet && this.dump.conns.length) {
+      new ConnectionLock('iptables').adopt(this.dump.conns).release(warn);
+    }
+  }
 }

@@ -1,7 +1,7 @@
 // What undoes a dump's hold on connections if stasis dies mid-dump (SIGKILL, a crash, the OOM
 // killer): a small process of its own session, started with the first connection a dump locks,
 // told over a pipe — before each change is made — which sockets go into repair mode and which
-// connections get lock rules. When the pipe closes without the dump's word that it let go of
+// connections get lock rules (or which nftables table is made). When the pipe closes without the dump's word that it let go of
 // them itself, it takes each socket back out of repair mode (through a copy of the task's
 // descriptor) and removes the rules: the service carries on, nothing is left in the ruleset.
 //
@@ -13,16 +13,17 @@ import { fileURLToPath } from 'node:url';
 import { pipe, takeTaskFd } from '../sys/native.js';
 import { O_CLOEXEC } from '../sys/fcntl.js';
 import { RepairSocket } from '../sys/tcp-repair.js';
-import { ConnectionLock, NamespaceLock, type LockedConnection } from './network-lock.js';
+import { ConnectionLock, NamespaceLock, unlockTables, type LockedConnection, type LockWatchdog } from './network-lock.js';
 
 type Message =
   | { repair: { pid: number; fd: number; reuse: number } }
   | { lock: { family: number; src: string; sport: number; dst: string; dport: number }; netnsOf?: number }
   | { namespace: number }
+  | { table: string; netnsOf?: number }
   | { done: true };
 
 /** stasis's end: messages are written synchronously, so each is in the pipe before the change it announces. */
-export class DumpWatchdog {
+export class DumpWatchdog implements LockWatchdog {
   private fd?: number;
 
   private send(m: Message): void {
@@ -58,6 +59,11 @@ export class DumpWatchdog {
     this.send({ lock: { family: c.family, src: c.src.toString('hex'), sport: c.sport, dst: c.dst.toString('hex'), dport: c.dport }, netnsOf });
   }
 
+  /** nftables table `table` is about to be made in the namespace of task `netnsOf` (stasis's when undefined). */
+  lockingTable(table: string, netnsOf?: number): void {
+    this.send({ table, netnsOf });
+  }
+
   /** The dump let go of everything itself (or leaves the lock for the restore on purpose). */
   done(): void {
     if (this.fd === undefined) return;
@@ -75,6 +81,7 @@ function watch(): void {
   const repairs: { pid: number; fd: number; reuse: number }[] = [];
   const locks = new Map<number | undefined, LockedConnection[]>();
   const namespaces: number[] = [];
+  const tables: { table: string; netnsOf?: number }[] = [];
   let done = false;
   let text = '';
   process.stdin.on('data', (chunk: Buffer) => {
@@ -85,6 +92,7 @@ function watch(): void {
       text = text.slice(nl + 1);
       if ('repair' in m) repairs.push(m.repair);
       else if ('namespace' in m) namespaces.push(m.namespace);
+      else if ('table' in m) tables.push(m);
       else if ('lock' in m) {
         const l = m.lock;
         const list = locks.get(m.netnsOf) ?? [];
@@ -107,6 +115,7 @@ function watch(): void {
     }
     for (const [netnsOf, conns] of locks) new ConnectionLock('iptables', netnsOf).adopt(conns).release();
     for (const netnsOf of namespaces) NamespaceLock.unlock(netnsOf);
+    for (const t of tables) unlockTables([t.table], t.netnsOf);
   });
 }
 

@@ -187,7 +187,6 @@ function seizeTimeout(p: Parsed): number | undefined {
 function networkLock(p: Parsed): LockMethod | undefined {
   const v = p.values.get('network-lock')?.[0];
   if (v === undefined) return undefined;
-  if (v === 'nftables') throw new UsageError(`--network-lock nftables is not supported yet (iptables or skip)`);
   return v as LockMethod; // checked against criu's values by the option table
 }
 

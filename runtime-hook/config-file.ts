@@ -17,14 +17,17 @@ import path from 'node:path';
 import type { Message } from '../images/wire.js';
 
 /** Option → [RPC field, how its value is read]. */
-const FIELDS: Record<string, [string, 'flag' | 'string' | 'number']> = {
+const FIELDS: Record<string, [string, 'flag' | 'string' | 'number' | 'lock']> = {
   'tcp-established': ['tcp_established', 'flag'], 'tcp-close': ['tcp_close', 'flag'], 'skip-in-flight': ['tcp_skip_in_flight', 'flag'], 'ext-unix-sk': ['ext_unix_sk', 'flag'],
   'shell-job': ['shell_job', 'flag'], 'file-locks': ['file_locks', 'flag'], 'link-remap': ['link_remap', 'flag'],
   'leave-running': ['leave_running', 'flag'], 'evasive-devices': ['evasive_devices', 'flag'],
   'manage-cgroups': ['manage_cgroups', 'flag'], 'log-file': ['log_file', 'string'],
   'root': ['root', 'string'], 'freeze-cgroup': ['freeze_cgroup', 'string'],
-  'log-level': ['log_level', 'number'],
+  'log-level': ['log_level', 'number'], 'network-lock': ['network_lock', 'lock'],
 };
+
+/** `network-lock`'s values as the RPC's criu_network_lock_method. */
+const LOCK_METHODS: Record<string, number> = { iptables: 1, nftables: 2, skip: 3 };
 
 /**
  * The words of configuration file `file` as command-line arguments (each line's first word
@@ -114,7 +117,10 @@ export function readConfigFile(file: string): Message {
     const [field, kind] = f;
     if (kind === 'flag') out[field] = true;
     else if (!value) throw new Error(`${file}:${i + 1}: option '${name}' needs a value`);
-    else out[field] = kind === 'number' ? Number(value) : value;
+    else if (kind === 'lock') {
+      if (!Object.hasOwn(LOCK_METHODS, value)) throw new Error(`${file}:${i + 1}: network-lock '${value}' is not one of iptables, nftables, skip`);
+      out[field] = LOCK_METHODS[value];
+    } else out[field] = kind === 'number' ? Number(value) : value;
   }
   return out;
 }

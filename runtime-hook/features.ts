@@ -11,15 +11,17 @@ import { addressOf, kill, nativeBuffer, rawSyscall, spawnPausedSeed } from '../s
 import { PRIVATE_DATA_QUERY, scanPages } from '../sys/pagemap.js';
 import { PTRACE_O, SIGKILL, getRseqConfiguration, seizeAndStop, setOptions, waitTask } from '../sys/ptrace.js';
 import { UsageError } from './options.js';
+import { nftTool, probeNftables } from '../net-ns/network-lock.js';
 
 interface Feature {
   /** Why stasis does not support it, whatever the kernel offers. */
   notInStasis?: string;
+  /** What it needs installed besides the kernel: says what is missing (undefined: all there). */
+  missingTool?: () => string | undefined;
   /** Tries what the kernel must offer; throws saying what is missing. `seed`: a seized, stopped task. */
   probe?: (seed: () => number) => void;
 }
 
-const NO_NFTABLES = 'stasis locks the network with iptables (CRIU\'s iptables rules), not nftables';
 
 function ok(r: bigint, what: string): bigint {
   if (r < 0n) throw new Error(`${what}: errno ${-r}`);
@@ -54,6 +56,12 @@ function sockopt(family: number, type: number, level: number, name: number, what
     closeFd(fd);
   }
 }
+
+/** The nftables network lock: the nft tool, and a kernel making its table (net-ns/network-lock.ts). */
+const NFTABLES: Feature = {
+  missingTool: () => (nftTool() ? undefined : 'the nft tool (Debian\'s package nftables) is not installed'),
+  probe: () => probeNftables(),
+};
 
 /** criu 4.2's feature names (its `check --help` lists them), in its order. */
 export const FEATURES: Record<string, Feature> = {
@@ -138,7 +146,7 @@ export const FEATURES: Record<string, Feature> = {
     exists('/proc/sys/kernel/ns_last_pid');
   } },
   newifindex: { notInStasis: 'network devices are not made at a given index (IFLA_NEW_IFINDEX)' },
-  nftables: { notInStasis: NO_NFTABLES },
+  nftables: NFTABLES,
   has_ipt_legacy: { notInStasis: 'stasis locks through the iptables of the system (iptables-nft here), not iptables-legacy' },
   pidfd_store: { probe: () => {
     const fd = ok(rawSyscall(SYS.pidfd_open, process.pid, 0), 'pidfd_open');
@@ -150,7 +158,7 @@ export const FEATURES: Record<string, Feature> = {
   } },
   ns_pid: { probe: () => procHas('/proc/self/status', /^NSpid:/m, 'NSpid') },
   apparmor_stacking: { notInStasis: 'stasis cannot set LSM profiles' },
-  network_lock_nftables: { notInStasis: NO_NFTABLES },
+  network_lock_nftables: NFTABLES,
   sockopt_buf_lock: { probe: () => sockopt(1 /* AF_UNIX */, 1 /* SOCK_STREAM */, 1 /* SOL_SOCKET */, 72 /* SO_BUF_LOCK */, 'SO_BUF_LOCK') },
   memfd_hugetlb: { notInStasis: 'hugetlb memfds are not restored as such' },
   move_mount_set_group: { notInStasis: 'mounts are restored without MOVE_MOUNT_SET_GROUP' },
@@ -176,6 +184,8 @@ export function featureMissing(name: string): string | undefined {
   checkFeatureName(name);
   const f = FEATURES[name]!;
   if (f.notInStasis) return f.notInStasis;
+  const tool = f.missingTool?.();
+  if (tool) return tool;
   let seed: number | undefined;
   const seeded = () => {
     if (seed === undefined) {

@@ -42,7 +42,7 @@ import { CLONE } from './clone.js';
 import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
-import { ConnectionLock, LOCK_METHOD_CODE, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
+import { ConnectionLock, LOCK_METHOD_CODE, lockTable, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
 import { inetDiagAll } from '../sys/netlink.js';
 import { AF, IPPROTO, TCP_STATE } from '../sys/socket.js';
 import { DumpWatchdog } from '../net-ns/watchdog.js';
@@ -463,7 +463,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).
   const watchdog = new DumpWatchdog();
   const hostNet = sameNamespace(pid, 'net');
-  const netLock = new ConnectionLock(lockMethod, hostNet ? undefined : pid, watchdog);
+  // (nftables: the table of this run, `inet CRIU-<run id>`, found by CRIU's restore as by ours)
+  const netLock = new ConnectionLock(lockMethod, hostNet ? undefined : pid, watchdog, lockTable(dumpRunId));
   const repaired = new RepairedSockets(watchdog);
   if (opts.tcpEstablished || opts.tcpClose) {
     files.tcp = { established: opts.tcpEstablished ?? false, close: opts.tcpClose ?? false, repaired, lock: (c) => netLock.add(c) };

@@ -13,13 +13,13 @@
 //                  pending signals, registers; all let go
 // If anything fails, every task created is killed: a restore leaves a running tree or nothing.
 
-import { ConnectionLock } from '../net-ns/network-lock.js';
+import { RestoreLock } from '../net-ns/network-lock.js';
 import { restoreStats, writeRestoreStats } from './stats.js';
 import { pinSelf } from '../sys/inject.js';
 import type { CgRoot } from '../cgroup/cgroups.js';
 import { restoreAttributes } from './restore/attributes.js';
 import { TreeFiles } from './restore/files.js';
-import { load, lockedByDump, type LoadedImages } from './restore/images.js';
+import { dumpLockOf, load, type LoadedImages } from './restore/images.js';
 import { TreeNamespaces } from './restore/namespaces.js';
 import { makePlan, releasePlan, type Plan } from './restore/plan.js';
 import { RestoreRun } from './restore/state.js';
@@ -96,24 +96,25 @@ export async function restore(opts: RestoreOptions): Promise<RestoreResult> {
   } catch (e) {
     // Images that cannot be restored: a lock their dump left goes anyway (the peers see a reset,
     // not a connection hanging on).
-    const locked = await lockedByDump(opts.imagesDir);
-    if (locked.length) new ConnectionLock('iptables').adopt(locked).release(opts.warn);
+    new RestoreLock(await dumpLockOf(opts.imagesDir)).release(opts.warn);
     throw e;
   }
   const run = new RestoreRun(opts, img);
   // Restored or not, the locks go: the peers see the connection carry on, or reset. A tree of
-  // the host's namespace: the dump's rules for its connections; one with a namespace of its own:
-  // the lock of that namespace (the restore's, and a dump's left there when it is the same).
+  // the host's namespace: the dump's lock of its connections (and the restore's, nftables); one
+  // with a namespace of its own: the lock of that namespace (the restore's, and a dump's left
+  // there when it is the same). See RestoreLock.
   let unlocked = false;
   const unlockNetwork = () => {
     if (unlocked) return;
     unlocked = true;
-    run.netLock?.release(opts.warn);
-    if (img.locked.length) new ConnectionLock('iptables').adopt(img.locked).release(opts.warn);
+    run.netLock.release(opts.warn);
   };
   let plan: Plan;
   try {
     plan = makePlan(opts, img, run.ownSid);
+    // Connections of stasis's namespace locked before any socket is made (see RestoreLock).
+    if (opts.tcpEstablished) run.netLock.lockConnections();
   } catch (e) {
     unlockNetwork();
     throw e;

@@ -1,7 +1,7 @@
 // Reading a dump for restore: every image read and checked before any process exists, into
 // one ProcessImages per process and what the tree's namespaces hold (LoadedImages).
 
-import type { LockedConnection } from '../../net-ns/network-lock.js';
+import { lockMethodOf, type DumpLock, type LockedConnection } from '../../net-ns/network-lock.js';
 import { isStreamState, tcpStreamImageName } from '../../files/tcp-stream.js';
 import { IPPROTO } from '../../sys/socket.js';
 import fs from 'node:fs';
@@ -81,11 +81,8 @@ export interface LoadedImages {
   nestedNs: Map<number, NestedNsImage>;
   /** Each live process's nested ipc and uts namespaces, by image PID (none: the root's). */
   nestedNsOf: Map<number, Partial<Record<NestedKind, number>>>;
-  /**
-   * Established TCP connections the dump locked one by one in the host's network namespace
-   * (CRIU's iptables method), to unlock once restored; empty for a tree with a namespace of its own.
-   */
-  locked: LockedConnection[];
+  /** What the dump locked (its method and run id, its connections), lifted once restored. */
+  dumpLock: DumpLock;
   /** Whether the dump holds established connections to rebuild (tcp-stream images). */
   tcpStreams: boolean;
   seccomp: SeccompFilterEntry[];
@@ -130,21 +127,26 @@ function establishedStreams(files: Iterable<Record<string, any>>, exists: (image
 }
 
 /**
- * What a dump of a tree in the host's network namespace locked, read as far as the images
- * allow (for a restore that cannot load them: the lock goes all the same); [] when unknown.
+ * What a dump locked, read as far as the images allow (for a restore that cannot load them: the
+ * lock of a tree in the host's namespace goes all the same); nothing when unknown.
  */
-export async function lockedByDump(dir: string): Promise<LockedConnection[]> {
+export async function dumpLockOf(dir: string): Promise<DumpLock> {
+  const none: DumpLock = { method: 'skip', hostNet: false, conns: [] };
   try {
     const images = await ImageDir.open(dir);
     const inventory = await images.inventory();
-    if ((inventory.network_lock_method ?? 0) !== 0) return [];
     const root = Number((await images.image('pstree.img')).entries[0]?.message.pid);
     const ids = (await images.message(imageFileName('IDS', root))) as unknown as TaskKobjIds;
-    if (ids.net_ns_id !== (inventory.root_ids as TaskKobjIds | undefined)?.net_ns_id) return [];
-    return establishedStreams(await images.messages('files.img'), (name) => fs.existsSync(images.file(name)));
+    if (ids.net_ns_id !== (inventory.root_ids as TaskKobjIds | undefined)?.net_ns_id) return none;
+    const conns = establishedStreams(await images.messages('files.img'), (name) => fs.existsSync(images.file(name)));
+    return { method: lockMethodOf(inventory.network_lock_method as number | undefined), runId: runIdOf(inventory), hostNet: true, conns };
   } catch {
-    return [];
+    return none;
   }
+}
+
+function runIdOf(inventory: Message): string | undefined {
+  return inventory.dump_criu_run_id ? String(inventory.dump_criu_run_id) : undefined;
 }
 
 export async function load(dir: string): Promise<LoadedImages> {
@@ -329,11 +331,11 @@ export async function load(dir: string): Promise<LoadedImages> {
     ? (await images.message(timensImageName(rootIds!.time_ns_id!))) as unknown as TimensEntry : undefined;
   const seccomp = fs.existsSync(images.file(SECCOMP_IMAGE))
     ? (((await images.messages(SECCOMP_IMAGE))[0]?.seccomp_filters ?? []) as SeccompFilterEntry[]) : [];
-  // What a dump locked (a lock method other than iptables — nftables, skip — leaves nothing here).
   const streams = establishedStreams(files.values(), (name) => fs.existsSync(images.file(name)));
-  const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
+  const dumpLock: DumpLock = { method: lockMethodOf(inventory.network_lock_method as number | undefined), runId: runIdOf(inventory),
+    hostNet: !(nsFlags & CLONE.NEWNET), conns: streams };
   return {
-    procs, files, extraImage, userns, userNsOf, mntNsOf, nestedMounts, nestedNs, nestedNsOf, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, userns, userNsOf, mntNsOf, nestedMounts, nestedNs, nestedNsOf, dumpLock, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -8,7 +8,6 @@
 // others of it enter it; and for ipc and uts namespaces nested inside it, each made by a seed
 // inside the user namespace owning it (task/nested-ns.ts), which its tasks enter once cloned.
 
-import { NamespaceLock } from '../../net-ns/network-lock.js';
 import { sameNamespace } from '../../sys/setns.js';
 import fs from 'node:fs';
 import { applying } from '../errors.js';
@@ -115,8 +114,9 @@ export class TreeNamespaces {
     } else if (img.nsFlags & CLONE.NEWNET) {
       bringUpLoopback(inj);
     }
-    // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are live.
-    if (img.tcpStreams && this.run.opts.tcpEstablished && !sameNamespace(pid, 'net')) this.run.netLock = NamespaceLock.lock(pid);
+    // Connections are rebuilt in a namespace of the tree's own: nothing in or out until they are
+    // live (and a dump's lock left there goes with the restore's: see RestoreLock).
+    if (img.tcpStreams && !sameNamespace(pid, 'net')) this.run.netLock.inNamespace(pid, this.run.opts.tcpEstablished === true);
     opts.namespacesReady?.(pid);
   }
 

@@ -4,7 +4,7 @@
 
 import { giveTaskFd } from '../../sys/pass-fd.js';
 import type { CredsEntry } from '../creds.js';
-import type { NamespaceLock } from '../../net-ns/network-lock.js';
+import { RestoreLock } from '../../net-ns/network-lock.js';
 import fs from 'node:fs';
 import { MemfdInodes } from '../../files/memfd.js';
 import { openInTask } from '../../files/reg.js';
@@ -44,8 +44,11 @@ export interface Restoring {
 }
 
 export class RestoreRun {
-  /** The tree's own network namespace, locked while its connections are rebuilt (namespaces.ts). */
-  netLock?: NamespaceLock;
+  /**
+   * The network locked while the connections are rebuilt (namespaces.ts takes the lock), with
+   * the dump's lock it lifts.
+   */
+  readonly netLock: RestoreLock;
 
   /** The processes being restored, by their PID in the image. */
   readonly tasks = new Map<number, Restoring>();
@@ -84,6 +87,7 @@ export class RestoreRun {
 
   constructor(readonly opts: RestoreOptions, readonly img: LoadedImages) {
     this.log = opts.log ?? (() => {});
+    this.netLock = new RestoreLock(img.dumpLock);
   }
 
   /** A regular file of files.img (its `reg` part). */

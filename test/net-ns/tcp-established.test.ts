@@ -4,15 +4,18 @@
 // exactly once, the server never sees a reset, and no lock rule is left behind.
 
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
-import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
+import { eventually, lockRules, nftLockTables, nftMonitor, patternServer, tcpStates, unwire, wire } from './tcp-peers.js';
+import { ImageDir } from '../../images/index.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
 import { execa } from 'execa';
 import fs from 'node:fs';
-import { selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
-import { startWorkload as underReaperWorkload } from '../../test-containers/launch.js';
+import { fdKey, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
+import { ConnectionLock, ownerComment, unlockTables, type LockedConnection } from '../../net-ns/network-lock.js';
+import { AF } from '../../sys/socket.js';
+import { buildWorkload, startWorkload as underReaperWorkload, underReaper } from '../../test-containers/launch.js';
 
 
 /**
@@ -29,35 +32,62 @@ async function clientAndServer(t: ExecutionContext, bytes?: number) {
   return { srv, work, w, ready };
 }
 
-const cases: { host: string; dumper: string; restorer: string }[] = [
+const cases: { host: string; dumper: string; restorer: string; lock?: string; listen?: string }[] = [
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
   { host: '::1', dumper: 'stasis', restorer: 'stasis' },
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
   { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  { host: '::1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  // An IPv6 socket connected to an IPv4 server: locked as the IPv4 connection it is on the wire.
+  { host: '::ffff:127.0.0.1', listen: '127.0.0.1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
+  { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu', lock: 'nftables' },
+  { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis', lock: 'nftables' },
 ];
-for (const { host, dumper, restorer } of cases) {
-  const how = dumper === 'stasis' && restorer === 'stasis' ? '' : `, ${dumper} dumps and ${restorer} restores`;
+for (const { host, dumper, restorer, lock = 'iptables', listen = host } of cases) {
+  const how = [...dumper === 'stasis' && restorer === 'stasis' ? [] : [`${dumper} dumps and ${restorer} restores`],
+    ...lock === 'iptables' ? [] : [`--network-lock ${lock}`]].map((x) => `, ${x}`).join('');
   test.serial(`an established connection (${host}) with both queues full carries on after dump and restore${how}`, async (t) => {
-    const srv = await patternServer(host);
+    const srv = await patternServer(listen);
     t.teardown(() => srv.close());
     let sent = 0;
+    let dumpTable = '';
+    let monitor: { stop(): Promise<string[]> } | undefined;
     await selfCheckRoundTrip(t, 'tcp-client', {
       args: (work) => [work, `c,${host},${srv.port}`],
-      ...tcpRoundTrip(dumper, restorer),
+      ...tcpRoundTrip(dumper, restorer, lock),
       afterReady: (_w, line) => {
         sent = Number(line.split(' ')[1]);
         srv.expect(sent);
       },
-      afterDump: async () => {
+      afterDump: async (dir: string) => {
         // Locked while the process is away: the connection's packets are dropped, not reset.
-        t.is(lockRules(srv.port).length, 2, 'two lock rules (in and out) while the connection is dumped');
+        const held = lockRules(srv.port);
+        t.is(held.length, 2, `two lock rules or set elements (in and out) while the connection is dumped: ${held.join('; ')}`);
+        if (lock === 'nftables') {
+          // The dump's table, named by the run id its inventory keeps, holds them (IPv4 ones in conns4).
+          dumpTable = `CRIU-${(await (await ImageDir.open(dir)).inventory()).dump_criu_run_id}`.slice(0, 26);
+          t.true(held.every((e) => e.startsWith(`${dumpTable} `)), `in ${dumpTable}: ${held.join('; ')}`);
+          t.is(held.filter((e) => /^\S+ \d+\.\d+\.\d+\.\d+ /.test(e)).length, host === '::1' ? 0 : 2, 'IPv4 on the wire: in conns4');
+          if (restorer === 'stasis') monitor = await nftMonitor(t);
+        }
       },
-      afterRestore: () => srv.resume(),
+      afterRestore: async () => {
+        srv.resume();
+        if (!monitor) return;
+        // stasis's restore locked the connection again in a table of its own (on another host
+        // the dump's is not there), and lifted it with the dump's.
+        const lines = await monitor.stop();
+        const own = lines.map((l) => new RegExp(`^add element inet (CRIU-\\S+) conns[46] \\{ .* ${srv.port}( |,)`).exec(l)?.[1]).find((x) => x && x !== dumpTable);
+        t.truthy(own, `the restore's own table holds the connection: ${lines.join('\n')}`);
+        t.true(lines.includes(`delete table inet ${own}`), 'the restore\'s table is deleted');
+      },
     });
     t.true(sent > 0);
     t.is(srv.verdict, 'ok', `the server got every byte once (${srv.receivedBytes} bytes)`);
     t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
     t.deepEqual(lockRules(srv.port), [], 'no lock rule left');
+    if (dumpTable) t.false(nftLockTables().includes(dumpTable), `the dump's table ${dumpTable} is gone from the ruleset`);
   });
 }
 
@@ -71,73 +101,163 @@ test.serial('an established connection is refused without --tcp-established, and
 });
 
 
-test.serial('stasis killed at random moments of a --tcp-established --leave-running dump: the connection carries on, no lock left', async (t) => {
-  const { srv, w, work, ready } = await clientAndServer(t);
-  srv.expect(Number(ready.split(' ')[1]));
-  // How long a whole dump takes, then kills spread over it.
+for (const lock of ['iptables', 'nftables']) {
+  test.serial(`stasis killed at random moments of a --tcp-established --leave-running dump (--network-lock ${lock}): the connection carries on, no lock left`, async (t) => {
+    const { srv, w, work, ready } = await clientAndServer(t);
+    srv.expect(Number(ready.split(' ')[1]));
+    // How long a whole dump takes, then kills spread over it.
+    const t0 = Date.now();
+    const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running', '--network-lock', lock]);
+    t.is(full.exitCode, 0, full.all);
+    const span = Date.now() - t0;
+    t.deepEqual(lockRules(srv.port), [], 'a finished --leave-running dump leaves no rule');
+    let lockedKills = 0;
+    for (let i = 0; i < 8; i++) {
+      const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running', '--network-lock', lock], { reject: false });
+      // Half the kills at random, half once the lock is seen (the connection in repair mode).
+      if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
+      else await eventually(() => lockRules(srv.port).length > 0, span * 3);
+      const held = lockRules(srv.port);
+      if (held.length) lockedKills++;
+      p.kill('SIGKILL');
+      await p;
+      t.true(await eventually(() => lockRules(srv.port).length === 0), `kill ${i + 1}: the lock is gone`);
+      // nftables: the tables that held the connection are gone whole, not only emptied.
+      const tables = new Set(held.filter((e) => e.startsWith('CRIU-')).map((e) => e.split(' ')[0]!));
+      if (lock === 'nftables') t.true(await eventually(() => !nftLockTables().some((x) => tables.has(x))), `kill ${i + 1}: no table left`);
+      t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
+    }
+    t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
+    t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
+    srv.resume();
+    fs.writeFileSync(path.join(work, 'check'), '');
+    await w.waitForLine(/^result /, 20_000);
+    t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
+    t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
+    t.is(srv.verdict, 'ok', 'the server got every byte once');
+    t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
+  });
+}
+
+
+for (const lock of ['iptables', 'nftables']) {
+  test.serial(`--tcp-close restores an established connection closed, as many times as asked, and lifts the lock (--network-lock ${lock})`, async (t) => {
+    const { srv, w } = await clientAndServer(t);
+    const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
+      .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
+    const fd = fdOf(w.pid)!;
+    const dir = tmpDir(t);
+    const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', lock]);
+    t.is(d.exitCode, 0, d.all);
+    await w.exitOf(w.pid);
+    t.is(lockRules(srv.port).length, 2, 'locked until restored');
+    for (let i = 0; i < 2; i++) {
+      const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
+      t.is(r.exitCode, 0, r.all);
+      t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: the lock is lifted`);
+      const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
+      t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
+      const ino = Number(/\d+/.exec(link)![0]);
+      t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
+      process.kill(w.pid, 'SIGKILL');
+      await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
+    }
+  });
+
+  test.serial(`a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset (--network-lock ${lock})`, async (t) => {
+    const { srv, w } = await clientAndServer(t, 4096);
+    const dir = tmpDir(t);
+    const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', lock]);
+    t.is(d.exitCode, 0, d.all);
+    await w.exitOf(w.pid);
+    await restoreDamagedStream(t, dir, w.pid, srv.port);
+    // The peer finds out at its next word: the connection is gone (reset), not hanging.
+    srv.resume();
+    srv.write('hello?');
+    t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+  });
+}
+
+test.serial('stasis killed while a --leave-running dump holds a tree\'s own network namespace locked (--network-lock nftables): the table goes, the connection carries on', async (t) => {
+  const x = 30 + (process.pid % 60);
+  const ns = `stasis-nftk-${process.pid}`;
+  const hostIf = `stk${process.pid % 100000}`;
+  t.teardown(() => unwire(ns, hostIf));
+  wire(ns, hostIf, `10.77.${x}`);
+  const srv = await patternServer(`10.77.${x}.1`);
+  t.teardown(() => srv.close());
+  const work = tmpDir(t, 'stasis-tcp-');
+  const w = await underReaper(['/usr/bin/nsenter', `--net=/var/run/netns/${ns}`, buildWorkload('tcp-client'), work, `c,10.77.${x}.1,${srv.port}`]);
+  t.teardown(() => w.kill());
+  srv.expect(Number((await w.waitForLine(/^ready\b/)).split(' ')[1]));
+  const ino = fs.statSync(`/var/run/netns/${ns}`).ino;
+  const dump = ['dump', '-t', String(w.pid), '--tcp-established', '--leave-running', '--network-lock', 'nftables', '--external', `net[${ino}]:${ns}`];
   const t0 = Date.now();
-  const full = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running']);
+  const full = await stasis([...dump, '-D', tmpDir(t)]);
   t.is(full.exitCode, 0, full.all);
   const span = Date.now() - t0;
-  t.deepEqual(lockRules(srv.port), [], 'a finished --leave-running dump leaves no rule');
+  t.deepEqual(nftLockTables(ns), [], 'a finished --leave-running dump leaves no table');
   let lockedKills = 0;
-  for (let i = 0; i < 8; i++) {
-    const p = execa(process.execPath, [stasisBin, 'dump', '-t', String(w.pid), '-D', tmpDir(t), '--tcp-established', '--leave-running'], { reject: false });
-    // Half the kills at random, half once the lock is seen (the connection in repair mode).
-    if (i % 2) await new Promise((r) => setTimeout(r, Math.floor(Math.random() * span)));
-    else await eventually(() => lockRules(srv.port).length > 0, span * 3);
-    if (lockRules(srv.port).length) lockedKills++;
+  for (let i = 0; i < 4; i++) {
+    const p = execa(process.execPath, [stasisBin, ...dump, '-D', tmpDir(t)], { reject: false });
+    await eventually(() => nftLockTables(ns).length > 0, span * 3);
+    const held = nftLockTables(ns);
+    if (held.length) lockedKills++;
     p.kill('SIGKILL');
     await p;
-    t.true(await eventually(() => lockRules(srv.port).length === 0), `kill ${i + 1}: the lock is gone`);
+    t.true(await eventually(() => nftLockTables(ns).length === 0), `kill ${i + 1}: the namespace's lock table is gone (${held.join(', ')})`);
     t.true(await eventually(() => tracerOf(w.pid) === 0), `kill ${i + 1}: the process is not traced`);
   }
-  t.log(`dump ${span} ms; ${lockedKills} of 8 kills with the lock held`);
-  t.true(lockedKills > 0, 'some kill hit the dump while it held the connection');
+  t.true(lockedKills > 0, 'some kill hit the dump while it held the namespace locked');
   srv.resume();
   fs.writeFileSync(path.join(work, 'check'), '');
   await w.waitForLine(/^result /, 20_000);
-  t.deepEqual(w.lines.filter((l) => l.startsWith('FAIL')), []);
   t.true(w.lines.includes('result PASS'), w.lines.join('\n'));
   t.is(srv.verdict, 'ok', 'the server got every byte once');
   t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });
 
+/** A process gone: its pid and the start time it had (field 22 of /proc/PID/stat). */
+async function goneProcess(): Promise<[number, string]> {
+  const p = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const stat = fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+  const exited = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await exited;
+  return [p.pid!, start];
+}
 
-test.serial('--tcp-close restores an established connection closed, as many times as asked, and lifts the lock', async (t) => {
-  const { srv, w } = await clientAndServer(t);
-  const fdOf = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).map(Number)
-    .find((fd) => fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:'));
-  const fd = fdOf(w.pid)!;
+test.serial('a lock table a killed stasis restore left (--network-lock nftables) never blocks the next: the next restore lifts it, its connection carries on; a running restore\'s table is left alone', async (t) => {
+  const { srv, w, work, ready } = await clientAndServer(t);
+  srv.expect(Number(ready.split(' ')[1]));
+  const conn: LockedConnection = { family: AF.INET, src: Buffer.from([127, 0, 0, 1]), sport: srv.peerPort!, dst: Buffer.from([127, 0, 0, 1]), dport: srv.port };
+  // As a restore killed while it held the connection leaves it: its table, its owner gone, drops
+  // the connection both ways. And one of a restore still running (this process), to be kept.
+  const [dead, start] = await goneProcess();
+  const stale = `CRIU-stale-${process.pid}`;
+  const live = `CRIU-live-${process.pid}`;
+  new ConnectionLock('nftables', undefined, undefined, stale, `stasis restore ${dead} ${start}`).addAll([conn]);
+  const running = new ConnectionLock('nftables', undefined, undefined, live, ownerComment());
+  running.addAll([{ ...conn, sport: 9, dport: 9 }]);
+  t.teardown(() => { unlockTables([stale, live], undefined); });
+  t.deepEqual(nftLockTables().filter((x) => x === stale || x === live).sort(), [live, stale]);
   const dir = tmpDir(t);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', 'nftables']);
   t.is(d.exitCode, 0, d.all);
   await w.exitOf(w.pid);
-  t.is(lockRules(srv.port).length, 2, 'locked until restored');
-  for (let i = 0; i < 2; i++) {
-    const r = await stasis(['restore', '-d', '-D', dir, '--tcp-close']);
-    t.is(r.exitCode, 0, r.all);
-    t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: the lock is lifted`);
-    const link = fs.readlinkSync(`/proc/${w.pid}/fd/${fd}`);
-    t.regex(link, /^socket:\[\d+\]$/, `restore ${i + 1}: the descriptor is a socket`);
-    const ino = Number(/\d+/.exec(link)![0]);
-    t.not(tcpStates().get(ino), '01', `restore ${i + 1}: not connected`);
-    process.kill(w.pid, 'SIGKILL');
-    await eventually(() => !fs.existsSync(`/proc/${w.pid}`));
-  }
-});
-
-test.serial('a restore that fails (a damaged tcp-stream image) leaves no process and no lock, and the peer sees the connection reset', async (t) => {
-  const { srv, w } = await clientAndServer(t, 4096);
-  const dir = tmpDir(t);
-  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
-  t.is(d.exitCode, 0, d.all);
-  await w.exitOf(w.pid);
-  await restoreDamagedStream(t, dir, w.pid, srv.port);
-  // The peer finds out at its next word: the connection is gone (reset), not hanging.
+  const r = await restoreUnderReaper(t, dir, key, w.pid, ['--tcp-established']);
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  t.false(nftLockTables().includes(stale), 'the killed restore\'s table is gone');
+  t.true(nftLockTables().includes(live), 'a running restore\'s table is left alone');
+  t.deepEqual(lockRules(srv.port), [], 'nothing holds the connection');
   srv.resume();
-  srv.write('hello?');
-  t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+  t.is(srv.verdict, 'ok', 'the server got every byte once');
+  t.deepEqual(srv.events.filter((e) => e.startsWith('error')), [], 'the server never saw a reset');
 });
 
 /** The retransmission timer of the connection from local port `port`: [ms left, back-offs]. */

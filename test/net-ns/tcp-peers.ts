@@ -2,34 +2,80 @@
 // patterns, its protocol), lock rules and socket states as the host shows them, network
 // namespaces wired to the host.
 
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { sharedDir } from '../helpers/paths.js';
 import { stasis } from '../helpers/stasis.js';
+import { nftTool } from '../../net-ns/network-lock.js';
 
 const criu = [path.join(sharedDir, 'anchors/criu-4.2/criu')];
 
 /**
  * selfCheckRoundTrip's options for a round trip with --tcp-established (and logs), dumped by
- * `dumper` and restored by `restorer` (stasis, or CRIU 4.2).
+ * `dumper` and restored by `restorer` (stasis, or CRIU 4.2), the dump locking by `lock`.
  */
-export function tcpRoundTrip(dumper = 'stasis', restorer = 'stasis') {
+export function tcpRoundTrip(dumper = 'stasis', restorer = 'stasis', lock = 'iptables') {
   return {
-    dumpArgs: ['--tcp-established', '-o', 'dump.log', '-v4'],
+    dumpArgs: ['--tcp-established', '--network-lock', lock, '-o', 'dump.log', '-v4'],
     restoreArgs: ['--tcp-established', '-o', 'restore.log', '-v4'],
     dumpTool: dumper === 'criu' ? criu : undefined,
     restoreTool: restorer === 'criu' ? criu : undefined,
   };
 }
 
-/** The lock rules of the connections to server port `port` (other tests may lock their own meanwhile). */
+/**
+ * The lock of the connections to server port `port`, by either method (other tests may lock
+ * their own meanwhile): iptables rules, and the elements of nftables lock tables (`TABLE a . p . b . q`).
+ */
 export function lockRules(port: number): string[] {
   const rules = (tool: string) => execFileSync(tool, ['-S'], { encoding: 'utf8' }).split('\n');
   return [...rules('iptables'), ...rules('ip6tables')]
-    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l));
+    .filter((l) => l.includes('0xc114') && new RegExp(`--[sd]port ${port}\\b`).test(l))
+    .concat(nftLockElements().filter((e) => new RegExp(` ${port}( |$)`).test(e)));
+}
+
+/** nftables' ruleset (of the network namespace named `netns`, else this one) as `nft -j` lists it. */
+export function nftRuleset(netns?: string): Record<string, any>[] {
+  const argv = [nftTool()!, '-j', 'list', 'ruleset']; // not node_modules/.bin's nft
+  const out = netns ? execFileSync('ip', ['netns', 'exec', netns, ...argv], { encoding: 'utf8' }) : execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+  return (JSON.parse(out) as { nftables: Record<string, any>[] }).nftables;
+}
+
+/** The elements of the lock tables' connection sets (tables CRIU-*), as `TABLE a . p . b . q`. */
+export function nftLockElements(netns?: string): string[] {
+  return nftRuleset(netns).flatMap((o) => (o.set && String(o.set.table).startsWith('CRIU-') ? (o.set.elem ?? []) : [])
+    .map((e: { concat: unknown[] }) => `${o.set.table} ${e.concat.join(' . ')}`));
+}
+
+/**
+ * `nft monitor` of network namespace `netns` (else this one) from now: `stop()` ends it (by its
+ * pid) and gives the lines it printed (`add table inet T`, `add element inet T conns4 { ... }`,
+ * `delete table inet T`, ...). Stopped when the test ends, whatever happens.
+ */
+export async function nftMonitor(t: ExecutionContext, netns?: string) {
+  const argv = [...netns ? ['ip', 'netns', 'exec', netns] : [], nftTool()!, 'monitor', 'ruleset'];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'ignore'] });
+  let text = '';
+  child.stdout.on('data', (c: Buffer) => { text += c.toString(); });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await gone;
+    }
+    return text.split('\n');
+  };
+  t.teardown(stop);
+  await new Promise((r) => setTimeout(r, 200)); // listening
+  return { stop };
+}
+
+/** The lock tables (CRIU-*) of network namespace `netns` (else this one). */
+export function nftLockTables(netns?: string): string[] {
+  return nftRuleset(netns).filter((o) => o.table && String(o.table.name).startsWith('CRIU-')).map((o) => String(o.table.name));
 }
 
 /** TCP sockets of /proc/net/tcp{,6} by inode: their state (hex, 01 = established). */
@@ -129,6 +175,8 @@ export async function patternServer(host: string, bytes?: number) {
   return {
     port: (server.address() as net.AddressInfo).port,
     get events() { return peer?.events ?? []; },
+    /** The connection's other end (the workload's) port. */
+    get peerPort() { return peer?.socket.remotePort; },
     expect(n: number) { expected = n; peer?.expect(n); },
     resume() { peer?.socket.resume(); },
     write(text: string) { peer?.socket.write(text); },

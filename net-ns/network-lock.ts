@@ -35,8 +35,20 @@ export const LOCK_METHOD_CODE: Record<LockMethod, number> = { iptables: 0, nftab
 
 function addressText(family: number, b: Buffer): string {
   if (family === AF.INET) return `${Array.from(b).join('.')}/32`;
-  // v4-mapped IPv6 addresses are matched by ip6tables as they are.
   return `${Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':')}/128`;
+}
+
+function v4Mapped(b: Buffer): boolean {
+  return b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b.readUInt16BE(10) === 0xffff;
+}
+
+/**
+ * `c` as its packets travel: an IPv6 socket's connection between v4-mapped addresses is IPv4 on
+ * the wire, which iptables (not ip6tables) sees, as CRIU locks it.
+ */
+function onWire(c: LockedConnection): LockedConnection {
+  if (c.family === AF.INET || !v4Mapped(c.src) || !v4Mapped(c.dst)) return c;
+  return { ...c, family: AF.INET, src: c.src.subarray(12), dst: c.dst.subarray(12) };
 }
 
 function restoreTool(family: number): string {
@@ -69,7 +81,8 @@ function run(tool: string, script: string, netnsOf?: number): void {
 export const REPAIR_MARK = 0xc114;
 
 /** The DROP rules of one connection, both directions, as CRIU writes them (`op`: -I or -D). */
-function connectionRules(op: '-I' | '-D', c: LockedConnection): string[] {
+function connectionRules(op: '-I' | '-D', conn: LockedConnection): string[] {
+  const c = onWire(conn);
   const local = addressText(c.family, c.src);
   const remote = addressText(c.family, c.dst);
   const rule = (chain: string, s: string, sp: number, d: string, dp: number) =>
@@ -82,7 +95,7 @@ function connectionKey(c: LockedConnection): string {
 }
 
 function familyOf(c: LockedConnection): number {
-  return c.family === AF.INET ? AF.INET : AF.INET6;
+  return onWire(c).family === AF.INET ? AF.INET : AF.INET6;
 }
 
 /**
@@ -210,7 +223,8 @@ export class ConnectionLock {
 }
 
 /** A lock rule as chain, then the connection as the rule matches it (its source first). */
-function ruleKey(chain: 'INPUT' | 'OUTPUT', c: LockedConnection): string {
+function ruleKey(chain: 'INPUT' | 'OUTPUT', conn: LockedConnection): string {
+  const c = onWire(conn);
   const local = `${c.src.toString('hex')}:${c.sport}`;
   const remote = `${c.dst.toString('hex')}:${c.dport}`;
   return chain === 'INPUT' ? `INPUT ${remote} ${local}` : `OUTPUT ${local} ${remote}`;
@@ -427,7 +441,7 @@ function connectionTable(table: string, comment?: string): string[] {
 /** An address as nft writes it; a v4-mapped IPv6 one as the IPv4 it carries on the wire. */
 function nftAddress(c: LockedConnection, b: Buffer): { v4: boolean; text: string } {
   if (c.family === AF.INET) return { v4: true, text: Array.from(b).join('.') };
-  if (b.subarray(0, 10).every((x) => x === 0) && b.readUInt16BE(10) === 0xffff) return { v4: true, text: Array.from(b.subarray(12)).join('.') };
+  if (v4Mapped(b)) return { v4: true, text: Array.from(b.subarray(12)).join('.') };
   return { v4: false, text: Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':') };
 }
 

@@ -35,6 +35,8 @@ async function clientAndServer(t: ExecutionContext, bytes?: number) {
 const cases: { host: string; dumper: string; restorer: string; lock?: string; listen?: string }[] = [
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
   { host: '::1', dumper: 'stasis', restorer: 'stasis' },
+  // An IPv6 socket connected to an IPv4 server: locked as the IPv4 connection it is on the wire.
+  { host: '::ffff:127.0.0.1', listen: '127.0.0.1', dumper: 'stasis', restorer: 'stasis' },
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'criu' },
   { host: '127.0.0.1', dumper: 'criu', restorer: 'stasis' },
   { host: '127.0.0.1', dumper: 'stasis', restorer: 'stasis', lock: 'nftables' },
@@ -64,6 +66,7 @@ for (const { host, dumper, restorer, lock = 'iptables', listen = host } of cases
         // Locked while the process is away: the connection's packets are dropped, not reset.
         const held = lockRules(srv.port);
         t.is(held.length, 2, `two lock rules or set elements (in and out) while the connection is dumped: ${held.join('; ')}`);
+        if (lock === 'iptables' && host !== '::1') t.true(held.every((r) => / -s \d+\.\d+\.\d+\.\d+\/32 /.test(r)), `IPv4 rules (iptables): ${held.join('; ')}`);
         if (lock === 'nftables') {
           // The dump's table, named by the run id its inventory keeps, holds them (IPv4 ones in conns4).
           dumpTable = `CRIU-${(await (await ImageDir.open(dir)).inventory()).dump_criu_run_id}`.slice(0, 26);

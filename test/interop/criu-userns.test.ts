@@ -1,0 +1,119 @@
+// User namespaces and upstream CRIU 4.2 (shared/anchors), both ways, and where CRIU itself
+// stops. A plain tree in user namespaces (workloads/userns-tree.c, under a reaper): CRIU dumps
+// no nested user namespace, and restores no tree whose user namespace does not own the tree's
+// pid and mount namespaces (it mounts a proc of its own in the new user namespace) — not even
+// its own dump of it. Each floor is shown in the same run on CRIU's dump and on stasis's, which
+// stasis then restores whole.
+import test, { type ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { sharedDir } from '../helpers/paths.js';
+import { fdKey, killPid, restoreUnderReaper, stasis, tmpDir, waitForFreePids } from '../helpers/stasis.js';
+
+const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
+
+/** What each task of userns-tree checks after restore. */
+const ITEMS = [
+  'root-state', 'root-file', 'root-socketpair', 'p1-state', 'p1-file-f1', 'p1-file-f2', 'p1-socketpair',
+  'p2-state', 'p2-file-f1', 'p2-file-f2', 'p3-state', 'p3-file-f1',
+];
+
+/** The log CRIU wrote in DIR (or why there is none). */
+function log(dir: string, name: string): string {
+  try {
+    return fs.readFileSync(path.join(dir, name), 'utf8');
+  } catch (e) {
+    return `(no ${name}: ${(e as Error).message})`;
+  }
+}
+
+/** userns-tree in `mode` (with its work directory), its tasks' PIDs (root, P1, P2, P3) killed at the end. */
+async function tree(t: ExecutionContext, mode: string[]): Promise<{ w: Workload; work: string; pids: number[] }> {
+  const work = tmpDir(t, 'stasis-userns-tree-');
+  const w = await startWorkload('userns-tree', [work, ...mode]);
+  const pids: number[] = [];
+  t.teardown(async () => {
+    pids.forEach(killPid);
+    await w.kill();
+  });
+  const ready = await w.waitForLine(/^ready\b/);
+  pids.push(...[...ready.matchAll(/\d+/g)].map((m) => Number(m[0])));
+  return { w, work, pids };
+}
+
+/** `criu dump` of the tree at `pid` into DIR (log dump.log there): its exit code. */
+async function criuDump(pid: number, dir: string): Promise<number | undefined> {
+  return (await execa(criuBin, ['dump', '-t', String(pid), '-D', dir, '-v4', '-o', 'dump.log'], { reject: false })).exitCode;
+}
+
+/**
+ * `criu restore -d` of DIR under a reaper (restore.log there) fails, its log saying `why`; then
+ * the PIDs of the tree it started are free again.
+ */
+async function criuRestoreFails(t: ExecutionContext, dir: string, key: string, pids: number[], why: RegExp): Promise<void> {
+  await waitForFreePids(pids);
+  const r = await underReaper([criuBin, 'restore', '-d', '-D', dir, '-v4', '-o', 'restore.log', '--inherit-fd', `fd[1]:${key}`]);
+  t.teardown(async () => {
+    pids.forEach(killPid);
+    await r.kill();
+  });
+  t.regex(await r.exitOf(r.pid, 30_000), new RegExp(`^exit ${r.pid} [1-9]`), 'CRIU\'s restore fails');
+  t.regex(log(dir, 'restore.log'), why);
+  await waitForFreePids(pids);
+}
+
+/** stasis restores DIR (the tree at `pids`), which then checks every item itself. */
+async function stasisRestores(t: ExecutionContext, dir: string, key: string, work: string, pids: number[]): Promise<void> {
+  const r = await restoreUnderReaper(t, dir, key, pids[0]!);
+  t.teardown(() => pids.forEach(killPid));
+  t.is(await r.exitOf(r.pid), `exit ${r.pid} 0`, r.lines.join('\n'));
+  fs.writeFileSync(path.join(work, 'check'), '');
+  await r.waitForLine(/^result /, 20_000);
+  t.deepEqual(r.lines.filter((l) => l.startsWith('FAIL')), []);
+  for (const item of ITEMS) t.true(r.lines.includes(`ok ${item}`), item);
+  t.true(r.lines.includes('result PASS'), r.lines.join('\n'));
+}
+
+// CRIU 4.2 clones the root into a new user namespace and there mounts a proc of its own, which
+// the kernel refuses in a user namespace that owns neither the tree's pid nor its mount
+// namespace (fsopen: EPERM): the plain tree, whose namespaces are the host's.
+const NO_PROC = /Error \(criu\/util\.c:\d+\): Unable to open the proc file system: Operation not permitted$/m;
+
+test.serial('CRIU 4.2 cannot restore its own dump of a tree in one user namespace (its new proc refused there), and fails on stasis\'s dump of it the same way, which stasis restores whole', async (t) => {
+  // CRIU's dump, and CRIU's restore of it.
+  const a = await tree(t, ['one']);
+  const criuDir = tmpDir(t);
+  const criuKey = fdKey(a.w.pid, 1);
+  t.is(await criuDump(a.w.pid, criuDir), 0, log(criuDir, 'dump.log'));
+  await a.w.exitOf(a.w.pid);
+  await criuRestoreFails(t, criuDir, criuKey, a.pids, NO_PROC);
+
+  // stasis's dump of another such tree: CRIU stops at the same point, stasis restores it.
+  const b = await tree(t, ['one']);
+  const dir = tmpDir(t);
+  const key = fdKey(b.w.pid, 1);
+  const d = await stasis(['dump', '-t', String(b.w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.stderr);
+  await b.w.exitOf(b.w.pid);
+  await criuRestoreFails(t, dir, key, b.pids, NO_PROC);
+  await stasisRestores(t, dir, key, b.work, b.pids);
+});
+
+test.serial('CRIU 4.2 refuses to dump a tree in two nested user namespaces (the tree runs on), and refuses to restore stasis\'s dump of it, which stasis restores whole', async (t) => {
+  const { w, work, pids } = await tree(t, []);
+  const criuDir = tmpDir(t);
+  t.not(await criuDump(w.pid, criuDir), 0);
+  t.regex(log(criuDir, 'dump.log'), new RegExp(`Error \\(criu/namespaces\\.c:\\d+\\): Can't dump nested user namespace for ${pids[1]}$`, 'm'));
+
+  // The same tree, let go by CRIU, dumped by stasis.
+  const dir = tmpDir(t);
+  const key = fdKey(w.pid, 1);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir]);
+  t.is(d.exitCode, 0, d.stderr);
+  await w.exitOf(w.pid);
+  // CRIU's images have no nesting: a task in another user namespace than the root's is refused.
+  await criuRestoreFails(t, dir, key, pids, /Error \(criu\/pstree\.c:\d+\): Can't restore sub-task in NS \(cflags 10000000\)$/m);
+  await stasisRestores(t, dir, key, work, pids);
+});

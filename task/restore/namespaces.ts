@@ -22,7 +22,7 @@ import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type Mnt
 import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
 import type { ThreadCoreEntry } from '../thread.js';
-import { enterOwningUserNs, enterUserNs, inside, outside, groupsInside, makeUserNamespaces, usernsImageName, type MadeUserNs } from '../userns.js';
+import { enterOwningUserNs, enterUserNs, outside, groupsInside, makeUserNamespaces, usernsImageName, type MadeUserNs } from '../userns.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
@@ -88,10 +88,10 @@ export class TreeNamespaces {
     if (img.ipc) applying(ipcVarImageName(ids.ipc_ns_id!), ns, () => restoreIpc(inj, img.ipc!));
     if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc));
     if (img.mounts) {
-      // (in a namespace owned by the root's user namespace: the options' ids as it sees them)
+      // (in a namespace owned by the root's user namespace: the images' ids are as it sees them)
       const owner = this.owningUserNs !== undefined ? this.userNs?.get(this.owningUserNs) : undefined;
       const setup = owner ? { ...this.plan.mountSetup!, ids: {
-        uid: (v: number) => inside(owner.uid, v), gid: (v: number) => inside(owner.gid, v),
+        uid: (v: number) => outside(owner.uid, v), gid: (v: number) => outside(owner.gid, v),
         maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
       } } : this.plan.mountSetup!;
       this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup));

@@ -9,8 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { RuncContainer, type Output } from '../../test-containers/runc.js';
+import { ownerUserNs } from '../../sys/nsfs.js';
+import { readNamespaces } from '../../sys/proc/index.js';
 import { sharedDir } from '../helpers/paths.js';
-import { fdKey, killPid, restoreUnderReaper, stasis, tmpDir, waitForFreePids } from '../helpers/stasis.js';
+import { fdKey, killPid, lastTick, restoreUnderReaper, stasis, stasisBin, tmpDir, waitForFreePids } from '../helpers/stasis.js';
+import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
 
 const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
 
@@ -116,4 +120,79 @@ test.serial('CRIU 4.2 refuses to dump a tree in two nested user namespaces (the 
   // CRIU's images have no nesting: a task in another user namespace than the root's is refused.
   await criuRestoreFails(t, dir, key, pids, /Error \(criu\/pstree\.c:\d+\): Can't restore sub-task in NS \(cflags 10000000\)$/m);
   await stasisRestores(t, dir, key, work, pids);
+});
+
+// A runc container with uid and gid mappings (workloads/userns-ct.c; its pid, mount, net, ipc
+// and uts namespaces owned by its user namespace) is what CRIU 4.2 restores: from inside the
+// new user namespace, as the container's root (a host id of it), its restore opens images
+// (timens-0.img, utsns-N.img...), mounts the container's filesystems with the ids their options
+// name and untars their contents with GNU tar. The images' directory must let that uid through
+// (runc makes it 0600: CRIU fails on its own checkpoint there), stasis gives its image files to
+// the container's root (mode 0600 kept) and writes the ids as the namespace sees them.
+
+const CT_ITEMS = ['counter', 'counter-on', 'owner-mine', 'owner-theirs', 'owner-root', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid', 'mine-fd'];
+/** CRIU 4.2 reopens the inherited stdio pipes with O_LARGEFILE (in its own checkpoints' restores too). */
+const STDIO = [0, 1, 2].map((fd) => ({ task: 'root' as const, fd, why: 'CRIU 4.2 reopens inherited pipes with O_LARGEFILE' }));
+
+/** A started userns-ct container with mappings (deleted at the end), once it has said ready. */
+async function mappedCt(t: ExecutionContext): Promise<{ dir: string; c: RuncContainer; out: Output }> {
+  const dir = tmpDir(t, 'stasis-userns-ct-');
+  const c = RuncContainer.create(dir);
+  t.teardown(() => c.destroy());
+  c.withWorkload('userns-ct', ['/data']).privileged().editConfig(mappedContainer);
+  mappedRootfs(path.join(c.bundle, 'rootfs'));
+  const out = await c.run();
+  await out.waitForLine(/^ready\b/);
+  return { dir, c, out };
+}
+
+test.serial('a runc container with uid and gid mappings goes runc --criu stasis checkpoint → CRIU 4.2 restore → CRIU checkpoint → stasis restore: it counts on each time, its namespaces owned by its user namespace, and checks itself', async (t) => {
+  const ct = await mappedCt(t);
+  const { dir, c } = ct;
+  let { out } = ct;
+  const hops: [string, string][] = [[stasisBin, criuBin], [criuBin, stasisBin]];
+  for (const [i, [dumper, restorer]] of hops.entries()) {
+    const hop = `${path.basename(dumper)} → ${path.basename(restorer)}`;
+    await out.waitForLine(/^tick \d+$/);
+    const img = path.join(dir, `img${i}`);
+    fs.mkdirSync(img, { mode: 0o711 });
+    const ck = c.checkpoint(dumper, img, path.join(dir, `work${i}`));
+    t.is(ck.code, 0, `${hop}: checkpoint: ${ck.stderr} ${log(path.join(dir, `work${i}`), 'dump.log')}`);
+    await out.closed;
+    const before = lastTick(out.lines);
+    const r = await c.restore(restorer, img, path.join(dir, `rwork${i}`), [], { exclude: STDIO });
+    t.is(r.code, 0, `${hop}: restore: ${r.out.lines.join(' | ')} ${log(path.join(dir, `rwork${i}`), 'restore.log')}`);
+    out = r.out;
+    t.is(Number((await out.waitForLine(/^tick \d+$/)).split(' ')[1]), before + 1, `${hop}: the counter goes on from ${before}`);
+    const pid = c.state()!.pid;
+    const user = readNamespaces(pid, ['user']).user!.ino;
+    t.not(user, readNamespaces(process.pid, ['user']).user!.ino);
+    for (const kind of ['pid', 'mnt', 'net', 'ipc', 'uts']) t.is(ownerUserNs(pid, kind), user, `${hop}: its ${kind} namespace is owned by its user namespace`);
+  }
+  fs.writeFileSync(path.join(c.bundle, 'rootfs', 'data', 'check'), '');
+  await out.waitForLine(/^result /, 20_000);
+  t.deepEqual(out.lines.filter((l) => l.startsWith('FAIL')), []);
+  for (const item of CT_ITEMS) t.true(out.lines.includes(`ok ${item}`), item);
+});
+
+test.serial('in the images directory runc makes (0600), CRIU 4.2 cannot restore its own checkpoint of a runc container with uid and gid mappings, nor stasis\'s, the container\'s root refused its images; stasis restores both', async (t) => {
+  for (const dumper of [criuBin, stasisBin]) {
+    const { dir, c, out } = await mappedCt(t);
+    await out.waitForLine(/^tick \d+$/);
+    const img = path.join(dir, 'img');
+    const ck = c.checkpoint(dumper, img, path.join(dir, 'work'));
+    t.is(ck.code, 0, `${ck.stderr} ${log(path.join(dir, 'work'), 'dump.log')}`);
+    await out.closed;
+    t.is(fs.statSync(img).mode & 0o777, 0o600, 'runc made the images directory 0600');
+    const before = lastTick(out.lines);
+    const failed = await c.restore(criuBin, img, path.join(dir, 'rwork'));
+    t.not(failed.code, 0);
+    // CRIU's first image opened in the container's user namespace (stasis writes no timens-0.img: its open fails as well)
+    t.regex(log(path.join(dir, 'rwork'), 'restore.log'), /Error \(criu\/image\.c:\d+\): Unable to open timens-0\.img: Permission denied$/m);
+    t.is(c.state(), undefined, 'no container is left of the failed restore');
+    const r = await c.restore(stasisBin, img, path.join(dir, 'rwork2'), [], { exclude: STDIO });
+    t.is(r.code, 0, `${r.out.lines.join(' | ')} ${log(path.join(dir, 'rwork2'), 'restore.log')}`);
+    t.is(Number((await r.out.waitForLine(/^tick \d+$/)).split(' ')[1]), before + 1, `${path.basename(dumper)}'s checkpoint: the counter goes on from ${before}`);
+    c.destroy();
+  }
 });

@@ -1,9 +1,11 @@
 // User namespaces and upstream CRIU 4.2 (shared/anchors), both ways, and where CRIU itself
-// stops. A plain tree in user namespaces (workloads/userns-tree.c, under a reaper): CRIU dumps
-// no nested user namespace, and restores no tree whose user namespace does not own the tree's
-// pid and mount namespaces (it mounts a proc of its own in the new user namespace) — not even
-// its own dump of it. Each floor is shown in the same run on CRIU's dump and on stasis's, which
-// stasis then restores whole.
+// stops. CRIU's userns_entry has no parent and its restore makes every namespace of the tree in
+// the root's user namespace: it dumps no nested user namespace and no tree whose user namespace
+// does not own the tree's other namespaces, and restores no tree whose user namespace does not
+// own its pid and mount namespaces (it mounts a proc of its own there) — not even its own dump.
+// Each floor is shown in the same run on CRIU's dump (or its refusal) and on stasis's, which
+// stasis then restores whole. What CRIU does restore, a runc container with uid and gid
+// mappings, goes both ways.
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -126,6 +128,38 @@ test.serial('CRIU 4.2 refuses to dump a tree in two nested user namespaces (the 
   await criuRestoreFails(t, dir, key, pids, /Error \(criu\/pstree\.c:\d+\): Can't restore sub-task in NS \(cflags 10000000\)$/m);
   await stasisRestores(t, dir, key, work, pids);
 });
+
+// In a runc container (no mappings: its namespaces the host's user namespace's), the tree's root
+// is in a user namespace it made itself, which owns none of the container's namespaces: CRIU
+// 4.2 dumps no such tree, nested or not.
+const CT_FLOORS: [string, string[], RegExp][] = [
+  ['two nested user namespaces', [], /Error \(criu\/namespaces\.c:\d+\): Can't dump nested user namespace for \d+$/m],
+  ['one user namespace', ['one'], /Error \(criu\/namespaces\.c:\d+\): One or more namespaces doesn't belong to the target user namespace$/m],
+];
+for (const [what, mode, why] of CT_FLOORS) {
+  test.serial(`runc --criu CRIU 4.2 refuses to checkpoint a container whose process tree is in ${what} of its own (the container runs on), which runc --criu stasis checkpoints and restores, and it checks itself`, async (t) => {
+    const dir = tmpDir(t, 'stasis-userns-tree-ct-');
+    const c = RuncContainer.create(dir);
+    t.teardown(() => c.destroy());
+    c.withWorkload('userns-tree', ['/data', ...mode]).privileged();
+    const out = await c.run();
+    await out.waitForLine(/^ready\b/);
+    const refused = c.checkpoint(criuBin, path.join(dir, 'criu-img'), path.join(dir, 'criu-work'));
+    t.not(refused.code, 0);
+    t.regex(log(path.join(dir, 'criu-work'), 'dump.log'), why);
+    t.is(c.state()?.status, 'running', 'the container runs on');
+    const img = path.join(dir, 'img');
+    const ck = c.checkpoint(stasisBin, img, path.join(dir, 'work'));
+    t.is(ck.code, 0, `${ck.stderr} ${errors(path.join(dir, 'work'), 'dump.log')}`);
+    await out.closed;
+    const r = await c.restore(stasisBin, img, path.join(dir, 'rwork'));
+    t.is(r.code, 0, `${r.out.lines.join(' | ')} ${errors(path.join(dir, 'rwork'), 'restore.log')}`);
+    fs.writeFileSync(path.join(c.bundle, 'rootfs', 'data', 'check'), '');
+    await r.out.waitForLine(/^result /, 20_000);
+    t.deepEqual(r.out.lines.filter((l) => l.startsWith('FAIL')), []);
+    for (const item of ITEMS) t.true(r.out.lines.includes(`ok ${item}`), item);
+  });
+}
 
 // A runc container with uid and gid mappings (workloads/userns-ct.c; its pid, mount, net, ipc
 // and uts namespaces owned by its user namespace) is what CRIU 4.2 restores: from inside the

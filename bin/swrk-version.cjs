@@ -44,3 +44,21 @@ exports.firstRecord = function firstRecord(fdArg) {
   fs.writeSync(Number(fdArg), VERSION_RESPONSE);
   return 'answered';
 };
+
+/**
+ * The first record as bin/launch.sh hands it over: file `file` (a stasis-swrk.XXXXXX file of
+ * the temporary directory, a regular file of stasis's user, checked so that the variable cannot
+ * name another), read and removed. 'too-large' when it filled MAX_RECORD, as firstRecord says.
+ */
+exports.recordFrom = function recordFrom(file) {
+  const os = require('node:os');
+  const path = require('node:path');
+  const st = fs.lstatSync(file);
+  if (!/^stasis-swrk\.[A-Za-z0-9]{6}$/.test(path.basename(file)) || path.dirname(file) !== path.resolve(os.tmpdir())
+    || !st.isFile() || st.uid !== process.geteuid()) {
+    throw new Error(`STASIS_SWRK_FIRST names ${file}, not a record bin/launch.sh wrote`);
+  }
+  const record = fs.readFileSync(file);
+  fs.unlinkSync(file);
+  return record.length >= MAX_RECORD ? 'too-large' : record;
+};

@@ -13,10 +13,12 @@
 // Restore, injected into the container's init right after it is created in its new mount
 // namespace: make every inherited mount a slave (nothing propagates back to the host; what the
 // host's shared mounts receive still reaches the container, as under runc's default rslave),
-// bind the root onto itself, mount each entry under it parents first (tmpfs contents unpacked
-// from their tar), apply read-only and the other per-mount flags and each mount's propagation
-// (shared peer groups, slaves of a group inside the container or of the host's), then
-// pivot_root into it and detach the old root.
+// bind the root onto itself and work from it (the root and the external mounts' sources reached
+// through descriptors stasis opens: the task may not search the host's directories above them),
+// mount each entry under it parents first (tmpfs contents unpacked from their tar), apply
+// read-only and the other per-mount flags and each mount's propagation (shared peer groups,
+// slaves of a group inside the container or of the host's), then pivot_root into it and detach
+// the old root.
 
 import { withFsIds } from '../sys/fsids.js';
 import fs from 'node:fs';
@@ -25,6 +27,7 @@ import { SYS } from '../sys/arch.js';
 import type { Injector } from '../sys/inject.js';
 import { readMountinfo, type MountInfo } from '../sys/proc/index.js';
 import { MNT_DETACH } from '../sys/mount.js';
+import { O_CLOEXEC, O_DIRECTORY, O_PATH } from '../sys/fcntl.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
 import { applyTmpfsImage, tmpfsImage } from '../oci-spec/archive.js';
 import type { IdsInside } from '../task/userns.js';
@@ -259,6 +262,9 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
     if (e.ext_key !== undefined && !r.extMnt.has(e.ext_key)) {
       throw new Error(`mount ${e.mountpoint} is external (${e.ext_key}): give its host path with --ext-mount-map ${e.ext_key}:PATH (ext_mnt)`);
     }
+    if (e.ext_key !== undefined && !fs.existsSync(r.extMnt.get(e.ext_key)!)) {
+      throw new Error(`mount ${e.mountpoint} is external (${e.ext_key}): its host path ${r.extMnt.get(e.ext_key)} does not exist`);
+    }
     if (e.mountpoint !== '/' && e.ext_key === undefined && !FSNAMES.has(e.fstype) && !entries.some((o) => o !== e && o.root_dev === e.root_dev)) {
       throw new Error(`mount ${e.mountpoint}: filesystem type ${e.fstype} cannot be restored`);
     }
@@ -270,18 +276,44 @@ export function checkMounts(entries: readonly MntEntry[], r: MountRestore): void
  * devpts (a terminal bound on /dev/console) need the terminal, which the files' restore makes:
  * they are returned, for finishMounts() then.
  */
-export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore): LaterMount[] {
+export function restoreMounts(inj: Injector, hostPid: number, entries: readonly MntEntry[], r: MountRestore,
+  giveFd: (fd: number) => number): LaterMount[] {
   const root = path.resolve(r.root);
   const str = (s: string) => cStrings(inj, s)[0]!;
   const mount = (what: string, src: string | null, target: string, fstype: string | null, flags: number, data: string | null) =>
     mountIn(inj, what, src, target, fstype, flags, data);
+  // The task looks up no host path itself: in a user namespace of its own it may not search the
+  // directories above the root or above an external mount's source (a runtime's state directory
+  // is root's alone). stasis opens them through the task's root (/proc/PID/root, in the task's
+  // mount namespace) and hands it the descriptor, which the task names /proc/self/fd/N.
+  // (an error names the host path, not the descriptor)
+  const viaFd = (what: string, hostPath: string, flags: number, use: (p: string) => void) => {
+    let own: number;
+    try {
+      own = fs.openSync(`/proc/${hostPid}/root${hostPath}`, O_PATH | O_CLOEXEC | flags);
+    } catch (e) {
+      throw new Error(`restoring mount ${what}: ${hostPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    let n: number;
+    try {
+      n = giveFd(own);
+    } finally {
+      fs.closeSync(own);
+    }
+    const p = `/proc/self/fd/${n}`;
+    try {
+      use(p);
+    } catch (e) {
+      throw new Error((e as Error).message.replaceAll(p, hostPath));
+    } finally {
+      inj.call(SYS.close, n);
+    }
+  };
   const ensureDir = (target: string) => {
     // Create the mountpoint (and its parents) if missing; existing entries are left as they are.
-    const parts = target.split('/').filter(Boolean);
-    let p = '';
-    for (const part of parts) {
+    let p = '.';
+    for (const part of target.split('/').filter((x) => x && x !== '.')) {
       p += `/${part}`;
-      if (p.length <= root.length) continue;
       inj.call(SYS.mkdirat, AT_FDCWD, str(p), 0o755);
     }
   };
@@ -290,10 +322,14 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const fd = inj.call(SYS.openat, AT_FDCWD, str(file), 0o100 /* O_CREAT */ | 0o2000000 /* O_CLOEXEC */, 0o644);
     if (fd >= 0n) inj.call(SYS.close, fd);
   };
-  const target = (e: MntEntry) => (e.mountpoint === '/' ? root : root + e.mountpoint);
+  // Mounts are made under the task's working directory, the root (bound onto itself first); a
+  // mountpoint as stasis reaches it is under /proc/PID/root then.
+  const target = (e: MntEntry) => `.${e.mountpoint === '/' ? '' : e.mountpoint}`;
+  const fromHost = (e: MntEntry) => `/proc/${hostPid}/root${root}${e.mountpoint === '/' ? '' : e.mountpoint}`;
 
   mount('/', null, '/', null, MS.REC | MS.SLAVE, null);
-  mount('/', root, root, null, MS.BIND | MS.REC, null);
+  viaFd('/', root, O_DIRECTORY, (p) => mount('/', p, p, null, MS.BIND | MS.REC, null));
+  viaFd('/', root, O_DIRECTORY, (p) => inj.callChecked(SYS.chdir, str(p)));
   // Propagation is set on each mount as soon as it exists, so that a bind from a member of a
   // peer group (shared_id) joins it, or becomes a slave of it (master_id), as it should. The
   // root (after pivot_root) and the external binds always get theirs (their sources are the
@@ -308,7 +344,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     if (e.mountpoint === '/') continue;
     const t = target(e);
     if (e.ext_key !== undefined) {
-      mount(e.mountpoint, r.extMnt.get(e.ext_key)!, t, null, MS.BIND | MS.REC, null);
+      viaFd(e.mountpoint, r.extMnt.get(e.ext_key)!, 0, (src) => mount(e.mountpoint, src, t, null, MS.BIND | MS.REC, null));
       setPropagation(inj, e, t, false);
       binds.push(e);
       continue;
@@ -345,7 +381,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     // (on a filesystem of a user namespace's own, made by ids it maps)
     const maker = r.ids?.maker;
-    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint, r.ids)) : untarOntoMount(tar, `/proc/${hostPid}/root${t}`, e.mountpoint);
+    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, fromHost(e), e.mountpoint, r.ids)) : untarOntoMount(tar, fromHost(e), e.mountpoint);
   }
   // Read-only, now that everything below exists: the superblock when it was (a filesystem of
   // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).
@@ -356,8 +392,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
   }
   for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
 
-  // Into the new root; the old one (the host's tree, copied) is detached.
-  inj.callChecked(SYS.chdir, str(root));
+  // Into the new root (the working directory); the old one (the host's tree, copied) is detached.
   const dot = str('.');
   inj.callChecked(SYS.pivot_root, dot, dot);
   inj.callChecked(SYS.umount2, dot, MNT_DETACH);

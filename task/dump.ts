@@ -31,6 +31,7 @@ import { dumpSigactions } from './sigactions.js';
 import { dumpPendingSignals } from './signals.js';
 import { askThreadCore, dumpThreadCore } from './thread.js';
 import { DumpedUserNamespaces, usernsImageName } from './userns.js';
+import { dumpNestedIpc, nestedNamespaces, type NestedNs } from './nested-ns.js';
 import type { CredsEntry } from './creds.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
 import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
@@ -216,6 +217,10 @@ interface DumpState {
   ipc?: IpcVarEntry;
   /** The SysV segments of that namespace (id → size), for the VMAs that attach them. */
   segments?: ReadonlyMap<number, number>;
+  /** The same for each ipc namespace nested in the tree, by inode. */
+  nestedSegments: Map<number, ReadonlyMap<number, number>>;
+  /** The first process of each uts namespace nested in the tree, and its names once read. */
+  nestedUts: Map<number, { ns: NestedNs; uts?: UtsEntry }>;
   seccomp: SeccompTable;
   /** One process in each mount namespace of the tree but the root's (files on their mounts). */
   mountNsPeers: number[];
@@ -344,13 +349,16 @@ function dumpProcess(p: TreeProcess, st: DumpState): ProcessImages {
   threadCores.set(pid, askedThread());
   const subreaper = questions.answer(subreaperRoom.offset, 4).readInt32LE(0) !== 0;
 
-  const vmas = dumpVmas(pid, smaps, st.files, st.segments);
+  const ipcIno = st.nestedSegments.size ? readNamespaces(pid, ['ipc']).ipc?.ino : undefined;
+  const vmas = dumpVmas(pid, smaps, st.files, (ipcIno !== undefined && st.nestedSegments.get(ipcIno)) || st.segments);
   const mm = dumpMm(pid, askedMm(), stat, vmas, st.files);
   const sigactions = dumpSigactions(inj, status);
   const timers = askedTimers();
   const posix = dumpPosixTimers(inj, readTimers(pid), st.pids.pid);
   if (posix.length) timers.posix = posix;
   if (st.utsOf === pid) st.uts = dumpUts(inj);
+  const nestedUts = st.nestedUts.get(pid);
+  if (nestedUts) nestedUts.uts = dumpUts(inj);
   if (st.ipcOf === pid) st.ipc = dumpIpc(pid);
   out.fdinfos = dumpFdTable(pid, inj, st.files, {
     fileLocks: st.fileLocks, shellJob: st.shellJob, orphanPts: st.orphanPts, extUnixSk: st.extUnixSk, imagePid: st.imagePid(pid),
@@ -412,10 +420,13 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   // The clocks of a time namespace of its own, as they stand when the tree stops.
   let timens: ReturnType<typeof dumpTimens> | undefined;
   let userns: DumpedUserNamespaces;
+  let nested: Map<number, NestedNs>;
   log(`froze ${tree.processes.length} processes in ${(tFrozen - t0).toFixed(1)} ms`);
   try {
     timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
-    userns = DumpedUserNamespaces.read(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1);
+    const live = tree.processes.filter((p) => p.state !== TASK_DEAD);
+    nested = nestedNamespaces(live.map((p) => p.pid));
+    userns = DumpedUserNamespaces.read(live.map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1, new Set(nested.keys()));
     opts.afterSeize?.();
   } catch (e) {
     tree.release();
@@ -481,9 +492,14 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       progress: opts.progress, utsOf: foreign.includes('uts') ? pid : undefined,
       ipcOf: foreign.includes('ipc') ? pid : undefined, seccomp: new SeccompTable(),
       write, handBack, pinTo, guarded, pids: v, imagePid: v.pid, mountNsPeers: [...mountNs.values()].filter((x) => x !== pid),
+      nestedSegments: new Map(), nestedUts: new Map([...nested.values()].filter((n) => n.kind === 'uts').map((n) => [n.pid, { ns: n }])),
     };
-    const sysv = st.ipcOf ? dumpSysvIpc(pid) : undefined;
+    const rootIpcIno = st.ipcOf ? readNamespaces(pid, ['ipc']).ipc?.ino : undefined;
+    const sysv = st.ipcOf ? dumpSysvIpc(pid, rootIpcIno !== undefined ? userns.ownerOf(rootIpcIno) : undefined) : undefined;
     st.segments = sysv && dumpedSegments(sysv);
+    // The ipc namespaces nested in the tree, their objects' ids as their owners see them.
+    const nestedIpc = [...nested.values()].filter((n) => n.kind === 'ipc').map((n) => ({ ns: n, ...dumpNestedIpc(n, userns.ownerOf(n.ino)) }));
+    for (const n of nestedIpc) st.nestedSegments.set(n.ns.ino, dumpedSegments(n.sysv));
     // The tree's connections in the host's namespace locked at once, before any is dumped.
     if (opts.tcpEstablished && !opts.tcpClose && lockMethod !== 'skip' && hostNet) {
       netLock.addAll(treeConnections(tree.processes.filter((p) => p.state !== TASK_DEAD).map((p) => p.pid)));
@@ -552,6 +568,14 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       if (sysv?.[kind].length) write(images.write(sysvImageName(kind, rootIds.ipc_ns_id!), sysv[kind]));
     }
     if (st.uts) write(images.writeMessages(utsnsImageName(rootIds.uts_ns_id!), [st.uts as unknown as Record<string, unknown>]));
+    for (const n of nestedIpc) {
+      const id = ids.namespaceId(n.ns.ino)!;
+      write(images.writeMessages(ipcVarImageName(id), [n.vars as unknown as Record<string, unknown>]));
+      for (const kind of SYSV_KINDS) if (n.sysv[kind].length) write(images.write(sysvImageName(kind, id), n.sysv[kind]));
+    }
+    for (const { ns, uts } of st.nestedUts.values()) {
+      write(images.writeMessages(utsnsImageName(ids.namespaceId(ns.ino)!), [uts as unknown as Record<string, unknown>]));
+    }
     if (foreign.length) write(images.writeMessages('cgroup.img', [dumpCgroups(pid)]));
     await Promise.all(writes);
 

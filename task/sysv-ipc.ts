@@ -7,6 +7,10 @@
 // objects are read and made with the ordinary syscalls, each under the id it had (the
 // namespace's KIND_next_id), with its key, owner, creator and mode. Segments attached in a
 // process are VMAs (mm.ts) that name the segment's id, attached again once it exists.
+//
+// An ipc namespace owned by a user namespace of the tree keeps its objects' owners and creators
+// as that namespace sees them (as CRIU keeps them, through the root's user namespace): stasis
+// reads and sets the host's ids, translated through the owner's maps (`through`).
 
 import fs from 'node:fs';
 import { PAGE_SIZE } from '../sys/arch.js';
@@ -19,6 +23,7 @@ import {
   semCreate, semSetValues, semStat, semValues, setNextId, setOwner, shmCreate, shmHugePageSize, shmRead, shmStat, shmWrite,
   withQueueBytes, type SysvKind,
 } from '../sys/sysv.js';
+import { inside, outside, type IdExtent } from './userns.js';
 
 export interface SysvImages {
   shm: ImageEntry[];
@@ -51,12 +56,33 @@ export function sysvImageName(kind: SysvKind, nsId: number): string {
   return `ipcns-${kind}-${nsId}.img`;
 }
 
-function desc(id: number, p: IpcPerm): Message {
-  return { key: p.key, uid: p.uid, gid: p.gid, cuid: p.cuid, cgid: p.cgid, mode: p.mode, id };
+/** The maps of the user namespace owning an ipc namespace, the host's ids outside (task/userns.ts). */
+export interface IdsThrough { uid: readonly IdExtent[]; gid: readonly IdExtent[] }
+
+/** `p`'s ids through `through` (inward at dump, outward at restore); an id it does not map is refused. */
+function translated(p: IpcPerm, through: IdsThrough | undefined, dir: typeof inside, what: string): IpcPerm {
+  if (!through) return p;
+  const id = (map: readonly IdExtent[], v: number, field: string) => {
+    const x = dir(map, v);
+    if (x === undefined) throw new Error(`${what}: its ${field} ${v} is not mapped in the user namespace owning its ipc namespace, which stasis cannot restore`);
+    return x;
+  };
+  return {
+    ...p, uid: id(through.uid, p.uid, 'uid'), gid: id(through.gid, p.gid, 'gid'),
+    cuid: id(through.uid, p.cuid, 'creator uid'), cgid: id(through.gid, p.cgid, 'creator gid'),
+  };
 }
 
-/** Every SysV object in the ipc namespace of process `pid` (frozen, so nothing changes meanwhile). */
-export function dumpSysvIpc(pid: number): SysvImages {
+function desc(kind: SysvKind, id: number, p: IpcPerm, through?: IdsThrough): Message {
+  const q = translated(p, through, inside, `SysV ${kind} ${id}`);
+  return { key: q.key, uid: q.uid, gid: q.gid, cuid: q.cuid, cgid: q.cgid, mode: q.mode, id };
+}
+
+/**
+ * Every SysV object in the ipc namespace of process `pid` (frozen, so nothing changes
+ * meanwhile), its ids as the namespace's owner sees them (`through`, when not the host's).
+ */
+export function dumpSysvIpc(pid: number, through?: IdsThrough): SysvImages {
   return inIpcNamespaceOf(pid, () => {
     const ids = (kind: SysvKind, col: string) => listSysv(kind).map((row) => Number(row[col]));
     const shm = ids('shm', 'shmid').map((id): ImageEntry => {
@@ -66,13 +92,13 @@ export function dumpSysvIpc(pid: number): SysvImages {
       }
       const huge = shmHugePageSize(id);
       return {
-        message: { desc: desc(id, st), size: BigInt(st.size), ...(huge ? { hugetlb_flag: hugetlbFlag(huge) } : {}) },
+        message: { desc: desc('shm', id, st, through), size: BigInt(st.size), ...(huge ? { hugetlb_flag: hugetlbFlag(huge) } : {}) },
         extra: shmPayload(shmRead(id, st.size, huge !== undefined)),
       };
     });
     const sem = ids('sem', 'semid').map((id): ImageEntry => {
       const st = semStat(id);
-      return { message: { desc: desc(id, st), nsems: st.nsems }, extra: semPayload(semValues(id, st.nsems)) };
+      return { message: { desc: desc('sem', id, st, through), nsems: st.nsems }, extra: semPayload(semValues(id, st.nsems)) };
     });
     const msgmax = Number(fs.readFileSync('/proc/sys/kernel/msgmax', 'utf8'));
     const msg = ids('msg', 'msqid').map((id): ImageEntry => {
@@ -80,7 +106,7 @@ export function dumpSysvIpc(pid: number): SysvImages {
       // The longest message may exceed today's msgmax if it was lowered after the send.
       const queued = msgPeekAll(id, st.qnum, Math.max(msgmax, st.cbytes));
       return {
-        message: { desc: desc(id, st), qbytes: st.qbytes, qnum: queued.length },
+        message: { desc: desc('msg', id, st, through), qbytes: st.qbytes, qnum: queued.length },
         extra: queuedMessagesPayload(queued),
       };
     });
@@ -93,22 +119,23 @@ export function dumpedSegments(images: SysvImages): Map<number, number> {
   return new Map(images.shm.map((e) => [Number((e.message.desc as Message).id), Number(e.message.size)]));
 }
 
-function perm(d: Message): IpcPerm {
-  return {
+function perm(kind: SysvKind, d: Message, through?: IdsThrough): IpcPerm {
+  return translated({
     key: Number(d.key), uid: Number(d.uid), gid: Number(d.gid), cuid: Number(d.cuid), cgid: Number(d.cgid),
     mode: Number(d.mode),
-  };
+  }, through, outside, `SysV ${kind} ${d.id}`);
 }
 
 /**
  * Make every object again in the (new, empty) ipc namespace of process `pid`, under its old
  * id, once the namespace's sysctls are set. Making them uses up the KIND_next_id values, so
- * those the dump had set (`vars`) are put back afterwards.
+ * those the dump had set (`vars`) are put back afterwards. `through`: the maps of the user
+ * namespace owning it, when not the host's (the images' ids are as it sees them).
  */
-export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<string, unknown>): void {
+export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<string, unknown>, through?: IdsThrough): void {
   inIpcNamespaceOf(pid, () => {
     const make = (kind: SysvKind, d: Message, create: (p: IpcPerm) => number): number => {
-      const p = perm(d);
+      const p = perm(kind, d, through);
       const want = Number(d.id);
       setNextId(kind, want);
       const got = asCreator(p.cuid, p.cgid, () => create(p));
@@ -123,13 +150,13 @@ export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<st
         ? (SHM_HUGETLB | (Number(e.message.hugetlb_flag) & (0x3f << SHM_HUGE_SHIFT))) >>> 0 : 0;
       const id = make('shm', d, (p) => shmCreate(p.key, size, p.mode, huge));
       shmWrite(id, Buffer.from(shmContents(e.message, e.extra ?? new Uint8Array())));
-      setOwner('shm', id, perm(d));
+      setOwner('shm', id, perm('shm', d, through));
     }
     for (const e of images.sem) {
       const d = e.message.desc as Message;
       const id = make('sem', d, (p) => semCreate(p.key, Number(e.message.nsems), p.mode));
       semSetValues(id, semImageValues(e.message, e.extra ?? new Uint8Array()));
-      setOwner('sem', id, perm(d));
+      setOwner('sem', id, perm('sem', d, through));
     }
     for (const e of images.msg) {
       const d = e.message.desc as Message;
@@ -139,7 +166,7 @@ export function restoreSysvIpc(pid: number, images: SysvImages, vars?: Record<st
       for (const m of queuedMessages(e.message, e.extra ?? new Uint8Array())) {
         msgSend(id, { mtype: BigInt(m.msg.mtype as bigint | number), data: Buffer.from(m.data) });
       }
-      setOwner('msg', id, perm(d), withQueueBytes(Number(e.message.qbytes)));
+      setOwner('msg', id, perm('msg', d, through), withQueueBytes(Number(e.message.qbytes)));
     }
     for (const kind of SYSV_KINDS) {
       const next = vars?.[`${kind}_next_id`];

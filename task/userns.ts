@@ -21,6 +21,10 @@
 // get their TIDs by set_tid). Its mounts are made from inside (mount-ns/mounts.ts: options'
 // ids through its maps, tmpfs contents written with ids it maps), and a task there, which may
 // not take stasis's descriptors by pidfd_getfd, is sent them (sys/pass-fd.ts).
+//
+// An ipc or uts namespace nested in the tree (task/nested-ns.ts) may be owned by a user
+// namespace of the tree: the owner lists it (owns_ns_ids), and it is made from inside the owner
+// at restore. The container's own are listed by the root's too.
 
 import fs from 'node:fs';
 import { SYS } from '../sys/arch.js';
@@ -43,6 +47,8 @@ export interface UsernsEntry {
   setgroups_deny?: boolean;
   /** stasis's: the root's, owning the tree's own namespaces (made in it at restore). */
   owns_tree_ns?: boolean;
+  /** stasis's: the ids of the tree's other namespaces this one owns. */
+  owns_ns_ids?: number[];
 }
 
 export function usernsImageName(nsId: number): string {
@@ -129,6 +135,8 @@ interface SeenNs {
 export class DumpedUserNamespaces {
   private readonly seen = new Map<number, SeenNs>();
   private readonly of = new Map<number, SeenNs>();
+  /** The tree's other namespaces owned by one of these, by inode. */
+  private readonly owners = new Map<number, SeenNs>();
 
   private constructor(private readonly hostIno: number) {}
 
@@ -137,9 +145,12 @@ export class DumpedUserNamespaces {
    * cannot restore refused in one line: a namespace nested in one no process of the tree is in
    * (its maps cannot be read), a threaded process in one and in a pid namespace not stasis's
    * (`hostPidIno`: its threads are cloned inside, their TIDs chosen through stasis's own pid
-   * namespace's last PID), another namespace owned by one.
+   * namespace's last PID), another namespace owned by one — but the container's own (see the
+   * top) and the ipc and uts namespaces nested in the tree (`nested`, by inode), owned by one a
+   * process of the tree is in.
    */
-  static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number): DumpedUserNamespaces {
+  static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number,
+    nested: ReadonlySet<number> = new Set()): DumpedUserNamespaces {
     const u = new DumpedUserNamespaces(hostIno);
     const threaded: { pid: number; threads: number }[] = [];
     for (const { pid, threads } of pids) {
@@ -173,11 +184,24 @@ export class DumpedUserNamespaces {
       }
     }
     const ownedByRoot = new Set<string>();
+    /** Nested namespaces the host's user namespace owns, by inode: a process there. */
+    const hostOwnedNested = new Map<number, number>();
     for (const { pid } of u.seen.size ? pids : []) {
       const links = readNamespaces(pid, [...OWNED_KINDS]) as Record<string, { ino: number } | undefined>;
       for (const kind of OWNED_KINDS) {
         if (!fs.existsSync(`/proc/${pid}/ns/${kind}`)) continue;
         const owner = ownerUserNs(pid, kind);
+        const ino = links[kind]?.ino;
+        if (ino !== undefined && nested.has(ino)) {
+          if (owner === undefined || owner === hostIno) {
+            hostOwnedNested.set(ino, pid);
+          } else if (u.seen.has(owner)) {
+            u.owners.set(ino, u.seen.get(owner)!);
+          } else {
+            throw new Error(`process ${pid}: its ${kind} namespace is owned by a user namespace no process of the tree is in, which stasis cannot restore`);
+          }
+          continue;
+        }
         if (owner === undefined || owner === hostIno) continue;
         if (rootNs && owner === rootNs.ino && treeOwn.has(kind) && links[kind]?.ino === treeOwn.get(kind)) {
           ownedByRoot.add(kind);
@@ -193,6 +217,12 @@ export class DumpedUserNamespaces {
       }
       if (u.seen.size > 1) throw new Error(`process ${root}: a user namespace nested in a container's (whose namespaces it owns), which stasis cannot restore yet`);
       rootNs!.ownsTree = true;
+      for (const kind of ownedByRoot) u.owners.set(treeOwn.get(kind)!, rootNs!);
+      // (its tasks, born in the container's user namespace, cannot enter one the host's owns)
+      const [pid] = hostOwnedNested.values();
+      if (pid !== undefined) {
+        throw new Error(`process ${pid}: a namespace of its own that the host's user namespace owns, in a container whose user namespace owns its namespaces, which stasis cannot restore`);
+      }
     }
     // Threads are cloned with their TIDs by a process in its pid namespace's owner (the
     // container's), else through stasis's own pid namespace's last PID.
@@ -219,6 +249,14 @@ export class DumpedUserNamespaces {
   get container(): IdsInside | undefined {
     for (const ns of this.seen.values()) if (ns.ownsTree) return idsInside(ns);
     return undefined;
+  }
+
+  /**
+   * The maps (the host's ids outside) of the user namespace of the tree owning the namespace of
+   * inode `ino` (one of the tree's own, or nested in it); undefined when it is the host's.
+   */
+  ownerOf(ino: number): { uid: IdExtent[]; gid: IdExtent[] } | undefined {
+    return this.owners.get(ino);
   }
 
   /**
@@ -254,6 +292,8 @@ export class DumpedUserNamespaces {
       if (parent) e.parent_id = idOf(parent.ino);
       if (ns.deny) e.setgroups_deny = true;
       if (ns.ownsTree) e.owns_tree_ns = true;
+      const owned = [...this.owners].filter(([, o]) => o === ns).map(([ino]) => idOf(ino)).sort((a, b) => a - b);
+      if (owned.length) e.owns_ns_ids = owned;
       out.set(idOf(ns.ino), e);
     }
     return out;
@@ -265,6 +305,18 @@ export interface MadeUserNs {
   fd: number;
   uid: IdExtent[];
   gid: IdExtent[];
+}
+
+/**
+ * A warning when the container's root directory `root` (as the host sees it) is owned by a host
+ * uid its user namespace `ns` does not map: the runtime gave the container other ids than its
+ * dump has (Podman's `restore --import --name` of a --userns=auto container picks a new range),
+ * and inside it its own files are nobody's.
+ */
+export function unmappedRootWarning(ns: MadeUserNs, root: string): string | undefined {
+  const owner = fs.statSync(root).uid;
+  if (inside(ns.uid, owner) !== undefined) return undefined;
+  return `the container's root ${root} is owned by host uid ${owner}, which its user namespace as dumped (uid map ${mapText(ns.uid).toString().trim().replace(/\n/g, ', ')}) does not map: its files are nobody's inside`;
 }
 
 function mapText(map: readonly IdExtent[]): Buffer {

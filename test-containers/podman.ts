@@ -30,6 +30,12 @@ function removeCgroupTree(dir: string): void {
   }
 }
 
+/** Podman's output, with the tail of the criu log it names (what stasis said). */
+export function withLog(out: string): string {
+  const file = /log file: (\S+)/.exec(out)?.[1];
+  return file && fs.existsSync(file) ? `${out}\n${fs.readFileSync(file, 'utf8').trim().split('\n').slice(-6).join('\n')}` : out;
+}
+
 export class Podman {
   readonly env: NodeJS.ProcessEnv;
   readonly image = 'localhost/stasis-busybox:test';
@@ -107,11 +113,18 @@ export class Podman {
     return pid;
   }
 
-  /** Import the busybox rootfs as an image. */
-  importBusybox(): void {
+  /**
+   * Import the busybox rootfs as an image, with `extra` host files copied in (rootfs path →
+   * host path, kept executable) and `dirs` made empty.
+   */
+  importBusybox(extra: Record<string, string> = {}, dirs: string[] = []): void {
     const rootfs = path.join(this.dir, 'rootfs');
     fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
-    for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev']) fs.mkdirSync(path.join(rootfs, d));
+    for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev', ...dirs]) fs.mkdirSync(path.join(rootfs, d));
+    for (const [to, from] of Object.entries(extra)) {
+      fs.copyFileSync(from, path.join(rootfs, to));
+      fs.chmodSync(path.join(rootfs, to), 0o755);
+    }
     fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
     fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
     for (const a of execFileSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
@@ -123,16 +136,18 @@ export class Podman {
     if (r.code !== 0) throw new Error(`podman import: ${r.out}`);
   }
 
-  /** The container's log lines (podman logs). */
+  /** The container's log lines (podman logs; a terminal's carriage returns left out). */
   logs(name: string): string[] {
-    return this.run(['logs', name]).out.split('\n').filter(Boolean);
+    return this.run(['logs', name]).out.split(/\r?\n/).filter(Boolean);
   }
 
-  async waitForLog(name: string, re: RegExp, timeoutMs = 15_000): Promise<string[]> {
+  /** The container's log lines once one matches `re` (or once `re` holds of them all). */
+  async waitForLog(name: string, re: RegExp | ((lines: string[]) => boolean), timeoutMs = 15_000): Promise<string[]> {
     const t0 = Date.now();
+    const done = typeof re === 'function' ? re : (lines: string[]) => lines.some((l) => re.test(l));
     for (;;) {
       const lines = this.logs(name);
-      if (lines.some((l) => re.test(l))) return lines;
+      if (done(lines)) return lines;
       if (Date.now() - t0 > timeoutMs) throw new Error(`no log line matching ${re}; got: ${lines.slice(-3).join(' | ')}`);
       await new Promise((r) => setTimeout(r, 100));
     }

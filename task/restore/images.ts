@@ -14,7 +14,8 @@ import type { FsEntry } from '../fs.js';
 import { VMA, checkVmas, vmaName, type MmEntry } from '../mm.js';
 import { checkPageRuns } from '../pages.js';
 import { restoredRegs, type ThreadInfoX86 } from '../regs.js';
-import { type SysvImages, sysvImageName } from '../sysv-ipc.js';
+import { SYSV_KINDS, type SysvImages, sysvImageName } from '../sysv-ipc.js';
+import { NESTED_KINDS, type NestedKind, type NestedNsImage } from '../nested-ns.js';
 import { netdevImageName, netnsImageName } from '../../net-ns/netns.js';
 import { SECCOMP_IMAGE, type SeccompFilterEntry } from '../seccomp.js';
 import { TASK_ALIVE, TASK_DEAD, TASK_STOPPED } from '../tree.js';
@@ -76,6 +77,10 @@ export interface LoadedImages {
    * (mountpoints-ID.img), in the order of their mountinfo (see mount-ns/nested.ts).
    */
   nestedMounts: Map<number, MntEntry[]>;
+  /** The ipc and uts namespaces nested inside the tree (any but the root's), by id (task/nested-ns.ts). */
+  nestedNs: Map<number, NestedNsImage>;
+  /** Each live process's nested ipc and uts namespaces, by image PID (none: the root's). */
+  nestedNsOf: Map<number, Partial<Record<NestedKind, number>>>;
   /**
    * Established TCP connections the dump locked one by one in the host's network namespace
    * (CRIU's iptables method), to unlock once restored; empty for a tree with a namespace of its own.
@@ -164,6 +169,8 @@ export async function load(dir: string): Promise<LoadedImages> {
   const userns = new Map<number, UsernsEntry>();
   const userNsOf = new Map<number, number>();
   const nestedMounts = new Map<number, MntEntry[]>();
+  const nestedNs = new Map<number, NestedNsImage>();
+  const nestedNsOf = new Map<number, Partial<Record<NestedKind, number>>>();
   const pstree = (await images.image('pstree.img')).entries.map((e) => e.message);
   if (!pstree.length) throw new Error('pstree.img: no process');
   const seen = new Set<number>();
@@ -230,6 +237,28 @@ export async function load(dir: string): Promise<LoadedImages> {
           nestedMounts.set(nsId, (await images.messages(name)) as unknown as MntEntry[]);
         }
       }
+      for (const kind of NESTED_KINDS) {
+        const field = `${kind}_ns_id` as const;
+        if (ids[field] === undefined || rootIds[field] === undefined || Number(ids[field]) === Number(rootIds[field])) continue;
+        const nsId = Number(ids[field]);
+        nestedNsOf.set(pid, { ...nestedNsOf.get(pid), [kind]: nsId });
+        if (nestedNs.has(nsId)) continue;
+        const e: NestedNsImage = { kind, id: nsId };
+        if (kind === 'uts') {
+          const name = utsnsImageName(nsId);
+          if (!fs.existsSync(images.file(name))) throw new Error(`${name}: missing: process ${pid} has a uts namespace of its own inside the tree`);
+          e.uts = (await images.message(name)) as unknown as UtsEntry;
+        } else {
+          const name = ipcVarImageName(nsId);
+          if (fs.existsSync(images.file(name))) e.ipc = (await images.message(name)) as unknown as IpcVarEntry;
+          e.sysv = { shm: [], sem: [], msg: [] };
+          for (const k of SYSV_KINDS) {
+            const file = images.file(sysvImageName(k, nsId));
+            if (fs.existsSync(file)) e.sysv[k] = decodeImage(fs.readFileSync(file), sysvImageName(k, nsId)).entries;
+          }
+        }
+        nestedNs.set(nsId, e);
+      }
       const mmFile = imageFileName('MM', pid);
       p.mm = (await images.message(mmFile)) as MmEntry;
       applying(mmFile, `task ${pid}`, () => checkVmas(p.mm!.vmas));
@@ -273,6 +302,13 @@ export async function load(dir: string): Promise<LoadedImages> {
     }
     return e;
   };
+  // Which user namespace of the tree owns each nested one (the others: the host's).
+  for (const [id, e] of userns) {
+    for (const nsId of e.owns_ns_ids ?? []) {
+      const n = nestedNs.get(Number(nsId));
+      if (n) n.owner = id;
+    }
+  }
   const nsFlags = rootIds ? restoreNamespaceFlags(rootIds, inventory.root_ids as TaskKobjIds) : 0;
   if ((nsFlags & CLONE.NEWPID) && procs[0]!.pid !== 1) throw new Error(`ids-${procs[0]!.pid}.img: task ${procs[0]!.pid}: in a pid namespace of the dump's own, but not its init (PID 1)`);
   const mounts = nsFlags & CLONE.NEWNS
@@ -301,7 +337,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   const streams = establishedStreams(files.values(), (name) => fs.existsSync(images.file(name)));
   const locked = (inventory.network_lock_method ?? 0) === 0 && !(nsFlags & CLONE.NEWNET) ? streams : [];
   return {
-    procs, files, extraImage, userns, userNsOf, mntNsOf, nestedMounts, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
+    procs, files, extraImage, userns, userNsOf, mntNsOf, nestedMounts, nestedNs, nestedNsOf, locked, tcpStreams: streams.length > 0, file: (name) => images.file(name), nsFlags: externalNet === undefined ? nsFlags : nsFlags & ~CLONE.NEWNET,
     mounts, uts, ipc, sysv, net: externalNet === undefined ? net : undefined, externalNet, timens, seccomp, rootIds,
   };
 }

@@ -5,7 +5,8 @@
 // sysctls, SysV objects, mounts, host names, network devices. Every other task inherits them,
 // but for mount namespaces nested inside the tree: the first task of one unshares it from the
 // namespace it was cloned in and makes its mounts what they were (mount-ns/nested.ts), the
-// others of it enter it.
+// others of it enter it; and for ipc and uts namespaces nested inside it, each made by a seed
+// inside the user namespace owning it (task/nested-ns.ts), which its tasks enter once cloned.
 
 import { NamespaceLock } from '../../net-ns/network-lock.js';
 import { sameNamespace } from '../../sys/setns.js';
@@ -22,7 +23,8 @@ import { finishMounts, mountsImageName, restoreMounts, type LaterMount, type Mnt
 import { mountEntriesOf, restoreNestedMounts } from '../../mount-ns/nested.js';
 import type { Plan } from './plan.js';
 import type { ThreadCoreEntry } from '../thread.js';
-import { enterOwningUserNs, enterUserNs, outside, groupsInside, makeUserNamespaces, usernsImageName, type MadeUserNs } from '../userns.js';
+import { NESTED_FLAG, NESTED_KINDS, makeNestedNs } from '../nested-ns.js';
+import { enterOwningUserNs, enterUserNs, inside, outside, groupsInside, makeUserNamespaces, unmappedRootWarning, usernsImageName, type MadeUserNs } from '../userns.js';
 import type { RestoreRun, Restoring } from './state.js';
 
 export class TreeNamespaces {
@@ -37,6 +39,9 @@ export class TreeNamespaces {
   /** The tree's user namespaces, once made (before the first clone when the root's owns the tree's namespaces). */
   private userNs?: Map<number, MadeUserNs>;
 
+  /** The nested ipc and uts namespaces made so far: id → stasis's descriptor. */
+  private readonly nestedMade = new Map<number, number>();
+
   constructor(private readonly run: RestoreRun, private readonly plan: Plan) {}
 
   /** The root's user namespace when it owns the tree's own namespaces (its id), else undefined. */
@@ -44,6 +49,12 @@ export class TreeNamespaces {
     const { img } = this.run;
     const id = img.userNsOf.get(img.procs[0]!.pid);
     return id !== undefined && img.userns.get(id)?.owns_tree_ns ? id : undefined;
+  }
+
+  /** The tree's user namespaces, made the first time they are needed. */
+  private madeUserNs(): Map<number, MadeUserNs> {
+    this.userNs ??= applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(this.run.img.userns));
+    return this.userNs;
   }
 
   /** The clone flags of the first task at the top (time is unshared by the seed instead). */
@@ -60,8 +71,7 @@ export class TreeNamespaces {
     // clone makes them in it, the root starting there as the namespace's root (task/userns.ts).
     const owning = this.owningUserNs;
     if (owning !== undefined) {
-      this.userNs = applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
-      const made = this.userNs.get(owning)!;
+      const made = this.madeUserNs().get(owning)!;
       applying(usernsImageName(owning), 'the tree\'s own namespaces', () => {
         const fd = this.run.giveFd(seed, made.fd);
         enterOwningUserNs(seed, made, fd);
@@ -86,15 +96,18 @@ export class TreeNamespaces {
     const ns = `namespaces of task ${pid}`;
     // through the host's /proc/sys, still mounted here
     if (img.ipc) applying(ipcVarImageName(ids.ipc_ns_id!), ns, () => restoreIpc(inj, img.ipc!));
-    if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc));
+    // (the objects' ids as the root's user namespace sees them, when it owns the tree's)
+    const owner = this.owningUserNs !== undefined ? this.userNs?.get(this.owningUserNs) : undefined;
+    if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc, owner));
     if (img.mounts) {
       // (in a namespace owned by the root's user namespace: the images' ids are as it sees them)
-      const owner = this.owningUserNs !== undefined ? this.userNs?.get(this.owningUserNs) : undefined;
       const setup = owner ? { ...this.plan.mountSetup!, ids: {
         uid: (v: number) => outside(owner.uid, v), gid: (v: number) => outside(owner.gid, v),
         maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
       } } : this.plan.mountSetup!;
-      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup));
+      this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup, (fd) => this.run.giveFd(inj, fd)));
+      const unmapped = owner && unmappedRootWarning(owner, setup.root);
+      if (unmapped) opts.warn?.(unmapped);
     }
     if (img.uts) applying(utsnsImageName(ids.uts_ns_id!), ns, () => restoreUts(inj, img.uts!));
     if (img.net) {
@@ -149,6 +162,43 @@ export class TreeNamespaces {
   }
 
   /**
+   * A task just cloned (before its memory is restored: a segment it attaches is its namespace's)
+   * enters its nested ipc and uts namespaces, made now if it is the first of one, or the root's
+   * when it was cloned in another (task/nested-ns.ts).
+   */
+  enterNestedNs(t: Restoring): void {
+    const { img } = this.run;
+    if (!img.nestedNs.size || t.p.pid === img.procs[0]!.pid) return;
+    const want = img.nestedNsOf.get(t.p.pid) ?? {};
+    for (const kind of NESTED_KINDS) {
+      const id = want[kind];
+      const what = `${kind} namespace of task ${t.p.pid}`;
+      const name = id === undefined ? `ids-${t.p.pid}.img` : kind === 'uts' ? utsnsImageName(id) : ipcVarImageName(id);
+      let fd: number;
+      if (id === undefined) {
+        fd = fs.openSync(`/proc/${this.run.tasks.get(img.procs[0]!.pid)!.hpid}/ns/${kind}`, 'r');
+      } else {
+        const e = img.nestedNs.get(id)!;
+        let made = this.nestedMade.get(id);
+        if (made === undefined) {
+          const owner = e.owner !== undefined ? this.madeUserNs().get(e.owner) : undefined;
+          made = applying(name, what, () => makeNestedNs(e, owner));
+          this.nestedMade.set(id, made);
+        }
+        fd = made;
+      }
+      try {
+        if (fs.fstatSync(fd).ino === fs.statSync(`/proc/${t.hpid}/ns/${kind}`).ino) continue;
+        const theirs = this.run.giveFd(t.inj, fd);
+        applying(name, what, () => t.inj.callChecked(SYS.setns, theirs, NESTED_FLAG[kind]));
+        t.inj.call(SYS.close, theirs);
+      } finally {
+        if (id === undefined) fs.closeSync(fd);
+      }
+    }
+  }
+
+  /**
    * Every process of the tree in a user namespace of its own enters it, once all processes
    * exist (their PIDs chosen on the host) and before their threads, their credentials then set
    * inside (task/userns.ts). The namespaces are made now, parents first.
@@ -156,7 +206,7 @@ export class TreeNamespaces {
   enterUserNamespaces(): void {
     const { img } = this.run;
     if (!img.userNsOf.size) return;
-    const made = this.userNs ?? applying('userns-*.img', 'the tree\'s user namespaces', () => makeUserNamespaces(img.userns));
+    const made = this.madeUserNs();
     const owning = this.owningUserNs;
     try {
       for (const t of this.run.tasks.values()) {
@@ -189,6 +239,8 @@ export class TreeNamespaces {
 
   /** The mounts that had to wait for the tasks' files (by the root task, image PID `rootPid`). */
   finish(rootInj: Injector, rootPid: number): void {
+    for (const fd of this.nestedMade.values()) fs.closeSync(fd);
+    this.nestedMade.clear();
     if (this.laterMounts.length) {
       applying(mountsImageName(this.run.img.rootIds!.mnt_ns_id!), `namespaces of task ${rootPid}`, () => finishMounts(rootInj, this.laterMounts));
     }

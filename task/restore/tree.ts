@@ -166,6 +166,7 @@ export function createTree(run: RestoreRun, plan: Plan, ns: TreeNamespaces, file
     tasks.set(p.pid, t);
     if (pid === nsOwner) ns.setUp(inj, pid);
     const fsReset = p.state !== TASK_DEAD && tasks.has(cloner) && ns.enterMountNs(t, cloner);
+    if (p.state !== TASK_DEAD) ns.enterNestedNs(t);
     if (p.sid === p.pid) {
       if (plan.sessions.bornIn.has(p.pid)) setsidLater.add(p.pid);
       else startSession(t);

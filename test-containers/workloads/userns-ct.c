@@ -1,8 +1,8 @@
 /* A runc container whose user namespace maps its root to an unprivileged host uid (its other
- * namespaces owned by it): a counting thread of work, a file owned by root and one by 1000:1000
- * as the container sees them, its maps and capability sets; after restore it checks the counter
- * went on, the owners seen inside, /proc/self/{uid_map,gid_map,setgroups} and its ids and
- * capabilities as they were. argv[1]: its work directory. */
+ * namespaces owned by it): a counting thread of work, files owned by root, by 1000:1000 and by
+ * 4242:4343 as the container sees them, its maps and capability sets; after restore it checks
+ * the counter went on, the owners seen inside, /proc/self/{uid_map,gid_map,setgroups} and its ids
+ * and capabilities as they were. argv[1]: its work directory. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>
@@ -41,6 +41,8 @@ int main(int argc, char **argv) {
   if (fd < 0 || write(fd, "x", 1) != 1) return setup_failed("mine");
   int fd2 = open("theirs", O_CREAT | O_RDWR | O_TRUNC, 0600);
   if (fd2 < 0 || fchown(fd2, 1000, 1000)) return setup_failed("theirs");
+  int fd3 = open("others", O_CREAT | O_RDWR | O_TRUNC, 0644);
+  if (fd3 < 0 || fchown(fd3, 4242, 4343) || close(fd3)) return setup_failed("others");
   static const char *keys[] = { "Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", NULL };
   char ids[1024], maps[3][256];
   status_lines(keys, ids, sizeof ids);
@@ -58,9 +60,10 @@ int main(int argc, char **argv) {
   report(counter >= before, "counter", "%ld", counter);
   counter++;
   report(counter > before, "counter-on", "%ld -> %ld", before, counter);
-  struct stat a, b, c;
+  struct stat a, b, c, d;
   report(!fstat(fd, &a) && a.st_uid == 0 && a.st_gid == 0, "owner-mine", "%u:%u", a.st_uid, a.st_gid);
   report(!stat("theirs", &b) && b.st_uid == 1000 && b.st_gid == 1000, "owner-theirs", "%u:%u", b.st_uid, b.st_gid);
+  report(!stat("others", &d) && d.st_uid == 4242 && d.st_gid == 4343, "owner-others", "%u:%u", d.st_uid, d.st_gid);
   report(!stat("/", &c) && c.st_uid == 0, "owner-root", "%u", c.st_uid);
   char now[1024];
   status_lines(keys, now, sizeof now);

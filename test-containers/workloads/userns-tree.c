@@ -1,6 +1,6 @@
 /* userns-tree: a process tree inside two nested user namespaces with maps that are not identity,
  * which checks itself once DIR/check appears (after restore): "ok ITEM"/"FAIL ITEM: why", "result".
- *   userns-tree DIR [one|threaded|ipcns]
+ *   userns-tree DIR [one|threaded|ipcns|netns]
  * The root (started as the host's root) unshares user namespace N1; a helper child still outside
  * writes N1's maps: uid "0 100000 1000" + "1000 300000 1000", gid "0 200000 2000", setgroups
  * allowed. The root becomes 0:0 (groups 0, 1) in N1, makes DIR/u/f1 owned by 1001:1002 there and
@@ -18,7 +18,16 @@
  * stays in N1 (one user namespace, as CRIU dumps them): its ids are then N1's 5/6/5 and 7/8/9.
  * With `threaded`, the root and P1 have a second thread each, whose TID and credentials the
  * process checks after restore ("root-thread", and P1's within "p1-state");
- * with `ipcns`, P3 unshares an ipc namespace, owned by N1 (refused too). */
+ * With `ipcns`, P3 unshares an ipc and a uts namespace while in N1 (so N1 owns them), names its
+ * uts namespace p3-host/p3-domain and, with euid/egid 1003/1004 (N1's), makes (after one of each
+ * made and removed: ids that are not the first) a SysV shm segment (8192 bytes, "segment of P3"
+ * at its start, kept attached), a set of 3 semaphores (3 1 4) and a message queue with two
+ * messages, of modes 0640, 0660 and 0620, each then given owner 1005:1006. It checks after
+ * restore ("p3-ipc") that each has its id, owner, creator and mode as N1 sees them, its contents
+ * (the attached segment's bytes, the values, the messages in order), the names, and that N1 owns
+ * both namespaces (NS_GET_USERNS); the root ("root-ipc", in the host's ipc namespace) does not
+ * see the objects.
+ * With `netns`, P3 unshares a network namespace while in N1 (refused at dump). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -31,10 +40,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/ioctl.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include "selfcheck.h"
@@ -127,10 +142,100 @@ static void start_thread(void) {
   while (!thread_tid) nap(1);
 }
 
+/* P3's SysV objects (ipcns mode): their ids, and the segment as attached. */
+static int shm_id = -1, sem_id = -1, msg_id = -1;
+static char *shm_at;
+#define SEG_TEXT "segment of P3"
+
+union semun { int val; struct semid_ds *buf; unsigned short *array; };
+
+/* Made in P3's new ipc namespace, as 1003:1004 of N1; then owned by 1005:1006. */
+static int make_sysv(void) {
+  /* (one of each made and removed first: the ids are not the first ones) */
+  if (shmctl(shmget(IPC_PRIVATE, 4096, 0600), IPC_RMID, NULL) || semctl(semget(IPC_PRIVATE, 1, 0600), 0, IPC_RMID) ||
+      msgctl(msgget(IPC_PRIVATE, 0600), IPC_RMID, NULL)) return -1;
+  if (setresgid(-1, 1004, -1) || setresuid(-1, 1003, -1)) return -1;
+  shm_id = shmget(0x5353, 8192, IPC_CREAT | IPC_EXCL | 0640);
+  sem_id = semget(0x5354, 3, IPC_CREAT | IPC_EXCL | 0660);
+  msg_id = msgget(0x5355, IPC_CREAT | IPC_EXCL | 0620);
+  if (setresuid(-1, 0, -1) || setresgid(-1, 0, -1) || shm_id < 0 || sem_id < 0 || msg_id < 0) return -1;
+  shm_at = shmat(shm_id, NULL, 0);
+  if (shm_at == (void *)-1) return -1;
+  strcpy(shm_at, SEG_TEXT);
+  unsigned short vals[3] = { 3, 1, 4 };
+  if (semctl(sem_id, 0, SETALL, (union semun){ .array = vals })) return -1;
+  struct { long mtype; char text[16]; } m1 = { 1, "first" }, m2 = { 2, "second" };
+  if (msgsnd(msg_id, &m1, 6, 0) || msgsnd(msg_id, &m2, 7, 0)) return -1;
+  struct shmid_ds sd; struct semid_ds ssd; struct msqid_ds md;
+  if (shmctl(shm_id, IPC_STAT, &sd) || semctl(sem_id, 0, IPC_STAT, (union semun){ .buf = &ssd }) || msgctl(msg_id, IPC_STAT, &md)) return -1;
+  sd.shm_perm.uid = ssd.sem_perm.uid = md.msg_perm.uid = 1005;
+  sd.shm_perm.gid = ssd.sem_perm.gid = md.msg_perm.gid = 1006;
+  if (shmctl(shm_id, IPC_SET, &sd) || semctl(sem_id, 0, IPC_SET, (union semun){ .buf = &ssd }) || msgctl(msg_id, IPC_SET, &md)) return -1;
+  return 0;
+}
+
+/* Whether this task's user namespace owns its namespace of `kind` (NS_GET_USERNS). */
+static const char *owned_by_mine(const char *kind) {
+  char path[64];
+  struct stat mine, owner;
+  snprintf(path, sizeof path, "/proc/self/ns/%s", kind);
+  int fd = open(path, O_RDONLY);
+  int u = fd < 0 ? -1 : ioctl(fd, _IO(0xb7, 0x1));
+  int ok = u >= 0 && !fstat(u, &owner) && !stat("/proc/self/ns/user", &mine) && owner.st_ino == mine.st_ino;
+  if (fd >= 0) close(fd);
+  if (u >= 0) close(u);
+  return ok ? "mine" : "not mine";
+}
+
+/* What P3 sees of its ipc and uts namespaces. */
+static void ipc_state(char *out, size_t n) {
+  struct shmid_ds sd; struct semid_ds ssd; struct msqid_ds md;
+  struct utsname u;
+  unsigned short vals[3] = { 0 };
+  char dom[65] = "";
+  uname(&u);
+  if (getdomainname(dom, sizeof dom)) snprintf(dom, sizeof dom, "(%s)", strerror(errno));
+  int len = snprintf(out, n, "uts %s/%s owner %s, ipc owner %s", u.nodename, dom, owned_by_mine("uts"), owned_by_mine("ipc"));
+  if (shmctl(shm_id, IPC_STAT, &sd)) len += snprintf(out + len, n - len, " | shm %d: %s", shm_id, strerror(errno));
+  else len += snprintf(out + len, n - len, " | shm %d key %x owner %u:%u creator %u:%u mode %o size %zu nattch %lu at '%s'",
+                       shm_id, sd.shm_perm.__key, sd.shm_perm.uid, sd.shm_perm.gid, sd.shm_perm.cuid, sd.shm_perm.cgid,
+                       sd.shm_perm.mode & 0777, sd.shm_segsz, (unsigned long)sd.shm_nattch, shm_at);
+  if (semctl(sem_id, 0, IPC_STAT, (union semun){ .buf = &ssd }) || semctl(sem_id, 0, GETALL, (union semun){ .array = vals }))
+    len += snprintf(out + len, n - len, " | sem %d: %s", sem_id, strerror(errno));
+  else len += snprintf(out + len, n - len, " | sem %d key %x owner %u:%u creator %u:%u mode %o nsems %lu values %u %u %u",
+                       sem_id, ssd.sem_perm.__key, ssd.sem_perm.uid, ssd.sem_perm.gid, ssd.sem_perm.cuid, ssd.sem_perm.cgid,
+                       ssd.sem_perm.mode & 0777, (unsigned long)ssd.sem_nsems, vals[0], vals[1], vals[2]);
+  if (msgctl(msg_id, IPC_STAT, &md)) len += snprintf(out + len, n - len, " | msg %d: %s", msg_id, strerror(errno));
+  else snprintf(out + len, n - len, " | msg %d key %x owner %u:%u creator %u:%u mode %o qnum %lu cbytes %lu",
+                msg_id, md.msg_perm.__key, md.msg_perm.uid, md.msg_perm.gid, md.msg_perm.cuid, md.msg_perm.cgid,
+                md.msg_perm.mode & 0777, (unsigned long)md.msg_qnum, (unsigned long)md.__msg_cbytes);
+}
+
+/* After restore: the same state, and the objects work (messages in order, a fresh attachment). */
+static void ipc_check(int res, const char *before) {
+  char after[1024], want[64];
+  ipc_state(after, sizeof after);
+  if (strcmp(before, after)) { dprintf(res, "FAIL before [%s] after [%s]\n", before, after); return; }
+  struct { long mtype; char text[16]; } m = { 0, "" };
+  ssize_t n1 = msgrcv(msg_id, &m, sizeof m.text, 0, IPC_NOWAIT);
+  snprintf(want, sizeof want, "%ld:%s", m.mtype, n1 > 0 ? m.text : "");
+  ssize_t n2 = msgrcv(msg_id, &m, sizeof m.text, 0, IPC_NOWAIT);
+  snprintf(want + strlen(want), sizeof want - strlen(want), " %ld:%s", m.mtype, n2 > 0 ? m.text : "");
+  char *again = shmat(shm_id, NULL, SHM_RDONLY);
+  struct sembuf op = { 1, -1, IPC_NOWAIT };
+  int sem_ok = semop(sem_id, &op, 1) == 0 && semctl(sem_id, 1, GETVAL) == 0;
+  if (strcmp(want, "1:first 2:second") || again == (void *)-1 || strcmp(again, SEG_TEXT) || !sem_ok ||
+      strstr(before, "owner 1005:1006 creator 1003:1004") == NULL || !strstr(before, "uts p3-host/p3-domain owner mine, ipc owner mine") ||
+      !strstr(before, "values 3 1 4") || !strstr(before, "mode 640 size 8192 nattch 1 at '" SEG_TEXT "'"))
+    dprintf(res, "FAIL state [%s], messages %s, segment %s, semop %d\n", after, want, again == (void *)-1 ? "not attached" : again, sem_ok);
+  else dprintf(res, "ok\n");
+}
+
 /* Child side: record, say "set" over `res`, wait for the check, compare, report one line each. */
 static void child_check(int res, const char *files[][2], int nfiles, int sock) {
   char before[3072], after[3072];
-  char own_before[4][32], own_after[32];
+  char own_before[4][32], own_after[32], ipc_before[1024];
+  if (shm_id >= 0) ipc_state(ipc_before, sizeof ipc_before);
   state(before, sizeof before);
   thread_state(before + strlen(before), sizeof before - strlen(before));
   for (int i = 0; i < nfiles; i++) owner(files[i][0], own_before[i], sizeof own_before[i]);
@@ -151,6 +256,7 @@ static void child_check(int res, const char *files[][2], int nfiles, int sock) {
     if (n != 5 || memcmp(buf, "hello", 5) || send(sock, "back", 4, 0) != 4) dprintf(res, "FAIL socketpair: got %zd '%.*s'\n", n, (int)(n > 0 ? n : 0), buf);
     else dprintf(res, "ok\n");
   }
+  if (shm_id >= 0) ipc_check(res, ipc_before);
   _exit(0);
 }
 
@@ -167,6 +273,7 @@ int main(int argc, char **argv) {
   if (argc < 2 || chdir(argv[1])) return 2;
   setvbuf(stdout, NULL, _IOLBF, 0);
   int one = argc > 2 && !strcmp(argv[2], "one");
+  int ipcns = argc > 2 && !strcmp(argv[2], "ipcns");
   /* (DIR searchable by the namespaces' ids, none of which is the host's root) */
   if (chmod(".", 0755) || mkdir("u", 0777) || chmod("u", 0777) || chown("u", 100000, 200000)) return setup_failed("DIR/u");
 
@@ -241,7 +348,11 @@ int main(int argc, char **argv) {
   }
   pid_t p3 = fork();
   if (p3 == 0) {
-    if (argc > 2 && !strcmp(argv[2], "ipcns") && unshare(CLONE_NEWIPC)) { dprintf(r3[1], "FAIL P3 ipc namespace: %s\n", strerror(errno)); _exit(1); }
+    if (ipcns && (unshare(CLONE_NEWIPC | CLONE_NEWUTS) || sethostname("p3-host", 7) || setdomainname("p3-domain", 9) || make_sysv())) {
+      dprintf(r3[1], "FAIL P3 ipc and uts namespaces: %s\n", strerror(errno));
+      _exit(1);
+    }
+    if (argc > 2 && !strcmp(argv[2], "netns") && unshare(CLONE_NEWNET)) { dprintf(r3[1], "FAIL P3 net namespace: %s\n", strerror(errno)); _exit(1); }
     uint64_t all = BIT(CAP_LAST_CAP + 1) - 1;
     if (prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN) || prctl(PR_CAPBSET_DROP, CAP_MKNOD) || capset_sets(all & ~BIT(CAP_SYS_ADMIN), all, 0)) {
       dprintf(r3[1], "FAIL P3 capabilities: %s\n", strerror(errno));
@@ -287,6 +398,12 @@ int main(int argc, char **argv) {
   child_line(res[1], "p2-file-f2");
   child_line(res[2], "p3-state");
   child_line(res[2], "p3-file-f1");
+  if (ipcns) {
+    child_line(res[2], "p3-ipc");
+    /* (the root, in the host's ipc namespace, has not the key P3's segment has in its own) */
+    int seen = shmget(0x5353, 0, 0);
+    report(seen < 0 && errno == ENOENT, "root-ipc", "the root sees P3's segment key as id %d", seen);
+  }
   pid_t kids[] = { p1, p2, p3 };
   for (int i = 0; i < 3; i++) {
     int ws;

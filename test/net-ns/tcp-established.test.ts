@@ -4,7 +4,8 @@
 // exactly once, the server never sees a reset, and no lock rule is left behind.
 
 import test, { type ExecutionContext } from 'ava';
-import { connect as netConnect } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { connect as netConnect, type Socket } from 'node:net';
 import path from 'node:path';
 import { eventually, lockRules, patternServer, tcpStates } from './tcp-peers.js';
 import { restoreDamagedStream, tcpRoundTrip } from './tcp-peers.js';
@@ -137,6 +138,51 @@ test.serial('a restore that fails (a damaged tcp-stream image) leaves no process
   srv.resume();
   srv.write('hello?');
   t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+});
+
+/** The retransmission timer of the connection from local port `port`: [ms left, back-offs]. */
+function retransmitTimer(port: number): [number, number] | undefined {
+  const out = execFileSync('ss', ['-tinoH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  const m = /timer:\(on,(?:(\d+)min)?(?:([\d.]+)sec)?(?:(\d+)ms)?,(\d+)\)/.exec(out);
+  if (!m) return undefined;
+  return [Number(m[1] ?? 0) * 60_000 + Number(m[2] ?? 0) * 1000 + Number(m[3] ?? 0), Number(m[4])];
+}
+
+test.serial('a peer whose retransmissions backed off during the lock sends again as soon as the connection is restored, not when its own timer runs out', async (t) => {
+  const port = 21000 + (process.pid % 20000);
+  const w = await underReaperWorkload('tcp-echo', [String(port)]);
+  t.teardown(() => w.kill());
+  await w.waitForLine(/^ready$/);
+  // The peer: 8 bytes every 2 ms, each echoed.
+  const peer = await new Promise<Socket>((r, j) => { const c = netConnect(port, '127.0.0.1', () => r(c)); c.once('error', j); });
+  const errors: string[] = [];
+  const answers: number[] = [];
+  peer.setNoDelay(true);
+  peer.on('error', (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message));
+  peer.on('data', () => answers.push(performance.now()));
+  const pinger = setInterval(() => peer.write(Buffer.alloc(8)), 2);
+  t.teardown(() => { clearInterval(pinger); peer.destroy(); });
+  await new Promise((r) => setTimeout(r, 200));
+  const dir = tmpDir(t);
+  const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established']);
+  t.is(d.exitCode, 0, d.all);
+  await w.exitOf(w.pid);
+  // The lock drops the peer's segments: it retransmits after 200 ms, 600, 1400, 3000, 6200...
+  // Once it has backed off five times its next try is some 6 s away.
+  let timer: [number, number] | undefined;
+  t.true(await eventually(() => (timer = retransmitTimer(peer.localPort!)) !== undefined && timer[1] >= 5, 15_000), 'the peer backs off');
+  const nextTry = performance.now() + timer![0];
+  const before = answers.length;
+  const r = await stasis(['restore', '-d', '-D', dir, '--tcp-established']);
+  const restored = performance.now();
+  t.is(r.exitCode, 0, r.all);
+  t.true(restored < nextTry, 'the restore ended before the peer\'s next try (else this cannot tell)');
+  t.true(await eventually(() => answers.length > before, 10_000), 'the connection carries on');
+  const resumed = answers[before]!;
+  t.log(`the peer's next try was due ${(nextTry - restored).toFixed(0)} ms after the restore's end; answers came ${(nextTry - resumed).toFixed(0)} ms before it`);
+  t.true(resumed < nextTry - 100, `answers again ${(resumed - nextTry).toFixed(0)} ms after the peer's own timer would have fired`);
+  t.deepEqual(errors, [], 'the peer sees no error');
+  t.deepEqual(lockRules(port), [], 'no lock rule left');
 });
 
 test.serial('a TCP listener with connections not yet accepted: refused, or with --skip-in-flight dumped without them (they are reset) and listening again', async (t) => {

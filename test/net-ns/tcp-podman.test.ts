@@ -13,15 +13,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { buildWorkload } from '../../test-containers/launch.js';
-import { Podman } from '../../test-containers/podman.js';
+import { Podman, withLog } from '../../test-containers/podman.js';
 import { stasisBin, tmpDir } from '../helpers/stasis.js';
 import { PatternPeer } from './tcp-peers.js';
-
-/** Podman's output, with the tail of the criu log it names (what stasis said). */
-function withLog(out: string): string {
-  const file = /log file: (\S+)/.exec(out)?.[1];
-  return file && fs.existsSync(file) ? `${out}\n${fs.readFileSync(file, 'utf8').trim().split('\n').slice(-6).join('\n')}` : out;
-}
 
 test.serial('Podman bridge network: a host client\'s connection to the container survives checkpoint/restore and export/import with --tcp-established; --tcp-close restores it closed, twice', async (t) => {
   const dir = tmpDir(t);

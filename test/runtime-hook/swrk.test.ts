@@ -1,5 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { cgroupHierarchyMount } from '../../cgroup/cgroups.js';
@@ -25,7 +26,8 @@ interface Swrk {
   exitCode(): Promise<number>;
 }
 
-async function startSwrk(t: ExecutionContext): Promise<Swrk> {
+/** `stasis swrk 3` on a socket pair; `byPath`: started as runc starts it (bin/launch.sh first). */
+async function startSwrk(t: ExecutionContext, byPath = false): Promise<Swrk> {
   const [ours, theirs] = seqpacketPair();
   let open = true;
   const close = () => {
@@ -33,7 +35,7 @@ async function startSwrk(t: ExecutionContext): Promise<Swrk> {
     open = false;
   };
   t.teardown(close);
-  const server = await underReaper([process.execPath, stasisBin, 'swrk', '3'], undefined, [theirs]);
+  const server = await underReaper([...(byPath ? [] : [process.execPath]), stasisBin, 'swrk', '3'], undefined, [theirs]);
   fs.closeSync(theirs);
   t.teardown(() => server.kill());
   setBlocking(ours, false);
@@ -90,6 +92,22 @@ test('VERSION is answered as CRIU 4.2 without a gitid, byte for byte what CRIU 4
   const records = createRequire(import.meta.url)(path.join(path.dirname(stasisBin), 'swrk-version.cjs')) as Record<string, Buffer>;
   t.deepEqual([...records.VERSION_REQUEST!], [...encodeMessage('criu_req', { type: REQ.VERSION })]);
   t.deepEqual([...records.VERSION_RESPONSE!], [...encodeMessage('criu_resp', m!)]);
+});
+
+test('started by its path, as runc starts it, VERSION is answered without Node and any other first request reaches stasis, no record file left behind', async (t) => {
+  const left = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('stasis-swrk.'));
+  const before = left();
+  const v = await startSwrk(t, true);
+  v.sendRaw(Uint8Array.from([0x08, 0x0a]));
+  t.like(await v.recv(), { type: REQ.VERSION, success: true, version: { major_number: 4, minor_number: 2 } });
+  t.is(await v.exitCode(), 0);
+  const c = await startSwrk(t, true);
+  c.send({ type: REQ.FEATURE_CHECK, keep_open: true, features: { mem_track: true } });
+  t.like(await c.recv(), { type: REQ.FEATURE_CHECK, success: true, features: { mem_track: false } });
+  c.send({ type: REQ.VERSION });
+  t.like(await c.recv(), { type: REQ.VERSION, success: true });
+  t.is(await c.exitCode(), 0);
+  t.deepEqual(left(), before);
 });
 
 test('FEATURE_CHECK says no memory tracking and no lazy pages, pidfd_store as the kernel has it; keep_open serves a second request', async (t) => {

@@ -13,6 +13,9 @@ const workloads: { name: string; what: string; dumpArgs?: string[]; plainArgs?: 
     name: 'shmparts', what: 'SysV shared memory attached in parts (split by mprotect, cut by munmap) comes back in its parts, shared',
     plainArgs: ['unshare-ipc'],
   },
+  {
+    name: 'nested-ipc', what: 'ipc and uts namespaces a process of the tree unshared come back its own, shared with the child born in them, with their SysV objects (a segment attached) and host name',
+  },
 ];
 
 for (const w of workloads) {

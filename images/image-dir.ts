@@ -334,6 +334,17 @@ export class ImageDir {
   }
 
   /**
+   * Gives the dump's files (its images and manifest) to `owner`, their mode kept (0600): a
+   * container's root, a host id of its user namespace, which reads them itself when CRIU
+   * restores it (CRIU opens some from inside that namespace).
+   */
+  async giveTo(owner: { uid: number; gid: number }): Promise<void> {
+    for (const name of await this.names()) {
+      if (isListedImage(name) || name === MANIFEST_FILE) await fsp.lchown(this.file(name), owner.uid, owner.gid);
+    }
+  }
+
+  /**
    * Checks that the directory holds one dump, as written: when it has a manifest (stasis wrote
    * it), every image it lists is there with its size and hash, no other image is, and
    * inventory.img has its run id. A dump without one (CRIU's) passes. Throws naming the first

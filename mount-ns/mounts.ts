@@ -30,6 +30,7 @@ import { MNT_DETACH } from '../sys/mount.js';
 import { O_CLOEXEC, O_DIRECTORY, O_PATH } from '../sys/fcntl.js';
 import { readCgroupMembership } from '../cgroup/cgroups.js';
 import { applyTmpfsImage, tmpfsImage } from '../oci-spec/archive.js';
+import type { IdsInside } from '../task/userns.js';
 
 
 export interface MntEntry {
@@ -100,9 +101,11 @@ export interface DumpedMounts {
 
 /**
  * The mount tree of process `pid`'s mount namespace. `extMnt`: mountpoint → key (runc's
- * ext_mnt); those mounts are left to whoever restores.
+ * ext_mnt); those mounts are left to whoever restores. In a namespace owned by a container's
+ * user namespace (`ids`), the ids of the options and of the tmpfs contents are written as that
+ * namespace sees them, as CRIU writes them (its restore mounts and untars them from inside).
  */
-export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, ownCgroupNs = false): DumpedMounts {
+export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, ownCgroupNs = false, ids?: IdsInside): DumpedMounts {
   const infos = readMountinfo(pid);
   // In a cgroup namespace of its own, the container sees its cgroup as "/": cgroup mounts are
   // saved as it sees them (criu does the same) and mounted anew on restore, in the new namespace.
@@ -124,7 +127,7 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
     if (m.fstype === 'devpts' && !superOpts.includes('newinstance')) superOpts.push('newinstance');
     const e: MntEntry = {
       fstype, mnt_id: m.mntId, root_dev: kernelDev(m), parent_mnt_id: m.parentId, flags: mountFlags(m),
-      root: viewRoot, mountpoint: m.mountPoint, source: m.source, options: superOpts.join(','),
+      root: viewRoot, mountpoint: m.mountPoint, source: m.source, options: ids ? optionsSeenBy(superOpts, ids) : superOpts.join(','),
       shared_id: m.shared ?? 0, master_id: m.master ?? 0,
       sb_flags: m.superOptions.split(',').includes('ro') ? MS.RDONLY : 0,
     };
@@ -144,7 +147,7 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
       throw new Error(`the POSIX message queues in ${m.mountPoint} cannot be dumped yet`);
     }
     if (fstype === TMPFS && ext === undefined && !seen && e.root === '/') {
-      tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, m.mountPoint));
+      tars.set(tmpfsImageName(e.root_dev), tarOfMount(pid, m.mountPoint, ids));
     }
     entries.push(e);
   }
@@ -155,18 +158,26 @@ export function dumpMounts(pid: number, extMnt: ReadonlyMap<string, string>, own
  * gzip'd tar of one tmpfs's contents, read through the task's root (oci-spec/archive.ts): what
  * is mounted below it is left out (its mountpoints stay, as empty directories).
  */
-function tarOfMount(pid: number, mountPoint: string): Buffer {
+function tarOfMount(pid: number, mountPoint: string, ids?: IdsInside): Buffer {
   try {
-    return tmpfsImage(`/proc/${pid}/root${mountPoint}`);
+    return tmpfsImage(`/proc/${pid}/root${mountPoint}`, ids);
   } catch (e) {
     throw new Error(`tar of the tmpfs at ${mountPoint} failed: ${(e as Error).message}`);
   }
 }
 
+/** A filesystem's options, their uid= and gid= as a user namespace sees them. */
+function optionsSeenBy(options: readonly string[], ids: IdsInside): string {
+  return options.map((o) => {
+    const m = /^(uid|gid)=(\d+)$/.exec(o);
+    return m ? `${m[1]}=${m[1] === 'uid' ? ids.uid(Number(m[2])) : ids.gid(Number(m[2]))}` : o;
+  }).join(',');
+}
+
 /** A tmpfs's contents (and its root's owner, mode and times) back from its image onto the new tmpfs at `dir`. */
-function untarOntoMount(tar: string, dir: string, mountPoint: string): void {
+function untarOntoMount(tar: string, dir: string, mountPoint: string, ids?: MountRestore['ids']): void {
   try {
-    applyTmpfsImage(tar, dir);
+    applyTmpfsImage(tar, dir, ids && hostOwner(ids, mountPoint));
   } catch (e) {
     throw new Error(`restoring the tmpfs at ${mountPoint}: ${(e as Error).message}`);
   }
@@ -183,21 +194,22 @@ export interface MountRestore {
   /** Full path of a file of the dump, if it exists. */
   imagePath(name: string): string | undefined;
   /**
-   * For a mount namespace owned by a user namespace of the tree: a host id (uid= and gid=
-   * options, as the dump read them) as that namespace sees it.
+   * For a mount namespace owned by a user namespace of the tree, whose ids the options (uid=,
+   * gid=) and the tmpfs contents hold (as CRIU writes them, and stasis since): an id of it as
+   * the host sees it (the tmpfs contents are written from the host), and the ids its mounts are
+   * made by.
    */
-  ids?: { uid(host: number): number | undefined; gid(host: number): number | undefined; maker: { uid: number; gid: number } };
+  ids?: { uid(inner: number): number | undefined; gid(inner: number): number | undefined; maker: { uid: number; gid: number } };
 }
 
-/** A filesystem's options with their uid= and gid= ids as the mounting user namespace sees them. */
-function optionsInside(options: string, ids: NonNullable<MountRestore['ids']>, where: string): string {
-  return options.split(',').map((o) => {
-    const m = /^(uid|gid)=(\d+)$/.exec(o);
-    if (!m) return o;
-    const v = m[1] === 'uid' ? ids.uid(Number(m[2])) : ids.gid(Number(m[2]));
-    if (v === undefined) throw new Error(`mount ${where}: its option ${o} names an id its user namespace does not map`);
-    return `${m[1]}=${v}`;
-  }).join(',');
+/** The host's owner of a tmpfs image's member, whose owner a user namespace's ids name. */
+function hostOwner(ids: NonNullable<MountRestore['ids']>, where: string): (uid: number, gid: number) => { uid: number; gid: number } {
+  return (uid, gid) => {
+    const u = ids.uid(uid);
+    const g = ids.gid(gid);
+    if (u === undefined || g === undefined) throw new Error(`the tmpfs at ${where}: an owner ${uid}:${gid} its user namespace does not map`);
+    return { uid: u, gid: g };
+  };
 }
 
 /**
@@ -356,7 +368,7 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     }
     ensureDir(t);
     const fsname = FSNAMES.get(e.fstype)!;
-    const options = r.ids ? optionsInside(e.options, r.ids, e.mountpoint) : e.options;
+    const options = e.options;
     const data = e.fstype === DEVPTS && !options.includes('newinstance') ? `${options},newinstance` : options;
     // In a user namespace's own mount namespace, a read-only superblock other than a tmpfs (to
     // be filled) is mounted so at once: its remount is refused where a copy of the host's makes
@@ -369,13 +381,13 @@ export function restoreMounts(inj: Injector, hostPid: number, entries: readonly 
     const tar = e.fstype === TMPFS ? r.imagePath(tmpfsImageName(e.root_dev)) : undefined;
     // (on a filesystem of a user namespace's own, made by ids it maps)
     const maker = r.ids?.maker;
-    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, fromHost(e), e.mountpoint)) : untarOntoMount(tar, fromHost(e), e.mountpoint);
+    if (tar) maker ? withFsIds(maker.uid, maker.gid, () => untarOntoMount(tar, fromHost(e), e.mountpoint, r.ids)) : untarOntoMount(tar, fromHost(e), e.mountpoint);
   }
   // Read-only, now that everything below exists: the superblock when it was (a filesystem of
   // the container's own), the mount alone otherwise (a cgroup hierarchy is the host's too).
   for (const e of made) {
     // (a remount of the superblock sets the mount's flags too: kept, some may be locked)
-    if (((e.sb_flags ?? 0) & MS.RDONLY) && !early.has(e)) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.RDONLY | (e.flags & PER_MOUNT), r.ids ? optionsInside(e.options, r.ids, e.mountpoint) : e.options);
+    if (((e.sb_flags ?? 0) & MS.RDONLY) && !early.has(e)) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.RDONLY | (e.flags & PER_MOUNT), e.options);
     if (e.flags & MS.RDONLY) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);
   }
   for (const e of binds) mount(e.mountpoint, null, target(e), null, MS.REMOUNT | MS.BIND | (e.flags & PER_MOUNT), null);

@@ -1073,11 +1073,22 @@ function copyInto(out: GzipTar, fd: number, from: number, len: number): void {
  * mounted below it left out but its mountpoint kept, as `tar --one-file-system` does). A file
  * with holes (or zeros: they read the same) is stored sparse, in GNU's pax format 1.0, which
  * GNU tar and applyTmpfsImage read back with the holes.
+ *
+ * A mountpoint is what the tmpfs has there as far as can be seen from above the mount: an
+ * empty directory, or an empty file (a device bound on a file is no device of the tmpfs), of
+ * the mounted thing's mode and the tmpfs root's owner (CRIU's tar, made below the mounts, has
+ * no device there either, and its restore could not make one in a user namespace). `ids`:
+ * owners as a user namespace sees them (CRIU's restore untars inside it).
  */
-export function tmpfsImage(dir: string): Buffer {
+export function tmpfsImage(dir: string, ids?: { uid(host: number): number; gid(host: number): number }): Buffer {
   const out = new GzipTar();
+  const top = lstatSync(dir);
   for (const e of treeEntries(dir, { prefix: './', oneFileSystem: true }, [])) {
-    const h = e.header;
+    let h = e.header;
+    if (e.st.dev !== top.dev) {
+      h = { ...h, type: e.st.isDirectory() ? 'directory' : 'file', size: 0, linkname: null, devmajor: 0, devminor: 0, uid: top.uid, gid: top.gid };
+    }
+    if (ids) h = { ...h, uid: ids.uid(h.uid), gid: ids.gid(h.gid) };
     if (h.type !== 'file' || !h.size) {
       out.push(...encodeHeader(h));
       continue;
@@ -1116,8 +1127,10 @@ function readFile(file: string): Buffer {
 /**
  * Unpack a tmpfs image (gzip'd tar, ours or criu's) onto `dir`, the new tmpfs: devices, fifos,
  * symlinks and hard links as the tar holds them, owners and modes too, never through a symlink.
+ * `owner`: the owner to give a member of the tar's owner (ids a user namespace wrote, to the
+ * host's), default as they are.
  */
-export function applyTmpfsImage(file: string, dir: string): void {
+export function applyTmpfsImage(file: string, dir: string, owner?: (uid: number, gid: number) => { uid: number; gid: number }): void {
   let buf: Buffer;
   try {
     // No more than the new tmpfs can hold (and some room for the headers): a gzip bomb stops here.
@@ -1128,7 +1141,8 @@ export function applyTmpfsImage(file: string, dir: string): void {
   }
   const w = new TreeWriter(dir, { strict: false, devices: true, owners: true });
   try {
-    for (const { header, at, sparse } of walkTar((pos, len) => buf.subarray(pos, pos + len), buf.length, file)) {
+    for (const { header: h, at, sparse } of walkTar((pos, len) => buf.subarray(pos, pos + len), buf.length, file)) {
+      const header = owner ? { ...h, ...owner(h.uid, h.gid) } : h;
       const fd = w.begin(header);
       if (fd === undefined) continue;
       try {

@@ -529,7 +529,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     st.files.checkAtEnd();
     const rootIds = dumped[0]!.ids;
     const net = netContents ? dumpNetns(pid, rootIds.net_ns_id!) : undefined;
-    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup')) : undefined;
+    const container = userns.container;
+    const mounts = foreign.includes('mnt') ? dumpMounts(pid, opts.extMnt ?? new Map(), foreign.includes('cgroup'), container) : undefined;
 
     // The shared images once every process is seen; inventory.img after all of them.
     write(images.writeMessages('pstree.img', tree.processes.map((p) => ({
@@ -595,6 +596,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       root_cg_set: 1, lsmtype: NO_LSM, network_lock_method: netLock.locked ? LOCK_METHOD_CODE[lockMethod] : NETWORK_LOCK_SKIP,
       plugins_entry: {}, dump_criu_run_id: dumpRunId,
     });
+    // (before stats-dump, which is no image of the dump)
+    if (container) await images.giveTo(container.root);
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
     try {
       opts.beforeRelease?.();

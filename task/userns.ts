@@ -72,6 +72,24 @@ export function inside(map: readonly IdExtent[], outer: number): number | undefi
   return undefined;
 }
 
+/**
+ * The host's ids as a user namespace sees them (the kernel's overflow id for one it does not
+ * map), and the host's ids of its root (what a task there that opens the dump's images is).
+ */
+export interface IdsInside {
+  uid(host: number): number;
+  gid(host: number): number;
+  root: { uid: number; gid: number };
+}
+
+function idsInside(ns: { uid: IdExtent[]; gid: IdExtent[] }): IdsInside {
+  return {
+    uid: (v) => inside(ns.uid, v) ?? OVERFLOW_ID,
+    gid: (v) => inside(ns.gid, v) ?? OVERFLOW_ID,
+    root: { uid: outside(ns.uid, 0) ?? 0, gid: outside(ns.gid, 0) ?? 0 },
+  };
+}
+
 /** An id of the namespace as the outer side (the host, for a map as stasis reads it) sees it. */
 export function outside(map: readonly IdExtent[], inner: number): number | undefined {
   for (const e of map) if (inner >= e.first && inner - e.first < e.count) return e.lower_first + inner - e.first;
@@ -222,6 +240,15 @@ export class DumpedUserNamespaces {
 
   get any(): boolean {
     return this.seen.size > 0;
+  }
+
+  /**
+   * A container's user namespace (the root's, owning the tree's own namespaces), as what the
+   * dump writes of its mounts needs it: the host's ids as it sees them (as CRIU writes them).
+   */
+  get container(): IdsInside | undefined {
+    for (const ns of this.seen.values()) if (ns.ownsTree) return idsInside(ns);
+    return undefined;
   }
 
   /**

@@ -5,7 +5,7 @@ import { lockMethodOf, type DumpLock, type LockedConnection } from '../../net-ns
 import { isStreamState, tcpStreamImageName } from '../../files/tcp-stream.js';
 import { IPPROTO } from '../../sys/socket.js';
 import fs from 'node:fs';
-import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, pagesFileName, printable, type Message } from '../../images/index.js';
+import { ImageDir, decodeImage, imageFileName, INVENTORY_FILE, MANIFEST_FILE, pagesFileName, printable, type Message } from '../../images/index.js';
 import { applying, applyingAsync } from '../errors.js';
 import { checkFdTable, type FdinfoEntry } from '../../files/fdtable.js';
 import type { FileEntryMessage } from '../../files/table.js';
@@ -163,6 +163,7 @@ export async function load(dir: string): Promise<LoadedImages> {
   if (inventory.img_version !== 2) throw new Error(`${INVENTORY_FILE}: image version ${inventory.img_version} is not supported`);
   const files = new Map<number, FileEntryMessage>();
   for (const f of await images.messages('files.img')) files.set(Number(f.id), f as FileEntryMessage);
+  const criuMade = !(await images.has(MANIFEST_FILE));
 
   const procs: ProcessImages[] = [];
   let rootIds: TaskKobjIds | undefined;
@@ -217,6 +218,9 @@ export async function load(dir: string): Promise<LoadedImages> {
           if (!fs.existsSync(images.file(name))) throw new Error(`${name}: missing: process ${pid} is in user namespace ${nsId}`);
           const e = (await images.message(name)) as unknown as UsernsEntry;
           if (e.parent_id !== undefined) e.parent_id = Number(e.parent_id);
+          // CRIU's images (no manifest of stasis's) do not say it: CRIU clones the root with the
+          // tree's other namespaces and its user namespace at once, made in that one.
+          if (!p.ppid && criuMade && restoreNamespaceFlags(rootIds, inventory.root_ids as TaskKobjIds) & ~CLONE.NEWUSER) e.owns_tree_ns = true;
           userns.set(id, e);
         }
         // Its threads are cloned inside it, their TIDs chosen through stasis's pid namespace

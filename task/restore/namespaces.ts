@@ -99,9 +99,9 @@ export class TreeNamespaces {
     const owner = this.owningUserNs !== undefined ? this.userNs?.get(this.owningUserNs) : undefined;
     if (img.sysv) applying(`ipcns-*-${ids.ipc_ns_id}.img`, ns, () => restoreSysvIpc(pid, img.sysv!, img.ipc, owner));
     if (img.mounts) {
-      // (in a namespace owned by the root's user namespace: the options' ids as it sees them)
+      // (in a namespace owned by the root's user namespace: the images' ids are as it sees them)
       const setup = owner ? { ...this.plan.mountSetup!, ids: {
-        uid: (v: number) => inside(owner.uid, v), gid: (v: number) => inside(owner.gid, v),
+        uid: (v: number) => outside(owner.uid, v), gid: (v: number) => outside(owner.gid, v),
         maker: { uid: outside(owner.uid, 0) ?? owner.uid[0]!.lower_first, gid: outside(owner.gid, 0) ?? owner.gid[0]!.lower_first },
       } } : this.plan.mountSetup!;
       this.laterMounts = applying(mountsImageName(ids.mnt_ns_id!), ns, () => restoreMounts(inj, pid, img.mounts!, setup, (fd) => this.run.giveFd(inj, fd)));

@@ -1,11 +1,11 @@
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killPid, lastTick, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
 import { startWorkload } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
+import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
 import { decodeImage } from '../../images/image.js';
 import { readImageFileSync } from '../../images/private-file.js';
 
@@ -92,13 +92,6 @@ test.serial('in a runc container too, the ipc and uts namespaces the tree unshar
   for (const item of [...ITEMS, 'p3-ipc', 'root-ipc']) t.true(restored.lines.includes(`ok ${item}`), item);
 });
 
-/** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
-function mappedContainer(config: Record<string, any>): void {
-  config.linux.namespaces = [...config.linux.namespaces.filter((n: { type: string }) => n.type !== 'user'), { type: 'user' }];
-  config.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
-  config.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
-}
-
 const CT_ITEMS = ['counter', 'counter-on', 'owner-mine', 'owner-theirs', 'owner-root', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid', 'mine-fd'];
 
 /** The bundle of a userns-ct container with uid and gid mappings, its rootfs owned by its root. */
@@ -110,12 +103,6 @@ function mappedBundle(t: ExecutionContext): { dir: string; c: RuncContainer } {
   c.withWorkload('userns-ct', ['/data']).privileged().editConfig(mappedContainer);
   mappedRootfs(rootfs);
   return { dir, c };
-}
-
-/** The rootfs owned by the container's root (host 100000), every directory above it searchable. */
-function mappedRootfs(rootfs: string): void {
-  execFileSync('chown', ['-R', '100000:100000', rootfs]);
-  for (let d = path.dirname(rootfs); d !== '/'; d = path.dirname(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o011);
 }
 
 test.serial('a runc container with uid and gid mappings checkpointed and restored twice through stasis counts on from where it was each time, and checks itself after the second', async (t) => {

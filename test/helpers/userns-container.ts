@@ -1,8 +1,29 @@
-// runc bundles of containers with uid and gid mappings: the container's root is host uid and
-// gid 100000 (65536 ids mapped), its other namespaces made in its user namespace by runc.
+// User-namespace fixtures: runc bundles of containers with uid and gid mappings (the
+// container's root is host uid and gid 100000, 65536 ids mapped, its other namespaces made in its
+// user namespace by runc), and the userns-tree workload started as a plain tree.
+import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { startWorkload, type Workload } from '../../test-containers/launch.js';
+import { killPid, tmpDir } from './stasis.js';
+
+/**
+ * userns-tree (test-containers/workloads/userns-tree.c) with `args` after its work directory,
+ * ready; its tasks' PIDs (root, P1, P2, P3) killed when the test ends.
+ */
+export async function startUsernsTree(t: ExecutionContext, args: string[]): Promise<{ w: Workload; work: string; pids: number[] }> {
+  const work = tmpDir(t, 'stasis-userns-tree-');
+  const w = await startWorkload('userns-tree', [work, ...args]);
+  const pids: number[] = [];
+  t.teardown(async () => {
+    pids.forEach(killPid);
+    await w.kill();
+  });
+  const ready = await w.waitForLine(/^ready\b/);
+  pids.push(...[...ready.matchAll(/\d+/g)].map((m) => Number(m[0])));
+  return { w, work, pids };
+}
 
 /** runc's config for a container whose root is host uid/gid 100000 (its rootfs owned by it). */
 export function mappedContainer(config: Record<string, any>): void {

@@ -10,13 +10,13 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { startWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { underReaper } from '../../test-containers/launch.js';
 import { RuncContainer, type Output } from '../../test-containers/runc.js';
 import { ownerUserNs } from '../../sys/nsfs.js';
 import { readNamespaces } from '../../sys/proc/index.js';
 import { sharedDir } from '../helpers/paths.js';
 import { fdKey, killPid, lastTick, restoreUnderReaper, stasis, stasisBin, tmpDir, waitForFreePids } from '../helpers/stasis.js';
-import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
+import { mappedContainer, mappedRootfs, startUsernsTree } from '../helpers/userns-container.js';
 
 const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
 
@@ -38,20 +38,6 @@ function log(dir: string, name: string): string {
 /** The Error lines of a log CRIU (or stasis) wrote in DIR, for failure messages. */
 function errors(dir: string, name: string): string {
   return log(dir, name).split('\n').filter((l) => /Error|^stasis/.test(l)).join(' | ');
-}
-
-/** userns-tree in `mode` (with its work directory), its tasks' PIDs (root, P1, P2, P3) killed at the end. */
-async function tree(t: ExecutionContext, mode: string[]): Promise<{ w: Workload; work: string; pids: number[] }> {
-  const work = tmpDir(t, 'stasis-userns-tree-');
-  const w = await startWorkload('userns-tree', [work, ...mode]);
-  const pids: number[] = [];
-  t.teardown(async () => {
-    pids.forEach(killPid);
-    await w.kill();
-  });
-  const ready = await w.waitForLine(/^ready\b/);
-  pids.push(...[...ready.matchAll(/\d+/g)].map((m) => Number(m[0])));
-  return { w, work, pids };
 }
 
 /** `criu dump` of the tree at `pid` into DIR (log dump.log there): its exit code. */
@@ -94,7 +80,7 @@ const NO_PROC = /Error \(criu\/util\.c:\d+\): Unable to open the proc file syste
 
 test.serial('CRIU 4.2 cannot restore its own dump of a tree in one user namespace (its new proc refused there), and fails on stasis\'s dump of it the same way, which stasis restores whole', async (t) => {
   // CRIU's dump, and CRIU's restore of it.
-  const a = await tree(t, ['one']);
+  const a = await startUsernsTree(t, ['one']);
   const criuDir = tmpDir(t);
   const criuKey = fdKey(a.w.pid, 1);
   t.is(await criuDump(a.w.pid, criuDir), 0, errors(criuDir, 'dump.log'));
@@ -102,7 +88,7 @@ test.serial('CRIU 4.2 cannot restore its own dump of a tree in one user namespac
   await criuRestoreFails(t, criuDir, criuKey, a.pids, NO_PROC);
 
   // stasis's dump of another such tree: CRIU stops at the same point, stasis restores it.
-  const b = await tree(t, ['one']);
+  const b = await startUsernsTree(t, ['one']);
   const dir = tmpDir(t);
   const key = fdKey(b.w.pid, 1);
   const d = await stasis(['dump', '-t', String(b.w.pid), '-D', dir]);
@@ -113,7 +99,7 @@ test.serial('CRIU 4.2 cannot restore its own dump of a tree in one user namespac
 });
 
 test.serial('CRIU 4.2 refuses to dump a tree in two nested user namespaces (the tree runs on), and refuses to restore stasis\'s dump of it, which stasis restores whole', async (t) => {
-  const { w, work, pids } = await tree(t, []);
+  const { w, work, pids } = await startUsernsTree(t, []);
   const criuDir = tmpDir(t);
   t.not(await criuDump(w.pid, criuDir), 0);
   t.regex(log(criuDir, 'dump.log'), new RegExp(`Error \\(criu/namespaces\\.c:\\d+\\): Can't dump nested user namespace for ${pids[1]}$`, 'm'));

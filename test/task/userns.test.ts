@@ -2,10 +2,9 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { killPid, lastTick, selfCheckInContainer, selfCheckRoundTrip, stasis, stasisBin, tmpDir } from '../helpers/stasis.js';
-import { startWorkload } from '../../test-containers/launch.js';
 import { RuncContainer } from '../../test-containers/runc.js';
 import { sharedDir } from '../helpers/paths.js';
-import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
+import { mappedContainer, mappedRootfs, startUsernsTree } from '../helpers/userns-container.js';
 import { decodeImage } from '../../images/image.js';
 import { readImageFileSync } from '../../images/private-file.js';
 
@@ -26,15 +25,7 @@ test.serial('a tree in two nested user namespaces (maps not identity, setgroups 
 
 /** The tree in mode `mode` is refused at dump with `why` (its PIDs given), and runs on unharmed. */
 async function refused(t: ExecutionContext, mode: string, why: (pids: number[]) => RegExp): Promise<void> {
-  const work = tmpDir(t, 'stasis-userns-tree-');
-  const w = await startWorkload('userns-tree', [work, mode]);
-  const pids: number[] = [];
-  t.teardown(async () => {
-    pids.forEach(killPid);
-    await w.kill();
-  });
-  const ready = await w.waitForLine(/^ready\b/);
-  pids.push(...[...ready.matchAll(/\d+/g)].map((m) => Number(m[0])));
+  const { w, work, pids } = await startUsernsTree(t, [mode]);
   const d = await stasis(['dump', '-t', String(w.pid), '-D', tmpDir(t)]);
   t.not(d.exitCode, 0);
   t.regex(d.stderr, why(pids));

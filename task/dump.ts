@@ -426,7 +426,8 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     timens = foreign.includes('time') ? dumpTimens(pid) : undefined;
     const live = tree.processes.filter((p) => p.state !== TASK_DEAD);
     nested = nestedNamespaces(live.map((p) => p.pid));
-    userns = DumpedUserNamespaces.read(live.map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1, new Set(nested.keys()));
+    userns = DumpedUserNamespaces.read(live.map((p) => ({ pid: p.pid, threads: p.threads.length })), ids.hostNs.user ?? -1, ids.hostNs.pid ?? -1, new Set(nested.keys()),
+      new Set(netKey !== undefined ? ['net'] : []));
     opts.afterSeize?.();
   } catch (e) {
     tree.release();

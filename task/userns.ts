@@ -147,10 +147,11 @@ export class DumpedUserNamespaces {
    * (`hostPidIno`: its threads are cloned inside, their TIDs chosen through stasis's own pid
    * namespace's last PID), another namespace owned by one — but the container's own (see the
    * top) and the ipc and uts namespaces nested in the tree (`nested`, by inode), owned by one a
-   * process of the tree is in.
+   * process of the tree is in. `external`: kinds of the tree's namespaces a runtime names as
+   * external (joined again at restore, whoever owns them).
    */
   static read(pids: readonly { pid: number; threads: number }[], hostIno: number, hostPidIno: number,
-    nested: ReadonlySet<number> = new Set()): DumpedUserNamespaces {
+    nested: ReadonlySet<number> = new Set(), external: ReadonlySet<string> = new Set()): DumpedUserNamespaces {
     const u = new DumpedUserNamespaces(hostIno);
     const threaded: { pid: number; threads: number }[] = [];
     for (const { pid, threads } of pids) {
@@ -211,7 +212,9 @@ export class DumpedUserNamespaces {
       }
     }
     if (ownedByRoot.size) {
-      const hostOwned = [...treeOwn.keys()].filter((k) => !ownedByRoot.has(k));
+      // (a namespace the runtime names as external, joined again at restore, may be the host's:
+      // a container joining a network namespace made outside it)
+      const hostOwned = [...treeOwn.keys()].filter((k) => !ownedByRoot.has(k) && !external.has(k));
       if (hostOwned.length) {
         throw new Error(`process ${root}: its ${[...ownedByRoot].join(', ')} namespaces are owned by its user namespace but its ${hostOwned.join(', ')} not, which stasis cannot restore`);
       }

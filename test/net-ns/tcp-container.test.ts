@@ -17,6 +17,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { selfCheckInContainer, tmpDir } from '../helpers/stasis.js';
+import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
 import { PatternPeer, nftLockTables, nftMonitor, nftRuleset, patternServer, unwire, wire } from './tcp-peers.js';
 
 
@@ -26,11 +27,14 @@ const PEER_BYTES = 16 * 1024;
 
 // The lock method reaches stasis as runc passes criu's options: through the configuration file
 // the container's annotation org.criu.config names (`network-lock nftables`).
-for (const lock of ['iptables', 'nftables']) {
-  test.serial(`a runc container's connections, both ways, carry on when it is restored into a new network namespace with the same addresses (--network-lock ${lock})`, async (t) => {
-    const x = 100 + (process.pid % 70) + (lock === 'nftables' ? 70 : 0);
-    const hostIf = `stv${process.pid % 100000}${lock[0]}`;
-    const [nsA, nsB] = [`stasis-tcp-${process.pid}-${lock}-a`, `stasis-tcp-${process.pid}-${lock}-b`];
+// The third: a container whose root is an unprivileged host uid (uid and gid mappings, its
+// namespaces but the network one owned by its user namespace), as a pod with user namespaces.
+const flavours: { lock: string; mapped?: boolean }[] = [{ lock: 'iptables' }, { lock: 'nftables' }, { lock: 'iptables', mapped: true }];
+for (const [i, { lock, mapped }] of flavours.entries()) {
+  test.serial(`a runc container's connections, both ways, carry on when it is restored into a new network namespace with the same addresses (--network-lock ${lock}${mapped ? ', uid and gid mappings' : ''})`, async (t) => {
+    const x = 20 + (process.pid % 70) + 70 * i;
+    const hostIf = `stv${process.pid % 100000}${i}`;
+    const [nsA, nsB] = [`stasis-tcp-${process.pid}-${i}-a`, `stasis-tcp-${process.pid}-${i}-b`];
     t.teardown(() => { unwire(nsA, hostIf); unwire(nsB, hostIf); });
     wire(nsA, hostIf, `10.77.${x}`);
     const srv = await patternServer(`10.77.${x}.1`, PEER_BYTES);
@@ -50,7 +54,15 @@ for (const lock of ['iptables', 'nftables']) {
     })();
     await selfCheckInContainer(t, 'tcp-client', {
       args: [`c,10.77.${x}.1,${srv.port},${PEER_BYTES}`, `l,7070,${PEER_BYTES}`],
+      prepare: mapped ? mappedRootfs : undefined,
       configure: (config) => {
+        if (mapped) {
+          mappedContainer(config);
+          // A sysfs is mounted only by the user namespace owning the network namespace (here the
+          // host's), and a recursive bind of the host's /sys brings mounts stasis cannot make
+          // again inside the container's user namespace: no /sys.
+          config.mounts = config.mounts.filter((m: { destination: string }) => m.destination !== '/sys' && !m.destination.startsWith('/sys/'));
+        }
         if (lock === 'nftables') {
           const conf = path.join(tmpDir(t, 'stasis-criu-conf-'), 'criu.conf');
           fs.writeFileSync(conf, 'network-lock nftables\n');

@@ -10,6 +10,7 @@
 // exactly that line away after.
 
 import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildWorkload } from '../../test-containers/launch.js';
@@ -113,6 +114,15 @@ test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 counts on 
 
 test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 and a terminal (-t) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before',
   roundTrips, ['-t', '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
+
+test.serial('a Podman container with --uidmap/--gidmap 0:100000:65536 on Podman\'s bridge network counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
+  const bridge = 'cni-podman0';
+  const hadBridge = fs.existsSync(`/sys/class/net/${bridge}`);
+  t.teardown(() => {
+    if (!hadBridge && fs.existsSync(`/sys/class/net/${bridge}`)) execFileSync('ip', ['link', 'del', bridge]);
+  });
+  await roundTrips.exec(t, ['--network', 'bridge', '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'], [['0', '100000', '65536'], ['0', '100000', '65536']]);
+});
 
 test.serial('a Podman container with --userns=auto (its range picked by Podman from the subordinate ids of `containers`) counts on after checkpoint/restore and after checkpoint --export, rm and restore --import through stasis, its ids, maps and files\' owners as before', async (t) => {
   autoRanges(t);

@@ -5,8 +5,9 @@
 // The rules are CRIU's own, so that either tool lifts the other's lock. Its iptables method: per
 // connection, one DROP rule inserted at the head of INPUT and one of OUTPUT, matching the
 // connection's addresses and ports, for packets without the repair mark 0xC114 (what a restored
-// socket may send before the lock is lifted carries that mark). iptables or ip6tables by family,
-// through their -restore tools: one call per change. The rules live in the filter table of the
+// socket may send before the lock is lifted carries that mark). iptables or ip6tables by the
+// family on the wire (a v4-mapped IPv6 connection is IPv4 there), through their -restore tools:
+// one call per change. The rules live in the filter table of the
 // connections' network namespace; the restore removes them from where the connection now is.
 //
 // Its nftables method: one table of the run, `inet CRIU-<run id>` (the dump's run id, which the

@@ -22,7 +22,6 @@ interface Feature {
   probe?: (seed: () => number) => void;
 }
 
-
 function ok(r: bigint, what: string): bigint {
   if (r < 0n) throw new Error(`${what}: errno ${-r}`);
   return r;

@@ -37,7 +37,7 @@ import {
   QUEUE, RepairSocket, TCPI_OPT, TH, rawPacketSocket, segmentPacket, sendForgedSegment, type Segment,
 } from '../sys/tcp-repair.js';
 import { REPAIR_MARK } from '../net-ns/network-lock.js';
-import type { DumpWatchdog } from '../net-ns/watchdog.js';
+import type { NetworkWatchdog } from '../net-ns/watchdog.js';
 
 /** The kernel's TCP states of a connection (include/net/tcp_states.h). */
 export const TCPS = { ESTABLISHED: 1, FIN_WAIT1: 4, FIN_WAIT2: 5, CLOSE_WAIT: 8, LAST_ACK: 9, CLOSING: 11 } as const;
@@ -63,7 +63,7 @@ export function tcpStreamImageName(ino: number): string {
 export class RepairedSockets {
   private readonly held: RepairSocket[] = [];
 
-  constructor(private readonly watchdog?: DumpWatchdog) {}
+  constructor(private readonly watchdog?: NetworkWatchdog) {}
 
   /** Task `pid`'s socket `fd`, a copy of it in `s`: into repair mode, held until the dump ends. */
   enter(pid: number, fd: number, s: RepairSocket): void {

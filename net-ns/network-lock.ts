@@ -57,11 +57,26 @@ function restoreTool(family: number): string {
 }
 
 /**
- * `argv` run in the network namespace of task `netnsOf` (stasis's own when undefined), `input`
- * its stdin; its stdout. A failure throws the first line it wrote on stderr.
+ * A network namespace: a task's (its PID), or a namespace file (a path: the watchdog's own
+ * descriptor of one whose tasks may be gone); undefined: stasis's own.
  */
-function inNetns(argv: string[], netnsOf?: number, input?: string): string {
-  const full = netnsOf ? ['nsenter', `--net=/proc/${netnsOf}/ns/net`, ...argv] : argv;
+export type Netns = number | string;
+
+function netnsFile(n: Netns): string {
+  return typeof n === 'number' ? `/proc/${n}/ns/net` : n;
+}
+
+/** Whether `n` still exists (a lock that could not be lifted from a namespace gone is no failure). */
+function netnsExists(n: Netns | undefined): boolean {
+  return n === undefined || fs.existsSync(typeof n === 'number' ? `/proc/${n}` : n);
+}
+
+/**
+ * `argv` run in the network namespace `netnsOf` (stasis's own when undefined), `input` its
+ * stdin; its stdout. A failure throws the first line it wrote on stderr.
+ */
+function inNetns(argv: string[], netnsOf?: Netns, input?: string): string {
+  const full = netnsOf !== undefined ? ['nsenter', `--net=${netnsFile(netnsOf)}`, ...argv] : argv;
   try {
     return execFileSync(full[0]!, full.slice(1), { input, encoding: 'utf8', stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
   } catch (e) {
@@ -70,7 +85,7 @@ function inNetns(argv: string[], netnsOf?: number, input?: string): string {
 }
 
 /** An iptables-restore script (`tool`: iptables-restore or ip6tables-restore) added to the ruleset. */
-function run(tool: string, script: string, netnsOf?: number): void {
+function run(tool: string, script: string, netnsOf?: Netns): void {
   try {
     inNetns([tool, '-w', '--noflush'], netnsOf, script);
   } catch (e) {
@@ -112,7 +127,7 @@ export class ConnectionLock {
    * net-ns/watchdog.ts). `table`: the nftables method's table (lockTable(run id)), which
    * `comment` names the owner of (a restore's: see OWNED).
    */
-  constructor(readonly method: LockMethod, private readonly netnsOf?: number,
+  constructor(readonly method: LockMethod, private readonly netnsOf?: Netns,
     private readonly watchdog?: LockWatchdog, private readonly table?: string, private readonly comment?: string) {
     if (method === 'nftables' && !table) throw new Error('network lock: the nftables method needs its table');
     if (method === 'nftables' && !nftTool()) throw new Error(NO_NFT);
@@ -248,7 +263,7 @@ function addressBytes(text: string): Buffer {
 }
 
 /** The lock rules in the filter table now (one iptables-save), by ruleKey. */
-function lockRulesPresent(family: number, netnsOf?: number): Set<string> {
+function lockRulesPresent(family: number, netnsOf?: Netns): Set<string> {
   const tool = family === AF.INET ? 'iptables-save' : 'ip6tables-save';
   let out: string;
   try {
@@ -285,13 +300,13 @@ export interface NamespaceTable {
  * (see RestoreLock for the restore's).
  */
 export class NamespaceLock {
-  private constructor(private readonly netnsOf: number, private readonly nftables?: NamespaceTable) {}
+  private constructor(private readonly netnsOf: Netns, private readonly nftables?: NamespaceTable) {}
 
   /**
    * Lock the network namespace of task `netnsOf`: by iptables (our chain), or with `nftables`,
    * by that table (CRIU's shape).
    */
-  static lock(netnsOf: number, nftables?: NamespaceTable): NamespaceLock {
+  static lock(netnsOf: Netns, nftables?: NamespaceTable): NamespaceLock {
     if (nftables) {
       const lock = new NamespaceLock(netnsOf, nftables);
       nft(namespaceTable(nftables.table, nftables.comment), netnsOf);
@@ -326,7 +341,7 @@ export class NamespaceLock {
    * Lift the iptables lock of the network namespace of task `netnsOf`, whoever took it, if it
    * is there: every jump to the chain (one per lock taken), then the chain; both families at once.
    */
-  static unlock(netnsOf: number | undefined, warn?: (msg: string) => void): void {
+  static unlock(netnsOf: Netns | undefined, warn?: (msg: string) => void): void {
     const c = NAMESPACE_CHAIN;
     // The usual case first (one lock: one jump each), in one call; otherwise read the rules.
     const fixed = `printf '%s\\n' '*filter' '-D INPUT -j ${c}' '-D OUTPUT -j ${c}' '-F ${c}' '-X ${c}' COMMIT`;
@@ -337,17 +352,17 @@ export class NamespaceLock {
     try {
       inNamespaceShell(`${one('iptables')} & p4=$!; ${one('ip6tables')} & p6=$!; wait $p4 && wait $p6`, netnsOf);
     } catch (e) {
-      if (netnsOf === undefined || fs.existsSync(`/proc/${netnsOf}`)) warn?.(`network lock not lifted: ${(e as Error).message}`);
+      if (netnsExists(netnsOf)) warn?.(`network lock not lifted: ${(e as Error).message}`);
     }
   }
 }
 
-/** What a dump's watchdog hears of before each lock is taken (net-ns/watchdog.ts's DumpWatchdog). */
+/** What a dump's watchdog hears of before each lock is taken (net-ns/watchdog.ts's NetworkWatchdog). */
 export interface LockWatchdog {
   /** Lock rules for `c` in stasis's namespace, or (no `c`) the namespace of task `netnsOf` whole (iptables). */
-  locking(c: LockedConnection | undefined, netnsOf?: number): void;
+  locking(c: LockedConnection | undefined, netnsOf?: Netns): void;
   /** nftables table `table` is about to be made in the namespace of task `netnsOf` (stasis's when undefined). */
-  lockingTable(table: string, netnsOf?: number): void;
+  lockingTable(table: string, netnsOf?: Netns): void;
 }
 
 /**
@@ -389,7 +404,7 @@ export function nftTool(): string | undefined {
 }
 
 /** An nft script (`lines`) run as one transaction in the namespace of task `netnsOf`. */
-function nft(lines: string[], netnsOf?: number): void {
+function nft(lines: string[], netnsOf?: Netns): void {
   const tool = nftTool();
   if (!tool) throw new Error(NO_NFT);
   try {
@@ -463,7 +478,7 @@ function tableElements(table: string, conns: readonly LockedConnection[]): strin
  * deleted in one transaction: one absent is no error); never throws (`warn` hears of a
  * failure). With `sweep`, then also the tables of restores no longer running (OWNED).
  */
-export function unlockTables(tables: readonly string[], netnsOf: number | undefined, warn?: (msg: string) => void, sweep = false): void {
+export function unlockTables(tables: readonly string[], netnsOf: Netns | undefined, warn?: (msg: string) => void, sweep = false): void {
   try {
     nft([...new Set(tables)].flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
     if (!sweep) return;
@@ -471,12 +486,12 @@ export function unlockTables(tables: readonly string[], netnsOf: number | undefi
       .filter((m) => startTime(Number(m[2])) !== m[3]).map((m) => m[1]!);
     if (stale.length) nft(stale.flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
   } catch (e) {
-    if (netnsOf === undefined || fs.existsSync(`/proc/${netnsOf}`)) warn?.(`network lock not lifted: ${(e as Error).message}`);
+    if (netnsExists(netnsOf)) warn?.(`network lock not lifted: ${(e as Error).message}`);
   }
 }
 
 /** `sh -c SCRIPT` in the network namespace of task `netnsOf` (stasis's own when undefined). */
-function inNamespaceShell(script: string, netnsOf?: number): void {
+function inNamespaceShell(script: string, netnsOf?: Netns): void {
   inNetns(['sh', '-c', script], netnsOf);
 }
 
@@ -512,7 +527,17 @@ export class RestoreLock {
   private netnsOf?: number;
   private ownTableName?: string;
 
-  constructor(private readonly dump: DumpLock) {}
+  /**
+   * `watchdog`: told of every lock the restore holds (the dump's it takes over, its own before it
+   * takes it), so that none stays if stasis dies before lifting them.
+   */
+  constructor(private readonly dump: DumpLock, private readonly watchdog?: LockWatchdog & { done(): void }) {
+    if (!watchdog || !dump.conns.length || !dump.hostNet) return;
+    // The dump's lock in stasis's namespace, taken over now (a tree with a namespace of its own:
+    // once that namespace is known, inNamespace).
+    if (dump.method === 'iptables') for (const c of dump.conns) watchdog.locking(c);
+    else if (this.dumpTable) watchdog.lockingTable(this.dumpTable);
+  }
 
   /** The restore's own nftables table: named by a run id of its own, as a dump's is. */
   private get ownTable(): string {
@@ -526,14 +551,19 @@ export class RestoreLock {
   /** The tree lives in the network namespace of task `pid`, its own; `lock`: locked whole until released. */
   inNamespace(pid: number, lock: boolean): void {
     this.netnsOf = pid;
-    if (!lock) return;
     const nft = this.dump.method === 'nftables';
+    // A dump's lock left in this same namespace is lifted with the restore's.
+    if (this.dump.conns.length && nft && this.dumpTable) this.watchdog?.lockingTable(this.dumpTable, pid);
+    else if (this.dump.conns.length && this.dump.method === 'iptables') this.watchdog?.locking(undefined, pid);
+    if (!lock) return;
+    if (nft) this.watchdog?.lockingTable(this.ownTable, pid);
     this.own = NamespaceLock.lock(pid, nft ? { table: this.ownTable, comment: ownerComment() } : undefined);
   }
 
   /** The connections of a tree in stasis's namespace, locked until released (nftables). */
   lockConnections(): void {
     if (this.dump.method !== 'nftables' || !this.dump.hostNet || !this.dump.conns.length) return;
+    this.watchdog?.lockingTable(this.ownTable);
     const lock = new ConnectionLock('nftables', undefined, undefined, this.ownTable, ownerComment());
     lock.addAll(this.dump.conns);
     this.own = lock;
@@ -541,6 +571,14 @@ export class RestoreLock {
 
   /** Lift it all; never throws (`warn` hears of what could not be lifted). */
   release(warn?: (msg: string) => void): void {
+    try {
+      this.lift(warn);
+    } finally {
+      this.watchdog?.done();
+    }
+  }
+
+  private lift(warn?: (msg: string) => void): void {
     const own = this.own;
     this.own = undefined;
     if (this.dump.method === 'nftables') {

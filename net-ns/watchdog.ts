@@ -1,11 +1,15 @@
-// What undoes a dump's hold on connections if stasis dies mid-dump (SIGKILL, a crash, the OOM
-// killer): a small process of its own session, started with the first connection a dump locks,
-// told over a pipe — before each change is made — which sockets go into repair mode and which
-// connections get lock rules (or which nftables table is made). When the pipe closes without the dump's word that it let go of
-// them itself, it takes each socket back out of repair mode (through a copy of the task's
-// descriptor) and removes the rules: the service carries on, nothing is left in the ruleset.
+// What undoes a dump's or a restore's hold on connections if stasis dies in the middle (SIGKILL,
+// a crash, the OOM killer): a small process of its own session, started with the first lock a
+// dump takes or a restore takes over, told over a pipe — before each change is made — which
+// sockets go into repair mode and which connections get lock rules (or which namespace is locked
+// whole, which nftables table is made). It holds each namespace it hears of (a descriptor of
+// its own), whose tasks may die with stasis. When the pipe closes without stasis's word that it
+// let go of them itself, it takes each socket back out of repair mode (through a copy of the
+// task's descriptor) and removes the rules: after a dump the service carries on; after a restore
+// (whose half-made tasks die with stasis) the peers see a reset rather than a connection hanging;
+// nothing is left in the ruleset.
 //
-// `node watchdog.js` is the process; DumpWatchdog is stasis's end of it.
+// `node watchdog.js` is the process; NetworkWatchdog is stasis's end of it.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { pipe, takeTaskFd } from '../sys/native.js';
 import { O_CLOEXEC } from '../sys/fcntl.js';
 import { RepairSocket } from '../sys/tcp-repair.js';
-import { ConnectionLock, NamespaceLock, unlockTables, type LockedConnection, type LockWatchdog } from './network-lock.js';
+import { ConnectionLock, NamespaceLock, unlockTables, type LockedConnection, type LockWatchdog, type Netns } from './network-lock.js';
 
 type Message =
   | { repair: { pid: number; fd: number; reuse: number } }
@@ -23,7 +27,7 @@ type Message =
   | { done: true };
 
 /** stasis's end: messages are written synchronously, so each is in the pipe before the change it announces. */
-export class DumpWatchdog implements LockWatchdog {
+export class NetworkWatchdog implements LockWatchdog {
   private fd?: number;
 
   private send(m: Message): void {
@@ -64,7 +68,7 @@ export class DumpWatchdog implements LockWatchdog {
     this.send({ table, netnsOf });
   }
 
-  /** The dump let go of everything itself (or leaves the lock for the restore on purpose). */
+  /** stasis let go of everything itself (or a dump leaves the lock for the restore on purpose). */
   done(): void {
     if (this.fd === undefined) return;
     try {
@@ -76,12 +80,30 @@ export class DumpWatchdog implements LockWatchdog {
   }
 }
 
+/**
+ * The namespace of task `pid` as a file that outlives the task: a descriptor of this process's
+ * (the task's own when it cannot be opened).
+ */
+function held(pid: number | undefined): Netns | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return `/proc/${process.pid}/fd/${fs.openSync(`/proc/${pid}/ns/net`, 'r')}`;
+  } catch {
+    return pid;
+  }
+}
+
 /** The watchdog process: read until the pipe closes; undo unless told done. */
 function watch(): void {
   const repairs: { pid: number; fd: number; reuse: number }[] = [];
-  const locks = new Map<number | undefined, LockedConnection[]>();
-  const namespaces: number[] = [];
-  const tables: { table: string; netnsOf?: number }[] = [];
+  const locks = new Map<Netns | undefined, LockedConnection[]>();
+  const namespaces: Netns[] = [];
+  const tables: { table: string; netnsOf?: Netns }[] = [];
+  const heldOf = new Map<number | undefined, Netns | undefined>();
+  const netns = (pid: number | undefined) => {
+    if (!heldOf.has(pid)) heldOf.set(pid, held(pid));
+    return heldOf.get(pid);
+  };
   let done = false;
   let text = '';
   process.stdin.on('data', (chunk: Buffer) => {
@@ -91,13 +113,14 @@ function watch(): void {
       const m = JSON.parse(text.slice(0, nl)) as Message;
       text = text.slice(nl + 1);
       if ('repair' in m) repairs.push(m.repair);
-      else if ('namespace' in m) namespaces.push(m.namespace);
-      else if ('table' in m) tables.push(m);
+      else if ('namespace' in m) namespaces.push(netns(m.namespace)!);
+      else if ('table' in m) tables.push({ table: m.table, netnsOf: netns(m.netnsOf) });
       else if ('lock' in m) {
         const l = m.lock;
-        const list = locks.get(m.netnsOf) ?? [];
+        const where = netns(m.netnsOf);
+        const list = locks.get(where) ?? [];
         list.push({ family: l.family, src: Buffer.from(l.src, 'hex'), sport: l.sport, dst: Buffer.from(l.dst, 'hex'), dport: l.dport });
-        locks.set(m.netnsOf, list);
+        locks.set(where, list);
       } else done = true;
     }
   });

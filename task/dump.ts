@@ -45,7 +45,7 @@ import {
 import { ConnectionLock, LOCK_METHOD_CODE, lockTable, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
 import { inetDiagAll } from '../sys/netlink.js';
 import { AF, IPPROTO, TCP_STATE } from '../sys/socket.js';
-import { DumpWatchdog } from '../net-ns/watchdog.js';
+import { NetworkWatchdog } from '../net-ns/watchdog.js';
 import { RepairedSockets } from '../files/tcp-stream.js';
 import { sameNamespace } from '../sys/setns.js';
 import { pidNumbering, type PidNumbering } from './pidns.js';
@@ -462,7 +462,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).
   // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).
-  const watchdog = new DumpWatchdog();
+  const watchdog = new NetworkWatchdog();
   const hostNet = sameNamespace(pid, 'net');
   // (nftables: the table of this run, `inet CRIU-<run id>`, found by CRIU's restore as by ours)
   const netLock = new ConnectionLock(lockMethod, hostNet ? undefined : pid, watchdog, lockTable(dumpRunId));

@@ -5,6 +5,7 @@
 import { giveTaskFd } from '../../sys/pass-fd.js';
 import type { CredsEntry } from '../creds.js';
 import { RestoreLock } from '../../net-ns/network-lock.js';
+import { NetworkWatchdog } from '../../net-ns/watchdog.js';
 import fs from 'node:fs';
 import { MemfdInodes } from '../../files/memfd.js';
 import { openInTask } from '../../files/reg.js';
@@ -87,7 +88,8 @@ export class RestoreRun {
 
   constructor(readonly opts: RestoreOptions, readonly img: LoadedImages) {
     this.log = opts.log ?? (() => {});
-    this.netLock = new RestoreLock(img.dumpLock);
+    // (its watchdog process starts with the first lock it hears of: only for a dump with connections)
+    this.netLock = new RestoreLock(img.dumpLock, new NetworkWatchdog());
   }
 
   /** A regular file of files.img (its `reg` part). */

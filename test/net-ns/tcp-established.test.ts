@@ -143,6 +143,57 @@ for (const lock of ['iptables', 'nftables']) {
 }
 
 
+/** The children of process `pid` (its main thread's) whose command line names `what`. */
+function childrenNaming(pid: number, what: string): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+      .filter((c) => { try { return fs.readFileSync(`/proc/${c}/cmdline`, 'utf8').includes(what); } catch { return false; } });
+  } catch {
+    return [];
+  }
+}
+
+for (const lock of ['iptables', 'nftables']) {
+  test.serial(`stasis killed at random moments of a --tcp-established restore, once it holds the lock (--network-lock ${lock}): no lock and no process left, the peer sees a reset, not a hang`, async (t) => {
+    let kills = 0;
+    for (let i = 0; i < 3; i++) {
+      const { srv, w } = await clientAndServer(t);
+      const dir = tmpDir(t);
+      const d = await stasis(['dump', '-t', String(w.pid), '-D', dir, '--tcp-established', '--network-lock', lock]);
+      t.is(d.exitCode, 0, d.all);
+      await w.exitOf(w.pid);
+      const tablesBefore = lock === 'nftables' ? nftLockTables() : [];
+      const r = execa(process.execPath, [stasisBin, 'restore', '-d', '-D', dir, '--tcp-established'], { reject: false });
+      // Once the restore has made its process again (at the dumped PID), a kill at random.
+      await eventually(() => fs.existsSync(`/proc/${w.pid}`) || r.exitCode !== null, 10_000);
+      await new Promise((res) => setTimeout(res, Math.floor(Math.random() * 40)));
+      const watchdog = childrenNaming(r.pid!, 'watchdog')[0];
+      r.kill('SIGKILL');
+      const done = await r;
+      if (!done.isTerminated) {
+        // It ended before the kill: restored, the connection goes on, no lock.
+        t.is(done.exitCode, 0, done.all);
+        t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: no lock after a restore`);
+        process.kill(w.pid, 'SIGKILL');
+        continue;
+      }
+      kills++;
+      t.truthy(watchdog, `restore ${i + 1}: a watchdog was running`);
+      t.true(await eventually(() => !fs.existsSync(`/proc/${watchdog}`), 10_000), `restore ${i + 1}: the watchdog is done`);
+      t.deepEqual(lockRules(srv.port), [], `restore ${i + 1}: no lock left`);
+      // (the dump's table, there before, goes too: it held the connection, which lockRules sees)
+      if (lock === 'nftables') t.deepEqual(nftLockTables().filter((x) => !tablesBefore.includes(x)), [], `restore ${i + 1}: no lock table of the restore left`);
+      t.true(await eventually(() => !fs.existsSync(`/proc/${w.pid}`)), `restore ${i + 1}: no half-restored process left`);
+      // The peer finds out at its next word: the connection is gone (reset), not hanging.
+      srv.resume();
+      srv.write('hello?');
+      t.true(await eventually(() => srv.events.some((e) => e === 'error ECONNRESET' || e === 'close'), 10_000), srv.events.join(', '));
+    }
+    t.log(`${kills} of 3 restores killed while they held the lock`);
+    t.true(kills > 0, 'some kill hit a restore');
+  });
+}
+
 for (const lock of ['iptables', 'nftables']) {
   test.serial(`--tcp-close restores an established connection closed, as many times as asked, and lifts the lock (--network-lock ${lock})`, async (t) => {
     const { srv, w } = await clientAndServer(t);

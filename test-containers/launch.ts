@@ -126,9 +126,10 @@ export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extra
   return {
     pid, reaper, lines, waitForLine, exitOf, finished,
     async kill() {
-      // The workload and everything under the reaper: a tree a failed dump let go on (or a test
-      // left running) would otherwise outlive the reaper, adopted by init.
-      for (const p of [pid, ...descendants(reaper.pid!)]) {
+      // Everything under the reaper (the workload among them): a tree a failed dump let go on
+      // (or a test left running) would otherwise outlive the reaper, adopted by init. Not the
+      // workload's PID itself once gone from there: PIDs wrap quickly, it may be another's now.
+      for (const p of descendants(reaper.pid!)) {
         try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
       }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

@@ -50,6 +50,33 @@ export interface Workload {
   kill(): Promise<void>;
 }
 
+/**
+ * Whether process `pid` is below this (test) process. PIDs wrap quickly here (pid_max 32768,
+ * thousands of processes per run): a PID noted earlier may since belong to another test's
+ * process, which must not be killed.
+ */
+export function descendsFromUs(pid: number): boolean {
+  for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+    if (p === process.pid) return true;
+    try {
+      p = Number(/\) \S+ (\d+)/.exec(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))![1]);
+    } catch {
+      return false; // gone
+    }
+  }
+  return false;
+}
+
+/** Whether process `pid` runs `program` (a real path). */
+function runs(pid: number, program: string | undefined): boolean {
+  if (program === undefined) return false;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/exe`) === program;
+  } catch {
+    return false;
+  }
+}
+
 /** Every process below `pid`, parents first (none below one that is gone). */
 export function descendants(pid: number): number[] {
   let children: number[];
@@ -121,15 +148,18 @@ export async function underReaper(argv: string[], env?: NodeJS.ProcessEnv, extra
   const { lines, waitForLine, closed: finished } = readLines(reaper.stdout!);
   const exited = new Promise<void>((resolve) => reaper.on('exit', () => resolve()));
   const pid = Number((await waitForLine(/^pid \d+$/)).split(' ')[1]);
+  const program = path.isAbsolute(argv[0]!) ? fs.realpathSync(argv[0]!) : undefined;
   const exitOf = (p: number, timeoutMs = 10_000): Promise<string> =>
     waitForLine(new RegExp(`^(exit|signal) ${p} \\d+$`), timeoutMs);
   return {
     pid, reaper, lines, waitForLine, exitOf, finished,
     async kill() {
-      // Everything under the reaper (the workload among them): a tree a failed dump let go on
-      // (or a test left running) would otherwise outlive the reaper, adopted by init. Not the
-      // workload's PID itself once gone from there: PIDs wrap quickly, it may be another's now.
-      for (const p of descendants(reaper.pid!)) {
+      // The workload's PID (where a restore put it again: below this process, or adopted by
+      // init after a detached restore) and everything under the reaper: a tree a failed dump let
+      // go on (or a test left running) would otherwise outlive the reaper, adopted by init. The
+      // PID only while it is below this process or runs the workload's program: PIDs wrap
+      // quickly here, it may be another test's process by now.
+      for (const p of [...descendsFromUs(pid) || runs(pid, program) ? [pid] : [], ...descendants(reaper.pid!)]) {
         try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
       }
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);

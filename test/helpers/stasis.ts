@@ -5,7 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { ExecutionContext } from 'ava';
 import { repoRoot } from './paths.js';
-import { startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
+import { descendsFromUs, startWorkload as underReaperWorkload, underReaper, type Workload } from '../../test-containers/launch.js';
 import { RuncContainer, type Output } from '../../test-containers/runc.js';
 import { restoredFdDifferences, settledSnapshot, type CompareOptions, type TreeFds } from '../../test-containers/fds.js';
 
@@ -107,12 +107,7 @@ export function fdKey(pid: number, fd: number): string {
   return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
 }
 
-/**
- * SIGKILL to `pid` if it is still a process of this test run: one below this process (every
- * workload runs under a reaper of ours; restored ones under ours too). PIDs wrap quickly here
- * (pid_max 32768, thousands of processes per run): a PID noted earlier may since belong to
- * another test's process — a concurrent stasis, its workload — which must not be killed.
- */
+/** SIGKILL to `pid` if it is still a process of this test run (below this process: descendsFromUs). */
 export function killPid(pid: number): void {
   if (!descendsFromUs(pid)) return;
   try {
@@ -120,18 +115,6 @@ export function killPid(pid: number): void {
   } catch {
     // gone already
   }
-}
-
-function descendsFromUs(pid: number): boolean {
-  for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
-    if (p === process.pid) return true;
-    try {
-      p = Number(/\) \S+ (\d+)/.exec(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))![1]);
-    } catch {
-      return false; // gone
-    }
-  }
-  return false;
 }
 
 export function alive(pid: number): boolean {

@@ -1,0 +1,40 @@
+// Self-checking workloads in the shape of CRIU's test suite's user-namespace flavour ("uns"),
+// dumped and restored by stasis as zdtm drives criu (test/helpers/uns-flavour.ts): each checks
+// itself, and the maps, namespaces' owners and every task's ids are as before seen from outside.
+import test from 'ava';
+import { unsRoundTrip } from '../helpers/uns-flavour.js';
+
+// zdtm's unprivileged tests: uid 18943, gid 58467, groups 27495 48244 inside, no capabilities.
+const UNPRIVILEGED: [string, string[], string[]][] = [
+  ['timers', [], []],
+  ['fdstate', ['pipe-flags'], []],
+  ['unix-sockets', [], []],
+  ['pending', [], []],
+  // (their uid, which a zombie's parent's waitid() reports, was root's inside before stasis kept it)
+  ['zombies', [], ['exit-0-uid', 'exit-as-other-uid', 'sigkill-uid']],
+  ['sessions', [], []],
+  ['shm', [], []],
+];
+for (const [name, args, items] of UNPRIVILEGED) {
+  test.serial(`${[name, ...args].join(' ')}, run as zdtm's unprivileged tests are in its user-namespace flavour, checks itself after stasis dump and restore --root`, async (t) => {
+    await unsRoundTrip(t, name, { dropIds: true, args, items });
+  });
+}
+
+// Tests that are root inside (zdtm's suid ones): SysV objects of several owners and creators,
+// threads of several gids, files of several owners, a tree that gives up root itself.
+const ROOT_INSIDE: [string, string[], string[]][] = [
+  ['sysv', [], []],
+  ['threads', [], []],
+  ['userns-ct', [], ['owner-mine', 'owner-theirs', 'owner-others', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid']],
+  ['setuid', [], []],
+  ['zombies', [], ['exit-as-other-uid']],
+  ['state', [], []],
+  ['memfds', [], []],
+  ['unix-dgram', [], []],
+];
+for (const [name, args, items] of ROOT_INSIDE) {
+  test.serial(`${[name, ...args].join(' ')}, run as root inside zdtm's user-namespace flavour, checks itself after stasis dump and restore --root`, async (t) => {
+    await unsRoundTrip(t, name, { args, items });
+  });
+}

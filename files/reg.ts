@@ -26,6 +26,7 @@ import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '
 import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeCString, rawSyscall } from '../sys/native.js';
 import { readFdinfo } from '../sys/proc/index.js';
+import type { IdsInside } from '../task/userns.js';
 
 export const FD_TYPE_REG = 1;
 const AT_FDCWD = -100;
@@ -132,6 +133,11 @@ export interface RemapDumpContext {
   linkRemap?: boolean;
   /** Undo `fn` if the dump fails. */
   onRollback?(fn: () => void): void;
+  /**
+   * The container's user namespace (the tree's, owning its other namespaces): a file's owner is
+   * written as it sees it (as CRIU writes it), and set from inside it at restore.
+   */
+  ids?: IdsInside;
 }
 
 /**
@@ -177,7 +183,8 @@ function dumpGhost(what: string, statPath: string, st: fs.BigIntStats, ctx: Rema
     const content = type === IS.reg ? fs.readFileSync(statPath) : undefined;
     ctx.writeImage(ghostImageName(ghostId), [{
       message: {
-        uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: kernelDevOf(st.dev), ino: st.ino,
+        uid: ctx.ids ? ctx.ids.uid(Number(st.uid)) : Number(st.uid), gid: ctx.ids ? ctx.ids.gid(Number(st.gid)) : Number(st.gid),
+        mode: Number(st.mode), dev: kernelDevOf(st.dev), ino: st.ino,
         atim: timeval({ sec: st.atimeNs / 1_000_000_000n, nsec: st.atimeNs % 1_000_000_000n }),
         mtim: timeval({ sec: st.mtimeNs / 1_000_000_000n, nsec: st.mtimeNs % 1_000_000_000n }),
         ...(content ? { size: BigInt(content.length) } : {}),

@@ -463,7 +463,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
   };
-  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false });
+  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false, ids: userns.container });
   const dumpRunId = runId();
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).

@@ -17,6 +17,8 @@
  * 58467 and groups 27495 48244 inside (its capabilities so dropped), else as root inside. Then it
  * reaps, and exits with PROGRAM's status once PROGRAM is gone.
  *
+ * Its stdin is ROOT's /dev/null, its stdout and stderr this launcher's.
+ *
  * This launcher prints "init PID" (that child's PID on the host: the root of the tree to dump
  * and of the restored one) once PROGRAM is started, then exits: the child is left to the reaper
  * above. Everything is on stdout/stderr as inherited (PROGRAM's output too). */
@@ -140,6 +142,10 @@ static int init(void *arg) {
   if (setresgid(0, 0, 0) || setresuid(0, 0, 0) || setgroups(0, NULL)) fail("become root inside");
   loopback_up();
   new_root();
+  /* Its stdin the root's /dev/null (stdout and stderr stay the pipes they are). */
+  int null = open("/dev/null", O_RDWR);
+  if (null < 0 || dup2(null, 0) != 0) fail("/dev/null");
+  if (null != 0) close(null);
   if (dup2(sync_fd[1], 3) != 3) fail("dup2");
   argv[0] = self_inside;
   execv(self_inside, argv);

@@ -14,7 +14,7 @@ import { startUns, unsRoot, type UnsOptions } from '../../test-containers/uns-fl
 import { ownerUserNs } from '../../sys/nsfs.js';
 import { readNamespaces } from '../../sys/proc/index.js';
 import { sharedDir } from './paths.js';
-import { fdKey, killPid, restoreUnderReaper, stasis, tmpDir } from './stasis.js';
+import { afterDump, beforeDump, fdKey, killPid, restoreUnderReaper, stasis, tmpDir } from './stasis.js';
 
 export const criuBin = path.join(sharedDir, 'anchors/criu-4.2/criu');
 
@@ -81,9 +81,14 @@ export async function unsRoundTrip(t: ExecutionContext, name: string, opts: UnsO
   fs.chmodSync(dir, 0o755);
   const key = fdKey(s.init, 1);
   const dumpArgs = ['dump', '-t', String(s.init), '-D', dir, '--root', root, '-v4', '-o', 'dump.log'];
-  const d = opts.dumper === 'criu'
-    ? await execa(criuBin, dumpArgs, { reject: false, all: true })
-    : await stasis(dumpArgs);
+  let d;
+  if (opts.dumper === 'criu') {
+    const fds = beforeDump(dumpArgs); // the descriptors stasis's restore must give back, as for its own dumps
+    d = await execa(criuBin, dumpArgs, { reject: false, all: true });
+    afterDump(dumpArgs, fds, d.exitCode === 0);
+  } else {
+    d = await stasis(dumpArgs);
+  }
   t.is(d.exitCode, 0, `dump: ${d.all} ${errors(dir, 'dump.log')}`);
   if (d.exitCode !== 0) return;
   t.regex(await s.w.exitOf(s.init), new RegExp(`^signal ${s.init} 9$`), 'the dump killed the tree');

@@ -604,7 +604,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       plugins_entry: {}, dump_criu_run_id: dumpRunId,
     });
     // (before stats-dump, which is no image of the dump)
-    if (container) await images.giveTo(container.root);
+    // (but timens-N.img: CRIU's root task opens it as soon as it is cloned into the new user
+    // namespace, with the host's root's ids still, before its maps may be written; it can then
+    // read a file of the host's root only)
+    if (container) await images.giveTo(container.root, (name) => name.startsWith('timens-'));
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
     try {
       opts.beforeRelease?.();

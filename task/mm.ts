@@ -209,7 +209,9 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         if (v.pgoff + (v.end - v.start) > attachedLength(size, HUGE_PAGE)) {
           throw unsupported(pid, v, `SysV shared memory ${v.inode} beyond its ${size} bytes`);
         }
-        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.SYSVIPC, v.pgoff, BigInt(v.inode));
+        // As CRIU has it: a shared anonymous mapping (its restore attaches it as such), opened
+        // read-write or read-only as attached.
+        add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC, v.pgoff, BigInt(v.inode), vmFlagsFdFlags(v.vmFlags));
         continue;
       }
       default:

@@ -1,11 +1,11 @@
 /* zombies: children that are dead and not yet reaped, each with its own way of dying; the
  * parent collects them once DIR/check appears (after restore) and checks what wait reports.
- *   zombies DIR
+ *   zombies DIR [other-uid]
  * Children: exit(0); exit(3); killed by SIGKILL, by SIGSEGV (a write through NULL; no core
- * dump: RLIMIT_CORE 0) and by SIGTERM, each its own doing; exit(7) as uid 4321 (gid 4322) when
- * the parent is root, else as the parent's uid. None leaves a core file in DIR, the cwd they
- * share with the parent. The uid wait reports of each (si_uid) is checked too. Prints "ready PID
- * child=PID,...". */
+ * dump: RLIMIT_CORE 0) and by SIGTERM, each its own doing; with other-uid, one more that exits(7)
+ * as uid 4321 (gid 4322) when the parent is root, else as the parent's uid (CRIU's restore gives
+ * every zombie its own ids). None leaves a core file in DIR, the cwd they share with the parent.
+ * The uid wait reports of each (si_uid) is checked too. Prints "ready PID child=PID,...". */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
@@ -35,8 +35,8 @@ int main(int argc, char **argv) {
     { "exit-0", 1, 0 }, { "exit-3", 1, 3 }, { "sigkill", 0, SIGKILL }, { "sigsegv", 0, SIGSEGV }, { "sigterm", 0, SIGTERM },
     { "exit-as-other", 1, 7, 1 },
   };
-  enum { N = sizeof deaths / sizeof *deaths };
-  pid_t kids[N];
+  const int N = sizeof deaths / sizeof *deaths - (argc > 2 && !strcmp(argv[2], "other-uid") ? 0 : 1);
+  pid_t kids[sizeof deaths / sizeof *deaths];
   char list[256] = "";
   for (int i = 0; i < N; i++) {
     kids[i] = fork();

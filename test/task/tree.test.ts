@@ -36,6 +36,7 @@ test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSE
   execFileSync('prlimit', ['--pid', String(process.pid), `--core=${hard}:${hard}`]);
   t.is(core()[0], hard);
   const { r } = await selfCheckRoundTrip(t, 'zombies', {
+    args: (work) => [work, 'other-uid'],
     afterReady: (_w, ready) => {
       const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
       t.teardown(() => pids.forEach(killPid));

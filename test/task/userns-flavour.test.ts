@@ -3,6 +3,8 @@
 // itself, and the maps, namespaces' owners and every task's ids are as before seen from outside.
 import test from 'ava';
 import { unsRoundTrip } from '../helpers/uns-flavour.js';
+import { selfCheckInContainer } from '../helpers/stasis.js';
+import { mappedContainer, mappedRootfs } from '../helpers/userns-container.js';
 
 // zdtm's unprivileged tests: uid 18943, gid 58467, groups 27495 48244 inside, no capabilities.
 const UNPRIVILEGED: [string, string[], string[]][] = [
@@ -11,7 +13,7 @@ const UNPRIVILEGED: [string, string[], string[]][] = [
   ['unix-sockets', [], []],
   ['pending', [], []],
   // (their uid, which a zombie's parent's waitid() reports, was root's inside before stasis kept it)
-  ['zombies', [], ['exit-0-uid', 'exit-as-other-uid', 'sigkill-uid']],
+  ['zombies', ['other-uid'], ['exit-0-uid', 'exit-as-other-uid', 'sigkill-uid']],
   ['sessions', [], []],
   ['shm', [], []],
 ];
@@ -28,7 +30,7 @@ const ROOT_INSIDE: [string, string[], string[]][] = [
   ['threads', [], []],
   ['userns-ct', [], ['owner-mine', 'owner-theirs', 'owner-others', 'ids', 'uid_map', 'gid_map', 'setgroups', 'pid']],
   ['setuid', [], []],
-  ['zombies', [], ['exit-as-other-uid']],
+  ['zombies', ['other-uid'], ['exit-as-other-uid']],
   // (a removed file of owner 1:2 inside: its ghost's owner written as the namespace sees it)
   ['fdstate', ['file-attr'], ['attr-owner', 'attr-mode']],
   ['state', [], []],
@@ -38,5 +40,17 @@ const ROOT_INSIDE: [string, string[], string[]][] = [
 for (const [name, args, items] of ROOT_INSIDE) {
   test.serial(`${[name, ...args].join(' ')}, run as root inside zdtm's user-namespace flavour, checks itself after stasis dump and restore --root`, async (t) => {
     await unsRoundTrip(t, name, { args, items });
+  });
+}
+
+// The same owners in a runc container with uid and gid mappings (its root host uid 100000): a
+// removed file of 1:2 inside, a zombie that exited as 4321 inside.
+for (const [name, args, items] of [
+  ['fdstate', ['file-attr'], ['attr-owner']],
+  ['zombies', ['other-uid'], ['exit-as-other-uid']],
+] as [string, string[], string[]][]) {
+  test.serial(`${[name, ...args].join(' ')} in a runc container with uid and gid mappings checks itself after checkpoint and restore through stasis`, async (t) => {
+    const { restored } = await selfCheckInContainer(t, name, { args, configure: mappedContainer, prepare: mappedRootfs });
+    for (const item of items) t.true(restored.lines.includes(`ok ${item}`), item);
   });
 }

@@ -243,15 +243,22 @@ export interface RegOpenContext {
   regFile(id: number): Record<string, unknown> | undefined;
   /** Run `fn` once every task has its descriptors (the caller may have no such moment). */
   later?(fn: () => void): void;
+  /**
+   * Copy descriptor `fd` of stasis into the task (its number there): a removed file stasis
+   * reaches through another task's map_files link, which a task in a user namespace of its own
+   * may not open.
+   */
+  importFd?(fd: number): number;
 }
 
 /**
  * Where this restore can reach the remapped inodes it made already (a mapping's map_files
- * link), by remap type and id; one table per restore (the remap-fpath.img entries it read).
+ * link: as the tasks' /proc names it, and as stasis's does), by remap type and id; one table per
+ * restore (the remap-fpath.img entries it read).
  */
-const reachable = new WeakMap<object, Map<string, string>>();
+const reachable = new WeakMap<object, Map<string, { inTask: string; host: string }>>();
 
-function reachTable(ctx: RegOpenContext): Map<string, string> {
+function reachTable(ctx: RegOpenContext): Map<string, { inTask: string; host: string }> {
   const key = ctx.imageEntries(REMAP_FPATH_IMAGE);
   let m = reachable.get(key);
   if (!m) reachable.set(key, (m = new Map()));
@@ -272,20 +279,29 @@ export function openRegEntry(ctx: RegOpenContext, e: Record<string, unknown>, fl
     throw new Error(`${String(e.name)} is remapped by a remap of type ${remap.type}, which stasis cannot restore`);
   }
   const there = reachTable(ctx).get(`${remap.type}:${remap.id}`);
-  if (there) return openInTask(ctx.inj, there, flags);
+  if (there && ctx.importFd) {
+    // Opened by stasis (map_files wants privileges of the host's user namespace), handed over.
+    const own = fs.openSync(there.host, flags & ~O_CLOEXEC);
+    try {
+      return ctx.importFd(own);
+    } finally {
+      fs.closeSync(own);
+    }
+  }
+  if (there) return openInTask(ctx.inj, there.inTask, flags);
   return remap.type === REMAP_GHOST ? openGhost(ctx, String(e.name), remap.id, flags) : openLinked(ctx, String(e.name), remap.id, flags);
 }
 
 /**
  * Says that the removed inode reg entry `e` was remapped to (if it was) can be reached at `path`
- * from now on (the map_files link of a mapping of it): later openers of it open that, rather
- * than make the inode again.
+ * from now on (the map_files link of a mapping of it, as the tasks' /proc names it; `host`: as
+ * stasis's does): later openers of it open that, rather than make the inode again.
  */
-export function noteReachable(ctx: RegOpenContext, e: Record<string, unknown>, path: string): void {
+export function noteReachable(ctx: RegOpenContext, e: Record<string, unknown>, path: string, host: string): void {
   const remap = remapOf(ctx, Number(e.id));
   const table = reachTable(ctx);
   const key = remap && `${remap.type}:${remap.id}`;
-  if (key && !table.has(key)) table.set(key, path);
+  if (key && !table.has(key)) table.set(key, { inTask: path, host });
 }
 
 /** Call in the task with a path argument (through the scratch page). */
@@ -412,7 +428,7 @@ function openLinked(ctx: RegOpenContext, name: string, remapId: number, flags: n
   const table = reachTable(ctx);
   const cleanup = `cleanup:${remapId}`;
   if (!table.has(cleanup)) {
-    table.set(cleanup, linkPath);
+    table.set(cleanup, { inTask: linkPath, host: linkPath }); // (a mark only: removed once)
     const remove = () => { atPath(inj, SYS.unlinkat, linkPath, 0); };
     if (ctx.later) ctx.later(remove);
     else remove();
@@ -454,6 +470,7 @@ export function openRegInTask(task: RestoreFilesTask, e: Record<string, unknown>
   const ctx: RegOpenContext = {
     inj: task.inj, imageEntries: (n) => task.imageEntries(n),
     regFile: (id) => task.file(id)?.reg as Record<string, unknown> | undefined, later: (fn) => task.later(fn),
+    importFd: (fd) => task.importFd(fd),
   };
   const remap = remapOf(ctx, Number(e.id));
   // On a mount of another mount namespace of the tree: through a task of that namespace.

@@ -478,7 +478,8 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     inj.callAllChecked(calls);
     if (regCtx && files.vpid !== undefined) {
       for (const { reg, v } of mappedFiles.values()) {
-        noteReachable(regCtx, reg, `/proc/${files.vpid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`);
+        const link = `map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+        noteReachable(regCtx, reg, `/proc/${files.vpid}/${link}`, `/proc/${inj.pid}/${link}`);
       }
     }
   } finally {

@@ -32,6 +32,8 @@ export interface UnsOptions {
   dropIds?: boolean;
   /** Workload arguments after its work directory. */
   args?: string[];
+  /** The workload's whole argument list, given its work directory (/work), for one taking it elsewhere. */
+  argv?: (work: string) => string[];
   ready?: RegExp;
 }
 
@@ -54,7 +56,7 @@ export function unsRoot(name: string): string {
 /** Start workload `name` in the uns shape in `root` (made by unsRoot); resolves once it is ready. */
 export async function startUns(name: string, root: string, opts: UnsOptions = {}): Promise<UnsTest> {
   const w = await underReaper([buildWorkload('uns-flavour', 'static'), ...(opts.dropIds ? ['-u'] : []), root,
-    `/bin/${name}`, '/work', ...(opts.args ?? [])]);
+    `/bin/${name}`, ...(opts.argv ? opts.argv('/work') : ['/work', ...(opts.args ?? [])])]);
   let init = 0;
   try {
     init = Number((await w.waitForLine(/^init \d+$/)).split(' ')[1]);

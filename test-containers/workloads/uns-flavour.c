@@ -13,7 +13,8 @@
  * with a proc of its own on /proc, a tmpfs on /run and a new devpts instance on /dev/pts
  * (/dev/ptmx a link to it), executes SELF (this launcher linked statically, a path inside ROOT:
  * /bin/uns-flavour unless -i says otherwise) as its init, moves into a new time namespace (monotonic clock 10 days ahead,
- * boottime 20 days: unless -T) and forks PROGRAM (a path inside ROOT), with -u as uid 18943, gid
+ * boottime 20 days: unless -T) and forks PROGRAM (a path inside ROOT, the leader of a session of
+ * its own, as zdtm's tests are once they daemonize), with -u as uid 18943, gid
  * 58467 and groups 27495 48244 inside (its capabilities so dropped), else as root inside. Then it
  * reaps, and exits with PROGRAM's status once PROGRAM is gone.
  *
@@ -112,6 +113,7 @@ static int run_init(void) {
   if (test < 0) fail("fork");
   if (test == 0) {
     close(3);
+    setsid(); /* a session of its own, as zdtm's tests make (they daemonize) */
     if (drop_ids) {
       gid_t groups[] = { 27495, 48244 };
       if (setgroups(2, groups) || setresgid(58467, 58467, 58467) || setresuid(18943, 18943, 18943)) fail("drop ids");

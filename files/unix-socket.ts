@@ -362,7 +362,12 @@ function bindRemoved(task: RestoreFilesTask, fd: number, e: Usk, full: string): 
   const root = (p: string) => inTaskRoot(task.pid, p);
   const made: string[] = [];
   for (let dir = path.dirname(full); !fs.existsSync(root(dir)); dir = path.dirname(dir)) made.unshift(dir);
-  for (const dir of made) fs.mkdirSync(root(dir));
+  // Made by the task, with its ids: in a user namespace of its own, one of the host's root would
+  // be no directory it may bind in.
+  for (const dir of made) {
+    const r = task.inj.call(SYS.mkdirat, AT_FDCWD, task.inj.writeScratch(Buffer.from(`${dir}\0`), 0), 0o755);
+    if (isErrorResult(r)) throw new Error(`unix socket:[${e.ino}] in task ${task.pid}: cannot make ${dir} again to bind in: ${errnoName(Number(-r))}`);
+  }
   const ghost = ghostOf(e);
   const ghostFile = root(path.join(ghost.dir, cString(ghost.name)));
   const aside = `${ghostFile}.aside`;

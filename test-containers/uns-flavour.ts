@@ -42,7 +42,7 @@ export function unsRoot(name: string): string {
   const top = fs.mkdtempSync(path.join(os.tmpdir(), `stasis-uns-${name}-`));
   fs.chmodSync(top, 0o755);
   const root = path.join(top, 'root');
-  for (const d of ['proc', 'run', 'dev/pts', 'bin', 'tmp', 'work']) fs.mkdirSync(path.join(root, d), { recursive: true });
+  for (const d of ['proc', 'run', 'dev/pts', 'dev/shm', 'bin', 'tmp', 'work']) fs.mkdirSync(path.join(root, d), { recursive: true });
   fs.chmodSync(path.join(root, 'tmp'), 0o1777);
   fs.chmodSync(path.join(root, 'work'), 0o777);
   execFileSync('mknod', ['-m', '666', path.join(root, 'dev/null'), 'c', '1', '3']);

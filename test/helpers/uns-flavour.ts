@@ -65,6 +65,8 @@ function errors(dir: string, name: string): string {
  */
 export async function unsRoundTrip(t: ExecutionContext, name: string, opts: UnsOptions & {
   items?: string[]; dumper?: 'stasis' | 'criu'; restorer?: 'stasis' | 'criu'; criuFails?: string[];
+  /** Options of both dump and restore (as a zdtm test's .desc opts: --file-locks, --link-remap...). */
+  crOpts?: string[];
 } = {}): Promise<void> {
   const root = unsRoot(name);
   const started: Workload[] = [];
@@ -81,7 +83,7 @@ export async function unsRoundTrip(t: ExecutionContext, name: string, opts: UnsO
   const dir = tmpDir(t);
   fs.chmodSync(dir, 0o755);
   const key = fdKey(s.init, 1);
-  const dumpArgs = ['dump', '-t', String(s.init), '-D', dir, '--root', root, '-v4', '-o', 'dump.log'];
+  const dumpArgs = ['dump', '-t', String(s.init), '-D', dir, '--root', root, '-v4', '-o', 'dump.log', ...(opts.crOpts ?? [])];
   let d;
   if (opts.dumper === 'criu') {
     const fds = beforeDump(dumpArgs); // the descriptors stasis's restore must give back, as for its own dumps
@@ -95,7 +97,7 @@ export async function unsRoundTrip(t: ExecutionContext, name: string, opts: UnsO
   t.regex(await s.w.exitOf(s.init), new RegExp(`^signal ${s.init} 9$`), 'the dump killed the tree');
 
   const tool = opts.restorer === 'criu' ? [criuBin] : undefined;
-  const r = await restoreUnderReaper(t, dir, key, s.init, ['--root', root, '-v4', '-o', 'restore.log'], {}, tool);
+  const r = await restoreUnderReaper(t, dir, key, s.init, ['--root', root, '-v4', '-o', 'restore.log', ...(opts.crOpts ?? [])], {}, tool);
   started.push(r);
   const rc = await r.exitOf(r.pid, 60_000);
   t.is(rc, `exit ${r.pid} 0`, `restore: ${r.lines.join(' | ')} ${errors(dir, 'restore.log')}`);

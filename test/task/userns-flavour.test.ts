@@ -34,7 +34,19 @@ const UNPRIVILEGED: [string, string[], string[]][] = [
   ['fdstate', ['fown'], []],
   ['fdstate', ['seccomp-strict'], []],
   ['fdstate', ['udp-shutdown'], []],
+  ['dgram-peer', [], []],
 ];
+// With a zdtm test's own options (its .desc opts), given to dump and restore alike.
+for (const [name, crOpts, dropIds] of [
+  ['locks', ['--file-locks'], true],
+  ['leases', ['--file-locks'], false],
+  ['link-remap', ['--link-remap'], true],
+] as [string, string[], boolean][]) {
+  test.serial(`${name} (${crOpts.join(' ')}), run ${dropIds ? 'as zdtm\'s unprivileged tests are' : 'as root'} in its user-namespace flavour, checks itself after stasis dump and restore --root`, async (t) => {
+    await unsRoundTrip(t, name, { dropIds, crOpts });
+  });
+}
+
 // fdkinds takes its mode first.
 for (const mode of ['eventfd', 'signalfd', 'timerfd', 'epoll', 'inotify', 'fifo', 'ghost']) {
   test.serial(`fdkinds ${mode}, run as zdtm's unprivileged tests are in its user-namespace flavour, checks itself after stasis dump and restore --root`, async (t) => {

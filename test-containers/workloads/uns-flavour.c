@@ -11,18 +11,17 @@
  * setgroups stays allowed. The child — pid 1 of its pid namespace, a session leader, root inside —
  * brings its loopback up, makes its root a bind mount of ROOT (pivot_root; the old root detached)
  * with a proc of its own on /proc, a tmpfs on /run and a new devpts instance on /dev/pts
- * (/dev/ptmx a link to it), executes SELF (this launcher linked statically, a path inside ROOT:
- * /bin/uns-flavour unless -i says otherwise) as its init, moves into a new time namespace (monotonic clock 10 days ahead,
- * boottime 20 days: unless -T) and forks PROGRAM (a path inside ROOT, the leader of a session of
- * its own, as zdtm's tests are once they daemonize), with -u as uid 18943, gid
- * 58467 and groups 27495 48244 inside (its capabilities so dropped), else as root inside. Then it
- * reaps, and exits with PROGRAM's status once PROGRAM is gone.
- *
- * Its stdin is ROOT's /dev/null, its stdout and stderr this launcher's.
+ * (/dev/ptmx a link to it), takes ROOT's /dev/null as its stdin and executes SELF (this launcher
+ * linked statically, a path inside ROOT: /bin/uns-flavour unless -i says otherwise) as its init.
+ * That moves into a new time namespace (monotonic clock 10 days ahead, boottime 20 days: unless
+ * -T) and forks PROGRAM (a path inside ROOT), the leader of a session of its own as zdtm's tests
+ * are once they daemonize, with -u as uid 18943, gid 58467 and groups 27495 48244 inside (its
+ * capabilities so dropped), else as root inside. Then it reaps, and exits with PROGRAM's status
+ * once PROGRAM is gone.
  *
  * This launcher prints "init PID" (that child's PID on the host: the root of the tree to dump
  * and of the restored one) once PROGRAM is started, then exits: the child is left to the reaper
- * above. Everything is on stdout/stderr as inherited (PROGRAM's output too). */
+ * above. stdout and stderr are this launcher's all the way down (PROGRAM's output too). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

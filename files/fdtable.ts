@@ -45,7 +45,7 @@ export function dumpFdTable(pid: number, inj: TaskCalls, table: FileTable,
   opts: DumpFdTableOptions = {}, parent?: number): FdinfoEntry[] {
   const out: FdinfoEntry[] = [];
   const ctx: DumpFilesContext = {
-    pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, tcp: table.tcp, skipInFlight: table.skipInFlight, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
+    pid, inj, addFile: (f) => table.add(f), memo: table.memo, linkRemap: table.linkRemap, ids: table.ids, tcp: table.tcp, skipInFlight: table.skipInFlight, onRollback: (fn) => table.onRollback(fn), fileLocks: opts.fileLocks ?? false, shellJob: opts.shellJob ?? false,
     orphanPts: opts.orphanPts ?? false, extUnixSk: opts.extUnixSk ?? false, mountNsPeers: opts.mountNsPeers,
     addImageEntry: (image, message, extra) => table.addImageEntry(image, message, extra),
     writeImage: (image, entries) => table.setImage(image, entries),

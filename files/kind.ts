@@ -9,6 +9,7 @@ import type { FdInfo } from '../sys/proc/index.js';
 import type { FileEntryMessage } from './table.js';
 import type { PageRun } from '../images/index.js';
 import type { MemfdInodes } from './memfd.js';
+import type { IdsInside } from '../task/userns.js';
 
 /** An open descriptor of a task being dumped. */
 export interface OpenFd {
@@ -65,6 +66,11 @@ export interface DumpFilesContext {
   fileLocks: boolean;
   /** criu's --link-remap: a removed file that has other names is linked to a temporary one (reg.ts). */
   linkRemap?: boolean;
+  /**
+   * The container's user namespace (the tree's, owning its other namespaces): the owners of
+   * files (a ghost file, a socket's file) are written as it sees them, as CRIU writes them.
+   */
+  ids?: IdsInside;
   /** Undo `fn` if the dump fails (what a kind made outside the images). */
   onRollback?(fn: () => void): void;
   /**

@@ -26,6 +26,7 @@ import { O_ACCMODE, O_CLOEXEC, O_CREAT, O_EXCL, O_PATH, O_RDWR, O_TRUNC } from '
 import { errnoName } from '../sys/errno.js';
 import { addressOf, nativeCString, rawSyscall } from '../sys/native.js';
 import { readFdinfo } from '../sys/proc/index.js';
+import type { IdsInside } from '../task/userns.js';
 
 export const FD_TYPE_REG = 1;
 const AT_FDCWD = -100;
@@ -132,6 +133,11 @@ export interface RemapDumpContext {
   linkRemap?: boolean;
   /** Undo `fn` if the dump fails. */
   onRollback?(fn: () => void): void;
+  /**
+   * The container's user namespace (the tree's, owning its other namespaces): a file's owner is
+   * written as it sees it (as CRIU writes it), and set from inside it at restore.
+   */
+  ids?: IdsInside;
 }
 
 /**
@@ -177,7 +183,8 @@ function dumpGhost(what: string, statPath: string, st: fs.BigIntStats, ctx: Rema
     const content = type === IS.reg ? fs.readFileSync(statPath) : undefined;
     ctx.writeImage(ghostImageName(ghostId), [{
       message: {
-        uid: Number(st.uid), gid: Number(st.gid), mode: Number(st.mode), dev: kernelDevOf(st.dev), ino: st.ino,
+        uid: ctx.ids ? ctx.ids.uid(Number(st.uid)) : Number(st.uid), gid: ctx.ids ? ctx.ids.gid(Number(st.gid)) : Number(st.gid),
+        mode: Number(st.mode), dev: kernelDevOf(st.dev), ino: st.ino,
         atim: timeval({ sec: st.atimeNs / 1_000_000_000n, nsec: st.atimeNs % 1_000_000_000n }),
         mtim: timeval({ sec: st.mtimeNs / 1_000_000_000n, nsec: st.mtimeNs % 1_000_000_000n }),
         ...(content ? { size: BigInt(content.length) } : {}),
@@ -236,15 +243,22 @@ export interface RegOpenContext {
   regFile(id: number): Record<string, unknown> | undefined;
   /** Run `fn` once every task has its descriptors (the caller may have no such moment). */
   later?(fn: () => void): void;
+  /**
+   * Copy descriptor `fd` of stasis into the task (its number there): a removed file stasis
+   * reaches through another task's map_files link, which a task in a user namespace of its own
+   * may not open.
+   */
+  importFd?(fd: number): number;
 }
 
 /**
  * Where this restore can reach the remapped inodes it made already (a mapping's map_files
- * link), by remap type and id; one table per restore (the remap-fpath.img entries it read).
+ * link: as the tasks' /proc names it, and as stasis's does), by remap type and id; one table per
+ * restore (the remap-fpath.img entries it read).
  */
-const reachable = new WeakMap<object, Map<string, string>>();
+const reachable = new WeakMap<object, Map<string, { inTask: string; host: string }>>();
 
-function reachTable(ctx: RegOpenContext): Map<string, string> {
+function reachTable(ctx: RegOpenContext): Map<string, { inTask: string; host: string }> {
   const key = ctx.imageEntries(REMAP_FPATH_IMAGE);
   let m = reachable.get(key);
   if (!m) reachable.set(key, (m = new Map()));
@@ -265,20 +279,29 @@ export function openRegEntry(ctx: RegOpenContext, e: Record<string, unknown>, fl
     throw new Error(`${String(e.name)} is remapped by a remap of type ${remap.type}, which stasis cannot restore`);
   }
   const there = reachTable(ctx).get(`${remap.type}:${remap.id}`);
-  if (there) return openInTask(ctx.inj, there, flags);
+  if (there && ctx.importFd) {
+    // Opened by stasis (map_files wants privileges of the host's user namespace), handed over.
+    const own = fs.openSync(there.host, flags & ~O_CLOEXEC);
+    try {
+      return ctx.importFd(own);
+    } finally {
+      fs.closeSync(own);
+    }
+  }
+  if (there) return openInTask(ctx.inj, there.inTask, flags);
   return remap.type === REMAP_GHOST ? openGhost(ctx, String(e.name), remap.id, flags) : openLinked(ctx, String(e.name), remap.id, flags);
 }
 
 /**
  * Says that the removed inode reg entry `e` was remapped to (if it was) can be reached at `path`
- * from now on (the map_files link of a mapping of it): later openers of it open that, rather
- * than make the inode again.
+ * from now on (the map_files link of a mapping of it, as the tasks' /proc names it; `host`: as
+ * stasis's does): later openers of it open that, rather than make the inode again.
  */
-export function noteReachable(ctx: RegOpenContext, e: Record<string, unknown>, path: string): void {
+export function noteReachable(ctx: RegOpenContext, e: Record<string, unknown>, path: string, host: string): void {
   const remap = remapOf(ctx, Number(e.id));
   const table = reachTable(ctx);
   const key = remap && `${remap.type}:${remap.id}`;
-  if (key && !table.has(key)) table.set(key, path);
+  if (key && !table.has(key)) table.set(key, { inTask: path, host });
 }
 
 /** Call in the task with a path argument (through the scratch page). */
@@ -405,7 +428,7 @@ function openLinked(ctx: RegOpenContext, name: string, remapId: number, flags: n
   const table = reachTable(ctx);
   const cleanup = `cleanup:${remapId}`;
   if (!table.has(cleanup)) {
-    table.set(cleanup, linkPath);
+    table.set(cleanup, { inTask: linkPath, host: linkPath }); // (a mark only: removed once)
     const remove = () => { atPath(inj, SYS.unlinkat, linkPath, 0); };
     if (ctx.later) ctx.later(remove);
     else remove();
@@ -447,6 +470,7 @@ export function openRegInTask(task: RestoreFilesTask, e: Record<string, unknown>
   const ctx: RegOpenContext = {
     inj: task.inj, imageEntries: (n) => task.imageEntries(n),
     regFile: (id) => task.file(id)?.reg as Record<string, unknown> | undefined, later: (fn) => task.later(fn),
+    importFd: (fd) => task.importFd(fd),
   };
   const remap = remapOf(ctx, Number(e.id));
   // On a mount of another mount namespace of the tree: through a task of that namespace.

@@ -6,6 +6,7 @@ import { SYS } from '../sys/arch.js';
 import { rawSyscall, takeTaskFd } from '../sys/native.js';
 import type { DumpedFile } from './kind.js';
 import type { RemapDumpContext } from './reg.js';
+import type { IdsInside } from '../task/userns.js';
 import { PAGE_SIZE, pagemapImage, pagesFileName, type PageRun } from '../images/index.js';
 
 const KCMP_FILE = 0;
@@ -94,6 +95,9 @@ export class FileTable {
   /** --skip-in-flight (inet-socket.ts). */
   skipInFlight = false;
 
+  /** The container's user namespace, files' owners seen through it (RemapDumpContext.ids). */
+  ids?: IdsInside;
+
   /** Undoes what the dump made outside the images, should it fail. */
   private undo: (() => void)[] = [];
 
@@ -115,7 +119,7 @@ export class FileTable {
   /** What reg.ts needs to remap a removed file that is not a descriptor (a mapping, a cwd). */
   remapContext(): RemapDumpContext {
     return {
-      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap, onRollback: (fn) => this.onRollback(fn),
+      memo: this.memo, addFile: (f) => this.add(f), linkRemap: this.linkRemap, onRollback: (fn) => this.onRollback(fn), ids: this.ids,
       addImageEntry: (image, message, extra) => this.addImageEntry(image, message, extra),
       writeImage: (image, entries) => this.setImage(image, entries),
     };

@@ -31,6 +31,7 @@ import {
 } from '../sys/socket.js';
 import type { DumpedFile, DumpFilesContext, FileKind, OpenFd, RestoreFilesTask } from './kind.js';
 import { zeroFown } from './reg.js';
+import type { IdsInside } from '../task/userns.js';
 import {
   dumpSkOpts, getsockoptInt, restoreSkOpts, setsockopt, sockAddrCall, socketInode, socketIn,
   socketpairIn,
@@ -40,6 +41,7 @@ import { F_SETFL, O_CLOEXEC, O_DIRECTORY, O_NONBLOCK, O_PATH } from '../sys/fcnt
 export const FD_TYPE_UNIXSK = 5;
 const SK_QUEUES = 'sk-queues.img';
 const AT_FDCWD = -100;
+const AT_SYMLINK_NOFOLLOW = 0x100;
 const EAGAIN = 11;
 /** The most one datagram can hold (a sender's sndbuf is capped well below this). */
 const PEEK_MAX = 4 << 20;
@@ -122,9 +124,10 @@ const EXTERNAL_SK_OPTS = {
 
 /**
  * The bound path's place on disk: name_dir for a relative name, file_perms, deleted. The path is
- * the task's: looked up from its root, in its mount namespace.
+ * the task's: looked up from its root, in its mount namespace. The file's owner as `ids` (a
+ * container's user namespace) sees it, as CRIU writes it.
  */
-function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string): Record<string, unknown> {
+function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string, ids?: IdsInside): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const text = cString(name);
   let full = text;
@@ -140,7 +143,7 @@ function dumpBoundPath(f: OpenFd, d: UnixDiag, name: Buffer, what: string): Reco
     st = undefined;
   }
   if (st && d.vfs && st.ino === d.vfs.ino) {
-    out.file_perms = { mode: st.mode, uid: st.uid, gid: st.gid };
+    out.file_perms = { mode: st.mode, uid: ids ? ids.uid(st.uid) : st.uid, gid: ids ? ids.gid(st.gid) : st.gid };
   } else if (out.name_dir !== undefined) {
     throw new Error(`${what} is bound to the relative name ${text}, which is not in the task's cwd any more; stasis cannot dump that yet`);
   } else {
@@ -332,7 +335,10 @@ function bindName(task: RestoreFilesTask, fd: number, e: Usk): void {
   bindIn(task, fd, e, name);
   if (here && e.file_perms) {
     fs.chmodSync(here, Number(e.file_perms.mode) & 0o7777);
-    fs.chownSync(here, Number(e.file_perms.uid), Number(e.file_perms.gid));
+    // By the task, as the ids are those of its user namespace (a container's) or the host's.
+    const r = inDir(task.inj, e.name_dir, () => task.inj.call(SYS.fchownat, AT_FDCWD, task.inj.writeScratch(Buffer.from(`${cString(name)}\0`)),
+      Number(e.file_perms!.uid), Number(e.file_perms!.gid), AT_SYMLINK_NOFOLLOW));
+    if (isErrorResult(r)) throw new Error(`unix socket:[${e.ino}] in task ${task.pid}: cannot give ${full} to ${e.file_perms.uid}:${e.file_perms.gid}: ${errnoName(Number(-r))}`);
   }
 }
 
@@ -356,7 +362,12 @@ function bindRemoved(task: RestoreFilesTask, fd: number, e: Usk, full: string): 
   const root = (p: string) => inTaskRoot(task.pid, p);
   const made: string[] = [];
   for (let dir = path.dirname(full); !fs.existsSync(root(dir)); dir = path.dirname(dir)) made.unshift(dir);
-  for (const dir of made) fs.mkdirSync(root(dir));
+  // Made by the task, with its ids: in a user namespace of its own, one of the host's root would
+  // be no directory it may bind in.
+  for (const dir of made) {
+    const r = task.inj.call(SYS.mkdirat, AT_FDCWD, task.inj.writeScratch(Buffer.from(`${dir}\0`), 0), 0o755);
+    if (isErrorResult(r)) throw new Error(`unix socket:[${e.ino}] in task ${task.pid}: cannot make ${dir} again to bind in: ${errnoName(Number(-r))}`);
+  }
   const ghost = ghostOf(e);
   const ghostFile = root(path.join(ghost.dir, cString(ghost.name)));
   const aside = `${ghostFile}.aside`;
@@ -411,7 +422,7 @@ export const unixSocketFile: FileKind = {
     };
     requirePeerInDump(ctx, f, { ...d, peer: Number(entry.peer) }, what);
     if (d.shutdown) entry.shutdown = d.shutdown;
-    if (name.length && name[0] !== 0) Object.assign(entry, dumpBoundPath(f, d, name, what));
+    if (name.length && name[0] !== 0) Object.assign(entry, dumpBoundPath(f, d, name, what, ctx.ids));
     peeking.add(ino);
     let packets: Packet[];
     try {

@@ -336,11 +336,11 @@ export class ImageDir {
   /**
    * Gives the dump's files (its images and manifest) to `owner`, their mode kept (0600): a
    * container's root, a host id of its user namespace, which reads them itself when CRIU
-   * restores it (CRIU opens some from inside that namespace).
+   * restores it (CRIU opens some from inside that namespace). `keep`: files left as they are.
    */
-  async giveTo(owner: { uid: number; gid: number }): Promise<void> {
+  async giveTo(owner: { uid: number; gid: number }, keep: (name: string) => boolean = () => false): Promise<void> {
     for (const name of await this.names()) {
-      if (isListedImage(name) || name === MANIFEST_FILE) await fsp.lchown(this.file(name), owner.uid, owner.gid);
+      if ((isListedImage(name) || name === MANIFEST_FILE) && !keep(name)) await fsp.lchown(this.file(name), owner.uid, owner.gid);
     }
   }
 

@@ -32,7 +32,7 @@ import { dumpPendingSignals } from './signals.js';
 import { askThreadCore, dumpThreadCore } from './thread.js';
 import { DumpedUserNamespaces, usernsImageName } from './userns.js';
 import { dumpNestedIpc, nestedNamespaces, type NestedNs } from './nested-ns.js';
-import type { CredsEntry } from './creds.js';
+import { credsFromStatus, type CredsEntry } from './creds.js';
 import { askItimers, dumpPosixTimers } from './timers.js';
 import { BusyTime, micros, writeDumpStats, type DumpStats } from './stats.js';
 import { dumpMounts, mountsImageName } from '../mount-ns/mounts.js';
@@ -278,11 +278,18 @@ class StopSignals {
   }
 }
 
-/** A zombie: only its exit status, pids and a minimal core. */
-function dumpZombie(p: TreeProcess, st: DumpState): ProcessImages {
+/**
+ * A zombie: only its exit status, pids, a minimal core and its credentials (ids, groups and
+ * capability sets as /proc shows them; a parent's waitid() sees its uid), which CRIU's dump
+ * leaves out (its restore ignores them: the zombie dies with the restorer's).
+ */
+function dumpZombie(p: TreeProcess, st: DumpState, userns: DumpedUserNamespaces): ProcessImages {
+  let creds: CredsEntry | undefined = credsFromStatus(readStatus(p.pid), 0);
+  if (userns.any) creds = userns.zombieCredsOf(p.pid, creds);
   const core = {
     mtype: MARCH_X86_64,
     tc: { task_state: TASK_DEAD, exit_code: p.exitCode, personality: 0, flags: 0, blk_sigset: 0n, comm: '' },
+    ...(creds ? { thread_core: { futex_rla: 0n, futex_rla_len: 0, creds } } : {}),
   };
   return { cores: new Map([[p.pid, core]]), ids: st.ids.idsFor(p.pid, false) };
 }
@@ -457,7 +464,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       }
     }
   };
-  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false });
+  const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false, ids: userns.container });
   const dumpRunId = runId();
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).
@@ -509,9 +516,9 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     const dumped: ProcessImages[] = [];
     for (const p of tree.processes) {
       await stop.check();
-      const d = p.state === TASK_DEAD ? dumpZombie(p, st) : dumpProcess(p, st);
+      const d = p.state === TASK_DEAD ? dumpZombie(p, st, userns) : dumpProcess(p, st);
       // Credentials as the process sees them in its user namespace.
-      if (userns.any) {
+      if (userns.any && p.state !== TASK_DEAD) {
         for (const core of d.cores.values()) {
           const tc = core.thread_core as { creds?: CredsEntry } | undefined;
           if (tc?.creds) tc.creds = userns.credsOf(p.pid, tc.creds);
@@ -598,7 +605,10 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
       plugins_entry: {}, dump_criu_run_id: dumpRunId,
     });
     // (before stats-dump, which is no image of the dump)
-    if (container) await images.giveTo(container.root);
+    // (but timens-N.img: CRIU's root task opens it as soon as it is cloned into the new user
+    // namespace, with the host's root's ids still, before its maps may be written; it can then
+    // read a file of the host's root only)
+    if (container) await images.giveTo(container.root, (name) => name.startsWith('timens-'));
     await writeDumpStats(opts.workDir ?? opts.imagesDir, stats);
     try {
       opts.beforeRelease?.();

@@ -209,7 +209,9 @@ export function dumpVmas(pid: number, smaps: readonly SmapsVma[], files: FileTab
         if (v.pgoff + (v.end - v.start) > attachedLength(size, HUGE_PAGE)) {
           throw unsupported(pid, v, `SysV shared memory ${v.inode} beyond its ${size} bytes`);
         }
-        add(flags & ~MAP.ANONYMOUS, VMA.REGULAR | VMA.SYSVIPC, v.pgoff, BigInt(v.inode));
+        // As CRIU has it: a shared anonymous mapping (its restore attaches it as such), opened
+        // read-write or read-only as attached.
+        add(flags | MAP.ANONYMOUS, VMA.REGULAR | VMA.ANON_SHARED | VMA.SYSVIPC, v.pgoff, BigInt(v.inode), vmFlagsFdFlags(v.vmFlags));
         continue;
       }
       default:
@@ -476,7 +478,8 @@ export function restoreVmas(inj: Injector, vmas: readonly VmaEntry[], files: Res
     inj.callAllChecked(calls);
     if (regCtx && files.vpid !== undefined) {
       for (const { reg, v } of mappedFiles.values()) {
-        noteReachable(regCtx, reg, `/proc/${files.vpid}/map_files/${v.start.toString(16)}-${v.end.toString(16)}`);
+        const link = `map_files/${v.start.toString(16)}-${v.end.toString(16)}`;
+        noteReachable(regCtx, reg, `/proc/${files.vpid}/${link}`, `/proc/${inj.pid}/${link}`);
       }
     }
   } finally {

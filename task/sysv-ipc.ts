@@ -15,8 +15,8 @@
 import fs from 'node:fs';
 import { PAGE_SIZE } from '../sys/arch.js';
 import {
-  type ImageEntry, type Message, queuedMessages, queuedMessagesPayload, semPayload, semValues as semImageValues,
-  shmContents, shmPayload,
+  type ImageEntry, type Message, decodeImage, imageTypeByName, pagesFileName, queuedMessages, queuedMessagesPayload,
+  readPagemap, semPayload, semValues as semImageValues, shmContents, shmPayload,
 } from '../images/index.js';
 import {
   SHM_DEST, type IpcPerm, asCreator, inIpcNamespaceOf, listSysv, msgCreate, msgPeekAll, msgSend, msgStat,
@@ -117,6 +117,36 @@ export function dumpSysvIpc(pid: number, through?: IdsThrough): SysvImages {
 /** Which segment ids exist in the dump, with their sizes (to check attached VMAs against). */
 export function dumpedSegments(images: SysvImages): Map<number, number> {
   return new Map(images.shm.map((e) => [Number((e.message.desc as Message).id), Number(e.message.size)]));
+}
+
+/**
+ * CRIU 4.2 keeps a segment's bytes as it keeps shared anonymous memory (in_pagemaps): in
+ * pagemap-shmem-ID.img (offsets into the segment) and a pages file. They are read into the entry
+ * (its holes zero), as stasis's dumps have them; `file` gives an image's path in the dump.
+ */
+export function shmPagesFromPagemaps(shm: readonly ImageEntry[], file: (name: string) => string): void {
+  for (const e of shm) {
+    if (!e.message.in_pagemaps) continue;
+    const id = Number((e.message.desc as Message).id);
+    const size = Number(e.message.size);
+    const name = `pagemap-shmem-${id}.img`;
+    const bytes = Buffer.alloc(size);
+    if (fs.existsSync(file(name))) {
+      const map = readPagemap({ type: imageTypeByName('PAGEMAP'), entries: decodeImage(fs.readFileSync(file(name)), name).entries });
+      const fd = fs.openSync(file(pagesFileName(map.pagesId)), 'r');
+      try {
+        for (const r of map.runs) {
+          if (r.offset === undefined || Number(r.vaddr) >= size) continue;
+          const len = Math.min(r.nrPages * PAGE_SIZE, size - Number(r.vaddr));
+          if (fs.readSync(fd, bytes, Number(r.vaddr), len, r.offset) !== len) throw new Error(`${name}: its pages file ends early`);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    } // (none: CRIU saved no page of it, all zero)
+    e.message.in_pagemaps = false;
+    e.extra = bytes;
+  }
 }
 
 function perm(kind: SysvKind, d: Message, through?: IdsThrough): IpcPerm {

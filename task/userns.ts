@@ -282,6 +282,21 @@ export class DumpedUserNamespaces {
     };
   }
 
+  /**
+   * A zombie's credentials (as stasis read them) as it sees them, when it is in a user namespace
+   * its restore is born in: the host's, or the container's that owns the tree's namespaces.
+   * undefined for one in another (nested) user namespace: it dies with the credentials it is
+   * born with there.
+   */
+  zombieCredsOf(pid: number, creds: CredsEntry): CredsEntry | undefined {
+    const ino = readNamespaces(pid, ['user']).user?.ino;
+    if (ino === undefined || ino === this.hostIno) return creds;
+    const ns = this.seen.get(ino);
+    if (!ns?.ownsTree) return undefined;
+    this.of.set(pid, ns);
+    return this.credsOf(pid, creds);
+  }
+
   /** userns-N.img's entries, by namespace id (`idOf`: the id the dump gave a namespace's inode). */
   entries(idOf: (ino: number) => number): Map<number, UsernsEntry> {
     const out = new Map<number, UsernsEntry>();

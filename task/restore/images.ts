@@ -14,7 +14,7 @@ import type { FsEntry } from '../fs.js';
 import { VMA, checkVmas, vmaName, type MmEntry } from '../mm.js';
 import { checkPageRuns } from '../pages.js';
 import { restoredRegs, type ThreadInfoX86 } from '../regs.js';
-import { SYSV_KINDS, type SysvImages, sysvImageName } from '../sysv-ipc.js';
+import { SYSV_KINDS, type SysvImages, shmPagesFromPagemaps, sysvImageName } from '../sysv-ipc.js';
 import { NESTED_KINDS, type NestedKind, type NestedNsImage } from '../nested-ns.js';
 import { netdevImageName, netnsImageName } from '../../net-ns/netns.js';
 import { SECCOMP_IMAGE, type SeccompFilterEntry } from '../seccomp.js';
@@ -258,6 +258,7 @@ export async function load(dir: string): Promise<LoadedImages> {
             const file = images.file(sysvImageName(k, nsId));
             if (fs.existsSync(file)) e.sysv[k] = decodeImage(fs.readFileSync(file), sysvImageName(k, nsId)).entries;
           }
+          shmPagesFromPagemaps(e.sysv.shm, (n) => images.file(n));
         }
         nestedNs.set(nsId, e);
       }
@@ -325,6 +326,7 @@ export async function load(dir: string): Promise<LoadedImages> {
     sem: extraImage(sysvImageName('sem', rootIds!.ipc_ns_id!)),
     msg: extraImage(sysvImageName('msg', rootIds!.ipc_ns_id!)),
   } : undefined;
+  if (sysv) shmPagesFromPagemaps(sysv.shm, (n) => images.file(n));
   const netdev = nsFlags & CLONE.NEWNET ? netdevImageName(rootIds!.net_ns_id!) : undefined;
   const netnsFile = nsFlags & CLONE.NEWNET ? netnsImageName(rootIds!.net_ns_id!) : undefined;
   const externalNet = netnsFile && fs.existsSync(images.file(netnsFile))

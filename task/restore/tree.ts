@@ -15,6 +15,7 @@ import { Injector } from '../../sys/inject.js';
 import { tgkill } from '../../sys/native.js';
 import { SIGCHLD, SIGKILL, cont, waitTask } from '../../sys/ptrace.js';
 import { CLONE, cloneInto, createTask } from '../clone.js';
+import { restoreCreds } from '../creds.js';
 import { restoreFs } from '../fs.js';
 import { SIG_IGN, catchableSignals, restoreSigactions, type SaEntry } from '../sigactions.js';
 import { setComm, type ThreadCoreEntry } from '../thread.js';
@@ -249,9 +250,13 @@ export function zombiesDie(run: RestoreRun): void {
   }
 }
 
-/** Make a freshly cloned task exit the way the dumped zombie did; its parent will reap it. */
+/**
+ * Make a freshly cloned task exit the way the dumped zombie did, with its credentials (stasis's
+ * dumps have them; their ids are what its parent's waitid() reports); its parent will reap it.
+ */
 function becomeZombie(t: Restoring, status: number): void {
   const { inj } = t;
+  restoreCreds(inj, (t.p.cores.get(t.p.pid)!.thread_core as ThreadCoreEntry | undefined)?.creds, t.credsNow);
   const sig = status & 0x7f;
   if (sig === SIGKILL) {
     // Its action cannot be set, nor is it needed: it kills a stopped task as it is.

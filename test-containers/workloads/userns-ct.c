@@ -49,7 +49,8 @@ int main(int argc, char **argv) {
   snprintf(maps[0], sizeof maps[0], "%s", slurp("/proc/self/uid_map"));
   snprintf(maps[1], sizeof maps[1], "%s", slurp("/proc/self/gid_map"));
   snprintf(maps[2], sizeof maps[2], "%s", slurp("/proc/self/setgroups"));
-  printf("ready %d\n", getpid());
+  pid_t pid = getpid();
+  printf("ready %d\n", pid);
   volatile long counter = 0;
   while (access("check", F_OK)) {
     if (++counter % 40 == 0) printf("tick %ld\n", counter / 40);
@@ -71,7 +72,7 @@ int main(int argc, char **argv) {
   report(!strcmp(slurp("/proc/self/uid_map"), maps[0]), "uid_map", "%s / %s", maps[0], slurp("/proc/self/uid_map"));
   report(!strcmp(slurp("/proc/self/gid_map"), maps[1]), "gid_map", "%s", slurp("/proc/self/gid_map"));
   report(!strcmp(slurp("/proc/self/setgroups"), maps[2]), "setgroups", "%s", slurp("/proc/self/setgroups"));
-  report(getpid() == 1, "pid", "%d", getpid());
+  report(getpid() == pid, "pid", "%d, was %d", getpid(), pid);
   char buf[2];
   report(pread(fd, buf, 1, 0) == 1 && buf[0] == 'x', "mine-fd", "read");
   return result();

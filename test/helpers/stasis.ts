@@ -27,8 +27,8 @@ function optionValue(args: readonly string[], ...names: string[]): string | unde
  */
 const dumpedFds = new Map<string, TreeFds>();
 
-/** Snapshot the tree `stasis ARGS` is about to dump, if ARGS is a dump. */
-function beforeDump(args: readonly string[]): TreeFds | undefined {
+/** Snapshot the tree `stasis ARGS` (or another dumper's) is about to dump, if ARGS is a dump. */
+export function beforeDump(args: readonly string[]): TreeFds | undefined {
   const pid = args[0] === 'dump' ? optionValue(args, '-t', '--tree') : undefined;
   if (pid === undefined) return undefined;
   try {
@@ -38,7 +38,8 @@ function beforeDump(args: readonly string[]): TreeFds | undefined {
   }
 }
 
-function afterDump(args: readonly string[], before: TreeFds | undefined, ok: boolean): void {
+/** Record the snapshot of a dump that succeeded, for the restore from its directory to be compared with. */
+export function afterDump(args: readonly string[], before: TreeFds | undefined, ok: boolean): void {
   const dir = optionValue(args, '-D', '--images-dir');
   if (before && ok && dir) dumpedFds.set(path.resolve(dir), before);
 }

@@ -26,7 +26,7 @@ test.serial('groups and sessions whose leader has exited are restored with their
   await selfCheckRoundTrip(t, 'orphans');
 });
 
-test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSEGV, SIGTERM) are collected after restore with their exact wait status, and none dumps core on the way even where stasis may', async (t) => {
+test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSEGV, SIGTERM) are collected after restore with their exact wait status and the uid wait reports (one that took another uid before it exited), and none dumps core on the way even where stasis may', async (t) => {
   // Core files allowed for this test's processes, stasis among them; put back at the end.
   const core = () => execFileSync('prlimit', ['--pid', String(process.pid), '--core', '--raw', '--noheadings', '-o', 'SOFT,HARD'], { encoding: 'utf8' }).trim().split(/\s+/);
   const [soft, hard] = core();
@@ -36,12 +36,13 @@ test.serial('unreaped children that exited (0, 3) or were killed (SIGKILL, SIGSE
   execFileSync('prlimit', ['--pid', String(process.pid), `--core=${hard}:${hard}`]);
   t.is(core()[0], hard);
   const { r } = await selfCheckRoundTrip(t, 'zombies', {
+    args: (work) => [work, 'other-uid'],
     afterReady: (_w, ready) => {
       const pids = [...ready.matchAll(/\d+/g)].map((m) => Number(m[0]));
       t.teardown(() => pids.forEach(killPid));
     },
   });
-  for (const item of ['exit-0', 'exit-3', 'sigkill', 'sigsegv', 'sigterm', 'no-other-children', 'no-core-file']) t.true(r.lines.includes(`ok ${item}`), item);
+  for (const item of ['exit-0', 'exit-3', 'sigkill', 'sigsegv', 'sigterm', 'exit-as-other', 'exit-as-other-uid', 'exit-0-uid', 'no-other-children', 'no-core-file']) t.true(r.lines.includes(`ok ${item}`), item);
 });
 
 /**

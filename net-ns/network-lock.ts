@@ -20,6 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { AF } from '../sys/socket.js';
+import { readStat } from '../sys/proc/index.js';
 
 export interface LockedConnection {
   family: number;
@@ -34,9 +35,10 @@ export type LockMethod = 'iptables' | 'nftables' | 'skip';
 /** The inventory's network_lock_method values (CRIU's internal enum). */
 export const LOCK_METHOD_CODE: Record<LockMethod, number> = { iptables: 0, nftables: 1, skip: 2 };
 
+/** An address as iptables and nft write it (`family`: as it goes on the wire, see onWire). */
 function addressText(family: number, b: Buffer): string {
-  if (family === AF.INET) return `${Array.from(b).join('.')}/32`;
-  return `${Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':')}/128`;
+  if (family === AF.INET) return Array.from(b).join('.');
+  return Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':');
 }
 
 function v4Mapped(b: Buffer): boolean {
@@ -99,8 +101,9 @@ export const REPAIR_MARK = 0xc114;
 /** The DROP rules of one connection, both directions, as CRIU writes them (`op`: -I or -D). */
 function connectionRules(op: '-I' | '-D', conn: LockedConnection): string[] {
   const c = onWire(conn);
-  const local = addressText(c.family, c.src);
-  const remote = addressText(c.family, c.dst);
+  const prefix = c.family === AF.INET ? '/32' : '/128';
+  const local = addressText(c.family, c.src) + prefix;
+  const remote = addressText(c.family, c.dst) + prefix;
   const rule = (chain: string, s: string, sp: number, d: string, dp: number) =>
     `${op} ${chain} -p tcp -m mark ! --mark ${REPAIR_MARK} -s ${s} --sport ${sp} -d ${d} --dport ${dp} -j DROP`;
   return [rule('INPUT', remote, c.dport, local, c.sport), rule('OUTPUT', local, c.sport, remote, c.dport)];
@@ -366,6 +369,14 @@ export interface LockWatchdog {
 }
 
 /**
+ * A run's id (CRIU's criu_run_id, naming its nftables table): a random (version 4) UUID from the
+ * kernel; node:crypto's would load all of node's crypto for one call (some 5 ms of a command's start).
+ */
+export function newRunId(): string {
+  return fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim();
+}
+
+/**
  * The nftables table of run `runId`'s lock. CRIU names it `inet CRIU-<run id>` in a buffer of 32
  * bytes: the name keeps its first 26 characters (the tools find each other's tables by it).
  */
@@ -386,10 +397,9 @@ const OWNED = /^table inet (CRIU-\S+) \{\n\s*comment "stasis restore (\d+) (\d+)
 
 function startTime(pid: number): string | undefined {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return String(readStat(pid).startTime);
   } catch {
-    return undefined;
+    return undefined; // gone
   }
 }
 
@@ -454,21 +464,15 @@ function connectionTable(table: string, comment?: string): string[] {
     chains[0]!, chains[1]!, ...drops('output'), chains[2]!, chains[3]!, ...drops('input')];
 }
 
-/** An address as nft writes it; a v4-mapped IPv6 one as the IPv4 it carries on the wire. */
-function nftAddress(c: LockedConnection, b: Buffer): { v4: boolean; text: string } {
-  if (c.family === AF.INET) return { v4: true, text: Array.from(b).join('.') };
-  if (v4Mapped(b)) return { v4: true, text: Array.from(b.subarray(12)).join('.') };
-  return { v4: false, text: Array.from({ length: 8 }, (_, i) => b.readUInt16BE(2 * i).toString(16)).join(':') };
-}
-
 /** The set elements of `conns`: each once as it comes in, once as it goes out. */
 function tableElements(table: string, conns: readonly LockedConnection[]): string[] {
   const sets: Record<string, string[]> = { conns4: [], conns6: [] };
-  for (const c of conns) {
-    const local = nftAddress(c, c.src);
-    const remote = nftAddress(c, c.dst);
-    sets[local.v4 ? 'conns4' : 'conns6']!.push(`${remote.text} . ${c.dport} . ${local.text} . ${c.sport}`,
-      `${local.text} . ${c.sport} . ${remote.text} . ${c.dport}`);
+  for (const conn of conns) {
+    const c = onWire(conn);
+    const local = addressText(c.family, c.src);
+    const remote = addressText(c.family, c.dst);
+    sets[c.family === AF.INET ? 'conns4' : 'conns6']!.push(`${remote} . ${c.dport} . ${local} . ${c.sport}`,
+      `${local} . ${c.sport} . ${remote} . ${c.dport}`);
   }
   return Object.entries(sets).filter(([, e]) => e.length).map(([set, e]) => `add element inet ${table} ${set} { ${e.join(', ')} }`);
 }
@@ -480,11 +484,13 @@ function tableElements(table: string, conns: readonly LockedConnection[]): strin
  */
 export function unlockTables(tables: readonly string[], netnsOf: Netns | undefined, warn?: (msg: string) => void, sweep = false): void {
   try {
-    nft([...new Set(tables)].flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
+    // (each added first: deleting one that is absent would fail the whole transaction)
+    const drop = (ts: readonly string[]) => nft([...new Set(ts)].flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
+    drop(tables);
     if (!sweep) return;
     const stale = [...inNetns([nftTool()!, '-t', 'list', 'ruleset', 'inet'], netnsOf).matchAll(OWNED)]
       .filter((m) => startTime(Number(m[2])) !== m[3]).map((m) => m[1]!);
-    if (stale.length) nft(stale.flatMap((t) => [`add table inet ${t}`, `delete table inet ${t}`]), netnsOf);
+    if (stale.length) drop(stale);
   } catch (e) {
     if (netnsExists(netnsOf)) warn?.(`network lock not lifted: ${(e as Error).message}`);
   }
@@ -541,7 +547,7 @@ export class RestoreLock {
 
   /** The restore's own nftables table: named by a run id of its own, as a dump's is. */
   private get ownTable(): string {
-    return this.ownTableName ??= lockTable(fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim());
+    return this.ownTableName ??= lockTable(newRunId());
   }
 
   private get dumpTable(): string | undefined {

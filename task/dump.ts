@@ -42,7 +42,7 @@ import { CLONE } from './clone.js';
 import {
   checkDumpNamespaces, dumpIpc, dumpTimens, dumpUts, ipcVarImageName, timensImageName, utsnsImageName, type IpcVarEntry, type UtsEntry,
 } from './namespaces.js';
-import { ConnectionLock, LOCK_METHOD_CODE, lockTable, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
+import { ConnectionLock, LOCK_METHOD_CODE, lockTable, newRunId, type LockedConnection, type LockMethod } from '../net-ns/network-lock.js';
 import { inetDiagAll } from '../sys/netlink.js';
 import { AF, IPPROTO, TCP_STATE } from '../sys/socket.js';
 import { NetworkWatchdog } from '../net-ns/watchdog.js';
@@ -124,14 +124,6 @@ const PERSONALITY_QUERY = 0xffffffff;
 const MARCH_X86_64 = 1;
 const NO_LSM = 0;
 const NETWORK_LOCK_SKIP = 2;
-
-/**
- * A random (version 4) UUID naming this dump, from the kernel: node:crypto's would load all of
- * node's crypto for one call (some 5 ms of every command's start).
- */
-function runId(): string {
-  return fs.readFileSync('/proc/sys/kernel/random/uuid', 'utf8').trim();
-}
 
 /** The established TCP connections (as sock_diag sees them here) whose sockets the processes hold. */
 function treeConnections(pids: readonly number[]): LockedConnection[] {
@@ -465,7 +457,7 @@ export async function dump(opts: DumpOptions): Promise<DumpResult> {
     }
   };
   const files = Object.assign(new FileTable(), { linkRemap: opts.linkRemap ?? false, skipInFlight: opts.skipInFlight ?? false, ids: userns.container });
-  const dumpRunId = runId();
+  const dumpRunId = newRunId();
   const lockMethod = opts.networkLock ?? 'iptables';
   // Locked in the tree's network namespace (a container's own, or the host's).
   // If stasis dies meanwhile, a process of its own puts connections and rules back (net-ns/watchdog.ts).

@@ -417,9 +417,12 @@ export function enterUserNs(inj: Injector, ns: MadeUserNs, fd: number, groups: r
   inj.callChecked(SYS.setgroups, host.length, inj.writeScratch(b));
   inj.callChecked(SYS.setns, fd, CLONE.NEWUSER);
   // setns() gave it every capability in the namespace, no securebits; its ids are as they were.
-  const c = credsFromStatus(readStatus(inj.pid), 0);
-  const u = (v: number) => inside(ns.uid, v) ?? OVERFLOW_ID;
-  const g = (v: number) => inside(ns.gid, v) ?? OVERFLOW_ID;
+  return credsSeenIn(ns, credsFromStatus(readStatus(inj.pid), 0));
+}
+
+/** Credentials `c` (the host's ids) as user namespace `ns` sees them. */
+function credsSeenIn(ns: MadeUserNs, c: CredsEntry): CredsEntry {
+  const { uid: u, gid: g } = idsInside(ns);
   return {
     ...c, uid: u(c.uid), euid: u(c.euid), suid: u(c.suid), fsuid: u(c.fsuid),
     gid: g(c.gid), egid: g(c.egid), sgid: g(c.sgid), fsgid: g(c.fsgid), groups: c.groups.map(g),
@@ -447,18 +450,11 @@ export function enterOwningUserNs(inj: Injector, ns: MadeUserNs, fd: number): vo
  * there, as it sees them; returns its credentials as it sees them (what restoreCreds starts from).
  */
 export function groupsInside(inj: Injector, ns: MadeUserNs, groups: readonly number[]): CredsEntry {
-  const c0 = credsFromStatus(readStatus(inj.pid), 0);
-  const u = (v: number) => inside(ns.uid, v) ?? OVERFLOW_ID;
-  const g = (v: number) => inside(ns.gid, v) ?? OVERFLOW_ID;
-  const now = c0.groups.map(g);
+  const now = credsSeenIn(ns, credsFromStatus(readStatus(inj.pid), 0)).groups;
   if (now.length !== groups.length || now.some((x, i) => x !== groups[i])) {
     const b = Buffer.alloc(Math.max(4, groups.length * 4));
     groups.forEach((x, i) => b.writeUInt32LE(x, i * 4));
     inj.callChecked(SYS.setgroups, groups.length, inj.writeScratch(b));
   }
-  const c = credsFromStatus(readStatus(inj.pid), 0);
-  return {
-    ...c, uid: u(c.uid), euid: u(c.euid), suid: u(c.suid), fsuid: u(c.fsuid),
-    gid: g(c.gid), egid: g(c.egid), sgid: g(c.sgid), fsgid: g(c.fsgid), groups: c.groups.map(g),
-  };
+  return credsSeenIn(ns, credsFromStatus(readStatus(inj.pid), 0));
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { ProcError, readChildren } from '../sys/proc/index.js';
+import { ProcError, readChildren, readStat } from '../sys/proc/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/test-containers
 const sourceDir = path.resolve(here, '../../test-containers/workloads');
@@ -59,7 +59,7 @@ export function descendsFromUs(pid: number): boolean {
   for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
     if (p === process.pid) return true;
     try {
-      p = Number(/\) \S+ (\d+)/.exec(fs.readFileSync(`/proc/${p}/stat`, 'utf8'))![1]);
+      p = readStat(p).ppid;
     } catch {
       return false; // gone
     }

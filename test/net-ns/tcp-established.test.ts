@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import { alive, fdKey, killPid, restoreUnderReaper, selfCheckRoundTrip, stasis, stasisBin, tmpDir, tracerOf } from '../helpers/stasis.js';
 import { ConnectionLock, ownerComment, unlockTables, type LockedConnection } from '../../net-ns/network-lock.js';
 import { AF } from '../../sys/socket.js';
+import { readStat } from '../../sys/proc/index.js';
 import { buildWorkload, startWorkload as underReaperWorkload, underReaper } from '../../test-containers/launch.js';
 
 
@@ -280,8 +281,7 @@ test.serial('stasis killed while a --leave-running dump holds a tree\'s own netw
 /** A process gone: its pid and the start time it had (field 22 of /proc/PID/stat). */
 async function goneProcess(): Promise<[number, string]> {
   const p = spawn('sleep', ['60'], { stdio: 'ignore' });
-  const stat = fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8');
-  const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+  const start = String(readStat(p.pid!).startTime);
   const exited = new Promise((r) => p.once('exit', r));
   p.kill('SIGKILL');
   await exited;
